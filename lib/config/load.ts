@@ -1,0 +1,101 @@
+/** Loads, validates and resolves a config file; every error names the file and the key path. */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema.ts';
+
+export const DEFAULT_CONFIG_FILE = resolve(dirname(fileURLToPath(import.meta.url)), '../../registry.config.json');
+
+export class ConfigError extends Error {
+  readonly file: string;
+  constructor(file: string, message: string) {
+    super(`${file}: ${message}`);
+    this.name = 'ConfigError';
+    this.file = file;
+  }
+}
+
+export interface LoadedConfig extends Config {
+  /** Absolute path of the file it came from. */
+  file: string;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => (where === '(top level)' ? k : `${where}.${k}`));
+    return `unknown key ${keys.join(', ')}`;
+  }
+  return `${where}: ${issue.message}`;
+}
+
+/** Validates a parsed object; `file` is only for messages and relative paths. */
+export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(file, result.error.issues.map(describeIssue).join('; '));
+  }
+  const cfg = result.data;
+  if (env.FERRY_LISTEN) {
+    const r = configSchema.shape.listen.safeParse(env.FERRY_LISTEN);
+    if (!r.success) throw new ConfigError(file, `FERRY_LISTEN: ${r.error.issues[0]?.message ?? 'invalid'}`);
+    cfg.listen = r.data;
+  }
+  if (env.FERRY_DATA_DIR) cfg.dataDir = env.FERRY_DATA_DIR;
+  const base = dirname(file);
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  cfg.dataDir = abs(cfg.dataDir);
+  if (cfg.tls) cfg.tls = { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) };
+  if (cfg.auth) cfg.auth = { ...cfg.auth, htpasswd: abs(cfg.auth.htpasswd) };
+  if (cfg.relay?.tokenFile) cfg.relay.tokenFile = abs(cfg.relay.tokenFile);
+  for (const [name, up] of Object.entries(cfg.upstreams)) {
+    if (up.caFile) up.caFile = abs(up.caFile);
+    if (up.passwordEnv && up.password === undefined) {
+      const v = env[up.passwordEnv];
+      if (v === undefined) throw new ConfigError(file, `upstreams.${name}.passwordEnv: environment variable ${up.passwordEnv} is not set`);
+      up.password = v;
+    }
+    if (up.tokenEnv && up.token === undefined) {
+      const v = env[up.tokenEnv];
+      if (v === undefined) throw new ConfigError(file, `upstreams.${name}.tokenEnv: environment variable ${up.tokenEnv} is not set`);
+      up.token = v;
+    }
+  }
+  if (cfg.defaultUpstream !== undefined && !(cfg.defaultUpstream in cfg.upstreams)) {
+    throw new ConfigError(file, `defaultUpstream: "${cfg.defaultUpstream}" is not a key of upstreams (${Object.keys(cfg.upstreams).join(', ') || 'none'})`);
+  }
+  cfg.rewrite.forEach((rule, i) => {
+    if (rule.upstream !== undefined && !(rule.upstream in cfg.upstreams)) {
+      throw new ConfigError(file, `rewrite.${i}.upstream: "${rule.upstream}" is not a key of upstreams (${Object.keys(cfg.upstreams).join(', ') || 'none'})`);
+    }
+    if (rule.local === undefined && rule.upstream === undefined) {
+      throw new ConfigError(file, `rewrite.${i}: a rule needs local, upstream or both`);
+    }
+  });
+  for (const name of cfg.relay?.allow ?? []) {
+    if (!(name in cfg.upstreams)) throw new ConfigError(file, `relay.allow: "${name}" is not a key of upstreams`);
+  }
+  if (cfg.transfer.minConnections > cfg.transfer.maxConnections) {
+    throw new ConfigError(file, 'transfer.minConnections: must not exceed transfer.maxConnections');
+  }
+  return { ...cfg, file };
+}
+
+/** Reads and validates a config file (the embedded default when none is given). */
+export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (e) {
+    throw new ConfigError(abs, `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(abs, `not valid JSON: ${(e as Error).message}`);
+  }
+  return parseConfig(raw, abs, env);
+}

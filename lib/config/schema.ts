@@ -1,0 +1,84 @@
+/**
+ * The one typed schema of ferry's configuration (mirror and relay roles). The JSON Schema for
+ * editors (registry.schema.json) is generated from this file: `npm run schema`.
+ */
+import { z } from 'zod';
+
+const listen = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'host:port, e.g. 0.0.0.0:4000');
+const bytes = z.number().int().positive();
+
+export const upstreamSchema = z.strictObject({
+  url: z.url({ protocol: /^https?$/ }).describe('Base URL of the v2 registry, e.g. https://quay.io'),
+  kind: z.enum(['registry', 'dockerhub', 'relay']).default('registry')
+    .describe('dockerhub adds library/ to one-component names; relay sends the relay bearer token'),
+  hosts: z.array(z.string().min(1)).default([])
+    .describe('Registry host names that route here from a host-prefixed name (the URL host is always included)'),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  passwordEnv: z.string().optional().describe('Environment variable holding the password'),
+  token: z.string().optional().describe('Bearer token for a ferry relay'),
+  tokenEnv: z.string().optional().describe('Environment variable holding the relay token'),
+  caFile: z.string().optional().describe('PEM file of a CA to trust (a self-signed relay)'),
+  connections: z.number().int().min(1).max(256).default(16).describe('Most TCP connections to this upstream'),
+  headersTimeoutMs: z.number().int().positive().default(30_000),
+  bodyTimeoutMs: z.number().int().positive().default(30_000),
+  retries: z.number().int().min(0).max(50).default(5),
+});
+
+export const rewriteRuleSchema = z.strictObject({
+  match: z.string().min(1).describe('Requested name pattern; one trailing * captures the rest, e.g. kollaglue/*'),
+  local: z.string().min(1).optional().describe('Local name to serve from, e.g. lokolla/*'),
+  upstream: z.string().min(1).optional().describe('Name of an entry of upstreams to fetch from when local has nothing'),
+  upstreamName: z.string().min(1).optional().describe('Name on the upstream, e.g. kolla/*; defaults to the requested name'),
+  tags: z.record(z.string(), z.string()).optional().describe('Tag map: requested tag -> served tag'),
+});
+
+export const transferSchema = z.strictObject({
+  chunksPerBlob: z.number().int().positive().default(500).describe('Chunk size starts at nextPow2(size / chunksPerBlob)'),
+  minChunkBytes: bytes.default(4 * 1024 * 1024),
+  maxChunkBytes: bytes.default(64 * 1024 * 1024),
+  smallBlobBytes: bytes.default(4 * 1024 * 1024).describe('Blobs up to this size are fetched in one request'),
+  minConnections: z.number().int().min(1).default(4).describe('Parallel chunk requests per blob, floor'),
+  maxConnections: z.number().int().min(1).default(24).describe('Parallel chunk requests per blob, cap'),
+  stallSeconds: z.number().positive().default(20).describe('A connection with no byte for this long is aborted and resumed'),
+  retries: z.number().int().min(0).default(1000).describe('Attempts per chunk before the transfer fails'),
+  partMaxAgeHours: z.number().positive().default(72).describe('Unfinished transfers older than this are removed'),
+});
+
+export const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  listen: listen.default('0.0.0.0:4000').describe('Address the server listens on (env FERRY_LISTEN)'),
+  dataDir: z.string().min(1).default('./data').describe('Store directory, relative to the config file (env FERRY_DATA_DIR)'),
+  workers: z.number().int().min(1).max(64).default(1).describe('Reserved: processes serving the API'),
+  log: z.strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  }).prefault({}),
+  tls: z.strictObject({ cert: z.string(), key: z.string() }).optional().describe('Serve HTTPS with this certificate and key'),
+  auth: z.strictObject({
+    htpasswd: z.string().describe('htpasswd file (bcrypt) for push and delete'),
+    protectPull: z.boolean().default(false).describe('Require credentials for pulls too'),
+    realm: z.string().default('ferry'),
+  }).optional(),
+  upstreams: z.record(z.string().regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, - and _'), upstreamSchema).default({}),
+  defaultUpstream: z.string().optional().describe('Upstream for names no rule and no host prefix matches (registry-mirrors mode)'),
+  rewrite: z.array(rewriteRuleSchema).default([]),
+  cache: z.strictObject({
+    maxBytes: bytes.optional().describe('Evict pull-through content past this size (LRU); pushed content is pinned'),
+    manifestTtlSeconds: z.number().int().min(0).default(300).describe('Revalidate cached tags upstream after this'),
+  }).prefault({}),
+  transfer: transferSchema.prefault({}),
+  relay: z.strictObject({
+    tokens: z.array(z.string().min(16)).default([]).describe('Accepted bearer tokens (several, to rotate)'),
+    tokenFile: z.string().optional().describe('File with one accepted token a line'),
+    allow: z.array(z.string()).default([]).describe('Upstream names served; empty means all configured'),
+    cacheMaxBytes: bytes.default(50 * 1024 * 1024 * 1024),
+    chunkBytes: bytes.default(8 * 1024 * 1024).describe('Chunk size of the per-chunk digest list'),
+  }).optional(),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type RewriteRule = z.infer<typeof rewriteRuleSchema>;
+export type TransferConfig = z.infer<typeof transferSchema>;

@@ -1,0 +1,97 @@
+/**
+ * Manifest parsing: what a manifest is, what it references and what it says about itself.
+ * The bytes are never re-serialized: ferry stores and serves them exactly as received.
+ */
+import { z } from 'zod';
+import { RegistryError } from './errors.ts';
+import { isDigest } from './digest.ts';
+import { MEDIA, isIndexMediaType, isManifestMediaType } from './media-types.ts';
+
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+const descriptorSchema = z.object({
+  mediaType: z.string().min(1),
+  digest: z.string().refine(isDigest, 'not a valid digest'),
+  size: z.number().int().nonnegative(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  artifactType: z.string().optional(),
+  platform: z.object({ architecture: z.string(), os: z.string(), variant: z.string().optional() }).loose().optional(),
+  urls: z.array(z.string()).optional(),
+}).loose();
+
+export type Descriptor = z.infer<typeof descriptorSchema>;
+
+const imageManifestSchema = z.object({
+  schemaVersion: z.literal(2),
+  mediaType: z.string().optional(),
+  artifactType: z.string().optional(),
+  config: descriptorSchema,
+  layers: z.array(descriptorSchema),
+  subject: descriptorSchema.optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+}).loose();
+
+const indexSchema = z.object({
+  schemaVersion: z.literal(2),
+  mediaType: z.string().optional(),
+  artifactType: z.string().optional(),
+  manifests: z.array(descriptorSchema),
+  subject: descriptorSchema.optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+}).loose();
+
+export interface ParsedManifest {
+  mediaType: string;
+  /** Blobs this manifest needs (config and layers). */
+  blobs: Descriptor[];
+  /** Child manifests (for an index or manifest list). */
+  manifests: Descriptor[];
+  subject?: Descriptor;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+  config?: Descriptor;
+}
+
+/**
+ * Parses manifest bytes. contentType is the request's Content-Type; the body's own mediaType wins
+ * when present and they must agree.
+ */
+export function parseManifest(bytes: Buffer, contentType?: string): ParsedManifest {
+  if (bytes.length > MAX_MANIFEST_BYTES) {
+    throw new RegistryError('SIZE_INVALID', `manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { size: bytes.length, limit: MAX_MANIFEST_BYTES }, { status: 413 });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new RegistryError('MANIFEST_INVALID', 'manifest is not valid JSON');
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new RegistryError('MANIFEST_INVALID', 'manifest is not a JSON object');
+  const obj = json as Record<string, unknown>;
+  if (obj.schemaVersion === 1) throw new RegistryError('MANIFEST_INVALID', 'schema 1 manifests are not supported');
+  const ct = contentType?.split(';')[0]?.trim();
+  const bodyType = typeof obj.mediaType === 'string' ? obj.mediaType : undefined;
+  if (bodyType && ct && isManifestMediaType(ct) && bodyType !== ct) {
+    throw new RegistryError('MANIFEST_INVALID', `mediaType ${bodyType} does not match Content-Type ${ct}`);
+  }
+  const mediaType = bodyType ?? (ct && isManifestMediaType(ct) ? ct : undefined) ?? ('manifests' in obj ? MEDIA.ociIndex : MEDIA.ociManifest);
+  if (!isManifestMediaType(mediaType)) throw new RegistryError('MANIFEST_INVALID', `unsupported manifest media type ${mediaType}`);
+
+  if (isIndexMediaType(mediaType)) {
+    const r = indexSchema.safeParse(obj);
+    if (!r.success) throw invalid(r.error);
+    return { mediaType, blobs: [], manifests: r.data.manifests, subject: r.data.subject, artifactType: r.data.artifactType, annotations: r.data.annotations };
+  }
+  const r = imageManifestSchema.safeParse(obj);
+  if (!r.success) throw invalid(r.error);
+  const m = r.data;
+  // OCI: artifactType when set, else the config's media type (for an artifact manifest).
+  const artifactType = m.artifactType ?? (m.config.mediaType !== MEDIA.ociConfig && m.config.mediaType !== MEDIA.dockerConfig ? m.config.mediaType : undefined);
+  return { mediaType, blobs: [m.config, ...m.layers], manifests: [], subject: m.subject, artifactType, annotations: m.annotations, config: m.config };
+}
+
+function invalid(err: z.ZodError): RegistryError {
+  const issue = err.issues[0];
+  const where = issue?.path.length ? issue.path.join('.') : '(root)';
+  return new RegistryError('MANIFEST_INVALID', `manifest invalid at ${where}: ${issue?.message ?? 'invalid'}`, { path: where });
+}
