@@ -1,0 +1,202 @@
+/**
+ * The local registry: the OCI Distribution operations over the store, with every check the spec
+ * asks for. Knows nothing of HTTP; throws RegistryError for every client error.
+ */
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { RegistryError } from '../oci/errors.ts';
+import { digestOf, requireDigest } from '../oci/digest.ts';
+import { parseManifest, type Descriptor } from '../oci/manifest.ts';
+import { parseReference, requireName } from '../oci/names.ts';
+import { MEDIA } from '../oci/media-types.ts';
+import type { Store } from '../storage/store.ts';
+import type { Origin } from '../storage/repositories.ts';
+import type { ChunkRange, UploadState } from '../storage/uploads.ts';
+import { paginate } from './paginate.ts';
+import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend } from './types.ts';
+
+const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
+
+export class LocalRegistry implements RegistryBackend {
+  /** Manifest bytes by digest: immutable, so a cache hit is always right. */
+  private readonly manifestBytes = new LRUCache<string, Buffer>({ maxSize: MANIFEST_CACHE_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
+
+  constructor(readonly store: Store) {}
+
+  // --- pull --------------------------------------------------------------------------------
+
+  async getManifest(name: string, reference: string): Promise<ManifestResult> {
+    requireName(name);
+    const ref = parseReference(reference);
+    const digest = ref.kind === 'digest' ? ref.digest : await this.store.repos.getTag(name, ref.tag);
+    const unknown = (): RegistryError => new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`, { name, reference });
+    if (!digest) throw unknown();
+    const meta = await this.store.repos.getManifestMeta(name, digest);
+    if (!meta) throw unknown();
+    const bytes = await this.readManifestBytes(digest).catch(() => undefined);
+    if (!bytes) throw unknown();
+    return { name, digest, mediaType: meta.mediaType, size: bytes.length, bytes };
+  }
+
+  /** Whether this repository holds the manifest (no upstream involved). */
+  async hasManifest(name: string, digest: string): Promise<boolean> {
+    return (await this.store.repos.getManifestMeta(name, digest)) !== undefined;
+  }
+
+  async getBlob(name: string, digest: string): Promise<BlobHandle> {
+    requireName(name);
+    requireDigest(digest);
+    const unknown = new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
+    if (!(await this.store.repos.hasBlob(name, digest))) {
+      // A manifest is a blob of its repository too (clients may GET it under /blobs/).
+      if (!(await this.store.repos.getManifestMeta(name, digest))) throw unknown;
+    }
+    const stat = await this.store.blobs.stat(digest);
+    if (!stat) throw unknown;
+    return { digest, size: stat.size, open: (start, end) => this.store.blobs.open(digest, start, end) };
+  }
+
+  async listTags(name: string, page: Page): Promise<PageResult<string>> {
+    requireName(name);
+    if (!(await this.store.repos.exists(name))) throw new RegistryError('NAME_UNKNOWN', `repository ${name} is not known`, { name });
+    return paginate(await this.store.repos.listTags(name), page);
+  }
+
+  async catalog(page: Page): Promise<PageResult<string>> {
+    return paginate(await this.store.repos.listRepositories(), page);
+  }
+
+  async referrers(name: string, digest: string, artifactType?: string): Promise<ReferrersResult> {
+    requireName(name);
+    requireDigest(digest);
+    const all = await this.store.repos.listReferrers(name, digest);
+    const manifests = artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
+    return { manifests: manifests.map(withoutUndefined), filtered: artifactType !== undefined };
+  }
+
+  // --- push --------------------------------------------------------------------------------
+
+  async putManifest(name: string, reference: string, bytes: Buffer, contentType?: string, origin: Origin = 'local'): Promise<{ digest: string; subject?: string }> {
+    requireName(name);
+    const ref = parseReference(reference);
+    const parsed = parseManifest(bytes, contentType);
+    const digest = digestOf(bytes, ref.kind === 'digest' ? requireDigest(ref.digest).algorithm : 'sha256');
+    if (ref.kind === 'digest' && ref.digest !== digest) {
+      throw new RegistryError('DIGEST_INVALID', `manifest digest ${digest} does not match ${ref.digest}`, { expected: ref.digest, actual: digest });
+    }
+    await this.checkReferences(name, parsed.blobs, parsed.manifests);
+    for (const d of parsed.blobs) {
+      if (!isForeign(d)) await this.store.repos.linkBlob(name, d.digest);
+    }
+    await this.store.blobs.putBytes(bytes, digest);
+    this.manifestBytes.set(digest, bytes);
+    await this.store.repos.setOrigin(name, origin);
+    await this.store.repos.linkManifest(name, digest, {
+      mediaType: parsed.mediaType,
+      size: bytes.length,
+      artifactType: parsed.artifactType,
+      subject: parsed.subject?.digest,
+      annotations: parsed.annotations,
+    });
+    if (ref.kind === 'tag') await this.store.repos.setTag(name, ref.tag, digest);
+    return { digest, subject: parsed.subject?.digest };
+  }
+
+  async deleteManifest(name: string, reference: string): Promise<void> {
+    requireName(name);
+    const ref = parseReference(reference);
+    const ok = ref.kind === 'tag' ? await this.store.repos.deleteTag(name, ref.tag) : await this.store.repos.unlinkManifest(name, ref.digest);
+    if (!ok) throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`, { name, reference });
+  }
+
+  async deleteBlob(name: string, digest: string): Promise<void> {
+    requireName(name);
+    requireDigest(digest);
+    if (!(await this.store.repos.unlinkBlob(name, digest))) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
+  }
+
+  async startUpload(name: string): Promise<UploadState> {
+    requireName(name);
+    return this.store.uploads.create(name);
+  }
+
+  async mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined> {
+    requireName(name);
+    requireDigest(digest);
+    if (from === undefined) return undefined;
+    requireName(from);
+    if (!(await this.store.repos.hasBlob(from, digest)) || !(await this.store.blobs.has(digest))) return undefined;
+    await this.store.repos.linkBlob(name, digest);
+    await this.store.repos.setOrigin(name, 'local');
+    return { digest };
+  }
+
+  async uploadMonolithic(name: string, digest: string, body: Readable, length?: number): Promise<{ digest: string; size: number }> {
+    requireName(name);
+    requireDigest(digest);
+    const result = await this.store.blobs.ingest(body, { digest, size: length });
+    await this.store.repos.linkBlob(name, digest);
+    await this.store.repos.setOrigin(name, 'local');
+    return result;
+  }
+
+  async uploadStatus(name: string, uuid: string): Promise<UploadState> {
+    requireName(name);
+    return this.store.uploads.get(name, uuid);
+  }
+
+  async appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
+    requireName(name);
+    return this.store.uploads.append(name, uuid, body, range, length);
+  }
+
+  async completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }> {
+    requireName(name);
+    requireDigest(digest);
+    await this.store.uploads.get(name, uuid);
+    if (body) await this.store.uploads.append(name, uuid, body, undefined, length);
+    const result = await this.store.uploads.complete(name, uuid, digest);
+    await this.store.repos.setOrigin(name, 'local');
+    return result;
+  }
+
+  async cancelUpload(name: string, uuid: string): Promise<void> {
+    requireName(name);
+    await this.store.uploads.cancel(name, uuid);
+  }
+
+  // --- helpers -----------------------------------------------------------------------------
+
+  async readManifestBytes(digest: string): Promise<Buffer> {
+    const cached = this.manifestBytes.get(digest);
+    if (cached) return cached;
+    const bytes = await this.store.blobs.readBytes(digest);
+    this.manifestBytes.set(digest, bytes);
+    return bytes;
+  }
+
+  private async checkReferences(name: string, blobs: Descriptor[], manifests: Descriptor[]): Promise<void> {
+    for (const d of blobs) {
+      if (isForeign(d)) continue;
+      const stat = await this.store.blobs.stat(d.digest);
+      if (!stat) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown: ${d.digest}`, { digest: d.digest });
+      if (stat.size !== d.size) throw new RegistryError('MANIFEST_INVALID', `descriptor size ${d.size} of ${d.digest} does not match the blob's ${stat.size}`, { digest: d.digest });
+    }
+    for (const d of manifests) {
+      if (!(await this.store.repos.getManifestMeta(name, d.digest))) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest unknown: ${d.digest}`, { digest: d.digest });
+      }
+    }
+  }
+}
+
+/** Non-distributable layers live elsewhere (their urls); a registry need not hold them. */
+function isForeign(d: Descriptor): boolean {
+  return d.mediaType.includes('foreign') || d.mediaType.includes('nondistributable');
+}
+
+function withoutUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+export const EMPTY_INDEX_MEDIA_TYPE = MEDIA.ociIndex;

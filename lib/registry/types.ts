@@ -1,0 +1,61 @@
+/** What the HTTP layer needs from a registry: the local store alone, or the mirror around it. */
+import type { Readable } from 'node:stream';
+import type { UploadState, ChunkRange } from '../storage/uploads.ts';
+
+export interface ManifestResult {
+  /** The repository that actually served it (after rewrites). */
+  name: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  bytes: Buffer;
+}
+
+export interface BlobHandle {
+  digest: string;
+  size: number;
+  /** A stream of start..end inclusive (whole blob without arguments). */
+  open(start?: number, end?: number): Readable;
+}
+
+export interface Page {
+  n?: number;
+  last?: string;
+}
+
+export interface PageResult<T> {
+  items: T[];
+  /** The last item, when there are more after it. */
+  next?: string;
+}
+
+/** Where a request came from, for routing (containerd's ?ns=). */
+export interface RequestContext {
+  ns?: string;
+}
+
+export interface ReferrersResult {
+  manifests: Array<Record<string, unknown>>;
+  filtered: boolean;
+}
+
+export interface RegistryBackend {
+  getManifest(name: string, reference: string, ctx?: RequestContext): Promise<ManifestResult>;
+  getBlob(name: string, digest: string, ctx?: RequestContext): Promise<BlobHandle>;
+  listTags(name: string, page: Page, ctx?: RequestContext): Promise<PageResult<string>>;
+  catalog(page: Page): Promise<PageResult<string>>;
+  referrers(name: string, digest: string, artifactType?: string): Promise<ReferrersResult>;
+
+  putManifest(name: string, reference: string, bytes: Buffer, contentType?: string): Promise<{ digest: string; subject?: string }>;
+  deleteManifest(name: string, reference: string): Promise<void>;
+  deleteBlob(name: string, digest: string): Promise<void>;
+
+  startUpload(name: string): Promise<UploadState>;
+  /** Mounts digest from another repository; undefined when it is not there (then start a session). */
+  mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined>;
+  uploadMonolithic(name: string, digest: string, body: Readable, length?: number): Promise<{ digest: string; size: number }>;
+  uploadStatus(name: string, uuid: string): Promise<UploadState>;
+  appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState>;
+  completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }>;
+  cancelUpload(name: string, uuid: string): Promise<void>;
+}

@@ -1,0 +1,190 @@
+/**
+ * Repositories: which manifests and blobs a repository holds, its tags and referrers, and whether
+ * it is local (pushed or imported: pinned) or a pull-through cache (evictable).
+ * Metadata only; the bytes live in the blob store.
+ */
+import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { isValidName, isValidTag } from '../oci/names.ts';
+import { isDigest } from '../oci/digest.ts';
+import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
+import { readdirOr } from './blobs.ts';
+import type { StorePaths } from './paths.ts';
+
+export interface ManifestMeta {
+  mediaType: string;
+  size: number;
+  artifactType?: string;
+  /** Digest of the subject manifest, when this manifest is a referrer. */
+  subject?: string;
+  annotations?: Record<string, string>;
+}
+
+export type Origin = 'local' | 'cache';
+
+export class RepositoryStore {
+  constructor(private readonly paths: StorePaths) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.paths.repositoriesDir, { recursive: true });
+  }
+
+  // --- manifests -------------------------------------------------------------------------
+
+  async getManifestMeta(name: string, digest: string): Promise<ManifestMeta | undefined> {
+    const text = await readIfExists(this.paths.manifestLink(name, digest));
+    return text === undefined ? undefined : (JSON.parse(text) as ManifestMeta);
+  }
+
+  async linkManifest(name: string, digest: string, meta: ManifestMeta): Promise<void> {
+    await writeFileAtomic(this.paths.tmpDir, this.paths.manifestLink(name, digest), JSON.stringify(meta));
+    if (meta.subject) {
+      const descriptor = { mediaType: meta.mediaType, digest, size: meta.size, artifactType: meta.artifactType, annotations: meta.annotations };
+      await writeFileAtomic(this.paths.tmpDir, this.paths.referrer(name, meta.subject, digest), JSON.stringify(descriptor));
+    }
+  }
+
+  /** Removes the manifest from the repository, with every tag that points at it. */
+  async unlinkManifest(name: string, digest: string): Promise<boolean> {
+    const meta = await this.getManifestMeta(name, digest);
+    if (!meta) return false;
+    for (const tag of await this.listTags(name)) {
+      if ((await this.getTag(name, tag)) === digest) await rm(this.paths.tag(name, tag), { force: true });
+    }
+    if (meta.subject) await rm(this.paths.referrer(name, meta.subject, digest), { force: true });
+    await rm(this.paths.manifestLink(name, digest), { force: true });
+    return true;
+  }
+
+  async listManifests(name: string): Promise<string[]> {
+    const out: string[] = [];
+    const dir = this.paths.manifestLinksDir(name);
+    for (const alg of await readdirOr(dir)) {
+      for (const hex of await readdirOr(join(dir, alg))) {
+        const d = `${alg}:${hex}`;
+        if (isDigest(d)) out.push(d);
+      }
+    }
+    return out;
+  }
+
+  // --- tags ------------------------------------------------------------------------------
+
+  async getTag(name: string, tag: string): Promise<string | undefined> {
+    const text = await readIfExists(this.paths.tag(name, tag));
+    const digest = text?.trim();
+    return digest && isDigest(digest) ? digest : undefined;
+  }
+
+  async setTag(name: string, tag: string, digest: string): Promise<void> {
+    await writeFileAtomic(this.paths.tmpDir, this.paths.tag(name, tag), digest);
+  }
+
+  async deleteTag(name: string, tag: string): Promise<boolean> {
+    const p = this.paths.tag(name, tag);
+    if ((await readIfExists(p)) === undefined) return false;
+    await rm(p, { force: true });
+    return true;
+  }
+
+  /** Tags in lexical order (the order the spec's pagination needs). */
+  async listTags(name: string): Promise<string[]> {
+    const tags = (await readdirOr(this.paths.tagsDir(name))).filter(isValidTag);
+    return tags.sort(compareLexical);
+  }
+
+  // --- blob links --------------------------------------------------------------------------
+
+  async hasBlob(name: string, digest: string): Promise<boolean> {
+    return (await readIfExists(this.paths.layerLink(name, digest))) !== undefined;
+  }
+
+  async linkBlob(name: string, digest: string): Promise<void> {
+    const p = this.paths.layerLink(name, digest);
+    if ((await readIfExists(p)) !== undefined) return;
+    await writeFileAtomic(this.paths.tmpDir, p, digest);
+  }
+
+  async unlinkBlob(name: string, digest: string): Promise<boolean> {
+    const p = this.paths.layerLink(name, digest);
+    if ((await readIfExists(p)) === undefined) return false;
+    await rm(p, { force: true });
+    return true;
+  }
+
+  async listBlobs(name: string): Promise<string[]> {
+    const out: string[] = [];
+    const dir = join(this.paths.repository(name), '_layers');
+    for (const alg of await readdirOr(dir)) {
+      for (const hex of await readdirOr(join(dir, alg))) out.push(`${alg}:${hex}`);
+    }
+    return out.filter(isDigest);
+  }
+
+  // --- referrers ---------------------------------------------------------------------------
+
+  async listReferrers(name: string, subject: string): Promise<Array<Record<string, unknown>>> {
+    const dir = this.paths.referrersDir(name, subject);
+    const out: Array<Record<string, unknown>> = [];
+    for (const entry of (await readdirOr(dir)).sort()) {
+      const text = await readIfExists(join(dir, entry));
+      if (text !== undefined) out.push(JSON.parse(text) as Record<string, unknown>);
+    }
+    return out;
+  }
+
+  // --- origin and catalog ------------------------------------------------------------------
+
+  async getOrigin(name: string): Promise<Origin | undefined> {
+    const text = (await readIfExists(this.paths.origin(name)))?.trim();
+    return text === 'local' || text === 'cache' ? text : undefined;
+  }
+
+  /** Marks a repository's origin; local wins for good once set (pushed content stays pinned). */
+  async setOrigin(name: string, origin: Origin): Promise<void> {
+    const current = await this.getOrigin(name);
+    if (current === origin || current === 'local') return;
+    await writeFileAtomic(this.paths.tmpDir, this.paths.origin(name), origin);
+  }
+
+  async exists(name: string): Promise<boolean> {
+    try {
+      const entries = await readdir(this.paths.repository(name));
+      return entries.some((e) => e === '_manifests' || e === '_layers' || e === '_tags');
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
+  /** Every repository name, in lexical order. */
+  async listRepositories(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, prefix: string[]): Promise<void> => {
+      const entries = await readdirOr(dir);
+      if (prefix.length > 0 && entries.some((e) => e === '_manifests' || e === '_tags')) out.push(prefix.join('/'));
+      for (const e of entries) {
+        if (!e.startsWith('_')) await walk(join(dir, e), [...prefix, e]);
+      }
+    };
+    await walk(this.paths.repositoriesDir, []);
+    return out.filter(isValidName).sort(compareLexical);
+  }
+
+  /** Removes a repository's now-empty folders after a delete (best effort). */
+  async prune(name: string): Promise<void> {
+    let dir = this.paths.repository(name);
+    while (dir.startsWith(this.paths.repositoriesDir) && dir !== this.paths.repositoriesDir) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return;
+      }
+      dir = dirname(dir);
+    }
+  }
+}
+
+export function compareLexical(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

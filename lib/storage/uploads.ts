@@ -1,0 +1,189 @@
+/**
+ * Push sessions. Each lives on disk (uploads/<uuid>/data + state.json) so it survives a restart
+ * of the mirror. The running hash is kept in memory as an optimisation only: when it is missing
+ * (after a restart) or out of step, completion re-hashes the data from disk.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomUUID, type Hash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RegistryError } from '../oci/errors.ts';
+import { newHash, requireDigest } from '../oci/digest.ts';
+import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
+import { readdirOr, type BlobStore } from './blobs.ts';
+import type { RepositoryStore } from './repositories.ts';
+import type { StorePaths } from './paths.ts';
+
+export interface UploadState {
+  uuid: string;
+  name: string;
+  startedAt: string;
+  /** Bytes received so far. */
+  offset: number;
+}
+
+interface RunningHash {
+  hash: Hash;
+  offset: number;
+}
+
+export interface ChunkRange {
+  start: number;
+  end: number;
+}
+
+export class UploadStore {
+  private readonly hashes = new Map<string, RunningHash>();
+  private readonly busy = new Set<string>();
+
+  constructor(
+    private readonly paths: StorePaths,
+    private readonly blobs: BlobStore,
+    private readonly repos: RepositoryStore,
+  ) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.paths.uploadsDir, { recursive: true });
+  }
+
+  async create(name: string): Promise<UploadState> {
+    const uuid = randomUUID();
+    const dir = this.paths.upload(uuid);
+    await mkdir(dir, { recursive: true });
+    const fh = await open(join(dir, 'data'), 'wx');
+    await fh.close();
+    const state = { name, startedAt: new Date().toISOString() };
+    await writeFileAtomic(this.paths.tmpDir, join(dir, 'state.json'), JSON.stringify(state));
+    this.hashes.set(uuid, { hash: newHash('sha256'), offset: 0 });
+    return { uuid, ...state, offset: 0 };
+  }
+
+  /** The session, or BLOB_UPLOAD_UNKNOWN when it does not exist or belongs to another repository. */
+  async get(name: string, uuid: string): Promise<UploadState> {
+    const unknown = new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${uuid} is unknown`, { uuid });
+    if (!/^[0-9a-f-]{36}$/.test(uuid)) throw unknown;
+    const dir = this.paths.upload(uuid);
+    const text = await readIfExists(join(dir, 'state.json'));
+    if (text === undefined) throw unknown;
+    const state = JSON.parse(text) as { name: string; startedAt: string };
+    if (state.name !== name) throw unknown;
+    try {
+      const s = await stat(join(dir, 'data'));
+      return { uuid, name, startedAt: state.startedAt, offset: s.size };
+    } catch (e) {
+      if (isNotFound(e)) throw unknown;
+      throw e;
+    }
+  }
+
+  /**
+   * Appends a chunk. With a Content-Range its start must be the current offset (else 416 with
+   * the Range the registry holds, so the client can resume).
+   */
+  async append(name: string, uuid: string, source: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
+    return this.exclusive(uuid, async () => {
+      const state = await this.get(name, uuid);
+      if (range && (range.start !== state.offset || range.end < range.start)) {
+        throw new RegistryError('RANGE_INVALID', `chunk starts at ${range.start}, upload holds ${state.offset} bytes`, { offset: state.offset }, {
+          headers: uploadHeaders(name, state),
+        });
+      }
+      if (range && length !== undefined && range.end - range.start + 1 !== length) {
+        throw new RegistryError('SIZE_INVALID', `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`);
+      }
+      const running = this.hashes.get(uuid);
+      const inStep = running !== undefined && running.offset === state.offset;
+      if (!inStep) this.hashes.delete(uuid);
+      let written = 0;
+      const tap = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          written += chunk.length;
+          if (inStep) running.hash.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      const out = createWriteStream(join(this.paths.upload(uuid), 'data'), { flags: 'r+', start: state.offset });
+      try {
+        await pipeline(source, tap, out);
+      } catch (e) {
+        this.hashes.delete(uuid);
+        throw e;
+      }
+      if (inStep) running.offset += written;
+      if (range && written !== range.end - range.start + 1) {
+        this.hashes.delete(uuid);
+        throw new RegistryError('SIZE_INVALID', `chunk had ${written} bytes, Content-Range said ${range.end - range.start + 1}`);
+      }
+      return { ...state, offset: state.offset + written };
+    });
+  }
+
+  /** Verifies the whole upload against digest and moves it into the blob store. */
+  async complete(name: string, uuid: string, digest: string): Promise<{ digest: string; size: number }> {
+    const parsed = requireDigest(digest);
+    return this.exclusive(uuid, async () => {
+      const state = await this.get(name, uuid);
+      const dataPath = join(this.paths.upload(uuid), 'data');
+      const running = this.hashes.get(uuid);
+      let actual: string;
+      if (parsed.algorithm === 'sha256' && running && running.offset === state.offset) {
+        actual = `sha256:${running.hash.digest('hex')}`;
+      } else {
+        const h = newHash(parsed.algorithm);
+        await pipeline(createReadStream(dataPath, { highWaterMark: 1024 * 1024 }), async (src: AsyncIterable<Buffer>) => {
+          for await (const chunk of src) h.update(chunk);
+        });
+        actual = `${parsed.algorithm}:${h.digest('hex')}`;
+      }
+      this.hashes.delete(uuid);
+      if (actual !== digest) {
+        throw new RegistryError('DIGEST_INVALID', `upload digest ${actual} does not match ${digest}`, { expected: digest, actual });
+      }
+      await this.blobs.commitFile(dataPath, digest);
+      await this.repos.linkBlob(name, digest);
+      await rm(this.paths.upload(uuid), { recursive: true, force: true });
+      return { digest, size: state.offset };
+    });
+  }
+
+  async cancel(name: string, uuid: string): Promise<void> {
+    await this.get(name, uuid);
+    this.hashes.delete(uuid);
+    await rm(this.paths.upload(uuid), { recursive: true, force: true });
+  }
+
+  /** Removes sessions idle for longer than maxAgeMs. */
+  async cleanStale(maxAgeMs: number): Promise<number> {
+    let removed = 0;
+    for (const uuid of await readdirOr(this.paths.uploadsDir)) {
+      const dir = join(this.paths.uploadsDir, uuid);
+      const s = await stat(join(dir, 'data')).catch(() => stat(dir).catch(() => undefined));
+      if (s && Date.now() - s.mtimeMs > maxAgeMs) {
+        await rm(dir, { recursive: true, force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  private async exclusive<T>(uuid: string, fn: () => Promise<T>): Promise<T> {
+    if (this.busy.has(uuid)) throw new RegistryError('BLOB_UPLOAD_INVALID', `upload ${uuid} is busy with another request`, { uuid }, { status: 409 });
+    this.busy.add(uuid);
+    try {
+      return await fn();
+    } finally {
+      this.busy.delete(uuid);
+    }
+  }
+}
+
+/** The headers that tell a client where an upload stands. */
+export function uploadHeaders(name: string, state: { uuid: string; offset: number }): Record<string, string> {
+  return {
+    Location: `/v2/${name}/blobs/uploads/${state.uuid}`,
+    'Docker-Upload-UUID': state.uuid,
+    Range: `0-${Math.max(0, state.offset - 1)}`,
+  };
+}

@@ -1,0 +1,45 @@
+/** The ferry command line: one program, several roles and tools. */
+import { Command, CommanderError } from 'commander';
+import { createRequire } from 'node:module';
+import { ConfigError, loadConfig } from '../lib/config/load.ts';
+import { startMirror } from '../server/mirror.ts';
+
+const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
+
+const program = new Command('ferry')
+  .description('A container-registry mirror and relay for slow, throttled, reset-prone links')
+  .version(pkg.version)
+  .showHelpAfterError('(run with --help for usage)');
+
+program
+  .command('mirror')
+  .description('Serve the registry API (pull and push) from the local store, fetching what is missing upstream')
+  .option('-c, --config <file>', 'config file (default: the embedded registry.config.json)')
+  .addHelpText('after', `
+Examples:
+  ferry mirror                             # listen on 0.0.0.0:4000, store in ./data
+  ferry mirror --config /etc/ferry/mirror.json
+  FERRY_LISTEN=127.0.0.1:5000 FERRY_DATA_DIR=/srv/ferry ferry mirror`)
+  .action(async (opts: { config?: string }) => {
+    const config = loadConfig(opts.config);
+    const mirror = await startMirror(config);
+    const stop = (signal: string): void => {
+      mirror.logger.info({ signal }, 'shutting down');
+      void mirror.close().then(() => process.exit(0));
+      setTimeout(() => process.exit(0), 10_000).unref();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof ConfigError) {
+    console.error(`ferry: config error: ${e.message}`);
+    process.exit(2);
+  }
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  console.error(`ferry: ${(e as Error).stack ?? String(e)}`);
+  process.exit(1);
+}

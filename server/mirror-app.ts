@@ -1,0 +1,31 @@
+/** The mirror's express app: /v2/ API, plus what the ops layer mounts beside it. */
+import express, { type Express, type RequestHandler } from 'express';
+import type { RegistryBackend } from '../lib/registry/types.ts';
+import type { Logger } from '../lib/log/logger.ts';
+import { silentLogger } from '../lib/log/logger.ts';
+import { accessLog, type RequestObserver } from './access-log.ts';
+import { errorMiddleware } from './errors.ts';
+import { v2Router } from './v2/router.ts';
+
+export interface MirrorAppOptions {
+  backend: RegistryBackend;
+  logger?: Logger;
+  observe?: RequestObserver;
+  /** Runs before /v2/ (authentication). */
+  guard?: RequestHandler;
+  /** Extra routes outside /v2/ (metrics, status page). */
+  extra?: (app: Express) => void;
+}
+
+export function createMirrorApp(opts: MirrorAppOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+  app.use(accessLog(opts.logger ?? silentLogger, opts.observe));
+  opts.extra?.(app);
+  if (opts.guard) app.use('/v2', opts.guard);
+  app.use('/v2', v2Router(opts.backend));
+  app.use(errorMiddleware);
+  return app;
+}

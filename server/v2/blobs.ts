@@ -1,0 +1,53 @@
+/** GET/HEAD/DELETE /v2/<name>/blobs/<digest>, with single byte ranges. */
+import { pipeline } from 'node:stream/promises';
+import { RegistryError } from '../../lib/oci/errors.ts';
+import { parseRange } from '../../lib/oci/range.ts';
+import type { RegistryBackend } from '../../lib/registry/types.ts';
+import { requestContext } from './manifests.ts';
+import type { MethodTable } from './router.ts';
+
+export function blobHandlers(backend: RegistryBackend): Required<Pick<MethodTable, 'GET' | 'DELETE'>> {
+  return {
+    async GET(req, res, { name = '', digest = '' }) {
+      const blob = await backend.getBlob(name, digest, requestContext(req));
+      const range = parseRange(req.headers.range, blob.size);
+      res.setHeader('Docker-Content-Digest', blob.digest);
+      res.setHeader('ETag', `"${blob.digest}"`);
+      res.setHeader('Accept-Ranges', 'bytes');
+      res.setHeader('Content-Type', 'application/octet-stream');
+      // Immutable content: caches in between may keep it for good.
+      res.setHeader('Cache-Control', 'max-age=31536000');
+      if (range.kind === 'unsatisfiable') {
+        throw new RegistryError('RANGE_INVALID', `range ${req.headers.range} is not satisfiable for ${blob.size} bytes`, undefined, {
+          headers: { 'Content-Range': `bytes */${blob.size}` },
+        });
+      }
+      let start = 0;
+      let end = blob.size - 1;
+      if (range.kind === 'partial') {
+        ({ start, end } = range.range);
+        res.status(206).setHeader('Content-Range', `bytes ${start}-${end}/${blob.size}`);
+      } else {
+        res.status(200);
+      }
+      res.setHeader('Content-Length', blob.size === 0 ? 0 : end - start + 1);
+      if (req.method === 'HEAD' || blob.size === 0) {
+        res.end();
+        return;
+      }
+      const stream = blob.open(start, end);
+      res.on('close', () => stream.destroy());
+      try {
+        await pipeline(stream, res);
+      } catch (e) {
+        // The client left or the source failed mid-body: the connection is cut, nothing to render.
+        res.destroy(e as Error);
+      }
+    },
+
+    async DELETE(_req, res, { name = '', digest = '' }) {
+      await backend.deleteBlob(name, digest);
+      res.status(202).setHeader('Content-Length', 0).end();
+    },
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Dispatches /v2/ paths. Repository names contain slashes, so routes are matched here with
+ * anchored patterns (the reference, digest or uuid never contains a slash) rather than by express.
+ */
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { RegistryError } from '../../lib/oci/errors.ts';
+import type { RegistryBackend } from '../../lib/registry/types.ts';
+import { blobHandlers } from './blobs.ts';
+import { listingHandlers } from './listing.ts';
+import { manifestHandlers } from './manifests.ts';
+import { uploadHandlers } from './uploads.ts';
+
+export type Params = Record<string, string>;
+export type V2Handler = (req: Request, res: Response, params: Params) => Promise<void>;
+export type MethodTable = Partial<Record<'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', V2Handler>>;
+
+interface Route {
+  name: string;
+  pattern: RegExp;
+  keys: string[];
+  methods: MethodTable;
+}
+
+export function v2Router(backend: RegistryBackend): RequestHandler {
+  const m = manifestHandlers(backend);
+  const b = blobHandlers(backend);
+  const u = uploadHandlers(backend);
+  const l = listingHandlers(backend);
+  const routes: Route[] = [
+    { name: 'base', pattern: /^\/$/, keys: [], methods: { GET: l.base, HEAD: l.base } },
+    { name: 'catalog', pattern: /^\/_catalog$/, keys: [], methods: { GET: l.catalog } },
+    { name: 'tags', pattern: /^\/(.+)\/tags\/list$/, keys: ['name'], methods: { GET: l.tags } },
+    { name: 'manifest', pattern: /^\/(.+)\/manifests\/([^/]+)$/, keys: ['name', 'reference'], methods: { GET: m.GET, HEAD: m.GET, PUT: m.PUT, DELETE: m.DELETE } },
+    { name: 'upload-start', pattern: /^\/(.+)\/blobs\/uploads\/?$/, keys: ['name'], methods: { POST: u.start } },
+    { name: 'upload', pattern: /^\/(.+)\/blobs\/uploads\/([^/]+)$/, keys: ['name', 'uuid'], methods: { GET: u.status, PATCH: u.patch, PUT: u.complete, DELETE: u.cancel } },
+    { name: 'blob', pattern: /^\/(.+)\/blobs\/([^/]+)$/, keys: ['name', 'digest'], methods: { GET: b.GET, HEAD: b.GET, DELETE: b.DELETE } },
+    { name: 'referrers', pattern: /^\/(.+)\/referrers\/([^/]+)$/, keys: ['name', 'digest'], methods: { GET: l.referrers } },
+  ];
+
+  return (req: Request, res: Response, next: NextFunction) => {
+    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    const path = safeDecode(req.path);
+    for (const route of routes) {
+      const match = route.pattern.exec(path);
+      if (!match) continue;
+      res.locals.route = route.name;
+      const params: Params = {};
+      route.keys.forEach((k, i) => { params[k] = match[i + 1] ?? ''; });
+      res.locals.repository = params.name;
+      res.locals.reference = params.reference ?? params.digest;
+      const handler = route.methods[req.method as keyof MethodTable];
+      if (!handler) {
+        res.setHeader('Allow', Object.keys(route.methods).join(', '));
+        next(new RegistryError('UNSUPPORTED', `${req.method} is not supported on ${route.name}`));
+        return;
+      }
+      handler(req, res, params).catch(next);
+      return;
+    }
+    next(new RegistryError('NAME_UNKNOWN', `no such endpoint: ${req.method} /v2${req.path}`, undefined, { status: 404 }));
+  };
+}
+
+function safeDecode(p: string): string {
+  try {
+    return decodeURIComponent(p);
+  } catch {
+    return p;
+  }
+}

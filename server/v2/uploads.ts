@@ -1,0 +1,93 @@
+/** The push protocol: POST, PATCH, PUT, GET and DELETE on /v2/<name>/blobs/uploads/. */
+import type { Response } from 'express';
+import { RegistryError } from '../../lib/oci/errors.ts';
+import { requireDigest } from '../../lib/oci/digest.ts';
+import { parseContentRange } from '../../lib/oci/range.ts';
+import type { RegistryBackend } from '../../lib/registry/types.ts';
+import { uploadHeaders, type UploadState } from '../../lib/storage/uploads.ts';
+import { contentLength, hasBody } from '../body.ts';
+import type { MethodTable } from './router.ts';
+
+function sendUploadState(res: Response, name: string, state: UploadState, status: number): void {
+  for (const [k, v] of Object.entries(uploadHeaders(name, state))) res.setHeader(k, v);
+  res.status(status).setHeader('Content-Length', 0).end();
+}
+
+function sendBlobCreated(res: Response, name: string, digest: string): void {
+  res.setHeader('Location', `/v2/${name}/blobs/${digest}`);
+  res.setHeader('Docker-Content-Digest', digest);
+  res.status(201).setHeader('Content-Length', 0).end();
+}
+
+function queryString(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function uploadHandlers(backend: RegistryBackend) {
+  const handlers = {
+    async start(req, res, { name = '' }) {
+      const mount = queryString(req.query.mount);
+      const digest = queryString(req.query.digest);
+      if (mount !== undefined) {
+        requireDigest(mount);
+        const mounted = await backend.mountBlob(name, mount, queryString(req.query.from));
+        if (mounted) {
+          req.resume();
+          sendBlobCreated(res, name, mounted.digest);
+          return;
+        }
+      } else if (digest !== undefined) {
+        requireDigest(digest);
+        const result = await backend.uploadMonolithic(name, digest, req, contentLength(req));
+        sendBlobCreated(res, name, result.digest);
+        return;
+      }
+      req.resume();
+      const state = await backend.startUpload(name);
+      sendUploadState(res, name, state, 202);
+    },
+
+    async patch(req, res, { name = '', uuid = '' }) {
+      const range = parseContentRange(req.headers['content-range']);
+      if (range === 'invalid') {
+        req.resume();
+        const state = await backend.uploadStatus(name, uuid);
+        throw new RegistryError('RANGE_INVALID', `invalid Content-Range ${req.headers['content-range']}`, undefined, { headers: uploadHeaders(name, state) });
+      }
+      const state = await backend.appendUpload(name, uuid, req, range, contentLength(req));
+      sendUploadState(res, name, state, 202);
+    },
+
+    async complete(req, res, { name = '', uuid = '' }) {
+      const digest = queryString(req.query.digest);
+      if (digest === undefined) {
+        req.resume();
+        throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required to complete an upload');
+      }
+      requireDigest(digest);
+      const body = hasBody(req) ? req : undefined;
+      if (!body) req.resume();
+      const range = parseContentRange(req.headers['content-range']);
+      if (range === 'invalid') throw new RegistryError('RANGE_INVALID', `invalid Content-Range ${req.headers['content-range']}`);
+      if (body && range) {
+        await backend.appendUpload(name, uuid, body, range, contentLength(req));
+        const result = await backend.completeUpload(name, uuid, digest);
+        sendBlobCreated(res, name, result.digest);
+        return;
+      }
+      const result = await backend.completeUpload(name, uuid, digest, body, body ? contentLength(req) : undefined);
+      sendBlobCreated(res, name, result.digest);
+    },
+
+    async status(_req, res, { name = '', uuid = '' }) {
+      const state = await backend.uploadStatus(name, uuid);
+      sendUploadState(res, name, state, 204);
+    },
+
+    async cancel(_req, res, { name = '', uuid = '' }) {
+      await backend.cancelUpload(name, uuid);
+      res.status(204).setHeader('Content-Length', 0).end();
+    },
+  } satisfies Record<string, NonNullable<MethodTable['GET']>>;
+  return handlers;
+}
