@@ -60,7 +60,7 @@ export const configSchema = z.strictObject({
     protectPull: z.boolean().default(false).describe('Require credentials for pulls too'),
     realm: z.string().default('ferry'),
   }).optional(),
-  upstreams: z.record(z.string().regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, - and _'), upstreamSchema).default({}),
+  upstreams: z.record(z.string().regex(/^[a-z0-9]+(?:[._-][a-z0-9]+)*$/, 'lower-case letters and digits, joined by . _ or - (it names the cache repository)'), upstreamSchema).default({}),
   defaultUpstream: z.string().optional().describe('Upstream for names no rule and no host prefix matches (registry-mirrors mode)'),
   rewrite: z.array(rewriteRuleSchema).default([]),
   cache: z.strictObject({

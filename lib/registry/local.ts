@@ -76,7 +76,15 @@ export class LocalRegistry implements RegistryBackend {
 
   // --- push --------------------------------------------------------------------------------
 
-  async putManifest(name: string, reference: string, bytes: Buffer, contentType?: string, origin: Origin = 'local'): Promise<{ digest: string; subject?: string }> {
+  async putManifest(name: string, reference: string, bytes: Buffer, contentType?: string): Promise<{ digest: string; subject?: string }> {
+    return this.storeManifest(name, reference, bytes, contentType, 'local');
+  }
+
+  /**
+   * Stores a manifest. Pushed ones ('local') must reference blobs and manifests the registry
+   * holds; cached ones ('cache') come from an upstream whose blobs arrive on demand.
+   */
+  async storeManifest(name: string, reference: string, bytes: Buffer, contentType: string | undefined, origin: Origin): Promise<{ digest: string; subject?: string }> {
     requireName(name);
     const ref = parseReference(reference);
     const parsed = parseManifest(bytes, contentType);
@@ -84,9 +92,11 @@ export class LocalRegistry implements RegistryBackend {
     if (ref.kind === 'digest' && ref.digest !== digest) {
       throw new RegistryError('DIGEST_INVALID', `manifest digest ${digest} does not match ${ref.digest}`, { expected: ref.digest, actual: digest });
     }
-    await this.checkReferences(name, parsed.blobs, parsed.manifests);
-    for (const d of parsed.blobs) {
-      if (!isForeign(d)) await this.store.repos.linkBlob(name, d.digest);
+    if (origin === 'local') {
+      await this.checkReferences(name, parsed.blobs, parsed.manifests);
+      for (const d of parsed.blobs) {
+        if (!isForeign(d)) await this.store.repos.linkBlob(name, d.digest);
+      }
     }
     await this.store.blobs.putBytes(bytes, digest);
     this.manifestBytes.set(digest, bytes);

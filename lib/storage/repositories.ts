@@ -3,7 +3,7 @@
  * it is local (pushed or imported: pinned) or a pull-through cache (evictable).
  * Metadata only; the bytes live in the blob store.
  */
-import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, rm, rmdir, stat, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isValidName, isValidTag } from '../oci/names.ts';
 import { isDigest } from '../oci/digest.ts';
@@ -78,6 +78,22 @@ export class RepositoryStore {
 
   async setTag(name: string, tag: string, digest: string): Promise<void> {
     await writeFileAtomic(this.paths.tmpDir, this.paths.tag(name, tag), digest);
+  }
+
+  /** When the tag was last written or revalidated (ms since epoch), for cache freshness. */
+  async tagCheckedAt(name: string, tag: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.paths.tag(name, tag))).mtimeMs;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** Records that the upstream confirmed the tag just now. */
+  async markTagChecked(name: string, tag: string): Promise<void> {
+    const now = new Date();
+    await utimes(this.paths.tag(name, tag), now, now).catch(() => {});
   }
 
   async deleteTag(name: string, tag: string): Promise<boolean> {

@@ -1,0 +1,88 @@
+/**
+ * One upstream flight per digest, per mirror instance, however many clients ask. The fill
+ * outlives the client that started it; it enters the store only once verified; a failed fill
+ * leaves nothing in the store and errors every reader.
+ */
+import type { Readable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log/logger.ts';
+import type { Store } from '../storage/store.ts';
+import type { Download, Downloader, DownloadRequest } from './ports.ts';
+
+export interface FillRequest extends Omit<DownloadRequest, 'dir'> {
+  /** Cache repository that holds the blob once it is in. */
+  repository: string;
+}
+
+export interface Fill {
+  digest: string;
+  size: number;
+  repository: string;
+  startedAt: number;
+  download: Download;
+  /** Resolves once the blob is in the store. */
+  committed: Promise<void>;
+}
+
+export class BlobFills extends EventEmitter {
+  private readonly inFlight = new Map<string, Fill>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly downloader: Downloader,
+    private readonly logger: Logger,
+  ) {
+    super();
+  }
+
+  get active(): Fill[] {
+    return [...this.inFlight.values()];
+  }
+
+  get(digest: string): Fill | undefined {
+    return this.inFlight.get(digest);
+  }
+
+  /** The fill of this digest: the running one, or a new one. */
+  ensure(req: FillRequest): Fill {
+    const running = this.inFlight.get(req.digest);
+    if (running) return running;
+    const log = this.logger.child({ digest: req.digest, repository: req.repository });
+    const download = this.downloader({ ...req, dir: this.store.paths.transfersDir });
+    const startedAt = Date.now();
+    log.info({ bytes: req.size }, 'transfer started');
+    const committed = download.done.then(
+      async (path) => {
+        await this.store.blobs.commitFile(path, req.digest);
+        await this.store.repos.linkBlob(req.repository, req.digest);
+        const durationMs = Date.now() - startedAt;
+        log.info({ bytes: req.size, durationMs, mbps: round(req.size / 1e6 / Math.max(durationMs / 1000, 0.001)) }, 'transfer complete');
+        this.emit('committed', { digest: req.digest, size: req.size, repository: req.repository });
+      },
+    ).catch((e: unknown) => {
+      log.warn({ err: e }, 'transfer failed');
+      throw e;
+    }).finally(() => {
+      this.inFlight.delete(req.digest);
+    });
+    // A fill nobody awaits must not become an unhandled rejection.
+    committed.catch(() => {});
+    const fill: Fill = { digest: req.digest, size: req.size, repository: req.repository, startedAt, download, committed };
+    this.inFlight.set(req.digest, fill);
+    this.emit('started', fill);
+    return fill;
+  }
+
+  /** A reader of start..end of the blob being filled. */
+  reader(fill: Fill, start: number, end: number): Readable {
+    return fill.download.createReader(start, end);
+  }
+
+  abortAll(reason: Error): void {
+    for (const fill of this.inFlight.values()) fill.download.abort(reason);
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}

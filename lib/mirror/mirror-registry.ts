@@ -1,0 +1,277 @@
+/**
+ * The mirror: local content first (after rewrite rules), then pull-through from the routed
+ * upstream, cached under "<upstream key>/<upstream repository>" with origin "cache".
+ * Push operations go to the local registry unchanged.
+ */
+import type { Readable } from 'node:stream';
+import { RegistryError, isRegistryError } from '../oci/errors.ts';
+import { isIndexMediaType } from '../oci/media-types.ts';
+import { parseReference, requireName } from '../oci/names.ts';
+import { requireDigest } from '../oci/digest.ts';
+import type { Logger } from '../log/logger.ts';
+import { catalogNames, requestedTags } from '../rewrite/catalog.ts';
+import { route as routeOf, type Route, type RoutingConfig } from '../rewrite/route.ts';
+import type { LocalRegistry } from '../registry/local.ts';
+import { paginate } from '../registry/paginate.ts';
+import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend, RequestContext } from '../registry/types.ts';
+import type { ChunkRange, UploadState } from '../storage/uploads.ts';
+import type { BlobFills } from './blob-fills.ts';
+import type { UpstreamPort } from './ports.ts';
+
+export interface MirrorOptions {
+  local: LocalRegistry;
+  routing: RoutingConfig;
+  upstreams: ReadonlyMap<string, UpstreamPort>;
+  fills: BlobFills;
+  logger: Logger;
+  /** Cached tags are revalidated upstream after this long. */
+  manifestTtlMs: number;
+  /** How long a revalidation may take before the cached tag is served anyway. */
+  revalidateTimeoutMs?: number;
+  /** Called when pull-through content is read or added (cache accounting). */
+  onCacheAccess?: (digest: string) => void;
+}
+
+export type Served = 'local' | 'cache' | 'upstream';
+
+export class MirrorRegistry implements RegistryBackend {
+  constructor(private readonly opts: MirrorOptions) {}
+
+  private get local(): LocalRegistry {
+    return this.opts.local;
+  }
+
+  route(name: string, reference?: string, ctx?: RequestContext): Route {
+    return routeOf(this.opts.routing, name, reference, ctx?.ns);
+  }
+
+  /** The repository that caches an upstream repository. */
+  static cacheName(upstream: string, repository: string): string {
+    return requireName(`${upstream}/${repository}`);
+  }
+
+  // --- manifests -----------------------------------------------------------------------------
+
+  async getManifest(name: string, reference: string, ctx?: RequestContext): Promise<ManifestResult> {
+    const r = this.route(name, reference, ctx);
+    const ref = r.digest ?? r.tag ?? reference;
+    if (r.local !== undefined) {
+      const hit = await this.tryLocal(() => this.local.getManifest(r.local!, ref), 'MANIFEST_UNKNOWN');
+      if (hit) return hit;
+    }
+    if (!r.upstream) throw this.unknown(r, 'MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`);
+    return this.pullManifest(r.upstream.name, r.upstream.repository, ref);
+  }
+
+  private async pullManifest(upstreamKey: string, repository: string, reference: string): Promise<ManifestResult> {
+    const cache = MirrorRegistry.cacheName(upstreamKey, repository);
+    const ref = parseReference(reference);
+    const upstream = this.upstream(upstreamKey);
+    const log = this.opts.logger.child({ upstream: upstreamKey, repository, reference });
+    const cached = await this.tryLocal(() => this.local.getManifest(cache, reference), 'MANIFEST_UNKNOWN');
+    if (cached && ref.kind === 'digest') return cached;
+    if (cached && ref.kind === 'tag') {
+      const checkedAt = (await this.local.store.repos.tagCheckedAt(cache, ref.tag)) ?? 0;
+      if (Date.now() - checkedAt < this.opts.manifestTtlMs) return cached;
+      try {
+        const head = await withTimeout(this.opts.revalidateTimeoutMs ?? 10_000, (signal) => upstream.headManifest(repository, reference, signal));
+        if (head === undefined) {
+          log.warn('tag is gone upstream; serving the cached manifest');
+          return cached;
+        }
+        if (head.digest === cached.digest) {
+          await this.local.store.repos.markTagChecked(cache, ref.tag);
+          return cached;
+        }
+        log.info({ digest: head.digest, previous: cached.digest }, 'tag moved upstream');
+      } catch (e) {
+        log.warn({ err: errText(e) }, 'upstream unreachable; serving the cached manifest');
+        return cached;
+      }
+    }
+    let fetched;
+    try {
+      fetched = await upstream.getManifest(repository, reference);
+    } catch (e) {
+      if (cached) {
+        log.warn({ err: errText(e) }, 'upstream failed; serving the cached manifest');
+        return cached;
+      }
+      throw toRegistryError(e, 'MANIFEST_UNKNOWN');
+    }
+    await this.local.storeManifest(cache, reference, fetched.bytes, fetched.mediaType, 'cache');
+    log.info({ digest: fetched.digest, bytes: fetched.bytes.length }, 'manifest cached');
+    this.opts.onCacheAccess?.(fetched.digest);
+    return { name: cache, digest: fetched.digest, mediaType: fetched.mediaType, size: fetched.bytes.length, bytes: fetched.bytes };
+  }
+
+  // --- blobs -----------------------------------------------------------------------------------
+
+  async getBlob(name: string, digest: string, ctx?: RequestContext): Promise<BlobHandle> {
+    requireDigest(digest);
+    const r = this.route(name, undefined, ctx);
+    if (r.local !== undefined) {
+      const hit = await this.tryLocal(() => this.local.getBlob(r.local!, digest), 'BLOB_UNKNOWN');
+      if (hit) return hit;
+    }
+    if (!r.upstream) throw this.unknown(r, 'BLOB_UNKNOWN', `blob unknown: ${digest}`);
+    const cache = MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository);
+    // Content-addressed: a blob already held for any repository serves this one too.
+    if (await this.local.store.blobs.has(digest)) {
+      await this.local.store.repos.linkBlob(cache, digest);
+      this.opts.onCacheAccess?.(digest);
+      return this.local.getBlob(cache, digest);
+    }
+    return this.fillHandle(r.upstream.name, r.upstream.repository, cache, digest);
+  }
+
+  private async fillHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
+    const upstream = this.upstream(upstreamKey);
+    let fill = this.opts.fills.get(digest);
+    if (!fill) {
+      let size: number;
+      try {
+        ({ size } = await upstream.headBlob(repository, digest));
+      } catch (e) {
+        throw toRegistryError(e, 'BLOB_UNKNOWN');
+      }
+      fill = this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
+    }
+    const running = fill;
+    // It may have finished in between: then the store has it.
+    if (await this.local.store.blobs.has(digest)) return this.local.getBlob(cache, digest);
+    return {
+      digest,
+      size: running.size,
+      open: (start = 0, end = running.size - 1): Readable => running.download.createReader(start, end),
+    };
+  }
+
+  // --- listings --------------------------------------------------------------------------------
+
+  async listTags(name: string, page: Page, ctx?: RequestContext): Promise<PageResult<string>> {
+    const r = this.route(name, undefined, ctx);
+    const served = new Set<string>();
+    let known = false;
+    const collect = async (repo: string): Promise<void> => {
+      if (!(await this.local.store.repos.exists(repo))) return;
+      known = true;
+      for (const t of await this.local.store.repos.listTags(repo)) served.add(t);
+    };
+    if (r.local !== undefined) await collect(r.local);
+    if (r.upstream) {
+      await collect(MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository));
+      if (!known) {
+        try {
+          for (const t of await this.upstream(r.upstream.name).listTags(r.upstream.repository)) served.add(t);
+          known = true;
+        } catch (e) {
+          if (!isNotFound(e)) throw toRegistryError(e, 'NAME_UNKNOWN');
+        }
+      }
+    }
+    if (!known) throw new RegistryError('NAME_UNKNOWN', `repository ${name} is not known`, { name });
+    return paginate(requestedTags(r, served), page);
+  }
+
+  async catalog(page: Page): Promise<PageResult<string>> {
+    return paginate(catalogNames(this.opts.routing, await this.local.store.repos.listRepositories()), page);
+  }
+
+  async referrers(name: string, digest: string, artifactType?: string): Promise<ReferrersResult> {
+    const r = this.route(name);
+    return this.local.referrers(r.local ?? name, digest, artifactType);
+  }
+
+  // --- push: local only ------------------------------------------------------------------------
+
+  putManifest(name: string, reference: string, bytes: Buffer, contentType?: string): Promise<{ digest: string; subject?: string }> {
+    return this.local.putManifest(name, reference, bytes, contentType);
+  }
+  deleteManifest(name: string, reference: string): Promise<void> {
+    return this.local.deleteManifest(name, reference);
+  }
+  deleteBlob(name: string, digest: string): Promise<void> {
+    return this.local.deleteBlob(name, digest);
+  }
+  startUpload(name: string): Promise<UploadState> {
+    return this.local.startUpload(name);
+  }
+  mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined> {
+    return this.local.mountBlob(name, digest, from);
+  }
+  uploadMonolithic(name: string, digest: string, body: Readable, length?: number): Promise<{ digest: string; size: number }> {
+    return this.local.uploadMonolithic(name, digest, body, length);
+  }
+  uploadStatus(name: string, uuid: string): Promise<UploadState> {
+    return this.local.uploadStatus(name, uuid);
+  }
+  appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
+    return this.local.appendUpload(name, uuid, body, range, length);
+  }
+  completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }> {
+    return this.local.completeUpload(name, uuid, digest, body, length);
+  }
+  cancelUpload(name: string, uuid: string): Promise<void> {
+    return this.local.cancelUpload(name, uuid);
+  }
+
+  // --- helpers ---------------------------------------------------------------------------------
+
+  private upstream(key: string): UpstreamPort {
+    const up = this.opts.upstreams.get(key);
+    if (!up) throw new RegistryError('UNKNOWN', `upstream ${key} has no client`);
+    return up;
+  }
+
+  private unknown(r: Route, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN', message: string): RegistryError {
+    if (r.unknownHost !== undefined) {
+      return new RegistryError('NAME_UNKNOWN', `registry host ${r.unknownHost} is not configured in upstreams`, { name: r.requested, host: r.unknownHost });
+    }
+    return new RegistryError(code, message, { name: r.requested });
+  }
+
+  /** Runs a local lookup; a not-found answer (of the given code) becomes undefined. */
+  private async tryLocal<T>(fn: () => Promise<T>, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN'): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (isRegistryError(e) && (e.code === code || e.code === 'NAME_UNKNOWN')) return undefined;
+      throw e;
+    }
+  }
+}
+
+export function isIndex(mediaType: string): boolean {
+  return isIndexMediaType(mediaType);
+}
+
+function isNotFound(e: unknown): boolean {
+  return (e as { status?: number })?.status === 404 || (isRegistryError(e) && e.status === 404);
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Upstream failures as registry errors: not found stays not found; the rest is 502/503. */
+export function toRegistryError(e: unknown, notFound: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'NAME_UNKNOWN'): RegistryError {
+  if (isRegistryError(e)) return e;
+  const anyE = e as { toRegistryError?: (what: string) => RegistryError; status?: number; message?: string };
+  if (typeof anyE?.toRegistryError === 'function') return anyE.toRegistryError(notFound);
+  if (anyE?.status === 404) return new RegistryError(notFound, anyE.message ?? 'not found upstream');
+  return new RegistryError('UNAVAILABLE', `upstream failed: ${errText(e)}`, undefined, { status: 502 });
+}
+
+async function withTimeout<T>(ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(new Error(`no answer within ${ms} ms`)), ms);
+  try {
+    return await Promise.race([
+      fn(ac.signal),
+      new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(ac.signal.reason as Error), { once: true })),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
