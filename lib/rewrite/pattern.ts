@@ -63,3 +63,8 @@ export function checkRewriteRules(rules: readonly RewriteRule[]): string[] {
   });
   return problems;
 }
+
+/** The served tag for a requested one; own keys only, so a tag named `constructor` is just a tag. */
+export function mapTag(tagMap: Readonly<Record<string, string>> | undefined, tag: string): string {
+  return tagMap !== undefined && Object.hasOwn(tagMap, tag) ? (tagMap[tag] as string) : tag;
+}

@@ -3,19 +3,22 @@
  * upstream to fetch from, after rewrite rules and tag maps. Pure: no I/O, no clock.
  *
  * Order of decision, for the effective name (the requested name, or `<ns>/<name>` when
- * containerd's `?ns=` names a configured registry that is not the default upstream):
- *   1. the first rewrite rule whose `match` matches;
- *   2. a host-prefixed name (`quay.io/x`) goes to the upstream serving that host, local under
+ * containerd's `?ns=` names a registry other than the default upstream's):
+ *   1. the first rewrite rule whose `match` matches the effective name;
+ *   2. an ns no upstream serves is NAME_UNKNOWN; an ns one serves routes there, local under
+ *      the effective name;
+ *   3. a host-prefixed name (`quay.io/x`) goes to the upstream serving that host, local under
  *      the full name; a host-like first component no upstream serves (`openstack.kolla/x`)
- *      is served from local only, flagged `unknownHost` (never an open proxy);
- *   3. anything else is local under its own name, then `defaultUpstream` (registry-mirrors mode).
+ *      is served from local only, flagged `unknownHost` (never an open proxy, and images
+ *      pushed under such a name, as kolla-build does, still pull);
+ *   4. anything else is local under its own name, then `defaultUpstream` (registry-mirrors mode).
  * Manifests are served byte for byte whatever the route, so digests never change.
  */
 import type { RewriteRule, UpstreamConfig } from '../config/schema.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { isValidName, parseReference, requireName } from '../oci/names.ts';
 import { hostsOf, splitHost, upstreamForHost } from './hosts.ts';
-import { matchPattern, substitute } from './pattern.ts';
+import { mapTag, matchPattern, substitute } from './pattern.ts';
 
 export type RoutingUpstream = Pick<UpstreamConfig, 'url' | 'kind' | 'hosts'>;
 
@@ -156,6 +159,6 @@ export function route(config: RoutingConfig, name: string, reference?: string, n
     out.upstream = toUpstream(config, rule.upstream, repository, where);
   }
   if (rule.tags) out.tagMap = rule.tags;
-  if (ref?.kind === 'tag') out.tag = rule.tags?.[ref.tag] ?? ref.tag;
+  if (ref?.kind === 'tag') out.tag = mapTag(rule.tags, ref.tag);
   return out;
 }
