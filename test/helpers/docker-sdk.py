@@ -45,7 +45,7 @@ def main() -> int:
                 summary['error'] = event['error']
                 break
             status = event.get('status', '')
-            if 'id' in event:
+            if 'id' in event and not status.startswith('Pulling from '):
                 # The last status seen per layer id ("Pull complete", "Already exists", ...).
                 summary['layers'][event['id']] = status
             elif status and status not in summary['statuses']:

@@ -234,7 +234,30 @@ export function openBlob(image: BuiltImage | BuiltIndex, digest: string): Readab
 }
 
 /**
- * Writes an OCI image layout that skopeo reads as `oci:DIR:REF`. Layer blobs are hard-linked from
+ * Writes skopeo's `dir:` layout (manifest.json, blobs named by hex digest, child manifests of an
+ * index as HEX.manifest.json). Unlike `oci:`, skopeo 1.9 reads any manifest media type from it,
+ * so this is the way to push Docker v2s2 images byte for byte.
+ */
+export async function writeSkopeoDir(dir: string, image: BuiltImage | BuiltIndex): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'version'), 'Directory Transport Version: 1.1\n');
+  await writeFile(path.join(dir, 'manifest.json'), image.manifest);
+  const hex = (digest: string): string => digest.slice('sha256:'.length);
+  const images = 'images' in image ? image.images : [image];
+  for (const img of images) {
+    if ('images' in image) await writeFile(path.join(dir, `${hex(img.manifestDigest)}.manifest.json`), img.manifest);
+    await writeFile(path.join(dir, hex(img.configDigest)), img.config);
+    for (const layer of img.layers) {
+      const dest = path.join(dir, hex(layer.digest));
+      if (existsSync(dest)) continue;
+      await link(layer.path, dest).catch(() => copyFile(layer.path, dest));
+    }
+  }
+}
+
+/**
+ * Writes an OCI image layout that skopeo reads as `oci:DIR:REF`. skopeo 1.9 only finds OCI
+ * manifests and indexes in it: push Docker-format images with writeSkopeoDir (or pushImage). Layer blobs are hard-linked from
  * the cache when possible. Several refs may be written into one dir by calling this repeatedly.
  */
 export async function writeOciLayout(dir: string, image: BuiltImage | BuiltIndex, refName: string): Promise<void> {

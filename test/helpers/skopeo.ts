@@ -3,9 +3,11 @@
  * 127.0.0.1), the signature policy is ignored, and no credentials leak in from the machine's
  * auth files: only those passed explicitly are used.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { writeSkopeoDir, type BuiltImage, type BuiltIndex } from './oci-image.ts';
 import { runChecked } from './processes.ts';
 
 export interface Credentials {
@@ -35,6 +37,7 @@ let emptyAuthFile: string | undefined;
 function skopeoEnv(): NodeJS.ProcessEnv {
   if (!emptyAuthFile) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-skopeo-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     emptyAuthFile = path.join(dir, 'auth.json');
     writeFileSync(emptyAuthFile, '{"auths":{}}');
   }
@@ -63,6 +66,20 @@ export function skopeoCopy(src: string, dest: string, opts: CopyOptions = {}): P
 /** Pushes `oci:layoutDir:ref` to `docker://host/repository:tag`. */
 export function pushLayout(layoutDir: string, ref: string, host: string, repository: string, tag: string, opts: CopyOptions = {}): Promise<string> {
   return skopeoCopy(`oci:${layoutDir}:${ref}`, `docker://${host}/${repository}:${tag}`, opts);
+}
+
+/**
+ * Pushes a built image (or index: all its images) to `docker://host/repository:tag`, keeping its
+ * manifest bytes and so its digest, in either format.
+ */
+export async function pushImage(image: BuiltImage | BuiltIndex, host: string, repository: string, tag: string, opts: CopyOptions = {}): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-push-'));
+  try {
+    await writeSkopeoDir(dir, image);
+    return await skopeoCopy(`dir:${dir}`, `docker://${host}/${repository}:${tag}`, { ...('images' in image ? { all: true } : {}), ...opts });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function inspectArgs(ref: string, opts: InspectOptions, extra: string[]): string[] {

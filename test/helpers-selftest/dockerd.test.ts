@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
+import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
+import { pullWithDockerSdk } from '../helpers/docker-sdk.ts';
+import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
+import { pushImage } from '../helpers/skopeo.ts';
+
+describe('helpers: private dockerd and the Docker SDK', function () {
+  this.timeout(90_000);
+  let registry: ReferenceRegistry;
+  let image: BuiltImage;
+  let dockerImage: BuiltImage;
+  const daemons: Dockerd[] = [];
+
+  before(async () => {
+    registry = await startReferenceRegistry({ htpasswd: { kolla: 'deploy' } });
+    const creds = { destCreds: { username: 'kolla', password: 'deploy' } };
+    image = await buildImage({ layers: [200_000], seed: 'selftest-dockerd', runnable: { message: 'ferry selftest says hello' } });
+    dockerImage = await buildImage({ layers: [1000, 50_000], seed: 'selftest-dockerd-v2s2', format: 'docker', runnable: true });
+    await pushImage(image, registry.host, 'selftest/hello', 'v1', creds);
+    await pushImage(dockerImage, registry.host, 'kolla/base', 'zed', creds);
+    // Two daemons at once: tests will need a client daemon beside another.
+    daemons.push(...await Promise.all([startDockerd({ name: 'dockerd-a' }), startDockerd({ name: 'dockerd-b' })]));
+  });
+  after(async () => {
+    await Promise.all(daemons.map((d) => d.stop()));
+    await registry?.stop();
+  });
+
+  it('runs two daemons side by side, each with its own socket and storage', async () => {
+    const [a, b] = daemons;
+    assert.ok(a && b);
+    assert.notEqual(a.socketPath, b.socketPath);
+    assert.match(await a.docker(['version', '--format', '{{.Server.Version}}']), /^\d+\.\d+/);
+    const rootA = (await a.docker(['info', '--format', '{{.DockerRootDir}}'])).trim();
+    const rootB = (await b.docker(['info', '--format', '{{.DockerRootDir}}'])).trim();
+    assert.equal(rootA, a.dataRoot);
+    assert.equal(rootB, b.dataRoot);
+  });
+
+  it('pulls an OCI image with docker login and runs it with no network', async () => {
+    const d = daemons[0];
+    assert.ok(d);
+    await d.docker(['login', '-u', 'kolla', '--password-stdin', registry.host], { input: 'deploy' });
+    const ref = `${registry.host}/selftest/hello:v1`;
+    const pullOut = await d.docker(['pull', ref]);
+    assert.match(pullOut, new RegExp(`Digest: ${image.manifestDigest}`));
+    const out = await d.docker(['run', '--rm', '--network', 'none', ref]);
+    assert.equal(out, image.runOutput);
+    assert.equal(out, 'ferry selftest says hello\n');
+    const id = (await d.docker(['image', 'inspect', '--format', '{{.Id}}', ref])).trim();
+    assert.equal(id, image.configDigest);
+  });
+
+  it('pulls with the Docker SDK as Kolla does, reporting the digest and every layer', async () => {
+    const d = daemons[1];
+    assert.ok(d);
+    const summary = await pullWithDockerSdk({
+      socketPath: d.socketPath,
+      repository: `${registry.host}/kolla/base`,
+      tag: 'zed',
+      auth: { username: 'kolla', password: 'deploy' },
+    });
+    assert.equal(summary.error, null);
+    assert.equal(summary.ok, true);
+    assert.equal(summary.digest, dockerImage.manifestDigest);
+    assert.equal(Object.keys(summary.layers).length, dockerImage.layers.length);
+    assert.ok(Object.values(summary.layers).every((s) => s === 'Pull complete'), JSON.stringify(summary.layers));
+    assert.equal(await d.docker(['run', '--rm', '--network', 'none', `${registry.host}/kolla/base:zed`]), dockerImage.runOutput);
+  });
+
+  it('reports a failed SDK pull through the error key', async () => {
+    const d = daemons[1];
+    assert.ok(d);
+    const summary = await pullWithDockerSdk({ socketPath: d.socketPath, repository: `${registry.host}/kolla/base`, tag: 'no-such-tag' });
+    assert.equal(summary.ok, false);
+    assert.match(summary.error ?? '', /no basic auth credentials|unauthorized|not found/i);
+  });
+
+  it('removes its directories and mounts when stopped', async () => {
+    const extra = await startDockerd({ name: 'dockerd-c' });
+    const dirs = [extra.dataRoot, extra.execRoot];
+    await extra.stop();
+    for (const dir of dirs) assert.equal(existsSync(dir), false, dir);
+    assert.notEqual(extra.process.child.exitCode ?? extra.process.child.signalCode, null);
+  });
+});
