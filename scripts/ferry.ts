@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { startMirror } from '../server/mirror.ts';
+import { prewarmCommand, UsageError } from './prewarm.ts';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -32,6 +33,8 @@ Examples:
     process.once('SIGINT', () => stop('SIGINT'));
   });
 
+program.addCommand(prewarmCommand());
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
@@ -40,6 +43,10 @@ try {
     process.exit(2);
   }
   if (e instanceof CommanderError) process.exit(e.exitCode);
+  if (e instanceof UsageError) {
+    console.error(`ferry: ${e.message} (run with --help for usage)`);
+    process.exit(2);
+  }
   console.error(`ferry: ${(e as Error).stack ?? String(e)}`);
   process.exit(1);
 }

@@ -1,0 +1,196 @@
+/**
+ * Pre-warm: pulls images through a running mirror so its transfers are shared with live pulls,
+ * discarding the bytes. A blob already held is served at LAN speed; a re-run resumes because
+ * the mirror's transfers resume. Several images at once; each blob fetched once per run.
+ */
+import { EventEmitter } from 'node:events';
+import { Agent, request, type Dispatcher } from 'undici';
+import { MANIFEST_ACCEPT, isIndexMediaType } from '../oci/media-types.ts';
+import { parseImageRef, withDefaultTag, mirrorRepository, type ImageRef } from '../rewrite/image-ref.ts';
+import { platformMatches, type Platform } from './platforms.ts';
+
+export interface PrewarmOptions {
+  /** Base URL of the mirror, e.g. http://127.0.0.1:4000. */
+  mirror: string;
+  refs: string[];
+  platforms: Platform[];
+  /** Images at once. */
+  concurrency?: number;
+  /** Attempts per blob (the mirror resumes a failed transfer where it stopped). */
+  attempts?: number;
+  signal?: AbortSignal;
+}
+
+export interface ImageReport {
+  ref: string;
+  ok: boolean;
+  error?: string;
+  blobs: number;
+  bytes: number;
+  durationMs: number;
+}
+
+export interface PrewarmReport {
+  images: ImageReport[];
+  bytes: number;
+  durationMs: number;
+  /** Bytes per second over the run. */
+  goodput: number;
+}
+
+export interface PrewarmEvents {
+  'image-start': [{ ref: string }];
+  'image-done': [ImageReport];
+  'blob-start': [{ ref: string; digest: string; size: number }];
+  'blob-progress': [{ digest: string; bytes: number; size: number }];
+  'blob-done': [{ digest: string; size: number; fromCache: boolean }];
+}
+
+interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size: number;
+  platform?: Partial<Platform>;
+}
+
+export class Prewarm extends EventEmitter<PrewarmEvents> {
+  private readonly base: string;
+  private readonly mirrorHost: string;
+  private readonly agent: Dispatcher;
+  /** One fetch per blob per run, shared by images that have it. */
+  private readonly blobs = new Map<string, Promise<number>>();
+
+  constructor(private readonly opts: PrewarmOptions) {
+    super();
+    const url = new URL(opts.mirror);
+    this.base = url.origin;
+    this.mirrorHost = url.host;
+    this.agent = new Agent({ connections: 64, pipelining: 1, headersTimeout: 0, bodyTimeout: 600_000 });
+  }
+
+  async run(): Promise<PrewarmReport> {
+    const started = Date.now();
+    const queue = [...this.opts.refs];
+    const images: ImageReport[] = [];
+    const worker = async (): Promise<void> => {
+      for (let ref = queue.shift(); ref !== undefined; ref = queue.shift()) images.push(await this.image(ref));
+    };
+    await Promise.all(Array.from({ length: Math.max(1, this.opts.concurrency ?? 3) }, worker));
+    await this.agent.close();
+    const durationMs = Date.now() - started;
+    const bytes = images.reduce((n, i) => n + i.bytes, 0);
+    const order = new Map(this.opts.refs.map((r, i) => [r, i]));
+    images.sort((a, b) => (order.get(a.ref) ?? 0) - (order.get(b.ref) ?? 0));
+    return { images, bytes, durationMs, goodput: bytes / Math.max(durationMs / 1000, 0.001) };
+  }
+
+  /** The repository path to ask the mirror for: its own host stripped, others host-prefixed. */
+  repositoryOf(ref: ImageRef): string {
+    return ref.host === this.mirrorHost ? ref.repository : mirrorRepository(ref);
+  }
+
+  private async image(refText: string): Promise<ImageReport> {
+    const started = Date.now();
+    this.emit('image-start', { ref: refText });
+    const report: ImageReport = { ref: refText, ok: false, blobs: 0, bytes: 0, durationMs: 0 };
+    try {
+      const ref = withDefaultTag(parseImageRef(refText));
+      const name = this.repositoryOf(ref);
+      const top = await this.manifest(name, ref.digest ?? ref.tag ?? 'latest');
+      const manifests = isIndexMediaType(top.mediaType) ? await this.children(name, top.json) : [top.json];
+      if (manifests.length === 0) throw new Error(`no manifest for ${this.opts.platforms.map(fmt).join(', ')} in the index`);
+      const descriptors = new Map<string, Descriptor>();
+      for (const m of manifests) {
+        for (const d of [m.config as Descriptor | undefined, ...((m.layers as Descriptor[] | undefined) ?? [])]) {
+          if (d && !descriptors.has(d.digest)) descriptors.set(d.digest, d);
+        }
+      }
+      const sizes = await Promise.all([...descriptors.values()].map((d) => this.blob(refText, name, d)));
+      report.blobs = sizes.length;
+      report.bytes = sizes.reduce((a, b) => a + b, 0);
+      report.ok = true;
+    } catch (e) {
+      report.error = (e as Error).message;
+    }
+    report.durationMs = Date.now() - started;
+    this.emit('image-done', report);
+    return report;
+  }
+
+  private async children(name: string, index: Record<string, unknown>): Promise<Array<Record<string, unknown>>> {
+    const wanted = ((index.manifests as Descriptor[] | undefined) ?? []).filter((d) => this.opts.platforms.some((p) => platformMatches(p, d.platform)));
+    const out: Array<Record<string, unknown>> = [];
+    for (const d of wanted) out.push((await this.manifest(name, d.digest)).json);
+    return out;
+  }
+
+  private async manifest(name: string, reference: string): Promise<{ mediaType: string; json: Record<string, unknown> }> {
+    const res = await request(`${this.base}/v2/${name}/manifests/${reference}`, {
+      dispatcher: this.agent,
+      headers: { accept: MANIFEST_ACCEPT },
+      signal: this.opts.signal,
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`manifest ${name}:${reference}: HTTP ${res.statusCode} ${registryMessage(text)}`);
+    const mediaType = String(res.headers['content-type'] ?? '').split(';')[0] ?? '';
+    return { mediaType, json: JSON.parse(text) as Record<string, unknown> };
+  }
+
+  private blob(ref: string, name: string, d: Descriptor): Promise<number> {
+    let p = this.blobs.get(d.digest);
+    if (!p) {
+      p = this.fetchBlob(ref, name, d);
+      this.blobs.set(d.digest, p);
+    }
+    return p;
+  }
+
+  private async fetchBlob(ref: string, name: string, d: Descriptor): Promise<number> {
+    const attempts = this.opts.attempts ?? 5;
+    this.emit('blob-start', { ref, digest: d.digest, size: d.size });
+    let lastError: Error | undefined;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const started = Date.now();
+      let bytes = 0;
+      try {
+        const res = await request(`${this.base}/v2/${name}/blobs/${d.digest}`, { dispatcher: this.agent, signal: this.opts.signal });
+        if (res.statusCode !== 200) {
+          const text = await res.body.text();
+          throw new Error(`blob ${d.digest}: HTTP ${res.statusCode} ${registryMessage(text)}`);
+        }
+        let last = 0;
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          bytes += chunk.length;
+          if (bytes - last >= 256 * 1024 || bytes === d.size) {
+            last = bytes;
+            this.emit('blob-progress', { digest: d.digest, bytes, size: d.size });
+          }
+        }
+        if (bytes !== d.size) throw new Error(`blob ${d.digest}: got ${bytes} of ${d.size} bytes`);
+        // A blob the mirror already held arrives at LAN speed; tell it apart for the report.
+        this.emit('blob-done', { digest: d.digest, size: d.size, fromCache: Date.now() - started < 50 });
+        return d.size;
+      } catch (e) {
+        lastError = e as Error;
+        if (this.opts.signal?.aborted) break;
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt * Math.random())));
+      }
+    }
+    throw lastError ?? new Error(`blob ${d.digest} failed`);
+  }
+}
+
+function registryMessage(text: string): string {
+  try {
+    const body = JSON.parse(text) as { errors?: Array<{ code: string; message: string }> };
+    const e = body.errors?.[0];
+    if (e) return `${e.code}: ${e.message}`;
+  } catch {
+    // not JSON: fall through
+  }
+  return text.slice(0, 200);
+}
+
+function fmt(p: Platform): string {
+  return [p.os, p.architecture, p.variant].filter(Boolean).join('/');
+}

@@ -1,0 +1,87 @@
+/** `ferry prewarm`: fill a running mirror from an image list or a Kolla profile. */
+import { Command, Option } from 'commander';
+import { kollaImageRefs } from '../lib/kolla/naming.ts';
+import { readImageList } from '../lib/prewarm/image-list.ts';
+import { parsePlatform } from '../lib/prewarm/platforms.ts';
+import { Prewarm } from '../lib/prewarm/prewarm.ts';
+import { attachProgress, formatReport } from '../lib/prewarm/progress.ts';
+
+interface PrewarmFlags {
+  mirror: string;
+  list?: string[];
+  kollaProfile?: string[];
+  kollaRelease?: string;
+  kollaDistro?: string;
+  kollaInstallType?: 'binary' | 'source';
+  kollaDistroVersion?: string;
+  kollaTag?: string;
+  kollaNamespace?: string;
+  kollaRegistry?: string;
+  platform: string[];
+  concurrency: string;
+  dryRun?: boolean;
+}
+
+export function prewarmCommand(): Command {
+  return new Command('prewarm')
+    .description('Fill a running mirror with images (from lists or a Kolla profile) before a deploy')
+    .argument('[images...]', 'image references, e.g. kolla/centos-binary-nova-api:2.0.2')
+    .option('-m, --mirror <url>', 'the running mirror', 'http://127.0.0.1:4000')
+    .option('-f, --list <file...>', 'image list files: one reference a line, # comments')
+    .option('--kolla-profile <name...>', 'Kolla build profile(s), e.g. default')
+    .option('--kolla-release <release>', 'Kolla release: 2.0.2, mitaka, wallaby, 2025.1 ...')
+    .option('--kolla-distro <distro>', 'centos, ubuntu, debian, rocky')
+    .addOption(new Option('--kolla-install-type <type>', 'binary or source (before Zed)').choices(['binary', 'source']))
+    .option('--kolla-distro-version <v>', 'distro version in Zed+ tags, e.g. 9, noble')
+    .option('--kolla-tag <tag>', "overrides the release's tag (kolla-ansible openstack_tag)")
+    .option('--kolla-namespace <ns>', 'overrides docker_namespace')
+    .option('--kolla-registry <host>', "overrides docker_registry ('' for Docker Hub)")
+    .option('-p, --platform <os/arch...>', 'platforms to keep from an index', ['linux/amd64'])
+    .option('-j, --concurrency <n>', 'images at once', '3')
+    .option('--dry-run', 'print the image references and exit')
+    .addHelpText('after', `
+Examples:
+  ferry prewarm -f images.txt
+  ferry prewarm --kolla-profile default --kolla-release 2025.1 --kolla-distro rocky
+  ferry prewarm --kolla-profile default --kolla-release 2.0.2 --kolla-distro centos --kolla-install-type source --dry-run
+  ferry prewarm -m http://mirror.lan:4000 quay.io/openstack.kolla/nova-api:2025.1-rocky-9
+
+Exit status: 0 when every image is in the mirror, 1 when any failed (the report says why), 2 on bad usage.`)
+    .action(async (images: string[], flags: PrewarmFlags) => {
+      const refs = [...images];
+      for (const file of flags.list ?? []) refs.push(...(await readImageList(file)));
+      if (flags.kollaProfile) {
+        if (!flags.kollaRelease || !flags.kollaDistro) throw usage('--kolla-profile needs --kolla-release and --kolla-distro');
+        refs.push(...kollaImageRefs({
+          profile: flags.kollaProfile,
+          release: flags.kollaRelease,
+          distro: flags.kollaDistro,
+          installType: flags.kollaInstallType,
+          distroVersion: flags.kollaDistroVersion,
+          tag: flags.kollaTag,
+          namespace: flags.kollaNamespace,
+          registry: flags.kollaRegistry,
+        }));
+      }
+      const unique = [...new Set(refs)];
+      if (unique.length === 0) throw usage('no images: give references, --list or --kolla-profile');
+      if (flags.dryRun) {
+        console.log(unique.join('\n'));
+        return;
+      }
+      const concurrency = Number(flags.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1) throw usage('--concurrency must be a positive integer');
+      const prewarm = new Prewarm({ mirror: flags.mirror, refs: unique, platforms: flags.platform.map(parsePlatform), concurrency });
+      const detach = attachProgress(prewarm, unique.length);
+      const report = await prewarm.run();
+      detach();
+      console.log(formatReport(report));
+      if (report.images.some((i) => !i.ok)) process.exitCode = 1;
+    });
+}
+
+export class UsageError extends Error {}
+
+function usage(message: string): UsageError {
+  return new UsageError(message);
+}
