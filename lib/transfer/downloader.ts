@@ -1,0 +1,423 @@
+/**
+ * One blob transfer: chunked, parallel, resumable, verified.
+ *
+ *   <dir>/<hex>.part      the bytes, written at their offsets as they arrive
+ *   <dir>/<hex>.journal   the ranges on disk (see journal.ts); with the .part, what a restart resumes
+ *
+ * Order of a transfer: load the journal (or start empty) -> fetch what is missing (one request for
+ * a small blob, chunks in parallel otherwise, one resumable stream when the source ignores Range)
+ * -> the prefix hash reaches the size -> compare the digest -> fdatasync -> onVerified(partPath)
+ * (the caller renames it into the store) -> remove the journal. A mismatch refetches the chunks
+ * that per-chunk digests show bad, or everything once, and then fails with DigestMismatchError.
+ * Readers (prefix-reader.ts) see the hashed prefix, minus the last byte until the digest matched.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { transferSchema, type TransferConfig } from '../config/schema.ts';
+import { requireDigest, type Algorithm } from '../oci/digest.ts';
+import { chunkSizeFor, planChunks, planMissing, type ByteRange } from './chunk-plan.ts';
+import { ConcurrencyController } from './concurrency.ts';
+import { findBadChunks } from './chunk-digests.ts';
+import { DigestMismatchError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
+import { Journal, loadJournal } from './journal.ts';
+import { PrefixHasher } from './prefix-hasher.ts';
+import { fetchRange, linkedController, type FetchContext, type FetchMode } from './range-fetcher.ts';
+import { RangeSet } from './range-set.ts';
+import type { RangeSource } from './range-source.ts';
+import { RateMeter } from './rate-meter.ts';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.ts';
+
+export interface TransferOptions {
+  /** "sha256:<hex>": the part file is named after the hex. */
+  digest: string;
+  /** From the manifest descriptor. */
+  size: number;
+  source: RangeSource;
+  /** Directory of parts and journals, e.g. data/transfers/sha256. */
+  dir: string;
+  config?: Partial<TransferConfig>;
+  /**
+   * Called once the digest matched and the part is fdatasync'd; typically renames it into the
+   * blob store and returns the new path. A throw fails the transfer.
+   */
+  onVerified?: (partPath: string) => Promise<string | void>;
+  /** Journal progress inside a chunk every this many bytes (default 1 MiB). */
+  checkpointBytes?: number;
+  /** How often concurrency is reconsidered (default 3000 ms). */
+  adaptIntervalMs?: number;
+  retryPolicy?: RetryPolicy;
+  /** How often `progress` is emitted while running (default 500 ms). */
+  progressIntervalMs?: number;
+  /** For jitter; tests pass a seeded one. */
+  random?: () => number;
+}
+
+export type TransferState = 'running' | 'verified' | 'failed' | 'aborted';
+export type TransferMode = 'single' | 'chunked' | 'stream';
+
+export interface TransferSnapshot {
+  digest: string;
+  size: number;
+  state: TransferState;
+  mode: TransferMode;
+  /** Bytes on disk, in any order. */
+  bytesDone: number;
+  /** The hashed, contiguous prefix on disk. */
+  contiguousBytes: number;
+  /** Bytes found on disk at start (resumed from a previous run). */
+  resumedBytes: number;
+  /** Bytes written by this run, refetches included. */
+  bytesFetched: number;
+  /** Goodput over the last few seconds, bytes/s. */
+  rate: number;
+  etaSeconds: number | undefined;
+  activeConnections: number;
+  concurrency: number;
+  retries: number;
+  chunkSize: number;
+  chunksTotal: number;
+  chunksDone: number;
+  chunksRefetched: number;
+  elapsedMs: number;
+  error?: string;
+}
+
+export interface TransferResult {
+  digest: string;
+  size: number;
+  /** Where the verified blob is: what onVerified returned, else the part path. */
+  path: string;
+  bytesFetched: number;
+  resumedBytes: number;
+  retries: number;
+  durationMs: number;
+}
+
+/** Faults that say the far end is overloaded, not that the link dropped a connection. */
+function isOverload(err: unknown): boolean {
+  if (err instanceof UpstreamStatusError) return err.status === 429 || err.status === 503;
+  return (err as { code?: string } | undefined)?.code === 'ECONNREFUSED';
+}
+
+export class Transfer extends EventEmitter {
+  readonly digest: string;
+  readonly hex: string;
+  readonly size: number;
+  readonly partPath: string;
+  readonly journalPath: string;
+  /** Resolves with the result; rejects with a typed error (errors.ts). Never unhandled. */
+  readonly done: Promise<TransferResult>;
+  state: TransferState = 'running';
+  mode: TransferMode;
+  /** Bumped when bytes already released may have been wrong (a refetch after a mismatch). */
+  generation = 0;
+  /** Set after onVerified: where the blob now lives. */
+  committedPath: string | undefined;
+  error: Error | undefined;
+
+  private readonly cfg: TransferConfig;
+  private readonly opts: TransferOptions;
+  private readonly algorithm: Algorithm;
+  private readonly ctrl = new AbortController();
+  private readonly written = new RangeSet();
+  private readonly meter = new RateMeter();
+  private readonly concurrency: ConcurrencyController;
+  private readonly startedAt = performance.now();
+  private readonly chunkSize: number;
+  private part: FileHandle | undefined;
+  private journal: Journal | undefined;
+  private hasher: PrefixHasher | undefined;
+  private digestMatched = false;
+  private committing = false;
+  private rangeIgnored = false;
+  private active = 0;
+  private retries = 0;
+  private chunksRefetched = 0;
+  private resumedBytes = 0;
+  private bytesFetched = 0;
+  private sizeDisagreements = 0;
+  private limit: ReturnType<typeof pLimit> | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: TransferOptions) {
+    super();
+    const parsed = requireDigest(opts.digest);
+    this.opts = opts;
+    this.digest = parsed.digest;
+    this.hex = parsed.hex;
+    this.algorithm = parsed.algorithm;
+    this.size = opts.size;
+    this.cfg = transferSchema.parse(opts.config ?? {});
+    this.partPath = join(opts.dir, `${parsed.hex}.part`);
+    this.journalPath = join(opts.dir, `${parsed.hex}.journal`);
+    this.concurrency = new ConcurrencyController(this.cfg.minConnections, this.cfg.maxConnections);
+    this.chunkSize = chunkSizeFor(this.size, this.cfg);
+    this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
+    this.done = this.run();
+    this.done.catch(() => {});
+  }
+
+  /** Bytes of the hashed prefix on disk. */
+  get contiguousBytes(): number {
+    return this.hasher?.hashed ?? 0;
+  }
+
+  /** What readers may have: the prefix, holding back the last byte until the digest matched. */
+  get releasedBytes(): number {
+    if (this.digestMatched) return this.size;
+    return Math.min(this.contiguousBytes, Math.max(0, this.size - 1));
+  }
+
+  /** Stops the transfer; the part and journal stay for a later resume. Safe to call again. */
+  abort(reason = 'transfer aborted'): void {
+    if (this.state !== 'running' || this.committing || this.ctrl.signal.aborted) return;
+    this.ctrl.abort(new TransferAbortedError(reason));
+  }
+
+  snapshot(): TransferSnapshot {
+    const rate = this.meter.rate();
+    const bytesDone = this.written.size;
+    const chunks = planChunks(this.size, this.chunkSize);
+    const snap: TransferSnapshot = {
+      digest: this.digest,
+      size: this.size,
+      state: this.state,
+      mode: this.mode,
+      bytesDone,
+      contiguousBytes: this.contiguousBytes,
+      resumedBytes: this.resumedBytes,
+      bytesFetched: this.bytesFetched,
+      rate,
+      etaSeconds: this.state === 'running' && rate > 0 ? (this.size - bytesDone) / rate : undefined,
+      activeConnections: this.active,
+      concurrency: this.limit?.concurrency ?? this.concurrency.current,
+      retries: this.retries,
+      chunkSize: this.chunkSize,
+      chunksTotal: chunks.length,
+      chunksDone: chunks.filter((c) => this.written.coveredEnd(c.start) > c.end).length,
+      chunksRefetched: this.chunksRefetched,
+      elapsedMs: Math.round(performance.now() - this.startedAt),
+    };
+    if (this.error) snap.error = this.error.message;
+    return snap;
+  }
+
+  private async run(): Promise<TransferResult> {
+    await Promise.resolve(); // let the caller attach listeners before the first event
+    this.progressTimer = setInterval(() => this.emit('progress', this.snapshot()), this.opts.progressIntervalMs ?? 500);
+    this.progressTimer.unref();
+    try {
+      const result = await this.runSteps();
+      this.emit('progress', this.snapshot());
+      return result;
+    } catch (e) {
+      const err = this.ctrl.signal.aborted ? (this.ctrl.signal.reason as Error) : (e as Error);
+      this.error = err;
+      this.state = err instanceof TransferAbortedError ? 'aborted' : 'failed';
+      this.ctrl.abort(err);
+      await this.closeFiles();
+      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) await this.removeFiles();
+      this.emit('progress', this.snapshot());
+      this.emit('failed', err);
+      throw err;
+    } finally {
+      clearInterval(this.progressTimer);
+    }
+  }
+
+  private async runSteps(): Promise<TransferResult> {
+    await this.openFiles();
+    const hasher = this.hasher as PrefixHasher;
+    const badRounds = { chunks: 0, whole: 0 };
+    for (;;) {
+      await this.fetchMissing();
+      await (this.journal as Journal).flush();
+      hasher.catchUp();
+      await hasher.idle();
+      this.ctrl.signal.throwIfAborted();
+      if (hasher.hashed !== this.size) throw new Error(`internal: prefix ${hasher.hashed} of ${this.size} after fetching`);
+      const actual = hasher.digest();
+      if (actual === this.digest) break;
+      this.emit('mismatch', { expected: this.digest, actual });
+      const bad = badRounds.chunks < 2 ? await this.badChunks() : undefined;
+      if (bad && bad.length > 0) {
+        badRounds.chunks++;
+        for (const c of bad) this.written.remove(c.start, c.end + 1);
+        this.chunksRefetched += bad.length;
+      } else if (badRounds.whole++ < 1) {
+        this.written.clear();
+        this.chunksRefetched += planChunks(this.size, this.chunkSize).length;
+      } else {
+        throw new DigestMismatchError(this.digest, actual);
+      }
+      await this.restartHash();
+    }
+    return this.commit();
+  }
+
+  private async openFiles(): Promise<void> {
+    await mkdir(this.opts.dir, { recursive: true });
+    const done = await loadJournal(this.journalPath, this.digest, this.size);
+    if (done) {
+      try {
+        this.part = await open(this.partPath, 'r+');
+        // Never trust the journal past the end of the file.
+        done.remove((await this.part.stat()).size, Infinity);
+        for (const i of done.intervals) this.written.add(i.start, i.end);
+      } catch {
+        this.part = undefined;
+      }
+    }
+    this.part ??= await open(this.partPath, 'w+');
+    this.resumedBytes = this.written.size;
+    this.journal = await Journal.create(this.journalPath, this.digest, this.size, this.written, this.part);
+    this.hasher = new PrefixHasher(this.part, this.written, this.algorithm, () => this.emit('advance', this.releasedBytes));
+    this.hasher.catchUp();
+  }
+
+  /** After a mismatch: readers of the old bytes must fail, the journal must forget the bad ranges. */
+  private async restartHash(): Promise<void> {
+    const hasher = this.hasher as PrefixHasher;
+    await hasher.reset();
+    this.generation++;
+    this.emit('reset', this.generation);
+    await (this.journal as Journal).close();
+    this.journal = await Journal.create(this.journalPath, this.digest, this.size, this.written, this.part as FileHandle);
+    hasher.catchUp();
+  }
+
+  private async badChunks(): Promise<ByteRange[] | undefined> {
+    const list = await this.opts.source.chunkDigests?.().catch(() => undefined);
+    if (!list) return undefined;
+    return findBadChunks(this.part as FileHandle, this.size, list, this.algorithm);
+  }
+
+  private async fetchMissing(): Promise<void> {
+    if (this.written.coveredEnd(0) >= this.size) return;
+    if (this.mode === 'chunked' && !this.rangeIgnored) {
+      try {
+        return await this.fetchChunks();
+      } catch (e) {
+        if (!(e instanceof RangeIgnoredError) || this.ctrl.signal.aborted) throw e;
+        this.rangeIgnored = true;
+        this.mode = 'stream';
+      }
+    }
+    // One request from the first missing byte to the end (a small blob, or a source without ranges).
+    const from = this.written.coveredEnd(0);
+    await fetchRange(this.fetchContext(), { start: from, end: this.size - 1 }, 'stream', this.ctrl.signal);
+  }
+
+  private async fetchChunks(): Promise<void> {
+    const tasks = planMissing(this.size, this.chunkSize, this.written);
+    const phase = linkedController(this.ctrl.signal);
+    const limit = pLimit(this.concurrency.current);
+    this.limit = limit;
+    const ctx = this.fetchContext();
+    const adaptMs = this.opts.adaptIntervalMs ?? 3000;
+    let lastBytes = this.bytesFetched;
+    let lastAt = performance.now();
+    const adapt = setInterval(() => {
+      const now = performance.now();
+      const rate = ((this.bytesFetched - lastBytes) * 1000) / (now - lastAt);
+      lastBytes = this.bytesFetched;
+      lastAt = now;
+      limit.concurrency = this.concurrency.tick(rate, limit.pendingCount > 0);
+    }, adaptMs);
+    adapt.unref();
+    let first: { error: unknown } | undefined;
+    try {
+      await Promise.all(tasks.map((t) => limit(() => fetchRange(ctx, t, 'range', phase.controller.signal)).catch((e: unknown) => {
+        if (first) return;
+        first = { error: e };
+        phase.controller.abort(e);
+        limit.clearQueue();
+      })));
+    } finally {
+      clearInterval(adapt);
+      phase.dispose();
+      this.concurrency.current = limit.concurrency;
+      this.limit = undefined;
+    }
+    if (first) throw first.error;
+  }
+
+  private fetchContext(): FetchContext {
+    return {
+      source: this.opts.source,
+      size: this.size,
+      stallMs: this.cfg.stallSeconds * 1000,
+      maxFailures: this.cfg.retries,
+      policy: this.opts.retryPolicy ?? DEFAULT_RETRY_POLICY,
+      random: this.opts.random ?? Math.random,
+      checkpointBytes: this.opts.checkpointBytes ?? 1024 * 1024,
+      write: async (pos, buf) => {
+        await (this.part as FileHandle).write(buf, 0, buf.length, pos);
+        this.written.add(pos, pos + buf.length);
+        this.bytesFetched += buf.length;
+        this.meter.add(buf.length);
+        (this.hasher as PrefixHasher).wrote(pos, buf);
+      },
+      checkpoint: (start, end) => {
+        (this.journal as Journal).record(start, end).catch((e: unknown) => this.ctrl.abort(e));
+      },
+      attemptStarted: () => {
+        this.active++;
+      },
+      attemptEnded: (err) => {
+        this.active--;
+        if (err === undefined || this.ctrl.signal.aborted) return;
+        this.retries++;
+        if (isOverload(err)) this.concurrency.overloaded();
+      },
+      sizeDisagrees: () => ++this.sizeDisagreements >= 3,
+    };
+  }
+
+  private async commit(): Promise<TransferResult> {
+    this.committing = true;
+    await (this.part as FileHandle).datasync();
+    this.digestMatched = true;
+    this.emit('advance', this.size);
+    const path = (await this.opts.onVerified?.(this.partPath)) ?? this.partPath;
+    this.committedPath = path;
+    this.state = 'verified';
+    await this.closeFiles();
+    await rm(this.journalPath, { force: true });
+    this.emit('verified', path);
+    return {
+      digest: this.digest,
+      size: this.size,
+      path,
+      bytesFetched: this.bytesFetched,
+      resumedBytes: this.resumedBytes,
+      retries: this.retries,
+      durationMs: Math.round(performance.now() - this.startedAt),
+    };
+  }
+
+  private async closeFiles(): Promise<void> {
+    await this.hasher?.idle().catch(() => {});
+    await this.journal?.close().catch(() => {});
+    await this.part?.close().catch(() => {});
+    this.journal = undefined;
+    this.part = undefined;
+  }
+
+  private async removeFiles(): Promise<void> {
+    await rm(this.partPath, { force: true });
+    await rm(this.journalPath, { force: true });
+  }
+}
+
+/** Starts a transfer at once; await `transfer.done` for the result. */
+export function startTransfer(opts: TransferOptions): Transfer {
+  return new Transfer(opts);
+}
+
+/** True when a part file exists for this digest (a resumable transfer). */
+export async function hasPart(dir: string, digest: string): Promise<boolean> {
+  return stat(join(dir, `${requireDigest(digest).hex}.part`)).then(() => true, () => false);
+}

@@ -1,0 +1,103 @@
+/**
+ * Typed errors of the transfer engine, each with a stable `code`. `retryable` tells the chunk
+ * loop whether another attempt may help; the pull-through layer maps them to registry errors
+ * (a digest or size mismatch and an upstream failure become UPSTREAM_ERROR for the client).
+ */
+export abstract class TransferError extends Error {
+  abstract readonly code: string;
+  readonly retryable: boolean = false;
+}
+
+/** The whole blob was fetched (and refetched) but its sha256 is not the one asked for. */
+export class DigestMismatchError extends TransferError {
+  readonly code = 'DIGEST_MISMATCH';
+  constructor(readonly expected: string, readonly actual: string) {
+    super(`blob digest mismatch: expected ${expected}, got ${actual}`);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+/** The upstream declares or sends a size other than the descriptor's. */
+export class SizeMismatchError extends TransferError {
+  readonly code = 'SIZE_MISMATCH';
+  constructor(readonly expected: number, readonly actual: number | string) {
+    super(`blob size mismatch: expected ${expected} bytes, upstream says ${actual}`);
+    this.name = 'SizeMismatchError';
+  }
+}
+
+export class TransferAbortedError extends TransferError {
+  readonly code = 'TRANSFER_ABORTED';
+  constructor(reason = 'transfer aborted') {
+    super(reason);
+    this.name = 'TransferAbortedError';
+  }
+}
+
+/** Statuses worth another attempt: timeouts, throttling, and the 5xx a flaky gateway answers. */
+export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+export class UpstreamStatusError extends TransferError {
+  readonly code = 'UPSTREAM_STATUS';
+  override readonly retryable: boolean;
+  constructor(readonly status: number, readonly retryAfterMs?: number) {
+    super(`upstream answered ${status}`);
+    this.name = 'UpstreamStatusError';
+    this.retryable = RETRYABLE_STATUSES.has(status);
+  }
+}
+
+/** A 206 whose Content-Range is not the range asked for (or unparseable). Retried. */
+export class ContentRangeError extends TransferError {
+  readonly code = 'CONTENT_RANGE_INVALID';
+  override readonly retryable = true;
+  constructor(readonly asked: string, readonly got: string | undefined) {
+    super(`asked for bytes ${asked}, upstream sent Content-Range ${got ?? '(none)'}`);
+    this.name = 'ContentRangeError';
+  }
+}
+
+/** A 200 with the whole blob in answer to a Range request: the source does not do ranges. */
+export class RangeIgnoredError extends TransferError {
+  readonly code = 'RANGE_IGNORED';
+  override readonly retryable = true;
+  constructor() {
+    super('upstream ignored the Range header (answered 200)');
+    this.name = 'RangeIgnoredError';
+  }
+}
+
+/** No byte arrived for stallSeconds. */
+export class StallError extends TransferError {
+  readonly code = 'STALLED';
+  override readonly retryable = true;
+  constructor(seconds: number) {
+    super(`no byte received for ${seconds}s`);
+    this.name = 'StallError';
+  }
+}
+
+/** A chunk or stream ended before its last byte. */
+export class PrematureEndError extends TransferError {
+  readonly code = 'PREMATURE_END';
+  override readonly retryable = true;
+  constructor(readonly at: number, readonly expectedEnd: number) {
+    super(`body ended at byte ${at}, expected up to ${expectedEnd}`);
+    this.name = 'PrematureEndError';
+  }
+}
+
+/** Every attempt of a chunk failed. `cause` is the last failure. */
+export class RetriesExhaustedError extends TransferError {
+  readonly code = 'RETRIES_EXHAUSTED';
+  constructor(attempts: number, cause: unknown) {
+    super(`gave up after ${attempts} attempts: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'RetriesExhaustedError';
+  }
+}
+
+/** Network errors and unknown failures are retried; typed errors say for themselves. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof TransferError) return err.retryable;
+  return true;
+}

@@ -1,0 +1,12 @@
+/** The transfer engine's public surface. */
+export { startTransfer, hasPart, Transfer } from './downloader.ts';
+export type { TransferOptions, TransferResult, TransferSnapshot, TransferState, TransferMode } from './downloader.ts';
+export { createPrefixReader } from './prefix-reader.ts';
+export { cleanOrphanedParts } from './cleanup.ts';
+export { createHttpRangeSource, createTransferAgent } from './http-range-source.ts';
+export type { HttpRangeSource, HttpRangeSourceOptions } from './http-range-source.ts';
+export { rangeSourceFrom, parseContentRange } from './range-source.ts';
+export type { RangeSource, RangeResponse, ChunkDigests, ResponseHeaders } from './range-source.ts';
+export { chunkSizeFor, planChunks, planMissing } from './chunk-plan.ts';
+export type { ByteRange } from './chunk-plan.ts';
+export * from './errors.ts';

@@ -1,0 +1,87 @@
+/**
+ * The digest over the contiguous prefix of the .part as it grows. Bytes written exactly at the
+ * frontier are hashed from memory as they arrive; bytes that landed ahead of it (later chunks)
+ * are read back from the file once the gap before them is filled. After a restart the whole
+ * journaled prefix is re-hashed from disk, which is cheaper than persisting hash state.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import type { Hash } from 'node:crypto';
+import { newHash, type Algorithm } from '../oci/digest.ts';
+import type { RangeSet } from './range-set.ts';
+
+const READ_BACK = 1024 * 1024;
+
+export class PrefixHasher {
+  /** Bytes of the prefix hashed so far: all on disk, in order. */
+  hashed = 0;
+  private hash: Hash;
+  private draining: Promise<void> | undefined;
+  private failure: unknown;
+  private buffer: Buffer | undefined;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly written: RangeSet,
+    private readonly algorithm: Algorithm,
+    private readonly onAdvance: (hashed: number) => void,
+  ) {
+    this.hash = newHash(algorithm);
+  }
+
+  /** Call once `buf` is written at `start` and added to the written set. */
+  wrote(start: number, buf: Uint8Array): void {
+    const end = start + buf.length;
+    if (!this.draining && start <= this.hashed && end > this.hashed) {
+      this.hash.update(buf.subarray(this.hashed - start));
+      this.hashed = end;
+      this.onAdvance(end);
+    }
+    this.catchUp();
+  }
+
+  /** Starts reading back from disk whatever is written contiguously past the frontier. */
+  catchUp(): void {
+    if (this.draining || this.failure || this.written.coveredEnd(this.hashed) <= this.hashed) return;
+    this.draining = this.drain()
+      .catch((e: unknown) => {
+        this.failure = e;
+      })
+      .finally(() => {
+        this.draining = undefined;
+        this.buffer = undefined;
+        // Writes that landed while the read-back was finishing were not hashed from memory.
+        this.catchUp();
+      });
+  }
+
+  /** Resolves when no read-back is running; rejects if one failed. */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+    if (this.failure) throw this.failure;
+  }
+
+  /** "<algorithm>:<hex>" of the prefix; finalises this hash (reset() to start again). */
+  digest(): string {
+    return `${this.algorithm}:${this.hash.digest('hex')}`;
+  }
+
+  async reset(): Promise<void> {
+    await this.idle();
+    this.hash = newHash(this.algorithm);
+    this.hashed = 0;
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const end = this.written.coveredEnd(this.hashed);
+      if (end <= this.hashed) return;
+      this.buffer ??= Buffer.allocUnsafe(READ_BACK);
+      const n = Math.min(READ_BACK, end - this.hashed);
+      const { bytesRead } = await this.fh.read(this.buffer, 0, n, this.hashed);
+      if (bytesRead === 0) throw new Error(`short read of the part file at ${this.hashed}`);
+      this.hash.update(this.buffer.subarray(0, bytesRead));
+      this.hashed += bytesRead;
+      this.onAdvance(this.hashed);
+    }
+  }
+}

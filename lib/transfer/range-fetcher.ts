@@ -1,0 +1,136 @@
+/**
+ * Fetches one byte range into the part file, attempt after attempt, each resuming at the first
+ * byte not yet written. An attempt is one request: its Content-Range is checked, its body is
+ * written as it arrives (one buffer per connection in memory), and it is aborted when no byte
+ * arrives for stallMs. In "stream" mode the request is the whole blob from an offset, and a 200
+ * (the server cannot do ranges) is accepted by skipping the bytes already held.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ByteRange } from './chunk-plan.ts';
+import {
+  ContentRangeError, PrematureEndError, RangeIgnoredError, RetriesExhaustedError, SizeMismatchError,
+  StallError, UpstreamStatusError, isRetryable,
+} from './errors.ts';
+import { header, parseContentRange, type RangeResponse, type RangeSource } from './range-source.ts';
+import { backoffMs, parseRetryAfter, type RetryPolicy } from './retry-policy.ts';
+
+export type FetchMode = 'range' | 'stream';
+
+export interface FetchContext {
+  source: RangeSource;
+  size: number;
+  stallMs: number;
+  /** Failed attempts tolerated per range before the transfer fails. */
+  maxFailures: number;
+  policy: RetryPolicy;
+  random: () => number;
+  checkpointBytes: number;
+  /** Writes `buf` at `pos` in the part file and books it (written set, hash, meter). */
+  write(pos: number, buf: Uint8Array): Promise<void>;
+  /** [start, end) is on disk: journal it (not awaited; failures fail the transfer). */
+  checkpoint(start: number, end: number): void;
+  attemptStarted(): void;
+  attemptEnded(err: unknown | undefined): void;
+  /** Called when a size disagreement is seen; returns true when it is no longer believable as noise. */
+  sizeDisagrees(total: number): boolean;
+}
+
+/** Links a controller to a parent signal; dispose() unhooks it. */
+export function linkedController(parent: AbortSignal): { controller: AbortController; dispose(): void } {
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(parent.reason);
+  if (parent.aborted) onAbort();
+  else parent.addEventListener('abort', onAbort, { once: true });
+  return { controller, dispose: () => parent.removeEventListener('abort', onAbort) };
+}
+
+/** Bytes to discard at the start of the body; throws when the response is not usable. */
+function checkResponse(ctx: FetchContext, res: RangeResponse, pos: number, end: number, mode: FetchMode): number {
+  const asked = `${pos}-${end}`;
+  if (res.status === 206) {
+    const got = header(res.headers, 'content-range');
+    const cr = parseContentRange(got);
+    if (!cr || cr.start !== pos || cr.end !== end) throw new ContentRangeError(asked, got);
+    if (cr.total !== undefined && cr.total !== ctx.size) {
+      if (ctx.sizeDisagrees(cr.total)) throw new SizeMismatchError(ctx.size, cr.total);
+      throw new ContentRangeError(asked, got);
+    }
+    return 0;
+  }
+  if (res.status === 200) {
+    if (mode === 'range') throw new RangeIgnoredError();
+    const length = header(res.headers, 'content-length');
+    if (length !== undefined && Number(length) !== ctx.size) throw new SizeMismatchError(ctx.size, Number(length));
+    return pos;
+  }
+  throw new UpstreamStatusError(res.status, parseRetryAfter(header(res.headers, 'retry-after')));
+}
+
+async function attempt(ctx: FetchContext, cursor: { pos: number }, end: number, mode: FetchMode, signal: AbortSignal): Promise<void> {
+  const { controller, dispose } = linkedController(signal);
+  const stall = setTimeout(() => controller.abort(new StallError(ctx.stallMs / 1000)), ctx.stallMs);
+  let saved = cursor.pos;
+  let failure: unknown;
+  ctx.attemptStarted();
+  try {
+    const res = mode === 'range'
+      ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)
+      : await ctx.source.fetchAll(controller.signal, cursor.pos);
+    stall.refresh();
+    let skip = checkResponse(ctx, res, cursor.pos, end, mode);
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      stall.refresh();
+      let buf = chunk;
+      if (skip > 0) {
+        const drop = Math.min(skip, buf.length);
+        skip -= drop;
+        buf = buf.subarray(drop);
+        if (buf.length === 0) continue;
+      }
+      if (cursor.pos + buf.length > end + 1) {
+        if (mode === 'stream') throw new SizeMismatchError(ctx.size, `more than ${ctx.size}`);
+        throw new ContentRangeError(`${cursor.pos}-${end}`, 'a longer body');
+      }
+      await ctx.write(cursor.pos, buf);
+      cursor.pos += buf.length;
+      if (cursor.pos - saved >= ctx.checkpointBytes) {
+        ctx.checkpoint(saved, cursor.pos);
+        saved = cursor.pos;
+      }
+    }
+    if (cursor.pos <= end) throw new PrematureEndError(cursor.pos, end);
+  } catch (e) {
+    // An abort shows up as a generic AbortError from the body: report why it was aborted.
+    failure = controller.signal.aborted ? controller.signal.reason : e;
+    throw failure;
+  } finally {
+    clearTimeout(stall);
+    dispose();
+    if (failure !== undefined) controller.abort();
+    ctx.checkpoint(saved, cursor.pos);
+    ctx.attemptEnded(failure);
+  }
+}
+
+/** Fetches [range.start, range.end] until every byte is written, the signal aborts, or attempts run out. */
+export async function fetchRange(ctx: FetchContext, range: ByteRange, mode: FetchMode, signal: AbortSignal): Promise<void> {
+  const cursor = { pos: range.start };
+  let failures = 0;
+  let failuresInARow = 0;
+  while (cursor.pos <= range.end) {
+    signal.throwIfAborted();
+    const before = cursor.pos;
+    try {
+      await attempt(ctx, cursor, range.end, mode, signal);
+    } catch (e) {
+      if (signal.aborted) throw signal.reason;
+      if (!isRetryable(e) || (mode === 'range' && e instanceof RangeIgnoredError)) throw e;
+      if (++failures > ctx.maxFailures) throw new RetriesExhaustedError(failures, e);
+      failuresInARow = cursor.pos > before ? 0 : failuresInARow + 1;
+      const retryAfter = e instanceof UpstreamStatusError ? e.retryAfterMs : undefined;
+      await sleep(backoffMs(failuresInARow, ctx.policy, ctx.random, retryAfter), undefined, { signal }).catch(() => {
+        throw signal.reason;
+      });
+    }
+  }
+}

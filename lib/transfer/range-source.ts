@@ -1,0 +1,67 @@
+/**
+ * What the engine pulls bytes from. The upstream client implements it for a registry blob URL
+ * (auth, redirects to a CDN); http-range-source.ts is the plain HTTP one. Ranges are inclusive.
+ */
+import type { Readable } from 'node:stream';
+
+export type ResponseHeaders = Record<string, string | string[] | undefined>;
+
+export interface RangeResponse {
+  status: number;
+  /** Lower-case names; content-range and content-length at least. */
+  headers: ResponseHeaders;
+  body: Readable | AsyncIterable<Uint8Array>;
+}
+
+export interface ChunkDigests {
+  /** Every chunk has this size except the last. */
+  chunkSize: number;
+  /** "sha256:<hex>" (or bare hex) of each chunk, in order. */
+  digests: string[];
+}
+
+export interface RangeSource {
+  /** GET with `Range: bytes=start-end`. The signal aborts the request and its body. */
+  fetchRange(start: number, end: number, signal: AbortSignal): Promise<RangeResponse>;
+  /** GET of the whole blob, or with `Range: bytes=fromOffset-` when fromOffset > 0. */
+  fetchAll(signal: AbortSignal, fromOffset?: number): Promise<RangeResponse>;
+  /** Digests of fixed-size chunks (a ferry relay offers them) so a corrupted chunk is fetched again alone. */
+  chunkDigests?(): Promise<ChunkDigests | undefined>;
+}
+
+/**
+ * A RangeSource from one request function: `range` is the Range header value to send, or
+ * undefined for a plain GET. For upstream clients that already know how to make a request.
+ */
+export function rangeSourceFrom(
+  request: (range: string | undefined, signal: AbortSignal) => Promise<RangeResponse>,
+  chunkDigests?: () => Promise<ChunkDigests | undefined>,
+): RangeSource {
+  return {
+    fetchRange: (start, end, signal) => request(`bytes=${start}-${end}`, signal),
+    fetchAll: (signal, fromOffset = 0) => request(fromOffset > 0 ? `bytes=${fromOffset}-` : undefined, signal),
+    ...(chunkDigests ? { chunkDigests } : {}),
+  };
+}
+
+export function header(headers: ResponseHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export interface ContentRange {
+  start: number;
+  end: number;
+  /** undefined for "*". */
+  total: number | undefined;
+}
+
+/** Parses "bytes 0-99/1000" (or "bytes 0-99/*"); undefined when malformed. */
+export function parseContentRange(value: string | undefined): ContentRange | undefined {
+  const m = value ? /^bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(value) : null;
+  if (!m) return undefined;
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (end < start) return undefined;
+  return { start, end, total: m[3] === '*' ? undefined : Number(m[3]) };
+}
