@@ -21,6 +21,15 @@ function exposedName(match: string, local: string, localRepo: string): string | 
   return local.includes('*') ? undefined : match;
 }
 
+/** A rule that fails for this name (a bad target) hides it from listings rather than failing them. */
+function routesTo(config: RoutingConfig, name: string): string | undefined {
+  try {
+    return route(config, name).local;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Other names whose route looks first in local repository `localRepo`, sorted. */
 export function namesServedFrom(config: RoutingConfig, localRepo: string): string[] {
   const names = new Set<string>();
@@ -28,7 +37,7 @@ export function namesServedFrom(config: RoutingConfig, localRepo: string): strin
     if (rule.local === undefined) continue;
     const name = exposedName(rule.match, rule.local, localRepo);
     if (name === undefined || name === localRepo || !isValidName(name)) continue;
-    if (route(config, name).local === localRepo) names.add(name);
+    if (routesTo(config, name) === localRepo) names.add(name);
   }
   return [...names].sort();
 }

@@ -63,3 +63,10 @@ describe('rewrite/catalog', () => {
     it(spec, () => assert.deepEqual(requestedTags(tagMap ? { tagMap } : {}, held), expected));
   }
 });
+
+describe('rewrite/catalog with a broken rule', () => {
+  it('hides a name whose route fails instead of failing the listing', () => {
+    const broken: RoutingConfig = { upstreams: {}, rewrite: [{ match: 'a/*', upstream: 'missing' }, { match: 'a/*', local: 'b/*' }] };
+    assert.deepEqual(catalogNames(broken, ['b/x']), ['b/x']);
+  });
+});
