@@ -78,11 +78,22 @@ describe('helpers: private dockerd and the Docker SDK', function () {
     assert.match(summary.error ?? '', /no basic auth credentials|unauthorized|not found/i);
   });
 
-  it('removes its directories and mounts when stopped', async () => {
-    const extra = await startDockerd({ name: 'dockerd-c' });
-    const dirs = [extra.dataRoot, extra.execRoot];
-    await extra.stop();
-    for (const dir of dirs) assert.equal(existsSync(dir), false, dir);
-    assert.notEqual(extra.process.child.exitCode ?? extra.process.child.signalCode, null);
+  it('uses registry-mirrors from its daemon.json, and removes its directories and mounts when stopped', async () => {
+    const open = await startReferenceRegistry({ name: 'registry-open' });
+    try {
+      await pushImage(image, open.host, 'library/mirrored', 'v1');
+      const extra = await startDockerd({ name: 'dockerd-c', registryMirrors: [open.url] });
+      try {
+        // A Docker Hub name: only the mirror can answer it here.
+        await extra.docker(['pull', 'mirrored:v1']);
+        assert.equal(await extra.docker(['run', '--rm', '--network', 'none', 'mirrored:v1']), image.runOutput);
+      } finally {
+        await extra.stop();
+      }
+      for (const dir of [extra.dataRoot, extra.execRoot]) assert.equal(existsSync(dir), false, dir);
+      assert.notEqual(extra.process.child.exitCode ?? extra.process.child.signalCode, null);
+    } finally {
+      await open.stop();
+    }
   });
 });
