@@ -4,6 +4,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
+import { checkRewriteRules } from '../rewrite/pattern.ts';
 
 export const DEFAULT_CONFIG_FILE = resolve(dirname(fileURLToPath(import.meta.url)), '../../registry.config.json');
 
@@ -73,6 +74,8 @@ export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv =
       throw new ConfigError(file, `rewrite.${i}: a rule needs local, upstream or both`);
     }
   });
+  const ruleProblems = checkRewriteRules(cfg.rewrite);
+  if (ruleProblems.length > 0) throw new ConfigError(file, ruleProblems.join('; '));
   for (const name of cfg.relay?.allow ?? []) {
     if (!(name in cfg.upstreams)) throw new ConfigError(file, `relay.allow: "${name}" is not a key of upstreams`);
   }

@@ -201,9 +201,9 @@ describe('rewrite/route', () => {
       ['routes containerd ns=quay.io to quay',
         ['openstack.kolla/nova-api', '2025.1-rocky-9', 'quay.io'],
         { requested: 'openstack.kolla/nova-api', local: 'quay.io/openstack.kolla/nova-api', upstream: { name: 'quay', repository: 'openstack.kolla/nova-api' }, tag: '2025.1-rocky-9' }],
-      ['serves openstack.kolla/* (no rule for it shipped) from local only',
+      ['serves openstack.kolla/* (Zed+ names) from local openstack.kolla/*, fetching quay.io openstack.kolla/*',
         ['openstack.kolla/nova-api', '2025.1-rocky-9'],
-        { requested: 'openstack.kolla/nova-api', local: 'openstack.kolla/nova-api', tag: '2025.1-rocky-9', unknownHost: 'openstack.kolla' }],
+        { requested: 'openstack.kolla/nova-api', local: 'openstack.kolla/nova-api', upstream: { name: 'quay', repository: 'openstack.kolla/nova-api' }, tag: '2025.1-rocky-9', rule: 2 }],
     ];
     for (const [spec, [name, reference, ns], expected] of cases) {
       it(spec, () => assert.deepEqual(route(shipped, name, reference, ns), expected));
