@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { runChecked } from '../helpers/processes.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { pullWithDockerSdk } from '../helpers/docker-sdk.ts';
@@ -95,5 +97,33 @@ describe('helpers: private dockerd and the Docker SDK', function () {
     } finally {
       await open.stop();
     }
+  });
+
+  it('leaves no daemon, mount or directory behind when the runner exits without stopping it', async () => {
+    const helper = new URL('../helpers/dockerd.ts', import.meta.url).pathname;
+    const script = [
+      `import { startDockerd } from ${JSON.stringify(helper)};`,
+      'const d = await startDockerd({ name: "dockerd-abandoned" });',
+      'await d.docker(["version"]);',
+      'console.log(JSON.stringify({ pid: d.pid, base: d.socketPath }));',
+      'process.exit(0);',
+    ].join('\n');
+    const out = await runChecked(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+    const { pid, base } = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { pid: number; base: string };
+    const dir = path.dirname(base);
+    assert.equal(existsSync(dir), false, dir);
+    assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(dir), false);
+    let state = '';
+    for (let i = 0; i < 40; i++) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        state = 'gone';
+      }
+      if (state === 'gone' || state === 'Z') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(state === 'gone' || state === 'Z', `dockerd ${pid} is ${state}`);
   });
 });

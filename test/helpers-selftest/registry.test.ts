@@ -152,6 +152,20 @@ describe('helpers: reference registry, token server, counting proxy and skopeo',
     });
   });
 
+  it('issues RS256 tokens the registry accepts as well', async () => {
+    const tokens = await startTokenServer({ alg: 'RS256', users: { ci: 'pw' } });
+    cleanups.push(() => tokens.close());
+    const reg = await registry({ token: { realm: tokens.realm, issuer: tokens.issuer, certPath: tokens.certPath, service: 'rsa-registry' } });
+    await pushLayout(layout, 'oci', reg.host, 'selftest/rsa', 'v1', { destCreds: { username: 'ci', password: 'pw' } });
+    const info = await skopeoInspect(`docker://${reg.host}/selftest/rsa:v1`, { creds: { username: 'ci', password: 'pw' } });
+    assert.equal(info.Digest, image.manifestDigest);
+    assert.ok(tokens.requests.every((r) => r.service === 'rsa-registry'));
+    const anonymous = await fetch(`${tokens.realm}?service=rsa-registry&scope=repository:selftest/rsa:pull`);
+    const { token } = await anonymous.json() as { token: string };
+    const denied = await fetch(`${reg.url}/v2/selftest/rsa/manifests/v1`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(denied.status, 401);
+  });
+
   it('counts requests through the counting proxy, one GET per blob on a cold copy', async () => {
     const reg = await registry();
     await pushLayout(layout, 'oci', reg.host, 'selftest/counted', 'v1');

@@ -4,10 +4,11 @@
  * iptables: containers run with --network none.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { run, startProcess, type ManagedProcess, type RunOptions, type RunResult } from './processes.ts';
+import { onExitSync, run, startProcess, type ManagedProcess, type RunOptions, type RunResult } from './processes.ts';
 
 export interface DockerdOptions {
   /** daemon.json "registry-mirrors", e.g. ['http://127.0.0.1:4000']. */
@@ -41,13 +42,16 @@ export interface Dockerd {
 }
 
 /** Mount points at or under `dir` (deepest first), from /proc/self/mountinfo. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+function mountsIn(info: string, dir: string): string[] {
   const decode = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
   return info.split('\n')
     .map((line) => decode(line.split(' ')[4] ?? ''))
     .filter((mp) => mp === dir || mp.startsWith(`${dir}/`))
     .sort((a, b) => b.length - a.length);
+}
+
+async function mountsUnder(dir: string): Promise<string[]> {
+  return mountsIn(await readFile('/proc/self/mountinfo', 'utf8').catch(() => ''), dir);
 }
 
 export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> {
@@ -71,9 +75,15 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   delete env.DOCKER_TLS_VERIFY;
   delete env.DOCKER_CERT_PATH;
 
+  // If the runner dies first, its exit hook has SIGKILLed dockerd: unmount and remove synchronously.
+  const unregister = onExitSync(() => {
+    for (const mp of mountsIn(readFileSync('/proc/self/mountinfo', 'utf8'), base)) spawnSync('umount', ['-l', mp]);
+    rmSync(base, { recursive: true, force: true, maxRetries: 3 });
+  });
   const cleanup = async (): Promise<void> => {
     for (const mp of await mountsUnder(base)) await run('umount', ['-l', mp]);
     await rm(base, { recursive: true, force: true, maxRetries: 3 });
+    unregister();
   };
 
   let proc: ManagedProcess;

@@ -49,24 +49,45 @@ export interface ManagedProcess {
 }
 
 const live = new Map<number, ManagedProcess>();
+const exitCleanups = new Set<() => void>();
 let hooked = false;
 let logCounter = 0;
+
+function killAllNow(): void {
+  for (const pid of live.keys()) killGroup(pid, 'SIGKILL');
+  for (const fn of exitCleanups) {
+    try {
+      fn();
+    } catch {
+      // best effort: the runner is going away
+    }
+  }
+  exitCleanups.clear();
+}
 
 function installExitHook(): void {
   if (hooked) return;
   hooked = true;
-  // 'exit' handlers must be synchronous: all that can be done is SIGKILL each process group.
-  process.on('exit', () => {
-    for (const pid of live.keys()) killGroup(pid, 'SIGKILL');
-  });
+  // 'exit' handlers must be synchronous: SIGKILL each process group, then the sync cleanups.
+  process.on('exit', killAllNow);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
-      for (const pid of live.keys()) killGroup(pid, 'SIGKILL');
+      killAllNow();
       // Re-raise with the default disposition so the runner still dies of the signal, unless
       // someone else (the test runner) handles it.
       if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
     });
   }
+}
+
+/**
+ * Registers a synchronous cleanup (unmount, remove temp dirs) to run if the runner exits before
+ * the owner cleaned up; returns a function that unregisters it (call it from the normal stop()).
+ */
+export function onExitSync(fn: () => void): () => void {
+  installExitHook();
+  exitCleanups.add(fn);
+  return () => exitCleanups.delete(fn);
 }
 
 /** Signals the whole process group (the child is a group leader), falling back to the PID alone. */

@@ -3,10 +3,11 @@
  * storage dir: no auth, htpasswd Basic auth, token auth, or pull-through proxy mode.
  */
 import bcrypt from 'bcryptjs';
+import { rmSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, startProcess, type ManagedProcess } from './processes.ts';
+import { freePort, onExitSync, startProcess, type ManagedProcess } from './processes.ts';
 
 export interface TokenAuthOptions {
   /** The token endpoint, e.g. TokenServer.realm. */
@@ -57,6 +58,7 @@ export function htpasswdLines(users: Record<string, string>): string {
 export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}): Promise<ReferenceRegistry> {
   if (opts.htpasswd && opts.token) throw new Error('choose htpasswd or token auth, not both');
   const work = await mkdtemp(path.join(os.tmpdir(), 'ferry-registry-'));
+  const unregister = onExitSync(() => rmSync(work, { recursive: true, force: true }));
   const dataDir = opts.dataDir ?? path.join(work, 'data');
   await mkdir(dataDir, { recursive: true });
   const service = opts.token?.service ?? DEFAULT_SERVICE;
@@ -104,6 +106,7 @@ export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}
       // Another process may have taken the port between freePort() and bind: try another.
       if (attempt < 3 && String(err).includes('address already in use')) continue;
       await rm(work, { recursive: true, force: true });
+      unregister();
       throw err;
     }
     const host = `127.0.0.1:${port}`;
@@ -118,6 +121,7 @@ export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}
       async stop() {
         await proc.stop();
         await rm(work, { recursive: true, force: true });
+        unregister();
       },
     };
   }

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { writeSkopeoDir, type BuiltImage, type BuiltIndex } from './oci-image.ts';
-import { runChecked } from './processes.ts';
+import { onExitSync, runChecked } from './processes.ts';
 
 export interface Credentials {
   username: string;
@@ -37,7 +37,7 @@ let emptyAuthFile: string | undefined;
 function skopeoEnv(): NodeJS.ProcessEnv {
   if (!emptyAuthFile) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-skopeo-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    onExitSync(() => rmSync(dir, { recursive: true, force: true }));
     emptyAuthFile = path.join(dir, 'auth.json');
     writeFileSync(emptyAuthFile, '{"auths":{}}');
   }

@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { runChecked } from './processes.ts';
+import { onExitSync, runChecked } from './processes.ts';
 
 export interface Access {
   type: string;
@@ -107,6 +107,7 @@ export async function startTokenServer(opts: TokenServerOptions = {}): Promise<T
   const expiresIn = opts.expiresIn ?? 300;
   const users = opts.users ?? {};
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-token-'));
+  const unregister = onExitSync(() => rmSync(dir, { recursive: true, force: true }));
   const { key, certPath, certDer } = await makeKeyAndCert(dir, alg);
   const refreshTokens = new Map<string, string>();
   const requests: TokenRequestRecord[] = [];
@@ -226,6 +227,7 @@ export async function startTokenServer(opts: TokenServerOptions = {}): Promise<T
         server.closeAllConnections();
         server.close(() => {
           rmSync(dir, { recursive: true, force: true });
+          unregister();
           resolve();
         });
       });
