@@ -23,7 +23,7 @@ import { findBadChunks } from './chunk-digests.ts';
 import { DigestMismatchError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { Journal, loadJournal } from './journal.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
-import { fetchRange, linkedController, type FetchContext, type FetchMode } from './range-fetcher.ts';
+import { fetchRange, linkedController, type FetchContext } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
 import type { RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
@@ -332,8 +332,8 @@ export class Transfer extends EventEmitter {
       await Promise.all(tasks.map((t) => limit(() => fetchRange(ctx, t, 'range', phase.controller.signal)).catch((e: unknown) => {
         if (first) return;
         first = { error: e };
+        // Queued chunks then start, see the aborted signal and return at once.
         phase.controller.abort(e);
-        limit.clearQueue();
       })));
     } finally {
       clearInterval(adapt);

@@ -1,0 +1,242 @@
+import assert from 'node:assert/strict';
+import { readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cleanOrphanedParts } from '../../lib/transfer/cleanup.ts';
+import { DigestMismatchError, SizeMismatchError, TransferAbortedError } from '../../lib/transfer/errors.ts';
+import { startTransfer } from '../../lib/transfer/downloader.ts';
+import { chunkDigestsOf } from './range-server.ts';
+import { CHUNK, KiB, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
+
+async function assertIdentical(r: Rig, path: string): Promise<void> {
+  const got = await readFile(path);
+  assert.equal(got.length, r.data.length);
+  assert.ok(got.equals(r.data), 'downloaded bytes differ from the served blob');
+}
+
+describe('chunked downloader', function () {
+  this.timeout(20_000);
+  let r: Rig | undefined;
+  afterEach(async () => {
+    await r?.close();
+    r = undefined;
+  });
+
+  it('downloads a blob byte-identical over a clean link and hands the verified part to onVerified', async () => {
+    r = await rig(4 * MiB);
+    let handed: string | undefined;
+    const t = r.start({ onVerified: async (p) => { handed = p; } });
+    const result = await t.done;
+    assert.equal(handed, t.partPath);
+    assert.equal(result.path, t.partPath);
+    assert.equal(t.state, 'verified');
+    await assertIdentical(r, result.path);
+    assert.deepEqual((await readdir(r.dir)).sort(), [`${t.hex}.part`]);
+    assert.equal(t.snapshot().chunksDone, 16);
+  });
+
+  it('fetches a small blob in one plain request', async () => {
+    r = await rig(50 * KiB);
+    const t = r.start();
+    await t.done;
+    assert.equal(t.mode, 'single');
+    assert.equal(r.server.stats.requests, 1);
+    assert.equal(r.server.stats.rangeRequests, 0);
+    await assertIdentical(r, t.partPath);
+  });
+
+  it('verifies an empty blob without a request', async () => {
+    r = await rig(0);
+    const t = r.start();
+    await t.done;
+    assert.equal(r.server.stats.requests, 0);
+    assert.equal((await stat(t.partPath)).size, 0);
+  });
+
+  it('opens more connections under a per-connection rate cap and beats one connection', async () => {
+    const size = 8 * MiB;
+    const perConnection = 2 * MiB;
+    r = await rig(size, { faults: { rateBytesPerSec: perConnection } });
+    const t = r.start();
+    let most = 0;
+    t.on('progress', (s: { activeConnections: number }) => { most = Math.max(most, s.activeConnections); });
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.ok(most > TEST_CONFIG.minConnections!, `concurrency stayed at ${most}`);
+    assert.ok(result.durationMs < (size / perConnection) * 1000 * 0.6, `took ${result.durationMs} ms`);
+    assert.ok(r.proxy.stats.connections >= most);
+  });
+
+  it('resumes a reset chunk from its last byte instead of fetching it again', async () => {
+    const size = 8 * MiB;
+    r = await rig(size, { faults: { resetMeanBytes: 200 * KiB, rateBytesPerSec: 8 * MiB } });
+    const t = r.start();
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.ok(r.proxy.stats.resets >= 10, `only ${r.proxy.stats.resets} resets`);
+    assert.ok(t.snapshot().retries >= r.proxy.stats.resets * 0.5);
+    // Fetching whole chunks again would cost far more than the blob: 256 KiB chunks, resets every ~200 KiB.
+    assert.ok(r.proxy.stats.bytesToClient < size * 1.3, `${r.proxy.stats.bytesToClient} bytes crossed the link`);
+  });
+
+  it('aborts a stalled connection and resumes the chunk elsewhere', async () => {
+    r = await rig(4 * MiB, { faults: { stallMeanBytes: 1 * MiB } });
+    const t = r.start();
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.ok(r.proxy.stats.stalls >= 1);
+    assert.ok(t.snapshot().retries >= 1);
+  });
+
+  it('completes chunks cut short by clean closes (truncation)', async () => {
+    r = await rig(4 * MiB, { faults: { truncateAfterBytes: 100 * KiB } });
+    const t = r.start();
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.ok(r.proxy.stats.truncations >= 16 * 2);
+  });
+
+  it('falls back to one resumable stream when the server answers 200 to Range', async () => {
+    r = await rig(4 * MiB, { behaviour: { ignoreRange: true } });
+    const t = r.start();
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.equal(t.mode, 'stream');
+    assert.ok(r.server.stats.requests <= 2 + TEST_CONFIG.minConnections!);
+  });
+
+  it('downloads from a server without Range support through a dropping link by skipping what it holds', async () => {
+    r = await rig(2 * MiB, { behaviour: { ignoreRange: true }, faults: { truncateAfterBytes: 700 * KiB } });
+    // Every answer restarts at byte 0, so the link must let one through whole in the end.
+    const proxy = r.proxy;
+    const watch = setInterval(() => { if (proxy.stats.truncations >= 3) proxy.clearFaults(); }, 1);
+    const t = r.start();
+    const result = await t.done.finally(() => clearInterval(watch));
+    await assertIdentical(r, result.path);
+    assert.equal(t.mode, 'stream');
+    assert.ok(r.proxy.stats.truncations >= 3);
+    assert.equal(result.bytesFetched < 2 * MiB + 700 * KiB, true, `wrote ${result.bytesFetched}: held bytes were written again`);
+  });
+
+  it('rejects a wrong Content-Range and retries', async () => {
+    r = await rig(2 * MiB, { behaviour: { wrongContentRange: 3 } });
+    const t = r.start();
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.ok(t.snapshot().retries >= 3);
+  });
+
+  it('retries a 503 with Retry-After', async () => {
+    r = await rig(1 * MiB, { behaviour: { unavailable: 3 } });
+    const t = r.start();
+    await t.done;
+    await assertIdentical(r, t.partPath);
+    assert.ok(r.server.stats.statuses.filter((s) => s === 503).length === 3);
+  });
+
+  it('fails with SizeMismatchError when the upstream blob is not the size the descriptor says', async () => {
+    r = await rig(1 * MiB);
+    const t = startTransfer({ digest: r.digest, size: 1 * MiB + 10, source: r.source, dir: r.dir, config: TEST_CONFIG, ...TEST_TIMING });
+    await assert.rejects(t.done, SizeMismatchError);
+    assert.deepEqual(await readdir(r.dir), []);
+  });
+
+  it('refetches everything once after a digest mismatch when the source has no chunk digests', async () => {
+    const size = 4 * MiB;
+    r = await rig(size, { faults: { corruptPerMiB: 4 } });
+    const t = r.start();
+    const proxy = r.proxy;
+    const mismatches: unknown[] = [];
+    t.on('mismatch', (m) => {
+      mismatches.push(m);
+      proxy.setFaults({ corruptPerMiB: 0 });
+    });
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.equal(mismatches.length, 1);
+    assert.equal(t.snapshot().chunksRefetched, size / CHUNK);
+  });
+
+  it('never verifies corrupted bytes: a link that keeps corrupting fails with DigestMismatchError', async () => {
+    r = await rig(2 * MiB, { faults: { corruptPerMiB: 8 } });
+    let committed = false;
+    const t = r.start({ onVerified: async () => { committed = true; } });
+    let most = 0;
+    t.on('advance', () => { most = Math.max(most, t.releasedBytes); });
+    await assert.rejects(t.done, DigestMismatchError);
+    assert.equal(committed, false);
+    assert.equal(t.state, 'failed');
+    assert.ok(most < r.data.length, 'the last byte was released');
+    assert.deepEqual(await readdir(r.dir), [], 'the corrupted part was left behind');
+  });
+
+  it('refetches only the corrupted chunks when the source offers chunk digests', async () => {
+    const size = 4 * MiB;
+    r = await rig(size, { faults: { corruptOffsets: [1000] }, chunkDigests: chunkDigestsOf(Buffer.alloc(0), CHUNK) });
+    // Only the first connection's response is corrupted: switch corruption off once it happened.
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    r.source.chunkDigests = async () => digests;
+    const proxy = r.proxy;
+    const t = r.start();
+    const watch = setInterval(() => { if (proxy.stats.corruptions > 0) proxy.clearFaults(); }, 1);
+    const result = await t.done.finally(() => clearInterval(watch));
+    await assertIdentical(r, result.path);
+    const refetched = t.snapshot().chunksRefetched;
+    assert.ok(refetched >= 1 && refetched <= proxy.stats.corruptions, `refetched ${refetched} chunks for ${proxy.stats.corruptions} corruptions`);
+  });
+
+  it('survives every fault at once: rate cap, latency, resets, stalls, truncation and corruption', async () => {
+    const size = 8 * MiB;
+    r = await rig(size, {
+      faults: {
+        rateBytesPerSec: 3 * MiB, latencyMs: 20, resetMeanBytes: 1 * MiB, stallMeanBytes: 3 * MiB,
+        truncateAfterBytes: 900 * KiB, corruptPerMiB: 0.3,
+      },
+      behaviour: { wrongContentRange: 2, unavailable: 1 },
+      seed: 3,
+    });
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    r.source.chunkDigests = async () => digests;
+    const t = r.start();
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    const s = r.proxy.stats;
+    assert.ok(s.resets > 0 && s.truncations > 0, JSON.stringify(s));
+  });
+
+  it('stops on abort (twice is harmless) and keeps the part and journal for a resume', async () => {
+    r = await rig(4 * MiB, { faults: { rateBytesPerSec: 1 * MiB } });
+    const t = r.start();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    t.abort();
+    t.abort();
+    await assert.rejects(t.done, TransferAbortedError);
+    assert.equal(t.state, 'aborted');
+    assert.deepEqual((await readdir(r.dir)).sort(), [`${t.hex}.journal`, `${t.hex}.part`]);
+  });
+
+  it('resumes from the part and journal of an aborted transfer without fetching the journaled bytes again', async () => {
+    const size = 4 * MiB;
+    r = await rig(size, { faults: { rateBytesPerSec: 1 * MiB } });
+    const first = r.start();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    first.abort();
+    await assert.rejects(first.done);
+    r.proxy.clearFaults();
+    const second = r.start();
+    const result = await second.done;
+    await assertIdentical(r, result.path);
+    assert.ok(result.resumedBytes >= 1 * MiB, `resumed only ${result.resumedBytes}`);
+    assert.equal(result.bytesFetched, size - result.resumedBytes);
+  });
+
+  it('removes orphaned parts and journals older than the limit, and keeps the rest', async () => {
+    r = await rig(0);
+    const old = new Date(Date.now() - 10 * 3600_000);
+    const names = ['aa.part', 'aa.journal', 'bb.part', 'cc.part', 'notes.txt'];
+    for (const n of names) await writeFile(join(r.dir, n), 'x');
+    for (const n of ['aa.part', 'aa.journal', 'cc.part', 'notes.txt']) await utimes(join(r.dir, n), old, old);
+    const removed = await cleanOrphanedParts(r.dir, 3600_000, (hex) => hex === 'cc');
+    assert.deepEqual(removed.sort(), ['aa.journal', 'aa.part']);
+    assert.deepEqual((await readdir(r.dir)).sort(), ['bb.part', 'cc.part', 'notes.txt']);
+  });
+});

@@ -1,0 +1,74 @@
+/** One range server behind one fault proxy, a temp transfer dir, and the small-chunk test config. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TransferConfig } from '../../lib/config/schema.ts';
+import { startTransfer, type Transfer, type TransferOptions } from '../../lib/transfer/downloader.ts';
+import { createHttpRangeSource, type HttpRangeSource } from '../../lib/transfer/http-range-source.ts';
+import type { ChunkDigests } from '../../lib/transfer/range-source.ts';
+import { FaultProxy, type Faults } from '../fault-proxy/proxy.ts';
+import { makeBlob, sha256, startRangeServer, type RangeServer, type ServerBehaviour } from './range-server.ts';
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;
+export const CHUNK = 256 * KiB;
+
+export const TEST_CONFIG: Partial<TransferConfig> = {
+  chunksPerBlob: 500,
+  minChunkBytes: CHUNK,
+  maxChunkBytes: CHUNK,
+  smallBlobBytes: 64 * KiB,
+  minConnections: 2,
+  maxConnections: 8,
+  stallSeconds: 0.4,
+  retries: 1000,
+};
+
+export const TEST_TIMING: Pick<TransferOptions, 'checkpointBytes' | 'adaptIntervalMs' | 'retryPolicy' | 'progressIntervalMs'> = {
+  checkpointBytes: 64 * KiB,
+  adaptIntervalMs: 300,
+  retryPolicy: { baseMs: 20, maxMs: 200 },
+  progressIntervalMs: 100,
+};
+
+export interface Rig {
+  data: Buffer;
+  digest: string;
+  server: RangeServer;
+  proxy: FaultProxy;
+  dir: string;
+  source: HttpRangeSource;
+  start(extra?: Partial<TransferOptions>): Transfer;
+  close(): Promise<void>;
+}
+
+export async function rig(size: number, opts: { faults?: Faults; seed?: number; behaviour?: ServerBehaviour; chunkDigests?: ChunkDigests } = {}): Promise<Rig> {
+  const data = makeBlob(size, opts.seed ?? 7);
+  const server = await startRangeServer(data, opts.behaviour);
+  const port = Number(new URL(server.url).port);
+  const proxy = new FaultProxy({ target: { host: '127.0.0.1', port }, seed: opts.seed ?? 1, faults: opts.faults });
+  await proxy.listen();
+  const digests = opts.chunkDigests;
+  const source = createHttpRangeSource({
+    url: `${proxy.url}/blob`,
+    ...(digests ? { chunkDigests: async () => digests } : {}),
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-transfer-'));
+  const started: Transfer[] = [];
+  return {
+    data, digest: sha256(data), server, proxy, dir, source,
+    start(extra = {}) {
+      const t = startTransfer({ digest: sha256(data), size, source, dir, config: TEST_CONFIG, ...TEST_TIMING, ...extra });
+      started.push(t);
+      return t;
+    },
+    async close() {
+      for (const t of started) t.abort('test over');
+      await Promise.allSettled(started.map((t) => t.done));
+      await source.close();
+      await proxy.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
