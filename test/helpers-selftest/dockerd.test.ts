@@ -7,6 +7,7 @@ import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { pullWithDockerSdk } from '../helpers/docker-sdk.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
+import { startTokenServer } from '../helpers/token-server.ts';
 
 describe('helpers: private dockerd and the Docker SDK', function () {
   this.timeout(90_000);
@@ -78,6 +79,27 @@ describe('helpers: private dockerd and the Docker SDK', function () {
     const summary = await pullWithDockerSdk({ socketPath: d.socketPath, repository: `${registry.host}/kolla/base`, tag: 'no-such-tag' });
     assert.equal(summary.ok, false);
     assert.match(summary.error ?? '', /no basic auth credentials|unauthorized|not found/i);
+  });
+
+  it('pulls from a token-auth registry, anonymously and after docker login', async () => {
+    const tokens = await startTokenServer({ users: { kolla: 'deploy' }, anonymousPull: true });
+    const reg = await startReferenceRegistry({ name: 'registry-token', token: { realm: tokens.realm, issuer: tokens.issuer, certPath: tokens.certPath } });
+    try {
+      await pushImage(image, reg.host, 'selftest/token', 'v1', { destCreds: { username: 'kolla', password: 'deploy' } });
+      const d = daemons[1];
+      assert.ok(d);
+      tokens.reset();
+      await d.docker(['pull', `${reg.host}/selftest/token:v1`]);
+      assert.ok(tokens.requests.some((r) => r.user === undefined && r.granted.some((g) => g.name === 'selftest/token' && g.actions.includes('pull'))));
+      await d.docker(['rmi', `${reg.host}/selftest/token:v1`]);
+      await d.docker(['login', '-u', 'kolla', '--password-stdin', reg.host], { input: 'deploy' });
+      tokens.reset();
+      await d.docker(['pull', `${reg.host}/selftest/token:v1`]);
+      assert.ok(tokens.requests.some((r) => r.user === 'kolla'), JSON.stringify(tokens.requests));
+    } finally {
+      await reg.stop();
+      await tokens.close();
+    }
   });
 
   it('uses registry-mirrors from its daemon.json, and removes its directories and mounts when stopped', async () => {

@@ -31,6 +31,8 @@ export interface ReferenceRegistryOptions {
   dataDir?: string;
   /** Name used for the log file; default 'registry'. */
   name?: string;
+  /** Top-level config sections merged over the generated ones (e.g. { notifications: ... }). */
+  extraConfig?: Record<string, unknown>;
 }
 
 export interface ReferenceRegistry {
@@ -87,6 +89,7 @@ export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}
       http: { addr: `127.0.0.1:${port}`, secret: 'ferry-test-secret', headers: { 'X-Content-Type-Options': ['nosniff'] } },
       ...(auth ? { auth } : {}),
       ...(opts.proxy ? { proxy: { remoteurl: opts.proxy.remoteUrl, username: opts.proxy.username, password: opts.proxy.password } } : {}),
+      ...opts.extraConfig,
     };
     const configPath = path.join(work, 'config.yml');
     // JSON is YAML, and distribution reads its config with a YAML parser.
