@@ -181,6 +181,29 @@ describe('helpers: reference registry, token server, counting proxy and skopeo',
     assert.ok(proxy.count('GET', /\/manifests\/v1$/) >= 1);
   });
 
+  it('lets an intercept hook answer instead of the upstream, and records what it sent', async () => {
+    const reg = await registry();
+    const proxy = await startCountingProxy(reg.url, {
+      intercept: (req, res) => {
+        if (!req.url?.includes('/blobs/')) return false;
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('nope');
+        return true;
+      },
+    });
+    cleanups.push(() => proxy.close());
+    const blob = await fetch(`${proxy.url}/v2/x/blobs/${image.configDigest}`);
+    assert.equal(blob.status, 503);
+    assert.equal(await blob.text(), 'nope');
+    const base = await fetch(`${proxy.url}/v2/`);
+    assert.equal(base.status, 200);
+    assert.equal(base.headers.get('docker-distribution-api-version'), 'registry/2.0');
+    assert.deepEqual(proxy.requests.map((r) => [r.method, r.path, r.status, r.bytes]), [
+      ['GET', `/v2/x/blobs/${image.configDigest}`, 503, 4],
+      ['GET', '/v2/', 200, 2],
+    ]);
+  });
+
   it('runs in proxy mode, fetching from its remote once and then serving from its own storage', async () => {
     const upstream = await registry({ name: 'registry-upstream' });
     await pushLayout(layout, 'oci', upstream.host, 'library/cached', 'v1');

@@ -68,7 +68,7 @@ export async function startCountingProxy(target: string, opts: CountingProxyOpti
       if (opts.intercept && (await opts.intercept(req, res))) return;
       const up = httpRequest({
         host: upstream.hostname,
-        port: upstream.port,
+        port: upstream.port || 80,
         method: req.method,
         path: req.url,
         headers: req.headers,
