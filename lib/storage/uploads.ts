@@ -4,7 +4,7 @@
  * (after a restart) or out of step, completion re-hashes the data from disk.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID, type Hash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
@@ -104,16 +104,20 @@ export class UploadStore {
           cb(null, chunk);
         },
       });
-      const out = createWriteStream(join(this.paths.upload(uuid), 'data'), { flags: 'r+', start: state.offset });
+      const dataPath = join(this.paths.upload(uuid), 'data');
+      const out = createWriteStream(dataPath, { flags: 'r+', start: state.offset });
       try {
         await pipeline(source, tap, out);
       } catch (e) {
+        // What arrived of a cut chunk stays: the client resumes from the offset GET reports.
         this.hashes.delete(uuid);
         throw e;
       }
       if (inStep) running.offset += written;
       if (range && written !== range.end - range.start + 1) {
+        // A complete chunk that contradicts its Content-Range is refused whole, not kept in part.
         this.hashes.delete(uuid);
+        await truncate(dataPath, state.offset);
         throw new RegistryError('SIZE_INVALID', `chunk had ${written} bytes, Content-Range said ${range.end - range.start + 1}`);
       }
       return { ...state, offset: state.offset + written };

@@ -11,12 +11,17 @@ export function blobHandlers(backend: RegistryBackend): Required<Pick<MethodTabl
     async GET(req, res, { name = '', digest = '' }) {
       const blob = await backend.getBlob(name, digest, requestContext(req));
       const range = parseRange(req.headers.range, blob.size);
+      const etag = `"${blob.digest}"`;
       res.setHeader('Docker-Content-Digest', blob.digest);
-      res.setHeader('ETag', `"${blob.digest}"`);
+      res.setHeader('ETag', etag);
       res.setHeader('Accept-Ranges', 'bytes');
       res.setHeader('Content-Type', 'application/octet-stream');
       // Immutable content: caches in between may keep it for good.
       res.setHeader('Cache-Control', 'max-age=31536000');
+      if (req.headers['if-none-match'] === etag) {
+        res.status(304).end();
+        return;
+      }
       if (range.kind === 'unsatisfiable') {
         throw new RegistryError('RANGE_INVALID', `range ${req.headers.range} is not satisfiable for ${blob.size} bytes`, undefined, {
           headers: { 'Content-Range': `bytes */${blob.size}` },

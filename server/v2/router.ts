@@ -1,6 +1,8 @@
 /**
  * Dispatches /v2/ paths. Repository names contain slashes, so routes are matched here with
  * anchored patterns (the reference, digest or uuid never contains a slash) rather than by express.
+ * Patterns match the path as sent and each parameter is decoded on its own, so an encoded slash
+ * in a digest or reference stays inside that parameter (and fails its validation).
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { RegistryError } from '../../lib/oci/errors.ts';
@@ -39,18 +41,20 @@ export function v2Router(backend: RegistryBackend): RequestHandler {
 
   return (req: Request, res: Response, next: NextFunction) => {
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
-    const path = safeDecode(req.path);
     for (const route of routes) {
-      const match = route.pattern.exec(path);
+      const match = route.pattern.exec(req.path);
       if (!match) continue;
       res.locals.route = route.name;
       const params: Params = {};
-      route.keys.forEach((k, i) => { params[k] = match[i + 1] ?? ''; });
+      route.keys.forEach((k, i) => { params[k] = safeDecode(match[i + 1] ?? ''); });
       res.locals.repository = params.name;
       res.locals.reference = params.reference ?? params.digest;
-      const handler = route.methods[req.method as keyof MethodTable];
+      // HEAD is GET without the body (node drops it) wherever GET is served.
+      const handler = route.methods[req.method as keyof MethodTable] ?? (req.method === 'HEAD' ? route.methods.GET : undefined);
       if (!handler) {
-        res.setHeader('Allow', Object.keys(route.methods).join(', '));
+        const allowed = Object.keys(route.methods);
+        if (route.methods.GET && !route.methods.HEAD) allowed.splice(1, 0, 'HEAD');
+        res.setHeader('Allow', allowed.join(', '));
         next(new RegistryError('UNSUPPORTED', `${req.method} is not supported on ${route.name}`));
         return;
       }

@@ -1,7 +1,8 @@
 /** The push protocol: POST, PATCH, PUT, GET and DELETE on /v2/<name>/blobs/uploads/. */
 import type { Response } from 'express';
 import { RegistryError } from '../../lib/oci/errors.ts';
-import { requireDigest } from '../../lib/oci/digest.ts';
+import { isDigest, requireDigest } from '../../lib/oci/digest.ts';
+import { isValidName } from '../../lib/oci/names.ts';
 import { parseContentRange } from '../../lib/oci/range.ts';
 import type { RegistryBackend } from '../../lib/registry/types.ts';
 import { uploadHeaders, type UploadState } from '../../lib/storage/uploads.ts';
@@ -27,10 +28,12 @@ export function uploadHandlers(backend: RegistryBackend) {
   const handlers = {
     async start(req, res, { name = '' }) {
       const mount = queryString(req.query.mount);
+      const from = queryString(req.query.from);
       const digest = queryString(req.query.digest);
       if (mount !== undefined) {
-        requireDigest(mount);
-        const mounted = await backend.mountBlob(name, mount, queryString(req.query.from));
+        // A mount that cannot be done, its arguments malformed included, falls back to a session (spec).
+        const mountable = isDigest(mount) && (from === undefined || isValidName(from));
+        const mounted = mountable ? await backend.mountBlob(name, mount, from) : undefined;
         if (mounted) {
           req.resume();
           sendBlobCreated(res, name, mounted.digest);
