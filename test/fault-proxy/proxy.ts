@@ -84,7 +84,8 @@ export class FaultProxy {
     this.target = parseTarget(opts.target);
     this.random = mulberry32(opts.seed ?? 1);
     this.faultsNow = { ...opts.faults };
-    this.server = net.createServer((client) => this.accept(client));
+    // Half-open on both sides, so a client that ends its request still gets the whole answer.
+    this.server = net.createServer({ allowHalfOpen: true }, (client) => this.accept(client));
   }
 
   get faults(): Readonly<Faults> {
@@ -133,7 +134,7 @@ export class FaultProxy {
     const log: ConnectionLog = { id: this.nextId++, bytesDown: 0, bytesUp: 0, events: [], closed: false };
     this.logs.push(log);
     if (this.logs.length > MAX_LOGS) this.logs.shift();
-    const upstream = net.connect(this.target);
+    const upstream = net.connect({ ...this.target, allowHalfOpen: true });
     const conn = new ProxyConnection(this, client, upstream, log);
     this.live.add(conn);
     conn.onClose = () => this.live.delete(conn);

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
+import { KiB, MiB, rig, type Rig } from './harness.ts';
+
+async function collect(stream: Readable, onData?: () => void): Promise<{ data: Buffer; error?: Error }> {
+  const parts: Buffer[] = [];
+  try {
+    for await (const b of stream) {
+      parts.push(b as Buffer);
+      onData?.();
+    }
+    return { data: Buffer.concat(parts) };
+  } catch (e) {
+    return { data: Buffer.concat(parts), error: e as Error };
+  }
+}
+
+describe('prefix reader', function () {
+  this.timeout(20_000);
+  let r: Rig | undefined;
+  afterEach(async () => {
+    await r?.close();
+    r = undefined;
+  });
+
+  it('streams the right bytes while the transfer is still downloading', async () => {
+    r = await rig(4 * MiB, { faults: { rateBytesPerSec: 1 * MiB } });
+    const t = r.start();
+    let beforeVerified = 0;
+    const got = await collect(createPrefixReader(t), () => { if (t.state === 'running') beforeVerified++; });
+    await t.done;
+    assert.equal(got.error, undefined);
+    assert.ok(got.data.equals(r.data));
+    assert.ok(beforeVerified > 10, `only ${beforeVerified} reads happened before verification`);
+  });
+
+  it('streams a range from the middle, and keeps reading after the part is renamed into the store', async () => {
+    r = await rig(2 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
+    const dir = r.dir;
+    const t = r.start({
+      onVerified: async (part) => {
+        const blob = join(dir, 'blob');
+        await rename(part, blob);
+        return blob;
+      },
+    });
+    const middle = await collect(createPrefixReader(t, 300 * KiB, 1 * MiB + 5));
+    assert.ok(middle.data.equals(r.data.subarray(300 * KiB, 1 * MiB + 6)));
+    await t.done;
+    assert.equal(t.committedPath, join(dir, 'blob'));
+    const late = await collect(createPrefixReader(t, 2 * MiB - 10));
+    assert.ok(late.data.equals(r.data.subarray(2 * MiB - 10)));
+  });
+
+  it('errors instead of completing when the transfer turns out corrupted', async () => {
+    r = await rig(2 * MiB, { faults: { corruptPerMiB: 8 } });
+    const t = r.start();
+    const got = await collect(createPrefixReader(t));
+    await assert.rejects(t.done);
+    assert.ok(got.error, 'the reader ended without an error');
+    assert.ok(got.data.length < r.data.length, 'the reader delivered a complete (corrupt) blob');
+  });
+
+  it('holds back the last byte until the digest matched', async () => {
+    r = await rig(1 * MiB, { faults: { rateBytesPerSec: 4 * MiB } });
+    const t = r.start();
+    const seen: Array<[number, boolean]> = [];
+    t.on('advance', () => seen.push([t.releasedBytes, t.contiguousBytes === t.size]));
+    await t.done;
+    const beforeMatch = seen.filter(([released]) => released < t.size);
+    assert.ok(beforeMatch.length > 0);
+    assert.ok(seen.some(([released, whole]) => whole && released === t.size - 1), 'the whole prefix was hashed but not held back');
+    assert.equal(t.releasedBytes, t.size);
+  });
+});
