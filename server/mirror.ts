@@ -4,7 +4,13 @@ import type { LoadedConfig } from '../lib/config/load.ts';
 import { createLogger, type Logger } from '../lib/log/logger.ts';
 import { openStore, type Store } from '../lib/storage/store.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
-import type { RegistryBackend } from '../lib/registry/types.ts';
+import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
+import { BlobFills } from '../lib/mirror/blob-fills.ts';
+import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
+import { upstreamPort } from '../lib/mirror/upstream-port.ts';
+import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
+import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
+import { UpstreamClient } from '../lib/upstream/client.ts';
 import { createMirrorApp } from './mirror-app.ts';
 import { boundAddress, listen } from './listen.ts';
 
@@ -12,28 +18,59 @@ export interface RunningMirror {
   server: Server;
   address: string;
   store: Store;
-  backend: RegistryBackend;
+  backend: MirrorRegistry;
+  fills: BlobFills;
+  upstreams: Map<string, UpstreamClient>;
   logger: Logger;
   close(): Promise<void>;
 }
 
-export async function startMirror(config: LoadedConfig, logger: Logger = createLogger(config.log)): Promise<RunningMirror> {
+export interface MirrorDeps {
+  logger?: Logger;
+  /** Replaces the chunked engine (tests). */
+  downloader?: Downloader;
+}
+
+export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): Promise<RunningMirror> {
+  const logger = deps.logger ?? createLogger(config.log);
   const store = await openStore(config.dataDir);
-  const backend = new LocalRegistry(store);
+  const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
+  if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
+  const local = new LocalRegistry(store);
+  const clients = new Map<string, UpstreamClient>();
+  const ports = new Map<string, UpstreamPort>();
+  for (const [name, cfg] of Object.entries(config.upstreams)) {
+    const client = new UpstreamClient(name, cfg, { logger });
+    clients.set(name, client);
+    ports.set(name, upstreamPort(client));
+  }
+  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer), logger.child({ module: 'transfer' }));
+  const backend = new MirrorRegistry({
+    local,
+    routing: config,
+    upstreams: ports,
+    fills,
+    logger: logger.child({ module: 'mirror' }),
+    manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
+  });
   const app = createMirrorApp({ backend, logger });
   const server = await listen(app, { listen: config.listen, tls: config.tls });
   const address = boundAddress(server);
-  logger.info({ address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls) }, 'mirror listening');
+  logger.info({ address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), upstreams: [...clients.keys()] }, 'mirror listening');
   return {
     server,
     address,
     store,
     backend,
+    fills,
+    upstreams: clients,
     logger,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      fills.abortAll('mirror shutting down');
+      await closed;
+      await Promise.all([...clients.values()].map((c) => c.close()));
+    },
   };
 }

@@ -9,7 +9,7 @@ import type { Logger } from '../log/logger.ts';
 import type { Store } from '../storage/store.ts';
 import type { Download, Downloader, DownloadRequest } from './ports.ts';
 
-export interface FillRequest extends Omit<DownloadRequest, 'dir'> {
+export interface FillRequest extends Omit<DownloadRequest, 'dir' | 'commit'> {
   /** Cache repository that holds the blob once it is in. */
   repository: string;
 }
@@ -48,19 +48,27 @@ export class BlobFills extends EventEmitter {
     const running = this.inFlight.get(req.digest);
     if (running) return running;
     const log = this.logger.child({ digest: req.digest, repository: req.repository });
-    const download = this.downloader({ ...req, dir: this.store.paths.transfersDir });
+    const download = this.downloader({
+      ...req,
+      dir: this.store.paths.transfersDir,
+      commit: async (partPath) => {
+        await this.store.blobs.commitFile(partPath, req.digest);
+        await this.store.repos.linkBlob(req.repository, req.digest);
+        return this.store.paths.blob(req.digest);
+      },
+    });
     const startedAt = Date.now();
     log.info({ bytes: req.size }, 'transfer started');
     const committed = download.done.then(
-      async (path) => {
-        await this.store.blobs.commitFile(path, req.digest);
-        await this.store.repos.linkBlob(req.repository, req.digest);
+      () => {
         const durationMs = Date.now() - startedAt;
-        log.info({ bytes: req.size, durationMs, mbps: round(req.size / 1e6 / Math.max(durationMs / 1000, 0.001)) }, 'transfer complete');
+        const s = download.snapshot();
+        log.info({ bytes: req.size, durationMs, resumedBytes: s.resumedBytes, retries: s.retries, chunksRefetched: s.chunksRefetched, mbps: round(req.size / 1e6 / Math.max(durationMs / 1000, 0.001)) }, 'transfer complete');
         this.emit('committed', { digest: req.digest, size: req.size, repository: req.repository });
       },
     ).catch((e: unknown) => {
       log.warn({ err: e }, 'transfer failed');
+      this.emit('failed', { digest: req.digest, repository: req.repository, error: e });
       throw e;
     }).finally(() => {
       this.inFlight.delete(req.digest);
@@ -78,7 +86,8 @@ export class BlobFills extends EventEmitter {
     return fill.download.createReader(start, end);
   }
 
-  abortAll(reason: Error): void {
+  /** Stops every fill; their parts and journals stay, so the next start resumes them. */
+  abortAll(reason: string): void {
     for (const fill of this.inFlight.values()) fill.download.abort(reason);
   }
 }

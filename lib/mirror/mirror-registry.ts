@@ -17,6 +17,7 @@ import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, Reg
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
 import type { BlobFills } from './blob-fills.ts';
 import type { UpstreamPort } from './ports.ts';
+import { UpstreamNotFoundError, toRegistryError } from '../upstream/errors.ts';
 
 export interface MirrorOptions {
   local: LocalRegistry;
@@ -97,7 +98,7 @@ export class MirrorRegistry implements RegistryBackend {
         log.warn({ err: errText(e) }, 'upstream failed; serving the cached manifest');
         return cached;
       }
-      throw toRegistryError(e, 'MANIFEST_UNKNOWN');
+      throw toRegistryError(e, 'manifest');
     }
     await this.local.storeManifest(cache, reference, fetched.bytes, fetched.mediaType, 'cache');
     log.info({ digest: fetched.digest, bytes: fetched.bytes.length }, 'manifest cached');
@@ -133,7 +134,7 @@ export class MirrorRegistry implements RegistryBackend {
       try {
         ({ size } = await upstream.headBlob(repository, digest));
       } catch (e) {
-        throw toRegistryError(e, 'BLOB_UNKNOWN');
+        throw toRegistryError(e, 'blob');
       }
       fill = this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
     }
@@ -166,7 +167,7 @@ export class MirrorRegistry implements RegistryBackend {
           for (const t of await this.upstream(r.upstream.name).listTags(r.upstream.repository)) served.add(t);
           known = true;
         } catch (e) {
-          if (!isNotFound(e)) throw toRegistryError(e, 'NAME_UNKNOWN');
+          if (!isNotFound(e)) throw toRegistryError(e, 'tags');
         }
       }
     }
@@ -247,20 +248,11 @@ export function isIndex(mediaType: string): boolean {
 }
 
 function isNotFound(e: unknown): boolean {
-  return (e as { status?: number })?.status === 404 || (isRegistryError(e) && e.status === 404);
+  return e instanceof UpstreamNotFoundError || (isRegistryError(e) && e.status === 404);
 }
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-/** Upstream failures as registry errors: not found stays not found; the rest is 502/503. */
-export function toRegistryError(e: unknown, notFound: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'NAME_UNKNOWN'): RegistryError {
-  if (isRegistryError(e)) return e;
-  const anyE = e as { toRegistryError?: (what: string) => RegistryError; status?: number; message?: string };
-  if (typeof anyE?.toRegistryError === 'function') return anyE.toRegistryError(notFound);
-  if (anyE?.status === 404) return new RegistryError(notFound, anyE.message ?? 'not found upstream');
-  return new RegistryError('UNAVAILABLE', `upstream failed: ${errText(e)}`, undefined, { status: 502 });
 }
 
 async function withTimeout<T>(ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {

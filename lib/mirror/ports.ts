@@ -4,6 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { RangeSource } from '../transfer/range-source.ts';
+import type { TransferSnapshot } from '../transfer/downloader.ts';
 
 export interface UpstreamManifest {
   bytes: Buffer;
@@ -26,9 +27,11 @@ export interface Download {
   readonly size: number;
   /** Bytes start..end inclusive as they arrive; errors if the download fails (no bad bytes served whole). */
   createReader(start: number, end: number): Readable;
-  /** Resolves with the path of the verified file (ready to be renamed into the store). */
-  readonly done: Promise<string>;
-  abort(reason?: Error): void;
+  /** Resolves once the verified blob was committed (DownloadRequest.commit ran). */
+  readonly done: Promise<void>;
+  /** Stops; what is on disk stays for a later resume. */
+  abort(reason?: string): void;
+  snapshot(): TransferSnapshot;
 }
 
 export interface DownloadRequest {
@@ -39,6 +42,8 @@ export interface DownloadRequest {
   dir: string;
   /** For logs and progress. */
   label: string;
+  /** Moves the verified part file into the store; returns where the blob now is. */
+  commit(partPath: string): Promise<string>;
 }
 
 export type Downloader = (req: DownloadRequest) => Download;

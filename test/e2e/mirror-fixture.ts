@@ -1,0 +1,36 @@
+/** Starts a ferry mirror in-process on 127.0.0.1:random with a temp store, for end-to-end tests. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, type LoadedConfig } from '../../lib/config/load.ts';
+import type { ConfigInput } from '../../lib/config/schema.ts';
+import { createLogger, silentLogger } from '../../lib/log/logger.ts';
+import { startMirror, type MirrorDeps, type RunningMirror } from '../../server/mirror.ts';
+
+export interface TestMirror {
+  mirror: RunningMirror;
+  config: LoadedConfig;
+  /** 127.0.0.1:port */
+  host: string;
+  url: string;
+  dataDir: string;
+  stop(opts?: { keepData?: boolean }): Promise<void>;
+}
+
+export async function startTestMirror(config: Omit<ConfigInput, 'listen'> = {}, deps: MirrorDeps = {}, dataDir?: string): Promise<TestMirror> {
+  const dir = dataDir ?? (await mkdtemp(join(tmpdir(), 'ferry-e2e-')));
+  const loaded = parseConfig({ ...config, listen: '127.0.0.1:0', dataDir: dir }, join(dir, 'test.config.json'), {});
+  const logger = process.env.FERRY_TEST_LOG ? createLogger({ level: process.env.FERRY_TEST_LOG, format: 'json' }) : silentLogger;
+  const mirror = await startMirror(loaded, { logger, ...deps });
+  return {
+    mirror,
+    config: loaded,
+    host: mirror.address,
+    url: `http://${mirror.address}`,
+    dataDir: dir,
+    async stop(opts = {}) {
+      await mirror.close();
+      if (!opts.keepData) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
