@@ -1,5 +1,6 @@
 /** The mirror's express app: /v2/ API, plus what the ops layer mounts beside it. */
 import express, { type Express, type RequestHandler } from 'express';
+import { RegistryError } from '../lib/oci/errors.ts';
 import type { RegistryBackend } from '../lib/registry/types.ts';
 import type { Logger } from '../lib/log/logger.ts';
 import { silentLogger } from '../lib/log/logger.ts';
@@ -26,6 +27,8 @@ export function createMirrorApp(opts: MirrorAppOptions): Express {
   opts.extra?.(app);
   if (opts.guard) app.use('/v2', opts.guard);
   app.use('/v2', v2Router(opts.backend));
+  // Whatever nothing above served still gets the JSON error form, not express's HTML page.
+  app.use((req, _res, next) => next(new RegistryError('NAME_UNKNOWN', `no such endpoint: ${req.method} ${req.path}`, undefined, { status: 404 })));
   app.use(errorMiddleware);
   return app;
 }

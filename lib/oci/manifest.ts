@@ -80,13 +80,15 @@ export function parseManifest(bytes: Buffer, contentType?: string): ParsedManife
   if (isIndexMediaType(mediaType)) {
     const r = indexSchema.safeParse(obj);
     if (!r.success) throw invalid(r.error);
-    return { mediaType, blobs: [], manifests: r.data.manifests, subject: r.data.subject, artifactType: r.data.artifactType, annotations: r.data.annotations };
+    // Distribution spec, referrers: an index without artifactType (or an empty one) has none.
+    return { mediaType, blobs: [], manifests: r.data.manifests, subject: r.data.subject, artifactType: r.data.artifactType || undefined, annotations: r.data.annotations };
   }
   const r = imageManifestSchema.safeParse(obj);
   if (!r.success) throw invalid(r.error);
   const m = r.data;
-  // OCI: artifactType when set, else the config's media type (for an artifact manifest).
-  const artifactType = m.artifactType ?? (m.config.mediaType !== MEDIA.ociConfig && m.config.mediaType !== MEDIA.dockerConfig ? m.config.mediaType : undefined);
+  // Distribution spec, referrers: artifactType when set and not empty, else the config's media
+  // type, an ordinary image config included.
+  const artifactType = m.artifactType || m.config.mediaType;
   return { mediaType, blobs: [m.config, ...m.layers], manifests: [], subject: m.subject, artifactType, annotations: m.annotations, config: m.config };
 }
 

@@ -61,6 +61,12 @@ export function v2Router(backend: RegistryBackend): RequestHandler {
       handler(req, res, params).catch(next);
       return;
     }
+    // A digest never holds a slash: "blobs/sha256:../../x" is a bad digest, not a missing endpoint.
+    const digestLike = /\/(?:blobs|manifests|referrers)\/([^/]*:.*)$/.exec(req.path);
+    if (digestLike) {
+      next(new RegistryError('DIGEST_INVALID', `invalid digest: ${JSON.stringify(safeDecode(digestLike[1] ?? ''))}`));
+      return;
+    }
     next(new RegistryError('NAME_UNKNOWN', `no such endpoint: ${req.method} /v2${req.path}`, undefined, { status: 404 }));
   };
 }
