@@ -7,17 +7,11 @@ import { UpstreamStatusError } from '../../lib/transfer/errors.ts';
 import { basicAuthorization } from '../../lib/upstream/auth.ts';
 import { UpstreamNotFoundError, UpstreamUnavailableError, toRegistryError } from '../../lib/upstream/errors.ts';
 import { UpstreamRequestError } from '../../lib/upstream/range-source.ts';
-import { json, startServer, testClient, type TestServer } from './http-server.ts';
+import { bytesOf, json, startServer, testClient, type TestServer } from './http-server.ts';
 
 const blob = randomBytes(100_000);
 const digest = digestOf(blob);
 const creds = { username: 'alice', password: 'pw' };
-
-async function bytesOf(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(Buffer.from(c));
-  return Buffer.concat(chunks);
-}
 
 /** Serves `blob` with Range support, as blob storage does. */
 function serveBlob(req: IncomingMessage, res: ServerResponse): void {

@@ -12,12 +12,7 @@ import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.ts';
-
-async function bytesOf(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(Buffer.from(c));
-  return Buffer.concat(chunks);
-}
+import { bytesOf } from './http-server.ts';
 
 function client(url: string, cfg: Partial<UpstreamConfig> = {}): UpstreamClient {
   return new UpstreamClient('reference', upstreamSchema.parse({ url, retries: 1, ...cfg }), { retry: { baseDelayMs: 5, maxDelayMs: 20 } });
