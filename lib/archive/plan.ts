@@ -12,10 +12,9 @@
  * Every blob a manifest references must be in the bundle or already in the store (a bundle
  * exported with --since leaves out what the other side has); anything else is an error naming it.
  */
-import { MEDIA } from '../oci/media-types.ts';
 import { digestOf } from '../oci/digest.ts';
-import { isIndexMediaType } from '../oci/media-types.ts';
-import { RegistryError } from '../oci/errors.ts';
+import type { RegistryError } from '../oci/errors.ts';
+import { isIndexMediaType, MEDIA } from '../oci/media-types.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import { manifestRefs, type ManifestRefs } from '../storage/references.ts';
 import type { Store } from '../storage/store.ts';

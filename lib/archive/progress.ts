@@ -65,7 +65,9 @@ function lineProgress(stream: NodeJS.WritableStream, label: string, total: numbe
   let done = 0;
   let lastAt = started;
   let lastTenth = 0;
+  let printed = -1;
   const line = (): void => {
+    printed = done;
     const secs = Math.max(0.001, (Date.now() - started) / 1000);
     const pct = total > 0 ? ` ${Math.floor((done / total) * 100)}%` : '';
     stream.write(`${label}:${pct} ${formatBytes(done)}${total > 0 ? ` of ${formatBytes(total)}` : ''} (${formatBytes(done / secs)}/s)\n`);
@@ -82,7 +84,7 @@ function lineProgress(stream: NodeJS.WritableStream, label: string, total: numbe
       }
     },
     stop() {
-      line();
+      if (printed !== done) line();
     },
   };
 }

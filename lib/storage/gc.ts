@@ -157,3 +157,11 @@ async function repositoriesWithLinks(store: Store): Promise<string[]> {
   await walk(store.paths.repositoriesDir, []);
   return out.filter(isValidName);
 }
+
+/** `90s`, `15m`, `1h`, `2d`, `500ms` or a bare number of seconds, in milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new Error(`invalid duration ${JSON.stringify(text)} (e.g. 30m, 1h, 2d)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Math.round(Number(m[1]) * unit);
+}

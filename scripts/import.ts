@@ -1,0 +1,57 @@
+/** `ferry import`: docker save tarballs and OCI layouts into the store, as local (pinned) images. */
+import { Command } from 'commander';
+import { loadConfig } from '../lib/config/load.ts';
+import { importBundle } from '../lib/archive/import.ts';
+import { consoleProgress } from '../lib/archive/progress.ts';
+import { openStore } from '../lib/storage/store.ts';
+
+interface ImportFlags {
+  config?: string;
+  as?: string;
+  prefix?: string;
+  rewrite: boolean;
+  quiet?: boolean;
+}
+
+export function importCommand(): Command {
+  return new Command('import')
+    .description('Import docker save tarballs or OCI image layouts (tar or directory) into the store, pinned')
+    .argument('<bundle...>', 'docker save / docker-tar files, OCI layout tarballs or directories')
+    .option('-c, --config <file>', 'config file: the store (dataDir) and the rewrite rules')
+    .option('--as <name[:tag]>', 'import the one image of the bundle under this name (and tag)')
+    .option('--prefix <prefix>', 'name = prefix + the image\'s last path component, e.g. lokolla/')
+    .option('--no-rewrite', 'do not map names through the rewrite rules')
+    .option('-q, --quiet', 'no progress')
+    .addHelpText('after', `
+Names: --as wins, then --prefix, then the config's rewrite rules read backwards (an image named
+like a rule's match or upstreamName goes to the rule's local name), else the name a mirror
+would ask for (docker.io/kolla/x -> kolla/x, ubuntu -> library/ubuntu, a host:port is dropped).
+
+Examples:
+  docker save kolla/centos-binary-nova-api:2.0.2 -o nova-api.tar
+  ferry import nova-api.tar                      # -> lokolla/centos-binary-nova-api:2.0.2 with a kolla/* -> lokolla/* rule
+  ferry import --prefix lokolla/ images/*.tar
+  ferry import --as lokolla/heka:2.0.2 heka.tar
+  ferry import /mnt/usb/bundle                   # an OCI layout directory from ferry export
+  ferry import --config /etc/ferry/mirror.json bundle.tar
+
+Importing while the mirror runs is safe. A truncated or damaged bundle is refused whole: no tag
+and no manifest appear (blobs verified before the damage stay for ferry gc).`)
+    .action(async (bundles: string[], flags: ImportFlags, cmd: Command) => {
+      const config = loadConfig(flags.config);
+      const store = await openStore(config.dataDir);
+      for (const bundle of bundles) {
+        try {
+          const result = await importBundle(store, bundle, {
+            ...(flags.as !== undefined ? { as: flags.as } : {}),
+            ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
+            rules: flags.rewrite ? config.rewrite : [],
+            ...(flags.quiet ? {} : { progress: consoleProgress() }),
+          });
+          for (const i of result.images) console.log(`imported ${i.name}:${i.tag} ${i.digest}${i.source ? ` (was ${i.source})` : ''}`);
+        } catch (e) {
+          cmd.error(`ferry import: ${(e as Error).message}`, { exitCode: 1 });
+        }
+      }
+    });
+}
