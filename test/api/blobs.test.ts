@@ -5,7 +5,7 @@ import { open, readdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { digestOf } from '../../lib/oci/digest.ts';
-import { blob, createFixture, expectError, pseudoRandom, pushBlob, raw, type Blob, type Fixture } from './fixture.ts';
+import { blob, createFixture, expectError, portOf, pseudoRandom, pushBlob, raw, type Blob, type Fixture } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 
@@ -215,7 +215,7 @@ describe('api: blobs', () => {
 
     /** Streams the file in with a monolithic POST and back out with a GET, hashing on the fly. */
     async function roundTrip(file: string, size: number, digest: string): Promise<void> {
-      const port = (fx.server.address() as { port: number }).port;
+      const port = portOf(fx.server);
       const status = await new Promise<number>((resolve, reject) => {
         const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: `/v2/blobs/big/blobs/uploads/?digest=${digest}`, headers: { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream' } });
         req.once('error', reject);

@@ -210,11 +210,10 @@ export interface RawResponse {
  * A request sent exactly as written: no URL normalisation (dot segments, encodings), for path
  * traversal and malformed-input tests.
  */
-export function raw(server: Server, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer | string): Promise<RawResponse> {
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('server is not listening');
+export function raw(target: Server | number, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer | string): Promise<RawResponse> {
+  const port = typeof target === 'number' ? target : portOf(target);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: addr.port, method, path, headers, agent: false });
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers, agent: false });
     req.once('error', reject);
     req.once('response', (res) => {
       const chunks: Buffer[] = [];
@@ -227,4 +226,10 @@ export function raw(server: Server, method: string, path: string, headers: Recor
     });
     req.end(body);
   });
+}
+
+export function portOf(server: Server): number {
+  const addr = server.address();
+  if (addr === null || typeof addr === 'string') throw new Error('server is not listening');
+  return addr.port;
 }

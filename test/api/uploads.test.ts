@@ -5,7 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { digestOf } from '../../lib/oci/digest.ts';
 import { waitFor } from '../helpers/processes.ts';
-import { blob, createFixture, expectError, pseudoRandom, pushBlob, raw, type Api, type Fixture } from './fixture.ts';
+import { blob, createFixture, expectError, portOf, pseudoRandom, pushBlob, raw, type Api, type Fixture } from './fixture.ts';
 
 const OCTET = 'application/octet-stream';
 
@@ -185,7 +185,7 @@ describe('api: blob uploads', () => {
     it('answers SIZE_INVALID when a streamed chunk is longer than its Content-Range, keeping the session as it was', async () => {
       const loc = await startSession(fx.api, 'up/size');
       await patch(fx.api, loc, content.subarray(0, 10), '0-9');
-      const port = (fx.server.address() as { port: number }).port;
+      const port = portOf(fx.server);
       const status = await new Promise<number>((resolve, reject) => {
         const req = httpRequest({ host: '127.0.0.1', port, method: 'PATCH', path: loc, headers: { 'Content-Range': '10-19', 'Transfer-Encoding': 'chunked' } });
         req.once('error', reject);
@@ -271,7 +271,7 @@ describe('api: blob uploads', () => {
     it('answers BLOB_UPLOAD_INVALID (409) to a second request on a session busy with a chunk', async () => {
       const loc = await startSession(fx.api, 'up/busy');
       const uuid = loc.split('/').pop() as string;
-      const port = (fx.server.address() as { port: number }).port;
+      const port = portOf(fx.server);
       const first = httpRequest({ host: '127.0.0.1', port, method: 'PATCH', path: loc, headers: { 'Content-Range': '0-299', 'Content-Length': '300' } });
       const firstDone = new Promise<number>((resolve, reject) => {
         first.once('error', reject);
@@ -336,7 +336,7 @@ describe('api: blob uploads', () => {
       const content = pseudoRandom(3 * 1024 * 1024, 10);
       const loc = await startSession(fx.api, 'up/abort');
       const uuid = loc.split('/').pop() as string;
-      const port = (fx.server.address() as { port: number }).port;
+      const port = portOf(fx.server);
       const req = httpRequest({ host: '127.0.0.1', port, method: 'PATCH', path: loc, headers: { 'Content-Range': `0-${content.length - 1}`, 'Content-Length': String(content.length) } });
       req.on('error', () => { /* we cut it */ });
       req.write(content.subarray(0, 1024 * 1024));
