@@ -61,6 +61,8 @@ export interface BuildImageOptions {
   /** Amount of pseudo-random file content for each layer, in bytes; blobs are slightly larger. */
   layers: number[];
   seed: string;
+  /** Seeds of each layer (default `${seed}/${i}`): the same seed and size make the same blob, so images can share base layers. */
+  layerSeeds?: string[];
   format?: ImageFormat;
   /** Adds a first layer holding /hello, a static executable set as entrypoint, which prints this line. */
   runnable?: boolean | { message: string };
@@ -151,7 +153,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
   }
   const raw = await Promise.all([
     ...(message !== undefined ? [helloLayer(message)] : []),
-    ...opts.layers.map((size, i) => buildRandomLayer(`${opts.seed}/${i}`, size, opts.gzipLevel ?? 0)),
+    ...opts.layers.map((size, i) => buildRandomLayer(opts.layerSeeds?.[i] ?? `${opts.seed}/${i}`, size, opts.gzipLevel ?? 0)),
   ]);
   const layers: LayerBlob[] = raw.map((l) => ({ mediaType: types.layer, ...l }));
 
