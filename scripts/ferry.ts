@@ -4,6 +4,9 @@ import { createRequire } from 'node:module';
 import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { startMirror } from '../server/mirror.ts';
 import { prewarmCommand, UsageError } from './prewarm.ts';
+import { configCommand } from './config-check.ts';
+import { HtpasswdError } from '../server/auth/htpasswd.ts';
+import { installSignalHandlers } from '../server/ops/shutdown.ts';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -24,16 +27,18 @@ Examples:
   .action(async (opts: { config?: string }) => {
     const config = loadConfig(opts.config);
     const mirror = await startMirror(config);
-    const stop = (signal: string): void => {
-      mirror.logger.info({ signal }, 'shutting down');
-      void mirror.close().then(() => process.exit(0));
-      setTimeout(() => process.exit(0), 10_000).unref();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    installSignalHandlers(() => mirror.shutdown(), mirror.logger);
+    process.on('SIGHUP', () => mirror.reloadTls());
   });
 
 program.addCommand(prewarmCommand());
+program.addCommand(configCommand());
+// Usage errors exit 2, runtime failures 1: commander's own exits go through the catch below.
+const overrideAll = (c: Command): void => {
+  c.exitOverride().showHelpAfterError('(run with --help for usage)');
+  c.commands.forEach(overrideAll);
+};
+overrideAll(program);
 
 try {
   await program.parseAsync(process.argv);
@@ -42,7 +47,15 @@ try {
     console.error(`ferry: config error: ${e.message}`);
     process.exit(2);
   }
-  if (e instanceof CommanderError) process.exit(e.exitCode);
+  if (e instanceof HtpasswdError) {
+    console.error(`ferry: config error: auth.htpasswd: ${e.message}`);
+    process.exit(2);
+  }
+  if (e instanceof CommanderError) {
+    // --help and --version exit 0; help shown for a missing command, like any usage error, exits 2.
+    const asked = e.code === 'commander.helpDisplayed' || e.code === 'commander.version';
+    process.exit(asked ? e.exitCode : 2);
+  }
   if (e instanceof UsageError) {
     console.error(`ferry: ${e.message} (run with --help for usage)`);
     process.exit(2);

@@ -5,7 +5,7 @@ import type { Logger } from '../lib/log/logger.ts';
 import './request-context.ts';
 
 export interface RequestObserver {
-  (info: { method: string; route: string; status: number; bytes: number; durationMs: number }): void;
+  (info: { method: string; route: string; status: number; bytes: number; durationMs: number; path: string; repository?: string; errorCode?: string }): void;
 }
 
 export function accessLog(logger: Logger, observe?: RequestObserver): RequestHandler {
@@ -44,7 +44,7 @@ export function accessLog(logger: Logger, observe?: RequestObserver): RequestHan
       };
       if (res.statusCode >= 500) req.log.error(fields, 'request');
       else req.log.info(fields, 'request');
-      observe?.({ method: req.method, route, status: res.statusCode, bytes, durationMs });
+      observe?.({ method: req.method, route, status: res.statusCode, bytes, durationMs, path: req.originalUrl, repository: fields.repository, errorCode: fields.errorCode });
     };
     let logged = false;
     res.on('finish', () => { if (!logged) { logged = true; done(false); } });

@@ -12,6 +12,8 @@ import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import { UpstreamClient } from '../lib/upstream/client.ts';
 import { createMirrorApp } from './mirror-app.ts';
+import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
+import type { ShutdownResult } from './ops/shutdown.ts';
 import { boundAddress, listen } from './listen.ts';
 
 export interface RunningMirror {
@@ -22,7 +24,13 @@ export interface RunningMirror {
   fills: BlobFills;
   upstreams: Map<string, UpstreamClient>;
   logger: Logger;
+  /** Metrics, status, upstream health (server/ops). */
+  ops: MirrorOpsSetup['ops'];
   close(): Promise<void>;
+  /** SIGTERM: stop accepting, let requests finish (bounded), park transfers for the next start, close. */
+  shutdown(opts?: { graceMs?: number }): Promise<ShutdownResult>;
+  /** SIGHUP: re-read the TLS certificate and key. */
+  reloadTls(): boolean;
 }
 
 export interface MirrorDeps {
@@ -39,12 +47,13 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
   const local = new LocalRegistry(store);
   const clients = new Map<string, UpstreamClient>();
   const ports = new Map<string, UpstreamPort>();
+  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer), logger.child({ module: 'transfer' }));
+  const ops = setupMirrorOps(config, logger, fills);
   for (const [name, cfg] of Object.entries(config.upstreams)) {
     const client = new UpstreamClient(name, cfg, { logger });
     clients.set(name, client);
-    ports.set(name, upstreamPort(client));
+    ports.set(name, ops.watchPort(name, upstreamPort(client)));
   }
-  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer), logger.child({ module: 'transfer' }));
   const backend = new MirrorRegistry({
     local,
     routing: config,
@@ -53,7 +62,7 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
     logger: logger.child({ module: 'mirror' }),
     manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
   });
-  const app = createMirrorApp({ backend, logger });
+  const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra });
   const server = await listen(app, { listen: config.listen, tls: config.tls });
   const address = boundAddress(server);
   logger.info({ address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), upstreams: [...clients.keys()] }, 'mirror listening');
@@ -65,7 +74,15 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
     fills,
     upstreams: clients,
     logger,
+    ops: ops.ops,
+    reloadTls: () => ops.reloadTls(server),
+    async shutdown(opts) {
+      const result = await ops.shutdown(server, opts);
+      await Promise.all([...clients.values()].map((c) => c.close()));
+      return result;
+    },
     async close() {
+      ops.ops.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       fills.abortAll('mirror shutting down');

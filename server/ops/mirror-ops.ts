@@ -1,0 +1,81 @@
+/**
+ * Everything the ops layer adds to a mirror, assembled from the config in one call: metrics,
+ * status page, health routes, upstream health, push protection, graceful shutdown, TLS reload.
+ * server/mirror.ts wires the pieces into the app with a few lines.
+ */
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { Server as HttpsServer } from 'node:https';
+import { createRequire } from 'node:module';
+import type { Express, RequestHandler } from 'express';
+import type { LoadedConfig } from '../../lib/config/load.ts';
+import type { Logger } from '../../lib/log/logger.ts';
+import type { BlobFills } from '../../lib/mirror/blob-fills.ts';
+import type { UpstreamPort } from '../../lib/mirror/ports.ts';
+import { MirrorOps } from '../../lib/metrics/ops.ts';
+import { recordingPort } from '../../lib/metrics/recording-port.ts';
+import { basicGuard } from '../auth/basic-guard.ts';
+import { Htpasswd } from '../auth/htpasswd.ts';
+import { mountOpsRoutes } from './ops-routes.ts';
+import { gracefulShutdown, type ShutdownResult } from './shutdown.ts';
+
+const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+export interface MirrorOpsSetup {
+  ops: MirrorOps;
+  /** The access log observer. */
+  observe: MirrorOps['observe'];
+  /** Basic auth before /v2/ when config.auth is set. */
+  guard: RequestHandler | undefined;
+  /** Mounts /metrics, /, /status, /status.json, /healthz, /readyz. */
+  extra: (app: Express) => void;
+  /** An upstream port whose outcomes feed the upstream health. */
+  watchPort(name: string, port: UpstreamPort): UpstreamPort;
+  /** Stop accepting, drain (bounded), park transfers, close. */
+  shutdown(server: Server, opts?: { graceMs?: number }): Promise<ShutdownResult>;
+  /** Re-reads tls.cert and tls.key into the running HTTPS server (SIGHUP). */
+  reloadTls(server: Server): boolean;
+}
+
+export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: BlobFills): MirrorOpsSetup {
+  const pingSeconds = Number(process.env.FERRY_UPSTREAM_PING_SECONDS ?? 60);
+  const ops = new MirrorOps({
+    logger: logger.child({ module: 'ops' }),
+    dataDir: config.dataDir,
+    fills,
+    upstreams: Object.entries(config.upstreams).map(([name, u]) => ({ name, url: u.url, ...(u.caFile ? { caFile: u.caFile } : {}) })),
+    pingIntervalMs: Number.isFinite(pingSeconds) ? pingSeconds * 1000 : 60_000,
+    processMetrics: true,
+    version: pkg.version,
+  });
+  let ready = true;
+  const guard = config.auth
+    ? basicGuard({ htpasswd: new Htpasswd(config.auth.htpasswd), realm: config.auth.realm, protectPull: config.auth.protectPull })
+    : undefined;
+  return {
+    ops,
+    observe: ops.observe,
+    guard,
+    extra: (app) => mountOpsRoutes(app, ops, { ready: () => ready }),
+    watchPort: (name, port) => recordingPort(name, port, ops.health),
+    shutdown: (server, opts = {}) => gracefulShutdown({
+      server,
+      logger,
+      fills,
+      graceMs: opts.graceMs,
+      onStopAccepting: () => { ready = false; },
+      onClosed: () => ops.close(),
+    }),
+    reloadTls(server) {
+      if (!config.tls || !(server instanceof HttpsServer)) return false;
+      try {
+        server.setSecureContext({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) });
+        logger.info({ cert: config.tls.cert }, 'TLS certificate reloaded');
+        return true;
+      } catch (e) {
+        logger.error({ err: e, cert: config.tls.cert }, 'TLS reload failed; keeping the previous certificate');
+        return false;
+      }
+    },
+  };
+}

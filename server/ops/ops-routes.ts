@@ -1,0 +1,51 @@
+/** Mounts the ops endpoints beside /v2/: /metrics, the status page and its JSON, health checks. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Express, Response } from 'express';
+import type { MirrorOps } from '../../lib/metrics/ops.ts';
+
+const STATUS_HTML = readFileSync(join(import.meta.dirname, 'status.html'));
+
+export interface OpsRoutesOptions {
+  /** False once shutdown began: /readyz answers 503 so a load balancer stops sending. */
+  ready?: () => boolean;
+}
+
+export function mountOpsRoutes(app: Express, ops: MirrorOps, opts: OpsRoutesOptions = {}): void {
+  const named = (res: Response, route: string): void => {
+    res.locals.route = route;
+    res.setHeader('Cache-Control', 'no-store');
+  };
+  app.get('/metrics', async (_req, res, next) => {
+    named(res, 'metrics');
+    try {
+      const body = await ops.metrics.text();
+      res.type(ops.metrics.contentType).send(body);
+    } catch (e) {
+      next(e);
+    }
+  });
+  const page = (_req: unknown, res: Response): void => {
+    named(res, 'status-page');
+    res.type('html').send(STATUS_HTML);
+  };
+  app.get('/', page);
+  app.get('/status', page);
+  app.get('/status.json', async (_req, res, next) => {
+    named(res, 'status-json');
+    try {
+      res.json(await ops.status());
+    } catch (e) {
+      next(e);
+    }
+  });
+  app.get('/healthz', (_req, res) => {
+    named(res, 'health');
+    res.json({ ok: true });
+  });
+  app.get('/readyz', (_req, res) => {
+    named(res, 'health');
+    const ready = opts.ready?.() ?? true;
+    res.status(ready ? 200 : 503).json({ ready });
+  });
+}
