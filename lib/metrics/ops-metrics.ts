@@ -8,6 +8,9 @@ import type { CacheKind, MirrorMetrics } from './mirror-metrics.ts';
 import type { StoreSize } from './store-size.ts';
 import type { UpstreamHealth } from './upstream-health.ts';
 
+/** Routes of the ops layer itself (server/ops), as named in res.locals.route. */
+export const OPS_ROUTES = new Set(['metrics', 'status-page', 'status-json', 'health']);
+
 export interface RequestInfo {
   method: string;
   route: string;
@@ -107,7 +110,8 @@ export class OpsMetrics implements MirrorMetrics {
     this.duration.observe({ route: info.route }, info.durationMs / 1000);
     if (info.bytes > 0) {
       this.served.inc({ route: info.route }, info.bytes);
-      this.totals.served += info.bytes;
+      // The status page's "served" means registry content, not its own polling.
+      if (!OPS_ROUTES.has(info.route)) this.totals.served += info.bytes;
     }
   };
 
