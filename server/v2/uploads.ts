@@ -1,11 +1,11 @@
 /** The push protocol: POST, PATCH, PUT, GET and DELETE on /v2/<name>/blobs/uploads/. */
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import { RegistryError } from '../../lib/oci/errors.ts';
 import { isDigest, requireDigest } from '../../lib/oci/digest.ts';
 import { isValidName } from '../../lib/oci/names.ts';
 import { parseContentRange } from '../../lib/oci/range.ts';
 import type { RegistryBackend } from '../../lib/registry/types.ts';
-import { uploadHeaders, type UploadState } from '../../lib/storage/uploads.ts';
+import { uploadHeaders, type ChunkRange, type UploadState } from '../../lib/storage/uploads.ts';
 import { contentLength, hasBody } from '../body.ts';
 import type { MethodTable } from './router.ts';
 
@@ -25,6 +25,15 @@ function queryString(v: unknown): string | undefined {
 }
 
 export function uploadHandlers(backend: RegistryBackend) {
+  /** The chunk's Content-Range; a malformed one is a 416 that tells the client where the upload stands. */
+  async function chunkRange(req: Request, name: string, uuid: string): Promise<ChunkRange | undefined> {
+    const range = parseContentRange(req.headers['content-range']);
+    if (range !== 'invalid') return range;
+    req.resume();
+    const state = await backend.uploadStatus(name, uuid);
+    throw new RegistryError('RANGE_INVALID', `invalid Content-Range ${req.headers['content-range']}`, undefined, { headers: uploadHeaders(name, state) });
+  }
+
   const handlers = {
     async start(req, res, { name = '' }) {
       const mount = queryString(req.query.mount);
@@ -51,12 +60,7 @@ export function uploadHandlers(backend: RegistryBackend) {
     },
 
     async patch(req, res, { name = '', uuid = '' }) {
-      const range = parseContentRange(req.headers['content-range']);
-      if (range === 'invalid') {
-        req.resume();
-        const state = await backend.uploadStatus(name, uuid);
-        throw new RegistryError('RANGE_INVALID', `invalid Content-Range ${req.headers['content-range']}`, undefined, { headers: uploadHeaders(name, state) });
-      }
+      const range = await chunkRange(req, name, uuid);
       const state = await backend.appendUpload(name, uuid, req, range, contentLength(req));
       sendUploadState(res, name, state, 202);
     },
@@ -70,8 +74,7 @@ export function uploadHandlers(backend: RegistryBackend) {
       requireDigest(digest);
       const body = hasBody(req) ? req : undefined;
       if (!body) req.resume();
-      const range = parseContentRange(req.headers['content-range']);
-      if (range === 'invalid') throw new RegistryError('RANGE_INVALID', `invalid Content-Range ${req.headers['content-range']}`);
+      const range = await chunkRange(req, name, uuid);
       if (body && range) {
         await backend.appendUpload(name, uuid, body, range, contentLength(req));
         const result = await backend.completeUpload(name, uuid, digest);

@@ -126,6 +126,16 @@ describe('api: manifests', () => {
       assert.equal(old.status, 200, 'the old manifest stays reachable by digest');
     });
 
+    it('takes concurrent PUTs of one manifest, to one tag and to several, without harm', async () => {
+      const cfg = await pushBlob(fx.api, 'race/app', '{"os":"linux","race":true}');
+      const m = imageManifest(descriptor(cfg, MEDIA.ociConfig), []);
+      const refs = ['same', 'same', 'same', 'one', 'two', digestOf(Buffer.from(JSON.stringify(m)))];
+      const results = await Promise.all(refs.map((ref) => putManifest(fx.api, 'race/app', ref, m)));
+      for (const r of results) assert.equal(r.status, 201, r.text);
+      for (const ref of new Set(refs)) await expectServed('race/app', ref, Buffer.from(JSON.stringify(m)), MEDIA.ociManifest);
+      assert.deepEqual((await fx.api.get('/v2/race/app/tags/list')).body.tags, ['one', 'same', 'two']);
+    });
+
     it('serves a manifest under /blobs/ too, as its repository holds it', async () => {
       const img = await pushImage(fx.api, 'asblob/app', 'v1');
       const res = await fx.api.get(`/v2/asblob/app/blobs/${img.digest}`);

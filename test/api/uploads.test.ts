@@ -175,6 +175,15 @@ describe('api: blob uploads', () => {
       }
     });
 
+    it('answers a malformed Content-Range on the closing PUT with 416 and the Range it holds', async () => {
+      const loc = await startSession(fx.api, 'up/badrange');
+      await patch(fx.api, loc, content.subarray(0, 10), '0-9');
+      const res = await fx.api.put(`${loc}?digest=${digestOf(content)}`).set('Content-Range', 'garbage').set('Content-Type', OCTET).send(content.subarray(10));
+      expectError(res, 416, 'RANGE_INVALID');
+      assert.equal(res.headers.range, '0-9');
+      assert.equal(res.headers.location, loc);
+    });
+
     it('answers SIZE_INVALID when Content-Range and Content-Length disagree, keeping the session as it was', async () => {
       const loc = await startSession(fx.api, 'up/size');
       const res = await patch(fx.api, loc, content.subarray(0, 100), '0-49');
