@@ -11,7 +11,7 @@
  * that per-chunk digests show bad, or everything once, and then fails with DigestMismatchError.
  * Readers (prefix-reader.ts) see the hashed prefix, minus the last byte until the digest matched.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
@@ -155,6 +155,7 @@ export class Transfer extends EventEmitter {
     this.concurrency = new ConcurrencyController(this.cfg.minConnections, this.cfg.maxConnections);
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
+    setMaxListeners(0, this.ctrl.signal);
     this.done = this.run();
     this.done.catch(() => {});
   }

@@ -5,6 +5,7 @@
  * arrives for stallMs. In "stream" mode the request is the whole blob from an offset, and a 200
  * (the server cannot do ranges) is accepted by skipping the bytes already held.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ByteRange } from './chunk-plan.ts';
 import {
@@ -38,6 +39,8 @@ export interface FetchContext {
 /** Links a controller to a parent signal; dispose() unhooks it. */
 export function linkedController(parent: AbortSignal): { controller: AbortController; dispose(): void } {
   const controller = new AbortController();
+  // One listener per connection (ours and undici's) is expected: up to maxConnections of them.
+  setMaxListeners(0, controller.signal);
   const onAbort = (): void => controller.abort(parent.reason);
   if (parent.aborted) onAbort();
   else parent.addEventListener('abort', onAbort, { once: true });
