@@ -133,6 +133,33 @@ describe('ferry export', () => {
     }
   });
 
+  it('exports a multi-platform index whole, listing the chosen platform in manifest.json', async () => {
+    const { LocalRegistry } = await import('../../lib/registry/local.ts');
+    const { MEDIA } = await import('../../lib/oci/media-types.ts');
+    const arm = await syntheticImage('arm64', 1);
+    const armDigest = await putImage(src.store, 'multi/app', 'arm64', arm);
+    const amdDigest = (await src.store.repos.getTag('lokolla/nova-api', '2.0.2')) as string;
+    await putImage(src.store, 'multi/app', 'amd64', a);
+    const size = async (d: string): Promise<number> => (await src.store.blobs.stat(d))!.size;
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA.ociIndex,
+      manifests: [
+        { mediaType: MEDIA.dockerManifest, digest: armDigest, size: await size(armDigest), platform: { os: 'linux', architecture: 'arm64' } },
+        { mediaType: MEDIA.dockerManifest, digest: amdDigest, size: await size(amdDigest), platform: { os: 'linux', architecture: 'amd64' } },
+      ],
+    }));
+    const { digest } = await new LocalRegistry(src.store).putManifest('multi/app', 'latest', index, MEDIA.ociIndex);
+    const file = path.join(src.dir, 'multi.tar');
+    await exportDockerTar(src.store, await selectImages(src.store, ['multi/app:latest']), file);
+    const m = JSON.parse(await readEntry(file, 'manifest.json')) as Array<{ Config: string; RepoTags: string[] }>;
+    assert.deepEqual(m, [{ Config: `blobs/sha256/${hex(a.configDigest)}`, RepoTags: ['multi/app:latest'], Layers: a.layers.map((l) => `blobs/sha256/${hex(sha256(l))}`) }]);
+    const dst = await openStore(path.join(src.dir, 'other'));
+    const res = await importBundle(dst, file);
+    assert.equal(res.images[0]?.digest, digest);
+    assert.ok(await dst.repos.getManifestMeta('multi/app', armDigest));
+  });
+
   it('reads --since as a directory, a JSON list or text of digests', async () => {
     const d1 = sha256('one');
     const d2 = sha256('two');

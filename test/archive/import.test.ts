@@ -120,6 +120,23 @@ describe('ferry import', () => {
     assert.equal((await importBundle(ctx.store, file, { as: 'anon/img' })).images[0]?.tag, 'latest');
   });
 
+  it('imports an extracted docker save directory, following its layer symlinks', async () => {
+    const { mkdir } = await import('node:fs/promises');
+    const { execFileSync } = await import('node:child_process');
+    const base = await syntheticImage('dir', 1);
+    const layer = base.layers[0] as Buffer;
+    const diffIds = [sha256(layer), sha256(layer)];
+    const config = Buffer.from(JSON.stringify({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: diffIds } }));
+    const image = { layers: [layer, layer], config, configDigest: sha256(config), diffIds };
+    const file = await writeTemp(ctx.dir, 'd.tar', await legacyTar([{ image, repoTags: ['d/x:1'], duplicateAsSymlink: true }]));
+    const dir = `${ctx.dir}/extracted`;
+    await mkdir(dir);
+    execFileSync('tar', ['-xf', file, '-C', dir]);
+    const result = await importBundle(ctx.store, dir);
+    assert.deepEqual(result.images.map((i) => `${i.name}:${i.tag}`), ['d/x:1']);
+    assert.equal(await blobCount(ctx.store), 3);
+  });
+
   it('says what is wrong with a tarball that is not an image bundle', async () => {
     const file = await writeTemp(ctx.dir, 'other.tar', await tarBytes([{ name: 'hello.txt', data: Buffer.from('hi') }]));
     await assert.rejects(importBundle(ctx.store, file), /other\.tar: neither an OCI image layout/);
