@@ -99,12 +99,17 @@ class PrefixReader extends Readable {
       this.fh = await open(t.committedPath ?? t.partPath, 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      await new Promise<void>((resolve, reject) => {
-        if (t.committedPath) return resolve();
-        t.once('verified', () => resolve());
-        t.once('failed', (err: Error) => reject(err));
-      });
-      this.fh = await open(t.committedPath ?? t.partPath, 'r');
+      // Renamed under us: wait for the commit to say where to, unless it already has.
+      if (t.state === 'running') {
+        await new Promise<void>((resolve, reject) => {
+          t.once('verified', () => resolve());
+          t.once('failed', (err: Error) => reject(err));
+        });
+      }
+      if (!t.committedPath || t.committedPath === t.partPath) {
+        throw new TransferAbortedError(`the blob left ${t.partPath}; onVerified must return its new path`);
+      }
+      this.fh = await open(t.committedPath, 'r');
     }
     if (this.destroyed) {
       await this.fh.close();

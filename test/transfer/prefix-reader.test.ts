@@ -55,6 +55,15 @@ describe('prefix reader', function () {
     assert.ok(late.data.equals(r.data.subarray(2 * MiB - 10)));
   });
 
+  it('errors rather than waiting forever when the part was moved and onVerified did not say where', async () => {
+    r = await rig(100 * KiB);
+    const dir = r.dir;
+    const t = r.start({ onVerified: async (part) => { await rename(part, join(dir, 'elsewhere')); } });
+    await t.done;
+    const got = await collect(createPrefixReader(t));
+    assert.match(String(got.error?.message), /onVerified must return its new path/);
+  });
+
   it('errors instead of completing when the transfer turns out corrupted', async () => {
     r = await rig(2 * MiB, { faults: { corruptPerMiB: 8 } });
     const t = r.start();
