@@ -15,7 +15,7 @@ import { isRegistryError } from '../oci/errors.ts';
 import { MAX_MANIFEST_BYTES } from '../oci/manifest.ts';
 import { MANIFEST_ACCEPT, MEDIA, isManifestMediaType } from '../oci/media-types.ts';
 import { parseReference, requireName } from '../oci/names.ts';
-import type { RangeSource } from '../transfer/range-source.ts';
+import type { ChunkDigests, RangeSource } from '../transfer/range-source.ts';
 import { UpstreamAuth, pullScope, type TokenResponse } from './auth.ts';
 import {
   UpstreamAuthError, UpstreamError, UpstreamNotFoundError, UpstreamProtocolError, UpstreamRateLimitedError,
@@ -35,6 +35,7 @@ export { upstreamRepository } from './repository.ts';
 const MAX_TOKEN_BYTES = 1024 * 1024;
 const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024;
 const MAX_TAG_PAGES = 10_000;
+const MAX_CHUNK_LIST_BYTES = 16 * 1024 * 1024;
 
 export interface UpstreamClientOptions {
   logger?: Logger;
@@ -229,6 +230,28 @@ export class UpstreamClient {
     return upstreamRangeSource(this, repo, digest);
   }
 
+  /**
+   * A ferry relay's digests of fixed-size chunks of a blob it holds complete (its
+   * `/blobs/<digest>/chunks` endpoint); undefined when it has none to offer (404).
+   */
+  async chunkDigests(repo: string, digest: string, signal?: AbortSignal): Promise<ChunkDigests | undefined> {
+    const name = this.repository(repo);
+    requireDigest(digest);
+    const label = `${name}@${digest} chunks`;
+    return this.retrying('chunks', signal, async () => {
+      const answer = await this.exchange({ method: 'GET', url: this.url(`/v2/${name}/blobs/${digest}/chunks`), headers: { accept: 'application/json' }, scope: pullScope(name), signal });
+      if (answer.status === 404) {
+        await discard(answer.body);
+        return undefined;
+      }
+      if (answer.status !== 200) throw await this.failure(answer, 'blob', label);
+      const body = await readLimited(answer, MAX_CHUNK_LIST_BYTES, () => new UpstreamProtocolError(this.name, `${label} too large`));
+      const list = parseChunkDigests(body);
+      if (!list) throw new UpstreamProtocolError(this.name, `${label} is not a chunk list`);
+      return list;
+    });
+  }
+
   /** Every tag of a repository, following Link pagination. */
   async listTags(repo: string, signal?: AbortSignal): Promise<string[]> {
     const name = this.repository(repo);
@@ -378,6 +401,18 @@ function manifestMediaType(bytes: Buffer, contentType: string | undefined): stri
     // not JSON: the mirror's manifest parser will refuse it with a proper error
   }
   return ct ?? 'application/octet-stream';
+}
+
+function parseChunkDigests(body: Buffer): ChunkDigests | undefined {
+  try {
+    const json = JSON.parse(body.toString('utf8')) as { chunkSize?: unknown; digests?: unknown };
+    const { chunkSize, digests } = json;
+    if (typeof chunkSize !== 'number' || !Number.isSafeInteger(chunkSize) || chunkSize <= 0 || !Array.isArray(digests)) return undefined;
+    if (!digests.every((d): d is string => typeof d === 'string' && /^([a-z0-9]+:)?[a-f0-9]{32,128}$/.test(d))) return undefined;
+    return { chunkSize, digests };
+  } catch {
+    return undefined;
+  }
 }
 
 function blobSize(answer: Answer): number | undefined {

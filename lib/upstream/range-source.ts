@@ -20,6 +20,8 @@ export class UpstreamRequestError extends TransferError {
 }
 
 export function upstreamRangeSource(client: UpstreamClient, repo: string, digest: string): RangeSource {
+  // A ferry relay lists per-chunk digests, so a corrupted chunk is fetched again alone.
+  const chunkDigests = client.kind === 'relay' ? () => client.chunkDigests(repo, digest) : undefined;
   return rangeSourceFrom(async (range, signal): Promise<RangeResponse> => {
     try {
       const answer = await client.fetchBlob(repo, digest, { range, signal });
@@ -27,7 +29,7 @@ export function upstreamRangeSource(client: UpstreamClient, repo: string, digest
     } catch (err) {
       throw toTransferError(err);
     }
-  });
+  }, chunkDigests);
 }
 
 function toTransferError(err: unknown): unknown {

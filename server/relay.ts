@@ -1,0 +1,136 @@
+/** Assembles and starts the relay role from a loaded config. */
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import { ConfigError, type LoadedConfig } from '../lib/config/load.ts';
+import { configSchema } from '../lib/config/schema.ts';
+import { createLogger, type Logger } from '../lib/log/logger.ts';
+import { BlobFills } from '../lib/mirror/blob-fills.ts';
+import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
+import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
+import { upstreamPort } from '../lib/mirror/upstream-port.ts';
+import { LocalRegistry } from '../lib/registry/local.ts';
+import { RelayBlobCache } from '../lib/relay/blob-cache.ts';
+import { ChunkLists } from '../lib/relay/chunk-list.ts';
+import { FailureThrottle, type FailureThrottleOptions } from '../lib/relay/failure-throttle.ts';
+import { RelayRegistry } from '../lib/relay/relay-registry.ts';
+import { TokenSet } from '../lib/relay/tokens.ts';
+import { openStore, type Store } from '../lib/storage/store.ts';
+import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
+import { UpstreamClient } from '../lib/upstream/client.ts';
+import { boundAddress, listen } from './listen.ts';
+import { createRelayApp } from './relay/relay-app.ts';
+
+export type RelaySettings = NonNullable<LoadedConfig['relay']>;
+
+export interface RunningRelay {
+  server: Server;
+  address: string;
+  settings: RelaySettings;
+  store: Store;
+  backend: RelayRegistry;
+  fills: BlobFills;
+  cache: RelayBlobCache;
+  tokens: TokenSet;
+  throttle: FailureThrottle;
+  upstreams: Map<string, UpstreamClient>;
+  logger: Logger;
+  /** Reads the TLS certificate and key again (SIGHUP); false when the relay serves plain HTTP. */
+  reloadTls(): boolean;
+  /** Stops at once: open responses are cut, fills stop with their parts kept for the next start. */
+  close(): Promise<void>;
+}
+
+export interface RelayDeps {
+  logger?: Logger;
+  /** Replaces the chunked engine (tests). */
+  downloader?: Downloader;
+  throttle?: FailureThrottleOptions;
+}
+
+/** The relay section with its defaults, present or not in the file. */
+export function relaySettings(config: LoadedConfig): RelaySettings {
+  return config.relay ?? configSchema.shape.relay.unwrap().parse({});
+}
+
+export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
+  const logger = deps.logger ?? createLogger(config.log);
+  const settings = relaySettings(config);
+  const tokens = new TokenSet({
+    tokens: settings.tokens,
+    tokenFile: settings.tokenFile,
+    onFileError: (err) => logger.error({ err: err.message, file: settings.tokenFile }, 'relay token file unusable; its tokens are refused'),
+  });
+  // Never an open relay: no token, no start.
+  if (tokens.size === 0) {
+    throw new ConfigError(config.file, 'relay: no token accepted (set relay.tokens or relay.tokenFile; `ferry relay token` prints a new one)');
+  }
+  if (Object.keys(config.upstreams).length === 0) throw new ConfigError(config.file, 'upstreams: the relay needs at least one upstream');
+
+  const store = await openStore(config.dataDir);
+  const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
+  if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
+  const clients = new Map<string, UpstreamClient>();
+  const ports = new Map<string, UpstreamPort>();
+  for (const [name, cfg] of Object.entries(config.upstreams)) {
+    const client = new UpstreamClient(name, cfg, { logger });
+    clients.set(name, client);
+    ports.set(name, upstreamPort(client));
+  }
+  const chunkLists = new ChunkLists(store);
+  const cache = await RelayBlobCache.open(store, {
+    maxBytes: settings.cacheMaxBytes,
+    onEvict: (digest) => chunkLists.remove(digest),
+    logger: logger.child({ module: 'relay-cache' }),
+  });
+  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer), logger.child({ module: 'transfer' }));
+  fills.on('committed', (e: { digest: string; size: number }) => {
+    void cache.added(e.digest, e.size).catch(() => undefined);
+  });
+  const backend = new RelayRegistry({
+    local: new LocalRegistry(store),
+    routing: config,
+    upstreams: ports,
+    fills,
+    logger: logger.child({ module: 'relay' }),
+    manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
+    onCacheAccess: (digest) => cache.accessed(digest),
+    allow: settings.allow,
+    chunkLists,
+  });
+  const throttle = new FailureThrottle(deps.throttle);
+  const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger });
+  const server = await listen(app, { listen: config.listen, tls: config.tls });
+  const address = boundAddress(server);
+  logger.info({
+    address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), tokens: tokens.size,
+    upstreams: [...clients.keys()], allow: settings.allow.length > 0 ? settings.allow : 'all', cacheMaxBytes: settings.cacheMaxBytes,
+    cachedBytes: cache.totalBytes,
+  }, 'relay listening');
+  return {
+    server,
+    address,
+    settings,
+    store,
+    backend,
+    fills,
+    cache,
+    tokens,
+    throttle,
+    upstreams: clients,
+    logger,
+    reloadTls() {
+      if (!config.tls) return false;
+      (server as unknown as HttpsServer).setSecureContext({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) });
+      logger.info({ cert: config.tls.cert }, 'TLS certificate reloaded');
+      return true;
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      fills.abortAll('relay shutting down');
+      server.closeAllConnections();
+      await closed;
+      await Promise.all([...clients.values()].map((c) => c.close()));
+    },
+  };
+}
