@@ -14,7 +14,7 @@ import type { BlobFills } from '../../lib/mirror/blob-fills.ts';
 import type { UpstreamPort } from '../../lib/mirror/ports.ts';
 import { MirrorOps } from '../../lib/metrics/ops.ts';
 import { recordingPort } from '../../lib/metrics/recording-port.ts';
-import { basicGuard } from '../auth/basic-guard.ts';
+import { RegistryAuth } from '../auth/registry-auth.ts';
 import { Htpasswd } from '../auth/htpasswd.ts';
 import { mountOpsRoutes } from './ops-routes.ts';
 import { gracefulShutdown, type ShutdownResult } from './shutdown.ts';
@@ -25,9 +25,9 @@ export interface MirrorOpsSetup {
   ops: MirrorOps;
   /** The access log observer. */
   observe: MirrorOps['observe'];
-  /** Basic auth before /v2/ when config.auth is set. */
+  /** Push protection before /v2/ when config.auth is set (its token endpoint is mounted by `extra`). */
   guard: RequestHandler | undefined;
-  /** Mounts /metrics, /, /status, /status.json, /healthz, /readyz. */
+  /** Mounts /metrics, /, /status, /status.json, /healthz, /readyz (and /auth/token with auth). */
   extra: (app: Express) => void;
   /** An upstream port whose outcomes feed the upstream health. */
   watchPort(name: string, port: UpstreamPort): UpstreamPort;
@@ -49,14 +49,17 @@ export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: Blob
     version: pkg.version,
   });
   let ready = true;
-  const guard = config.auth
-    ? basicGuard({ htpasswd: new Htpasswd(config.auth.htpasswd), realm: config.auth.realm, protectPull: config.auth.protectPull })
+  const auth = config.auth
+    ? new RegistryAuth({ htpasswd: new Htpasswd(config.auth.htpasswd), realm: config.auth.realm, protectPull: config.auth.protectPull })
     : undefined;
   return {
     ops,
     observe: ops.observe,
-    guard,
-    extra: (app) => mountOpsRoutes(app, ops, { ready: () => ready }),
+    guard: auth?.guard,
+    extra: (app) => {
+      mountOpsRoutes(app, ops, { ready: () => ready });
+      auth?.mount(app);
+    },
     watchPort: (name, port) => recordingPort(name, port, ops.health),
     shutdown: (server, opts = {}) => gracefulShutdown({
       server,
