@@ -5,6 +5,9 @@ import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { startMirror } from '../server/mirror.ts';
 import { prewarmCommand, UsageError } from './prewarm.ts';
 import { configCommand } from './config-check.ts';
+import { importCommand } from './import.ts';
+import { exportCommand } from './export.ts';
+import { gcCommand } from './gc.ts';
 import { HtpasswdError } from '../server/auth/htpasswd.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
 
@@ -32,6 +35,9 @@ Examples:
   });
 
 program.addCommand(prewarmCommand());
+program.addCommand(importCommand());
+program.addCommand(exportCommand());
+program.addCommand(gcCommand());
 program.addCommand(configCommand());
 // Usage errors exit 2, runtime failures 1: commander's own exits go through the catch below.
 const overrideAll = (c: Command): void => {

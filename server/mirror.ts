@@ -11,6 +11,7 @@ import { upstreamPort } from '../lib/mirror/upstream-port.ts';
 import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import { UpstreamClient } from '../lib/upstream/client.ts';
+import { CacheAccounting, afterFill } from '../lib/storage/eviction.ts';
 import { createMirrorApp } from './mirror-app.ts';
 import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
 import type { ShutdownResult } from './ops/shutdown.ts';
@@ -49,6 +50,15 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
   const ports = new Map<string, UpstreamPort>();
   const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer), logger.child({ module: 'transfer' }));
   const ops = setupMirrorOps(config, logger, fills);
+  // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
+  const cache = config.cache.maxBytes === undefined
+    ? undefined
+    : await CacheAccounting.open(store, { maxBytes: config.cache.maxBytes, logger: logger.child({ module: 'cache' }) });
+  if (cache) {
+    fills.on('committed', ({ digest, size }: { digest: string; size: number }) => {
+      afterFill(cache, digest, size).catch((err: unknown) => logger.error({ err, digest }, 'cache eviction failed'));
+    });
+  }
   for (const [name, cfg] of Object.entries(config.upstreams)) {
     const client = new UpstreamClient(name, cfg, { logger });
     clients.set(name, client);
@@ -61,6 +71,7 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
     fills,
     logger: logger.child({ module: 'mirror' }),
     manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
+    ...(cache ? { onCacheAccess: (digest: string) => cache.recordAccess(digest) } : {}),
   });
   const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra });
   const server = await listen(app, { listen: config.listen, tls: config.tls });

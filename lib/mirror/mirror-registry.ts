@@ -70,6 +70,7 @@ export class MirrorRegistry implements RegistryBackend {
     const upstream = this.upstream(upstreamKey);
     const log = this.opts.logger.child({ upstream: upstreamKey, repository, reference });
     const cached = await this.tryLocal(() => this.local.getManifest(cache, reference), 'MANIFEST_UNKNOWN');
+    if (cached) this.opts.onCacheAccess?.(cached.digest);
     if (cached && ref.kind === 'digest') return cached;
     if (cached && ref.kind === 'tag') {
       const checkedAt = (await this.local.store.repos.tagCheckedAt(cache, ref.tag)) ?? 0;
@@ -118,12 +119,15 @@ export class MirrorRegistry implements RegistryBackend {
     if (!r.upstream) throw this.unknown(r, 'BLOB_UNKNOWN', `blob unknown: ${digest}`);
     const cache = MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository);
     // Content-addressed: a blob already held for any repository serves this one too.
-    if (await this.local.store.blobs.has(digest)) {
-      await this.local.store.repos.linkBlob(cache, digest);
-      this.opts.onCacheAccess?.(digest);
-      return this.local.getBlob(cache, digest);
-    }
+    if (await this.local.store.blobs.has(digest)) return this.fromStore(cache, digest);
     return this.fillHandle(r.upstream.name, r.upstream.repository, cache, digest);
+  }
+
+  /** A held blob, linked to this cache repository first (a fill links only its own). */
+  private async fromStore(cache: string, digest: string): Promise<BlobHandle> {
+    await this.local.store.repos.linkBlob(cache, digest);
+    this.opts.onCacheAccess?.(digest);
+    return this.local.getBlob(cache, digest);
   }
 
   private async fillHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
@@ -136,11 +140,15 @@ export class MirrorRegistry implements RegistryBackend {
       } catch (e) {
         throw toRegistryError(e, 'blob');
       }
+      // While we asked, another request may have started this fill, or finished it: a fill
+      // leaves the running set only after its blob is in the store, so look there second.
+      fill = this.opts.fills.get(digest);
+      if (!fill && (await this.local.store.blobs.has(digest))) return this.fromStore(cache, digest);
       fill = this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
     }
     const running = fill;
-    // It may have finished in between: then the store has it.
-    if (await this.local.store.blobs.has(digest)) return this.local.getBlob(cache, digest);
+    // It may have finished in between: then the store has it (committed, maybe not yet linked here).
+    if (await this.local.store.blobs.has(digest)) return this.fromStore(cache, digest);
     return {
       digest,
       size: running.size,
