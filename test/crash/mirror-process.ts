@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -54,6 +54,20 @@ export async function startMirrorProcess(dataDir: string): Promise<MirrorProcess
       await proc.stop(2000);
     },
   };
+}
+
+/** The node process that serves: tsx runs the script in a child of its own. */
+export async function serverPid(m: MirrorProcess): Promise<number> {
+  const children = (await readFile(`/proc/${m.proc.pid}/task/${m.proc.pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/);
+  const child = Number(children[0]);
+  return Number.isSafeInteger(child) && child > 0 ? child : m.proc.pid;
+}
+
+/** Peak resident memory of a process so far (VmHWM), in bytes. */
+export async function peakRss(pid: number): Promise<number> {
+  const m = /^VmHWM:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  assert.ok(m, `no VmHWM for ${pid}`);
+  return Number(m[1]) * 1024;
 }
 
 /**
