@@ -1,0 +1,37 @@
+/** The bench's result table: one line per figure, ferry beside the reference. */
+
+export interface Row {
+  metric: string;
+  unit: string;
+  ferry: number;
+  reference: number;
+  /** true for req/s and MB/s; false for seconds and memory. */
+  higherIsBetter: boolean;
+  /** Extra pass condition on ferry's own figure (e.g. RSS < 200 MB), shown in the verdict. */
+  limit?: { max: number; label: string };
+}
+
+/** ferry/reference for higher-is-better figures, reference/ferry otherwise: >= 1 means ferry wins. */
+export function advantage(r: Row): number {
+  return r.higherIsBetter ? r.ferry / r.reference : r.reference / r.ferry;
+}
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  if (Math.abs(n) >= 1000) return n.toFixed(0);
+  if (Math.abs(n) >= 100) return n.toFixed(1);
+  return n.toFixed(2);
+}
+
+export function renderTable(rows: Row[]): string {
+  const header = ['figure', 'unit', 'ferry', 'reference', 'ferry/ref', 'ferry wins?'];
+  const lines = rows.map((r) => {
+    const ratio = r.ferry / r.reference;
+    const wins = advantage(r) >= 1 && (r.limit === undefined || r.ferry < r.limit.max);
+    const verdict = `${wins ? 'yes' : 'NO'}${r.higherIsBetter ? '' : ' (lower is better)'}${r.limit ? `; target ${r.limit.label}` : ''}`;
+    return [r.metric, r.unit, fmt(r.ferry), fmt(r.reference), ratio.toFixed(2), verdict];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
+  const pad = (cells: string[]): string => cells.map((c, i) => (i >= 2 && i <= 4 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ').trimEnd();
+  return [pad(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(pad)].join('\n');
+}
