@@ -1,0 +1,87 @@
+/** The ferry CLI as a child process: help of every command, versions, usage errors (exit 2), config check. */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { run, type RunResult } from '../helpers/processes.ts';
+
+const FERRY = resolve(import.meta.dirname, '../../bin/ferry.js');
+const ferry = (...args: string[]): Promise<RunResult> => run(process.execPath, [FERRY, ...args], { timeoutMs: 30_000 });
+
+describe('ferry CLI', function () {
+  this.timeout(60_000);
+  let dir: string;
+  before(async () => { dir = await mkdtemp(join(tmpdir(), 'ferry-cli-')); });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('prints usage listing every command for --help, exit 0', async () => {
+    const r = await ferry('--help');
+    assert.equal(r.code, 0);
+    for (const c of ['mirror', 'prewarm', 'config']) assert.match(r.stdout, new RegExp(`^  ${c}\\b`, 'm'));
+  });
+
+  for (const cmd of [['mirror'], ['prewarm'], ['config', 'check']]) {
+    it(`prints usage and examples for ${cmd.join(' ')} --help, exit 0`, async () => {
+      const r = await ferry(...cmd, '--help');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^Usage: ferry ${cmd.join(' ')} `));
+      assert.match(r.stdout, /^Examples:$/m);
+    });
+  }
+
+  it('prints the package version for --version', async () => {
+    const r = await ferry('--version');
+    assert.equal(r.code, 0);
+    assert.match(r.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  });
+
+  it('names a wrong flag and exits 2, on the program and on subcommands', async () => {
+    for (const args of [['--bogus'], ['mirror', '--bogus'], ['prewarm', '--nope'], ['config', 'check', '--what']]) {
+      const r = await ferry(...args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.stderr, /error: unknown option '--(bogus|nope|what)'/);
+    }
+  });
+
+  it('exits 2 for an unknown command and for no command at all', async () => {
+    const r = await ferry('frobnicate');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown command 'frobnicate'/);
+    assert.equal((await ferry()).code, 2);
+  });
+
+  it('config check: exit 2 naming the file and the key path of a bad value', async () => {
+    const file = join(dir, 'bad.json');
+    await writeFile(file, JSON.stringify({ upstreams: { hub: { url: 'https://h', connections: 0 } }, cache: { colour: 'red' } }));
+    const r = await ferry('config', 'check', '--config', file);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`config error: ${file.replace(/[.]/g, '\\.')}: `));
+    assert.match(r.stderr, /upstreams\.hub\.connections: /);
+    assert.match(r.stderr, /unknown key cache\.colour/);
+    assert.equal((await ferry('mirror', '--config', file)).code, 2);
+  });
+
+  it('config check: exit 2 naming auth.htpasswd when the file it points at is missing', async () => {
+    const file = join(dir, 'auth.json');
+    await writeFile(file, JSON.stringify({ auth: { htpasswd: 'missing.htpasswd' } }));
+    const r = await ferry('config', 'check', '-c', file);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /auth\.htpasswd: cannot read .*missing\.htpasswd: ENOENT/);
+  });
+
+  it('config check: prints the effective config with defaults filled and secrets masked, exit 0', async () => {
+    const file = join(dir, 'good.json');
+    await writeFile(file, JSON.stringify({ upstreams: { hub: { url: 'https://h', username: 'u', password: 'hunter2', token: 'tok-secret' } }, relay: { tokens: ['0123456789abcdef0123'] } }));
+    const r = await ferry('config', 'check', '--config', file);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /hunter2|tok-secret|0123456789abcdef0123/);
+    const cfg = JSON.parse(r.stdout) as { upstreams: { hub: { password: string; token: string; connections: number; username: string } }; relay: { tokens: string[] }; listen: string; file: string };
+    assert.equal(cfg.upstreams.hub.password, '***');
+    assert.equal(cfg.upstreams.hub.token, '***');
+    assert.equal(cfg.upstreams.hub.username, 'u');
+    assert.deepEqual(cfg.relay.tokens, ['***']);
+    assert.equal(cfg.upstreams.hub.connections, 16);
+    assert.equal(cfg.listen, '0.0.0.0:4000');
+    assert.equal(cfg.file, file);
+  });
+});
