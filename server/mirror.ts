@@ -96,8 +96,10 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
       ops.ops.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      const settled = Promise.allSettled(fills.active.map((f) => f.committed));
       fills.abortAll('mirror shutting down');
-      await closed;
+      // A fill past verification still commits: nothing may write to the store once closed.
+      await Promise.all([closed, settled]);
       await Promise.all([...clients.values()].map((c) => c.close()));
     },
   };
