@@ -201,7 +201,7 @@ describe('ferry relay per-chunk digests: a chunk corrupted on the link is fetche
     link.setFaults({ corruptOffsets: [6 * MiB + 777] });
     const url = `${mirror.url}/v2/kolla/relay-chunks/blobs/${layer.digest}`;
     // The client streaming the bad bytes is cut when the digest does not match.
-    const first = await call(url).catch((e: unknown) => e);
+    const first = await call(url).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
     await waitFor(() => mirror.mirror.store.blobs.has(layer.digest), 60_000, 'the mirror committed the blob');
     link.clearFaults();
     assert.equal(link.stats.corruptions, 1);
