@@ -1,21 +1,51 @@
 /**
- * How many chunk requests run at once. The link caps each TCP connection, so more connections
- * mean more goodput until something else (the far end, the aggregate) becomes the limit. Each
- * tick: grow while goodput rises by more than 5%, step back when a growth made it worse, probe
- * again after a few flat ticks, and cut hard when the upstream says it is overloaded (429, 503,
- * refused). Plain resets do not shrink it: on this link they happen whatever the concurrency.
+ * How many chunk requests run at once on one link. The link caps each TCP connection, so more
+ * connections mean more goodput until something else (the aggregate, the far end) becomes the
+ * limit. Two phases, as in TCP:
+ *
+ * - slow start: double every tick while goodput grows about in proportion (at least half the
+ *   gain the extra connections would bring at the old per-connection rate). The first tick that
+ *   does not ends it, and keeps the connections the measured goodput justifies plus a margin,
+ *   since on a reset-prone link some connections are always between a reset and a retry.
+ * - avoidance: judged over a few ticks at once (one tick is noisy): grow by a quarter while
+ *   goodput rises by more than 5%, step back when a growth made it worse, probe after flat rounds.
+ *
+ * An overloaded upstream (429, 503, refused) cuts hard and ends slow start. Plain resets do not
+ * shrink it: on this link they happen whatever the concurrency.
  */
+export interface ConcurrencyOptions {
+  /** Ticks averaged per decision once slow start is over (default 3). */
+  avoidanceTicks?: number;
+  /** Connections kept beyond what the measured goodput needs when slow start ends (default 1.25). */
+  margin?: number;
+}
+
 export class ConcurrencyController {
   current: number;
-  private lastRate: number | undefined;
+  private readonly min: number;
+  private readonly max: number;
+  private readonly avoidanceTicks: number;
+  private readonly margin: number;
+  private slowStartOn = true;
+  /** Goodput and concurrency of the previous slow-start tick. */
+  private last: { rate: number; concurrency: number } | undefined;
+  /** Avoidance: rates of the ticks of the current round, and the previous round's average. */
+  private round: number[] = [];
+  private lastRoundRate: number | undefined;
   private lastChange: 'up' | 'down' | 'none' = 'none';
-  private flatTicks = 0;
+  private flatRounds = 0;
   private overload = false;
 
-  constructor(private readonly min: number, private readonly max: number) {
+  constructor(min: number, max: number, opts: ConcurrencyOptions = {}) {
     this.min = Math.max(1, min);
     this.max = Math.max(this.min, max);
     this.current = this.min;
+    this.avoidanceTicks = Math.max(1, opts.avoidanceTicks ?? 3);
+    this.margin = opts.margin ?? 1.25;
+  }
+
+  get slowStart(): boolean {
+    return this.slowStartOn;
   }
 
   overloaded(): void {
@@ -24,24 +54,58 @@ export class ConcurrencyController {
 
   /** Feeds the goodput of the last interval; `hasWaitingWork` says whether more connections would have work. */
   tick(rate: number, hasWaitingWork: boolean): number {
-    const last = this.lastRate;
-    this.lastRate = rate;
     if (this.overload) {
       this.overload = false;
+      this.endSlowStart();
       return this.change(Math.floor(this.current * 0.7), 'down');
     }
-    if (last === undefined) return this.change(this.current + (hasWaitingWork ? 1 : 0), hasWaitingWork ? 'up' : 'none');
-    if (rate > last * 1.05 && hasWaitingWork) return this.change(this.current + Math.max(1, Math.floor(this.current / 4)), 'up');
-    if (this.lastChange === 'up' && rate < last * 0.95) return this.change(this.current - 1, 'down');
-    if (++this.flatTicks >= 3 && hasWaitingWork) return this.change(this.current + 1, 'up');
+    return this.slowStartOn ? this.slowStartTick(rate, hasWaitingWork) : this.avoidanceTick(rate, hasWaitingWork);
+  }
+
+  private slowStartTick(rate: number, hasWaitingWork: boolean): number {
+    const last = this.last;
+    this.last = { rate, concurrency: this.current };
+    // Nothing to learn from an interval where the connections had no work queued behind them.
+    if (!hasWaitingWork) return this.current;
+    if (last === undefined || last.rate <= 0 || last.concurrency >= this.current) return this.change(this.current * 2, 'up');
+    const perConnection = last.rate / last.concurrency;
+    const promised = perConnection * (this.current - last.concurrency);
+    if (rate - last.rate >= promised / 2) {
+      if (this.current >= this.max) return this.current;
+      return this.change(this.current * 2, 'up');
+    }
+    // The link stopped giving each connection its rate: keep what the goodput needs, plus a margin.
+    this.endSlowStart();
+    const needed = Math.ceil((rate / perConnection) * this.margin);
+    return this.change(Math.min(this.current, Math.max(last.concurrency, needed)), 'none');
+  }
+
+  private avoidanceTick(rate: number, hasWaitingWork: boolean): number {
+    this.round.push(rate);
+    if (this.round.length < this.avoidanceTicks) return this.current;
+    const avg = this.round.reduce((a, b) => a + b, 0) / this.round.length;
+    this.round = [];
+    const last = this.lastRoundRate;
+    this.lastRoundRate = avg;
+    if (last === undefined) return this.current;
+    if (avg > last * 1.05 && hasWaitingWork) return this.change(this.current + Math.max(1, Math.floor(this.current / 4)), 'up');
+    if (this.lastChange === 'up' && avg < last * 0.95) return this.change(this.current - 1, 'down');
+    if (++this.flatRounds >= 3 && hasWaitingWork) return this.change(this.current + 1, 'up');
     this.lastChange = 'none';
     return this.current;
+  }
+
+  private endSlowStart(): void {
+    this.slowStartOn = false;
+    this.last = undefined;
+    this.round = [];
+    this.lastRoundRate = undefined;
   }
 
   private change(to: number, direction: 'up' | 'down' | 'none'): number {
     this.current = Math.min(this.max, Math.max(this.min, to));
     this.lastChange = direction;
-    this.flatTicks = 0;
+    this.flatRounds = 0;
     return this.current;
   }
 }

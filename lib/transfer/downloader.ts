@@ -14,11 +14,10 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import pLimit from 'p-limit';
 import { transferSchema, type TransferConfig } from '../config/schema.ts';
 import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, planChunks, planMissing, type ByteRange } from './chunk-plan.ts';
-import { ConcurrencyController } from './concurrency.ts';
+import { LinkBudget, type LinkShare } from './link-budget.ts';
 import { findBadChunks } from './chunk-digests.ts';
 import { DigestMismatchError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { Journal, loadJournal } from './journal.ts';
@@ -45,7 +44,12 @@ export interface TransferOptions {
   onVerified?: (partPath: string) => Promise<string | void>;
   /** Journal progress inside a chunk every this many bytes (default 1 MiB). */
   checkpointBytes?: number;
-  /** How often concurrency is reconsidered (default 3000 ms). */
+  /**
+   * The link this transfer shares with others to the same upstream (link-budget.ts): the total
+   * concurrency adapts there. Without one, the transfer adapts alone on a link of its own.
+   */
+  link?: LinkBudget;
+  /** How often concurrency is reconsidered on a link of its own (default 1000 ms). */
   adaptIntervalMs?: number;
   retryPolicy?: RetryPolicy;
   /** How often `progress` is emitted while running (default 500 ms). */
@@ -123,7 +127,8 @@ export class Transfer extends EventEmitter {
   private readonly ctrl = new AbortController();
   private readonly written = new RangeSet();
   private readonly meter = new RateMeter();
-  private readonly concurrency: ConcurrencyController;
+  private readonly link: LinkBudget;
+  private share: LinkShare | undefined;
   private readonly startedAt = performance.now();
   private readonly chunkSize: number;
   private part: FileHandle | undefined;
@@ -138,7 +143,6 @@ export class Transfer extends EventEmitter {
   private resumedBytes = 0;
   private bytesFetched = 0;
   private sizeDisagreements = 0;
-  private limit: ReturnType<typeof pLimit> | undefined;
   private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: TransferOptions) {
@@ -152,7 +156,11 @@ export class Transfer extends EventEmitter {
     this.cfg = transferSchema.parse(opts.config ?? {});
     this.partPath = join(opts.dir, `${parsed.hex}.part`);
     this.journalPath = join(opts.dir, `${parsed.hex}.journal`);
-    this.concurrency = new ConcurrencyController(this.cfg.minConnections, this.cfg.maxConnections);
+    this.link = opts.link ?? new LinkBudget({
+      minConnections: this.cfg.minConnections,
+      maxConnections: this.cfg.maxConnections,
+      ...(opts.adaptIntervalMs !== undefined ? { adaptIntervalMs: opts.adaptIntervalMs } : {}),
+    });
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
     setMaxListeners(0, this.ctrl.signal);
@@ -193,7 +201,7 @@ export class Transfer extends EventEmitter {
       rate,
       etaSeconds: this.state === 'running' && rate > 0 ? (this.size - bytesDone) / rate : undefined,
       activeConnections: this.active,
-      concurrency: this.limit?.concurrency ?? this.concurrency.current,
+      concurrency: this.link.limit,
       retries: this.retries,
       chunkSize: this.chunkSize,
       chunksTotal: chunks.length,
@@ -209,6 +217,8 @@ export class Transfer extends EventEmitter {
     await Promise.resolve(); // let the caller attach listeners before the first event
     this.progressTimer = setInterval(() => this.emit('progress', this.snapshot()), this.opts.progressIntervalMs ?? 500);
     this.progressTimer.unref();
+    const share = this.link.share(this.cfg.maxConnections);
+    this.share = share;
     try {
       const result = await this.runSteps();
       this.emit('progress', this.snapshot());
@@ -225,6 +235,7 @@ export class Transfer extends EventEmitter {
       throw err;
     } finally {
       clearInterval(this.progressTimer);
+      share.close();
     }
   }
 
@@ -308,39 +319,35 @@ export class Transfer extends EventEmitter {
     }
     // One request from the first missing byte to the end (a small blob, or a source without ranges).
     const from = this.written.coveredEnd(0);
-    await fetchRange(this.fetchContext(), { start: from, end: this.size - 1 }, 'stream', this.ctrl.signal);
+    await this.withConnection(this.ctrl.signal, () => fetchRange(this.fetchContext(), { start: from, end: this.size - 1 }, 'stream', this.ctrl.signal));
+  }
+
+  /** Runs `fn` holding one of the link's connections. */
+  private async withConnection<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    const release = await (this.share as LinkShare).acquire(signal);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
   }
 
   private async fetchChunks(): Promise<void> {
     const tasks = planMissing(this.size, this.chunkSize, this.written);
     const phase = linkedController(this.ctrl.signal);
-    const limit = pLimit(this.concurrency.current);
-    this.limit = limit;
+    const signal = phase.controller.signal;
     const ctx = this.fetchContext();
-    const adaptMs = this.opts.adaptIntervalMs ?? 3000;
-    let lastBytes = this.bytesFetched;
-    let lastAt = performance.now();
-    const adapt = setInterval(() => {
-      const now = performance.now();
-      const rate = ((this.bytesFetched - lastBytes) * 1000) / (now - lastAt);
-      lastBytes = this.bytesFetched;
-      lastAt = now;
-      limit.concurrency = this.concurrency.tick(rate, limit.pendingCount > 0);
-    }, adaptMs);
-    adapt.unref();
     let first: { error: unknown } | undefined;
     try {
-      await Promise.all(tasks.map((t) => limit(() => fetchRange(ctx, t, 'range', phase.controller.signal)).catch((e: unknown) => {
+      // Every chunk queues on the link at once, lowest offset first; the link says how many run.
+      await Promise.all(tasks.map((t) => this.withConnection(signal, () => fetchRange(ctx, t, 'range', signal)).catch((e: unknown) => {
         if (first) return;
         first = { error: e };
-        // Queued chunks then start, see the aborted signal and return at once.
+        // Queued chunks then leave the link's queue at once.
         phase.controller.abort(e);
       })));
     } finally {
-      clearInterval(adapt);
       phase.dispose();
-      this.concurrency.current = limit.concurrency;
-      this.limit = undefined;
     }
     if (first) throw first.error;
   }
@@ -359,6 +366,7 @@ export class Transfer extends EventEmitter {
         this.written.add(pos, pos + buf.length);
         this.bytesFetched += buf.length;
         this.meter.add(buf.length);
+        this.share?.record(buf.length);
         (this.hasher as PrefixHasher).wrote(pos, buf);
       },
       checkpoint: (start, end) => {
@@ -371,7 +379,7 @@ export class Transfer extends EventEmitter {
         this.active--;
         if (err === undefined || this.ctrl.signal.aborted) return;
         this.retries++;
-        if (isOverload(err)) this.concurrency.overloaded();
+        if (isOverload(err)) this.share?.overloaded();
       },
       sizeDisagrees: () => ++this.sizeDisagreements >= 3,
     };

@@ -31,21 +31,54 @@ describe('transfer policies', () => {
     for (const bad of [undefined, '', 'bytes 9-5/10', 'items 0-1/2', 'bytes */10']) assert.equal(parseContentRange(bad), undefined);
   });
 
-  it('adds connections while goodput rises and stops at the cap', () => {
-    const c = new ConcurrencyController(2, 6);
-    const seen = [1, 2, 3, 4, 5, 6, 7, 8].map((r) => c.tick(r * 100, true));
-    assert.deepEqual(seen.slice(0, 3), [3, 4, 5]);
-    assert.equal(seen.at(-1), 6);
+  it('doubles connections while goodput grows in proportion (slow start) and stops at the cap', () => {
+    const c = new ConcurrencyController(2, 24);
+    // 100 per connection: every doubling brings the goodput it promised.
+    const seen = [200, 400, 800, 1600, 2400].map((r) => c.tick(r, true));
+    assert.deepEqual(seen, [4, 8, 16, 24, 24]);
+    assert.equal(c.slowStart, true);
   });
 
-  it('steps back after a growth that made goodput worse, and cuts on overload', () => {
-    const c = new ConcurrencyController(1, 20);
+  it('ends slow start when the aggregate caps goodput, keeping what it needs plus a margin', () => {
+    const c = new ConcurrencyController(4, 64);
+    // 1 per connection up to an aggregate of 16: 4 -> 8 -> 16 -> 32 brings nothing more.
+    for (const r of [4, 8, 15]) c.tick(r, true);
+    assert.equal(c.current, 32);
+    const kept = c.tick(16, true);
+    assert.equal(c.slowStart, false);
+    assert.equal(kept, Math.ceil((16 / (15 / 16)) * 1.25));
+    assert.ok(kept > 16 && kept < 32);
+  });
+
+  it('after slow start, grows by a quarter per round while goodput rises and steps back when a growth made it worse', () => {
+    const c = new ConcurrencyController(4, 64, { avoidanceTicks: 1 });
+    c.tick(400, true);
+    c.tick(500, true); // 8 connections brought 100 of the promised 400: slow start ends
+    assert.equal(c.slowStart, false);
+    const base = c.current;
+    c.tick(500, true); // the first round only sets the reference
+    assert.equal(c.tick(600, true), base + Math.max(1, Math.floor(base / 4)));
+    const grown = c.current;
+    assert.equal(c.tick(400, true), grown - 1);
+  });
+
+  it('judges several ticks at once after slow start, so one noisy interval does not move it', () => {
+    const c = new ConcurrencyController(4, 64, { avoidanceTicks: 3 });
+    c.tick(400, true);
+    c.tick(450, true);
+    const base = c.current;
+    for (const r of [450, 450, 450, 900, 0, 450]) c.tick(r, true);
+    assert.equal(c.current, base);
+  });
+
+  it('cuts hard on overload and leaves slow start', () => {
+    const c = new ConcurrencyController(1, 40);
     c.tick(100, true);
     c.tick(200, true);
     const before = c.current;
-    assert.equal(c.tick(100, true), before - 1);
     c.overloaded();
-    assert.equal(c.tick(100, true), Math.floor((before - 1) * 0.7));
+    assert.equal(c.tick(200, true), Math.floor(before * 0.7));
+    assert.equal(c.slowStart, false);
   });
 
   it('does not grow when no chunk waits for a connection', () => {

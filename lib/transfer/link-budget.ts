@@ -1,0 +1,174 @@
+/**
+ * The connections one link (one upstream) may carry, shared by every transfer over it. Docker
+ * pulls three layers at once and a pre-warm pulls several images: each transfer adapting alone
+ * would overshoot together, or each would start from the floor again. Here the total adapts
+ * (concurrency.ts) on the goodput of all of them, and free connections go round-robin to the
+ * transfers waiting, lowest chunk first within each, so every blob's prefix keeps moving.
+ */
+import { ConcurrencyController } from './concurrency.ts';
+
+export interface LinkBudgetOptions {
+  minConnections: number;
+  maxConnections: number;
+  /** How often the total is reconsidered (default 1000 ms). */
+  adaptIntervalMs?: number;
+}
+
+interface Waiter {
+  grant(release: () => void): void;
+  fail(reason: unknown): void;
+}
+
+/** One transfer's claim on a link: its queue of chunks waiting for a connection, and its own cap. */
+export class LinkShare {
+  readonly queue: Waiter[] = [];
+  active = 0;
+
+  constructor(private readonly link: LinkBudget, readonly cap: number) {}
+
+  /** Resolves with a release function once a connection is free for this share; rejects when `signal` aborts first. */
+  acquire(signal: AbortSignal): Promise<() => void> {
+    signal.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.queue.indexOf(waiter);
+        if (i >= 0) this.queue.splice(i, 1);
+        reject(signal.reason);
+      };
+      const waiter: Waiter = {
+        grant: (release) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(release);
+        },
+        fail: (reason) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(reason);
+        },
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(waiter);
+      this.link.pump();
+    });
+  }
+
+  /** Goodput of this share's connections, for the link's adaptation. */
+  record(bytes: number): void {
+    this.link.record(bytes);
+  }
+
+  overloaded(): void {
+    this.link.controller.overloaded();
+  }
+
+  /** The transfer is over: waiters left (there should be none) fail, the share leaves the link. */
+  close(): void {
+    for (const w of this.queue.splice(0)) w.fail(new Error('link share closed'));
+    this.link.leave(this);
+  }
+}
+
+export class LinkBudget {
+  readonly controller: ConcurrencyController;
+  private readonly adaptIntervalMs: number;
+  private readonly shares: LinkShare[] = [];
+  private next = 0;
+  private active = 0;
+  private bytes = 0;
+  private lastTickAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(opts: LinkBudgetOptions) {
+    this.controller = new ConcurrencyController(opts.minConnections, opts.maxConnections);
+    this.adaptIntervalMs = opts.adaptIntervalMs ?? 1000;
+  }
+
+  /** The total connections allowed now. */
+  get limit(): number {
+    return this.controller.current;
+  }
+
+  get activeConnections(): number {
+    return this.active;
+  }
+
+  /** Requests waiting for a connection that the total (not their share's cap) holds back. */
+  get waiting(): number {
+    return this.shares.reduce((n, s) => n + (s.active < s.cap ? s.queue.length : 0), 0);
+  }
+
+  /** A new transfer's share, with at most `cap` connections of its own. */
+  share(cap = Infinity): LinkShare {
+    const s = new LinkShare(this, Math.max(1, cap));
+    this.shares.push(s);
+    return s;
+  }
+
+  record(bytes: number): void {
+    this.bytes += bytes;
+  }
+
+  /** @internal Grants free connections, round-robin over the shares with waiters. */
+  pump(): void {
+    while (this.active < this.limit) {
+      const share = this.nextShare();
+      if (!share) break;
+      const waiter = share.queue.shift() as Waiter;
+      this.active++;
+      share.active++;
+      let released = false;
+      waiter.grant(() => {
+        if (released) return;
+        released = true;
+        this.active--;
+        share.active--;
+        this.pump();
+      });
+    }
+    this.adaptWhileBusy();
+  }
+
+  /** @internal */
+  leave(share: LinkShare): void {
+    const i = this.shares.indexOf(share);
+    if (i < 0) return;
+    this.shares.splice(i, 1);
+    if (this.next > i) this.next--;
+    this.pump();
+  }
+
+  private nextShare(): LinkShare | undefined {
+    const n = this.shares.length;
+    for (let k = 0; k < n; k++) {
+      const i = (this.next + k) % n;
+      const s = this.shares[i] as LinkShare;
+      if (s.queue.length > 0 && s.active < s.cap) {
+        this.next = (i + 1) % n;
+        return s;
+      }
+    }
+    return undefined;
+  }
+
+  /** The adaptation clock runs only while the link carries or awaits something. */
+  private adaptWhileBusy(): void {
+    const busy = this.active > 0 || this.shares.some((s) => s.queue.length > 0);
+    if (busy && !this.timer) {
+      this.bytes = 0;
+      this.lastTickAt = performance.now();
+      this.timer = setInterval(() => this.tick(), this.adaptIntervalMs);
+      this.timer.unref();
+    } else if (!busy && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    const rate = (this.bytes * 1000) / Math.max(1, now - this.lastTickAt);
+    this.bytes = 0;
+    this.lastTickAt = now;
+    this.controller.tick(rate, this.waiting > 0);
+    this.pump();
+  }
+}

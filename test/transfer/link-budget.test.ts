@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { LinkBudget } from '../../lib/transfer/link-budget.ts';
+import { startTransfer } from '../../lib/transfer/downloader.ts';
+import { MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('link budget shared by transfers', function () {
+  this.timeout(30_000);
+
+  it('never runs more connections than its limit, across shares', async () => {
+    const link = new LinkBudget({ minConnections: 3, maxConnections: 3, adaptIntervalMs: 60_000 });
+    const a = link.share();
+    const b = link.share();
+    const signal = new AbortController().signal;
+    const releases: Array<() => void> = [];
+    for (let i = 0; i < 4; i++) {
+      void a.acquire(signal).then((r) => releases.push(r));
+      void b.acquire(signal).then((r) => releases.push(r));
+    }
+    await tick();
+    assert.equal(link.activeConnections, 3);
+    assert.equal(releases.length, 3);
+    releases.shift()?.();
+    await tick();
+    assert.equal(link.activeConnections, 3);
+    assert.equal(releases.length, 3);
+    assert.equal(link.waiting, 4);
+    a.close();
+    b.close();
+  });
+
+  it('hands free connections round-robin, so a second transfer is not stuck behind the first', async () => {
+    const link = new LinkBudget({ minConnections: 2, maxConnections: 2, adaptIntervalMs: 60_000 });
+    const a = link.share();
+    const b = link.share();
+    const signal = new AbortController().signal;
+    const order: string[] = [];
+    const releases: Array<() => void> = [];
+    for (let i = 0; i < 3; i++) void a.acquire(signal).then((r) => { order.push('a'); releases.push(r); });
+    for (let i = 0; i < 3; i++) void b.acquire(signal).then((r) => { order.push('b'); releases.push(r); });
+    await tick();
+    for (let i = 0; i < 4; i++) {
+      releases.shift()?.();
+      await tick();
+    }
+    // a took both free connections before b asked; from then on they alternate.
+    assert.deepEqual(order, ['a', 'a', 'b', 'a', 'b', 'b']);
+    a.close();
+    b.close();
+  });
+
+  it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
+    const link = new LinkBudget({ minConnections: 8, maxConnections: 8, adaptIntervalMs: 60_000 });
+    const a = link.share(2);
+    const ctrl = new AbortController();
+    let granted = 0;
+    const rejected: unknown[] = [];
+    for (let i = 0; i < 4; i++) a.acquire(ctrl.signal).then(() => granted++, (e: unknown) => rejected.push(e));
+    await tick();
+    assert.equal(granted, 2);
+    assert.equal(link.waiting, 0, 'waiters held back by their own cap do not ask the link for more');
+    ctrl.abort(new Error('gone'));
+    await tick();
+    assert.equal(rejected.length, 2);
+    assert.equal(a.queue.length, 0);
+    a.close();
+  });
+
+  describe('with real transfers', () => {
+    let rigs: Rig[] = [];
+    afterEach(async () => {
+      await Promise.all(rigs.map((r) => r.close()));
+      rigs = [];
+    });
+
+    it('adapts the total over concurrent transfers: they share the connections instead of each taking its own', async () => {
+      const perConnection = 2 * MiB;
+      rigs = [await rig(4 * MiB, { faults: { rateBytesPerSec: perConnection }, seed: 3 }), await rig(4 * MiB, { faults: { rateBytesPerSec: perConnection }, seed: 4 })];
+      const link = new LinkBudget({ minConnections: 2, maxConnections: 6, adaptIntervalMs: TEST_TIMING.adaptIntervalMs! });
+      let most = 0;
+      const sampler = setInterval(() => { most = Math.max(most, link.activeConnections); }, 5);
+      const transfers = rigs.map((r) => startTransfer({
+        digest: r.digest, size: r.data.length, source: r.source, dir: r.dir, link,
+        config: { ...TEST_CONFIG, maxConnections: 6 }, ...TEST_TIMING,
+      }));
+      const results = await Promise.all(transfers.map((t) => t.done));
+      clearInterval(sampler);
+      for (const [i, res] of results.entries()) assert.equal(res.size, rigs[i]!.data.length);
+      assert.ok(most <= 6, `${most} connections at once over a link capped at 6`);
+      assert.ok(most > 2, `the link never grew past its floor (${most})`);
+      assert.ok(link.limit > 2, 'the learned concurrency stays with the link for the next transfer');
+    });
+  });
+});
