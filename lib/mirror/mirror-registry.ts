@@ -144,7 +144,7 @@ export class MirrorRegistry implements RegistryBackend {
       // leaves the running set only after its blob is in the store, so look there second.
       fill = this.opts.fills.get(digest);
       if (!fill && (await this.local.store.blobs.has(digest))) return this.fromStore(cache, digest);
-      fill = this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
+      fill = this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
     }
     const running = fill;
     // It may have finished in between: then the store has it (committed, maybe not yet linked here).

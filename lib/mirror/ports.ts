@@ -42,6 +42,8 @@ export interface DownloadRequest {
   dir: string;
   /** For logs and progress. */
   label: string;
+  /** The upstream's name: transfers to one upstream share its link's connections. */
+  upstream?: string;
   /** Moves the verified part file into the store; returns where the blob now is. */
   commit(partPath: string): Promise<string>;
 }

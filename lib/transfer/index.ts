@@ -2,6 +2,9 @@
 export { startTransfer, hasPart, Transfer } from './downloader.ts';
 export type { TransferOptions, TransferResult, TransferSnapshot, TransferState, TransferMode } from './downloader.ts';
 export { createPrefixReader } from './prefix-reader.ts';
+export { LinkBudget, LinkShare } from './link-budget.ts';
+export type { LinkBudgetOptions } from './link-budget.ts';
+export { ConcurrencyController } from './concurrency.ts';
 export { cleanOrphanedParts } from './cleanup.ts';
 export { createHttpRangeSource, createTransferAgent } from './http-range-source.ts';
 export type { HttpRangeSource, HttpRangeSourceOptions } from './http-range-source.ts';
