@@ -71,6 +71,7 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
     fills,
     logger: logger.child({ module: 'mirror' }),
     manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
+    metrics: ops.ops.metrics,
     ...(cache ? { onCacheAccess: (digest: string) => cache.recordAccess(digest) } : {}),
   });
   const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra });

@@ -17,6 +17,7 @@ import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, Reg
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
 import type { BlobFills } from './blob-fills.ts';
 import type { UpstreamPort } from './ports.ts';
+import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
 import { UpstreamNotFoundError, toRegistryError } from '../upstream/errors.ts';
 
 export interface MirrorOptions {
@@ -31,6 +32,8 @@ export interface MirrorOptions {
   revalidateTimeoutMs?: number;
   /** Called when pull-through content is read or added (cache accounting). */
   onCacheAccess?: (digest: string) => void;
+  /** Cache hit and miss counters. */
+  metrics?: MirrorMetrics;
 }
 
 export type Served = 'local' | 'cache' | 'upstream';
@@ -40,6 +43,16 @@ export class MirrorRegistry implements RegistryBackend {
 
   private get local(): LocalRegistry {
     return this.opts.local;
+  }
+
+  private get metrics(): MirrorMetrics {
+    return this.opts.metrics ?? noMirrorMetrics;
+  }
+
+  /** Counts a manifest served from the store. */
+  private manifestHit<T>(m: T): T {
+    this.metrics.cacheHit('manifest');
+    return m;
   }
 
   route(name: string, reference?: string, ctx?: RequestContext): Route {
@@ -58,7 +71,7 @@ export class MirrorRegistry implements RegistryBackend {
     const ref = r.digest ?? r.tag ?? reference;
     if (r.local !== undefined) {
       const hit = await this.tryLocal(() => this.local.getManifest(r.local!, ref), 'MANIFEST_UNKNOWN');
-      if (hit) return hit;
+      if (hit) return this.manifestHit(hit);
     }
     if (!r.upstream) throw this.unknown(r, 'MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`);
     return this.pullManifest(r.upstream.name, r.upstream.repository, ref);
@@ -71,24 +84,24 @@ export class MirrorRegistry implements RegistryBackend {
     const log = this.opts.logger.child({ upstream: upstreamKey, repository, reference });
     const cached = await this.tryLocal(() => this.local.getManifest(cache, reference), 'MANIFEST_UNKNOWN');
     if (cached) this.opts.onCacheAccess?.(cached.digest);
-    if (cached && ref.kind === 'digest') return cached;
+    if (cached && ref.kind === 'digest') return this.manifestHit(cached);
     if (cached && ref.kind === 'tag') {
       const checkedAt = (await this.local.store.repos.tagCheckedAt(cache, ref.tag)) ?? 0;
-      if (Date.now() - checkedAt < this.opts.manifestTtlMs) return cached;
+      if (Date.now() - checkedAt < this.opts.manifestTtlMs) return this.manifestHit(cached);
       try {
         const head = await withTimeout(this.opts.revalidateTimeoutMs ?? 10_000, (signal) => upstream.headManifest(repository, reference, signal));
         if (head === undefined) {
           log.warn('tag is gone upstream; serving the cached manifest');
-          return cached;
+          return this.manifestHit(cached);
         }
         if (head.digest === cached.digest) {
           await this.local.store.repos.markTagChecked(cache, ref.tag);
-          return cached;
+          return this.manifestHit(cached);
         }
         log.info({ digest: head.digest, previous: cached.digest }, 'tag moved upstream');
       } catch (e) {
         log.warn({ err: errText(e) }, 'upstream unreachable; serving the cached manifest');
-        return cached;
+        return this.manifestHit(cached);
       }
     }
     let fetched;
@@ -97,10 +110,11 @@ export class MirrorRegistry implements RegistryBackend {
     } catch (e) {
       if (cached) {
         log.warn({ err: errText(e) }, 'upstream failed; serving the cached manifest');
-        return cached;
+        return this.manifestHit(cached);
       }
       throw toRegistryError(e, 'manifest');
     }
+    this.metrics.cacheMiss('manifest');
     await this.local.storeManifest(cache, reference, fetched.bytes, fetched.mediaType, 'cache');
     log.info({ digest: fetched.digest, bytes: fetched.bytes.length }, 'manifest cached');
     this.opts.onCacheAccess?.(fetched.digest);
@@ -114,7 +128,10 @@ export class MirrorRegistry implements RegistryBackend {
     const r = this.route(name, undefined, ctx);
     if (r.local !== undefined) {
       const hit = await this.tryLocal(() => this.local.getBlob(r.local!, digest), 'BLOB_UNKNOWN');
-      if (hit) return hit;
+      if (hit) {
+        this.metrics.cacheHit('blob');
+        return hit;
+      }
     }
     if (!r.upstream) throw this.unknown(r, 'BLOB_UNKNOWN', `blob unknown: ${digest}`);
     const cache = MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository);

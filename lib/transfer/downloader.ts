@@ -388,10 +388,12 @@ export class Transfer extends EventEmitter {
   private async commit(): Promise<TransferResult> {
     this.committing = true;
     await (this.part as FileHandle).datasync();
-    this.digestMatched = true;
-    this.emit('advance', this.size);
     const path = (await this.opts.onVerified?.(this.partPath)) ?? this.partPath;
     this.committedPath = path;
+    // The last byte goes out only once the blob is in the store: a client (or a pre-warm) that
+    // has the whole blob can count on the mirror holding it.
+    this.digestMatched = true;
+    this.emit('advance', this.size);
     this.state = 'verified';
     await this.closeFiles();
     await rm(this.journalPath, { force: true });
