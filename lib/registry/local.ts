@@ -53,7 +53,7 @@ export class LocalRegistry implements RegistryBackend {
     }
     const stat = await this.store.blobs.stat(digest);
     if (!stat) throw unknown;
-    return { digest, size: stat.size, open: (start, end) => this.store.blobs.open(digest, start, end) };
+    return { digest, size: stat.size, path: stat.path, open: (start, end) => this.store.blobs.open(digest, start, end) };
   }
 
   async listTags(name: string, page: Page): Promise<PageResult<string>> {

@@ -16,6 +16,8 @@ export interface BlobHandle {
   size: number;
   /** A stream of start..end inclusive (whole blob without arguments). */
   open(start?: number, end?: number): Readable;
+  /** The complete, verified file holding the blob, when it is on disk (sent without a stream). */
+  path?: string;
 }
 
 export interface Page {
