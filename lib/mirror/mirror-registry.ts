@@ -136,7 +136,11 @@ export class MirrorRegistry implements RegistryBackend {
     if (!r.upstream) throw this.unknown(r, 'BLOB_UNKNOWN', `blob unknown: ${digest}`);
     const cache = MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository);
     // Content-addressed: a blob already held for any repository serves this one too.
-    if (await this.local.store.blobs.has(digest)) return this.fromStore(cache, digest);
+    if (await this.local.store.blobs.has(digest)) {
+      this.metrics.cacheHit('blob');
+      return this.fromStore(cache, digest);
+    }
+    this.metrics.cacheMiss('blob');
     return this.fillHandle(r.upstream.name, r.upstream.repository, cache, digest);
   }
 
