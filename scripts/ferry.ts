@@ -8,6 +8,7 @@ import { configCommand } from './config-check.ts';
 import { importCommand } from './import.ts';
 import { exportCommand } from './export.ts';
 import { gcCommand } from './gc.ts';
+import { relayCommand } from './relay.ts';
 import { HtpasswdError } from '../server/auth/htpasswd.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
 
@@ -39,6 +40,7 @@ program.addCommand(importCommand());
 program.addCommand(exportCommand());
 program.addCommand(gcCommand());
 program.addCommand(configCommand());
+program.addCommand(relayCommand());
 // Usage errors exit 2, runtime failures 1: commander's own exits go through the catch below.
 const overrideAll = (c: Command): void => {
   c.exitOverride().showHelpAfterError('(run with --help for usage)');

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { loadConfig } from '../lib/config/load.ts';
 import { generateToken } from '../lib/relay/tokens.ts';
+import { installSignalHandlers } from '../server/ops/shutdown.ts';
 import { startRelay } from '../server/relay.ts';
 
 export interface RelayCommandIo {
@@ -32,13 +33,7 @@ changes); SIGTERM and SIGINT stop.`)
           running.logger.error({ err: (e as Error).message }, 'TLS reload failed; the previous certificate stays');
         }
       });
-      const stop = (signal: string): void => {
-        running.logger.info({ signal }, 'shutting down');
-        void running.close().then(() => process.exit(0));
-        setTimeout(() => process.exit(0), 10_000).unref();
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      installSignalHandlers(() => running.shutdown(), running.logger);
     });
   relay
     .command('token')

@@ -19,6 +19,7 @@ import { openStore, type Store } from '../lib/storage/store.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import { UpstreamClient } from '../lib/upstream/client.ts';
 import { boundAddress, listen } from './listen.ts';
+import { gracefulShutdown, type ShutdownResult } from './ops/shutdown.ts';
 import { createRelayApp } from './relay/relay-app.ts';
 
 export type RelaySettings = NonNullable<LoadedConfig['relay']>;
@@ -39,6 +40,8 @@ export interface RunningRelay {
   reloadTls(): boolean;
   /** Stops at once: open responses are cut, fills stop with their parts kept for the next start. */
   close(): Promise<void>;
+  /** Stops gracefully (SIGTERM): requests may finish for a while, then transfers are parked. */
+  shutdown(opts?: { graceMs?: number }): Promise<ShutdownResult>;
 }
 
 export interface RelayDeps {
@@ -124,6 +127,17 @@ export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Pr
       (server as unknown as HttpsServer).setSecureContext({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) });
       logger.info({ cert: config.tls.cert }, 'TLS certificate reloaded');
       return true;
+    },
+    shutdown(opts = {}) {
+      return gracefulShutdown({
+        server,
+        logger,
+        fills,
+        ...(opts.graceMs !== undefined ? { graceMs: opts.graceMs } : {}),
+        onClosed: async () => {
+          await Promise.all([...clients.values()].map((c) => c.close()));
+        },
+      });
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
