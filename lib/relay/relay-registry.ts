@@ -11,9 +11,7 @@ import { requireDigest } from '../oci/digest.ts';
 import type { Route } from '../rewrite/route.ts';
 import type { PageResult, ReferrersResult, RequestContext } from '../registry/types.ts';
 import type { UploadState } from '../storage/uploads.ts';
-import type { Store } from '../storage/store.ts';
 import type { ChunkDigests } from '../transfer/range-source.ts';
-import type { BlobFills } from '../mirror/blob-fills.ts';
 import { MirrorRegistry, type MirrorOptions } from '../mirror/mirror-registry.ts';
 import type { ChunkLists } from './chunk-list.ts';
 
@@ -21,7 +19,7 @@ export interface RelayRegistryOptions extends MirrorOptions {
   /** Keys of upstreams served; all configured ones when empty. */
   allow: readonly string[];
   chunkLists: ChunkLists;
-  /** How long a chunk list request waits for a fill in flight to complete (default 60 s). */
+  /** How long a chunk list request waits for a fill in flight (default 20 s: under a client's 30 s headers timeout). */
   chunkWaitMs?: number;
 }
 
@@ -29,14 +27,10 @@ const pullOnly = (what: string): RegistryError => new RegistryError('UNSUPPORTED
 
 export class RelayRegistry extends MirrorRegistry {
   private readonly allowed: ReadonlySet<string>;
-  private readonly store: Store;
-  private readonly blobFills: BlobFills;
 
   constructor(private readonly relayOpts: RelayRegistryOptions) {
     super(relayOpts);
     this.allowed = new Set(relayOpts.allow.length > 0 ? relayOpts.allow : Object.keys(relayOpts.routing.upstreams));
-    this.store = relayOpts.local.store;
-    this.blobFills = relayOpts.fills;
   }
 
   override route(name: string, reference?: string, ctx?: RequestContext): Route {
@@ -56,11 +50,11 @@ export class RelayRegistry extends MirrorRegistry {
   async chunkDigests(name: string, digest: string, chunkSize: number): Promise<ChunkDigests> {
     requireDigest(digest);
     this.route(name);
-    const fill = this.blobFills.get(digest);
+    const fill = this.relayOpts.fills.get(digest);
     if (fill) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.relayOpts.chunkWaitMs ?? 60_000);
+        timer = setTimeout(resolve, this.relayOpts.chunkWaitMs ?? 20_000);
       });
       await Promise.race([fill.committed.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
     }
@@ -68,11 +62,6 @@ export class RelayRegistry extends MirrorRegistry {
     if (!list) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not complete on this relay`, { digest });
     this.relayOpts.onCacheAccess?.(digest);
     return list;
-  }
-
-  /** True when the store holds the blob whole. */
-  holds(digest: string): Promise<boolean> {
-    return this.store.blobs.has(digest);
   }
 
   override catalog(): Promise<PageResult<string>> {

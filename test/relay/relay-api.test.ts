@@ -37,7 +37,7 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
   before(async () => {
     tokens = await startTokenServer({ users: { pusher: 'pw' }, anonymousPull: true });
     registry = await startReferenceRegistry({ name: 'relay-api-registry', token: { realm: tokens.realm, issuer: tokens.issuer, certPath: tokens.certPath } });
-    image = await buildImage({ seed: 'relay-api', layers: [24 * MiB, 64 * 1024] });
+    image = await buildImage({ seed: 'relay-api', layers: [24 * MiB, 12 * MiB, 64 * 1024] });
     big = image.layers[0]!;
     await pushImage(image, registry.host, 'kolla/relay-api', '1', { destCreds: { username: 'pusher', password: 'pw' } });
     proxy = new FaultProxy({ target: registry.host, seed: 3 });
@@ -193,11 +193,28 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
       assert.equal(bad.status, 400);
     });
 
+    it('lists the chunks of a blob still being fetched once the fetch completes', async () => {
+      const second = image.layers[1]!;
+      proxy.setFaults({ rateBytesPerSec: 8 * MiB });
+      try {
+        const head = await call(v2(`${name}/blobs/${second.digest}`), { token: TOKEN_A, method: 'HEAD' });
+        assert.equal(head.status, 200);
+        assert.ok(relay.relay.fills.get(second.digest), 'the HEAD started the fetch and it runs');
+        const a = await call(v2(`${name}/blobs/${second.digest}/chunks`), { token: TOKEN_A });
+        assert.equal(a.status, 200);
+        assert.equal((JSON.parse(a.body.toString()) as { digests: string[] }).digests.length, Math.ceil(second.size / MiB));
+        assert.equal(relay.relay.fills.get(second.digest), undefined);
+      } finally {
+        proxy.clearFaults();
+      }
+    });
+
     it('fetched the blob from upstream once for all of that', async () => {
       assert.equal(relay.relay.cache.has(big.digest), true);
       const whole = await call(v2(`${name}/blobs/${big.digest}`), { token: TOKEN_A });
       assert.equal(sha256(whole.body), big.digest);
-      assert.ok(proxy.stats.bytesToClient < big.size * 1.2, `upstream sent ${proxy.stats.bytesToClient} bytes for a ${big.size}-byte blob`);
+      const both = big.size + image.layers[1]!.size;
+      assert.ok(proxy.stats.bytesToClient < both * 1.1, `upstream sent ${proxy.stats.bytesToClient} bytes for ${both} bytes of blobs`);
     });
   });
 });
