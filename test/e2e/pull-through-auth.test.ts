@@ -59,6 +59,27 @@ describe('pull-through: upstreams that need credentials', function () {
     return { skopeoImage, dockerImage };
   }
 
+  interface Pulled {
+    ferry: TestMirror;
+    skopeoImage: BuiltImage;
+    dockerImage: BuiltImage;
+  }
+
+  /** The pulls every kind of auth must allow: skopeo, then dockerd with a run. */
+  function itPullsThrough(kind: string, ctx: () => Pulled): void {
+    it('lets skopeo pull kollaglue/NAME from upstream kolla/NAME, manifest byte for byte', async () => {
+      const { ferry, skopeoImage } = ctx();
+      assert.deepEqual(await skopeoPull(ferry, 'keystone', 'zed'), skopeoImage.manifest);
+    });
+
+    it('lets dockerd pull and run kollaglue/NAME from upstream kolla/NAME', async () => {
+      const { ferry, dockerImage } = ctx();
+      const ref = `${ferry.host}/kollaglue/nova-api:zed`;
+      assert.equal(await dockerPull(dockerd, ref), dockerImage.manifestDigest);
+      assert.equal(await dockerd.docker(['run', '--rm', '--network', 'none', ref]), `pulled through ${kind} auth\n`);
+    });
+  }
+
   describe('Basic auth (htpasswd)', () => {
     const teardown = new Teardown();
     let registry: ReferenceRegistry;
@@ -73,15 +94,7 @@ describe('pull-through: upstreams that need credentials', function () {
     });
     after(() => teardown.run());
 
-    it('lets skopeo pull kollaglue/NAME from upstream kolla/NAME, manifest byte for byte', async () => {
-      assert.deepEqual(await skopeoPull(ferry, 'keystone', 'zed'), skopeoImage.manifest);
-    });
-
-    it('lets dockerd pull and run kollaglue/NAME from upstream kolla/NAME', async () => {
-      const ref = `${ferry.host}/kollaglue/nova-api:zed`;
-      assert.equal(await dockerPull(dockerd, ref), dockerImage.manifestDigest);
-      assert.equal(await dockerd.docker(['run', '--rm', '--network', 'none', ref]), 'pulled through basic auth\n');
-    });
+    itPullsThrough('basic', () => ({ ferry, skopeoImage, dockerImage }));
 
     it('answers DENIED, not 401, when the upstream refuses the configured password', async () => {
       const wrong = await startTestMirror(rewriteTo(registry.url, { username: USER.username, password: 'wrong' }));
@@ -117,15 +130,7 @@ describe('pull-through: upstreams that need credentials', function () {
     });
     after(() => teardown.run());
 
-    it('lets skopeo pull kollaglue/NAME from upstream kolla/NAME, manifest byte for byte', async () => {
-      assert.deepEqual(await skopeoPull(ferry, 'keystone', 'zed'), skopeoImage.manifest);
-    });
-
-    it('lets dockerd pull and run kollaglue/NAME from upstream kolla/NAME', async () => {
-      const ref = `${ferry.host}/kollaglue/nova-api:zed`;
-      assert.equal(await dockerPull(dockerd, ref), dockerImage.manifestDigest);
-      assert.equal(await dockerd.docker(['run', '--rm', '--network', 'none', ref]), 'pulled through token auth\n');
-    });
+    itPullsThrough('token', () => ({ ferry, skopeoImage, dockerImage }));
 
     it('asked the token server once per scope, as the configured user, for many upstream requests', () => {
       const byScope = new Map<string, number>();
