@@ -86,7 +86,8 @@ export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Pr
     onEvict: (digest) => chunkLists.remove(digest),
     logger: logger.child({ module: 'relay-cache' }),
   });
-  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer), logger.child({ module: 'transfer' }));
+  const downloader = deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections });
+  const fills = new BlobFills(store, downloader, logger.child({ module: 'transfer' }));
   fills.on('committed', (e: { digest: string; size: number }) => {
     void cache.added(e.digest, e.size).catch(() => undefined);
   });
