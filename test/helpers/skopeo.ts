@@ -34,7 +34,7 @@ export interface InspectOptions {
 let emptyAuthFile: string | undefined;
 
 /** Points skopeo at an empty auth file so ~/.docker/config.json and friends are never consulted. */
-function skopeoEnv(): NodeJS.ProcessEnv {
+export function skopeoEnv(): NodeJS.ProcessEnv {
   if (!emptyAuthFile) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-skopeo-'));
     onExitSync(() => rmSync(dir, { recursive: true, force: true }));
