@@ -1,15 +1,16 @@
 /**
- * Relay bench: the goodput of one big blob pulled by a ferry mirror across a simulated link
- * (per-connection rate cap, latency), directly from the registry and through a ferry relay (cold:
- * the relay fetches it from the registry at the same time). Target: via relay within 10% of
- * direct. Prints both figures; not a test. Run: npx tsx bench/relay.ts
+ * Relay bench: the goodput of one big blob pulled by a ferry mirror across the simulated
+ * international link of bench/link.ts (1 MB/s per connection, 16 MB/s in total, 200 ms RTT, a
+ * reset every ~32 MB per connection), directly from the registry and through a ferry relay
+ * (cold: the relay fetches the blob from the registry at the same time). Target: via relay
+ * within 10% of direct. Prints both figures; not a test. Run: npx tsx bench/relay.ts
  *
- *   BENCH_SIZE_MIB (128)  BENCH_LINK_MBPS per connection (2)  BENCH_LINK_LATENCY_MS (80)
- *   BENCH_ROUNDS (3)
+ *   BENCH_SIZE_MIB (128)  BENCH_LINK_MBPS per connection (1)  BENCH_LINK_TOTAL_MBPS (16)
+ *   BENCH_LINK_LATENCY_MS (200)  BENCH_LINK_RESET_MB (32; 0 = none)  BENCH_ROUNDS (3)
  */
 import { generateToken } from '../lib/relay/tokens.ts';
 import { startTestMirror } from '../test/e2e/mirror-fixture.ts';
-import { FaultProxy } from '../test/fault-proxy/proxy.ts';
+import { FaultProxy, type Faults } from '../test/fault-proxy/proxy.ts';
 import { buildImage } from '../test/helpers/oci-image.ts';
 import { startReferenceRegistry } from '../test/helpers/reference-registry.ts';
 import { pushImage } from '../test/helpers/skopeo.ts';
@@ -19,8 +20,14 @@ const env = process.env;
 const MiB = 1 << 20;
 const MB = 1e6;
 const sizeMiB = Number(env.BENCH_SIZE_MIB ?? 128);
-const linkRate = Number(env.BENCH_LINK_MBPS ?? 2) * MB;
-const latencyMs = Number(env.BENCH_LINK_LATENCY_MS ?? 80);
+const LINK: Faults = {
+  rateBytesPerSec: Number(env.BENCH_LINK_MBPS ?? 1) * MB,
+  aggregateBytesPerSec: Number(env.BENCH_LINK_TOTAL_MBPS ?? 16) * MB,
+  latencyMs: Number(env.BENCH_LINK_LATENCY_MS ?? 200),
+  ...(Number(env.BENCH_LINK_RESET_MB ?? 32) > 0 ? { resetMeanBytes: Number(env.BENCH_LINK_RESET_MB ?? 32) * MB } : {}),
+};
+// As bench/link.ts: the default 16 connections cannot fill 16 MB/s at 1 MB/s each.
+const UPSTREAM = { connections: 32, retries: 50 };
 const rounds = Number(env.BENCH_ROUNDS ?? 3);
 const TOKEN = generateToken();
 
@@ -37,14 +44,14 @@ const registry = await startReferenceRegistry({ name: 'bench-relay-registry' });
 const image = await buildImage({ seed: 'bench-relay', layers: [sizeMiB * MiB] });
 const layer = image.layers[0]!;
 await pushImage(image, registry.host, 'kolla/bench', '1');
-log(`blob ${(layer.size / MB).toFixed(1)} MB; link ${(linkRate / MB).toFixed(1)} MB/s per connection, ${latencyMs} ms RTT`);
+log(`blob ${(layer.size / MB).toFixed(1)} MB; link ${JSON.stringify(LINK)}`);
 
-/** Seconds for the mirror to hold the blob, its upstream reached through `upstreamUrl` over the link. */
+/** Seconds for the mirror to hold the blob, its upstream (`target`) reached over a fresh link. */
 async function pullOnce(target: string, upstream: Record<string, unknown>): Promise<number> {
-  const link = new FaultProxy({ target, seed: 5, faults: { rateBytesPerSec: linkRate, latencyMs } });
+  const link = new FaultProxy({ target, seed: 5, faults: LINK });
   await link.listen();
   const mirror = await startTestMirror({
-    upstreams: { up: { url: link.url, connections: 64, ...upstream } },
+    upstreams: { up: { url: link.url, ...UPSTREAM, ...upstream } },
     rewrite: [{ match: 'kolla/*', upstream: 'up', ...(upstream.kind === 'relay' ? { upstreamName: 'docker.io/kolla/*' } : {}) }],
   });
   try {
