@@ -38,11 +38,13 @@ export const transferSchema = z.strictObject({
   minChunkBytes: bytes.default(4 * 1024 * 1024),
   maxChunkBytes: bytes.default(64 * 1024 * 1024),
   smallBlobBytes: bytes.default(4 * 1024 * 1024).describe('Blobs up to this size are fetched in one request'),
-  minConnections: z.number().int().min(1).default(4).describe('Parallel chunk requests per upstream link, floor (it doubles from there while goodput follows)'),
+  minConnections: z.number().int().min(1).default(8).describe('Parallel chunk requests per upstream link, floor (it doubles from there while goodput follows)'),
   maxConnections: z.number().int().min(1).default(32).describe('Parallel chunk requests per upstream link (all its transfers together) and per blob, cap; the upstream connections caps it too'),
   stallSeconds: z.number().positive().default(20).describe('A connection with no byte for this long is aborted and resumed'),
   retries: z.number().int().min(0).default(1000).describe('Attempts per chunk before the transfer fails'),
   partMaxAgeHours: z.number().positive().default(72).describe('Unfinished transfers older than this are removed'),
+  badContentHoldSeconds: z.number().min(0).default(60)
+    .describe('After upstream content failed its digest, answer 502 for this long instead of fetching it again (clients retry at once)'),
 });
 
 export const configSchema = z.strictObject({

@@ -22,7 +22,7 @@ import { findBadChunks } from './chunk-digests.ts';
 import { DigestMismatchError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { Journal, loadJournal } from './journal.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
-import { fetchRange, linkedController, type FetchContext } from './range-fetcher.ts';
+import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
 import type { RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
@@ -42,7 +42,10 @@ export interface TransferOptions {
    * blob store and returns the new path. A throw fails the transfer.
    */
   onVerified?: (partPath: string) => Promise<string | void>;
-  /** Journal progress inside a chunk every this many bytes (default 1 MiB). */
+  /**
+   * Journal progress inside a chunk every this many bytes (default 128 KiB): what a kill -9 can
+   * cost, per connection. Lines of all connections share one fsync.
+   */
   checkpointBytes?: number;
   /**
    * The link this transfer shares with others to the same upstream (link-budget.ts): the total
@@ -319,7 +322,7 @@ export class Transfer extends EventEmitter {
     }
     // One request from the first missing byte to the end (a small blob, or a source without ranges).
     const from = this.written.coveredEnd(0);
-    await this.withConnection(this.ctrl.signal, () => fetchRange(this.fetchContext(), { start: from, end: this.size - 1 }, 'stream', this.ctrl.signal));
+    await this.withConnection(this.ctrl.signal, () => fetchRange(this.fetchContext(), liveRange({ start: from, end: this.size - 1 }), 'stream', this.ctrl.signal));
   }
 
   /** Runs `fn` holding one of the link's connections. */
@@ -333,23 +336,69 @@ export class Transfer extends EventEmitter {
   }
 
   private async fetchChunks(): Promise<void> {
-    const tasks = planMissing(this.size, this.chunkSize, this.written);
     const phase = linkedController(this.ctrl.signal);
     const signal = phase.controller.signal;
     const ctx = this.fetchContext();
+    const running = new Set<LiveRange>();
+    const pending: Array<Promise<void>> = [];
+    let queued = 0;
     let first: { error: unknown } | undefined;
-    try {
-      // Every chunk queues on the link at once, lowest offset first; the link says how many run.
-      await Promise.all(tasks.map((t) => this.withConnection(signal, () => fetchRange(ctx, t, 'range', signal)).catch((e: unknown) => {
+    const launch = (r: LiveRange): void => {
+      queued++;
+      pending.push(this.withConnection(signal, async () => {
+        queued--;
+        running.add(r);
+        try {
+          await fetchRange(ctx, r, 'range', signal);
+        } finally {
+          running.delete(r);
+        }
+      }).then(() => {
+        if (queued === 0 && !signal.aborted) this.splitTail(running, launch);
+      }, (e: unknown) => {
         if (first) return;
         first = { error: e };
         // Queued chunks then leave the link's queue at once.
         phase.controller.abort(e);
-      })));
+      }));
+    };
+    // Connections also come free when other transfers on the link finish: look now and then.
+    const tail = setInterval(() => {
+      if (queued === 0 && !signal.aborted) this.splitTail(running, launch);
+    }, 200);
+    tail.unref();
+    try {
+      // Every chunk queues on the link at once, lowest offset first; the link says how many run.
+      for (const t of planMissing(this.size, this.chunkSize, this.written)) launch(liveRange(t));
+      // Splits add to `pending` while we wait.
+      while (pending.length > 0) await pending.shift();
     } finally {
+      clearInterval(tail);
       phase.dispose();
     }
     if (first) throw first.error;
+  }
+
+  /**
+   * The tail of a transfer: nothing of ours waits for a connection, yet the link has some free.
+   * Hand the second half of the largest range still running to each free connection, so the last
+   * chunks do not crawl on one connection each while the others idle.
+   */
+  private splitTail(running: Set<LiveRange>, launch: (r: LiveRange) => void): void {
+    const minPiece = Math.max(64 * 1024, Math.min(this.chunkSize / 4, 1024 * 1024));
+    for (let free = this.link.limit - this.link.activeConnections - this.link.waiting; free > 0; free--) {
+      let best: { r: LiveRange; from: number; left: number } | undefined;
+      for (const r of running) {
+        const from = Math.max(r.pos, r.claimed);
+        const left = r.end + 1 - from;
+        if (!best || left > best.left) best = { r, from, left };
+      }
+      if (!best || best.left < 2 * minPiece) return;
+      const at = best.from + Math.floor(best.left / 2);
+      const rest = { start: at, end: best.r.end };
+      best.r.end = at - 1;
+      launch(liveRange(rest));
+    }
   }
 
   private fetchContext(): FetchContext {
@@ -360,7 +409,7 @@ export class Transfer extends EventEmitter {
       maxFailures: this.cfg.retries,
       policy: this.opts.retryPolicy ?? DEFAULT_RETRY_POLICY,
       random: this.opts.random ?? Math.random,
-      checkpointBytes: this.opts.checkpointBytes ?? 1024 * 1024,
+      checkpointBytes: this.opts.checkpointBytes ?? 128 * 1024,
       write: async (pos, buf) => {
         await (this.part as FileHandle).write(buf, 0, buf.length, pos);
         this.written.add(pos, pos + buf.length);

@@ -36,6 +36,20 @@ export interface FetchContext {
   sizeDisagrees(total: number): boolean;
 }
 
+/**
+ * A range being fetched. `end` may be lowered while the fetch runs (the transfer hands the rest
+ * to another connection); the fetch then stops there. `pos` is the first byte not yet written,
+ * `claimed` the end of a write in progress: a split must start past both.
+ */
+export interface LiveRange extends ByteRange {
+  pos: number;
+  claimed: number;
+}
+
+export function liveRange(r: ByteRange): LiveRange {
+  return { start: r.start, end: r.end, pos: r.start, claimed: r.start };
+}
+
 /** Links a controller to a parent signal; dispose() unhooks it. */
 export function linkedController(parent: AbortSignal): { controller: AbortController; dispose(): void } {
   const controller = new AbortController();
@@ -69,11 +83,15 @@ function checkResponse(ctx: FetchContext, res: RangeResponse, pos: number, end: 
   throw new UpstreamStatusError(res.status, parseRetryAfter(header(res.headers, 'retry-after')));
 }
 
-async function attempt(ctx: FetchContext, cursor: { pos: number }, end: number, mode: FetchMode, signal: AbortSignal): Promise<void> {
+async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, signal: AbortSignal): Promise<void> {
   const { controller, dispose } = linkedController(signal);
   const stall = setTimeout(() => controller.abort(new StallError(ctx.stallMs / 1000)), ctx.stallMs);
+  // What this request asks for; cursor.end may shrink below it while the body arrives.
+  const end = cursor.end;
+  cursor.claimed = cursor.pos;
   let saved = cursor.pos;
   let failure: unknown;
+  let cut = false;
   ctx.attemptStarted();
   try {
     const res = mode === 'range'
@@ -94,14 +112,21 @@ async function attempt(ctx: FetchContext, cursor: { pos: number }, end: number, 
         if (mode === 'stream') throw new SizeMismatchError(ctx.size, `more than ${ctx.size}`);
         throw new ContentRangeError(`${cursor.pos}-${end}`, 'a longer body');
       }
+      // Split: the bytes past the new end belong to another connection now.
+      if (cursor.pos + buf.length > cursor.end + 1) buf = buf.subarray(0, Math.max(0, cursor.end + 1 - cursor.pos));
+      cursor.claimed = cursor.pos + buf.length;
       await ctx.write(cursor.pos, buf);
       cursor.pos += buf.length;
       if (cursor.pos - saved >= ctx.checkpointBytes) {
         ctx.checkpoint(saved, cursor.pos);
         saved = cursor.pos;
       }
+      if (cursor.pos > cursor.end) {
+        cut = cursor.end < end;
+        break;
+      }
     }
-    if (cursor.pos <= end) throw new PrematureEndError(cursor.pos, end);
+    if (cursor.pos <= cursor.end) throw new PrematureEndError(cursor.pos, cursor.end);
   } catch (e) {
     // An abort shows up as a generic AbortError from the body: report why it was aborted.
     failure = controller.signal.aborted ? controller.signal.reason : e;
@@ -109,22 +134,23 @@ async function attempt(ctx: FetchContext, cursor: { pos: number }, end: number, 
   } finally {
     clearTimeout(stall);
     dispose();
-    if (failure !== undefined) controller.abort();
+    // A failed or cut-short request must not go back to the pool with a body still coming.
+    if (failure !== undefined || cut) controller.abort();
     ctx.checkpoint(saved, cursor.pos);
     ctx.attemptEnded(failure);
   }
 }
 
-/** Fetches [range.start, range.end] until every byte is written, the signal aborts, or attempts run out. */
-export async function fetchRange(ctx: FetchContext, range: ByteRange, mode: FetchMode, signal: AbortSignal): Promise<void> {
-  const cursor = { pos: range.start };
+/** Fetches [range.pos, range.end] until every byte is written, the signal aborts, or attempts run out. */
+export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: FetchMode, signal: AbortSignal): Promise<void> {
+  const cursor = range;
   let failures = 0;
   let failuresInARow = 0;
-  while (cursor.pos <= range.end) {
+  while (cursor.pos <= cursor.end) {
     signal.throwIfAborted();
     const before = cursor.pos;
     try {
-      await attempt(ctx, cursor, range.end, mode, signal);
+      await attempt(ctx, cursor, mode, signal);
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       if (!isRetryable(e) || (mode === 'range' && e instanceof RangeIgnoredError)) throw e;

@@ -66,6 +66,19 @@ describe('chunked downloader', function () {
     assert.ok(r.proxy.stats.connections >= most);
   });
 
+  it('splits the last chunks among free connections instead of leaving them to one connection each', async () => {
+    const size = 2 * CHUNK;
+    const perConnection = 256 * KiB;
+    r = await rig(size, { faults: { rateBytesPerSec: perConnection, latencyMs: 10 } });
+    const t = r.start({ config: { ...TEST_CONFIG, minConnections: 8, maxConnections: 8 } });
+    const result = await t.done;
+    await assertIdentical(r, result.path);
+    assert.ok(r.server.stats.rangeRequests > 2, `${r.server.stats.rangeRequests} range requests for two chunks`);
+    // Two connections alone would need a second per chunk.
+    assert.ok(result.durationMs < (CHUNK / perConnection) * 1000 * 0.8, `took ${result.durationMs} ms`);
+    assert.equal(result.bytesFetched, size, 'the halves never overlap');
+  });
+
   it('resumes a reset chunk from its last byte instead of fetching it again', async () => {
     const size = 8 * MiB;
     r = await rig(size, { faults: { resetMeanBytes: 200 * KiB, rateBytesPerSec: 8 * MiB } });
@@ -217,7 +230,8 @@ describe('chunked downloader', function () {
   it('resumes from the part and journal of an aborted transfer without fetching the journaled bytes again', async () => {
     const size = 4 * MiB;
     r = await rig(size, { faults: { rateBytesPerSec: 1 * MiB } });
-    const first = r.start();
+    // Two connections at 1 MiB/s: about half the blob is on disk when it is aborted.
+    const first = r.start({ config: { ...TEST_CONFIG, maxConnections: 2 } });
     await new Promise((resolve) => setTimeout(resolve, 1000));
     first.abort();
     await assert.rejects(first.done);
