@@ -48,7 +48,7 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
   const local = new LocalRegistry(store);
   const clients = new Map<string, UpstreamClient>();
   const ports = new Map<string, UpstreamPort>();
-  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections }), logger.child({ module: 'transfer' }));
+  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections }), logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = setupMirrorOps(config, logger, fills);
   // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
   const cache = config.cache.maxBytes === undefined

@@ -87,7 +87,7 @@ export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Pr
     logger: logger.child({ module: 'relay-cache' }),
   });
   const downloader = deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections });
-  const fills = new BlobFills(store, downloader, logger.child({ module: 'transfer' }));
+  const fills = new BlobFills(store, downloader, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   fills.on('committed', (e: { digest: string; size: number }) => {
     void cache.added(e.digest, e.size).catch(() => undefined);
   });

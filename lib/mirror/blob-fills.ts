@@ -7,6 +7,8 @@ import type { Readable } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
 import type { Store } from '../storage/store.ts';
+import { RegistryError } from '../oci/errors.ts';
+import { DigestMismatchError, SizeMismatchError } from '../transfer/errors.ts';
 import type { Download, Downloader, DownloadRequest } from './ports.ts';
 
 export interface FillRequest extends Omit<DownloadRequest, 'dir' | 'commit'> {
@@ -24,13 +26,21 @@ export interface Fill {
   committed: Promise<void>;
 }
 
+
 export class BlobFills extends EventEmitter {
   private readonly inFlight = new Map<string, Fill>();
+  /**
+   * Digests whose upstream content did not verify, with when the refusal ends: clients retry a
+   * failed blob at once (dockerd five times), and each retry would cross the slow link again.
+   */
+  private readonly badContent = new Map<string, { until: number; reason: string }>();
 
   constructor(
     private readonly store: Store,
     private readonly downloader: Downloader,
     private readonly logger: Logger,
+    /** How long a digest whose upstream content failed verification is refused without refetching. */
+    private readonly badContentHoldMs = 60_000,
   ) {
     super();
   }
@@ -47,6 +57,10 @@ export class BlobFills extends EventEmitter {
   ensure(req: FillRequest): Fill {
     const running = this.inFlight.get(req.digest);
     if (running) return running;
+    const bad = this.recentlyBad(req.digest);
+    if (bad) {
+      throw new RegistryError('UPSTREAM_ERROR', `upstream content for ${req.digest} did not verify (${bad}); not fetched again for ${Math.round(this.badContentHoldMs / 1000)} s`, { digest: req.digest });
+    }
     const log = this.logger.child({ digest: req.digest, repository: req.repository });
     const download = this.downloader({
       ...req,
@@ -68,6 +82,9 @@ export class BlobFills extends EventEmitter {
       },
     ).catch((e: unknown) => {
       log.warn({ err: e }, 'transfer failed');
+      if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
+        this.badContent.set(req.digest, { until: Date.now() + this.badContentHoldMs, reason: e.message });
+      }
       this.emit('failed', { digest: req.digest, repository: req.repository, error: e });
       throw e;
     }).finally(() => {
@@ -79,6 +96,15 @@ export class BlobFills extends EventEmitter {
     this.inFlight.set(req.digest, fill);
     this.emit('started', fill);
     return fill;
+  }
+
+  /** Why the digest is refused for now, or undefined. */
+  recentlyBad(digest: string): string | undefined {
+    const bad = this.badContent.get(digest);
+    if (!bad) return undefined;
+    if (Date.now() < bad.until) return bad.reason;
+    this.badContent.delete(digest);
+    return undefined;
   }
 
   /** A reader of start..end of the blob being filled. */

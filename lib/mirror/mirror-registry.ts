@@ -1,7 +1,7 @@
 /**
  * The mirror: local content first (after rewrite rules), then pull-through from the routed
  * upstream, cached under "<upstream key>/<upstream repository>" with origin "cache".
- * Push operations go to the local registry unchanged.
+ * Pushes go to the local repository the pushed name routes to, so they pull back under it.
  */
 import type { Readable } from 'node:stream';
 import { RegistryError, isRegistryError } from '../oci/errors.ts';
@@ -140,6 +140,11 @@ export class MirrorRegistry implements RegistryBackend {
       this.metrics.cacheHit('blob');
       return this.fromStore(cache, digest);
     }
+    if (ctx?.head) {
+      const running = this.opts.fills.get(digest);
+      if (!running) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} (not held; a GET fetches it upstream)`, { digest });
+      return { digest, size: running.size, open: (start = 0, end = running.size - 1): Readable => running.download.createReader(start, end) };
+    }
     this.metrics.cacheMiss('blob');
     return this.fillHandle(r.upstream.name, r.upstream.repository, cache, digest);
   }
@@ -155,6 +160,8 @@ export class MirrorRegistry implements RegistryBackend {
     const upstream = this.upstream(upstreamKey);
     let fill = this.opts.fills.get(digest);
     if (!fill) {
+      const bad = this.opts.fills.recentlyBad(digest);
+      if (bad) throw new RegistryError('UPSTREAM_ERROR', `upstream content for ${digest} did not verify (${bad}); try again later`, { digest });
       let size: number;
       try {
         ({ size } = await upstream.headBlob(repository, digest));
@@ -213,37 +220,46 @@ export class MirrorRegistry implements RegistryBackend {
     return this.local.referrers(r.local ?? name, digest, artifactType);
   }
 
-  // --- push: local only ------------------------------------------------------------------------
+  // --- push: into the local repository the name is served from -------------------------------
+  // A push under a rewritten name (kolla-build pushes kolla/<image> by default) lands where pulls
+  // of that name look first, so it pulls back under every name served from that repository.
+
+  /** The local repository a push under `name` writes to. */
+  private pushName(name: string): string {
+    return this.route(name).local ?? name;
+  }
 
   putManifest(name: string, reference: string, bytes: Buffer, contentType?: string): Promise<{ digest: string; subject?: string }> {
-    return this.local.putManifest(name, reference, bytes, contentType);
+    const r = this.route(name, reference);
+    return this.local.putManifest(r.local ?? name, r.digest ?? r.tag ?? reference, bytes, contentType);
   }
   deleteManifest(name: string, reference: string): Promise<void> {
-    return this.local.deleteManifest(name, reference);
+    const r = this.route(name, reference);
+    return this.local.deleteManifest(r.local ?? name, r.digest ?? r.tag ?? reference);
   }
   deleteBlob(name: string, digest: string): Promise<void> {
-    return this.local.deleteBlob(name, digest);
+    return this.local.deleteBlob(this.pushName(name), digest);
   }
   startUpload(name: string): Promise<UploadState> {
-    return this.local.startUpload(name);
+    return this.local.startUpload(this.pushName(name));
   }
   mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined> {
-    return this.local.mountBlob(name, digest, from);
+    return this.local.mountBlob(this.pushName(name), digest, from === undefined ? undefined : this.pushName(from));
   }
   uploadMonolithic(name: string, digest: string, body: Readable, length?: number): Promise<{ digest: string; size: number }> {
-    return this.local.uploadMonolithic(name, digest, body, length);
+    return this.local.uploadMonolithic(this.pushName(name), digest, body, length);
   }
   uploadStatus(name: string, uuid: string): Promise<UploadState> {
-    return this.local.uploadStatus(name, uuid);
+    return this.local.uploadStatus(this.pushName(name), uuid);
   }
   appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
-    return this.local.appendUpload(name, uuid, body, range, length);
+    return this.local.appendUpload(this.pushName(name), uuid, body, range, length);
   }
   completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }> {
-    return this.local.completeUpload(name, uuid, digest, body, length);
+    return this.local.completeUpload(this.pushName(name), uuid, digest, body, length);
   }
   cancelUpload(name: string, uuid: string): Promise<void> {
-    return this.local.cancelUpload(name, uuid);
+    return this.local.cancelUpload(this.pushName(name), uuid);
   }
 
   // --- helpers ---------------------------------------------------------------------------------

@@ -34,6 +34,11 @@ export interface PageResult<T> {
 /** Where a request came from, for routing (containerd's ?ns=). */
 export interface RequestContext {
   ns?: string;
+  /**
+   * A HEAD request: answer from what is held or arriving, never start an upstream fetch (docker
+   * push HEADs every layer it is about to upload; that must not cross the slow link).
+   */
+  head?: boolean;
 }
 
 export interface ReferrersResult {

@@ -12,7 +12,7 @@ import { openForSend, sendFileRange } from './send-file.ts';
 export function blobHandlers(backend: RegistryBackend): Required<Pick<MethodTable, 'GET' | 'DELETE'>> {
   return {
     async GET(req, res, { name = '', digest = '' }) {
-      const blob = await backend.getBlob(name, digest, requestContext(req));
+      const blob = await backend.getBlob(name, digest, { ...requestContext(req), head: req.method === 'HEAD' });
       const etag = `"${blob.digest}"`;
       const sendsBody = req.method !== 'HEAD' && blob.size > 0 && req.headers['if-none-match'] !== etag;
       // A stored blob is opened before any header is set: one gone since getBlob is still a clean 404.
@@ -58,6 +58,9 @@ export function blobHandlers(backend: RegistryBackend): Required<Pick<MethodTabl
         }
         const stream = blob.open(start, end);
         res.on('close', () => stream.destroy());
+        // A blob still arriving from upstream may take long for its first byte: send the headers
+        // now (containerd gives up after 30 s without them).
+        res.flushHeaders();
         try {
           await pipeline(stream, res);
         } catch (e) {

@@ -33,6 +33,8 @@ function serveCorrupted(layer: LayerBlob & { bytes: Buffer }, req: IncomingMessa
   res.end(bad.subarray(start, end + 1));
 }
 
+const HOLD_SECONDS = 4;
+
 describe('pull-through: an upstream serving a corrupted blob', function () {
   this.timeout(120_000);
   const teardown = new Teardown();
@@ -60,6 +62,7 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
     ferry = teardown.add(await startTestMirror({
       upstreams: { origin: { url: proxy.url } },
       rewrite: [{ match: 'kollaglue/*', upstream: 'origin', upstreamName: 'kolla/*' }],
+      transfer: { badContentHoldSeconds: HOLD_SECONDS },
     }), (m) => m.stop());
     // dockerd retries a failed layer download 5 times, 5 s apart and more: once is enough here.
     dockerd = teardown.add(await startDockerd({ name: 'dockerd-corrupt', daemonConfig: { 'max-download-attempts': 1 } }), (d) => d.stop());
@@ -71,9 +74,19 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
   it('makes docker pull exit non-zero with an error', async () => {
     const res = await dockerd.dockerRaw(['pull', ref()], { timeoutMs: 60_000 });
     assert.notEqual(res.code, 0, res.stdout);
-    // Today ferry cuts the connection (dockerd: `Get ".../blobs/sha256:...": EOF`).
-    assert.match(res.stderr, /EOF|error|verification failed/i);
+    // ferry cuts the connection before the last byte (dockerd: `Get ".../blobs/sha256:...": EOF`),
+    // or answers 502 when the content just failed verification.
+    assert.match(res.stderr, /EOF|502 Bad Gateway/i);
     assert.ok((proxy.blobGets().get(layer.digest) ?? 0) >= 1, 'the corrupted layer was fetched');
+  });
+
+  it('answers 502 at once to a retry instead of fetching the bad content again', async () => {
+    await waitFor(() => ferry.mirror.fills.active.length === 0, 10_000, 'fills to settle');
+    const before = proxy.blobGets().get(layer.digest) ?? 0;
+    const res = await fetch(`${ferry.url}/v2/kollaglue/heat-api/blobs/${layer.digest}`);
+    assert.equal(res.status, 502);
+    assert.match(await res.text(), /UPSTREAM_ERROR.*did not verify/);
+    assert.equal(proxy.blobGets().get(layer.digest) ?? 0, before, 'no new upstream GET');
   });
 
   it('never hands a plain HTTP client the whole corrupted blob', async () => {
@@ -91,6 +104,7 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
 
   it('pulls byte-identical content once the upstream serves it right', async () => {
     corrupting = false;
+    await new Promise((r) => setTimeout(r, HOLD_SECONDS * 1000));
     assert.equal(await dockerPull(dockerd, ref()), image.manifestDigest);
     assert.deepEqual(await readFile(ferry.mirror.store.paths.blob(layer.digest)), layer.bytes);
     assert.equal(await dockerd.docker(['run', '--rm', '--network', 'none', ref()]), 'intact after all\n');
