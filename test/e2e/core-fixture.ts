@@ -205,3 +205,10 @@ export function pushedDigest(output: string): string {
   if (!m?.[1]) throw new Error(`no digest in docker push output:\n${output}`);
   return m[1];
 }
+
+/** Removes every image dockerd holds, so the next pull must fetch everything again. */
+export async function removeAllImages(dockerd: Dockerd): Promise<void> {
+  await dockerd.docker(['image', 'prune', '--all', '--force']);
+  const left = (await dockerd.docker(['images', '--quiet'])).trim();
+  if (left !== '') throw new Error(`dockerd still holds images: ${left}`);
+}
