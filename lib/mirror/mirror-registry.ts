@@ -39,6 +39,8 @@ export interface MirrorOptions {
 export type Served = 'local' | 'cache' | 'upstream';
 
 export class MirrorRegistry implements RegistryBackend {
+  private readonly manifestFlights = new Map<string, Promise<ManifestResult>>();
+
   constructor(private readonly opts: MirrorOptions) {}
 
   private get local(): LocalRegistry {
@@ -74,7 +76,15 @@ export class MirrorRegistry implements RegistryBackend {
       if (hit) return this.manifestHit(hit);
     }
     if (!r.upstream) throw this.unknown(r, 'MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`);
-    return this.pullManifest(r.upstream.name, r.upstream.repository, ref);
+    // One upstream round trip per manifest however many clients ask at once (a deploy starts
+    // the same image on many hosts together).
+    const key = `${r.upstream.name}/${r.upstream.repository}:${ref}`;
+    let flight = this.manifestFlights.get(key);
+    if (!flight) {
+      flight = this.pullManifest(r.upstream.name, r.upstream.repository, ref).finally(() => this.manifestFlights.delete(key));
+      this.manifestFlights.set(key, flight);
+    }
+    return flight;
   }
 
   private async pullManifest(upstreamKey: string, repository: string, reference: string): Promise<ManifestResult> {
