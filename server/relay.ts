@@ -92,6 +92,7 @@ export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Pr
     void cache.added(e.digest, e.size).catch(() => undefined);
   });
   const backend = new RelayRegistry({
+    fillOnHead: true,
     local: new LocalRegistry(store),
     routing: config,
     upstreams: ports,

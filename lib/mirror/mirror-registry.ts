@@ -34,6 +34,12 @@ export interface MirrorOptions {
   onCacheAccess?: (digest: string) => void;
   /** Cache hit and miss counters. */
   metrics?: MirrorMetrics;
+  /**
+   * Whether a HEAD of a blob not held starts its fetch. The mirror says no (docker push HEADs
+   * every layer it uploads; that must not cross the slow link); the relay says yes (the mirror's
+   * HEAD is the start of a pull, and the relay's upstream side is fast).
+   */
+  fillOnHead?: boolean;
 }
 
 export type Served = 'local' | 'cache' | 'upstream';
@@ -150,7 +156,7 @@ export class MirrorRegistry implements RegistryBackend {
       this.metrics.cacheHit('blob');
       return this.fromStore(cache, digest);
     }
-    if (ctx?.head) {
+    if (ctx?.head && !this.opts.fillOnHead) {
       const running = this.opts.fills.get(digest);
       if (!running) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} (not held; a GET fetches it upstream)`, { digest });
       return { digest, size: running.size, open: (start = 0, end = running.size - 1): Readable => running.download.createReader(start, end) };

@@ -102,6 +102,9 @@ export interface TransferResult {
   durationMs: number;
 }
 
+/** A running range is split among free connections only if it would take longer than this alone. */
+const TAIL_SPLIT_MIN_SECONDS = 0.5;
+
 /** Faults that say the far end is overloaded, not that the link dropped a connection. */
 function isOverload(err: unknown): boolean {
   if (err instanceof UpstreamStatusError) return err.status === 429 || err.status === 503;
@@ -394,6 +397,10 @@ export class Transfer extends EventEmitter {
         if (!best || left > best.left) best = { r, from, left };
       }
       if (!best || best.left < 2 * minPiece) return;
+      // Splitting re-asks for bytes the running request may already have in flight (what the
+      // socket buffers hold past the split point): worth it only when the rest would crawl.
+      const perConnection = this.meter.rate() / Math.max(1, running.size);
+      if (perConnection > 0 && best.left / perConnection < TAIL_SPLIT_MIN_SECONDS) return;
       const at = best.from + Math.floor(best.left / 2);
       const rest = { start: at, end: best.r.end };
       best.r.end = at - 1;
