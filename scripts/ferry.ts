@@ -17,7 +17,16 @@ const pkg = createRequire(import.meta.url)('../package.json') as { version: stri
 const program = new Command('ferry')
   .description('A container-registry mirror and relay for slow, throttled, reset-prone links')
   .version(pkg.version)
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  .addHelpText('after', `
+Examples:
+  ferry mirror                                    # the mirror on 0.0.0.0:4000, data in ./data
+  ferry prewarm --kolla-profile default --kolla-release 2025.1 --kolla-distro rocky
+  ferry import images.tar                         # docker save tarballs, rewritten by the rules
+  ferry relay --config /etc/ferry/relay.json      # the relay, on a VPS beyond the link
+  ferry config check --config /etc/ferry/mirror.json
+
+Each command has --help with its own examples. Exit status: 0 success, 1 failure, 2 bad usage or config.`);
 
 program
   .command('mirror')
