@@ -9,11 +9,11 @@ export interface BufferPoolOptions {
   maxChunk: number;
   /** Smallest chunk handed out (however many readers). */
   minChunk: number;
-  /** Bytes all readers together should hold; also caps what the free lists keep. */
+  /** Bytes all readers together should hold at once; also what the free lists may keep. */
   budget: number;
 }
 
-export const DEFAULT_POOL_OPTIONS: BufferPoolOptions = { maxChunk: 1 << 20, minChunk: 64 << 10, budget: 32 << 20 };
+export const DEFAULT_POOL_OPTIONS: BufferPoolOptions = { maxChunk: 1 << 20, minChunk: 64 << 10, budget: 16 << 20 };
 
 export class BufferPool {
   private readonly free = new Map<number, Buffer[]>();
@@ -38,8 +38,7 @@ export class BufferPool {
 
   /** A buffer of exactly `size` bytes (a power of two); its content is garbage. */
   acquire(size: number): Buffer {
-    const list = this.free.get(size);
-    const buf = list?.pop();
+    const buf = this.free.get(size)?.pop();
     if (buf) {
       this.freeBytes -= size;
       return buf;
@@ -48,10 +47,21 @@ export class BufferPool {
     return Buffer.allocUnsafeSlow(size);
   }
 
-  /** Gives a buffer back; the caller must not touch it afterwards. */
+  /**
+   * Gives a buffer back; the caller must not touch it afterwards. A buffer never given back
+   * (a write that failed) is simply left to the GC: the pool counts only what it holds.
+   */
   release(buf: Buffer): void {
     const size = buf.length;
     if (!isPowerOfTwo(size) || size < this.opts.minChunk || size > this.opts.maxChunk) return;
+    // Idle buffers of other sizes (the crowd changed) make way for this one.
+    for (const [other, list] of this.free) {
+      if (other === size) continue;
+      while (list.length > 0 && this.freeBytes + size > this.opts.budget) {
+        list.pop();
+        this.freeBytes -= other;
+      }
+    }
     if (this.freeBytes + size > this.opts.budget) return;
     let list = this.free.get(size);
     if (!list) {

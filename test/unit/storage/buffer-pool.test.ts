@@ -52,6 +52,25 @@ describe('BufferPool', () => {
     assert.equal(pool.idleBytes, 256 * KiB);
   });
 
+  it('drops idle buffers of another size to keep one of the size now in use', () => {
+    const pool = new BufferPool(opts);
+    const bufs = Array.from({ length: 4 }, () => pool.acquire(64 * KiB));
+    for (const b of bufs) pool.release(b);
+    assert.equal(pool.idleBytes, 256 * KiB);
+    const small = pool.acquire(16 * KiB);
+    pool.release(small);
+    assert.equal(pool.idleBytes, 192 * KiB + 16 * KiB);
+    assert.equal(pool.acquire(16 * KiB), small);
+  });
+
+  it('stays usable when buffers are never given back (failed writes)', () => {
+    const pool = new BufferPool(opts);
+    for (let i = 0; i < 100; i++) pool.acquire(64 * KiB);
+    const b = pool.acquire(64 * KiB);
+    pool.release(b);
+    assert.equal(pool.acquire(64 * KiB), b, 'lost buffers must not stop the pool from keeping new ones');
+  });
+
   it('ignores buffers it could never hand out (odd sizes, out of range)', () => {
     const pool = new BufferPool(opts);
     pool.release(Buffer.alloc(5000));
