@@ -19,7 +19,8 @@ export const upstreamSchema = z.strictObject({
   token: z.string().optional().describe('Bearer token for a ferry relay'),
   tokenEnv: z.string().optional().describe('Environment variable holding the relay token'),
   caFile: z.string().optional().describe('PEM file of a CA to trust (a self-signed relay)'),
-  connections: z.number().int().min(1).max(256).default(16).describe('Most TCP connections to this upstream'),
+  connections: z.number().int().min(1).max(256).default(32)
+    .describe('Most TCP connections to this upstream, shared by its transfers (the link caps each connection: 32 x 1 MB/s fills a 32 MB/s link)'),
   headersTimeoutMs: z.number().int().positive().default(30_000),
   bodyTimeoutMs: z.number().int().positive().default(30_000),
   retries: z.number().int().min(0).max(50).default(5),
