@@ -22,6 +22,11 @@ export async function startBenchDockerd(cpus: string | undefined): Promise<Docke
 export async function timePulls(d: Dockerd, images: Record<string, string>, rounds: number): Promise<PullTimes> {
   const seconds: Record<string, number[]> = Object.fromEntries(Object.keys(images).map((k) => [k, []]));
   const labels = Object.keys(images);
+  // A fresh dockerd's first pull is much slower (its own start-up work): one pull from each, uncounted.
+  for (const label of labels) {
+    await d.docker(['pull', '-q', images[label] as string], { timeoutMs: 300_000 });
+    await d.docker(['rmi', '-f', images[label] as string]);
+  }
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? labels : [...labels].reverse();
     for (const label of order) {

@@ -43,7 +43,7 @@ export async function startFerry(cpus: string | undefined): Promise<BenchServer>
   const base = JSON.parse(await readFile(path.join(REPO_ROOT, 'registry.config.json'), 'utf8')) as Record<string, unknown>;
   delete base.$schema;
   const configPath = path.join(work, 'config.json');
-  await writeFile(configPath, JSON.stringify({ ...base, log: { level: 'warn', format: 'json' } }));
+  await writeFile(configPath, JSON.stringify({ ...base, log: { level: process.env.BENCH_FERRY_LOG ?? 'warn', format: 'json' } }));
   const tsx = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
   const { port, proc } = await startOnFreePort('ferry', (p) => {
     const { command, args } = pinned(cpus, tsx, ['scripts/ferry.ts', 'mirror', '--config', configPath]);

@@ -15,11 +15,11 @@ class CountingPool extends BufferPool {
   acquired = 0;
   out = 0;
   maxOut = 0;
-  override acquire(size: number): Buffer {
+  override acquire(): Buffer {
     this.acquired++;
     this.out++;
     this.maxOut = Math.max(this.maxOut, this.out);
-    return super.acquire(size);
+    return super.acquire();
   }
   override release(buf: Buffer): void {
     this.out--;
@@ -68,7 +68,7 @@ describe('sendFileRange', () => {
     port = (server.address() as AddressInfo).port;
   });
   beforeEach(() => {
-    pool = new CountingPool({ maxChunk: 16 * KiB, minChunk: 4 * KiB, budget: 1024 * KiB });
+    pool = new CountingPool({ slabSize: 16 * KiB, maxSlabsPerRead: 4, budget: 1024 * KiB });
   });
   after(async () => {
     server.closeAllConnections();
@@ -97,14 +97,23 @@ describe('sendFileRange', () => {
     });
   }
 
-  it('holds at most two chunks at a time and gives them back to the pool', async () => {
+  it('holds at most two reads of slabs at a time and gives them all back to the pool', async () => {
     job = { path: join(dir, 'f'), start: 0, end: file.length - 1 };
     await fetchAll();
     assert.equal(await outcome, 'done');
-    assert.ok(pool.acquired > 10, `read in ${pool.acquired} chunks`);
-    assert.equal(pool.maxOut, 2);
+    assert.ok(pool.acquired > 10, `took ${pool.acquired} slabs`);
+    assert.ok(pool.maxOut <= 2 * 4, `held ${pool.maxOut} slabs at once`);
     assert.equal(pool.out, 0);
-    assert.equal(pool.idleBytes, 2 * 16 * KiB);
+    assert.equal(pool.idleBytes, pool.maxOut * 16 * KiB);
+  });
+
+  it('takes one slab per read when many readers share the budget', async () => {
+    pool = new CountingPool({ slabSize: 16 * KiB, maxSlabsPerRead: 4, budget: 32 * KiB });
+    job = { path: join(dir, 'f'), start: 0, end: file.length - 1 };
+    const { body } = await fetchAll();
+    assert.equal(await outcome, 'done');
+    assert.ok(body.equals(file));
+    assert.equal(pool.maxOut, 2);
   });
 
   it('stops reading and settles when the client goes away mid-body', async () => {
@@ -116,7 +125,7 @@ describe('sendFileRange', () => {
       req.on('error', () => {});
     });
     assert.equal(await outcome, 'done');
-    assert.ok(pool.acquired < BIG / (16 * KiB) / 2, `read ${pool.acquired} chunks of ${BIG / (16 * KiB)}`);
+    assert.ok(pool.acquired < BIG / (16 * KiB) / 2, `took ${pool.acquired} slabs of ${BIG / (16 * KiB)}`);
   });
 
   it('rejects, and the response is cut, when the file is shorter than the range', async () => {

@@ -4,83 +4,66 @@ import { BufferPool } from '../../../lib/storage/buffer-pool.ts';
 const KiB = 1024;
 
 describe('BufferPool', () => {
-  const opts = { maxChunk: 64 * KiB, minChunk: 4 * KiB, budget: 256 * KiB };
+  const opts = { slabSize: 16 * KiB, maxSlabsPerRead: 4, budget: 256 * KiB };
 
-  it('gives each of few readers the largest chunk', () => {
+  it('lets each of few readers read several slabs at once', () => {
     const pool = new BufferPool(opts);
-    assert.equal(pool.chunkSize(1), 64 * KiB);
-    assert.equal(pool.chunkSize(2), 64 * KiB);
+    assert.equal(pool.slabsPerRead(1), 4);
+    assert.equal(pool.slabsPerRead(2), 4);
+    assert.equal(pool.slabsPerRead(0), 4);
   });
 
-  it('shrinks chunks so that many double-buffered readers stay within the budget', () => {
+  it('gives fewer slabs per read as readers come, keeping double-buffered readers within the budget', () => {
     const pool = new BufferPool(opts);
-    assert.equal(pool.chunkSize(4), 32 * KiB);
-    assert.equal(pool.chunkSize(8), 16 * KiB);
-    for (const readers of [3, 5, 7, 9, 16, 32]) assert.ok(pool.chunkSize(readers) * 2 * readers <= opts.budget, `readers=${readers}`);
+    assert.equal(pool.slabsPerRead(3), 2);
+    assert.equal(pool.slabsPerRead(4), 2);
+    assert.equal(pool.slabsPerRead(5), 1);
+    for (const readers of [1, 2, 3, 4, 5, 6, 7, 8]) {
+      assert.ok(pool.slabsPerRead(readers) * opts.slabSize * 2 * readers <= opts.budget, `readers=${readers}`);
+    }
   });
 
-  it('never goes below the smallest chunk, whatever the crowd', () => {
-    const pool = new BufferPool(opts);
-    assert.equal(pool.chunkSize(10_000), 4 * KiB);
-    assert.equal(pool.chunkSize(0), 64 * KiB);
+  it('never gives less than one slab per read, whatever the crowd', () => {
+    assert.equal(new BufferPool(opts).slabsPerRead(10_000), 1);
   });
 
-  it('hands a released buffer out again instead of allocating', () => {
+  it('hands a released slab out again instead of allocating', () => {
     const pool = new BufferPool(opts);
-    const a = pool.acquire(16 * KiB);
+    const a = pool.acquire();
     assert.equal(a.length, 16 * KiB);
     pool.release(a);
     assert.equal(pool.idleBytes, 16 * KiB);
-    assert.equal(pool.acquire(16 * KiB), a);
+    assert.equal(pool.acquire(), a);
     assert.equal(pool.idleBytes, 0);
-    assert.notEqual(pool.acquire(16 * KiB), a);
-  });
-
-  it('keeps buffers by size: a request for another size allocates', () => {
-    const pool = new BufferPool(opts);
-    const a = pool.acquire(16 * KiB);
-    pool.release(a);
-    const b = pool.acquire(32 * KiB);
-    assert.equal(b.length, 32 * KiB);
-    assert.equal(pool.idleBytes, 16 * KiB);
+    assert.notEqual(pool.acquire(), a);
   });
 
   it('keeps no more idle bytes than the budget', () => {
     const pool = new BufferPool(opts);
-    const bufs = Array.from({ length: 6 }, () => pool.acquire(64 * KiB));
-    for (const b of bufs) pool.release(b);
+    const slabs = Array.from({ length: 20 }, () => pool.acquire());
+    for (const s of slabs) pool.release(s);
     assert.equal(pool.idleBytes, 256 * KiB);
   });
 
-  it('drops idle buffers of another size to keep one of the size now in use', () => {
+  it('stays usable when slabs are never given back (failed writes)', () => {
     const pool = new BufferPool(opts);
-    const bufs = Array.from({ length: 4 }, () => pool.acquire(64 * KiB));
-    for (const b of bufs) pool.release(b);
-    assert.equal(pool.idleBytes, 256 * KiB);
-    const small = pool.acquire(16 * KiB);
-    pool.release(small);
-    assert.equal(pool.idleBytes, 192 * KiB + 16 * KiB);
-    assert.equal(pool.acquire(16 * KiB), small);
-  });
-
-  it('stays usable when buffers are never given back (failed writes)', () => {
-    const pool = new BufferPool(opts);
-    for (let i = 0; i < 100; i++) pool.acquire(64 * KiB);
-    const b = pool.acquire(64 * KiB);
+    for (let i = 0; i < 100; i++) pool.acquire();
+    const b = pool.acquire();
     pool.release(b);
-    assert.equal(pool.acquire(64 * KiB), b, 'lost buffers must not stop the pool from keeping new ones');
+    assert.equal(pool.acquire(), b, 'lost slabs must not stop the pool from keeping new ones');
   });
 
-  it('ignores buffers it could never hand out (odd sizes, out of range)', () => {
+  it('ignores buffers that are not whole slabs (views, other sizes)', () => {
     const pool = new BufferPool(opts);
     pool.release(Buffer.alloc(5000));
-    pool.release(Buffer.alloc(2 * KiB));
-    pool.release(Buffer.alloc(128 * KiB));
+    pool.release(Buffer.alloc(32 * KiB));
+    pool.release(pool.acquire().subarray(0, 1000));
+    pool.release(Buffer.allocUnsafeSlow(32 * KiB).subarray(16 * KiB));
     assert.equal(pool.idleBytes, 0);
   });
 
-  it('refuses chunk bounds that are not powers of two', () => {
-    assert.throws(() => new BufferPool({ ...opts, maxChunk: 60 * KiB }));
-    assert.throws(() => new BufferPool({ ...opts, minChunk: 128 * KiB }));
+  it('refuses a count of slabs per read that is not a power of two', () => {
+    assert.throws(() => new BufferPool({ ...opts, maxSlabsPerRead: 3 }));
+    assert.throws(() => new BufferPool({ ...opts, slabSize: 0 }));
   });
 });
