@@ -9,6 +9,7 @@ import { isValidName, isValidTag } from '../oci/names.ts';
 import { isDigest } from '../oci/digest.ts';
 import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
 import { readdirOr } from './blobs.ts';
+import { StatValidatedCache, fileExists } from './file-cache.ts';
 import type { StorePaths } from './paths.ts';
 
 export interface ManifestMeta {
@@ -23,6 +24,9 @@ export interface ManifestMeta {
 export type Origin = 'local' | 'cache';
 
 export class RepositoryStore {
+  /** Tags and manifest links: read on every pull, rarely written. */
+  private readonly hot = new StatValidatedCache();
+
   constructor(private readonly paths: StorePaths) {}
 
   async init(): Promise<void> {
@@ -32,7 +36,7 @@ export class RepositoryStore {
   // --- manifests -------------------------------------------------------------------------
 
   async getManifestMeta(name: string, digest: string): Promise<ManifestMeta | undefined> {
-    const text = await readIfExists(this.paths.manifestLink(name, digest));
+    const text = await this.hot.read(this.paths.manifestLink(name, digest));
     return text === undefined ? undefined : (JSON.parse(text) as ManifestMeta);
   }
 
@@ -71,7 +75,7 @@ export class RepositoryStore {
   // --- tags ------------------------------------------------------------------------------
 
   async getTag(name: string, tag: string): Promise<string | undefined> {
-    const text = await readIfExists(this.paths.tag(name, tag));
+    const text = await this.hot.read(this.paths.tag(name, tag));
     const digest = text?.trim();
     return digest && isDigest(digest) ? digest : undefined;
   }
@@ -112,7 +116,7 @@ export class RepositoryStore {
   // --- blob links --------------------------------------------------------------------------
 
   async hasBlob(name: string, digest: string): Promise<boolean> {
-    return (await readIfExists(this.paths.layerLink(name, digest))) !== undefined;
+    return fileExists(this.paths.layerLink(name, digest));
   }
 
   async linkBlob(name: string, digest: string): Promise<void> {
