@@ -3,6 +3,7 @@
  * the load generators (wrk, curl, dockerd) the others, so neither server competes with its own
  * load. Go sees one CPU through its affinity mask (GOMAXPROCS=1), Node is one thread anyway.
  */
+import { readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { run } from '../../test/helpers/processes.ts';
 
@@ -33,7 +34,6 @@ export async function pinTree(pid: number, cpus: string | undefined): Promise<vo
 
 /** Every descendant of pid, from /proc/<pid>/task/<tid>/children. */
 export async function descendants(pid: number): Promise<number[]> {
-  const { readdir, readFile } = await import('node:fs/promises');
   const out: number[] = [];
   const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
   for (const tid of tasks) {
