@@ -1,0 +1,112 @@
+/** Config loading: one schema, errors that name the file, the key path and what was expected. */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from '../../../lib/config/load.ts';
+import { configJsonSchema } from '../../../lib/config/json-schema.ts';
+
+const FILE = '/etc/ferry/mirror.json';
+
+function configError(raw: unknown, env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseConfig(raw, FILE, env);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('loads the embedded default: 0.0.0.0:4000, data in ./data beside it, kolla rules', () => {
+    const cfg = loadConfig(DEFAULT_CONFIG_FILE, {});
+    assert.equal(cfg.listen, '0.0.0.0:4000');
+    assert.equal(cfg.dataDir, join(DEFAULT_CONFIG_FILE, '..', 'data'));
+    assert.deepEqual(cfg.rewrite.map((r) => r.match), ['kollaglue/*', 'kolla/*', 'openstack.kolla/*']);
+    assert.equal(cfg.rewrite[0]?.local, 'lokolla/*');
+  });
+
+  it('fills defaults for every section', () => {
+    const cfg = parseConfig({}, FILE, {});
+    assert.equal(cfg.listen, '0.0.0.0:4000');
+    assert.equal(cfg.cache.manifestTtlSeconds, 300);
+    assert.equal(cfg.transfer.minChunkBytes, 4 * 1024 * 1024);
+    assert.equal(cfg.log.level, 'info');
+    assert.deepEqual(cfg.upstreams, {});
+  });
+
+  const rejections: Array<[string, unknown, RegExp]> = [
+    ['an unknown top-level key', { listn: '0.0.0.0:4000' }, /\/etc\/ferry\/mirror\.json: unknown key listn/],
+    ['an unknown nested key, with its path', { upstreams: { hub: { url: 'https://r.example', pasword: 'x' } } }, /unknown key upstreams\.hub\.pasword/],
+    ['a wrong type, saying what was expected', { cache: { manifestTtlSeconds: 'soon' } }, /cache\.manifestTtlSeconds: .*expected number/i],
+    ['a malformed listen address', { listen: '4000' }, /listen: host:port/],
+    ['an upstream URL that is not http(s)', { upstreams: { hub: { url: 'ftp://r.example' } } }, /upstreams\.hub\.url/],
+    ['an upstream name that cannot name a repository', { upstreams: { Hub: { url: 'https://r.example' } } }, /upstreams\.Hub/],
+    ['a defaultUpstream that is not configured', { defaultUpstream: 'hub' }, /defaultUpstream: "hub" is not a key of upstreams/],
+    ['a rule naming an unknown upstream', { rewrite: [{ match: 'a/*', upstream: 'nope' }] }, /rewrite\.0\.upstream: "nope" is not a key of upstreams/],
+    ['a rule with neither local nor upstream', { rewrite: [{ match: 'a/*' }] }, /rewrite\.0: a rule needs local, upstream or both/],
+    ['a relay allow entry that is not configured', { relay: { tokens: ['0123456789abcdef0123'], allow: ['hub'] } }, /relay\.allow: "hub"/],
+    ['minConnections above maxConnections', { transfer: { minConnections: 9, maxConnections: 4 } }, /transfer\.minConnections/],
+  ];
+  for (const [what, raw, message] of rejections) {
+    it(`rejects ${what}, naming the file and the key path`, () => {
+      const msg = configError(raw);
+      assert.ok(msg.startsWith(`${FILE}: `), msg);
+      assert.match(msg, message);
+    });
+  }
+
+  it('takes FERRY_LISTEN and FERRY_DATA_DIR over the file', () => {
+    const cfg = parseConfig({ listen: '0.0.0.0:4000', dataDir: './data' }, FILE, { FERRY_LISTEN: '127.0.0.1:5000', FERRY_DATA_DIR: '/srv/ferry' });
+    assert.equal(cfg.listen, '127.0.0.1:5000');
+    assert.equal(cfg.dataDir, '/srv/ferry');
+  });
+
+  it('rejects a malformed FERRY_LISTEN', () => {
+    assert.match(configError({}, { FERRY_LISTEN: 'nowhere' }), /FERRY_LISTEN: host:port/);
+  });
+
+  it('resolves relative paths against the config file', () => {
+    const cfg = parseConfig({ dataDir: 'store', tls: { cert: 'c.pem', key: 'k.pem' }, upstreams: { r: { url: 'https://r.example', caFile: 'ca.pem' } } }, FILE, {});
+    assert.equal(cfg.dataDir, '/etc/ferry/store');
+    assert.deepEqual(cfg.tls, { cert: '/etc/ferry/c.pem', key: '/etc/ferry/k.pem' });
+    assert.equal(cfg.upstreams.r?.caFile, '/etc/ferry/ca.pem');
+  });
+
+  it('reads credentials from the environment, and names a variable that is not set', () => {
+    const raw = { upstreams: { quay: { url: 'https://quay.io', username: 'bot', passwordEnv: 'QUAY_PASSWORD' } } };
+    assert.equal(parseConfig(raw, FILE, { QUAY_PASSWORD: 's3cret' }).upstreams.quay?.password, 's3cret');
+    assert.match(configError(raw, {}), /upstreams\.quay\.passwordEnv: environment variable QUAY_PASSWORD is not set/);
+  });
+
+  describe('files', () => {
+    let dir: string;
+    before(async () => { dir = await mkdtemp(join(tmpdir(), 'ferry-config-')); });
+    after(async () => { await rm(dir, { recursive: true, force: true }); });
+
+    it('names a file that is not JSON', async () => {
+      const file = join(dir, 'bad.json');
+      await writeFile(file, '{ "listen": ');
+      assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: not valid JSON`));
+    });
+
+    it('names a file that cannot be read', () => {
+      const file = join(dir, 'missing.json');
+      assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message === `${file}: cannot read: ENOENT`);
+    });
+  });
+
+  describe('JSON Schema for editors', () => {
+    it('is generated from the same schema as the committed registry.schema.json', async () => {
+      const committed = JSON.parse(await readFile(join(DEFAULT_CONFIG_FILE, '..', 'registry.schema.json'), 'utf8')) as unknown;
+      assert.deepEqual(committed, JSON.parse(JSON.stringify(configJsonSchema())), 'run npm run schema');
+    });
+
+    it('forbids unknown keys and documents the keys', () => {
+      const schema = configJsonSchema() as { additionalProperties?: boolean; properties: Record<string, { description?: string }> };
+      assert.equal(schema.additionalProperties, false);
+      assert.match(schema.properties.listen?.description ?? '', /FERRY_LISTEN/);
+    });
+  });
+});
