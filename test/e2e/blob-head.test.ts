@@ -47,4 +47,16 @@ describe('HEAD of a blob with a default upstream', function () {
     assert.equal(head.headers.get('content-length'), String(image.layers[0]!.size));
     assert.equal(head.headers.get('docker-content-digest'), digest);
   });
+
+  it('takes a push to a default-routed name while the upstream is down, without waiting on it', async () => {
+    await upstream.stop();
+    const other = await buildImage({ seed: 'blob-head-push', layers: [300_000] });
+    const started = Date.now();
+    await pushImage(other, mirror.host, 'team/pushed', 'v1');
+    assert.ok(Date.now() - started < 15_000, `push took ${Date.now() - started} ms`);
+    const res = await fetch(`${mirror.url}/v2/team/pushed/manifests/v1`, { headers: { accept: other.mediaType } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('docker-content-digest'), other.manifestDigest);
+    assert.equal(proxy.requests.filter((r) => r.path.includes('team/pushed')).length, 0, 'nothing about the push went upstream');
+  });
 });
