@@ -5,7 +5,6 @@
  */
 import type { Readable } from 'node:stream';
 import { RegistryError, isRegistryError } from '../oci/errors.ts';
-import { isIndexMediaType } from '../oci/media-types.ts';
 import { parseReference, requireName } from '../oci/names.ts';
 import { requireDigest } from '../oci/digest.ts';
 import type { Logger } from '../log/logger.ts';
@@ -41,8 +40,6 @@ export interface MirrorOptions {
    */
   fillOnHead?: boolean;
 }
-
-export type Served = 'local' | 'cache' | 'upstream';
 
 export class MirrorRegistry implements RegistryBackend {
   private readonly manifestFlights = new Map<string, Promise<ManifestResult>>();
@@ -302,10 +299,6 @@ export class MirrorRegistry implements RegistryBackend {
       throw e;
     }
   }
-}
-
-export function isIndex(mediaType: string): boolean {
-  return isIndexMediaType(mediaType);
 }
 
 function isNotFound(e: unknown): boolean {

@@ -8,7 +8,6 @@ import { RegistryError } from '../oci/errors.ts';
 import { digestOf, requireDigest } from '../oci/digest.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
 import { parseReference, requireName } from '../oci/names.ts';
-import { MEDIA } from '../oci/media-types.ts';
 import type { Store } from '../storage/store.ts';
 import type { Origin } from '../storage/repositories.ts';
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
@@ -209,4 +208,3 @@ function withoutUndefined(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }
 
-export const EMPTY_INDEX_MEDIA_TYPE = MEDIA.ociIndex;
