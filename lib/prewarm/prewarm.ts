@@ -59,6 +59,8 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
   private readonly agent: Dispatcher;
   /** One fetch per blob per run, shared by images that have it. */
   private readonly blobs = new Map<string, Promise<number>>();
+  /** Bytes of the distinct blobs fetched so far. */
+  private bytesDone = 0;
 
   constructor(private readonly opts: PrewarmOptions) {
     super();
@@ -71,16 +73,25 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
   async run(): Promise<PrewarmReport> {
     const started = Date.now();
     const queue = [...this.opts.refs];
-    const images: ImageReport[] = [];
+    const reports: Array<Promise<ImageReport>> = [];
+    // A worker holds an image only while the blobs it started itself are in flight, not while it
+    // waits on parents' layers another image is fetching: else, as a big shared base layer ends,
+    // every worker waits on it and the link drains before the next images ask for anything.
     const worker = async (): Promise<void> => {
-      for (let ref = queue.shift(); ref !== undefined; ref = queue.shift()) images.push(await this.image(ref));
+      for (let ref = queue.shift(); ref !== undefined; ref = queue.shift()) {
+        const { own, report } = this.image(ref);
+        reports.push(report);
+        await own;
+      }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.opts.concurrency ?? 3) }, worker));
+    const images = await Promise.all(reports);
     await this.agent.close();
     const durationMs = Date.now() - started;
-    const bytes = images.reduce((n, i) => n + i.bytes, 0);
     const order = new Map(this.opts.refs.map((r, i) => [r, i]));
     images.sort((a, b) => (order.get(a.ref) ?? 0) - (order.get(b.ref) ?? 0));
+    // Each blob once: images sharing a layer would count it once per image.
+    const bytes = this.bytesDone;
     return { images, bytes, durationMs, goodput: bytes / Math.max(durationMs / 1000, 0.001) };
   }
 
@@ -89,32 +100,49 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
     return ref.host === this.mirrorHost ? ref.repository : mirrorRepository(ref);
   }
 
-  private async image(refText: string): Promise<ImageReport> {
-    const started = Date.now();
-    this.emit('image-start', { ref: refText });
-    const report: ImageReport = { ref: refText, ok: false, blobs: 0, bytes: 0, durationMs: 0 };
-    try {
-      const ref = withDefaultTag(parseImageRef(refText));
-      const name = this.repositoryOf(ref);
-      const top = await this.manifest(name, ref.digest ?? ref.tag ?? 'latest');
-      const manifests = isIndexMediaType(top.mediaType) ? await this.children(name, top.json) : [top.json];
-      if (manifests.length === 0) throw new Error(`no manifest for ${this.opts.platforms.map(fmt).join(', ')} in the index`);
-      const descriptors = new Map<string, Descriptor>();
-      for (const m of manifests) {
-        for (const d of [m.config as Descriptor | undefined, ...((m.layers as Descriptor[] | undefined) ?? [])]) {
-          if (d && !descriptors.has(d.digest)) descriptors.set(d.digest, d);
+  /** `own` settles once the blobs this image started have; `report` once all of its blobs are in. */
+  private image(refText: string): { own: Promise<unknown>; report: Promise<ImageReport> } {
+    let releaseWorker: () => void = () => {};
+    const own = new Promise<void>((resolve) => { releaseWorker = resolve; });
+    const report = (async (): Promise<ImageReport> => {
+      const started = Date.now();
+      this.emit('image-start', { ref: refText });
+      const report: ImageReport = { ref: refText, ok: false, blobs: 0, bytes: 0, durationMs: 0 };
+      let blobsAsked = false;
+      try {
+        const ref = withDefaultTag(parseImageRef(refText));
+        const name = this.repositoryOf(ref);
+        const top = await this.manifest(name, ref.digest ?? ref.tag ?? 'latest');
+        const manifests = isIndexMediaType(top.mediaType) ? await this.children(name, top.json) : [top.json];
+        if (manifests.length === 0) throw new Error(`no manifest for ${this.opts.platforms.map(fmt).join(', ')} in the index`);
+        const descriptors = new Map<string, Descriptor>();
+        for (const m of manifests) {
+          for (const d of [m.config as Descriptor | undefined, ...((m.layers as Descriptor[] | undefined) ?? [])]) {
+            if (d && !descriptors.has(d.digest)) descriptors.set(d.digest, d);
+          }
         }
+        const owned: Array<Promise<number>> = [];
+        const all = [...descriptors.values()].map((d) => {
+          const { size, started: mine } = this.blob(refText, name, d);
+          if (mine) owned.push(size);
+          return size;
+        });
+        blobsAsked = true;
+        void Promise.allSettled(owned).then(releaseWorker);
+        const sizes = await Promise.all(all);
+        report.blobs = sizes.length;
+        report.bytes = sizes.reduce((a, b) => a + b, 0);
+        report.ok = true;
+      } catch (e) {
+        report.error = (e as Error).message;
+        // A failed manifest started nothing; after a blob failed, `own` still waits for the rest.
+        if (!blobsAsked) releaseWorker();
       }
-      const sizes = await Promise.all([...descriptors.values()].map((d) => this.blob(refText, name, d)));
-      report.blobs = sizes.length;
-      report.bytes = sizes.reduce((a, b) => a + b, 0);
-      report.ok = true;
-    } catch (e) {
-      report.error = (e as Error).message;
-    }
-    report.durationMs = Date.now() - started;
-    this.emit('image-done', report);
-    return report;
+      report.durationMs = Date.now() - started;
+      this.emit('image-done', report);
+      return report;
+    })();
+    return { own, report };
   }
 
   private async children(name: string, index: Record<string, unknown>): Promise<Array<Record<string, unknown>>> {
@@ -136,13 +164,16 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
     return { mediaType, json: JSON.parse(text) as Record<string, unknown> };
   }
 
-  private blob(ref: string, name: string, d: Descriptor): Promise<number> {
-    let p = this.blobs.get(d.digest);
-    if (!p) {
-      p = this.fetchBlob(ref, name, d);
-      this.blobs.set(d.digest, p);
-    }
-    return p;
+  /** The blob's one fetch of this run; `started` when this call began it. */
+  private blob(ref: string, name: string, d: Descriptor): { size: Promise<number>; started: boolean } {
+    const p = this.blobs.get(d.digest);
+    if (p) return { size: p, started: false };
+    const fetched = this.fetchBlob(ref, name, d).then((n) => {
+      this.bytesDone += n;
+      return n;
+    });
+    this.blobs.set(d.digest, fetched);
+    return { size: fetched, started: true };
   }
 
   private async fetchBlob(ref: string, name: string, d: Descriptor): Promise<number> {

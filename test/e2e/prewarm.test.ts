@@ -8,7 +8,6 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kollaImageRefs } from '../../lib/kolla/naming.ts';
-import type { KollaData } from '../../lib/kolla/profile.ts';
 import { Prewarm } from '../../lib/prewarm/prewarm.ts';
 import { parsePlatform } from '../../lib/prewarm/platforms.ts';
 import { FaultProxy } from '../fault-proxy/proxy.ts';
@@ -16,35 +15,10 @@ import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
+import { kollaAncestry, SYNTHETIC_KOLLA } from './kolla-synthetic.ts';
 import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
 
 const MiB = 1 << 20;
-
-// Ten images: two shared bases, three service bases, five services (Kolla's shape in small).
-const SYNTHETIC: KollaData = {
-  '2.0.2 (mitaka)': {
-    profiles: { synth: ['nova', 'glance', 'keystone'] },
-    images: {
-      base: null,
-      'openstack-base': 'base',
-      'nova-base': 'openstack-base',
-      'nova-api': 'nova-base',
-      'nova-compute': 'nova-base',
-      'nova-conductor': 'nova-base',
-      'glance-base': 'openstack-base',
-      'glance-api': 'glance-base',
-      'keystone-base': 'openstack-base',
-      keystone: 'keystone-base',
-    },
-  },
-};
-
-function ancestry(image: string): string[] {
-  const images = SYNTHETIC['2.0.2 (mitaka)']!.images;
-  const chain: string[] = [];
-  for (let x: string | null | undefined = image; x; x = images[x]) chain.unshift(x);
-  return chain;
-}
 
 describe('ferry prewarm of a Kolla profile (mirror -> fault proxy -> reference registry)', function () {
   this.timeout(240_000);
@@ -56,12 +30,12 @@ describe('ferry prewarm of a Kolla profile (mirror -> fault proxy -> reference r
   let refs: string[];
 
   before(async () => {
-    refs = kollaImageRefs({ release: '2.0.2', profile: 'synth', distro: 'centos', data: SYNTHETIC });
+    refs = kollaImageRefs({ release: '2.0.2', profile: 'synth', distro: 'centos', data: SYNTHETIC_KOLLA });
     assert.equal(refs.length, 10);
     upstream = await startReferenceRegistry({ name: 'prewarm-upstream' });
     for (const ref of refs) {
       const image = /centos-binary-(.+):/.exec(ref)![1]!;
-      const chain = ancestry(image);
+      const chain = kollaAncestry(image);
       // Each image has one layer per ancestor: images share their parents' layers, as Kolla's do.
       const built = await buildImage({
         seed: `prewarm/${image}`,
