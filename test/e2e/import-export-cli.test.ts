@@ -4,25 +4,15 @@
  * -> `ferry import` into a fresh store -> a fresh mirror -> docker pull.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { pushImage } from '../helpers/skopeo.ts';
+import { runFerry } from './ferry-cli.ts';
 import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
 
-function ferry(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/ferry.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** A config with the shipped rewrite rules and no upstream, storing in dataDir. */
 async function writeConfig(dir: string, dataDir: string): Promise<string> {
@@ -67,7 +57,7 @@ describe('ferry import and export with dockerd (the carry-by-hand path)', functi
 
     const dataDir = join(dir, 'home');
     const config = await writeConfig(dir, dataDir);
-    const imported = await ferry(['import', '--quiet', '--config', config, tarball]);
+    const imported = await runFerry(['import', '--quiet', '--config', config, tarball]);
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stdout + imported.stderr, /lokolla\/centos-binary-keystone:2\.0\.2/);
 
@@ -81,11 +71,11 @@ describe('ferry import and export with dockerd (the carry-by-hand path)', functi
 
   it('exports that store, imports the bundle into a fresh store, and a fresh mirror serves it', async () => {
     const bundle = join(dir, 'bundle');
-    const exported = await ferry(['export', '--quiet', '--config', await writeConfig(dir, join(dir, 'home')), '-o', bundle]);
+    const exported = await runFerry(['export', '--quiet', '--config', await writeConfig(dir, join(dir, 'home')), '-o', bundle]);
     assert.equal(exported.code, 0, exported.stderr);
 
     const freshData = join(dir, 'fresh');
-    const imported = await ferry(['import', '--quiet', '--config', await writeConfig(dir, freshData), bundle]);
+    const imported = await runFerry(['import', '--quiet', '--config', await writeConfig(dir, freshData), bundle]);
     assert.equal(imported.code, 0, imported.stderr);
 
     const fresh = await startTestMirror({}, {}, freshData);
@@ -100,7 +90,7 @@ describe('ferry import and export with dockerd (the carry-by-hand path)', functi
     const cut = join(dir, 'cut.tar');
     await writeFile(cut, whole.subarray(0, Math.floor(whole.length / 2)));
     const dataDir = join(dir, 'cut-store');
-    const res = await ferry(['import', '--quiet', '--config', await writeConfig(dir, dataDir), cut]);
+    const res = await runFerry(['import', '--quiet', '--config', await writeConfig(dir, dataDir), cut]);
     assert.notEqual(res.code, 0);
     assert.match(res.stderr, new RegExp(cut.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
     const mirror = await startTestMirror({}, {}, dataDir);

@@ -3,7 +3,6 @@
  * upstream stopped and every image pulled by dockerd from the mirror alone.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
 import { kollaAncestry, SYNTHETIC_KOLLA } from './kolla-synthetic.ts';
+import { runFerry } from './ferry-cli.ts';
 import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
 
 const MiB = 1 << 20;
@@ -83,7 +83,7 @@ describe('ferry prewarm of a Kolla profile (mirror -> fault proxy -> reference r
     const dir = await mkdtemp(join(tmpdir(), 'ferry-prewarm-'));
     const list = join(dir, 'images.txt');
     await writeFile(list, `# two images\n${refs[0]}\nkolla/centos-binary-missing:2.0.2\n`);
-    const { code, stdout } = await runCli(['prewarm', '--mirror', mirror.url, '--list', list]);
+    const { code, stdout } = await runFerry(['prewarm', '--mirror', mirror.url, '--list', list]);
     await rm(dir, { recursive: true, force: true });
     assert.equal(code, 1);
     assert.match(stdout, new RegExp(`ok +${refs[0]!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
@@ -103,14 +103,3 @@ describe('ferry prewarm of a Kolla profile (mirror -> fault proxy -> reference r
     }
   });
 });
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/ferry.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}

@@ -41,7 +41,7 @@ describe('kolla/naming', () => {
     ['tags a series given by name with that name',
       'nova-api', { release: 'stable/wallaby', distro: 'centos' }, 'kolla/centos-binary-nova-api:wallaby'],
     ['puts the mirror in front when docker_registry is set',
-      'nova-api', { release: '2.0.2', distro: 'centos', registry: '10.0.0.1:4000' }, '10.0.0.1:4000/kolla/centos-binary-nova-api:2.0.2'],
+      'nova-api', { release: '2.0.2', distro: 'centos', registry: '192.0.2.1:4000' }, '192.0.2.1:4000/kolla/centos-binary-nova-api:2.0.2'],
     ['takes a namespace and tag override',
       'base', { release: '2.0.2', distro: 'centos', namespace: 'kollaglue', tag: '2.0.2-custom' }, 'kollaglue/centos-binary-base:2.0.2-custom'],
     ['names Xena images on quay.io/openstack.kolla, still prefixed',

@@ -19,7 +19,7 @@ describe('rewrite/image-ref', () => {
     ['localhost:4000/x:y', { host: 'localhost:4000', repository: 'x', tag: 'y' }],
     ['localhost/x', { host: 'localhost', repository: 'x' }],
     ['localhost:4000/a/b/c', { host: 'localhost:4000', repository: 'a/b/c' }],
-    ['10.0.0.1:4000/kolla/ubuntu-source-base:2.0.2', { host: '10.0.0.1:4000', repository: 'kolla/ubuntu-source-base', tag: '2.0.2' }],
+    ['192.0.2.1:4000/kolla/ubuntu-source-base:2.0.2', { host: '192.0.2.1:4000', repository: 'kolla/ubuntu-source-base', tag: '2.0.2' }],
     ['[::1]:5000/app:v1', { host: '[::1]:5000', repository: 'app', tag: 'v1' }],
     ['Registry.Example.com/app', { host: 'registry.example.com', repository: 'app' }],
     ['openstack.kolla/nova-api', { host: 'openstack.kolla', repository: 'nova-api' }],
