@@ -43,7 +43,7 @@ export interface PrewarmEvents {
   'image-done': [ImageReport];
   'blob-start': [{ ref: string; digest: string; size: number }];
   'blob-progress': [{ digest: string; bytes: number; size: number }];
-  'blob-done': [{ digest: string; size: number; fromCache: boolean }];
+  'blob-done': [{ digest: string; size: number }];
 }
 
 interface Descriptor {
@@ -181,7 +181,6 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
     this.emit('blob-start', { ref, digest: d.digest, size: d.size });
     let lastError: Error | undefined;
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      const started = Date.now();
       let bytes = 0;
       try {
         const res = await request(`${this.base}/v2/${name}/blobs/${d.digest}`, { dispatcher: this.agent, signal: this.opts.signal });
@@ -198,8 +197,7 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
           }
         }
         if (bytes !== d.size) throw new Error(`blob ${d.digest}: got ${bytes} of ${d.size} bytes`);
-        // A blob the mirror already held arrives at LAN speed; tell it apart for the report.
-        this.emit('blob-done', { digest: d.digest, size: d.size, fromCache: Date.now() - started < 50 });
+        this.emit('blob-done', { digest: d.digest, size: d.size });
         return d.size;
       } catch (e) {
         lastError = e as Error;

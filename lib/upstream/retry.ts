@@ -3,9 +3,10 @@
  * ceiling, and Retry-After. Only idempotent requests are retried (the client only makes those).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RETRYABLE_STATUSES } from '../transfer/errors.ts';
 
-/** Timeouts, throttling, and the 5xx a flaky gateway answers. */
-export const RETRY_STATUSES: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
+/** Timeouts, throttling, and the 5xx a flaky gateway answers: one list for requests and transfers. */
+export const RETRY_STATUSES: ReadonlySet<number> = RETRYABLE_STATUSES;
 
 /** Network failures (Node's and undici's codes) that say nothing about the request itself. */
 export const RETRY_ERROR_CODES: ReadonlySet<string> = new Set([
