@@ -57,10 +57,7 @@ export class BlobFills extends EventEmitter {
   ensure(req: FillRequest): Fill {
     const running = this.inFlight.get(req.digest);
     if (running) return running;
-    const bad = this.recentlyBad(req.digest);
-    if (bad) {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream content for ${req.digest} did not verify (${bad}); not fetched again for ${Math.round(this.badContentHoldMs / 1000)} s`, { digest: req.digest });
-    }
+    this.refuseIfBad(req.digest);
     const log = this.logger.child({ digest: req.digest, repository: req.repository });
     const download = this.downloader({
       ...req,
@@ -98,13 +95,16 @@ export class BlobFills extends EventEmitter {
     return fill;
   }
 
-  /** Why the digest is refused for now, or undefined. */
-  recentlyBad(digest: string): string | undefined {
+  /** Throws UPSTREAM_ERROR (502) while the digest's upstream content is held as bad. */
+  refuseIfBad(digest: string): void {
     const bad = this.badContent.get(digest);
-    if (!bad) return undefined;
-    if (Date.now() < bad.until) return bad.reason;
-    this.badContent.delete(digest);
-    return undefined;
+    if (!bad) return;
+    if (Date.now() >= bad.until) {
+      this.badContent.delete(digest);
+      return;
+    }
+    const seconds = Math.ceil((bad.until - Date.now()) / 1000);
+    throw new RegistryError('UPSTREAM_ERROR', `upstream content for ${digest} did not verify (${bad.reason}); not fetched again for ${seconds} s`, { digest });
   }
 
   /** A reader of start..end of the blob being filled. */

@@ -173,8 +173,8 @@ export class MirrorRegistry implements RegistryBackend {
     const upstream = this.upstream(upstreamKey);
     let fill = this.opts.fills.get(digest);
     if (!fill) {
-      const bad = this.opts.fills.recentlyBad(digest);
-      if (bad) throw new RegistryError('UPSTREAM_ERROR', `upstream content for ${digest} did not verify (${bad}); try again later`, { digest });
+      // Before asking the upstream anything: content that just failed its digest is held back.
+      this.opts.fills.refuseIfBad(digest);
       let size: number;
       try {
         ({ size } = await upstream.headBlob(repository, digest));
