@@ -17,6 +17,7 @@ import { chunkSizeFor } from '../lib/transfer/chunk-plan.ts';
 import { loadJournal } from '../lib/transfer/journal.ts';
 import type { FaultProxy, Faults } from '../test/fault-proxy/proxy.ts';
 import { startDockerd, type Dockerd } from '../test/helpers/dockerd.ts';
+import { buildFerry } from '../test/helpers/ferry-entry.ts';
 import { startReferenceRegistry } from '../test/helpers/reference-registry.ts';
 import { MiB, blobsOfImage, linkConfig, readBlob, startFerryProcess, startLink, startUpstream, type FerryProcess, type Upstream } from '../test/e2e/transfer-fixture.ts';
 
@@ -58,7 +59,7 @@ async function ferryPull(up: Upstream, imageBytes: number, seed: number): Promis
   console.log('\n(a) docker pull through ferry (dockerd -> ferry -> link -> registry), ferry defaults for transfer');
   const proxy = await startLink(up.registry.host, LINK, seed);
   const data = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-link-'));
-  const ferry = await startFerryProcess(linkConfig(proxy.url, undefined, UPSTREAM), data, 'bench-link-ferry');
+  const ferry = await startFerryProcess(linkConfig(proxy.url, undefined, UPSTREAM), data, 'bench-link-ferry', { compiled: true });
   const dockerd = await startDockerd({ name: 'bench-link-ferry' });
   const stopWatch = watch('ferry', proxy, imageBytes);
   try {
@@ -97,7 +98,7 @@ async function killAtHalf(up: Upstream, seed: number): Promise<void> {
   const proxy = await startLink(up.registry.host, LINK, seed + 1);
   const data = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-kill-'));
   const config = linkConfig(proxy.url, undefined, UPSTREAM);
-  let ferry: FerryProcess = await startFerryProcess(config, data, 'bench-link-kill-1');
+  let ferry: FerryProcess = await startFerryProcess(config, data, 'bench-link-kill-1', { compiled: true });
   const stopWatch = watch('kill -9', proxy, layer.size);
   try {
     const started = performance.now();
@@ -110,7 +111,7 @@ async function killAtHalf(up: Upstream, seed: number): Promise<void> {
     const journal = path.join(new StorePaths(data).transfersDir, `${layer.digest.slice('sha256:'.length)}.journal`);
     const kept = (await loadJournal(journal, layer.digest, layer.size))?.size ?? 0;
     await ferry.stop();
-    ferry = await startFerryProcess(config, data, 'bench-link-kill-2');
+    ferry = await startFerryProcess(config, data, 'bench-link-kill-2', { compiled: true });
     const second = await readBlob(ferry.url, up.repository, layer.digest);
     if (second.digest !== layer.digest) throw new Error(`after the restart the blob was ${second.digest} (${second.bytes} bytes)`);
     const again = proxy.stats.bytesFromUpstream - layer.size;
@@ -175,6 +176,7 @@ async function main(): Promise<void> {
   const minutes = Number(arg('--reference-minutes', '10'));
   const layers = [256, 128, 64, 32, 16, 8, 4, 4].map((n) => n * MiB);
   console.log(`link: ${mb(LINK.rateBytesPerSec!)} MB/s per connection, ${mb(CAP)} MB/s aggregate, ${LINK.latencyMs} ms RTT, a reset every ~${mb(LINK.resetMeanBytes!)} MB per connection (seed ${seed})`);
+  await buildFerry();
   const up = await startUpstream({ layers, seed: 'bench-link', repository: 'bench/link', tag: 'v1' });
   const imageBytes = blobsOfImage(up.image).reduce((n, b) => n + b.size, 0) + up.image.manifest.length;
   console.log(`image: ${up.image.layers.length} layers, ${mb(imageBytes)} MB (largest ${mb(Math.max(...up.image.layers.map((l) => l.size)))} MB)`);

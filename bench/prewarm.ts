@@ -17,6 +17,7 @@ import { buildImage, type BuiltImage } from '../test/helpers/oci-image.ts';
 import { TEST_OUTPUT_DIR, run } from '../test/helpers/processes.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../test/helpers/reference-registry.ts';
 import { pushImage } from '../test/helpers/skopeo.ts';
+import { buildFerry, ferryArgs } from '../test/helpers/ferry-entry.ts';
 import { SYNTHETIC_KOLLA, SYNTHETIC_KOLLA_RELEASE as RELEASE, kollaAncestry } from '../test/e2e/kolla-synthetic.ts';
 import { MiB, REPO_ROOT, linkConfig, startFerryProcess, startLink } from '../test/e2e/transfer-fixture.ts';
 
@@ -99,9 +100,9 @@ interface CliRun {
   stderr: string;
 }
 
-/** `node --import tsx scripts/ferry.ts prewarm --mirror URL -f LIST [-j N]`, timed from spawn to exit. */
+/** `node dist/scripts/ferry.js prewarm --mirror URL -f LIST [-j N]`, timed from spawn to exit. */
 async function prewarmCli(mirror: string, list: string, concurrency: string | undefined): Promise<CliRun> {
-  const args = ['--import', 'tsx', 'scripts/ferry.ts', 'prewarm', '--mirror', mirror, '-f', list, ...(concurrency ? ['-j', concurrency] : [])];
+  const args = [...ferryArgs(true), 'prewarm', '--mirror', mirror, '-f', list, ...(concurrency ? ['-j', concurrency] : [])];
   const started = performance.now();
   const r = await run(process.execPath, args, { cwd: REPO_ROOT, timeoutMs: 600_000 });
   return { ms: performance.now() - started, code: r.code, stdout: r.stdout, stderr: r.stderr };
@@ -116,6 +117,7 @@ async function main(): Promise<void> {
   const seed = Number(arg(['--seed'], '1'));
   const concurrency = process.argv.some((a) => a === '-j' || a === '--concurrency') ? arg(['-j', '--concurrency'], '3') : undefined;
   console.log(`link: ${mb(LINK.rateBytesPerSec!)} MB/s per connection, ${mb(CAP)} MB/s aggregate, ${LINK.latencyMs} ms RTT, a reset every ~${mb(LINK.resetMeanBytes!)} MB per connection (seed ${seed})`);
+  await buildFerry();
   const registry = await startReferenceRegistry({ name: 'bench-prewarm-upstream' });
   const work = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-prewarm-'));
   let proxy: FaultProxy | undefined;
@@ -129,7 +131,7 @@ async function main(): Promise<void> {
     await writeFile(list, `# synthetic Kolla profile, parents first\n${profile.refs.join('\n')}\n`);
 
     proxy = await startLink(registry.host, LINK, seed);
-    ferry = await startFerryProcess(linkConfig(proxy.url, undefined, UPSTREAM), path.join(work, 'data'), 'bench-prewarm-ferry');
+    ferry = await startFerryProcess(linkConfig(proxy.url, undefined, UPSTREAM), path.join(work, 'data'), 'bench-prewarm-ferry', { compiled: true });
     const f = ferry;
     console.log(`\n(1) ferry prewarm -f images.txt${concurrency ? ` -j ${concurrency}` : ' (default -j)'} through ferry (a child, transfer defaults, upstream connections ${UPSTREAM.connections}) -> link -> registry`);
     let rssPeak = 0;
@@ -145,7 +147,7 @@ async function main(): Promise<void> {
     const goodput = (distinct * 1000) / cold.ms;
     const fromUpstream = proxy.stats.bytesFromUpstream;
     console.log(`  distinct blob bytes: ${mb(distinct)} MB in ${profile.blobs.size} blobs (+ ${profile.refs.length} manifests, ${(profile.manifestBytes / 1000).toFixed(1)} kB)`);
-    console.log(`  wall time (CLI spawn to exit, node + tsx start included): ${seconds(cold.ms)} s`);
+    console.log(`  wall time (CLI spawn to exit, node start included): ${seconds(cold.ms)} s`);
     console.log(`  goodput: ${mb(goodput)} MB/s = ${((goodput / CAP) * 100).toFixed(1)}% of the ${mb(CAP)} MB/s cap`);
     console.log(`  bytes fetched twice: ${mb(fromUpstream - distinct - profile.manifestBytes)} MB (proxy bytesFromUpstream ${mb(fromUpstream)} MB - blobs and manifests ${mb(distinct + profile.manifestBytes)} MB; headers included), ${proxy.stats.resets} resets, ${proxy.stats.connections} connections`);
     console.log(`  prewarm's report: ${finalLine(cold.stdout)}`);

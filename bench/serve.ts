@@ -12,6 +12,7 @@ import { BLOBS_REPO, PULL_REPO, TAG, buildFixtures, pushFixtures, type Fixtures 
 import { choosePinning } from './lib/pinning.ts';
 import { measurePeakRss, statusField } from './lib/rss.ts';
 import { startFerry, startReference, type BenchServer } from './lib/servers.ts';
+import { buildFerry } from '../test/helpers/ferry-entry.ts';
 import { renderTable, type Row } from './lib/table.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 
@@ -91,7 +92,8 @@ async function main(): Promise<void> {
   let dockerd: Dockerd | undefined;
   const servers: BenchServer[] = [];
   try {
-    log('building images (cached across runs)');
+    log('compiling ferry (npm run build) and building images (cached across runs)');
+    await buildFerry();
     fixtures = await buildFixtures();
     const f = fixtures;
     servers.push(await startFerry(pin.server), await startReference(pin.server));

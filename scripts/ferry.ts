@@ -1,6 +1,6 @@
 /** The ferry command line: one program, several roles and tools. */
 import { Command, CommanderError } from 'commander';
-import { createRequire } from 'node:module';
+import { ferryVersion } from '../lib/project-files.ts';
 import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { startMirror } from '../server/mirror.ts';
 import { prewarmCommand, UsageError } from './prewarm.ts';
@@ -12,11 +12,10 @@ import { relayCommand } from './relay.ts';
 import { HtpasswdError } from '../server/auth/htpasswd.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
 const program = new Command('ferry')
   .description('A container-registry mirror and relay for slow, throttled, reset-prone links')
-  .version(pkg.version)
+  .version(ferryVersion())
   .showHelpAfterError('(run with --help for usage)')
   .addHelpText('after', `
 Examples:

@@ -6,9 +6,10 @@ import { mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, startProcess, type ManagedProcess } from '../../test/helpers/processes.ts';
+import { REPO_ROOT, ferryArgs } from '../../test/helpers/ferry-entry.ts';
 import { descendants, pinned } from './pinning.ts';
 
-export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
+export { REPO_ROOT };
 
 export interface BenchServer {
   label: string;
@@ -37,16 +38,15 @@ async function startOnFreePort(
   }
 }
 
-/** `tsx scripts/ferry.ts mirror` with registry.config.json's settings, log level warn. */
+/** `node dist/scripts/ferry.js mirror` (call buildFerry() first) with registry.config.json's settings, log level warn. */
 export async function startFerry(cpus: string | undefined): Promise<BenchServer> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-'));
   const base = JSON.parse(await readFile(path.join(REPO_ROOT, 'registry.config.json'), 'utf8')) as Record<string, unknown>;
   delete base.$schema;
   const configPath = path.join(work, 'config.json');
   await writeFile(configPath, JSON.stringify({ ...base, log: { level: process.env.BENCH_FERRY_LOG ?? 'warn', format: 'json' } }));
-  const tsx = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
   const { port, proc } = await startOnFreePort('ferry', (p) => {
-    const { command, args } = pinned(cpus, tsx, ['scripts/ferry.ts', 'mirror', '--config', configPath]);
+    const { command, args } = pinned(cpus, process.execPath, [...ferryArgs(true), 'mirror', '--config', configPath]);
     return startProcess({
       name: 'bench-ferry',
       command,
@@ -57,7 +57,7 @@ export async function startFerry(cpus: string | undefined): Promise<BenchServer>
       readyTimeoutMs: 30_000,
     });
   });
-  // tsx launches node as its child (which starts esbuild in turn): the server is the first node below.
+  // Under taskset the launcher execs node (same pid); were it a wrapper, the server is the first node below.
   const servingPid = (await firstNodeDescendant(proc.pid)) ?? proc.pid;
   const host = `127.0.0.1:${port}`;
   return {

@@ -1,12 +1,12 @@
 /** Loads, validates and resolves a config file; every error names the file and the key path. */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
+import { projectFile } from '../project-files.ts';
 import { configSchema, type Config } from './schema.ts';
 import { checkRewriteRules } from '../rewrite/pattern.ts';
 
-export const DEFAULT_CONFIG_FILE = resolve(dirname(fileURLToPath(import.meta.url)), '../../registry.config.json');
+export const DEFAULT_CONFIG_FILE = projectFile('registry.config.json');
 
 export class ConfigError extends Error {
   readonly file: string;

@@ -5,6 +5,7 @@
  * are built too, so they belong to the profile.
  */
 import { readFileSync } from 'node:fs';
+import { projectFile } from '../project-files.ts';
 import { parseKollaRelease } from './releases.ts';
 
 export interface KollaReleaseData {
@@ -20,7 +21,7 @@ let shipped: KollaData | undefined;
 
 /** The image lists that ship with ferry (lib/kolla/images.json), read once. */
 export function loadKollaData(): KollaData {
-  shipped ??= JSON.parse(readFileSync(new URL('./images.json', import.meta.url), 'utf8')) as KollaData;
+  shipped ??= JSON.parse(readFileSync(projectFile('lib/kolla/images.json'), 'utf8')) as KollaData;
   return shipped;
 }
 

@@ -6,12 +6,12 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
-import { createRequire } from 'node:module';
 import type { Express, RequestHandler } from 'express';
 import type { LoadedConfig } from '../../lib/config/load.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { BlobFills } from '../../lib/mirror/blob-fills.ts';
 import type { UpstreamPort } from '../../lib/mirror/ports.ts';
+import { ferryVersion } from '../../lib/project-files.ts';
 import { MirrorOps } from '../../lib/metrics/ops.ts';
 import { recordingPort } from '../../lib/metrics/recording-port.ts';
 import { RegistryAuth } from '../auth/registry-auth.ts';
@@ -19,7 +19,6 @@ import { Htpasswd } from '../auth/htpasswd.ts';
 import { mountOpsRoutes } from './ops-routes.ts';
 import { gracefulShutdown, type ShutdownResult } from './shutdown.ts';
 
-const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 export interface MirrorOpsSetup {
   ops: MirrorOps;
@@ -46,7 +45,7 @@ export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: Blob
     upstreams: Object.entries(config.upstreams).map(([name, u]) => ({ name, url: u.url, ...(u.caFile ? { caFile: u.caFile } : {}) })),
     pingIntervalMs: Number.isFinite(pingSeconds) ? pingSeconds * 1000 : 60_000,
     processMetrics: true,
-    version: pkg.version,
+    version: ferryVersion(),
   });
   let ready = true;
   const auth = config.auth

@@ -1,10 +1,10 @@
 /** Mounts the ops endpoints beside /v2/: /metrics, the status page and its JSON, health checks. */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Express, Response } from 'express';
+import { projectFile } from '../../lib/project-files.ts';
 import type { MirrorOps } from '../../lib/metrics/ops.ts';
 
-const STATUS_HTML = readFileSync(join(import.meta.dirname, 'status.html'));
+const STATUS_HTML = readFileSync(projectFile('server/ops/status.html'));
 
 export interface OpsRoutesOptions {
   /** False once shutdown began: /readyz answers 503 so a load balancer stops sending. */

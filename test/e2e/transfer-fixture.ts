@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import type { ConfigInput } from '../../lib/config/schema.ts';
 import { FaultProxy, type Faults } from '../fault-proxy/proxy.ts';
@@ -16,9 +16,10 @@ import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { freePort, startProcess, type ManagedProcess } from '../helpers/processes.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
+import { REPO_ROOT, ferryArgs } from '../helpers/ferry-entry.ts';
 
 export const MiB = 1 << 20;
-export const REPO_ROOT = resolve(import.meta.dirname, '../..');
+export { REPO_ROOT };
 
 export interface Upstream {
   registry: ReferenceRegistry;
@@ -66,8 +67,11 @@ export interface FerryProcess {
   stop(): Promise<void>;
 }
 
-/** `node --import tsx scripts/ferry.ts mirror --config <tmp>` on 127.0.0.1:random, storing in dataDir. */
-export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'dataDir'>, dataDir: string, name = 'ferry-child'): Promise<FerryProcess> {
+/**
+ * `node --import tsx scripts/ferry.ts mirror --config <tmp>` (or, `compiled`, `node dist/scripts/ferry.js
+ * mirror ...`: benchmarks, after buildFerry()) on 127.0.0.1:random, storing in dataDir.
+ */
+export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'dataDir'>, dataDir: string, name = 'ferry-child', opts: { compiled?: boolean } = {}): Promise<FerryProcess> {
   const work = await mkdtemp(join(tmpdir(), 'ferry-child-'));
   const configPath = join(work, 'config.json');
   await writeFile(configPath, JSON.stringify({ log: { level: process.env.FERRY_TEST_LOG ?? 'warn', format: 'json' }, ...config }));
@@ -78,7 +82,7 @@ export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'da
       proc = await startProcess({
         name,
         command: process.execPath,
-        args: ['--import', 'tsx', 'scripts/ferry.ts', 'mirror', '--config', configPath],
+        args: [...ferryArgs(opts.compiled), 'mirror', '--config', configPath],
         cwd: REPO_ROOT,
         env: { ...process.env, FERRY_LISTEN: `127.0.0.1:${port}`, FERRY_DATA_DIR: dataDir },
         ready: { url: `http://127.0.0.1:${port}/v2/` },
