@@ -91,6 +91,16 @@ async function ferryPull(up: Upstream, imageBytes: number, seed: number): Promis
   }
 }
 
+/** Connections carrying ranges for ferry's transfers now, from its status document. */
+async function transferConnections(url: string): Promise<string> {
+  try {
+    const status = (await (await fetch(`${url}/status.json`)).json()) as { transfers: Array<{ connections: number; concurrency: number }> };
+    return status.transfers.map((t) => `${t.connections} (link budget ${t.concurrency})`).join(', ') || '0';
+  } catch (err) {
+    return `unknown (${String(err)})`;
+  }
+}
+
 async function killAtHalf(up: Upstream, seed: number): Promise<void> {
   const layer = [...up.image.layers].sort((a, b) => b.size - a.size)[0]!;
   const chunk = chunkSizeFor(layer.size, transferSchema.parse({}));
@@ -104,20 +114,32 @@ async function killAtHalf(up: Upstream, seed: number): Promise<void> {
     const started = performance.now();
     const first = readBlob(ferry.url, up.repository, layer.digest).catch(() => undefined);
     await waitUntil(() => proxy.stats.bytesToClient >= layer.size / 2, 50);
+    const busy = await transferConnections(ferry.url);
+    const droppedBefore = proxy.stats.bytesDropped;
+    const openAtKill = proxy.openConnections;
     await ferry.kill9();
-    const delivered = proxy.stats.bytesToClient;
     await first;
-    const atKill = proxy.stats.bytesFromUpstream;
+    await waitUntil(() => proxy.openConnections === 0, 20);
+    const atKill = { ...proxy.stats };
+    const droppedByKill = atKill.bytesDropped - droppedBefore;
     const journal = path.join(new StorePaths(data).transfersDir, `${layer.digest.slice('sha256:'.length)}.journal`);
     const kept = (await loadJournal(journal, layer.digest, layer.size))?.size ?? 0;
     await ferry.stop();
     ferry = await startFerryProcess(config, data, 'bench-link-kill-2', { compiled: true });
     const second = await readBlob(ferry.url, up.repository, layer.digest);
     if (second.digest !== layer.digest) throw new Error(`after the restart the blob was ${second.digest} (${second.bytes} bytes)`);
-    const again = proxy.stats.bytesFromUpstream - layer.size;
-    console.log(`  killed at ${mb(atKill)} MB from upstream; whole layer verified after ${seconds(performance.now() - started)} s`);
-    console.log(`  bytes fetched again: ${mb(again)} MB = ${(again / chunk).toFixed(2)} chunks of ${mb(chunk)} MB (target <= 2 chunks); ${proxy.stats.resets} resets over both runs count in it`);
-    console.log(`  at the kill: ${mb(delivered)} MB delivered to ferry, ${mb(kept)} MB in its journal, so ${mb(delivered - kept)} MB (${((delivered - kept) / chunk).toFixed(2)} chunks) lost by ferry (headers included); ${mb(atKill - delivered)} MB read from upstream by the link and never delivered (in flight at the kill and at earlier resets)`);
+    await ferry.stop();
+    await waitUntil(() => proxy.openConnections === 0, 20);
+    const end = proxy.stats;
+    const chunks = (n: number): string => `${(n / chunk).toFixed(2)} chunks`;
+    // Every byte read from upstream was either delivered to ferry or dropped by the link at a reset or at the kill.
+    const deliveredTwice = end.bytesToClient - layer.size;
+    const droppedByResets = end.bytesDropped - droppedByKill;
+    const gross = end.bytesFromUpstream - layer.size;
+    const cost = deliveredTwice + droppedByKill;
+    console.log(`  killed with ${mb(atKill.bytesToClient)} MB delivered to ferry, ${mb(kept)} MB of it in ferry's journal; whole layer verified after ${seconds(performance.now() - started)} s`);
+    console.log(`  cost of the kill: ${mb(cost)} MB = ${chunks(cost)} of ${mb(chunk)} MB (target <= 2 chunks) = ${mb(deliveredTwice)} MB ferry had received and fetched again (${chunks(deliveredTwice)}; headers included) + ${mb(droppedByKill)} MB the link held in flight at the kill (${chunks(droppedByKill)}; ${openAtKill} connections open, ${busy} carrying ranges)`);
+    console.log(`  gross, with the resets of both runs: ${mb(gross)} MB = ${chunks(gross)} read twice from upstream (the kill's ${mb(cost)} MB + ${mb(droppedByResets)} MB the link dropped at ${end.resets} resets)`);
   } finally {
     stopWatch();
     await ferry.stop();

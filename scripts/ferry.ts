@@ -10,6 +10,7 @@ import { exportCommand } from './export.ts';
 import { gcCommand } from './gc.ts';
 import { relayCommand } from './relay.ts';
 import { HtpasswdError } from '../server/auth/htpasswd.ts';
+import { DataDirInUseError } from '../lib/storage/data-dir-lock.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
 
 
@@ -62,6 +63,10 @@ try {
   if (e instanceof ConfigError) {
     console.error(`ferry: config error: ${e.message}`);
     process.exit(2);
+  }
+  if (e instanceof DataDirInUseError) {
+    console.error(`ferry: ${e.message}`);
+    process.exit(1);
   }
   if (e instanceof HtpasswdError) {
     console.error(`ferry: config error: auth.htpasswd: ${e.message}`);

@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { LoadedConfig } from '../lib/config/load.ts';
 import { createLogger, type Logger } from '../lib/log/logger.ts';
+import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
 import { openStore, type Store } from '../lib/storage/store.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
 import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
@@ -40,7 +41,12 @@ export interface MirrorDeps {
   downloader?: Downloader;
 }
 
-export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): Promise<RunningMirror> {
+/** Starts the mirror on its data dir, which it holds alone until close() or shutdown(). */
+export function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): Promise<RunningMirror> {
+  return startLocked(config.dataDir, 'mirror', (lock) => startOnLockedDir(config, deps, lock));
+}
+
+async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: DataDirLock): Promise<RunningMirror> {
   const logger = deps.logger ?? createLogger(config.log);
   const store = await openStore(config.dataDir);
   const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
@@ -91,6 +97,7 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
     async shutdown(opts) {
       const result = await ops.shutdown(server, opts);
       await Promise.all([...clients.values()].map((c) => c.close()));
+      await lock.release();
       return result;
     },
     async close() {
@@ -102,6 +109,7 @@ export async function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): 
       // A fill past verification still commits: nothing may write to the store once closed.
       await Promise.all([closed, settled]);
       await Promise.all([...clients.values()].map((c) => c.close()));
+      await lock.release();
     },
   };
 }

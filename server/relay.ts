@@ -15,6 +15,7 @@ import { ChunkLists } from '../lib/relay/chunk-list.ts';
 import { FailureThrottle, type FailureThrottleOptions } from '../lib/relay/failure-throttle.ts';
 import { RelayRegistry } from '../lib/relay/relay-registry.ts';
 import { TokenSet } from '../lib/relay/tokens.ts';
+import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
 import { openStore, type Store } from '../lib/storage/store.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import { UpstreamClient } from '../lib/upstream/client.ts';
@@ -69,7 +70,16 @@ export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Pr
     throw new ConfigError(config.file, 'relay: no token accepted (set relay.tokens or relay.tokenFile; `ferry relay token` prints a new one)');
   }
   if (Object.keys(config.upstreams).length === 0) throw new ConfigError(config.file, 'upstreams: the relay needs at least one upstream');
+  return startLocked(config.dataDir, 'relay', (lock) => startOnLockedDir(config, deps, { logger, settings, tokens }, lock));
+}
 
+/** The relay on its data dir, which it holds alone until close() or shutdown(). */
+async function startOnLockedDir(
+  config: LoadedConfig,
+  deps: RelayDeps,
+  { logger, settings, tokens }: { logger: Logger; settings: RelaySettings; tokens: TokenSet },
+  lock: DataDirLock,
+): Promise<RunningRelay> {
   const store = await openStore(config.dataDir);
   const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
@@ -138,6 +148,7 @@ export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Pr
         ...(opts.graceMs !== undefined ? { graceMs: opts.graceMs } : {}),
         onClosed: async () => {
           await Promise.all([...clients.values()].map((c) => c.close()));
+          await lock.release();
         },
       });
     },
@@ -147,6 +158,7 @@ export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Pr
       server.closeAllConnections();
       await closed;
       await Promise.all([...clients.values()].map((c) => c.close()));
+      await lock.release();
     },
   };
 }

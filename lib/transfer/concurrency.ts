@@ -8,7 +8,9 @@
  *   does not ends it, and keeps the connections the measured goodput justifies plus a margin,
  *   since on a reset-prone link some connections are always between a reset and a retry.
  * - avoidance: judged over a few ticks at once (one tick is noisy): grow by a quarter while
- *   goodput rises by more than 5%, step back when a growth made it worse, probe after flat rounds.
+ *   goodput rises by more than 5%; a growth that did not raise it is undone (the connections it
+ *   added only hold more bytes in flight: more to lose at a reset or a crash, more load on the far
+ *   end); after flat rounds, probe with one more connection, undone the same way if useless.
  *
  * An overloaded upstream (429, 503, refused) cuts hard and ends slow start. Plain resets do not
  * shrink it: on this link they happen whatever the concurrency.
@@ -33,6 +35,8 @@ export class ConcurrencyController {
   private round: number[] = [];
   private lastRoundRate: number | undefined;
   private lastChange: 'up' | 'down' | 'none' = 'none';
+  /** Connections added by the last 'up' change. */
+  private lastStep = 0;
   private flatRounds = 0;
   private overload = false;
 
@@ -52,26 +56,31 @@ export class ConcurrencyController {
     this.overload = true;
   }
 
-  /** Feeds the goodput of the last interval; `hasWaitingWork` says whether more connections would have work. */
-  tick(rate: number, hasWaitingWork: boolean): number {
+  /**
+   * Feeds the goodput of the last interval. `hasWaitingWork`: more connections would have work
+   * (growth needs it). `saturated`: every connection allowed was in use at some point of the
+   * interval, so the goodput says what this concurrency gives (default: `hasWaitingWork`). A
+   * single transfer at its own cap is saturated with nothing waiting.
+   */
+  tick(rate: number, hasWaitingWork: boolean, saturated = hasWaitingWork): number {
     if (this.overload) {
       this.overload = false;
       this.endSlowStart();
       return this.change(Math.floor(this.current * 0.7), 'down');
     }
-    return this.slowStartOn ? this.slowStartTick(rate, hasWaitingWork) : this.avoidanceTick(rate, hasWaitingWork);
+    return this.slowStartOn ? this.slowStartTick(rate, hasWaitingWork, saturated) : this.avoidanceTick(rate, hasWaitingWork);
   }
 
-  private slowStartTick(rate: number, hasWaitingWork: boolean): number {
+  private slowStartTick(rate: number, hasWaitingWork: boolean, saturated: boolean): number {
+    // Nothing to learn from an interval where the connections allowed were not all in use.
+    if (!saturated) return this.current;
     const last = this.last;
     this.last = { rate, concurrency: this.current };
-    // Nothing to learn from an interval where the connections had no work queued behind them.
-    if (!hasWaitingWork) return this.current;
-    if (last === undefined || last.rate <= 0 || last.concurrency >= this.current) return this.change(this.current * 2, 'up');
+    if (last === undefined || last.rate <= 0 || last.concurrency >= this.current) return hasWaitingWork ? this.change(this.current * 2, 'up') : this.current;
     const perConnection = last.rate / last.concurrency;
     const promised = perConnection * (this.current - last.concurrency);
     if (rate - last.rate >= promised / 2) {
-      if (this.current >= this.max) return this.current;
+      if (this.current >= this.max || !hasWaitingWork) return this.current;
       return this.change(this.current * 2, 'up');
     }
     // The link stopped giving each connection its rate: keep what the goodput needs, plus a margin.
@@ -89,7 +98,7 @@ export class ConcurrencyController {
     this.lastRoundRate = avg;
     if (last === undefined) return this.current;
     if (avg > last * 1.05 && hasWaitingWork) return this.change(this.current + Math.max(1, Math.floor(this.current / 4)), 'up');
-    if (this.lastChange === 'up' && avg < last * 0.95) return this.change(this.current - 1, 'down');
+    if (this.lastChange === 'up') return this.change(this.current - this.lastStep, 'down');
     if (++this.flatRounds >= 3 && hasWaitingWork) return this.change(this.current + 1, 'up');
     this.lastChange = 'none';
     return this.current;
@@ -103,7 +112,9 @@ export class ConcurrencyController {
   }
 
   private change(to: number, direction: 'up' | 'down' | 'none'): number {
+    const before = this.current;
     this.current = Math.min(this.max, Math.max(this.min, to));
+    this.lastStep = direction === 'up' ? this.current - before : 0;
     this.lastChange = direction;
     this.flatRounds = 0;
     return this.current;

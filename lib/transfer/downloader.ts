@@ -43,7 +43,7 @@ export interface TransferOptions {
    */
   onVerified?: (partPath: string) => Promise<string | void>;
   /**
-   * Journal progress inside a chunk every this many bytes (default 64 KiB): what a kill -9 can
+   * Journal progress inside a chunk every this many bytes (default 16 KiB): what a kill -9 can
    * cost, per connection. A line is one append; the fsync comes once a second (journal.ts).
    */
   checkpointBytes?: number;
@@ -416,7 +416,7 @@ export class Transfer extends EventEmitter {
       maxFailures: this.cfg.retries,
       policy: this.opts.retryPolicy ?? DEFAULT_RETRY_POLICY,
       random: this.opts.random ?? Math.random,
-      checkpointBytes: this.opts.checkpointBytes ?? 64 * 1024,
+      checkpointBytes: this.opts.checkpointBytes ?? 16 * 1024,
       write: async (pos, buf) => {
         await (this.part as FileHandle).write(buf, 0, buf.length, pos);
         this.written.add(pos, pos + buf.length);

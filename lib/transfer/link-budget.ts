@@ -74,6 +74,8 @@ export class LinkBudget {
   private next = 0;
   private active = 0;
   private bytes = 0;
+  /** Most connections in use at once since the last tick. */
+  private peakActive = 0;
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
@@ -114,6 +116,7 @@ export class LinkBudget {
       if (!share) break;
       const waiter = share.queue.shift() as Waiter;
       this.active++;
+      this.peakActive = Math.max(this.peakActive, this.active);
       share.active++;
       let released = false;
       waiter.grant(() => {
@@ -168,7 +171,9 @@ export class LinkBudget {
     const rate = (this.bytes * 1000) / Math.max(1, now - this.lastTickAt);
     this.bytes = 0;
     this.lastTickAt = now;
-    this.controller.tick(rate, this.waiting > 0);
+    const saturated = Math.max(this.peakActive, this.active) >= this.limit;
+    this.peakActive = this.active;
+    this.controller.tick(rate, this.waiting > 0, saturated);
     this.pump();
   }
 }

@@ -99,6 +99,22 @@ describe('fault proxy', function () {
     assert.ok(got.data.equals(payload.subarray(0, got.data.length)));
   });
 
+  it('counts what a reset or a vanished client leaves in the link as dropped', async () => {
+    const { proxy } = await setup(4 * MiB, { resetMeanBytes: 256 * 1024, rateBytesPerSec: 2 * MiB, latencyMs: 100 });
+    await receive(proxy.port);
+    assert.equal(proxy.stats.resets, 1);
+    // A client that goes away mid-stream, like a killed process.
+    proxy.setFaults({ resetMeanBytes: undefined });
+    const s = net.connect(proxy.port, '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise<void>((resolve) => s.once('data', () => resolve()));
+    s.destroy();
+    while (proxy.openConnections > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const { bytesFromUpstream, bytesToClient, bytesDropped } = proxy.stats;
+    assert.ok(bytesDropped > 0, 'the link held bytes at the reset and at the close');
+    assert.equal(bytesFromUpstream, bytesToClient + bytesDropped);
+  });
+
   it('draws the same faults from the same seed', async () => {
     const runs: number[][] = [];
     for (let i = 0; i < 2; i++) {

@@ -49,6 +49,11 @@ export interface ProxyStats {
   connections: number;
   bytesFromUpstream: number;
   bytesToClient: number;
+  /**
+   * Read from upstream but never forwarded: what the link held when a connection ended (a reset,
+   * the client going away). Once no connection is open, bytesFromUpstream = bytesToClient + this.
+   */
+  bytesDropped: number;
   bytesFromClient: number;
   resets: number;
   stalls: number;
@@ -68,7 +73,7 @@ function parseTarget(t: ProxyOptions['target']): { host: string; port: number } 
 
 export class FaultProxy {
   readonly stats: ProxyStats = {
-    connections: 0, bytesFromUpstream: 0, bytesToClient: 0, bytesFromClient: 0,
+    connections: 0, bytesFromUpstream: 0, bytesToClient: 0, bytesDropped: 0, bytesFromClient: 0,
     resets: 0, stalls: 0, truncations: 0, corruptions: 0,
   };
   readonly logs: ConnectionLog[] = [];
@@ -94,6 +99,11 @@ export class FaultProxy {
 
   get bytesFromUpstream(): number {
     return this.stats.bytesFromUpstream;
+  }
+
+  /** Connections not yet closed on both sides. */
+  get openConnections(): number {
+    return this.live.size;
   }
 
   get port(): number {
@@ -210,6 +220,9 @@ class ProxyConnection {
     this.destroyed = true;
     this.dead = true;
     this.log.closed = true;
+    for (const q of this.queue) this.proxy.stats.bytesDropped += q.buf.length - q.off;
+    this.queue.length = 0;
+    this.queued = 0;
     this.client.destroy();
     this.upstream.destroy();
     this.onClose();

@@ -50,7 +50,7 @@ describe('transfer policies', () => {
     assert.ok(kept > 16 && kept < 32);
   });
 
-  it('after slow start, grows by a quarter per round while goodput rises and steps back when a growth made it worse', () => {
+  it('after slow start, grows by a quarter per round while goodput rises and undoes a growth that made it worse', () => {
     const c = new ConcurrencyController(4, 64, { avoidanceTicks: 1 });
     c.tick(400, true);
     c.tick(500, true); // 8 connections brought 100 of the promised 400: slow start ends
@@ -59,7 +59,21 @@ describe('transfer policies', () => {
     c.tick(500, true); // the first round only sets the reference
     assert.equal(c.tick(600, true), base + Math.max(1, Math.floor(base / 4)));
     const grown = c.current;
-    assert.equal(c.tick(400, true), grown - 1);
+    assert.equal(c.tick(700, true), grown + Math.max(1, Math.floor(grown / 4)));
+    assert.equal(c.tick(400, true), grown);
+  });
+
+  it('undoes a growth or a probe that left goodput flat, so a capped link does not creep to the maximum', () => {
+    const c = new ConcurrencyController(4, 64, { avoidanceTicks: 1 });
+    // 1 per connection, the aggregate capped at 16.
+    for (const r of [4, 8, 15, 16]) c.tick(r, true);
+    assert.equal(c.slowStart, false);
+    const kept = c.current;
+    const seen: number[] = [];
+    for (let i = 0; i < 40; i++) seen.push(c.tick(16, true));
+    assert.ok(Math.max(...seen) <= kept + 1, `flat goodput moved it from ${kept} to ${Math.max(...seen)}`);
+    assert.ok(seen.filter((n) => n === kept + 1).length >= 5, 'it keeps probing one more connection');
+    assert.ok(Math.min(...seen) >= kept, 'flat goodput is no reason to shrink');
   });
 
   it('judges several ticks at once after slow start, so one noisy interval does not move it', () => {
@@ -79,6 +93,26 @@ describe('transfer policies', () => {
     c.overloaded();
     assert.equal(c.tick(200, true), Math.floor(before * 0.7));
     assert.equal(c.slowStart, false);
+  });
+
+  it('ends slow start on a transfer at its own cap (nothing waits, every connection busy) instead of freezing there', () => {
+    const c = new ConcurrencyController(8, 32);
+    assert.equal(c.tick(6.5, true), 16);
+    assert.equal(c.tick(14, true), 32);
+    // 32 busy, 16 MB/s: the doubling brought 2.6 of the 14 it promised; no chunk waits.
+    const kept = c.tick(16.6, false, true);
+    assert.equal(c.slowStart, false);
+    assert.equal(kept, Math.ceil((16.6 / (14 / 16)) * 1.25));
+    assert.ok(kept < 32);
+  });
+
+  it('learns nothing from intervals where the connections allowed were not all in use', () => {
+    const c = new ConcurrencyController(4, 32);
+    assert.equal(c.tick(4, true), 8);
+    for (const r of [5, 5, 5, 5]) assert.equal(c.tick(r, false, false), 8);
+    assert.equal(c.slowStart, true);
+    // Saturated again, and the doubling to 8 paid off against the last saturated interval.
+    assert.equal(c.tick(8, true, true), 16);
   });
 
   it('does not grow when no chunk waits for a connection', () => {
