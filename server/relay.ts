@@ -20,6 +20,7 @@ import { openStore, type Store } from '../lib/storage/store.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import { UpstreamClient } from '../lib/upstream/client.ts';
 import { boundAddress, listen } from './listen.ts';
+import { createServiceOps } from './ops/mirror-ops.ts';
 import { gracefulShutdown, type ShutdownResult } from './ops/shutdown.ts';
 import { createRelayApp } from './relay/relay-app.ts';
 
@@ -114,7 +115,9 @@ async function startOnLockedDir(
     chunkLists,
   });
   const throttle = new FailureThrottle(deps.throttle);
-  const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger });
+  const ops = createServiceOps(config, logger, fills);
+  let ready = true;
+  const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger, observe: ops.observe, ops, ready: () => ready });
   const server = await listen(app, { listen: config.listen, tls: config.tls });
   const address = boundAddress(server);
   logger.info({
@@ -146,13 +149,16 @@ async function startOnLockedDir(
         logger,
         fills,
         ...(opts.graceMs !== undefined ? { graceMs: opts.graceMs } : {}),
+        onStopAccepting: () => { ready = false; },
         onClosed: async () => {
+          ops.close();
           await Promise.all([...clients.values()].map((c) => c.close()));
           await lock.release();
         },
       });
     },
     async close() {
+      ops.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       fills.abortAll('relay shutting down');
       server.closeAllConnections();

@@ -1,5 +1,5 @@
 /**
- * The ops state of one mirror instance: metrics, upstream health, recent errors, live
+ * The ops state of one mirror or relay instance: metrics, upstream health, recent errors, live
  * transfers and the store size, and the status document the status page polls.
  */
 import type { Logger } from '../log/logger.ts';

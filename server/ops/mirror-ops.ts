@@ -36,17 +36,25 @@ export interface MirrorOpsSetup {
   reloadTls(server: Server): boolean;
 }
 
-export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: BlobFills): MirrorOpsSetup {
-  const pingSeconds = Number(process.env.FERRY_UPSTREAM_PING_SECONDS ?? 60);
-  const ops = new MirrorOps({
+/**
+ * The ops state of a mirror or a relay: metrics, upstream health (each upstream's /v2/ pinged
+ * every FERRY_UPSTREAM_PING_SECONDS, default 60), live transfers, store size, recent errors.
+ */
+export function createServiceOps(config: LoadedConfig, logger: Logger, fills: BlobFills): MirrorOps {
+  const seconds = Number(process.env.FERRY_UPSTREAM_PING_SECONDS ?? 60);
+  return new MirrorOps({
     logger: logger.child({ module: 'ops' }),
     dataDir: config.dataDir,
     fills,
     upstreams: Object.entries(config.upstreams).map(([name, u]) => ({ name, url: u.url, ...(u.caFile ? { caFile: u.caFile } : {}) })),
-    pingIntervalMs: Number.isFinite(pingSeconds) ? pingSeconds * 1000 : 60_000,
+    pingIntervalMs: Number.isFinite(seconds) ? seconds * 1000 : 60_000,
     processMetrics: true,
     version: ferryVersion(),
   });
+}
+
+export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: BlobFills): MirrorOpsSetup {
+  const ops = createServiceOps(config, logger, fills);
   let ready = true;
   const auth = config.auth
     ? new RegistryAuth({ htpasswd: new Htpasswd(config.auth.htpasswd), realm: config.auth.realm, protectPull: config.auth.protectPull })

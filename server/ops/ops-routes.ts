@@ -11,11 +11,25 @@ export interface OpsRoutesOptions {
   ready?: () => boolean;
 }
 
+function named(res: Response, route: string): void {
+  res.locals.route = route;
+  res.setHeader('Cache-Control', 'no-store');
+}
+
+/** The mirror's: everything, open like its /v2/ (push protection guards writes only). */
 export function mountOpsRoutes(app: Express, ops: MirrorOps, opts: OpsRoutesOptions = {}): void {
-  const named = (res: Response, route: string): void => {
-    res.locals.route = route;
-    res.setHeader('Cache-Control', 'no-store');
+  mountFiguresRoutes(app, ops);
+  const page = (_req: unknown, res: Response): void => {
+    named(res, 'status-page');
+    res.type('html').send(STATUS_HTML);
   };
+  app.get('/', page);
+  app.get('/status', page);
+  mountHealthRoutes(app, opts);
+}
+
+/** /metrics (Prometheus text) and /status.json: what the service is doing. */
+export function mountFiguresRoutes(app: Express, ops: MirrorOps): void {
   app.get('/metrics', async (_req, res, next) => {
     named(res, 'metrics');
     try {
@@ -25,12 +39,6 @@ export function mountOpsRoutes(app: Express, ops: MirrorOps, opts: OpsRoutesOpti
       next(e);
     }
   });
-  const page = (_req: unknown, res: Response): void => {
-    named(res, 'status-page');
-    res.type('html').send(STATUS_HTML);
-  };
-  app.get('/', page);
-  app.get('/status', page);
   app.get('/status.json', async (_req, res, next) => {
     named(res, 'status-json');
     try {
@@ -39,6 +47,10 @@ export function mountOpsRoutes(app: Express, ops: MirrorOps, opts: OpsRoutesOpti
       next(e);
     }
   });
+}
+
+/** /healthz and /readyz: reveal nothing but liveness, so they may stay open where the rest is guarded. */
+export function mountHealthRoutes(app: Express, opts: OpsRoutesOptions = {}): void {
   app.get('/healthz', (_req, res) => {
     named(res, 'health');
     res.json({ ok: true });

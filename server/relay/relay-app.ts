@@ -1,7 +1,8 @@
 /**
- * The relay's express app: the token guard in front of everything, then a pull-only /v2/ API
- * (base, manifests, blobs with ranges, tags, per-chunk digests). Every other method answers
- * UNSUPPORTED (405) before any routing, so nothing can be written.
+ * The relay's express app: health checks, then the token guard in front of everything else: a
+ * pull-only /v2/ API (base, manifests, blobs with ranges, tags, per-chunk digests), /metrics and
+ * /status.json. Every other method answers UNSUPPORTED (405) before any routing, so nothing can
+ * be written.
  */
 import type { Express, RequestHandler } from 'express';
 import { RegistryError } from '../../lib/oci/errors.ts';
@@ -11,6 +12,8 @@ import type { RelayRegistry } from '../../lib/relay/relay-registry.ts';
 import type { TokenSet } from '../../lib/relay/tokens.ts';
 import type { RequestObserver } from '../access-log.ts';
 import { createMirrorApp } from '../mirror-app.ts';
+import { mountFiguresRoutes, mountHealthRoutes } from '../ops/ops-routes.ts';
+import type { MirrorOps } from '../../lib/metrics/ops.ts';
 import { chunksRoute } from './chunks.ts';
 import { tokenGuard } from './token-guard.ts';
 
@@ -22,6 +25,10 @@ export interface RelayAppOptions {
   chunkBytes: number;
   logger?: Logger;
   observe?: RequestObserver;
+  /** Ops figures: /healthz and /readyz open, /metrics and /status.json behind the token. */
+  ops?: MirrorOps;
+  /** False once shutdown began (/readyz). */
+  ready?: () => boolean;
 }
 
 const pullOnly: RequestHandler = (req, res, next) => {
@@ -41,8 +48,10 @@ export function createRelayApp(opts: RelayAppOptions): Express {
     ...(opts.observe ? { observe: opts.observe } : {}),
     // Ahead of every route, /v2/ and anything else alike.
     extra: (app) => {
+      if (opts.ops) mountHealthRoutes(app, { ready: opts.ready });
       app.use(tokenGuard({ tokens: opts.tokens, throttle: opts.throttle }));
       app.use(pullOnly);
+      if (opts.ops) mountFiguresRoutes(app, opts.ops);
       app.use('/v2', chunksRoute(opts.backend, opts.chunkBytes));
     },
   });

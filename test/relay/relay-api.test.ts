@@ -217,6 +217,38 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
       assert.ok(proxy.stats.bytesToClient < both * 1.1, `upstream sent ${proxy.stats.bytesToClient} bytes for ${both} bytes of blobs`);
     });
   });
+
+  describe('ops', () => {
+    it('keeps /healthz and /readyz open, and /metrics and /status.json behind the token', async () => {
+      for (const path of ['/healthz', '/readyz']) {
+        const a = await call(`${relay.url}${path}`);
+        assert.equal(a.status, 200, path);
+      }
+      for (const path of ['/metrics', '/status.json']) {
+        const refused = await call(`${relay.url}${path}`);
+        assert.equal(refused.status, 401, path);
+        assert.equal(errorCode(refused), 'UNAUTHORIZED');
+        assert.doesNotMatch(refused.body.toString(), /ferry_|transfers/);
+        assert.equal((await call(`${relay.url}${path}`, { token: generateToken() })).status, 401, `${path} with an unknown token`);
+      }
+    });
+
+    it('counts what it served and fetched: /metrics for Prometheus, /status.json for people', async () => {
+      const status = await call(`${relay.url}/status.json`, { token: TOKEN_B });
+      assert.equal(status.status, 200);
+      const doc = JSON.parse(status.body.toString()) as { version: string; store: { bytes: number } | undefined; upstreams: Array<{ name: string }> };
+      assert.match(doc.version, /^\d+\.\d+\.\d+/);
+      assert.deepEqual(doc.upstreams.map((u) => u.name).sort(), ['hub', 'quay']);
+      const metrics = await call(`${relay.url}/metrics`, { token: TOKEN_A });
+      assert.equal(metrics.status, 200);
+      const text = metrics.body.toString();
+      const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+      assert.ok(value(/^ferry_http_requests_total\{[^}]*route="blob"[^}]*status="200"[^}]*\} (\d+)/m) >= 1, text);
+      assert.ok(value(/^ferry_transfers_total\{result="complete"\} (\d+)/m) >= 2, text);
+      assert.ok(value(/^ferry_upstream_bytes_total\{upstream="hub"\} (\d+)/m) >= big.size, text);
+      assert.ok(value(/^ferry_http_requests_total\{[^}]*status="401"[^}]*\} (\d+)/m) >= 1, 'refused requests are counted too');
+    });
+  });
 });
 
 describe('ferry relay: token file and TLS reload', function () {
