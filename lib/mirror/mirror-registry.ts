@@ -211,12 +211,15 @@ export class MirrorRegistry implements RegistryBackend {
     if (r.local !== undefined) await collect(r.local);
     if (r.upstream) {
       await collect(MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository));
-      if (!known) {
-        try {
-          for (const t of await this.upstream(r.upstream.name).listTags(r.upstream.repository)) served.add(t);
-          known = true;
-        } catch (e) {
-          if (!isNotFound(e)) throw toRegistryError(e, 'tags');
+      // The upstream's own list, always (a listing is rare and must show what can be pulled);
+      // when it cannot be reached, what is held here is still an answer.
+      try {
+        for (const t of await this.upstream(r.upstream.name).listTags(r.upstream.repository)) served.add(t);
+        known = true;
+      } catch (e) {
+        if (!isNotFound(e)) {
+          if (!known) throw toRegistryError(e, 'tags');
+          this.opts.logger.warn({ err: e, name, upstream: r.upstream.name }, 'upstream tag list unavailable; listing the tags held here');
         }
       }
     }

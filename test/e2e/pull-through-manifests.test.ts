@@ -127,6 +127,12 @@ describe('pull-through: manifests and listings under rewritten names', function 
     assert.deepEqual(await getJson(`${ferry.url}/v2/kollaglue/keystone/tags/list`), { name: 'kollaglue/keystone', tags: ['latest', 'yoga', 'zed'] });
   });
 
+  it('lists a tag the upstream gained after others were cached', async () => {
+    await pushImage(oci, registry.host, 'kolla/keystone', 'antelope');
+    assert.deepEqual(await getJson(`${ferry.url}/v2/kollaglue/keystone/tags/list`), { name: 'kollaglue/keystone', tags: ['antelope', 'latest', 'yoga', 'zed'] });
+    assert.equal((await getManifest(ferry.url, 'kollaglue/keystone', 'antelope')).digest, oci.manifestDigest);
+  });
+
   it('lists tags pushed under the local name, and the rewritten name in the catalog', async () => {
     await pushImage(oci, ferry.host, 'lokolla/horizon', 'zed');
     assert.deepEqual(await getJson(`${ferry.url}/v2/kollaglue/horizon/tags/list`), { name: 'kollaglue/horizon', tags: ['zed'] });

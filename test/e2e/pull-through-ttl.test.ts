@@ -61,6 +61,15 @@ describe('pull-through: cached tags, TTL and revalidation', function () {
       assert.equal(await dockerd.docker(['run', '--rm', '--network', 'none', ref]), 'served while the upstream is down\n');
     });
 
+    it('lists the tags it holds while the upstream is down', async () => {
+      const res = await fetch(`${ferry.url}/v2/kollaglue/horizon/tags/list`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { name: 'kollaglue/horizon', tags: ['zed'] });
+      const never = await fetch(`${ferry.url}/v2/kollaglue/nova/tags/list`);
+      assert.equal(never.status, 503, 'nothing held and the upstream down: unavailable, not unknown');
+      assert.deepEqual(errorCodes(await never.text()), ['UNAVAILABLE']);
+    });
+
     it('refuses cleanly a tag it never cached', async () => {
       const res = await dockerd.dockerRaw(['pull', `${ferry.host}/kollaglue/horizon:never-pulled`], { timeoutMs: 60_000 });
       assert.notEqual(res.code, 0);
