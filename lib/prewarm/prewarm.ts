@@ -4,6 +4,7 @@
  * the mirror's transfers resume. Several images at once; each blob fetched once per run.
  */
 import { EventEmitter } from 'node:events';
+import pLimit from 'p-limit';
 import { Agent, request, type Dispatcher } from 'undici';
 import { MANIFEST_ACCEPT, isIndexMediaType } from '../oci/media-types.ts';
 import { parseImageRef, withDefaultTag, mirrorRepository, type ImageRef } from '../rewrite/image-ref.ts';
@@ -72,19 +73,16 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
 
   async run(): Promise<PrewarmReport> {
     const started = Date.now();
-    const queue = [...this.opts.refs];
+    const limit = pLimit(Math.max(1, this.opts.concurrency ?? 3));
     const reports: Array<Promise<ImageReport>> = [];
-    // A worker holds an image only while the blobs it started itself are in flight, not while it
+    // An image holds its slot only while the blobs it started itself are in flight, not while it
     // waits on parents' layers another image is fetching: else, as a big shared base layer ends,
-    // every worker waits on it and the link drains before the next images ask for anything.
-    const worker = async (): Promise<void> => {
-      for (let ref = queue.shift(); ref !== undefined; ref = queue.shift()) {
-        const { own, report } = this.image(ref);
-        reports.push(report);
-        await own;
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, this.opts.concurrency ?? 3) }, worker));
+    // every slot waits on it and the link drains before the next images ask for anything.
+    await Promise.all(this.opts.refs.map((ref) => limit(() => {
+      const { own, report } = this.image(ref);
+      reports.push(report);
+      return own;
+    })));
     const images = await Promise.all(reports);
     await this.agent.close();
     const durationMs = Date.now() - started;
