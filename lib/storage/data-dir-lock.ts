@@ -37,11 +37,15 @@ export interface DataDirLock {
 /** Directories locked by this process (a second mirror in the same process is refused too). */
 const heldHere = new Set<string>();
 
+/** Start time (field 22 of /proc/PID/stat) of a running process; undefined when gone or a zombie. */
 async function startTicks(pid: number): Promise<string | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
   if (stat === undefined) return undefined;
   // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // A killed process not yet reaped by its parent is a zombie ('Z') or dead ('X'): it holds nothing.
+  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  return fields[19];
 }
 
 const hasProc = startTicks(process.pid).then((t) => t !== undefined);
@@ -72,8 +76,24 @@ async function readHolder(file: string): Promise<Holder | undefined> {
   return { pid: -1, role: 'unknown', since: 'unknown', token: '' };
 }
 
-/** Takes the data dir for `role` or throws DataDirInUseError naming the live holder. */
-export async function lockDataDir(dataDir: string, role: string): Promise<DataDirLock> {
+/**
+ * Whether the holder lives on for `waitMs`: a holder just killed (a restart right after kill -9,
+ * a supervisor restarting a crashed service) may take a moment to be gone.
+ */
+async function stillAlive(holder: Holder, dir: string, waitMs: number): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    if (!(await alive(holder, dir))) return false;
+    if (holder.pid === process.pid || Date.now() >= deadline) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * Takes the data dir for `role` or throws DataDirInUseError naming the holder, once it has
+ * lived on for `waitMs` (default 3000).
+ */
+export async function lockDataDir(dataDir: string, role: string, opts: { waitMs?: number } = {}): Promise<DataDirLock> {
   const dir = resolve(dataDir);
   const file = join(dir, LOCK_FILE);
   const me: Holder = { pid: process.pid, start: await startTicks(process.pid), role, since: new Date().toISOString(), token: randomUUID() };
@@ -89,7 +109,7 @@ export async function lockDataDir(dataDir: string, role: string): Promise<DataDi
     }
     const holder = await readHolder(file);
     if (holder === undefined) continue; // released meanwhile: try again
-    if (await alive(holder, dir)) throw new DataDirInUseError(dir, holder);
+    if (await stillAlive(holder, dir, opts.waitMs ?? 3000)) throw new DataDirInUseError(dir, holder);
     // Stale: replace it in one rename, then make sure no other starter replaced it after us.
     const tmp = `${file}.${me.token}`;
     await writeFile(tmp, body);

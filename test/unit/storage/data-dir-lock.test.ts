@@ -35,7 +35,9 @@ describe('data dir lock', () => {
     const child = spawn('sleep', ['30']);
     try {
       await writeFile(join(dir, LOCK_FILE), JSON.stringify({ pid: child.pid, start: await startTicks(child.pid!), role: 'mirror', since: '2026-11-25T00:00:00.000Z', token: 'other' }));
-      await assert.rejects(lockDataDir(dir, 'mirror'), (e: unknown) => e instanceof DataDirInUseError && /ferry mirror \(pid \d+, since 2026-11-25/.test(e.message));
+      const t0 = performance.now();
+      await assert.rejects(lockDataDir(dir, 'mirror', { waitMs: 300 }), (e: unknown) => e instanceof DataDirInUseError && /ferry mirror \(pid \d+, since 2026-11-25/.test(e.message));
+      assert.ok(performance.now() - t0 >= 300, 'it gave the holder its time to go away');
       // Its lock is left alone.
       assert.match(await readFile(join(dir, LOCK_FILE), 'utf8'), /"token":"other"/);
     } finally {
@@ -58,6 +60,33 @@ describe('data dir lock', () => {
       await b.release();
     } finally {
       reused.kill('SIGKILL');
+    }
+  });
+
+  it('waits for a holder that is going away (a restart right after a kill), and for a zombie not at all', async () => {
+    const dying = spawn('sleep', ['0.3']);
+    await writeFile(join(dir, LOCK_FILE), JSON.stringify({ pid: dying.pid, start: await startTicks(dying.pid!), role: 'mirror', since: 'then', token: 'dying' }));
+    const a = await lockDataDir(dir, 'mirror', { waitMs: 5000 });
+    await a.release();
+
+    // sh execs a sleep that never reaps its own child: that child, once exited, stays a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 0.05 & exec sleep 30']);
+    try {
+      let zombie = 0;
+      for (let i = 0; i < 100 && !zombie; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const kids = (await readFile(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').catch(() => '')).trim();
+        const pid = Number(kids.split(/\s+/)[0]);
+        if (pid > 0 && / Z /.test(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''))) zombie = pid;
+      }
+      assert.ok(zombie > 0, 'a zombie to lock with');
+      await writeFile(join(dir, LOCK_FILE), JSON.stringify({ pid: zombie, start: await startTicks(zombie), role: 'mirror', since: 'then', token: 'zombie' }));
+      const t0 = performance.now();
+      const b = await lockDataDir(dir, 'mirror', { waitMs: 5000 });
+      assert.ok(performance.now() - t0 < 1000, 'a zombie holds nothing: no wait');
+      await b.release();
+    } finally {
+      parent.kill('SIGKILL');
     }
   });
 
