@@ -170,6 +170,8 @@ export class Transfer extends EventEmitter {
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
     setMaxListeners(0, this.ctrl.signal);
+    // Every reader waiting for bytes listens here (a relay serves one reader per range request).
+    this.setMaxListeners(0);
     this.done = this.run();
     this.done.catch(() => {});
   }

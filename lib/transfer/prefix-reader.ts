@@ -102,8 +102,16 @@ class PrefixReader extends Readable {
       // Renamed under us: wait for the commit to say where to, unless it already has.
       if (t.state === 'running') {
         await new Promise<void>((resolve, reject) => {
-          t.once('verified', () => resolve());
-          t.once('failed', (err: Error) => reject(err));
+          const verified = (): void => {
+            t.off('failed', failed);
+            resolve();
+          };
+          const failed = (err: Error): void => {
+            t.off('verified', verified);
+            reject(err);
+          };
+          t.once('verified', verified);
+          t.once('failed', failed);
         });
       }
       if (!t.committedPath || t.committedPath === t.partPath) {

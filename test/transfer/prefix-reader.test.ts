@@ -37,6 +37,25 @@ describe('prefix reader', function () {
     assert.ok(beforeVerified > 10, `only ${beforeVerified} reads happened before verification`);
   });
 
+  it('serves many readers of one transfer at once without a listener-leak warning, and leaves no listener behind', async () => {
+    r = await rig(2 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
+    const t = r.start();
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => { warnings.push(w.name); };
+    process.on('warning', onWarning);
+    try {
+      const readers = Array.from({ length: 24 }, (_, i) => collect(createPrefixReader(t, i * 64 * KiB, 2 * MiB - 1)));
+      const got = await Promise.all(readers);
+      got.forEach((g, i) => assert.ok(g.data.equals(r!.data.subarray(i * 64 * KiB)), `reader ${i}`));
+      await t.done;
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(['advance', 'reset', 'failed', 'verified'].map((e) => t.listenerCount(e)), [0, 0, 0, 0]);
+  });
+
   it('streams a range from the middle, and keeps reading after the part is renamed into the store', async () => {
     r = await rig(2 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
     const dir = r.dir;
