@@ -17,9 +17,9 @@ import { buildImage, type BuiltImage } from '../test/helpers/oci-image.ts';
 import { TEST_OUTPUT_DIR, run } from '../test/helpers/processes.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../test/helpers/reference-registry.ts';
 import { pushImage } from '../test/helpers/skopeo.ts';
-import { buildFerry, ferryArgs } from '../test/helpers/ferry-entry.ts';
+import { REPO_ROOT, buildFerry, ferryArgs } from '../test/helpers/ferry-entry.ts';
 import { SYNTHETIC_KOLLA, SYNTHETIC_KOLLA_RELEASE as RELEASE, kollaAncestry } from '../test/e2e/kolla-synthetic.ts';
-import { MiB, REPO_ROOT, linkConfig, startFerryProcess, startLink } from '../test/e2e/transfer-fixture.ts';
+import { MiB, linkConfig, startFerryProcess, startLink } from '../test/e2e/transfer-fixture.ts';
 
 const MB = 1e6;
 const LINK: Faults = { rateBytesPerSec: 1 * MB, aggregateBytesPerSec: 16 * MB, latencyMs: 200, resetMeanBytes: 32 * MB };

@@ -13,7 +13,6 @@ import { HtpasswdError } from '../server/auth/htpasswd.ts';
 import { DataDirInUseError } from '../lib/storage/data-dir-lock.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
 
-
 const program = new Command('ferry')
   .description('A container-registry mirror and relay for slow, throttled, reset-prone links')
   .version(ferryVersion())

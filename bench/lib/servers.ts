@@ -2,21 +2,19 @@
  * The two servers of the duel, each a real child process on 127.0.0.1 with its own temp store,
  * both logging at warn (no per-request log line on either side).
  */
-import { mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, startProcess, type ManagedProcess } from '../../test/helpers/processes.ts';
 import { REPO_ROOT, ferryArgs } from '../../test/helpers/ferry-entry.ts';
-import { descendants, pinned } from './pinning.ts';
-
-export { REPO_ROOT };
+import { pinned } from './pinning.ts';
 
 export interface BenchServer {
   label: string;
   /** 127.0.0.1:PORT */
   host: string;
   url: string;
-  /** The process that serves (for ferry: the node process under tsx's launcher). */
+  /** The process that serves (taskset execs the server: the child itself). */
   servingPid: number;
   process: ManagedProcess;
   stop(): Promise<void>;
@@ -57,27 +55,18 @@ export async function startFerry(cpus: string | undefined): Promise<BenchServer>
       readyTimeoutMs: 30_000,
     });
   });
-  // Under taskset the launcher execs node (same pid); were it a wrapper, the server is the first node below.
-  const servingPid = (await firstNodeDescendant(proc.pid)) ?? proc.pid;
   const host = `127.0.0.1:${port}`;
   return {
     label: 'ferry',
     host,
     url: `http://${host}`,
-    servingPid,
+    servingPid: proc.pid,
     process: proc,
     async stop() {
       await proc.stop();
       await rm(work, { recursive: true, force: true });
     },
   };
-}
-
-async function firstNodeDescendant(pid: number): Promise<number | undefined> {
-  for (const p of await descendants(pid)) {
-    if ((await readlink(`/proc/${p}/exe`).catch(() => '')) === process.execPath) return p;
-  }
-  return undefined;
 }
 
 /** Debian's docker-registry (distribution 2.8), filesystem storage, log level warn, no access log. */

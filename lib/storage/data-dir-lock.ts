@@ -51,6 +51,8 @@ async function startTicks(pid: number): Promise<string | undefined> {
 const hasProc = startTicks(process.pid).then((t) => t !== undefined);
 
 async function alive(holder: Holder, dir: string): Promise<boolean> {
+  // A torn or foreign file reads as pid -1 (and kill(-1, 0) would ask about every process).
+  if (!Number.isSafeInteger(holder.pid) || holder.pid <= 0) return false;
   if (holder.pid === process.pid) return heldHere.has(dir);
   if (await hasProc) {
     const start = await startTicks(holder.pid);

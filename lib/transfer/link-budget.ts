@@ -74,7 +74,7 @@ export class LinkBudget {
   private next = 0;
   private active = 0;
   private bytes = 0;
-  /** Most connections in use at once since the last tick. */
+  /** Most connections in use at once since the last tick (never below `active`). */
   private peakActive = 0;
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -171,7 +171,7 @@ export class LinkBudget {
     const rate = (this.bytes * 1000) / Math.max(1, now - this.lastTickAt);
     this.bytes = 0;
     this.lastTickAt = now;
-    const saturated = Math.max(this.peakActive, this.active) >= this.limit;
+    const saturated = this.peakActive >= this.limit;
     this.peakActive = this.active;
     this.controller.tick(rate, this.waiting > 0, saturated);
     this.pump();

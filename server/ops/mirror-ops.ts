@@ -19,7 +19,6 @@ import { Htpasswd } from '../auth/htpasswd.ts';
 import { mountOpsRoutes } from './ops-routes.ts';
 import { gracefulShutdown, type ShutdownResult } from './shutdown.ts';
 
-
 export interface MirrorOpsSetup {
   ops: MirrorOps;
   /** The access log observer. */

@@ -1,5 +1,6 @@
 /** Runs the ferry CLI as a child process (node + tsx), as a user would, and collects its output. */
 import { spawn } from 'node:child_process';
+import { REPO_ROOT, ferryArgs } from '../helpers/ferry-entry.ts';
 
 export interface CliResult {
   code: number | null;
@@ -9,7 +10,7 @@ export interface CliResult {
 
 export function runFerry(args: string[]): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/ferry.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...ferryArgs(), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });

@@ -19,7 +19,6 @@ import { pushImage } from '../helpers/skopeo.ts';
 import { REPO_ROOT, ferryArgs } from '../helpers/ferry-entry.ts';
 
 export const MiB = 1 << 20;
-export { REPO_ROOT };
 
 export interface Upstream {
   registry: ReferenceRegistry;
