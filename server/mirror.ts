@@ -12,6 +12,7 @@ import { upstreamPort } from '../lib/mirror/upstream-port.ts';
 import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import { UpstreamClient } from '../lib/upstream/client.ts';
+import { relayEndpoints } from '../lib/upstream/relay-endpoints.ts';
 import { CacheAccounting, afterFill } from '../lib/storage/eviction.ts';
 import { createMirrorApp } from './mirror-app.ts';
 import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
@@ -66,7 +67,8 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     });
   }
   for (const [name, cfg] of Object.entries(config.upstreams)) {
-    const client = new UpstreamClient(name, cfg, { logger });
+    // Several relays: the first one only until the composite source lands (relay-endpoints.ts).
+    const client = new UpstreamClient(name, relayEndpoints(cfg)[0] ?? cfg, { logger });
     clients.set(name, client);
     ports.set(name, ops.watchPort(name, upstreamPort(client)));
   }

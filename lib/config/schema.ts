@@ -7,8 +7,19 @@ import { z } from 'zod';
 const listen = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'host:port, e.g. 0.0.0.0:4000');
 const bytes = z.number().int().positive();
 
+const httpUrl = z.url({ protocol: /^https?$/ });
+
+/** One relay of an upstream with several (`relays`): its own VPS, token and CA. */
+export const relayEndpointSchema = z.strictObject({
+  url: httpUrl.describe('Base URL of this ferry relay, e.g. https://relay-a.example.com:5443'),
+  token: z.string().optional().describe('Bearer token for this relay (default: the upstream\'s token)'),
+  tokenEnv: z.string().optional().describe('Environment variable holding this relay\'s token'),
+  tokenFile: z.string().optional().describe('File whose first line is this relay\'s token'),
+  caFile: z.string().optional().describe('PEM file of a CA to trust for this relay (default: the upstream\'s caFile)'),
+});
+
 export const upstreamSchema = z.strictObject({
-  url: z.url({ protocol: /^https?$/ }).describe('Base URL of the v2 registry, e.g. https://quay.io'),
+  url: httpUrl.optional().describe('Base URL of the v2 registry, e.g. https://quay.io (with relays: left out, the first relay\'s URL)'),
   kind: z.enum(['registry', 'dockerhub', 'relay']).default('registry')
     .describe('dockerhub adds library/ to one-component names; relay sends the relay bearer token'),
   hosts: z.array(z.string().min(1)).default([])
@@ -18,13 +29,29 @@ export const upstreamSchema = z.strictObject({
   passwordEnv: z.string().optional().describe('Environment variable holding the password'),
   token: z.string().optional().describe('Bearer token for a ferry relay'),
   tokenEnv: z.string().optional().describe('Environment variable holding the relay token'),
+  tokenFile: z.string().optional().describe('File whose first line is the relay token'),
   caFile: z.string().optional().describe('PEM file of a CA to trust (a self-signed relay)'),
   connections: z.number().int().min(1).max(256).default(32)
     .describe('Most TCP connections to this upstream, shared by its transfers (the link caps each connection: 32 x 1 MB/s fills a 32 MB/s link)'),
   headersTimeoutMs: z.number().int().positive().default(30_000),
   bodyTimeoutMs: z.number().int().positive().default(30_000),
   retries: z.number().int().min(0).max(50).default(5),
-});
+  relays: z.array(relayEndpointSchema).min(1).optional()
+    .describe('Several ferry relays for this upstream (kind relay; each VPS with its own token): blob ranges go to all in proportion to their goodput, a failing one is drained'),
+}).superRefine((u, ctx) => {
+  if (!u.relays) {
+    if (u.url === undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: 'required (or list relays)' });
+    return;
+  }
+  if (u.url !== undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: 'leave out when relays are listed (relays names every relay)' });
+  if (u.kind !== 'relay') ctx.addIssue({ code: 'custom', path: ['kind'], message: 'must be "relay" when relays are listed' });
+  const seen = new Set<string>();
+  u.relays.forEach((r, i) => {
+    const key = new URL(r.url).href;
+    if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['relays', i, 'url'], message: `${r.url} is listed twice` });
+    seen.add(key);
+  });
+}).transform((u) => ({ ...u, url: u.url ?? (u.relays?.[0]?.url as string) }));
 
 export const rewriteRuleSchema = z.strictObject({
   match: z.string().min(1).describe('Requested name pattern; one trailing * captures the rest, e.g. kollaglue/*'),
@@ -83,5 +110,6 @@ export const configSchema = z.strictObject({
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type RelayEndpointConfig = z.infer<typeof relayEndpointSchema>;
 export type RewriteRule = z.infer<typeof rewriteRuleSchema>;
 export type TransferConfig = z.infer<typeof transferSchema>;

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from '../../../lib/config/load.ts';
 import { configJsonSchema } from '../../../lib/config/json-schema.ts';
+import { relayEndpoints } from '../../../lib/upstream/relay-endpoints.ts';
 
 const FILE = '/etc/ferry/mirror.json';
 
@@ -48,6 +49,14 @@ describe('config', () => {
     ['a rule with neither local nor upstream', { rewrite: [{ match: 'a/*' }] }, /rewrite\.0: a rule needs local, upstream or both/],
     ['a relay allow entry that is not configured', { relay: { tokens: ['0123456789abcdef0123'], allow: ['hub'] } }, /relay\.allow: "hub"/],
     ['minConnections above maxConnections', { transfer: { minConnections: 9, maxConnections: 4 } }, /transfer\.minConnections/],
+    ['an upstream with neither url nor relays', { upstreams: { r: { kind: 'relay' } } }, /upstreams\.r\.url: required \(or list relays\)/],
+    ['an upstream with both url and relays', { upstreams: { r: { kind: 'relay', url: 'https://a.example', relays: [{ url: 'https://b.example' }] } } }, /upstreams\.r\.url: leave out when relays are listed/],
+    ['relays on an upstream not of kind relay', { upstreams: { r: { relays: [{ url: 'https://b.example' }] } } }, /upstreams\.r\.kind: must be "relay"/],
+    ['a relay listed twice', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example' }, { url: 'https://b.example/' }] } } }, /upstreams\.r\.relays\.1\.url: .* listed twice/],
+    ['an unknown key of a relay entry', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example', tokn: 'x' }] } } }, /unknown key upstreams\.r\.relays\.0\.tokn/],
+    ['a relay entry without url', { upstreams: { r: { kind: 'relay', relays: [{ token: 'x' }] } } }, /upstreams\.r\.relays\.0\.url/],
+    ['a relay entry whose tokenEnv is not set', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example' }, { url: 'https://c.example', tokenEnv: 'C_TOKEN' }] } } }, /upstreams\.r\.relays\.1\.tokenEnv: environment variable C_TOKEN is not set/],
+    ['a relay entry whose tokenFile cannot be read', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example', tokenFile: 'nope.token' }] } } }, /upstreams\.r\.relays\.0\.tokenFile: cannot read \/etc\/ferry\/nope\.token \(ENOENT\)/],
   ];
   for (const [what, raw, message] of rejections) {
     it(`rejects ${what}, naming the file and the key path`, () => {
@@ -89,6 +98,31 @@ describe('config', () => {
       const file = join(dir, 'bad.json');
       await writeFile(file, '{ "listen": ');
       assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${file}: not valid JSON`));
+    });
+
+    it('reads the several-relays example of the README: one token each, from env and from a file', async () => {
+      const readme = await readFile(join(DEFAULT_CONFIG_FILE, '..', 'README.md'), 'utf8');
+      const section = readme.slice(readme.indexOf('### Several relays for one upstream'));
+      const example = /```json\n([\s\S]*?)```/.exec(section)?.[1];
+      assert.ok(example, 'README has a JSON example under "Several relays for one upstream"');
+      const file = join(dir, 'mirror.json');
+      await writeFile(join(dir, 'relay-b.token'), '# relay b, rotated 2026-11\n  token-of-relay-b-0123456789  \n');
+      const cfg = parseConfig(JSON.parse(example) as unknown, file, { FERRY_RELAY_A_TOKEN: 'token-of-relay-a-0123456789' });
+      const up = cfg.upstreams.relay;
+      assert.ok(up);
+      assert.equal(up.url, 'https://relay-a.example.com:5443', 'the first relay names the upstream');
+      const relays = relayEndpoints(up);
+      assert.deepEqual(relays.map((r) => [r.url, r.token, r.caFile, r.kind, r.connections]), [
+        ['https://relay-a.example.com:5443', 'token-of-relay-a-0123456789', undefined, 'relay', 32],
+        ['https://relay-b.example.net:5443', 'token-of-relay-b-0123456789', join(dir, 'relay-b-ca.crt'), 'relay', 32],
+      ]);
+      assert.equal(cfg.defaultUpstream, 'relay');
+    });
+
+    it('keeps a single-relay upstream as it was: one relay, its url and token', () => {
+      const cfg = parseConfig({ upstreams: { relay: { url: 'https://relay.example.com:5443', kind: 'relay', token: 'x'.repeat(20) } } }, FILE, {});
+      const relays = relayEndpoints(cfg.upstreams.relay as NonNullable<typeof cfg.upstreams.relay>);
+      assert.deepEqual(relays.map((r) => [r.url, r.token]), [['https://relay.example.com:5443', 'x'.repeat(20)]]);
     });
 
     it('names a file that cannot be read', () => {
