@@ -35,7 +35,7 @@ function recordingSource(name: string, source: RangeSource, health: UpstreamHeal
     fetchRange: (start, end, signal) => watch(source.fetchRange(start, end, signal), signal),
     fetchAll: (signal, from) => watch(source.fetchAll(signal, from), signal),
   };
-  if (source.chunkDigests) wrapped.chunkDigests = () => (source.chunkDigests as NonNullable<RangeSource['chunkDigests']>)();
+  if (source.chunkDigests) wrapped.chunkDigests = (chunkSize, signal) => (source.chunkDigests as NonNullable<RangeSource['chunkDigests']>)(chunkSize, signal);
   return wrapped;
 }
 

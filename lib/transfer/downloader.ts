@@ -309,7 +309,7 @@ export class Transfer extends EventEmitter {
   }
 
   private async badChunks(): Promise<ByteRange[] | undefined> {
-    const list = await this.opts.source.chunkDigests?.().catch(() => undefined);
+    const list = await this.opts.source.chunkDigests?.(this.chunkSize, this.ctrl.signal).catch(() => undefined);
     if (!list) return undefined;
     return findBadChunks(this.part as FileHandle, this.size, list, this.algorithm);
   }

@@ -4,7 +4,7 @@
  * concurrent chunks never queue behind each other. Never HTTP/2 (one throttled connection).
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import { rangeSourceFrom, type ChunkDigests, type RangeResponse, type RangeSource } from './range-source.ts';
+import { rangeSourceFrom, type RangeResponse, type RangeSource } from './range-source.ts';
 
 export interface HttpRangeSourceOptions {
   url: string;
@@ -14,7 +14,7 @@ export interface HttpRangeSourceOptions {
   dispatcher?: Dispatcher;
   /** Connections per origin for the default agent. */
   connections?: number;
-  chunkDigests?: () => Promise<ChunkDigests | undefined>;
+  chunkDigests?: RangeSource['chunkDigests'];
 }
 
 /** An undici Agent fit for chunked transfers: one request per TCP connection, HTTP/1.1 only. */

@@ -25,8 +25,12 @@ export interface RangeSource {
   fetchRange(start: number, end: number, signal: AbortSignal): Promise<RangeResponse>;
   /** GET of the whole blob, or with `Range: bytes=fromOffset-` when fromOffset > 0. */
   fetchAll(signal: AbortSignal, fromOffset?: number): Promise<RangeResponse>;
-  /** Digests of fixed-size chunks (a ferry relay offers them) so a corrupted chunk is fetched again alone. */
-  chunkDigests?(): Promise<ChunkDigests | undefined>;
+  /**
+   * Digests of the blob's pieces cut at `chunkSize` (a ferry relay offers them, `/chunks?size=`),
+   * so each piece is verified on arrival and a corrupted one is fetched again alone. undefined
+   * when the source has none for that size.
+   */
+  chunkDigests?(chunkSize: number, signal?: AbortSignal): Promise<ChunkDigests | undefined>;
 }
 
 /**
@@ -35,7 +39,7 @@ export interface RangeSource {
  */
 export function rangeSourceFrom(
   request: (range: string | undefined, signal: AbortSignal) => Promise<RangeResponse>,
-  chunkDigests?: () => Promise<ChunkDigests | undefined>,
+  chunkDigests?: RangeSource['chunkDigests'],
 ): RangeSource {
   return {
     fetchRange: (start, end, signal) => request(`bytes=${start}-${end}`, signal),

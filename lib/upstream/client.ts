@@ -231,15 +231,15 @@ export class UpstreamClient {
   }
 
   /**
-   * A ferry relay's digests of fixed-size chunks of a blob it holds complete (its
-   * `/blobs/<digest>/chunks` endpoint); undefined when it has none to offer (404).
+   * A ferry relay's digests of the `chunkSize` pieces of a blob it holds complete (its
+   * `/blobs/<digest>/chunks?size=` endpoint); undefined when it has none to offer (404).
    */
-  async chunkDigests(repo: string, digest: string, signal?: AbortSignal): Promise<ChunkDigests | undefined> {
+  async chunkDigests(repo: string, digest: string, chunkSize: number, signal?: AbortSignal): Promise<ChunkDigests | undefined> {
     const name = this.repository(repo);
     requireDigest(digest);
     const label = `${name}@${digest} chunks`;
     return this.retrying('chunks', signal, async () => {
-      const answer = await this.exchange({ method: 'GET', url: this.url(`/v2/${name}/blobs/${digest}/chunks`), headers: { accept: 'application/json' }, scope: pullScope(name), signal });
+      const answer = await this.exchange({ method: 'GET', url: this.url(`/v2/${name}/blobs/${digest}/chunks?size=${chunkSize}`), headers: { accept: 'application/json' }, scope: pullScope(name), signal });
       if (answer.status === 404) {
         await discard(answer.body);
         return undefined;

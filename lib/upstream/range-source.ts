@@ -21,7 +21,9 @@ export class UpstreamRequestError extends TransferError {
 
 export function upstreamRangeSource(client: UpstreamClient, repo: string, digest: string): RangeSource {
   // A ferry relay lists per-chunk digests, so a corrupted chunk is fetched again alone.
-  const chunkDigests = client.kind === 'relay' ? () => client.chunkDigests(repo, digest) : undefined;
+  const chunkDigests = client.kind === 'relay'
+    ? (chunkSize: number, signal?: AbortSignal) => client.chunkDigests(repo, digest, chunkSize, signal)
+    : undefined;
   return rangeSourceFrom(async (range, signal): Promise<RangeResponse> => {
     try {
       const answer = await client.fetchBlob(repo, digest, { range, signal });

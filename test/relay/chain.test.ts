@@ -184,7 +184,8 @@ describe('ferry relay per-chunk digests: a chunk corrupted on the link is fetche
       // One connection, one chunk at a time: the link's byte offsets map to blob offsets.
       upstreams: { relay: { url: link.url, kind: 'relay', token: TOKEN, connections: 1, retries: 3 } },
       rewrite: [{ match: 'kolla/*', upstream: 'relay', upstreamName: 'docker.io/kolla/*' }],
-      transfer: { minConnections: 1, maxConnections: 1, minChunkBytes: 4 * MiB, maxChunkBytes: 4 * MiB },
+      // Pieces of 1 MiB: the mirror asks the relay's digests at its own piece size.
+      transfer: { minConnections: 1, maxConnections: 1, minChunkBytes: MiB, maxChunkBytes: MiB },
     });
   });
 
