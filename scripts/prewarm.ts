@@ -1,5 +1,6 @@
 /** `ferry prewarm`: fill a running mirror from an image list or a Kolla profile. */
 import { Command, Option } from 'commander';
+import { KollaError } from '../lib/kolla/kolla-error.ts';
 import { kollaImageRefs } from '../lib/kolla/naming.ts';
 import { readImageList } from '../lib/prewarm/image-list.ts';
 import { parsePlatform } from '../lib/prewarm/platforms.ts';
@@ -29,7 +30,7 @@ export function prewarmCommand(): Command {
     .option('-m, --mirror <url>', 'the running mirror', 'http://127.0.0.1:4000')
     .option('-f, --list <file...>', 'image list files: one reference a line, # comments')
     .option('--kolla-profile <name...>', 'Kolla build profile(s), e.g. default')
-    .option('--kolla-release <release>', 'Kolla release: 2.0.2, mitaka, wallaby, 2025.1 ...')
+    .option('--kolla-release <release>', 'Kolla release: mitaka ... 2026.1, master, or a version (2.0.2)')
     .option('--kolla-distro <distro>', 'centos, ubuntu, debian, rocky')
     .addOption(new Option('--kolla-install-type <type>', 'binary or source (before Zed)').choices(['binary', 'source']))
     .option('--kolla-distro-version <v>', 'distro version in Zed+ tags, e.g. 9, noble')
@@ -44,24 +45,29 @@ Examples:
   ferry prewarm -f images.txt
   ferry prewarm --kolla-profile default --kolla-release 2025.1 --kolla-distro rocky
   ferry prewarm --kolla-profile default --kolla-release 2.0.2 --kolla-distro centos --kolla-install-type source --dry-run
+  ferry prewarm --kolla-profile default --kolla-release wallaby --kolla-distro centos
+  ferry prewarm --kolla-profile default --kolla-release zed --kolla-distro rocky
+  ferry prewarm --kolla-profile default main --kolla-release 2024.2 --kolla-distro ubuntu
+  ferry prewarm --kolla-profile infra --kolla-release master --kolla-distro rocky --dry-run
   ferry prewarm -m http://mirror.lan:4000 quay.io/openstack.kolla/nova-api:2025.1-rocky-9
 
 Exit status: 0 when every image is in the mirror, 1 when any failed (the report says why), 2 on bad usage.`)
     .action(async (images: string[], flags: PrewarmFlags) => {
       const refs = [...images];
       for (const file of flags.list ?? []) refs.push(...(await readImageList(file)));
-      if (flags.kollaProfile) {
-        if (!flags.kollaRelease || !flags.kollaDistro) throw usage('--kolla-profile needs --kolla-release and --kolla-distro');
-        refs.push(...kollaImageRefs({
-          profile: flags.kollaProfile,
-          release: flags.kollaRelease,
-          distro: flags.kollaDistro,
+      const { kollaProfile: profile, kollaRelease: release, kollaDistro: distro } = flags;
+      if (profile) {
+        if (!release || !distro) throw usage('--kolla-profile needs --kolla-release and --kolla-distro');
+        refs.push(...kollaInput(() => kollaImageRefs({
+          profile,
+          release,
+          distro,
           installType: flags.kollaInstallType,
           distroVersion: flags.kollaDistroVersion,
           tag: flags.kollaTag,
           namespace: flags.kollaNamespace,
           registry: flags.kollaRegistry,
-        }));
+        })));
       }
       const unique = [...new Set(refs)];
       if (unique.length === 0) throw usage('no images: give references, --list or --kolla-profile');
@@ -84,4 +90,14 @@ export class UsageError extends Error {}
 
 function usage(message: string): UsageError {
   return new UsageError(message);
+}
+
+/** Kolla's answer to the operator's Kolla options; a release or profile it does not have is bad usage (one line, exit 2). */
+function kollaInput<T>(answer: () => T): T {
+  try {
+    return answer();
+  } catch (e) {
+    if (e instanceof KollaError) throw usage(e.message);
+    throw e;
+  }
 }

@@ -7,6 +7,7 @@
  * Registry and namespace are kolla-ansible's docker_registry and docker_namespace.
  */
 import { parseImageRef } from '../rewrite/image-ref.ts';
+import { KollaError } from './kolla-error.ts';
 import { expandProfile, type KollaData } from './profile.ts';
 import { parseKollaRelease, type KollaEra, type KollaRelease } from './releases.ts';
 
@@ -34,18 +35,23 @@ const REGISTRY: Record<KollaEra, string> = { kollaglue: '', kolla: '', 'quay-pre
 
 // The base distribution versions Kolla built for each series, where we are sure of them;
 // others must be given (distroVersion).
+// rocky is kolla-ansible's default distro of each series (deploy.json's defaults).
 const DISTRO_VERSIONS: Record<string, Record<string, string>> = {
   zed: { rocky: '9', ubuntu: 'jammy', debian: 'bullseye' },
+  '2023.1': { rocky: '9', ubuntu: 'jammy' },
   '2023.2': { rocky: '9', ubuntu: 'jammy', debian: 'bookworm' },
   '2024.1': { rocky: '9', ubuntu: 'jammy', debian: 'bookworm' },
   '2024.2': { rocky: '9', ubuntu: 'noble', debian: 'bookworm' },
   '2025.1': { rocky: '9', ubuntu: 'noble', debian: 'bookworm' },
+  '2025.2': { rocky: '10' },
+  '2026.1': { rocky: '10' },
+  master: { rocky: '10' },
 };
 
 function distroVersionFor(rel: KollaRelease, distro: string): string {
   const known = DISTRO_VERSIONS[rel.series]?.[distro];
   if (known === undefined) {
-    throw new Error(`Kolla ${rel.series} on ${distro}: give the distro version (e.g. 9, jammy, bookworm) for the image tag`);
+    throw new KollaError(`Kolla ${rel.series} on ${distro}: give the distro version (e.g. 9, jammy, bookworm) for the image tag`);
   }
   return known;
 }
@@ -72,7 +78,7 @@ export function kollaImageRef(image: string, opts: KollaNamingOptions): string {
 export interface KollaImageRefsOptions extends KollaNamingOptions {
   /** One profile or several (a union), e.g. `default`. */
   profile: string | readonly string[];
-  /** Release whose image list to use when `release` has none of its own (lists ship for 2.0.2 and 2025.1). */
+  /** Release whose image list to use instead of `release`'s own (lists ship for mitaka..2026.1 and master). */
   imageList?: string;
   data?: KollaData;
 }

@@ -5,7 +5,9 @@
  * are built too, so they belong to the profile.
  */
 import { readFileSync } from 'node:fs';
+import { didYouMean } from '../did-you-mean.ts';
 import { projectFile } from '../project-files.ts';
+import { KollaError } from './kolla-error.ts';
 import { parseKollaRelease } from './releases.ts';
 
 export interface KollaReleaseData {
@@ -14,18 +16,23 @@ export interface KollaReleaseData {
   images: Record<string, string | null>;
 }
 
-/** Release key (as in images.json, e.g. `2.0.2 (mitaka)`, `stable/2025.1`) -> data. */
+/** Release key (as in images.json: `<series> (<ref>)`, e.g. `mitaka (mitaka-eol)`, `2025.1 (stable/2025.1)`) -> data. */
 export type KollaData = Record<string, KollaReleaseData>;
 
 let shipped: KollaData | undefined;
 
-/** The image lists that ship with ferry (lib/kolla/images.json), read once. */
+/** The image lists that ship with ferry (lib/kolla/images.json: every series mitaka..2026.1 and master), read once. */
 export function loadKollaData(): KollaData {
   shipped ??= JSON.parse(readFileSync(projectFile('lib/kolla/images.json'), 'utf8')) as KollaData;
   return shipped;
 }
 
-/** The data key of `release`: itself, or the key of the same series (`2.0.2`, `mitaka`, `2025.1`, `epoxy`). */
+/** The series or version before a key's parenthesis: `mitaka (mitaka-eol)` -> mitaka, `2.0.2 (mitaka)` -> 2.0.2. */
+function keyRelease(key: string): string {
+  return key.replace(/\s*\(.*\)$/, '');
+}
+
+/** The data key of `release`: itself, or the key of the same series (`2.0.2`, `mitaka`, `2025.1`, `epoxy`, `stable/2025.1`). */
 export function resolveKollaRelease(release: string, data: KollaData = loadKollaData()): string {
   if (Object.hasOwn(data, release)) return release;
   const known = Object.keys(data);
@@ -35,9 +42,8 @@ export function resolveKollaRelease(release: string, data: KollaData = loadKolla
   } catch {
     series = undefined;
   }
-  // "2.0.2 (mitaka)": the version before the parenthesis names the series.
-  const key = series && known.find((k) => parseKollaRelease(k.replace(/\s*\(.*\)$/, '')).series === series);
-  if (!key) throw new Error(`no Kolla image list for release ${JSON.stringify(release)}; known: ${known.join(', ')}`);
+  const key = series && known.find((k) => parseKollaRelease(keyRelease(k)).series === series);
+  if (!key) throw new KollaError(`no Kolla image list for release ${JSON.stringify(release)}${didYouMean(release, known.map(keyRelease))}`);
   return key;
 }
 
@@ -53,7 +59,7 @@ function parentsFirst(names: Iterable<string>, images: Readonly<Record<string, s
 
 /**
  * The images of one or more profiles of a release (a union), with every parent, parents first.
- * Regexes are kept as Kolla has them, odd ones too (2.0.2's `aux` holds `trove,zaqar`, a
+ * Regexes are kept as Kolla has them, odd ones too (mitaka's `aux` holds `trove,zaqar`, a
  * missing comma in Kolla's source, which matches no image).
  */
 export function expandProfile(release: string, profile: string | readonly string[], data: KollaData = loadKollaData()): string[] {
@@ -62,7 +68,7 @@ export function expandProfile(release: string, profile: string | readonly string
   const patterns: RegExp[] = [];
   for (const name of typeof profile === 'string' ? [profile] : profile) {
     const regexes = Object.hasOwn(profiles, name) ? profiles[name] : undefined;
-    if (!regexes) throw new Error(`Kolla ${key} has no profile ${JSON.stringify(name)}; known: ${Object.keys(profiles).join(', ')}`);
+    if (!regexes) throw new KollaError(`Kolla ${keyRelease(key)} has no build profile ${JSON.stringify(name)}${didYouMean(name, Object.keys(profiles))}`);
     // No g flag: RegExp.test with g keeps lastIndex between calls.
     patterns.push(...regexes.map((r) => new RegExp(r)));
   }

@@ -1,3 +1,6 @@
+import { didYouMean } from '../did-you-mean.ts';
+import { KollaError } from './kolla-error.ts';
+
 /**
  * Kolla releases: a series name, a Kolla version or a branch, resolved to the OpenStack series
  * and the naming era of its images (kolla-ansible's role defaults, see kolla/README.md).
@@ -35,14 +38,14 @@ function eraOf(series: string, version: string | undefined): KollaEra {
 
 /**
  * Accepts `mitaka`, `2.0.2`, `stable/2025.1`, `2025.1`, `epoxy`, `20.1.0`, `master`. Mitaka by
- * name means 2.0.2, the Mitaka release whose image list we ship. Throws on anything else.
+ * name means 2.0.2, the last Mitaka release of Kolla's images. Throws a KollaError on anything else.
  */
 export function parseKollaRelease(release: string): KollaRelease {
   const name = release.trim().toLowerCase().replace(/^stable\//, '');
   const v = VERSION.exec(name);
   if (v) {
     const series = SERIES[Number(v[1]) - 1];
-    if (series === undefined) throw new Error(`unknown Kolla version ${JSON.stringify(release)}: no series for major ${v[1]}`);
+    if (series === undefined) throw new KollaError(`unknown Kolla version ${JSON.stringify(release)}: no series for major ${v[1]}`);
     return { series, version: name, era: eraOf(series, name) };
   }
   if (name === 'mitaka') return { series: 'mitaka', version: '2.0.2', era: 'kolla' };
@@ -50,5 +53,5 @@ export function parseKollaRelease(release: string): KollaRelease {
   if (SERIES.includes(series) || DATED_SERIES.test(series) || series === 'master') {
     return { series, era: eraOf(series, undefined) };
   }
-  throw new Error(`unknown Kolla release ${JSON.stringify(release)}: expected a series (wallaby, 2025.1), a branch (stable/2025.1) or a version (2.0.2)`);
+  throw new KollaError(`unknown Kolla release ${JSON.stringify(release)}: expected a series (wallaby, 2025.1, master), a branch (stable/2025.1) or a version (2.0.2)${didYouMean(name, [...SERIES.slice(1), 'master', ...Object.keys(CODENAMES)])}`);
 }

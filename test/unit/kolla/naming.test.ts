@@ -50,6 +50,10 @@ describe('kolla/naming', () => {
       'nova-api', { release: 'yoga', distro: 'ubuntu' }, 'quay.io/openstack.kolla/ubuntu-source-nova-api:yoga'],
     ['names 2025.1 images {image}:{release}-{distro}-{version}',
       'nova-api', { release: 'stable/2025.1', distro: 'rocky' }, 'quay.io/openstack.kolla/nova-api:2025.1-rocky-9'],
+    ['knows 2025.2 on Rocky is Rocky 10 (kolla-ansible\'s default)',
+      'nova-api', { release: '2025.2', distro: 'rocky' }, 'quay.io/openstack.kolla/nova-api:2025.2-rocky-10'],
+    ['names master on Rocky 10',
+      'nova-api', { release: 'master', distro: 'rocky' }, 'quay.io/openstack.kolla/nova-api:master-rocky-10'],
     ['knows 2025.1 runs Ubuntu noble',
       'nova-api', { release: '2025.1', distro: 'ubuntu' }, 'quay.io/openstack.kolla/nova-api:2025.1-ubuntu-noble'],
     ['knows Zed runs Debian bullseye',
@@ -68,7 +72,7 @@ describe('kolla/naming', () => {
   }
 
   it('asks for the distro version where it does not know the release default', () => {
-    assert.throws(() => kollaImageRef('base', { release: '2025.2', distro: 'rocky' }), /give the distro version/);
+    assert.throws(() => kollaImageRef('base', { release: '2025.2', distro: 'ubuntu' }), /give the distro version/);
     assert.throws(() => kollaImageRef('base', { release: '2025.1', distro: 'centos' }), /give the distro version/);
   });
 
@@ -105,6 +109,12 @@ describe('kolla/naming', () => {
   });
 
   it('says which image lists it has for a release without one', () => {
-    assert.throws(() => kollaImageRefs({ release: 'wallaby', profile: 'default', distro: 'centos' }), /no Kolla image list for release "wallaby"/);
+    assert.throws(() => kollaImageRefs({ release: 'liberty', profile: 'default', distro: 'centos' }), /no Kolla image list for release "liberty"; known: mitaka, newton/);
+  });
+
+  it('names the 59 images of wallaby default, kolla/centos-binary-*:wallaby (was refused with two lists shipped)', () => {
+    const refs = kollaImageRefs({ release: 'wallaby', profile: 'default', distro: 'centos' });
+    assert.equal(refs.length, 59);
+    assert.ok(refs.includes('kolla/centos-binary-nova-api:wallaby'));
   });
 });
