@@ -6,7 +6,7 @@ export async function readBody(req: Request, limit: number): Promise<Buffer> {
   const declared = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
   if (declared !== undefined && declared > limit) {
     req.resume();
-    throw new RegistryError('SIZE_INVALID', `body of ${declared} bytes exceeds the limit of ${limit}`, { limit }, { status: 413 });
+    throw new RegistryError('BODY_TOO_LARGE', `body of ${declared} bytes exceeds the limit of ${limit}`, { limit });
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -14,7 +14,7 @@ export async function readBody(req: Request, limit: number): Promise<Buffer> {
     size += chunk.length;
     if (size > limit) {
       req.resume();
-      throw new RegistryError('SIZE_INVALID', `body exceeds the limit of ${limit} bytes`, { limit }, { status: 413 });
+      throw new RegistryError('BODY_TOO_LARGE', `body exceeds the limit of ${limit} bytes`, { limit });
     }
     chunks.push(chunk);
   }

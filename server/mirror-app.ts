@@ -28,7 +28,7 @@ export function createMirrorApp(opts: MirrorAppOptions): Express {
   if (opts.guard) app.use('/v2', opts.guard);
   app.use('/v2', v2Router(opts.backend));
   // Whatever nothing above served still gets the JSON error form, not express's HTML page.
-  app.use((req, _res, next) => next(new RegistryError('NAME_UNKNOWN', `no such endpoint: ${req.method} ${req.path}`, undefined, { status: 404 })));
+  app.use((req, _res, next) => next(new RegistryError('NO_SUCH_ENDPOINT', `no such endpoint: ${req.method} ${req.path}`)));
   app.use(errorMiddleware);
   return app;
 }

@@ -4,7 +4,7 @@
  * Pushes go to the local repository the pushed name routes to, so they pull back under it.
  */
 import type { Readable } from 'node:stream';
-import { RegistryError, isRegistryError } from '../oci/errors.ts';
+import { RegistryError, isNotFoundCode, isRegistryError } from '../oci/errors.ts';
 import { parseReference, requireName } from '../oci/names.ts';
 import { requireDigest } from '../oci/digest.ts';
 import type { Logger } from '../log/logger.ts';
@@ -17,7 +17,7 @@ import type { ChunkRange, UploadState } from '../storage/uploads.ts';
 import type { BlobFills } from './blob-fills.ts';
 import type { UpstreamPort } from './ports.ts';
 import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
-import { UpstreamNotFoundError, toRegistryError } from '../upstream/errors.ts';
+import { UpstreamNotFoundError } from '../upstream/errors.ts';
 
 export interface MirrorOptions {
   local: LocalRegistry;
@@ -125,7 +125,7 @@ export class MirrorRegistry implements RegistryBackend {
         log.warn({ err: errText(e) }, 'upstream failed; serving the cached manifest');
         return this.manifestHit(cached);
       }
-      throw toRegistryError(e, 'manifest');
+      throw e;
     }
     this.metrics.cacheMiss('manifest');
     await this.local.storeManifest(cache, reference, fetched.bytes, fetched.mediaType, 'cache');
@@ -175,12 +175,7 @@ export class MirrorRegistry implements RegistryBackend {
     if (!fill) {
       // Before asking the upstream anything: content that just failed its digest is held back.
       this.opts.fills.refuseIfBad(digest);
-      let size: number;
-      try {
-        ({ size } = await upstream.headBlob(repository, digest));
-      } catch (e) {
-        throw toRegistryError(e, 'blob');
-      }
+      const { size } = await upstream.headBlob(repository, digest);
       // While we asked, another request may have started this fill, or finished it: a fill
       // leaves the running set only after its blob is in the store, so look there second.
       fill = this.opts.fills.get(digest);
@@ -218,7 +213,7 @@ export class MirrorRegistry implements RegistryBackend {
         known = true;
       } catch (e) {
         if (!isNotFound(e)) {
-          if (!known) throw toRegistryError(e, 'tags');
+          if (!known) throw e;
           this.opts.logger.warn({ err: e, name, upstream: r.upstream.name }, 'upstream tag list unavailable; listing the tags held here');
         }
       }
@@ -282,7 +277,7 @@ export class MirrorRegistry implements RegistryBackend {
 
   private upstream(key: string): UpstreamPort {
     const up = this.opts.upstreams.get(key);
-    if (!up) throw new RegistryError('UNKNOWN', `upstream ${key} has no client`);
+    if (!up) throw new Error(`internal: upstream ${key} has no client`);
     return up;
   }
 
@@ -305,7 +300,7 @@ export class MirrorRegistry implements RegistryBackend {
 }
 
 function isNotFound(e: unknown): boolean {
-  return e instanceof UpstreamNotFoundError || (isRegistryError(e) && e.status === 404);
+  return e instanceof UpstreamNotFoundError || (isRegistryError(e) && isNotFoundCode(e.code));
 }
 
 function errText(e: unknown): string {

@@ -58,7 +58,7 @@ export interface ParsedManifest {
  */
 export function parseManifest(bytes: Buffer, contentType?: string): ParsedManifest {
   if (bytes.length > MAX_MANIFEST_BYTES) {
-    throw new RegistryError('SIZE_INVALID', `manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { size: bytes.length, limit: MAX_MANIFEST_BYTES }, { status: 413 });
+    throw new RegistryError('MANIFEST_TOO_LARGE', `manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { size: bytes.length, limit: MAX_MANIFEST_BYTES });
   }
   let json: unknown;
   try {

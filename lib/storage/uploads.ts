@@ -173,7 +173,7 @@ export class UploadStore {
   }
 
   private async exclusive<T>(uuid: string, fn: () => Promise<T>): Promise<T> {
-    if (this.busy.has(uuid)) throw new RegistryError('BLOB_UPLOAD_INVALID', `upload ${uuid} is busy with another request`, { uuid }, { status: 409 });
+    if (this.busy.has(uuid)) throw new RegistryError('UPLOAD_BUSY', `upload ${uuid} is busy with another request`, { uuid });
     this.busy.add(uuid);
     try {
       return await fn();

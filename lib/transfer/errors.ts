@@ -96,6 +96,47 @@ export class RetriesExhaustedError extends TransferError {
   }
 }
 
+/**
+ * The mirror's own disk failed (ENOSPC, EACCES, EIO...): retrying cannot help, so the fill fails
+ * at once, and the message names the errno and the path.
+ */
+export class LocalIoError extends TransferError {
+  readonly code = 'LOCAL_IO';
+  readonly errno: string;
+  readonly path: string;
+  constructor(cause: NodeJS.ErrnoException, path: string, doing = 'writing') {
+    const errno = cause.code ?? 'EIO';
+    super(`${errno} ${doing} ${path}: ${describeErrno(errno)}`, { cause });
+    this.name = 'LocalIoError';
+    this.errno = errno;
+    this.path = path;
+  }
+}
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  EIO: 'input/output error',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in the system',
+};
+
+function describeErrno(errno: string): string {
+  return ERRNO_TEXT[errno] ?? 'local I/O error';
+}
+
+/** The fill ran past its deadline (transfer.fillDeadlineSeconds); asking again starts a new one. */
+export class FillDeadlineError extends TransferError {
+  readonly code = 'FILL_DEADLINE';
+  constructor(readonly seconds: number) {
+    super(`the fill did not finish within ${seconds} s (transfer.fillDeadlineSeconds); ask again to resume it`);
+    this.name = 'FillDeadlineError';
+  }
+}
+
 /** Network errors and unknown failures are retried; typed errors say for themselves. */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof TransferError) return err.retryable;

@@ -1,10 +1,9 @@
 /**
  * Every failure of the upstream client, in one file, each with a stable `code`, the upstream's
- * name and the status it answered (when it answered). toRegistryError() is the one place they
- * become what a Docker client sees: a broken upstream is the mirror's problem (502/503), never a
- * 401 that would make docker ask for credentials of the mirror itself.
+ * name and the status it answered (when it answered). server/errors.ts maps them to what a
+ * Docker client sees: a broken upstream is the mirror's problem (502/503), never a 401 that
+ * would make docker ask for credentials of the mirror itself.
  */
-import { RegistryError, isRegistryError } from '../oci/errors.ts';
 
 export abstract class UpstreamError extends Error {
   abstract readonly code: string;
@@ -30,8 +29,9 @@ export class UpstreamNotFoundError extends UpstreamError {
  */
 export class UpstreamAuthError extends UpstreamError {
   readonly code = 'UPSTREAM_AUTH';
-  constructor(upstream: string, message: string, status?: number, readonly insufficientScope = false) {
-    super(upstream, message, status);
+  /** `reason` is the upstream's own word (its error message): passed on, it says more than a guess. */
+  constructor(upstream: string, message: string, status?: number, readonly insufficientScope = false, readonly reason?: string) {
+    super(upstream, `${message}${reason ? `: ${reason}` : ` (${authHint(insufficientScope)})`}`, status);
     this.name = 'UpstreamAuthError';
   }
 }
@@ -68,32 +68,8 @@ export class UpstreamProtocolError extends UpstreamError {
   }
 }
 
-export const isUpstreamError = (e: unknown): e is UpstreamError => e instanceof UpstreamError;
-
-export type RegistryWhat = 'manifest' | 'blob' | 'tags';
-
-const UNKNOWN_CODE = { manifest: 'MANIFEST_UNKNOWN', blob: 'BLOB_UNKNOWN', tags: 'NAME_UNKNOWN' } as const;
-
-/**
- * Maps an upstream failure to the registry error the mirror answers with. Auth failures become
- * DENIED (403): a 401 would make docker retry with the credentials of the mirror, which cannot help.
- */
-export function toRegistryError(e: unknown, what: RegistryWhat): RegistryError {
-  if (isRegistryError(e)) return e;
-  if (!(e instanceof UpstreamError)) {
-    return new RegistryError('UNKNOWN', e instanceof Error ? e.message : String(e));
-  }
-  const detail = { upstream: e.upstream, ...(e.status !== undefined ? { status: e.status } : {}) };
-  if (e instanceof UpstreamNotFoundError) return new RegistryError(UNKNOWN_CODE[what], e.message, { ...detail, [e.resource]: e.ref });
-  if (e instanceof UpstreamAuthError) {
-    const why = e.insufficientScope ? 'the repository does not exist there or needs credentials' : 'check its credentials in the configuration';
-    return new RegistryError('DENIED', `${e.message} (${why})`, detail);
-  }
-  if (e instanceof UpstreamRateLimitedError) {
-    const headers: Record<string, string> = e.retryAfterMs !== undefined ? { 'retry-after': String(Math.ceil(e.retryAfterMs / 1000)) } : {};
-    return new RegistryError('TOOMANYREQUESTS', e.message, detail, { headers });
-  }
-  // An upstream that answered 5xx is a bad gateway; one we could not reach at all is unavailable.
-  if (e instanceof UpstreamUnavailableError && e.status === undefined) return new RegistryError('UNAVAILABLE', e.message, detail);
-  return new RegistryError('UPSTREAM_ERROR', e.message, detail);
+function authHint(insufficientScope: boolean): string {
+  return insufficientScope ? 'the repository does not exist there or needs credentials' : 'check its credentials in the configuration';
 }
+
+export const isUpstreamError = (e: unknown): e is UpstreamError => e instanceof UpstreamError;

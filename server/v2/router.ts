@@ -67,7 +67,7 @@ export function v2Router(backend: RegistryBackend): RequestHandler {
       next(new RegistryError('DIGEST_INVALID', `invalid digest: ${JSON.stringify(safeDecode(digestLike[1] ?? ''))}`));
       return;
     }
-    next(new RegistryError('NAME_UNKNOWN', `no such endpoint: ${req.method} /v2${req.path}`, undefined, { status: 404 }));
+    next(new RegistryError('NO_SUCH_ENDPOINT', `no such endpoint: ${req.method} /v2${req.path}`));
   };
 }
 

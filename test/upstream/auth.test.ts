@@ -3,8 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { digestOf } from '../../lib/oci/digest.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { basicAuthorization } from '../../lib/upstream/auth.ts';
-import { UpstreamAuthError, toRegistryError } from '../../lib/upstream/errors.ts';
+import { UpstreamAuthError } from '../../lib/upstream/errors.ts';
 import { json, startServer, testClient, type TestServer } from './http-server.ts';
+import { toRegistryError } from '../../server/errors.ts';
 
 const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.ociManifest, config: {}, layers: [] }));
 
@@ -86,7 +87,7 @@ describe('UpstreamClient: Bearer token auth', () => {
     const client = testClient(t.registry.url, { username: 'bob', password: 'wrong' });
     const err = await client.getManifest('app', 'v1').catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamAuthError, String(err));
-    assert.equal(toRegistryError(err, 'manifest').status, 403);
+    assert.equal(toRegistryError(err).status, 403);
     await client.close();
   });
 
@@ -151,7 +152,7 @@ describe('UpstreamClient: Bearer token auth', () => {
     const err = await client.getManifest('app', 'v1').catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamAuthError && err.insufficientScope, String(err));
     assert.equal(refusing.requests.length, 2, 'one retry with a token, no more');
-    assert.match(toRegistryError(err, 'manifest').message, /does not exist there/);
+    assert.match(toRegistryError(err).message, /does not exist there/);
     await client.getManifest('app', 'v1').catch((e: unknown) => e);
     assert.equal(refusing.requests.length, 4, 'the cached token, then one fresh one');
     assert.equal(t.tokenRequests.length, 2);
@@ -231,7 +232,7 @@ describe('UpstreamClient: relay', () => {
     const err = await client.getManifest('app', 'v1').catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamAuthError, String(err));
     assert.equal(server.requests.length, 1);
-    assert.equal(toRegistryError(err, 'manifest').code, 'DENIED');
+    assert.equal(toRegistryError(err).code, 'DENIED');
     await client.close();
   });
 });

@@ -5,9 +5,10 @@ import { digestOf } from '../../lib/oci/digest.ts';
 import { parseRange } from '../../lib/oci/range.ts';
 import { UpstreamStatusError } from '../../lib/transfer/errors.ts';
 import { basicAuthorization } from '../../lib/upstream/auth.ts';
-import { UpstreamNotFoundError, UpstreamUnavailableError, toRegistryError } from '../../lib/upstream/errors.ts';
+import { UpstreamNotFoundError, UpstreamUnavailableError } from '../../lib/upstream/errors.ts';
 import { UpstreamRequestError } from '../../lib/upstream/range-source.ts';
 import { bytesOf, json, startServer, testClient, type TestServer } from './http-server.ts';
+import { toRegistryError } from '../../server/errors.ts';
 
 const blob = randomBytes(100_000);
 const digest = digestOf(blob);
@@ -103,7 +104,7 @@ describe('UpstreamClient: blobs', () => {
     const before = registry.requests.length;
     const err = await client.getBlob('app', missing).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamNotFoundError);
-    assert.equal(toRegistryError(err, 'blob').code, 'BLOB_UNKNOWN');
+    assert.equal(toRegistryError(err).code, 'BLOB_UNKNOWN');
     assert.equal(registry.requests.length - before, 2, 'the challenge, then one authorized try');
     await client.close();
   });
@@ -221,7 +222,7 @@ describe('rangeSource (the transfer engine\'s view of an upstream blob)', () => 
     const err = await client.rangeSource('app', digest).fetchRange(0, 9, new AbortController().signal).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamRequestError, String(err));
     assert.equal(err.retryable, false);
-    assert.equal(toRegistryError(err.cause, 'blob').code, 'DENIED');
+    assert.equal(toRegistryError(err.cause).code, 'DENIED');
     await Promise.all([client.close(), tokens.close()]);
   });
 

@@ -5,9 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { digestOf } from '../../lib/oci/digest.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import {
-  UpstreamNotFoundError, UpstreamProtocolError, UpstreamRateLimitedError, UpstreamUnavailableError, toRegistryError,
+  UpstreamNotFoundError, UpstreamProtocolError, UpstreamRateLimitedError, UpstreamUnavailableError,
 } from '../../lib/upstream/errors.ts';
 import { json, startServer, testClient, type TestServer } from './http-server.ts';
+import { toRegistryError } from '../../server/errors.ts';
 
 const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.ociManifest, config: {}, layers: [] }));
 const manifestDigest = digestOf(manifest);
@@ -82,7 +83,7 @@ describe('UpstreamClient: manifests', () => {
     const client = testClient(server.url);
     const err = await client.getManifest('app', 'v1').catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamNotFoundError);
-    assert.equal(toRegistryError(err, 'manifest').code, 'MANIFEST_UNKNOWN');
+    assert.equal(toRegistryError(err).code, 'MANIFEST_UNKNOWN');
     assert.equal(server.requests.length, 1, 'a 404 is not retried');
     await client.close();
   });
@@ -160,7 +161,7 @@ describe('UpstreamClient: tags', () => {
     assert.deepEqual(await client.listTags('app'), []);
     const err = await client.listTags('nope').catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamNotFoundError);
-    assert.equal(toRegistryError(err, 'tags').code, 'NAME_UNKNOWN');
+    assert.equal(toRegistryError(err).code, 'NAME_UNKNOWN');
     await client.close();
   });
 
@@ -213,7 +214,7 @@ describe('UpstreamClient: retries and timeouts', () => {
     assert.ok(err instanceof UpstreamRateLimitedError);
     assert.equal(err.retryAfterMs, 3_600_000);
     assert.equal(server.requests.length, 1);
-    assert.equal(toRegistryError(err, 'manifest').headers['retry-after'], '3600');
+    assert.equal(toRegistryError(err).headers['retry-after'], '3600');
     await client.close();
   });
 
@@ -224,7 +225,7 @@ describe('UpstreamClient: retries and timeouts', () => {
     assert.ok(err instanceof UpstreamUnavailableError);
     assert.equal(err.status, 502);
     assert.equal(server.requests.length, 3);
-    assert.equal(toRegistryError(err, 'manifest').code, 'UPSTREAM_ERROR');
+    assert.equal(toRegistryError(err).code, 'UPSTREAM_ERROR');
     await client.close();
   });
 
@@ -233,7 +234,7 @@ describe('UpstreamClient: retries and timeouts', () => {
     const err = await client.ping().catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamUnavailableError, String(err));
     assert.equal(err.status, undefined);
-    assert.equal(toRegistryError(err, 'manifest').code, 'UNAVAILABLE');
+    assert.equal(toRegistryError(err).code, 'UNAVAILABLE');
     await client.close();
   });
 

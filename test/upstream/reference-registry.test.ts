@@ -7,12 +7,13 @@ import { upstreamSchema, type UpstreamConfig } from '../../lib/config/schema.ts'
 import { digestOf } from '../../lib/oci/digest.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { UpstreamClient } from '../../lib/upstream/client.ts';
-import { UpstreamAuthError, UpstreamNotFoundError, toRegistryError } from '../../lib/upstream/errors.ts';
+import { UpstreamAuthError, UpstreamNotFoundError } from '../../lib/upstream/errors.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.ts';
 import { bytesOf } from './http-server.ts';
+import { toRegistryError } from '../../server/errors.ts';
 
 function client(url: string, cfg: Partial<UpstreamConfig> = {}): UpstreamClient {
   return new UpstreamClient('reference', upstreamSchema.parse({ url, retries: 1, ...cfg }), { retry: { baseDelayMs: 5, maxDelayMs: 20 } });
@@ -56,7 +57,7 @@ describe('UpstreamClient against the reference registry', function () {
       const anon = client(registry.url);
       const err = await anon.ping().catch((e: unknown) => e);
       assert.ok(err instanceof UpstreamAuthError, String(err));
-      assert.equal(toRegistryError(err, 'manifest').code, 'DENIED');
+      assert.equal(toRegistryError(err).code, 'DENIED');
       await anon.close();
     });
 
@@ -87,7 +88,7 @@ describe('UpstreamClient against the reference registry', function () {
     it('answers UpstreamNotFoundError (MANIFEST_UNKNOWN) for a missing tag', async () => {
       const err = await c.getManifest('team/app', 'nope').catch((e: unknown) => e);
       assert.ok(err instanceof UpstreamNotFoundError, String(err));
-      assert.equal(toRegistryError(err, 'manifest').code, 'MANIFEST_UNKNOWN');
+      assert.equal(toRegistryError(err).code, 'MANIFEST_UNKNOWN');
     });
 
     it('heads, gets and ranges a blob', async () => {
@@ -123,7 +124,7 @@ describe('UpstreamClient against the reference registry', function () {
       assert.deepEqual((await c.listTags('team/app')).sort(), ['v1', 'v2']);
       const err = await c.listTags('team/nothing').catch((e: unknown) => e);
       assert.ok(err instanceof UpstreamNotFoundError, String(err));
-      assert.equal(toRegistryError(err, 'tags').code, 'NAME_UNKNOWN');
+      assert.equal(toRegistryError(err).code, 'NAME_UNKNOWN');
     });
   });
 
@@ -188,7 +189,7 @@ describe('UpstreamClient against the reference registry', function () {
       const err = await anon.getManifest('team/app', 'v1').catch((e: unknown) => e);
       assert.ok(err instanceof UpstreamAuthError, String(err));
       assert.equal(err.insufficientScope, true);
-      assert.equal(toRegistryError(err, 'manifest').status, 403);
+      assert.equal(toRegistryError(err).status, 403);
       await anon.close();
     });
 

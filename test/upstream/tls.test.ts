@@ -4,9 +4,10 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { UpstreamUnavailableError, toRegistryError } from '../../lib/upstream/errors.ts';
+import { UpstreamUnavailableError } from '../../lib/upstream/errors.ts';
 import { runChecked } from '../helpers/processes.ts';
 import { testClient } from './http-server.ts';
+import { toRegistryError } from '../../server/errors.ts';
 
 describe('UpstreamClient over TLS with a private CA (caFile)', () => {
   let dir: string;
@@ -44,7 +45,7 @@ describe('UpstreamClient over TLS with a private CA (caFile)', () => {
     const err = await client.ping().catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamUnavailableError, String(err));
     assert.match(err.message, /self[- ]signed/i);
-    assert.equal(toRegistryError(err, 'manifest').code, 'UNAVAILABLE');
+    assert.equal(toRegistryError(err).code, 'UNAVAILABLE');
     assert.ok(Date.now() - started < 1000, 'a certificate error is not retried');
     await client.close();
   });
