@@ -2,7 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { Command } from 'commander';
-import { ConfigError, loadConfig, type LoadedConfig } from '../lib/config/load.ts';
+import { ConfigError, type LoadedConfig } from '../lib/config/load.ts';
+import { missingSecrets } from '../lib/config/secrets.ts';
+import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { HtpasswdError, parseHtpasswd } from '../server/auth/htpasswd.ts';
 
 const SECRET_KEYS = new Set(['password', 'token', 'tokens']);
@@ -50,7 +52,13 @@ export function checkReferencedFiles(cfg: LoadedConfig): void {
       fail('tls.key', `${cfg.tls.key} is not a PEM private key (${(e as Error).message})`);
     }
   }
-  for (const [name, up] of Object.entries(cfg.upstreams)) if (up.caFile) read(`upstreams.${name}.caFile`, up.caFile);
+  for (const [name, up] of Object.entries(cfg.upstreams)) {
+    [up, ...(up.relays ?? [])].forEach((at, i) => {
+      const where = at === up ? `upstreams.${name}` : `upstreams.${name}.relays.${i - 1}`;
+      if (at.caFile) read(`${where}.caFile`, at.caFile);
+      if (at.tokenFile) read(`${where}.tokenFile`, at.tokenFile);
+    });
+  }
   if (cfg.relay?.tokenFile) read('relay.tokenFile', cfg.relay.tokenFile);
 }
 
@@ -59,7 +67,7 @@ export function configCommand(): Command {
   config
     .command('check')
     .description('Validate a config file (and the files it names) and print the effective config, secrets masked')
-    .option('-c, --config <file>', 'config file (default: the embedded registry.config.json)')
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('-q, --quiet', 'print nothing when the config is valid')
     .addHelpText('after', `
 Examples:
@@ -68,8 +76,10 @@ Examples:
 
 Exit status: 0 when valid, 2 when not (the message names the file and the key path).`)
     .action((opts: { config?: string; quiet?: boolean }) => {
-      const cfg = loadConfig(opts.config);
+      const cfg = commandConfig('config check', opts.config, { quiet: opts.quiet === true });
       checkReferencedFiles(cfg);
+      // Read only when a client is built (mirror, relay, prewarm through them): here a note, not an error.
+      for (const m of missingSecrets(cfg.upstreams)) console.error(`ferry config check: note: ${m} is not set here; the mirror needs it in its environment`);
       if (!opts.quiet) {
         console.error(`ferry: ${cfg.file} is valid; effective config:`);
         console.log(JSON.stringify(maskSecrets(cfg), null, 2));

@@ -1,6 +1,6 @@
 /** `ferry export`: images from the store into a bundle (OCI layout directory or docker save tarball). */
 import { Command, Option } from 'commander';
-import { loadConfig } from '../lib/config/load.ts';
+import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { exportDockerTar, exportOciDir, type ExportFormat } from '../lib/archive/export.ts';
 import { formatBytes, consoleProgress } from '../lib/archive/progress.ts';
 import { selectImages } from '../lib/archive/select.ts';
@@ -26,7 +26,7 @@ export function exportCommand(): Command {
     .option('--since <index>', "what the other side has: its index.json, its OCI layout directory, or a list of digests; those blobs are left out")
     .option('--include-cache', 'with no image named: also pull-through cached images')
     .option('--platform <os/arch>', 'docker-tar: the platform manifest.json lists for a multi-platform image', 'linux/amd64')
-    .option('-c, --config <file>', 'config file (the store is its dataDir)')
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('-q, --quiet', 'no progress')
     .addHelpText('after', `
 oci-dir writes one file per blob (rsync-friendly) and resumes: blobs already there at the right
@@ -40,7 +40,7 @@ Examples:
   ferry export -o /mnt/usb/bundle --since /mnt/usb/other-side/index.json lokolla/nova-api
   ferry export -o - lokolla/x:1 | ssh far 'cat > x.tar && ferry import x.tar'`)
     .action(async (refs: string[], flags: ExportFlags, cmd: Command) => {
-      const config = loadConfig(flags.config);
+      const config = commandConfig('export', flags.config);
       const store = await openStore(config.dataDir);
       const format: ExportFormat = flags.format ?? (flags.output === '-' || flags.output.endsWith('.tar') ? 'docker-tar' : 'oci-dir');
       try {

@@ -1,7 +1,8 @@
 /** The ferry command line: one program, several roles and tools. */
 import { Command, CommanderError } from 'commander';
 import { ferryVersion } from '../lib/project-files.ts';
-import { ConfigError, loadConfig } from '../lib/config/load.ts';
+import { ConfigError } from '../lib/config/load.ts';
+import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { startMirror } from '../server/mirror.ts';
 import { prewarmCommand, UsageError } from './prewarm.ts';
 import { configCommand } from './config-check.ts';
@@ -30,14 +31,14 @@ Each command has --help with its own examples. Exit status: 0 success, 1 failure
 program
   .command('mirror')
   .description('Serve the registry API (pull and push) from the local store, fetching what is missing upstream')
-  .option('-c, --config <file>', 'config file (default: the embedded registry.config.json)')
+  .option('-c, --config <file>', CONFIG_OPTION_HELP)
   .addHelpText('after', `
 Examples:
   ferry mirror                             # listen on 0.0.0.0:4000, store in ./data
   ferry mirror --config /etc/ferry/mirror.json
   FERRY_LISTEN=127.0.0.1:5000 FERRY_DATA_DIR=/srv/ferry ferry mirror`)
   .action(async (opts: { config?: string }) => {
-    const config = loadConfig(opts.config);
+    const config = commandConfig('mirror', opts.config);
     const mirror = await startMirror(config);
     installSignalHandlers(() => mirror.shutdown(), mirror.logger);
     process.on('SIGHUP', () => mirror.reloadTls());

@@ -1,6 +1,6 @@
 /** `ferry gc`: remove blobs no manifest references. */
 import { Command } from 'commander';
-import { loadConfig } from '../lib/config/load.ts';
+import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { formatBytes } from '../lib/archive/progress.ts';
 import { collectGarbage, parseDuration } from '../lib/storage/gc.ts';
 import { openStore } from '../lib/storage/store.ts';
@@ -15,7 +15,7 @@ interface GcFlags {
 export function gcCommand(): Command {
   return new Command('gc')
     .description('Remove blobs that no manifest of any repository references (safe while the mirror runs)')
-    .option('-c, --config <file>', 'config file (the store is its dataDir)')
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('--grace <duration>', 'keep unreferenced blobs younger than this (s, m, h, d)', '1h')
     .option('-n, --dry-run', 'report what would be removed, remove nothing')
     .option('--json', 'print the report as JSON')
@@ -37,7 +37,7 @@ Examples:
       } catch (e) {
         cmd.error(`ferry gc: --grace: ${(e as Error).message}`, { exitCode: 2 });
       }
-      const config = loadConfig(flags.config);
+      const config = commandConfig('gc', flags.config);
       const store = await openStore(config.dataDir);
       const r = await collectGarbage(store, { graceMs, dryRun: flags.dryRun === true });
       if (flags.json) {

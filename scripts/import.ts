@@ -1,6 +1,6 @@
 /** `ferry import`: docker save tarballs and OCI layouts into the store, as local (pinned) images. */
 import { Command } from 'commander';
-import { loadConfig } from '../lib/config/load.ts';
+import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { importBundle } from '../lib/archive/import.ts';
 import { consoleProgress } from '../lib/archive/progress.ts';
 import { openStore } from '../lib/storage/store.ts';
@@ -17,7 +17,7 @@ export function importCommand(): Command {
   return new Command('import')
     .description('Import docker save tarballs or OCI image layouts (tar or directory) into the store, pinned')
     .argument('<bundle...>', 'docker save / docker-tar files, OCI layout tarballs or directories')
-    .option('-c, --config <file>', 'config file: the store (dataDir) and the rewrite rules')
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('--as <name[:tag]>', 'import the one image of the bundle under this name (and tag)')
     .option('--prefix <prefix>', 'name = prefix + the image\'s last path component, e.g. lokolla/')
     .option('--no-rewrite', 'do not map names through the rewrite rules')
@@ -38,7 +38,7 @@ Examples:
 Importing while the mirror runs is safe. A truncated or damaged bundle is refused whole: no tag
 and no manifest appear (blobs verified before the damage stay for ferry gc).`)
     .action(async (bundles: string[], flags: ImportFlags, cmd: Command) => {
-      const config = loadConfig(flags.config);
+      const config = commandConfig('import', flags.config);
       const store = await openStore(config.dataDir);
       for (const bundle of bundles) {
         try {

@@ -6,9 +6,12 @@ import { readImageList } from '../lib/prewarm/image-list.ts';
 import { parsePlatform } from '../lib/prewarm/platforms.ts';
 import { Prewarm } from '../lib/prewarm/prewarm.ts';
 import { attachProgress, formatReport } from '../lib/prewarm/progress.ts';
+import { localMirrorUrl } from '../lib/config/locate.ts';
+import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 
 interface PrewarmFlags {
-  mirror: string;
+  mirror?: string;
+  config?: string;
   list?: string[];
   kollaProfile?: string[];
   kollaRelease?: string;
@@ -27,7 +30,8 @@ export function prewarmCommand(): Command {
   return new Command('prewarm')
     .description('Fill a running mirror with images (from lists or a Kolla profile) before a deploy')
     .argument('[images...]', 'image references, e.g. kolla/centos-binary-nova-api:2.0.2')
-    .option('-m, --mirror <url>', 'the running mirror', 'http://127.0.0.1:4000')
+    .option('-m, --mirror <url>', "the running mirror (default: the config's listen address, e.g. http://127.0.0.1:4000)")
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('-f, --list <file...>', 'image list files: one reference a line, # comments')
     .option('--kolla-profile <name...>', 'Kolla build profile(s), e.g. default')
     .option('--kolla-release <release>', 'Kolla release: mitaka ... 2026.1, master, or a version (2.0.2)')
@@ -77,13 +81,23 @@ Exit status: 0 when every image is in the mirror, 1 when any failed (the report 
       }
       const concurrency = Number(flags.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw usage('--concurrency must be a positive integer');
-      const prewarm = new Prewarm({ mirror: flags.mirror, refs: unique, platforms: flags.platform.map(parsePlatform), concurrency });
+      const mirror = mirrorUrl(flags);
+      const prewarm = new Prewarm({ mirror, refs: unique, platforms: flags.platform.map(parsePlatform), concurrency });
       const detach = attachProgress(prewarm, unique.length);
       const report = await prewarm.run();
       detach();
       console.log(formatReport(report));
       if (report.images.some((i) => !i.ok)) process.exitCode = 1;
     });
+}
+
+/** -m, else the mirror its config describes (the line printed says which). */
+function mirrorUrl(flags: PrewarmFlags): string {
+  if (flags.mirror !== undefined) {
+    console.error(`ferry prewarm: mirror ${flags.mirror} (-m)`);
+    return flags.mirror;
+  }
+  return localMirrorUrl(commandConfig('prewarm', flags.config, { uses: (cfg) => `mirror ${localMirrorUrl(cfg)} (its listen)` }));
 }
 
 export class UsageError extends Error {}

@@ -1,6 +1,6 @@
 /** `ferry relay`: the authenticated, range-serving front on the far side of the link; `ferry relay token`. */
 import { Command } from 'commander';
-import { loadConfig } from '../lib/config/load.ts';
+import { commandConfig } from './command-config.ts';
 import { generateToken } from '../lib/relay/tokens.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
 import { startRelay } from '../server/relay.ts';
@@ -14,7 +14,7 @@ export function relayCommand(io: RelayCommandIo = {}): Command {
   const out = io.out ?? ((line: string) => process.stdout.write(`${line}\n`));
   const relay = new Command('relay')
     .description('Serve upstream registries to ferry mirrors: token auth, host allowlist, byte ranges, bounded cache')
-    .option('-c, --config <file>', 'config file with upstreams, relay (tokens, allow, cacheMaxBytes) and tls')
+    .option('-c, --config <file>', 'config file with upstreams, relay (tokens, allow, cacheMaxBytes) and tls (default: $FERRY_CONFIG, then /etc/ferry/relay.json)')
     .addHelpText('after', `
 Examples:
   ferry relay token > /etc/ferry/relay.tokens     # a new random token (32 bytes, base64url)
@@ -23,7 +23,7 @@ Examples:
 Signals: SIGHUP reloads the TLS certificate and the token file (the file is also re-read when it
 changes); SIGTERM and SIGINT stop.`)
     .action(async (opts: { config?: string }) => {
-      const config = loadConfig(opts.config);
+      const config = commandConfig('relay', opts.config, { role: 'relay' });
       const running = await startRelay(config);
       process.on('SIGHUP', () => {
         running.tokens.reload();

@@ -11,8 +11,8 @@ import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
 import { upstreamPort } from '../lib/mirror/upstream-port.ts';
 import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
-import { UpstreamClient } from '../lib/upstream/client.ts';
-import { relayEndpoints } from '../lib/upstream/relay-endpoints.ts';
+import type { UpstreamClient } from '../lib/upstream/client.ts';
+import { createUpstreamClients } from '../lib/upstream/clients.ts';
 import { CacheAccounting, afterFill } from '../lib/storage/eviction.ts';
 import { createMirrorApp } from './mirror-app.ts';
 import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
@@ -53,7 +53,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
   const local = new LocalRegistry(store);
-  const clients = new Map<string, UpstreamClient>();
+  const clients = createUpstreamClients(config, logger);
   const ports = new Map<string, UpstreamPort>();
   const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections }), logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = setupMirrorOps(config, logger, fills);
@@ -66,12 +66,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
       afterFill(cache, digest, size).catch((err: unknown) => logger.error({ err, digest }, 'cache eviction failed'));
     });
   }
-  for (const [name, cfg] of Object.entries(config.upstreams)) {
-    // Several relays: the first one only until the composite source lands (relay-endpoints.ts).
-    const client = new UpstreamClient(name, relayEndpoints(cfg)[0] ?? cfg, { logger });
-    clients.set(name, client);
-    ports.set(name, ops.watchPort(name, upstreamPort(client)));
-  }
+  for (const [name, client] of clients) ports.set(name, ops.watchPort(name, upstreamPort(client)));
   const backend = new MirrorRegistry({
     local,
     routing: config,

@@ -18,7 +18,8 @@ import { TokenSet } from '../lib/relay/tokens.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
 import { openStore, type Store } from '../lib/storage/store.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
-import { UpstreamClient } from '../lib/upstream/client.ts';
+import type { UpstreamClient } from '../lib/upstream/client.ts';
+import { createUpstreamClients } from '../lib/upstream/clients.ts';
 import { boundAddress, listen } from './listen.ts';
 import { createServiceOps } from './ops/mirror-ops.ts';
 import { gracefulShutdown, type ShutdownResult } from './ops/shutdown.ts';
@@ -84,13 +85,9 @@ async function startOnLockedDir(
   const store = await openStore(config.dataDir);
   const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
-  const clients = new Map<string, UpstreamClient>();
+  const clients = createUpstreamClients(config, logger);
   const ports = new Map<string, UpstreamPort>();
-  for (const [name, cfg] of Object.entries(config.upstreams)) {
-    const client = new UpstreamClient(name, cfg, { logger });
-    clients.set(name, client);
-    ports.set(name, upstreamPort(client));
-  }
+  for (const [name, client] of clients) ports.set(name, upstreamPort(client));
   const chunkLists = new ChunkLists(store);
   const cache = await RelayBlobCache.open(store, {
     maxBytes: settings.cacheMaxBytes,

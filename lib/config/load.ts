@@ -3,11 +3,10 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { projectFile } from '../project-files.ts';
-import { configSchema, type Config, type RelayEndpointConfig } from './schema.ts';
-import { parseTokenFile } from '../relay/tokens.ts';
-
-type TokenSettings = Pick<RelayEndpointConfig, 'token' | 'tokenEnv' | 'tokenFile' | 'caFile'>;
+import { configSchema, type Config } from './schema.ts';
 import { checkRewriteRules } from '../rewrite/pattern.ts';
+import { closest, knownKeys } from './suggest.ts';
+import { describeJsonError } from './json-position.ts';
 
 export const DEFAULT_CONFIG_FILE = projectFile('registry.config.json');
 
@@ -28,7 +27,11 @@ export interface LoadedConfig extends Config {
 function describeIssue(issue: z.core.$ZodIssue): string {
   const where = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
   if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys.map((k) => (where === '(top level)' ? k : `${where}.${k}`));
+    const known = knownKeys(issue.path);
+    const keys = issue.keys.map((k) => {
+      const hint = closest(k, known);
+      return `${where === '(top level)' ? k : `${where}.${k}`}${hint ? ` (did you mean ${hint}?)` : ''}`;
+    });
     return `unknown key ${keys.join(', ')}`;
   }
   return `${where}: ${issue.message}`;
@@ -49,40 +52,16 @@ export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv =
   if (env.FERRY_DATA_DIR) cfg.dataDir = env.FERRY_DATA_DIR;
   const base = dirname(file);
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
-  /** A relay's token from its tokenEnv or tokenFile (first token line), and its caFile made absolute. */
-  const resolveToken = (at: TokenSettings, where: string): void => {
-    if (at.caFile) at.caFile = abs(at.caFile);
-    if (at.tokenEnv && at.token === undefined) {
-      const v = env[at.tokenEnv];
-      if (v === undefined) throw new ConfigError(file, `${where}.tokenEnv: environment variable ${at.tokenEnv} is not set`);
-      at.token = v;
-    }
-    if (at.tokenFile) {
-      at.tokenFile = abs(at.tokenFile);
-      if (at.token !== undefined) return;
-      let text: string;
-      try {
-        text = readFileSync(at.tokenFile, 'utf8');
-      } catch (e) {
-        throw new ConfigError(file, `${where}.tokenFile: cannot read ${at.tokenFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-      }
-      const token = parseTokenFile(text)[0];
-      if (token === undefined) throw new ConfigError(file, `${where}.tokenFile: ${at.tokenFile} holds no token`);
-      at.token = token;
-    }
-  };
   cfg.dataDir = abs(cfg.dataDir);
   if (cfg.tls) cfg.tls = { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) };
   if (cfg.auth) cfg.auth = { ...cfg.auth, htpasswd: abs(cfg.auth.htpasswd) };
   if (cfg.relay?.tokenFile) cfg.relay.tokenFile = abs(cfg.relay.tokenFile);
-  for (const [name, up] of Object.entries(cfg.upstreams)) {
-    if (up.passwordEnv && up.password === undefined) {
-      const v = env[up.passwordEnv];
-      if (v === undefined) throw new ConfigError(file, `upstreams.${name}.passwordEnv: environment variable ${up.passwordEnv} is not set`);
-      up.password = v;
+  // Secrets (passwordEnv, tokenEnv, tokenFile) are read when a client is built: lib/config/secrets.ts.
+  for (const up of Object.values(cfg.upstreams)) {
+    for (const at of [up, ...(up.relays ?? [])]) {
+      if (at.caFile) at.caFile = abs(at.caFile);
+      if (at.tokenFile) at.tokenFile = abs(at.tokenFile);
     }
-    resolveToken(up, `upstreams.${name}`);
-    up.relays?.forEach((relay, i) => resolveToken(relay, `upstreams.${name}.relays.${i}`));
   }
   if (cfg.defaultUpstream !== undefined && !(cfg.defaultUpstream in cfg.upstreams)) {
     throw new ConfigError(file, `defaultUpstream: "${cfg.defaultUpstream}" is not a key of upstreams (${Object.keys(cfg.upstreams).join(', ') || 'none'})`);
@@ -119,7 +98,7 @@ export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: NodeJS.Proce
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(abs, `not valid JSON: ${(e as Error).message}`);
+    throw new ConfigError(abs, `not valid JSON: ${describeJsonError(text, (e as Error).message)}`);
   }
   return parseConfig(raw, abs, env);
 }

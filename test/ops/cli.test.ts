@@ -84,4 +84,29 @@ describe('ferry CLI', function () {
     assert.equal(cfg.listen, '0.0.0.0:4000');
     assert.equal(cfg.file, file);
   });
+
+  it('offline commands find the config by FERRY_CONFIG from any directory, say which config and store, and need no upstream secret', async () => {
+    const store = join(dir, 'store');
+    const file = join(dir, 'relay-mirror.json');
+    await writeFile(file, JSON.stringify({ dataDir: store, upstreams: { relay: { url: 'https://relay.example', kind: 'relay', tokenEnv: 'FERRY_TEST_UNSET_TOKEN' } }, defaultUpstream: 'relay' }));
+    const env: NodeJS.ProcessEnv = { ...process.env, FERRY_CONFIG: file };
+    delete env.FERRY_TEST_UNSET_TOKEN;
+    for (const args of [['gc', '--dry-run'], ['export', '-o', join(dir, 'out')], ['config', 'check']]) {
+      const r = await run(process.execPath, [FERRY, ...args], { timeoutMs: 30_000, env, cwd: dir });
+      assert.doesNotMatch(r.stderr, /is not set \(|config error/, args.join(' '));
+      const which = r.stderr.split('\n').find((l) => l.startsWith(`ferry ${args[0] === 'config' ? 'config check' : args[0]}: config `));
+      assert.equal(which, `ferry ${args[0] === 'config' ? 'config check' : args[0]}: config ${file} (FERRY_CONFIG), store ${store}`, r.stderr);
+    }
+    const check = await run(process.execPath, [FERRY, 'config', 'check'], { timeoutMs: 30_000, env, cwd: dir });
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stderr, /note: upstreams\.relay\.tokenEnv: FERRY_TEST_UNSET_TOKEN is not set here/);
+  });
+
+  it('the mirror stops with one line naming the variable when an upstream secret is missing', async () => {
+    const file = join(dir, 'relay-mirror-start.json');
+    await writeFile(file, JSON.stringify({ listen: '127.0.0.1:0', dataDir: join(dir, 'store2'), upstreams: { relay: { url: 'https://relay.example', kind: 'relay', tokenEnv: 'FERRY_TEST_UNSET_TOKEN' } } }));
+    const r = await ferry('mirror', '--config', file);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /config error: .*upstreams\.relay\.tokenEnv: environment variable FERRY_TEST_UNSET_TOKEN is not set/);
+  });
 });

@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from '../../../lib/config/load.ts';
 import { configJsonSchema } from '../../../lib/config/json-schema.ts';
 import { relayEndpoints } from '../../../lib/upstream/relay-endpoints.ts';
+import { missingSecrets, resolveSecrets } from '../../../lib/config/secrets.ts';
+import { createUpstreamClients } from '../../../lib/upstream/clients.ts';
+import { silentLogger } from '../../../lib/log/logger.ts';
 
 const FILE = '/etc/ferry/mirror.json';
 
@@ -55,9 +58,18 @@ describe('config', () => {
     ['a relay listed twice', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example' }, { url: 'https://b.example/' }] } } }, /upstreams\.r\.relays\.1\.url: .* listed twice/],
     ['an unknown key of a relay entry', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example', tokn: 'x' }] } } }, /unknown key upstreams\.r\.relays\.0\.tokn/],
     ['a relay entry without url', { upstreams: { r: { kind: 'relay', relays: [{ token: 'x' }] } } }, /upstreams\.r\.relays\.0\.url/],
+  ];
+  // Secrets are read when the client is built (resolveSecrets), not at load: still one message naming file and key path.
+  const secretRejections: Array<[string, unknown, RegExp]> = [
     ['a relay entry whose tokenEnv is not set', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example' }, { url: 'https://c.example', tokenEnv: 'C_TOKEN' }] } } }, /upstreams\.r\.relays\.1\.tokenEnv: environment variable C_TOKEN is not set/],
     ['a relay entry whose tokenFile cannot be read', { upstreams: { r: { kind: 'relay', relays: [{ url: 'https://b.example', tokenFile: 'nope.token' }] } } }, /upstreams\.r\.relays\.0\.tokenFile: cannot read \/etc\/ferry\/nope\.token \(ENOENT\)/],
   ];
+  for (const [what, raw, message] of secretRejections) {
+    it(`rejects ${what} when the client is built, naming the file and the key path`, () => {
+      const cfg = parseConfig(raw, FILE, {});
+      assert.throws(() => resolveSecrets(FILE, 'r', cfg.upstreams.r!, {}), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${FILE}: `) && message.test(e.message));
+    });
+  }
   for (const [what, raw, message] of rejections) {
     it(`rejects ${what}, naming the file and the key path`, () => {
       const msg = configError(raw);
@@ -83,10 +95,24 @@ describe('config', () => {
     assert.equal(cfg.upstreams.r?.caFile, '/etc/ferry/ca.pem');
   });
 
-  it('reads credentials from the environment, and names a variable that is not set', () => {
-    const raw = { upstreams: { quay: { url: 'https://quay.io', username: 'bot', passwordEnv: 'QUAY_PASSWORD' } } };
-    assert.equal(parseConfig(raw, FILE, { QUAY_PASSWORD: 's3cret' }).upstreams.quay?.password, 's3cret');
-    assert.match(configError(raw, {}), /upstreams\.quay\.passwordEnv: environment variable QUAY_PASSWORD is not set/);
+  it('reads credentials from the environment when a client is built, and names a variable that is not set', () => {
+    const raw = { upstreams: { quay: { url: 'https://quay.io', username: 'bot', passwordEnv: 'QUAY_PASSWORD' }, relay: { url: 'https://relay.example', kind: 'relay', tokenEnv: 'RELAY_TOKEN' } } };
+    // Loading needs no secret: import, export and gc never contact an upstream.
+    const cfg = parseConfig(raw, FILE, {});
+    assert.equal(cfg.upstreams.quay?.password, undefined);
+    assert.equal(resolveSecrets(FILE, 'quay', cfg.upstreams.quay!, { QUAY_PASSWORD: 's3cret' }).password, 's3cret');
+    assert.equal(resolveSecrets(FILE, 'relay', cfg.upstreams.relay!, { RELAY_TOKEN: 'tok' }).token, 'tok');
+    assert.throws(() => resolveSecrets(FILE, 'quay', cfg.upstreams.quay!, {}),
+      (e: unknown) => e instanceof ConfigError && /^\/etc\/ferry\/mirror\.json: upstreams\.quay\.passwordEnv: environment variable QUAY_PASSWORD is not set/.test(e.message));
+    assert.throws(() => createUpstreamClients(cfg, silentLogger, { QUAY_PASSWORD: 's3cret' }), /upstreams\.relay\.tokenEnv: environment variable RELAY_TOKEN is not set/);
+    assert.deepEqual(missingSecrets(cfg.upstreams, { QUAY_PASSWORD: 's3cret' }), ['upstreams.relay.tokenEnv: RELAY_TOKEN']);
+  });
+
+  it('suggests the key meant for a mistyped one, at any depth', () => {
+    assert.match(configError({ listn: '0.0.0.0:4000' }), /unknown key listn \(did you mean listen\?\)/);
+    assert.match(configError({ upstreams: { hub: { url: 'https://r.example', pasword: 'x' } } }), /unknown key upstreams\.hub\.pasword \(did you mean password\?\)/);
+    assert.match(configError({ rewrite: [{ match: 'a/*', local: 'b/*', upstreamname: 'c/*' }] }), /unknown key rewrite\.0\.upstreamname \(did you mean upstreamName\?\)/);
+    assert.match(configError({ cache: { colour: 'red' } }), /unknown key cache\.colour$/);
   });
 
   describe('files', () => {
@@ -107,9 +133,9 @@ describe('config', () => {
       assert.ok(example, 'README has a JSON example under "Several relays for one upstream"');
       const file = join(dir, 'mirror.json');
       await writeFile(join(dir, 'relay-b.token'), '# relay b, rotated 2026-11\n  token-of-relay-b-0123456789  \n');
-      const cfg = parseConfig(JSON.parse(example) as unknown, file, { FERRY_RELAY_A_TOKEN: 'token-of-relay-a-0123456789' });
-      const up = cfg.upstreams.relay;
-      assert.ok(up);
+      const cfg = parseConfig(JSON.parse(example) as unknown, file, {});
+      assert.ok(cfg.upstreams.relay);
+      const up = resolveSecrets(file, 'relay', cfg.upstreams.relay, { FERRY_RELAY_A_TOKEN: 'token-of-relay-a-0123456789' });
       assert.equal(up.url, 'https://relay-a.example.com:5443', 'the first relay names the upstream');
       const relays = relayEndpoints(up);
       assert.deepEqual(relays.map((r) => [r.url, r.token, r.caFile, r.kind, r.connections]), [
@@ -123,6 +149,16 @@ describe('config', () => {
       const cfg = parseConfig({ upstreams: { relay: { url: 'https://relay.example.com:5443', kind: 'relay', token: 'x'.repeat(20) } } }, FILE, {});
       const relays = relayEndpoints(cfg.upstreams.relay as NonNullable<typeof cfg.upstreams.relay>);
       assert.deepEqual(relays.map((r) => [r.url, r.token]), [['https://relay.example.com:5443', 'x'.repeat(20)]]);
+    });
+
+    it('reports a JSON syntax error by line:column, as an editor counts', async () => {
+      const file = join(dir, 'comma.json');
+      await writeFile(file, '{\n  "listen": "0.0.0.0:4000"\n  "dataDir": "/srv"\n}\n');
+      assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message === `${file}: not valid JSON: line 3:3: Expected ',' or '}' after property value`);
+      await writeFile(file, '{\n  "listen": tru\n}');
+      assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && /not valid JSON: line 2:13: /.test(e.message));
+      await writeFile(file, '{ "listen": ');
+      assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof ConfigError && e.message.endsWith('not valid JSON: line 1:13: unexpected end of file'));
     });
 
     it('names a file that cannot be read', () => {
