@@ -2,23 +2,73 @@
 import type { Request } from 'express';
 import { RegistryError } from '../lib/oci/errors.ts';
 
-export async function readBody(req: Request, limit: number): Promise<Buffer> {
+/** How long a refused body is still read (and thrown away) so a client that reads only after sending sees the answer. */
+const REFUSED_BODY_LINGER_MS = 10_000;
+
+/**
+ * The body, or SIZE_INVALID (413) as soon as it is known to pass the limit: from Content-Length
+ * before a byte is read, else at the first chunk over it. The answer goes out at once; see
+ * discardBody for the rest of the body.
+ */
+export function readBody(req: Request, limit: number): Promise<Buffer> {
+  const tooLarge = (what: string): RegistryError =>
+    new RegistryError('BODY_TOO_LARGE', `${what} exceeds the limit of ${limit} bytes`, { limit });
   const declared = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
   if (declared !== undefined && declared > limit) {
-    req.resume();
-    throw new RegistryError('BODY_TOO_LARGE', `body of ${declared} bytes exceeds the limit of ${limit}`, { limit });
+    discardBody(req);
+    return Promise.reject(tooLarge(`body of ${declared} bytes`));
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) {
-      req.resume();
-      throw new RegistryError('BODY_TOO_LARGE', `body exceeds the limit of ${limit} bytes`, { limit });
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const settle = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      settle();
+      chunks.length = 0;
+      discardBody(req);
+      reject(tooLarge('body'));
+    };
+    const onEnd = (): void => {
+      settle();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error): void => {
+      settle();
+      reject(err);
+    };
+    const onAborted = (): void => onError(Object.assign(new Error('request aborted'), { code: 'ECONNRESET' }));
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('aborted', onAborted);
+  });
+}
+
+/**
+ * Throws away the rest of a refused body without destroying the request (that would reset the
+ * connection and lose the answer): a client that sends everything before it reads still gets the
+ * 413. A body still arriving REFUSED_BODY_LINGER_MS after that is cut with its connection.
+ */
+export function discardBody(req: Request): void {
+  req.resume();
+  if (req.complete) return;
+  const timer = setTimeout(() => {
+    if (!req.complete) req.socket.destroy();
+  }, REFUSED_BODY_LINGER_MS);
+  timer.unref();
+  const stop = (): void => clearTimeout(timer);
+  req.once('end', stop);
+  req.once('close', stop);
 }
 
 /** Content-Length as a number, undefined when absent; SIZE_INVALID when malformed. */

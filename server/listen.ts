@@ -7,7 +7,11 @@ import type { RequestListener } from 'node:http';
 export interface ListenOptions {
   listen: string;
   tls?: { cert: string; key: string };
+  /** A request whose headers take longer is cut (config limits.headersTimeoutSeconds). */
+  headersTimeoutMs?: number;
 }
+
+const DEFAULT_HEADERS_TIMEOUT_MS = 20_000;
 
 export function splitHostPort(listen: string): { host: string; port: number } {
   const i = listen.lastIndexOf(':');
@@ -15,12 +19,18 @@ export function splitHostPort(listen: string): { host: string; port: number } {
 }
 
 export async function listen(app: RequestListener, opts: ListenOptions): Promise<Server> {
+  const headersTimeout = opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  // Node checks header deadlines on this interval (30 s by default, which let slow headers live
+  // 30 s past their deadline); a tenth of the deadline keeps the overshoot small.
+  const serverOptions = { connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 10))) };
   const server = opts.tls
-    ? createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, app)
-    : createHttpServer(app);
+    ? createHttpsServer({ ...serverOptions, cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, app)
+    : createHttpServer(serverOptions, app);
   // Docker keeps connections open between layers; long idle keep-alive avoids reconnects.
   server.keepAliveTimeout = 75_000;
-  server.headersTimeout = 80_000;
+  server.headersTimeout = headersTimeout;
+  // No bound on a whole request (a layer push over a slow client link may take an hour); a
+  // stalled or dribbling body is cut by the body deadline instead (server/body-deadline.ts).
   server.requestTimeout = 0;
   const { host, port } = splitHostPort(opts.listen);
   await new Promise<void>((resolve, reject) => {

@@ -4,7 +4,9 @@ import { RegistryError } from '../lib/oci/errors.ts';
 import type { RegistryBackend } from '../lib/registry/types.ts';
 import type { Logger } from '../lib/log/logger.ts';
 import { silentLogger } from '../lib/log/logger.ts';
+import { limitsSchema, type LimitsConfig } from '../lib/config/schema.ts';
 import { accessLog, type RequestObserver } from './access-log.ts';
+import { bodyDeadline } from './body-deadline.ts';
 import { errorMiddleware } from './errors.ts';
 import { v2Router } from './v2/router.ts';
 
@@ -16,6 +18,8 @@ export interface MirrorAppOptions {
   guard?: RequestHandler;
   /** Extra routes outside /v2/ (metrics, status page). */
   extra?: (app: Express) => void;
+  /** Request bodies slower than this are cut (config limits; its defaults when absent). */
+  limits?: Pick<LimitsConfig, 'bodyTimeoutSeconds' | 'bodyMinBytesPerSecond'>;
 }
 
 export function createMirrorApp(opts: MirrorAppOptions): Express {
@@ -24,6 +28,8 @@ export function createMirrorApp(opts: MirrorAppOptions): Express {
   app.disable('etag');
   app.set('query parser', 'simple');
   app.use(accessLog(opts.logger ?? silentLogger, opts.observe));
+  const limits = opts.limits ?? limitsSchema.parse({});
+  app.use(bodyDeadline({ windowMs: limits.bodyTimeoutSeconds * 1000, minBytesPerSecond: limits.bodyMinBytesPerSecond }));
   opts.extra?.(app);
   if (opts.guard) app.use('/v2', opts.guard);
   app.use('/v2', v2Router(opts.backend));

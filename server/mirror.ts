@@ -77,8 +77,8 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     metrics: ops.ops.metrics,
     ...(cache ? { onCacheAccess: (digest: string) => cache.recordAccess(digest) } : {}),
   });
-  const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra });
-  const server = await listen(app, { listen: config.listen, tls: config.tls });
+  const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra, limits: config.limits });
+  const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });
   const address = boundAddress(server);
   logger.info({ address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), upstreams: [...clients.keys()] }, 'mirror listening');
   return {

@@ -115,7 +115,7 @@ async function startOnLockedDir(
   const ops = createServiceOps(config, logger, fills);
   let ready = true;
   const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger, observe: ops.observe, ops, ready: () => ready });
-  const server = await listen(app, { listen: config.listen, tls: config.tls });
+  const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });
   const address = boundAddress(server);
   logger.info({
     address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), tokens: tokens.size,

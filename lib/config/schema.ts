@@ -75,6 +75,24 @@ export const transferSchema = z.strictObject({
     .describe('After upstream content failed its digest, answer 502 for this long instead of fetching it again (clients retry at once)'),
 });
 
+/** What one client may hold of the server: time to send, open upload sessions. */
+export const limitsSchema = z.strictObject({
+  headersTimeoutSeconds: z.number().positive().max(600).default(20)
+    .describe('A request whose headers are not complete after this long is cut'),
+  bodyTimeoutSeconds: z.number().positive().max(3600).default(30)
+    .describe('A request body is cut when one such window passes with fewer than bodyMinBytesPerSecond x this many bytes (a stall or a dribble)'),
+  bodyMinBytesPerSecond: z.number().int().min(1).default(1024)
+    .describe('Slowest accepted request body, averaged over bodyTimeoutSeconds (clients are on the local network)'),
+  uploadSessionsPerClient: z.number().int().positive().default(64)
+    .describe('Open push sessions one client (user, else address) may hold; more is TOOMANYREQUESTS'),
+  uploadSessionsPerRepository: z.number().int().positive().default(256)
+    .describe('Open push sessions in one repository; more is TOOMANYREQUESTS'),
+  uploadIdleMinutes: z.number().positive().default(30)
+    .describe('A push session with no byte received for this long is removed'),
+  tmpMaxAgeMinutes: z.number().positive().default(60)
+    .describe('A temp file not written for this long is removed (its writer is gone)'),
+});
+
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   listen: listen.default('0.0.0.0:4000').describe('Address the server listens on (env FERRY_LISTEN)'),
@@ -98,6 +116,7 @@ export const configSchema = z.strictObject({
     manifestTtlSeconds: z.number().int().min(0).default(300).describe('Revalidate cached tags upstream after this'),
   }).prefault({}),
   transfer: transferSchema.prefault({}),
+  limits: limitsSchema.prefault({}),
   relay: z.strictObject({
     tokens: z.array(z.string().min(16)).default([]).describe('Accepted bearer tokens (several, to rotate)'),
     tokenFile: z.string().optional().describe('File with one accepted token a line'),
@@ -113,3 +132,4 @@ export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type RelayEndpointConfig = z.infer<typeof relayEndpointSchema>;
 export type RewriteRule = z.infer<typeof rewriteRuleSchema>;
 export type TransferConfig = z.infer<typeof transferSchema>;
+export type LimitsConfig = z.infer<typeof limitsSchema>;

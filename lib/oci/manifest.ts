@@ -5,9 +5,17 @@
 import { z } from 'zod';
 import { RegistryError } from './errors.ts';
 import { isDigest } from './digest.ts';
+import { nestsDeeperThan } from './json-depth.ts';
 import { MEDIA, isIndexMediaType, isManifestMediaType } from './media-types.ts';
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/**
+ * Deepest nesting of objects and arrays a manifest may have. The OCI and Docker formats need 4
+ * (index > manifests > descriptor > platform.features); 64 leaves room for any artifact's own
+ * fields and stays under every client's decoder: Rust's serde_json stops at 128, Go's
+ * encoding/json at 10,000. What ferry stores, every client can read.
+ */
+export const MAX_MANIFEST_DEPTH = 64;
 
 const descriptorSchema = z.object({
   mediaType: z.string().min(1),
@@ -59,6 +67,9 @@ export interface ParsedManifest {
 export function parseManifest(bytes: Buffer, contentType?: string): ParsedManifest {
   if (bytes.length > MAX_MANIFEST_BYTES) {
     throw new RegistryError('MANIFEST_TOO_LARGE', `manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { size: bytes.length, limit: MAX_MANIFEST_BYTES });
+  }
+  if (nestsDeeperThan(bytes, MAX_MANIFEST_DEPTH)) {
+    throw new RegistryError('MANIFEST_INVALID', `manifest nests deeper than ${MAX_MANIFEST_DEPTH} levels`, { limit: MAX_MANIFEST_DEPTH });
   }
   let json: unknown;
   try {
