@@ -80,9 +80,21 @@ function toUpstream(config: RoutingConfig, key: string, repository: string, wher
 
 const localName = (name: string): string | undefined => (isValidName(name) ? name : undefined);
 
+/** Registry hosts of Docker Hub: a bare name means one of these (Docker's rule). */
+const DOCKER_HUB_HOSTS = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+/**
+ * What a bare name means on an upstream: its own registry, except through a ferry relay, where a
+ * bare name goes to the relay's default upstream, Docker Hub by Docker's rule.
+ */
+function bareNameServes(upstream: RoutingUpstream, host: string): boolean {
+  return upstream.kind !== 'relay' || DOCKER_HUB_HOSTS.has(host);
+}
+
 /**
  * The name as if containerd had put its ns host in front. A name already prefixed by a
- * configured host ignores ns; ns naming the default upstream leaves the name bare, since a bare
+ * configured host, or by the ns host itself (a hosts.toml with override_path puts it in the
+ * path), is not prefixed again; ns naming the default upstream leaves the name bare, since a bare
  * name already means the default upstream (so ns=docker.io shares the registry-mirrors cache).
  */
 function target(config: RoutingConfig, name: string, ns: string | undefined): Target {
@@ -90,9 +102,11 @@ function target(config: RoutingConfig, name: string, ns: string | undefined): Ta
   const split = splitHost(name);
   if (split && upstreamForHost(config.upstreams, split.host) !== undefined) return { effective: name };
   const host = ns.toLowerCase();
+  const full = split?.host.toLowerCase() === host ? name : `${host}/${name}`;
   const key = upstreamForHost(config.upstreams, host);
-  if (key === undefined) return { effective: `${host}/${name}`, nsUnknown: true };
-  return { effective: key === config.defaultUpstream ? name : `${host}/${name}`, nsUpstream: key };
+  if (key === undefined) return { effective: full, nsUnknown: true };
+  const bare = key === config.defaultUpstream && bareNameServes(upstreamOf(config, key, 'ns'), host);
+  return { effective: bare ? name : full, nsUpstream: key };
 }
 
 /** Route when no rule matches: by ns, by host prefix, or to the default upstream. */
@@ -101,7 +115,7 @@ function fallback(config: RoutingConfig, name: string, ns: string | undefined, t
     throw new RegistryError('NAME_UNKNOWN', `registry host ${JSON.stringify(ns)} (ns) is not configured in upstreams`, { name, ns });
   }
   if (t.nsUpstream !== undefined) {
-    const out: Fallback = { upstream: toUpstream(config, t.nsUpstream, name, 'ns') };
+    const out: Fallback = { upstream: toUpstream(config, t.nsUpstream, nameOn(upstreamOf(config, t.nsUpstream, 'ns'), t.effective, name), 'ns') };
     const local = localName(t.effective);
     if (local !== undefined) out.local = local;
     return out;
@@ -110,7 +124,7 @@ function fallback(config: RoutingConfig, name: string, ns: string | undefined, t
   if (split) {
     const key = upstreamForHost(config.upstreams, split.host);
     if (key === undefined) return { local: name, unknownHost: split.host };
-    return { local: name, upstream: toUpstream(config, key, split.rest, 'host') };
+    return { local: name, upstream: toUpstream(config, key, nameOn(upstreamOf(config, key, 'host'), name, split.rest), 'host') };
   }
   const out: Fallback = { local: name };
   if (config.defaultUpstream !== undefined) {
@@ -119,10 +133,18 @@ function fallback(config: RoutingConfig, name: string, ns: string | undefined, t
   return out;
 }
 
+/**
+ * The name to ask an upstream for: a ferry relay serves several registries and picks one by the
+ * name's host, so it gets the host-qualified name; a registry gets the name on itself.
+ */
+function nameOn(upstream: RoutingUpstream, qualified: string, onRegistry: string): string {
+  return upstream.kind === 'relay' ? qualified : onRegistry;
+}
+
 /** The name on a rule's upstream when the rule gives no upstreamName: the effective name minus that upstream's host. */
 function defaultUpstreamName(upstream: RoutingUpstream, effective: string): string {
   const split = splitHost(effective);
-  return split && hostsOf(upstream).includes(split.host.toLowerCase()) ? split.rest : effective;
+  return split && hostsOf(upstream).includes(split.host.toLowerCase()) ? nameOn(upstream, effective, split.rest) : effective;
 }
 
 /**

@@ -150,6 +150,12 @@ const routes: Array<[string, [string, string?, string?], Route]> = [
   ['lets a rule match an ns host no upstream serves',
     ['app', 'v1', 'intranet.example'],
     { requested: 'app', local: 'intranet/app', tag: 'v1', rule: 9 }],
+  ['does not prefix the ns host twice when a hosts.toml with override_path already put it in the path',
+    ['quay.io/coreos/etcd', 'v3', 'quay.io'],
+    { requested: 'quay.io/coreos/etcd', local: 'quay.io/coreos/etcd', upstream: { name: 'quay', repository: 'coreos/etcd' }, tag: 'v3' }],
+  ['lets a host-prefixed rule match a name the ns host already prefixes, once',
+    ['intranet.example/app', 'v1', 'intranet.example'],
+    { requested: 'intranet.example/app', local: 'intranet/app', tag: 'v1', rule: 9 }],
   ['ignores an empty ns',
     ['ubuntu', 'latest', ''],
     { requested: 'ubuntu', local: 'ubuntu', upstream: { name: 'hub', repository: 'library/ubuntu' }, tag: 'latest' }],
@@ -178,6 +184,43 @@ describe('rewrite/route', () => {
   it('serves only local names when there is no default upstream', () => {
     const bare: RoutingConfig = { upstreams: {}, rewrite: [] };
     assert.deepEqual(route(bare, 'ubuntu', 'latest'), { requested: 'ubuntu', local: 'ubuntu', tag: 'latest' });
+  });
+
+  describe('through a ferry relay serving docker.io and quay.io (the README\'s mirror side)', () => {
+    const relayed = parseConfig({
+      upstreams: { relay: { url: 'https://relay.example.com:5443', kind: 'relay', hosts: ['docker.io', 'index.docker.io', 'quay.io'], token: 'x'.repeat(20) } },
+      defaultUpstream: 'relay',
+      rewrite: [
+        { match: 'kolla/*', local: 'lokolla/*', upstream: 'relay', upstreamName: 'docker.io/kolla/*' },
+        { match: 'openstack.kolla/*', upstream: 'relay', upstreamName: 'quay.io/openstack.kolla/*' },
+      ],
+    }, 'relayed.json', {});
+    const cases: Array<[string, [string, string?, string?], Route]> = [
+      ['routes containerd ns=docker.io to the relay as a bare name (the relay\'s default is Docker Hub)',
+        ['library/busybox', 'latest', 'docker.io'],
+        { requested: 'library/busybox', local: 'library/busybox', upstream: { name: 'relay', repository: 'library/busybox' }, tag: 'latest' }],
+      ['applies the kolla rule to a containerd ns=docker.io name',
+        ['kolla/nova-api', '2025.1', 'docker.io'],
+        { requested: 'kolla/nova-api', local: 'lokolla/nova-api', upstream: { name: 'relay', repository: 'docker.io/kolla/nova-api' }, tag: '2025.1', rule: 0 }],
+      ['sends a containerd ns=quay.io name to the relay host-qualified, so the relay picks quay',
+        ['prometheus/node-exporter', 'v1', 'quay.io'],
+        { requested: 'prometheus/node-exporter', local: 'quay.io/prometheus/node-exporter', upstream: { name: 'relay', repository: 'quay.io/prometheus/node-exporter' }, tag: 'v1' }],
+      ['asks the relay for quay.io/x, not quay.io/quay.io/x, with override_path',
+        ['quay.io/openstack.kolla/nova-api', '2025.1-rocky-9', 'quay.io'],
+        { requested: 'quay.io/openstack.kolla/nova-api', local: 'quay.io/openstack.kolla/nova-api', upstream: { name: 'relay', repository: 'quay.io/openstack.kolla/nova-api' }, tag: '2025.1-rocky-9' }],
+      ['keeps the host of a host-prefixed name sent to the relay',
+        ['docker.io/library/busybox', 'latest'],
+        { requested: 'docker.io/library/busybox', local: 'docker.io/library/busybox', upstream: { name: 'relay', repository: 'docker.io/library/busybox' }, tag: 'latest' }],
+      ['sends a bare name to the relay as it is (registry-mirrors mode)',
+        ['busybox', 'latest'],
+        { requested: 'busybox', local: 'busybox', upstream: { name: 'relay', repository: 'busybox' }, tag: 'latest' }],
+    ];
+    for (const [spec, [name, reference, ns], expected] of cases) {
+      it(spec, () => assert.deepEqual(route(relayed, name, reference, ns), expected));
+    }
+    it('answers NAME_UNKNOWN for a registry the relay is not said to serve', () => {
+      assert.throws(() => route(relayed, 'x/y', 'latest', 'ghcr.io'), (e: unknown) => isRegistryError(e) && e.code === 'NAME_UNKNOWN');
+    });
   });
 
   describe('with the shipped registry.config.json', () => {
