@@ -28,7 +28,7 @@ const HELP = `fault-proxy --target HOST:PORT [options]
   --stall-mean SIZE      stall each connection after ~SIZE bytes (exponential)
   --stall-ms MS          stall length (default: forever)
   --truncate SIZE        close each connection cleanly after SIZE bytes
-  --corrupt-per-mib P    probability per MiB that one byte is flipped
+  --corrupt-per-mib N    flipped bytes per MiB, on average (0.05: one every ~20 MiB)
   --quiet                no stats lines`;
 
 async function main(): Promise<void> {

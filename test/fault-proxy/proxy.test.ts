@@ -155,6 +155,45 @@ describe('fault proxy', function () {
     assert.ok(diffs >= 4 && diffs <= 40, `${diffs} corrupted bytes in 8 MiB`);
   });
 
+  it('gives each connection its own faults: the n-th connection meets the same flips, alone or among others', async () => {
+    const flipsOf = (payload: Buffer, got: Buffer): number[] => {
+      const at: number[] = [];
+      for (let i = 0; i < payload.length; i++) if (got[i] !== payload[i]) at.push(i);
+      return at;
+    };
+    /** The flipped offsets of each of three connections (as strings), connections in any order. */
+    const flipsOfThree = async (concurrent: boolean): Promise<string[]> => {
+      const { proxy, payload } = await setup(2 * MiB, { corruptPerMiB: 3, rateBytesPerSec: 16 * MiB }, 7);
+      const got: Received[] = [];
+      if (concurrent) got.push(...(await Promise.all([receive(proxy.port), receive(proxy.port), receive(proxy.port)])));
+      else for (let i = 0; i < 3; i++) got.push(await receive(proxy.port));
+      return got.map((g) => flipsOf(payload, g.data).join());
+    };
+    const alone = await flipsOfThree(false);
+    const together = await flipsOfThree(true);
+    assert.ok(alone.every((f) => f !== ''), `flipped offsets per connection: ${alone.join(' | ')}`);
+    assert.equal(new Set(alone).size, 3, 'each connection has its own');
+    assert.deepEqual([...together].sort(), [...alone].sort());
+  });
+
+  it('goes dark: nothing either way, on open and new connections, until it is lit again', async () => {
+    const { proxy, payload } = await setup(1 * MiB, { rateBytesPerSec: 2 * MiB });
+    const open = receive(proxy.port);
+    while (proxy.stats.bytesToClient === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    proxy.setFaults({ dark: true });
+    const held = proxy.stats.bytesToClient;
+    const echo = await setup(0, { dark: true });
+    const fresh = receive(echo.proxy.port, Buffer.from('anyone there?'));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.ok(proxy.stats.bytesToClient - held <= 16 * 1024, 'at most the slice in hand goes out once dark');
+    assert.equal(echo.proxy.stats.bytesFromClient, 0, 'the request of a new connection stays in the dark');
+    assert.equal(echo.proxy.stats.bytesToClient, 0);
+    proxy.setFaults({ dark: false });
+    echo.proxy.setFaults({ dark: false });
+    assert.ok((await open).data.equals(payload));
+    assert.equal((await fresh).data.toString(), 'anyone there?');
+  });
+
   it('stalls a connection for good, and resumes it when stalls are switched off at runtime', async () => {
     const { proxy, payload } = await setup(1 * MiB, { stallMeanBytes: 100_000 });
     const pending = receive(proxy.port);

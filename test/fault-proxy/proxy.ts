@@ -1,8 +1,11 @@
 /**
  * A TCP proxy that behaves like the firewalled link: a rate cap per connection and in total,
- * latency, resets, stalls, truncation and corrupted bytes, all drawn from one seeded PRNG.
- * Faults act on the response direction (upstream -> client), where the blob bytes flow, and can
- * be changed while connections are open (`setFaults`). Memory stays bounded: the upstream socket
+ * latency, resets, stalls, truncation, flipped bytes and going dark. Faults act on the response
+ * direction (upstream -> client), where the blob bytes flow, and can be changed while
+ * connections are open (`setFaults`). Every connection draws its faults from its own PRNG,
+ * seeded from the proxy's seed and the connection's number, at positions in its own byte
+ * stream: the n-th connection meets the same faults at the same offsets whatever the other
+ * connections do and however the bytes are sliced. Memory stays bounded: the upstream socket
  * is paused while more than HIGH_WATER bytes wait to be forwarded.
  */
 import net from 'node:net';
@@ -25,10 +28,16 @@ export interface Faults {
   stallMs?: number;
   /** Close each connection cleanly (FIN) after this many response bytes. */
   truncateAfterBytes?: number;
-  /** Probability per MiB of response stream that one byte is flipped. */
+  /** Flipped bytes per MiB of response stream, on average (exponential gaps; 0.05 = one every ~20 MiB). */
   corruptPerMiB?: number;
   /** Offsets in each connection's response stream (headers included) where a byte is flipped. */
   corruptOffsets?: number[];
+  /**
+   * The route is gone: nothing is forwarded either way, on open connections or new ones (which
+   * are accepted and then hear nothing), until it is switched off again; what waits is then
+   * delivered. No timer of the link itself: only the client's own can end the wait.
+   */
+  dark?: boolean;
 }
 
 export interface ProxyOptions {
@@ -61,6 +70,7 @@ export interface ProxyStats {
   corruptions: number;
 }
 
+const MiB = 1024 * 1024;
 const SLICE = 16 * 1024;
 const HIGH_WATER = 256 * 1024;
 const MAX_LOGS = 2000;
@@ -77,7 +87,7 @@ export class FaultProxy {
     resets: 0, stalls: 0, truncations: 0, corruptions: 0,
   };
   readonly logs: ConnectionLog[] = [];
-  readonly random: Random;
+  readonly seed: number;
   readonly aggregate = new Pacer(0);
   private faultsNow: Faults;
   private readonly target: { host: string; port: number };
@@ -87,7 +97,7 @@ export class FaultProxy {
 
   constructor(opts: ProxyOptions) {
     this.target = parseTarget(opts.target);
-    this.random = mulberry32(opts.seed ?? 1);
+    this.seed = opts.seed ?? 1;
     this.faultsNow = { ...opts.faults };
     // Half-open on both sides, so a client that ends its request still gets the whole answer.
     this.server = net.createServer({ allowHalfOpen: true }, (client) => this.accept(client));
@@ -145,16 +155,22 @@ export class FaultProxy {
     this.logs.push(log);
     if (this.logs.length > MAX_LOGS) this.logs.shift();
     const upstream = net.connect({ ...this.target, allowHalfOpen: true });
-    const conn = new ProxyConnection(this, client, upstream, log);
+    const conn = new ProxyConnection(this, client, upstream, log, connectionRandom(this.seed, log.id));
     this.live.add(conn);
     conn.onClose = () => this.live.delete(conn);
   }
+}
+
+/** The PRNG of the proxy's id-th connection: its own stream, so faults do not depend on interleaving. */
+function connectionRandom(seed: number, id: number): Random {
+  return mulberry32((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(id, 0x85ebca77)) >>> 0);
 }
 
 interface Plan {
   resetAt?: number;
   stallAt?: number;
   truncateAt?: number;
+  corruptAt?: number;
 }
 
 class ProxyConnection {
@@ -166,6 +182,10 @@ class ProxyConnection {
   private plan: Plan = {};
   private pumping = false;
   private stalledForever = false;
+  /** Paused by a dark link: the pump waits for replan() to light it again. */
+  private waitingForLight = false;
+  /** Client -> upstream bytes held while the link is dark; null stands for the client's end. */
+  private readonly heldUp: Array<Buffer | null> = [];
   private upstreamEnded = false;
   /** No more bytes are forwarded. */
   private dead = false;
@@ -176,10 +196,11 @@ class ProxyConnection {
     private readonly client: net.Socket,
     private readonly upstream: net.Socket,
     private readonly log: ConnectionLog,
+    private readonly random: Random,
   ) {
     this.replan();
     client.on('data', (buf: Buffer) => this.forwardUp(buf));
-    client.on('end', () => this.later(() => upstream.end()));
+    client.on('end', () => this.forwardUp(null));
     upstream.on('data', (buf: Buffer) => this.enqueueDown(buf));
     upstream.on('end', () => {
       this.upstreamEnded = true;
@@ -202,15 +223,26 @@ class ProxyConnection {
 
   replan(): void {
     const f = this.faults;
-    const r = this.proxy.random;
+    const r = this.random;
     this.plan = {
       resetAt: f.resetMeanBytes ? this.pos + exponential(r, f.resetMeanBytes) : undefined,
       stallAt: f.stallMeanBytes ? this.pos + exponential(r, f.stallMeanBytes) : undefined,
       truncateAt: f.truncateAfterBytes !== undefined ? Math.max(f.truncateAfterBytes, this.pos) : undefined,
+      corruptAt: f.corruptPerMiB ? this.pos + exponential(r, MiB / f.corruptPerMiB) - 1 : undefined,
     };
     if (this.stalledForever && !f.stallMeanBytes) {
       this.stalledForever = false;
       this.pumping = false;
+      void this.pump();
+    }
+    if (!f.dark) this.light();
+  }
+
+  /** The link is back: what waited in either direction goes on. */
+  private light(): void {
+    for (const buf of this.heldUp.splice(0)) this.forwardUp(buf);
+    if (this.waitingForLight) {
+      this.waitingForLight = false;
       void this.pump();
     }
   }
@@ -234,7 +266,13 @@ class ProxyConnection {
     else fn();
   }
 
-  private forwardUp(buf: Buffer): void {
+  /** Client -> upstream, after half the RTT (held while the link is dark); null ends the upstream side. */
+  private forwardUp(buf: Buffer | null): void {
+    if (this.faults.dark) {
+      this.heldUp.push(buf);
+      return;
+    }
+    if (buf === null) return this.later(() => this.upstream.end());
     this.proxy.stats.bytesFromClient += buf.length;
     this.log.bytesUp += buf.length;
     this.later(() => {
@@ -287,7 +325,7 @@ class ProxyConnection {
       }
       await sleep(ms);
       const mean = this.faults.stallMeanBytes;
-      plan.stallAt = mean ? this.pos + exponential(proxy.random, mean) : undefined;
+      plan.stallAt = mean ? this.pos + exponential(this.random, mean) : undefined;
     }
     return !this.dead;
   }
@@ -300,9 +338,10 @@ class ProxyConnection {
     return d;
   }
 
+  /** Flips the bytes due in this slice (it starts at this.pos): the planned ones and corruptOffsets. */
   private corrupt(slice: Buffer): Buffer {
     const f = this.faults;
-    const r = this.proxy.random;
+    const r = this.random;
     let out = slice;
     const flip = (i: number): void => {
       if (out === slice) out = Buffer.from(slice);
@@ -310,7 +349,11 @@ class ProxyConnection {
       this.proxy.stats.corruptions++;
       this.event('corrupt');
     };
-    if (f.corruptPerMiB && r() < (slice.length * f.corruptPerMiB) / (1024 * 1024)) flip(Math.floor(r() * slice.length));
+    const end = this.pos + slice.length;
+    while (this.plan.corruptAt !== undefined && this.plan.corruptAt < end && f.corruptPerMiB) {
+      flip(this.plan.corruptAt - this.pos);
+      this.plan.corruptAt += exponential(r, MiB / f.corruptPerMiB);
+    }
     for (const o of f.corruptOffsets ?? []) {
       if (o >= this.pos && o < this.pos + slice.length) flip(o - this.pos);
     }
@@ -325,6 +368,10 @@ class ProxyConnection {
         const head = this.queue[0] as { at: number; buf: Buffer; off: number };
         const wait = head.at - performance.now();
         if (wait > 0) await sleep(wait);
+        if (this.faults.dark) {
+          this.waitingForLight = true;
+          return;
+        }
         if (!(await this.applyDueFaults())) return;
         const n = Math.min(head.buf.length - head.off, SLICE, this.nextFaultDistance());
         this.pacer.bytesPerSecond = this.faults.rateBytesPerSec ?? 0;
@@ -344,7 +391,10 @@ class ProxyConnection {
         }
         if (!this.client.write(slice)) await this.drained();
       }
-      if (this.queue.length === 0 && this.upstreamEnded && !this.dead) this.client.end();
+      if (this.queue.length === 0 && this.upstreamEnded && !this.dead) {
+        if (this.faults.dark) this.waitingForLight = true;
+        else this.client.end();
+      }
     } finally {
       if (!this.stalledForever) this.pumping = false;
     }
