@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { KollaError } from '../lib/kolla/kolla-error.ts';
 import { kollaImageRefs } from '../lib/kolla/naming.ts';
+import { formatPullList, kollaPullList } from '../lib/kolla/pull-list.ts';
 import { readImageList } from '../lib/prewarm/image-list.ts';
 import { parsePlatform } from '../lib/prewarm/platforms.ts';
 import { Prewarm } from '../lib/prewarm/prewarm.ts';
@@ -21,6 +22,9 @@ interface PrewarmFlags {
   kollaTag?: string;
   kollaNamespace?: string;
   kollaRegistry?: string;
+  kollaGlobals?: string;
+  kollaInventory?: string;
+  kollaGroup?: string;
   platform: string[];
   concurrency: string;
   dryRun?: boolean;
@@ -28,13 +32,16 @@ interface PrewarmFlags {
 
 export function prewarmCommand(): Command {
   return new Command('prewarm')
-    .description('Fill a running mirror with images (from lists or a Kolla profile) before a deploy')
+    .description('Fill a running mirror with images (from lists, a Kolla deploy or a Kolla build profile) before a deploy')
     .argument('[images...]', 'image references, e.g. kolla/centos-binary-nova-api:2.0.2')
     .option('-m, --mirror <url>', "the running mirror (default: the config's listen address, e.g. http://127.0.0.1:4000)")
     .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('-f, --list <file...>', 'image list files: one reference a line, # comments')
-    .option('--kolla-profile <name...>', 'Kolla build profile(s), e.g. default')
-    .option('--kolla-release <release>', 'Kolla release: mitaka ... 2026.1, master, or a version (2.0.2)')
+    .option('--kolla-globals <file>', 'what kolla-ansible pull pulls for this globals.yml, e.g. /etc/kolla/globals.yml')
+    .option('--kolla-inventory <file>', "with --kolla-globals: the Ansible inventory (default: kolla-ansible's multinode)")
+    .option('--kolla-group <group>', 'with --kolla-globals: only the images the hosts of this group run, e.g. compute')
+    .option('--kolla-profile <name...>', 'Kolla build profile(s), e.g. default: what kolla-build builds')
+    .option('--kolla-release <release>', 'Kolla release: mitaka ... 2026.1, master, or a version (2.0.2); with --kolla-globals, overrides openstack_release')
     .option('--kolla-distro <distro>', 'centos, ubuntu, debian, rocky')
     .addOption(new Option('--kolla-install-type <type>', 'binary or source (before Zed)').choices(['binary', 'source']))
     .option('--kolla-distro-version <v>', 'distro version in Zed+ tags, e.g. 9, noble')
@@ -47,6 +54,8 @@ export function prewarmCommand(): Command {
     .addHelpText('after', `
 Examples:
   ferry prewarm -f images.txt
+  ferry prewarm --kolla-globals /etc/kolla/globals.yml --kolla-inventory /etc/kolla/multinode --dry-run
+  ferry prewarm --kolla-globals /etc/kolla/globals.yml --kolla-inventory /etc/kolla/multinode --kolla-group compute
   ferry prewarm --kolla-profile default --kolla-release 2025.1 --kolla-distro rocky
   ferry prewarm --kolla-profile default --kolla-release 2.0.2 --kolla-distro centos --kolla-install-type source --dry-run
   ferry prewarm --kolla-profile default --kolla-release wallaby --kolla-distro centos
@@ -59,7 +68,20 @@ Exit status: 0 when every image is in the mirror, 1 when any failed (the report 
     .action(async (images: string[], flags: PrewarmFlags) => {
       const refs = [...images];
       for (const file of flags.list ?? []) refs.push(...(await readImageList(file)));
-      const { kollaProfile: profile, kollaRelease: release, kollaDistro: distro } = flags;
+      const { kollaProfile: profile, kollaRelease: release, kollaDistro: distro, kollaGlobals: globals } = flags;
+      let header: string | undefined;
+      if (globals) {
+        const list = await kollaInput(() => kollaPullList({ globalsFile: globals, inventoryFile: flags.kollaInventory, group: flags.kollaGroup, release }));
+        for (const warning of list.warnings) console.error(`ferry prewarm: warning: ${warning}`);
+        if (flags.dryRun) {
+          console.log(formatPullList(list));
+          if (profile === undefined && refs.length === 0) return;
+        }
+        header = list.summary;
+        refs.push(...list.images.map((i) => i.ref));
+      } else if (flags.kollaInventory !== undefined || flags.kollaGroup !== undefined) {
+        throw usage('--kolla-inventory and --kolla-group need --kolla-globals');
+      }
       if (profile) {
         if (!release || !distro) throw usage('--kolla-profile needs --kolla-release and --kolla-distro');
         refs.push(...kollaInput(() => kollaImageRefs({
@@ -74,11 +96,12 @@ Exit status: 0 when every image is in the mirror, 1 when any failed (the report 
         })));
       }
       const unique = [...new Set(refs)];
-      if (unique.length === 0) throw usage('no images: give references, --list or --kolla-profile');
+      if (unique.length === 0) throw usage('no images: give references, --list, --kolla-globals or --kolla-profile');
       if (flags.dryRun) {
         console.log(unique.join('\n'));
         return;
       }
+      if (header) console.log(`prewarm: ${header}`);
       const concurrency = Number(flags.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw usage('--concurrency must be a positive integer');
       const mirror = mirrorUrl(flags);
@@ -106,12 +129,15 @@ function usage(message: string): UsageError {
   return new UsageError(message);
 }
 
-/** Kolla's answer to the operator's Kolla options; a release or profile it does not have is bad usage (one line, exit 2). */
+/** Kolla's answer to the operator's Kolla options; a release, profile, group or file it cannot use is bad usage (one line, exit 2). */
 function kollaInput<T>(answer: () => T): T {
+  const asUsage = (e: unknown): never => {
+    throw e instanceof KollaError ? usage(e.message) : e;
+  };
   try {
-    return answer();
+    const result = answer();
+    return (result instanceof Promise ? result.catch(asUsage) : result) as T;
   } catch (e) {
-    if (e instanceof KollaError) throw usage(e.message);
-    throw e;
+    return asUsage(e);
   }
 }

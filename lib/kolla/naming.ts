@@ -48,6 +48,11 @@ const DISTRO_VERSIONS: Record<string, Record<string, string>> = {
   master: { rocky: '10' },
 };
 
+/** The base distro version Kolla built `series` on for `distro`, where ferry knows it. */
+export function distroVersionKnown(series: string, distro: string): string | undefined {
+  return DISTRO_VERSIONS[series]?.[distro];
+}
+
 function distroVersionFor(rel: KollaRelease, distro: string): string {
   const known = DISTRO_VERSIONS[rel.series]?.[distro];
   if (known === undefined) {
