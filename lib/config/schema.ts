@@ -70,6 +70,8 @@ export const transferSchema = z.strictObject({
   maxConnections: z.number().int().min(1).default(32).describe('Parallel chunk requests per upstream link (all its transfers together) and per blob, cap; the upstream connections caps it too'),
   stallSeconds: z.number().positive().default(20).describe('A connection with no byte for this long is aborted and resumed'),
   retries: z.number().int().min(0).default(1000).describe('Attempts per chunk before the transfer fails'),
+  fillDeadlineSeconds: z.number().positive().default(6 * 3600)
+    .describe('A fill still running after this long fails (clients get 503 UNAVAILABLE); what it fetched stays, and the next request resumes it'),
   partMaxAgeHours: z.number().positive().default(72).describe('Unfinished transfers older than this are removed'),
   badContentHoldSeconds: z.number().min(0).default(60)
     .describe('After upstream content failed its digest, answer 502 for this long instead of fetching it again (clients retry at once)'),

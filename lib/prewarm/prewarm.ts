@@ -9,6 +9,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { MANIFEST_ACCEPT, isIndexMediaType } from '../oci/media-types.ts';
 import { parseImageRef, withDefaultTag, mirrorRepository, type ImageRef } from '../rewrite/image-ref.ts';
 import { platformMatches, type Platform } from './platforms.ts';
+import { RETRY_POLICIES, isRetryableError, isRetryableStatus, parseRetryAfter, withRetries } from '../retry/policy.ts';
 
 export interface PrewarmOptions {
   /** Base URL of the mirror, e.g. http://127.0.0.1:4000. */
@@ -175,36 +176,43 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
   }
 
   private async fetchBlob(ref: string, name: string, d: Descriptor): Promise<number> {
-    const attempts = this.opts.attempts ?? 5;
+    const policy = { ...RETRY_POLICIES.prewarm, ...(this.opts.attempts !== undefined ? { attempts: this.opts.attempts - 1 } : {}) };
     this.emit('blob-start', { ref, digest: d.digest, size: d.size });
-    let lastError: Error | undefined;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+    return withRetries(policy, async () => {
       let bytes = 0;
-      try {
-        const res = await request(`${this.base}/v2/${name}/blobs/${d.digest}`, { dispatcher: this.agent, signal: this.opts.signal });
-        if (res.statusCode !== 200) {
-          const text = await res.body.text();
-          throw new Error(`blob ${d.digest}: HTTP ${res.statusCode} ${registryMessage(text)}`);
-        }
-        let last = 0;
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          bytes += chunk.length;
-          if (bytes - last >= 256 * 1024 || bytes === d.size) {
-            last = bytes;
-            this.emit('blob-progress', { digest: d.digest, bytes, size: d.size });
-          }
-        }
-        if (bytes !== d.size) throw new Error(`blob ${d.digest}: got ${bytes} of ${d.size} bytes`);
-        this.emit('blob-done', { digest: d.digest, size: d.size });
-        return d.size;
-      } catch (e) {
-        lastError = e as Error;
-        if (this.opts.signal?.aborted) break;
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt * Math.random())));
+      const res = await request(`${this.base}/v2/${name}/blobs/${d.digest}`, { dispatcher: this.agent, signal: this.opts.signal });
+      if (res.statusCode !== 200) {
+        const text = await res.body.text();
+        throw new MirrorAnswerError(res.statusCode, `blob ${d.digest}: HTTP ${res.statusCode} ${registryMessage(text)}`, parseRetryAfter(res.headers['retry-after']));
       }
-    }
-    throw lastError ?? new Error(`blob ${d.digest} failed`);
+      let last = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        if (bytes - last >= 256 * 1024 || bytes === d.size) {
+          last = bytes;
+          this.emit('blob-progress', { digest: d.digest, bytes, size: d.size });
+        }
+      }
+      // The mirror cuts a blob whose fill failed: a short body is worth another attempt (it resumes).
+      if (bytes !== d.size) throw new MirrorAnswerError(undefined, `blob ${d.digest}: got ${bytes} of ${d.size} bytes`);
+      this.emit('blob-done', { digest: d.digest, size: d.size });
+      return d.size;
+    }, { signal: this.opts.signal, classify: classifyFailure });
   }
+}
+
+/** The mirror answered a blob GET with an error status (or cut the body: no status). */
+class MirrorAnswerError extends Error {
+  constructor(readonly status: number | undefined, message: string, readonly retryAfterMs?: number) {
+    super(message);
+    this.name = 'MirrorAnswerError';
+  }
+}
+
+/** The one retry list: retryable statuses, a cut body, and network failures; nothing else. */
+function classifyFailure(err: unknown): { retryable: boolean; retryAfterMs?: number | undefined } {
+  if (err instanceof MirrorAnswerError) return { retryable: err.status === undefined || isRetryableStatus(err.status), retryAfterMs: err.retryAfterMs };
+  return { retryable: isRetryableError(err) };
 }
 
 function registryMessage(text: string): string {

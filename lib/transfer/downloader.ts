@@ -19,14 +19,14 @@ import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, planChunks, planMissing, type ByteRange } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare } from './link-budget.ts';
 import { findBadChunks } from './chunk-digests.ts';
-import { DigestMismatchError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
+import { DigestMismatchError, FillDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { Journal, loadJournal } from './journal.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
 import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
 import type { RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
-import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.ts';
+import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 
 export interface TransferOptions {
   /** "sha256:<hex>": the part file is named after the hex. */
@@ -54,7 +54,8 @@ export interface TransferOptions {
   link?: LinkBudget;
   /** How often concurrency is reconsidered on a link of its own (default 1000 ms). */
   adaptIntervalMs?: number;
-  retryPolicy?: RetryPolicy;
+  /** Over RETRY_POLICIES.transfer; the attempts per chunk come from transfer.retries. */
+  retryPolicy?: Partial<Omit<RetryPolicy, 'attempts'>>;
   /** How often `progress` is emitted while running (default 500 ms). */
   progressIntervalMs?: number;
   /** For jitter; tests pass a seeded one. */
@@ -227,6 +228,11 @@ export class Transfer extends EventEmitter {
     this.progressTimer.unref();
     const share = this.link.share(this.cfg.maxConnections);
     this.share = share;
+    // Every fill has a wall-clock bound: past it, it fails cleanly (the part stays to resume).
+    const deadline = setTimeout(() => {
+      if (!this.committing) this.ctrl.abort(new FillDeadlineError(this.cfg.fillDeadlineSeconds));
+    }, Math.min(this.cfg.fillDeadlineSeconds * 1000, 2 ** 31 - 1));
+    deadline.unref();
     try {
       const result = await this.runSteps();
       this.emit('progress', this.snapshot());
@@ -242,13 +248,16 @@ export class Transfer extends EventEmitter {
       this.emit('failed', err);
       throw err;
     } finally {
+      clearTimeout(deadline);
       clearInterval(this.progressTimer);
       share.close();
     }
   }
 
   private async runSteps(): Promise<TransferResult> {
-    await this.openFiles();
+    await this.openFiles().catch((e: unknown) => {
+      throw localIo(e, this.partPath);
+    });
     const hasher = this.hasher as PrefixHasher;
     const badRounds = { chunks: 0, whole: 0 };
     for (;;) {
@@ -415,12 +424,13 @@ export class Transfer extends EventEmitter {
       source: this.opts.source,
       size: this.size,
       stallMs: this.cfg.stallSeconds * 1000,
-      maxFailures: this.cfg.retries,
-      policy: this.opts.retryPolicy ?? DEFAULT_RETRY_POLICY,
+      policy: { ...RETRY_POLICIES.transfer, ...this.opts.retryPolicy, attempts: this.cfg.retries },
       random: this.opts.random ?? Math.random,
       checkpointBytes: this.opts.checkpointBytes ?? 16 * 1024,
       write: async (pos, buf) => {
-        await (this.part as FileHandle).write(buf, 0, buf.length, pos);
+        await (this.part as FileHandle).write(buf, 0, buf.length, pos).catch((e: unknown) => {
+          throw localIo(e, this.partPath);
+        });
         this.written.add(pos, pos + buf.length);
         this.bytesFetched += buf.length;
         this.meter.add(buf.length);
@@ -428,7 +438,7 @@ export class Transfer extends EventEmitter {
         (this.hasher as PrefixHasher).wrote(pos, buf);
       },
       checkpoint: (start, end) => {
-        (this.journal as Journal).record(start, end).catch((e: unknown) => this.ctrl.abort(e));
+        (this.journal as Journal).record(start, end).catch((e: unknown) => this.ctrl.abort(localIo(e, this.journalPath)));
       },
       attemptStarted: () => {
         this.active++;
@@ -445,7 +455,9 @@ export class Transfer extends EventEmitter {
 
   private async commit(): Promise<TransferResult> {
     this.committing = true;
-    await (this.part as FileHandle).datasync();
+    await (this.part as FileHandle).datasync().catch((e: unknown) => {
+      throw localIo(e, this.partPath);
+    });
     const path = (await this.opts.onVerified?.(this.partPath)) ?? this.partPath;
     this.committedPath = path;
     // The last byte goes out only once the blob is in the store: a client (or a pre-warm) that
@@ -479,6 +491,13 @@ export class Transfer extends EventEmitter {
     await rm(this.partPath, { force: true });
     await rm(this.journalPath, { force: true });
   }
+}
+
+/** A failure of our own disk, typed so it is never retried and names the errno and the path. */
+function localIo(e: unknown, path: string): unknown {
+  const errno = e as NodeJS.ErrnoException;
+  if (e instanceof LocalIoError || typeof errno?.code !== 'string' || !errno.code.startsWith('E')) return e;
+  return new LocalIoError(errno, errno.path ?? path);
 }
 
 /** Starts a transfer at once; await `transfer.done` for the result. */

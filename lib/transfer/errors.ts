@@ -3,6 +3,8 @@
  * loop whether another attempt may help; the pull-through layer maps them to registry errors
  * (a digest or size mismatch and an upstream failure become UPSTREAM_ERROR for the client).
  */
+import { isRetryableError, isRetryableStatus } from '../retry/policy.ts';
+
 export abstract class TransferError extends Error {
   abstract readonly code: string;
   readonly retryable: boolean = false;
@@ -34,8 +36,6 @@ export class TransferAbortedError extends TransferError {
   }
 }
 
-/** Statuses worth another attempt: timeouts, throttling, and the 5xx a flaky gateway answers. */
-export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 export class UpstreamStatusError extends TransferError {
   readonly code = 'UPSTREAM_STATUS';
@@ -43,7 +43,7 @@ export class UpstreamStatusError extends TransferError {
   constructor(readonly status: number, readonly retryAfterMs?: number) {
     super(`upstream answered ${status}`);
     this.name = 'UpstreamStatusError';
-    this.retryable = RETRYABLE_STATUSES.has(status);
+    this.retryable = isRetryableStatus(status);
   }
 }
 
@@ -137,8 +137,11 @@ export class FillDeadlineError extends TransferError {
   }
 }
 
-/** Network errors and unknown failures are retried; typed errors say for themselves. */
+/**
+ * Typed errors say for themselves; otherwise only the network failures of the one list
+ * (lib/retry/policy.ts) are retried: a local I/O error or a bug fails the transfer at once.
+ */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof TransferError) return err.retryable;
-  return true;
+  return isRetryableError(err);
 }

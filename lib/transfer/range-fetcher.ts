@@ -13,7 +13,7 @@ import {
   StallError, UpstreamStatusError, isRetryable,
 } from './errors.ts';
 import { header, parseContentRange, type RangeResponse, type RangeSource } from './range-source.ts';
-import { backoffMs, parseRetryAfter, type RetryPolicy } from './retry-policy.ts';
+import { backoffMs, parseRetryAfter, type RetryPolicy } from '../retry/policy.ts';
 
 export type FetchMode = 'range' | 'stream';
 
@@ -21,8 +21,7 @@ export interface FetchContext {
   source: RangeSource;
   size: number;
   stallMs: number;
-  /** Failed attempts tolerated per range before the transfer fails. */
-  maxFailures: number;
+  /** Its attempts are the failed attempts tolerated per range before the transfer fails. */
   policy: RetryPolicy;
   random: () => number;
   checkpointBytes: number;
@@ -154,7 +153,7 @@ export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: Fetc
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       if (!isRetryable(e) || (mode === 'range' && e instanceof RangeIgnoredError)) throw e;
-      if (++failures > ctx.maxFailures) throw new RetriesExhaustedError(failures, e);
+      if (++failures > ctx.policy.attempts) throw new RetriesExhaustedError(failures, e);
       failuresInARow = cursor.pos > before ? 0 : failuresInARow + 1;
       const retryAfter = e instanceof UpstreamStatusError ? e.retryAfterMs : undefined;
       await sleep(backoffMs(failuresInARow, ctx.policy, ctx.random, retryAfter), undefined, { signal }).catch(() => {

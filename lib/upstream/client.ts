@@ -26,9 +26,9 @@ import { nextPageUrl } from './link.ts';
 import { upstreamRangeSource } from './range-source.ts';
 import { upstreamRepository } from './repository.ts';
 import {
-  DEFAULT_RETRY_POLICY, RETRY_AFTER_STATUSES, errorCode, isRetryableError, isRetryableStatus, parseRetryAfter,
+  RETRY_AFTER_STATUSES, RETRY_POLICIES, errorCode, isRetryableError, isRetryableStatus, parseRetryAfter,
   withRetries, type RetryPolicy,
-} from './retry.ts';
+} from '../retry/policy.ts';
 
 export { upstreamRepository } from './repository.ts';
 
@@ -40,7 +40,7 @@ const MAX_CHUNK_LIST_BYTES = 16 * 1024 * 1024;
 export interface UpstreamClientOptions {
   logger?: Logger;
   /** Overrides of the backoff (retries comes from the config). */
-  retry?: Partial<Omit<RetryPolicy, 'retries'>>;
+  retry?: Partial<Omit<RetryPolicy, 'attempts'>>;
   /** The clock for token expiry (tests). */
   now?: () => number;
 }
@@ -107,7 +107,7 @@ export class UpstreamClient {
     this.now = opts.now ?? Date.now;
     this.auth = new UpstreamAuth(name, cfg, (url, headers) => this.fetchToken(url, headers), this.now);
     this.log = (opts.logger ?? silentLogger).child({ module: 'upstream', upstream: name });
-    this.policy = { ...DEFAULT_RETRY_POLICY, ...opts.retry, retries: cfg.retries };
+    this.policy = { ...RETRY_POLICIES.upstream, ...opts.retry, attempts: cfg.retries };
   }
 
   /** The repository's name on this upstream (library/ added on Docker Hub); throws NAME_INVALID. */

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { ConcurrencyController } from '../../lib/transfer/concurrency.ts';
-import { backoffMs, parseRetryAfter } from '../../lib/transfer/retry-policy.ts';
+import { backoffMs, parseRetryAfter, type RetryPolicy } from '../../lib/retry/policy.ts';
 import { parseContentRange } from '../../lib/transfer/range-source.ts';
 import { RateMeter } from '../../lib/transfer/rate-meter.ts';
 
 describe('transfer policies', () => {
+  const equal = (baseMs: number, maxMs: number): RetryPolicy => ({ attempts: 1000, baseMs, maxMs, jitter: 'equal', maxRetryAfterMs: maxMs * 4 });
   it('backs off exponentially with jitter between half and all of the ceiling', () => {
-    const p = { baseMs: 100, maxMs: 1000 };
+    const p = equal(100, 1000);
     assert.equal(backoffMs(1, p, () => 0), 50);
     assert.equal(backoffMs(1, p, () => 0.999999) < 100, true);
     assert.equal(backoffMs(3, p, () => 0), 200);
@@ -14,12 +15,12 @@ describe('transfer policies', () => {
   });
 
   it('retries almost at once after an attempt that brought bytes', () => {
-    assert.equal(backoffMs(0, { baseMs: 100, maxMs: 1000 }, () => 0.99) < 25, true);
+    assert.equal(backoffMs(0, equal(100, 1000), () => 0.99) < 25, true);
   });
 
   it('honours Retry-After over the backoff, bounded', () => {
-    assert.equal(backoffMs(1, { baseMs: 100, maxMs: 1000 }, () => 0, 3000), 3000);
-    assert.equal(backoffMs(1, { baseMs: 100, maxMs: 1000 }, () => 0, 3_600_000), 4000);
+    assert.equal(backoffMs(1, equal(100, 1000), () => 0, 3000), 3000);
+    assert.equal(backoffMs(1, equal(100, 1000), () => 0, 3_600_000), 4000);
     assert.equal(parseRetryAfter('7'), 7000);
     assert.equal(parseRetryAfter(new Date(10_000).toUTCString(), 4000), 6000);
     assert.equal(parseRetryAfter('soon'), undefined);

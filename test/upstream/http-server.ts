@@ -49,7 +49,7 @@ export async function startServer(handler: Handler): Promise<TestServer> {
 
 /** A client with fast backoff, so retry tests take milliseconds. */
 export function testClient(url: string, cfg: Partial<UpstreamConfig> = {}, now?: () => number): UpstreamClient {
-  return new UpstreamClient('test', upstreamSchema.parse({ url, ...cfg }), { retry: { baseDelayMs: 5, maxDelayMs: 20 }, ...(now ? { now } : {}) });
+  return new UpstreamClient('test', upstreamSchema.parse({ url, ...cfg }), { retry: { baseMs: 5, maxMs: 20 }, ...(now ? { now } : {}) });
 }
 
 export function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -16,7 +16,7 @@ import { bytesOf } from './http-server.ts';
 import { toRegistryError } from '../../server/errors.ts';
 
 function client(url: string, cfg: Partial<UpstreamConfig> = {}): UpstreamClient {
-  return new UpstreamClient('reference', upstreamSchema.parse({ url, retries: 1, ...cfg }), { retry: { baseDelayMs: 5, maxDelayMs: 20 } });
+  return new UpstreamClient('reference', upstreamSchema.parse({ url, retries: 1, ...cfg }), { retry: { baseMs: 5, maxMs: 20 } });
 }
 
 describe('UpstreamClient against the reference registry', function () {

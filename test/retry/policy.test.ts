@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_RETRY_POLICY, backoffDelay, decideRetry, isIdempotent, isRetryableError, isRetryableStatus, parseRetryAfter,
+  RETRY_POLICIES, backoffMs, decideRetry, isIdempotent, isRetryableError, isRetryableStatus, parseRetryAfter,
   withRetries, type RetryPolicy,
-} from '../../lib/upstream/retry.ts';
+} from '../../lib/retry/policy.ts';
 
-const policy: RetryPolicy = { retries: 3, baseDelayMs: 100, maxDelayMs: 1000, maxRetryAfterMs: 5000 };
+const policy: RetryPolicy = { attempts: 3, baseMs: 100, maxMs: 1000, jitter: 'full', maxRetryAfterMs: 5000 };
 
-describe('retry policy', () => {
+describe('retry policy: the one module for the upstream client, the transfer engine and prewarm', () => {
   for (const status of [408, 425, 429, 500, 502, 503, 504]) {
     it(`retries status ${status}`, () => assert.equal(isRetryableStatus(status), true));
   }
@@ -29,10 +29,10 @@ describe('retry policy', () => {
   });
 
   it('draws the backoff with full jitter under a doubling ceiling', () => {
-    assert.equal(backoffDelay(0, policy, () => 0), 0);
-    assert.equal(backoffDelay(0, policy, () => 0.999999), 99);
-    assert.equal(backoffDelay(2, policy, () => 0.5), 200);
-    assert.equal(backoffDelay(10, policy, () => 0.999999), 999, 'never above maxDelayMs');
+    assert.equal(backoffMs(1, policy, () => 0), 0);
+    assert.equal(backoffMs(1, policy, () => 0.999999), 99);
+    assert.equal(backoffMs(3, policy, () => 0.5), 200);
+    assert.equal(backoffMs(11, policy, () => 0.999999), 999, 'never above maxMs');
   });
 
   it('reads Retry-After as seconds or as an HTTP date', () => {
@@ -56,12 +56,12 @@ describe('retry policy', () => {
     assert.deepEqual(decideRetry(3, policy), { retry: false });
   });
   it('has sane defaults', () => {
-    assert.ok(DEFAULT_RETRY_POLICY.maxDelayMs >= DEFAULT_RETRY_POLICY.baseDelayMs);
+    for (const p of Object.values(RETRY_POLICIES)) assert.ok(p.maxMs >= p.baseMs);
   });
 
   it('runs an attempt until it succeeds, reporting each retry', async () => {
     const seen: number[] = [];
-    const result = await withRetries({ ...policy, baseDelayMs: 1, maxDelayMs: 2 }, async (n) => {
+    const result = await withRetries({ ...policy, baseMs: 1, maxMs: 2 }, async (n) => {
       if (n < 2) throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
       return 'ok';
     }, { classify: (e) => ({ retryable: isRetryableError(e) }), onRetry: (e) => seen.push(e.attempt) });
@@ -80,7 +80,7 @@ describe('retry policy', () => {
     const ac = new AbortController();
     const started = Date.now();
     setTimeout(() => ac.abort(), 20);
-    await assert.rejects(withRetries({ ...policy, baseDelayMs: 60_000, maxDelayMs: 60_000 }, async () => {
+    await assert.rejects(withRetries({ ...policy, baseMs: 60_000, maxMs: 60_000 }, async () => {
       throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
     }, { signal: ac.signal, classify: () => ({ retryable: true, retryAfterMs: 4000 }) }), { name: 'AbortError' });
     assert.ok(Date.now() - started < 2000);

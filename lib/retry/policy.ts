@@ -1,17 +1,42 @@
 /**
- * Retries as data: which statuses and error codes are worth another attempt, the backoff and its
- * ceiling, and Retry-After. Only idempotent requests are retried (the client only makes those).
+ * The one retry policy of ferry, as data: which statuses and network errors are worth another
+ * attempt (an allowlist, like undici's retry handler), the backoff, its ceiling and jitter, and
+ * how much of a Retry-After we honour. The upstream client, the transfer engine and prewarm all
+ * use it. Anything not listed is not retried: a local I/O error (ENOSPC on a part file) or a bug
+ * fails at once instead of being tried again for hours.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RETRYABLE_STATUSES } from '../transfer/errors.ts';
 
-/** Timeouts, throttling, and the 5xx a flaky gateway answers: one list for requests and transfers. */
-export const RETRY_STATUSES: ReadonlySet<number> = RETRYABLE_STATUSES;
+export interface RetryPolicy {
+  /** Attempts after the first. */
+  attempts: number;
+  /** The first backoff ceiling; it doubles with each failure in a row. */
+  baseMs: number;
+  /** The backoff never exceeds this. */
+  maxMs: number;
+  /** full: uniform in [0, ceiling); equal: in [ceiling/2, ceiling) (never retries at once). */
+  jitter: 'full' | 'equal';
+  /** The longest Retry-After honoured: a request gives up instead, a transfer waits this much. */
+  maxRetryAfterMs: number;
+}
+
+/** Each user's policy; the attempts of the upstream client and the engine come from the config. */
+export const RETRY_POLICIES = {
+  /** Manifests, HEADs, tokens, tag lists: a request a client is waiting for. */
+  upstream: { attempts: 5, baseMs: 250, maxMs: 10_000, jitter: 'full', maxRetryAfterMs: 60_000 },
+  /** One chunk of a fill: resumes where it stopped, so it may try for long (transfer.retries). */
+  transfer: { attempts: 1000, baseMs: 250, maxMs: 15_000, jitter: 'equal', maxRetryAfterMs: 60_000 },
+  /** Prewarm's blob GETs from the mirror. */
+  prewarm: { attempts: 4, baseMs: 1000, maxMs: 30_000, jitter: 'full', maxRetryAfterMs: 60_000 },
+} as const satisfies Record<string, RetryPolicy>;
+
+/** Timeouts, throttling, and the 5xx a flaky gateway answers. */
+export const RETRY_STATUSES: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 /** Network failures (Node's and undici's codes) that say nothing about the request itself. */
 export const RETRY_ERROR_CODES: ReadonlySet<string> = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'ENETUNREACH', 'ENETDOWN',
-  'EHOSTUNREACH', 'EHOSTDOWN', 'EAI_AGAIN',
+  'EHOSTUNREACH', 'EHOSTDOWN', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE',
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
 ]);
@@ -24,19 +49,6 @@ export const RETRY_AFTER_STATUSES: ReadonlySet<number> = new Set([429, 503]);
 export function isIdempotent(method: string): boolean {
   return IDEMPOTENT_METHODS.has(method.toUpperCase());
 }
-
-export interface RetryPolicy {
-  /** Attempts after the first. */
-  retries: number;
-  /** The first backoff ceiling; it doubles each attempt. */
-  baseDelayMs: number;
-  /** The backoff never exceeds this. */
-  maxDelayMs: number;
-  /** A Retry-After longer than this is not waited for: the request fails (rate limited) instead. */
-  maxRetryAfterMs: number;
-}
-
-export const DEFAULT_RETRY_POLICY: RetryPolicy = { retries: 5, baseDelayMs: 250, maxDelayMs: 10_000, maxRetryAfterMs: 60_000 };
 
 export function isRetryableStatus(status: number): boolean {
   return RETRY_STATUSES.has(status);
@@ -51,15 +63,26 @@ export function errorCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** A network failure of the list (or an HTTP parser error of a garbled answer). */
 export function isRetryableError(err: unknown): boolean {
   const code = errorCode(err);
-  return code !== undefined && RETRY_ERROR_CODES.has(code);
+  return code !== undefined && (RETRY_ERROR_CODES.has(code) || code.startsWith('HPE_'));
 }
 
-/** Full jitter: uniform in [0, min(max, base * 2^attempt)] (attempt counts from 0). */
-export function backoffDelay(attempt: number, policy: RetryPolicy, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
-  return Math.floor(random() * ceiling);
+/**
+ * Delay before the next attempt. `failuresInARow` counts failed attempts since the last progress,
+ * from 1; 0 means the last attempt brought bytes (the link cut it): go again almost at once.
+ * A Retry-After (ms) is honoured up to the policy's cap.
+ */
+export function backoffMs(failuresInARow: number, policy: RetryPolicy, random: () => number = Math.random, retryAfterMs?: number): number {
+  let ms: number;
+  if (failuresInARow <= 0) ms = random() * (policy.baseMs / 4);
+  else {
+    const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** (failuresInARow - 1));
+    ms = policy.jitter === 'full' ? random() * ceiling : ceiling / 2 + random() * (ceiling / 2);
+  }
+  if (retryAfterMs !== undefined) ms = Math.max(ms, Math.min(retryAfterMs, policy.maxRetryAfterMs));
+  return Math.floor(ms);
 }
 
 /** Retry-After as delta-seconds or an HTTP date, in ms from `now`; undefined when absent or garbage. */
@@ -79,10 +102,10 @@ export type RetryDecision = { retry: true; delayMs: number } | { retry: false };
  * backoff; one longer than the policy allows ends the retries so the caller reports the wait
  * instead of sitting in it.
  */
-export function decideRetry(attempt: number, policy: RetryPolicy, retryAfterMs?: number): RetryDecision {
-  if (attempt >= policy.retries) return { retry: false };
+export function decideRetry(attempt: number, policy: RetryPolicy, retryAfterMs?: number, random: () => number = Math.random): RetryDecision {
+  if (attempt >= policy.attempts) return { retry: false };
   if (retryAfterMs !== undefined) return retryAfterMs <= policy.maxRetryAfterMs ? { retry: true, delayMs: retryAfterMs } : { retry: false };
-  return { retry: true, delayMs: backoffDelay(attempt, policy) };
+  return { retry: true, delayMs: backoffMs(attempt + 1, policy, random) };
 }
 
 /** A failed attempt, for the retry log line. */
