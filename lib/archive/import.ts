@@ -82,10 +82,12 @@ export async function importBundle(store: Store, file: string, opts: ImportOptio
   const result: ImportResult = { file, images: [] };
   for (const put of puts) {
     const manifests = put.image.manifests;
-    for (const m of manifests.slice(0, -1)) await registry.putManifest(put.name, m.digest, m.bytes, m.mediaType);
+    // The bundle's own content, read and verified above, is what the manifests reference: it is
+    // in the store, not yet in any repository, so the manifests are stored without a push's check.
+    for (const m of manifests.slice(0, -1)) await registry.storeManifest(put.name, m.digest, m.bytes, m.mediaType, 'local');
     const top = manifests[manifests.length - 1];
     if (!top) continue;
-    await registry.putManifest(put.name, put.tag, top.bytes, top.mediaType);
+    await registry.storeManifest(put.name, put.tag, top.bytes, top.mediaType, 'local');
     result.images.push({ name: put.name, tag: put.tag, digest: top.digest, mediaType: top.mediaType, ...(put.source !== undefined ? { source: put.source } : {}) });
   }
   return result;

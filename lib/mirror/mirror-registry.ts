@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { RegistryError, isNotFoundCode, isRegistryError } from '../oci/errors.ts';
-import { parseReference, requireName } from '../oci/names.ts';
+import { parseReadReference, parseReference, requireName } from '../oci/names.ts';
 import { requireDigest } from '../oci/digest.ts';
 import type { Logger } from '../log/logger.ts';
 import { catalogNames, requestedTags } from '../rewrite/catalog.ts';
@@ -14,7 +14,7 @@ import type { LocalRegistry } from '../registry/local.ts';
 import { paginate } from '../registry/paginate.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend, RequestContext } from '../registry/types.ts';
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
-import type { BlobFills } from './blob-fills.ts';
+import type { BlobFills, Fill } from './blob-fills.ts';
 import type { UpstreamPort } from './ports.ts';
 import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
 import { UpstreamNotFoundError } from '../upstream/errors.ts';
@@ -72,6 +72,7 @@ export class MirrorRegistry implements RegistryBackend {
   // --- manifests -----------------------------------------------------------------------------
 
   async getManifest(name: string, reference: string, ctx?: RequestContext): Promise<ManifestResult> {
+    parseReadReference(requireName(name), reference);
     const r = this.route(name, reference, ctx);
     const ref = r.digest ?? r.tag ?? reference;
     if (r.local !== undefined) {
@@ -136,6 +137,12 @@ export class MirrorRegistry implements RegistryBackend {
 
   // --- blobs -----------------------------------------------------------------------------------
 
+  /**
+   * A blob is served under a name only if a repository of that name holds it (its local
+   * repository, or its upstream's cache repository) or the name's upstream confirms it. Holding
+   * the bytes for some other repository is not enough: a pushed blob stays private to its
+   * repository, and a deleted one stays deleted.
+   */
   async getBlob(name: string, digest: string, ctx?: RequestContext): Promise<BlobHandle> {
     requireDigest(digest);
     const r = this.route(name, undefined, ctx);
@@ -148,17 +155,18 @@ export class MirrorRegistry implements RegistryBackend {
     }
     if (!r.upstream) throw this.unknown(r, 'BLOB_UNKNOWN', `blob unknown: ${digest}`);
     const cache = MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository);
-    // Content-addressed: a blob already held for any repository serves this one too.
-    if (await this.local.store.blobs.has(digest)) {
+    const cached = await this.tryLocal(() => this.local.getBlob(cache, digest), 'BLOB_UNKNOWN');
+    if (cached) {
       this.metrics.cacheHit('blob');
-      return this.fromStore(cache, digest);
+      this.opts.onCacheAccess?.(digest);
+      return cached;
     }
     if (ctx?.head && !this.opts.fillOnHead) {
+      // Only a fill for this very repository answers: asking the upstream would cross the link.
       const running = this.opts.fills.get(digest);
-      if (!running) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} (not held; a GET fetches it upstream)`, { digest });
-      return { digest, size: running.size, open: (start = 0, end = running.size - 1): Readable => running.download.createReader(start, end) };
+      if (running?.repository !== cache) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} (not held; a GET fetches it upstream)`, { digest });
+      return this.readerHandle(running);
     }
-    this.metrics.cacheMiss('blob');
     return this.fillHandle(r.upstream.name, r.upstream.repository, cache, digest);
   }
 
@@ -169,27 +177,57 @@ export class MirrorRegistry implements RegistryBackend {
     return this.local.getBlob(cache, digest);
   }
 
+  /**
+   * A blob the cache repository does not hold: the upstream confirms it has it (a fill for this
+   * repository was confirmed when it started), then it is served from the store when held for
+   * another repository (linked, no second transfer), else from the running or a new fill.
+   */
   private async fillHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
     const upstream = this.upstream(upstreamKey);
     let fill = this.opts.fills.get(digest);
-    if (!fill) {
+    if (fill?.repository !== cache) {
       // Before asking the upstream anything: content that just failed its digest is held back.
       this.opts.fills.refuseIfBad(digest);
       const { size } = await upstream.headBlob(repository, digest);
       // While we asked, another request may have started this fill, or finished it: a fill
       // leaves the running set only after its blob is in the store, so look there second.
       fill = this.opts.fills.get(digest);
-      if (!fill && (await this.local.store.blobs.has(digest))) return this.fromStore(cache, digest);
-      fill = this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
+      if (!fill && (await this.local.store.blobs.has(digest))) {
+        this.metrics.cacheHit('blob');
+        return this.fromStore(cache, digest);
+      }
+      fill ??= this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
+      // Joined a fill for another repository: this one holds the blob too once it is in.
+      if (fill.repository !== cache) fill.committed.then(() => this.local.store.repos.linkBlob(cache, digest)).catch(() => {});
     }
-    const running = fill;
+    this.metrics.cacheMiss('blob');
     // It may have finished in between: then the store has it (committed, maybe not yet linked here).
     if (await this.local.store.blobs.has(digest)) return this.fromStore(cache, digest);
+    return this.readerHandle(fill);
+  }
+
+  private readerHandle(fill: Fill): BlobHandle {
     return {
-      digest,
-      size: running.size,
-      open: (start = 0, end = running.size - 1): Readable => running.download.createReader(start, end),
+      digest: fill.digest,
+      size: fill.size,
+      open: (start = 0, end = fill.size - 1): Readable => fill.download.createReader(start, end),
     };
+  }
+
+  /** The repositories requests under `name` are served from: its local one, then its upstream's cache. */
+  private servingRepos(name: string, ctx?: RequestContext): string[] {
+    const r = this.route(name, undefined, ctx);
+    const repos = r.local === undefined ? [] : [r.local];
+    if (r.upstream) repos.push(MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository));
+    return repos;
+  }
+
+  /** The repository holding `digest` for requests under `name`; undefined when none does. */
+  protected async holderOf(name: string, digest: string, ctx?: RequestContext): Promise<string | undefined> {
+    for (const repo of this.servingRepos(name, ctx)) {
+      if (await this.local.store.repos.hasBlob(repo, digest)) return repo;
+    }
+    return undefined;
   }
 
   // --- listings --------------------------------------------------------------------------------
@@ -234,43 +272,78 @@ export class MirrorRegistry implements RegistryBackend {
   // --- push: into the local repository the name is served from -------------------------------
   // A push under a rewritten name (kolla-build pushes kolla/<image> by default) lands where pulls
   // of that name look first, so it pulls back under every name served from that repository.
+  // Never into a pull-through cache repository ("<upstream key>/<name>"): what is cached from an
+  // upstream can be replaced only by that upstream.
 
-  /** The local repository a push under `name` writes to. */
-  private pushName(name: string): string {
-    return this.route(name).local ?? name;
+  /** The local repository a push under `name` writes to; DENIED when there is none it may write. */
+  protected pushTarget(name: string, reference?: string): string {
+    const r = this.route(name, reference);
+    const by = this.decidedBy(r);
+    if (r.local === undefined) {
+      throw new RegistryError('DENIED', `${name} cannot be pushed: ${by} routes it to upstream ${r.upstream?.name ?? '?'} with no local repository`, { name });
+    }
+    const key = this.cacheUpstreamOf(r.local);
+    if (key !== undefined) {
+      throw new RegistryError('DENIED', `${name} cannot be pushed: ${by} gives local repository ${r.local}, the pull-through cache of upstream ${key}; push under another name`, { name, repository: r.local });
+    }
+    return r.local;
+  }
+
+  /** The upstream whose cache repositories `repo` is among ("<key>/..."), if any. */
+  private cacheUpstreamOf(repo: string): string | undefined {
+    const first = repo.slice(0, repo.indexOf('/'));
+    return repo.includes('/') && Object.hasOwn(this.opts.routing.upstreams, first) ? first : undefined;
+  }
+
+  /** The routing decision in words, for messages. */
+  private decidedBy(r: Route): string {
+    if (r.rule === undefined) return 'routing (no rewrite rule matches)';
+    return `rewrite rule ${r.rule} (match ${JSON.stringify(this.opts.routing.rewrite[r.rule]?.match)})`;
   }
 
   putManifest(name: string, reference: string, bytes: Buffer, contentType?: string): Promise<{ digest: string; subject?: string }> {
     const r = this.route(name, reference);
-    return this.local.putManifest(r.local ?? name, r.digest ?? r.tag ?? reference, bytes, contentType);
+    const target = this.pushTarget(name, reference);
+    // Blobs a client could read under this name (its upstream's cache) may be referenced too.
+    const readable = r.upstream ? [MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository)] : [];
+    return this.local.putManifest(target, r.digest ?? r.tag ?? reference, bytes, contentType, readable);
   }
   deleteManifest(name: string, reference: string): Promise<void> {
     const r = this.route(name, reference);
     return this.local.deleteManifest(r.local ?? name, r.digest ?? r.tag ?? reference);
   }
-  deleteBlob(name: string, digest: string): Promise<void> {
-    return this.local.deleteBlob(this.pushName(name), digest);
+  /** Unknown under `name` afterwards: unlinked from its local repository and its upstream's cache. */
+  async deleteBlob(name: string, digest: string): Promise<void> {
+    requireDigest(digest);
+    let deleted = false;
+    for (const repo of this.servingRepos(name)) deleted = (await this.local.store.repos.unlinkBlob(repo, digest)) || deleted;
+    if (!deleted) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
   }
   startUpload(name: string): Promise<UploadState> {
-    return this.local.startUpload(this.pushName(name));
+    return this.local.startUpload(this.pushTarget(name));
   }
-  mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined> {
-    return this.local.mountBlob(this.pushName(name), digest, from === undefined ? undefined : this.pushName(from));
+  /** Mounts from `from` what a client can read there (its local repository or its upstream's cache). */
+  async mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined> {
+    const target = this.pushTarget(name);
+    requireDigest(digest);
+    if (from === undefined) return undefined;
+    const source = await this.holderOf(from, digest);
+    return source === undefined ? undefined : this.local.mountBlob(target, digest, source);
   }
   uploadMonolithic(name: string, digest: string, body: Readable, length?: number): Promise<{ digest: string; size: number }> {
-    return this.local.uploadMonolithic(this.pushName(name), digest, body, length);
+    return this.local.uploadMonolithic(this.pushTarget(name), digest, body, length);
   }
   uploadStatus(name: string, uuid: string): Promise<UploadState> {
-    return this.local.uploadStatus(this.pushName(name), uuid);
+    return this.local.uploadStatus(this.pushTarget(name), uuid);
   }
   appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
-    return this.local.appendUpload(this.pushName(name), uuid, body, range, length);
+    return this.local.appendUpload(this.pushTarget(name), uuid, body, range, length);
   }
   completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }> {
-    return this.local.completeUpload(this.pushName(name), uuid, digest, body, length);
+    return this.local.completeUpload(this.pushTarget(name), uuid, digest, body, length);
   }
   cancelUpload(name: string, uuid: string): Promise<void> {
-    return this.local.cancelUpload(this.pushName(name), uuid);
+    return this.local.cancelUpload(this.pushTarget(name), uuid);
   }
 
   // --- helpers ---------------------------------------------------------------------------------

@@ -37,3 +37,15 @@ export function parseReference(ref: string): Reference {
   if (!isValidTag(ref)) throw new RegistryError('MANIFEST_INVALID', `invalid tag: ${JSON.stringify(ref)}`, { tag: ref });
   return { kind: 'tag', tag: ref };
 }
+
+/**
+ * A reference a read (GET/HEAD of a manifest) asks for. A tag that could never have been pushed
+ * names nothing, so it is MANIFEST_UNKNOWN (404), not a malformed request; a malformed digest
+ * stays DIGEST_INVALID, and a write keeps parseReference's MANIFEST_INVALID.
+ */
+export function parseReadReference(name: string, ref: string): Reference {
+  if (!ref.includes(':') && !isValidTag(ref)) {
+    throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${JSON.stringify(ref)} (not a valid tag)`, { name, reference: ref });
+  }
+  return parseReference(ref);
+}

@@ -7,7 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { RegistryError } from '../oci/errors.ts';
 import { digestOf, requireDigest } from '../oci/digest.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
-import { parseReference, requireName } from '../oci/names.ts';
+import { parseReadReference, parseReference, requireName } from '../oci/names.ts';
 import type { Store } from '../storage/store.ts';
 import type { Origin } from '../storage/repositories.ts';
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
@@ -26,7 +26,7 @@ export class LocalRegistry implements RegistryBackend {
 
   async getManifest(name: string, reference: string): Promise<ManifestResult> {
     requireName(name);
-    const ref = parseReference(reference);
+    const ref = parseReadReference(name, reference);
     const digest = ref.kind === 'digest' ? ref.digest : await this.store.repos.getTag(name, ref.tag);
     const unknown = (): RegistryError => new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`, { name, reference });
     if (!digest) throw unknown();
@@ -75,15 +75,23 @@ export class LocalRegistry implements RegistryBackend {
 
   // --- push --------------------------------------------------------------------------------
 
-  async putManifest(name: string, reference: string, bytes: Buffer, contentType?: string): Promise<{ digest: string; subject?: string }> {
-    return this.storeManifest(name, reference, bytes, contentType, 'local');
+  /**
+   * A pushed manifest: its blobs must be held by the repository (uploaded or mounted there), or
+   * by one of `readableFrom` (repositories the pusher can read them from under the same name);
+   * a blob the store holds for some other repository is unknown here, so a digest alone never
+   * opens another repository's content.
+   */
+  async putManifest(name: string, reference: string, bytes: Buffer, contentType?: string, readableFrom: readonly string[] = []): Promise<{ digest: string; subject?: string }> {
+    return this.storeManifest(name, reference, bytes, contentType, 'local', [name, ...readableFrom]);
   }
 
   /**
-   * Stores a manifest. Pushed ones ('local') must reference blobs and manifests the registry
-   * holds; cached ones ('cache') come from an upstream whose blobs arrive on demand.
+   * Stores a manifest. Local ones ('local': pushed or imported) must reference blobs and
+   * manifests the registry holds, and blobs only in the repositories `blobsFrom` names (when
+   * given; an import's own verified content is in the store only); cached ones ('cache') come
+   * from an upstream whose blobs arrive on demand.
    */
-  async storeManifest(name: string, reference: string, bytes: Buffer, contentType: string | undefined, origin: Origin): Promise<{ digest: string; subject?: string }> {
+  async storeManifest(name: string, reference: string, bytes: Buffer, contentType: string | undefined, origin: Origin, blobsFrom?: readonly string[]): Promise<{ digest: string; subject?: string }> {
     requireName(name);
     const ref = parseReference(reference);
     const parsed = parseManifest(bytes, contentType);
@@ -92,7 +100,7 @@ export class LocalRegistry implements RegistryBackend {
       throw new RegistryError('DIGEST_INVALID', `manifest digest ${digest} does not match ${ref.digest}`, { expected: ref.digest, actual: digest });
     }
     if (origin === 'local') {
-      await this.checkReferences(name, parsed.blobs, parsed.manifests);
+      await this.checkReferences(name, parsed.blobs, parsed.manifests, blobsFrom);
       for (const d of parsed.blobs) {
         if (!isForeign(d)) await this.store.repos.linkBlob(name, d.digest);
       }
@@ -184,10 +192,18 @@ export class LocalRegistry implements RegistryBackend {
     return bytes;
   }
 
-  private async checkReferences(name: string, blobs: Descriptor[], manifests: Descriptor[]): Promise<void> {
+  private async heldByAny(repos: readonly string[], digest: string): Promise<boolean> {
+    for (const repo of repos) {
+      if (await this.store.repos.hasBlob(repo, digest)) return true;
+    }
+    return false;
+  }
+
+  private async checkReferences(name: string, blobs: Descriptor[], manifests: Descriptor[], blobsFrom: readonly string[] | undefined): Promise<void> {
     for (const d of blobs) {
       if (isForeign(d)) continue;
-      const stat = await this.store.blobs.stat(d.digest);
+      const held = blobsFrom === undefined || (await this.heldByAny(blobsFrom, d.digest));
+      const stat = held ? await this.store.blobs.stat(d.digest) : undefined;
       if (!stat) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown: ${d.digest}`, { digest: d.digest });
       if (stat.size !== d.size) throw new RegistryError('MANIFEST_INVALID', `descriptor size ${d.size} of ${d.digest} does not match the blob's ${stat.size}`, { digest: d.digest });
     }

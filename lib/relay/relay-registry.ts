@@ -58,7 +58,9 @@ export class RelayRegistry extends MirrorRegistry {
       });
       await Promise.race([fill.committed.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
     }
-    const list = await this.relayOpts.chunkLists.get(digest, chunkSize);
+    // Scoped like the blob itself: only a repository of this name that holds it offers its chunks.
+    const held = (await this.holderOf(name, digest)) !== undefined;
+    const list = held ? await this.relayOpts.chunkLists.get(digest, chunkSize) : undefined;
     if (!list) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not complete on this relay`, { digest });
     this.relayOpts.onCacheAccess?.(digest);
     return list;

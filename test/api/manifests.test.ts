@@ -157,7 +157,12 @@ describe('api: manifests', () => {
 
   describe('PUT validation', () => {
     let cfg: ReturnType<typeof blob>;
-    before(async () => { cfg = await pushBlob(fx.api, 'val/app', '{"architecture":"arm64","os":"linux"}'); });
+    const config = '{"architecture":"arm64","os":"linux"}';
+    before(async () => {
+      cfg = await pushBlob(fx.api, 'val/app', config);
+      // Blobs belong to repositories: the tag tests below push manifests under val/tags.
+      await pushBlob(fx.api, 'val/tags', config);
+    });
 
     const invalid: Array<[string, string | Record<string, unknown>]> = [
       ['bad JSON', '{"schemaVersion": 2,'],
@@ -265,6 +270,11 @@ describe('api: manifests', () => {
         const m = imageManifest(descriptor(cfg, MEDIA.ociConfig), []);
         expectError(await putManifest(fx.api, 'val/tags', tag, m), 400, 'MANIFEST_INVALID');
       });
+
+      it(`answers GET and HEAD of the tag ${tag.length > 20 ? `of ${tag.length} characters` : JSON.stringify(tag)} with MANIFEST_UNKNOWN (404: it cannot exist)`, async () => {
+        expectError(await fx.api.get(`/v2/val/tags/manifests/${tag}`), 404, 'MANIFEST_UNKNOWN');
+        expectError(await fx.api.head(`/v2/val/tags/manifests/${tag}`), 404, 'MANIFEST_UNKNOWN');
+      });
     }
   });
 
@@ -325,6 +335,18 @@ describe('api: manifests', () => {
       const res = await putManifest(fx.api, 'subj/app', 'plain', imageManifest(descriptor(cfg, MEDIA.ociConfig), []));
       assert.equal(res.status, 201);
       assert.equal(res.headers['oci-subject'], undefined);
+    });
+  });
+
+  describe('blobs belong to repositories', () => {
+    it('refuses a manifest whose blob is held only by another repository, and never serves that blob here', async () => {
+      const secret = await pushBlob(fx.api, 'private/app', '{"os":"linux","secret":true}');
+      const m = imageManifest(descriptor(secret, MEDIA.ociConfig), []);
+      expectError(await putManifest(fx.api, 'thief/app', 'v1', m), 400, 'MANIFEST_BLOB_UNKNOWN');
+      expectError(await fx.api.get(`/v2/thief/app/blobs/${secret.digest}`), 404, 'BLOB_UNKNOWN');
+      // Once the blob is pushed there, the same manifest is accepted.
+      await pushBlob(fx.api, 'thief/app', '{"os":"linux","secret":true}');
+      await pushManifest(fx.api, 'thief/app', 'v1', m);
     });
   });
 
