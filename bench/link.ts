@@ -1,94 +1,136 @@
 /**
- * Pull over the bad link: a 512 MiB image (one 256 MiB layer) behind a FaultProxy playing the
- * international link (1 MB/s per connection, 16 MB/s in total, 200 ms RTT, a reset every ~32 MB
- * per connection, seeded), pulled by a private dockerd (a) through ferry (a child process, for
- * its peak RSS) and (b) through distribution 2.8 in proxy mode behind a fresh, identical proxy.
- * Then kill -9 of ferry at half of the 256 MiB layer, a restart, and the bytes fetched again.
- * Prints figures; not a test.
+ * Pulls over bad links, by profile (bench/lib/link-profiles.ts): a FaultProxy plays the link
+ * (caps per connection and in total, RTT, resets, stalls, flipped bytes, a relay going dark; all
+ * seeded), a client (docker or skopeo) pulls an image through ferry, straight from the registry
+ * and through a ferry relay, and through distribution 2.8 in proxy mode behind an identical link.
+ * Each run prints goodput as % of the link's cap, link bytes / image bytes, failed client pulls
+ * and peak RSS; then a table per profile and seed, and the worst and best seed per profile. The
+ * default profile also kills ferry with -9 at half of its largest layer and counts the bytes
+ * fetched again. Prints figures; not a test.
  *
- *   npx tsx bench/link.ts [--reference-minutes 10] [--skip-reference] [--seed 1]
+ *   npx tsx bench/link.ts [--profile NAME[,NAME...]|all] [--seeds 1,2,3] [--skip-reference]
+ *                         [--reference-minutes N] [--list]
+ *
+ * Without --profile it runs the default profile (the original bench/link.ts) with seed 1.
  */
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { transferSchema } from '../lib/config/schema.ts';
 import { StorePaths } from '../lib/storage/paths.ts';
 import { chunkSizeFor } from '../lib/transfer/chunk-plan.ts';
 import { loadJournal } from '../lib/transfer/journal.ts';
 import type { FaultProxy, Faults } from '../test/fault-proxy/proxy.ts';
-import { startDockerd, type Dockerd } from '../test/helpers/dockerd.ts';
 import { buildFerry } from '../test/helpers/ferry-entry.ts';
-import { startReferenceRegistry } from '../test/helpers/reference-registry.ts';
-import { MiB, blobsOfImage, linkConfig, readBlob, startFerryProcess, startLink, startUpstream, type FerryProcess, type Upstream } from '../test/e2e/transfer-fixture.ts';
+import { blobsOfImage, linkConfig, readBlob, startFerryProcess, startLink, startUpstream, type FerryProcess, type Upstream } from '../test/e2e/transfer-fixture.ts';
+import { UPSTREAM, startDirectChain, startReferenceChain, startRelayChain, type RunningChain } from './lib/link-chains.ts';
+import { dockerClient, skopeoClient, timedPull, type PullClient } from './lib/link-clients.ts';
+import { IMAGES, PROFILES, chainCap, describeLink, profileByName, type Cap, type ChainKind, type ImageName, type LinkProfile } from './lib/link-profiles.ts';
+import { renderColumns } from './lib/table.ts';
 
 const MB = 1e6;
-const LINK: Faults = { rateBytesPerSec: 1 * MB, aggregateBytesPerSec: 16 * MB, latencyMs: 200, resetMeanBytes: 32 * MB };
-const CAP = LINK.aggregateBytesPerSec as number;
-// Connections at their default (32); retries and timeouts generous, as for a link this bad.
-const UPSTREAM = { connections: 32, retries: 50, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000 };
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-}
-
 const mb = (n: number): string => (n / MB).toFixed(1);
 const seconds = (ms: number): string => (ms / 1000).toFixed(1);
+/** The connections ferry may use on one link: its upstream's, bounded by the transfer's cap. */
+const CONNECTIONS = Math.min(UPSTREAM.connections, transferSchema.parse({}).maxConnections);
 
-/** Prints the proxy's delivery rate every few seconds to stderr, so a long run shows life. */
-function watch(label: string, proxy: FaultProxy, total: number): () => void {
-  let last = proxy.stats.bytesToClient;
+type ChainLabel = ChainKind | 'reference';
+
+interface RunRow {
+  profile: string;
+  seed: number;
+  chain: ChainLabel;
+  client: string;
+  finished: boolean;
+  wallMs: number;
+  /** Image bytes (or, unfinished, bytes of complete blobs) / wall time. */
+  goodput: number;
+  cap: Cap;
+  /** Bytes the far end sent into the link(s) / image bytes. */
+  linkRatio: number;
+  failed: number;
+  rss?: number;
+  note: string;
+}
+
+function pct(row: RunRow): number {
+  return (row.goodput / row.cap.bytesPerSec) * 100;
+}
+
+/** Prints the links' delivery rate every few seconds to stderr, so a long run shows life. */
+function watch(label: string, links: FaultProxy[], total: number): () => void {
+  const sum = (f: (p: FaultProxy) => number): number => links.reduce((n, p) => n + f(p), 0);
+  let last = sum((p) => p.stats.bytesToClient);
   const t = setInterval(() => {
-    const now = proxy.stats.bytesToClient;
-    process.stderr.write(`  [${label}] ${mb(now)} / ${mb(total)} MB across the link, ${mb((now - last) / 5)} MB/s, ${proxy.stats.resets} resets\n`);
+    const now = sum((p) => p.stats.bytesToClient);
+    process.stderr.write(`  [${label}] ${mb(now)} / ${mb(total)} MB across the link, ${mb((now - last) / 5)} MB/s, ${sum((p) => p.stats.resets)} resets, ${sum((p) => p.stats.stalls)} stalls, ${sum((p) => p.stats.corruptions)} flips\n`);
     last = now;
   }, 5000);
   return () => clearInterval(t);
 }
 
-async function waitUntil(fn: () => Promise<boolean> | boolean, pollMs = 100): Promise<number> {
-  while (!(await fn())) await new Promise((r) => setTimeout(r, pollMs));
-  return performance.now();
+/** Turns the relays marked darkAtHalf dark once half the image has crossed all links; reports when. */
+function darkAtHalf(profile: LinkProfile, links: FaultProxy[], imageBytes: number, started: number): { stop(): void; at(): number | undefined } {
+  let at: number | undefined;
+  const marked = (profile.relays ?? []).map((r, i) => (r.darkAtHalf ? links[i] : undefined)).filter((p): p is FaultProxy => p !== undefined);
+  const t = setInterval(() => {
+    if (links.reduce((n, p) => n + p.stats.bytesToClient, 0) < imageBytes / 2) return;
+    for (const p of marked) p.setFaults({ dark: true });
+    at = performance.now() - started;
+    process.stderr.write(`  [relays] ${marked.length} relay link(s) dark after ${seconds(at)} s\n`);
+    clearInterval(t);
+  }, 50);
+  if (marked.length === 0) clearInterval(t);
+  return { stop: () => clearInterval(t), at: () => at };
 }
 
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+function startChain(chain: ChainLabel, profile: LinkProfile, up: Upstream, seed: number): Promise<RunningChain> {
+  const link = profile.link;
+  if (chain === 'relays') throw new Error('needs several relays per upstream in ferry\'s config (not on main yet)');
+  if (!link) throw new Error(`profile ${profile.name} has no single link for the ${chain} chain`);
+  if (chain === 'direct') return startDirectChain(up, link, seed);
+  if (chain === 'relay') return startRelayChain(up, link, seed);
+  return startReferenceChain(up, link, seed);
 }
 
-async function ferryPull(up: Upstream, imageBytes: number, seed: number): Promise<number> {
-  console.log('\n(a) docker pull through ferry (dockerd -> ferry -> link -> registry), ferry defaults for transfer');
-  const proxy = await startLink(up.registry.host, LINK, seed);
-  const data = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-link-'));
-  const ferry = await startFerryProcess(linkConfig(proxy.url, undefined, UPSTREAM), data, 'bench-link-ferry', { compiled: true });
-  const dockerd = await startDockerd({ name: 'bench-link-ferry' });
-  const stopWatch = watch('ferry', proxy, imageBytes);
+async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up: Upstream, client: PullClient, deadlineMs: number): Promise<RunRow> {
+  const blobs = blobsOfImage(up.image);
+  const imageBytes = blobs.reduce((n, b) => n + b.size, 0) + up.image.manifest.length;
+  const cap = chainCap(profile, chain === 'reference' ? 'direct' : chain, CONNECTIONS);
+  const running = await startChain(chain, profile, up, seed);
+  const stopWatch = watch(`${profile.name} ${chain}`, running.links, imageBytes);
+  const started = performance.now();
+  const dark = darkAtHalf(profile, running.links, imageBytes, started);
+  let row: RunRow;
   try {
-    const paths = new StorePaths(data);
-    const blobs = blobsOfImage(up.image);
-    const started = performance.now();
-    let rssPeak = 0;
-    const rssTimer = setInterval(() => void ferry.peakRss().then((r) => { rssPeak = Math.max(rssPeak, r ?? 0); }), 250);
-    const stored = waitUntil(async () => (await Promise.all(blobs.map((b) => exists(paths.blob(b.digest))))).every(Boolean));
-    await dockerd.docker(['pull', '-q', `${ferry.host}/${up.repository}:${up.tag}`], { timeoutMs: 900_000 });
-    const pulledAt = performance.now();
-    const storedAt = await stored;
-    clearInterval(rssTimer);
-    rssPeak = Math.max(rssPeak, (await ferry.peakRss()) ?? 0);
-    const linkGoodput = (imageBytes * 1000) / (storedAt - started);
-    const pullGoodput = (imageBytes * 1000) / (pulledAt - started);
-    const twice = proxy.stats.bytesFromUpstream - imageBytes;
-    console.log(`  all blobs verified in ferry's store after ${seconds(storedAt - started)} s: goodput ${mb(linkGoodput)} MB/s = ${((linkGoodput / CAP) * 100).toFixed(1)}% of the ${mb(CAP)} MB/s cap`);
-    console.log(`  docker pull (download + unpack on vfs) took ${seconds(pulledAt - started)} s: ${mb(pullGoodput)} MB/s = ${((pullGoodput / CAP) * 100).toFixed(1)}% of the cap`);
-    console.log(`  bytes fetched twice: ${mb(twice)} MB (proxy bytesFromUpstream ${mb(proxy.stats.bytesFromUpstream)} MB - image ${mb(imageBytes)} MB; headers included), ${proxy.stats.resets} resets, ${proxy.stats.connections} connections`);
-    console.log(`  ferry peak RSS (VmHWM of the child): ${mb(rssPeak)} MB`);
-    return linkGoodput;
+    const t = await timedPull(client, running.url, up.repository, up.tag, deadlineMs);
+    const useful = t.finished ? imageBytes : await running.held(blobs);
+    const goodput = (useful * 1000) / t.wallMs;
+    const notes: string[] = [];
+    if (!t.finished) notes.push(`NOT finished: ${mb(useful)} of ${mb(imageBytes)} MB of blobs complete`);
+    if (t.errors.length > 0) notes.push(`first error: ${t.errors[0]}`);
+    const darkAt = dark.at();
+    if (darkAt !== undefined) {
+      // The cap as it was: the whole sum for the first half of the image, without the dark relays for the second.
+      const rest = chainCap({ ...profile, relays: (profile.relays ?? []).filter((r) => !r.darkAtHalf) }, 'relays', CONNECTIONS).bytesPerSec;
+      const ideal = (imageBytes / 2 / cap.bytesPerSec + imageBytes / 2 / rest) * 1000;
+      notes.push(`dark at ${seconds(darkAt)} s; ${((ideal / t.wallMs) * 100).toFixed(1)}% of the cap as it was (${mb(cap.bytesPerSec)} then ${mb(rest)} MB/s)`);
+    }
+    row = {
+      profile: profile.name, seed, chain, client: client.name, finished: t.finished, wallMs: t.wallMs, goodput, cap,
+      linkRatio: 0, failed: t.failed, rss: await running.peakRss(), note: notes.join('; '),
+    };
   } finally {
+    dark.stop();
     stopWatch();
-    await dockerd.stop();
-    await ferry.stop();
-    await proxy.close();
-    await rm(data, { recursive: true, force: true });
+    await running.stop();
   }
+  // Read after the servers stopped: everything the far end sent, in flight at the end included.
+  row.linkRatio = running.links.reduce((n, p) => n + p.stats.bytesFromUpstream, 0) / imageBytes;
+  const s = running.links.reduce((acc, p) => ({ resets: acc.resets + p.stats.resets, stalls: acc.stalls + p.stats.stalls, flips: acc.flips + p.stats.corruptions, connections: acc.connections + p.stats.connections }), { resets: 0, stalls: 0, flips: 0, connections: 0 });
+  console.log(`  ${chain}: ${row.finished ? 'finished' : 'did NOT finish'} in ${seconds(row.wallMs)} s (first request to last byte at the client): ${mb(row.goodput)} MB/s = ${pct(row).toFixed(1)}% of the cap; link bytes ${row.linkRatio.toFixed(3)}x the image; ${row.failed} failed ${client.name} pulls; peak RSS ${row.rss ? `${mb(row.rss)} MB` : '-'}; link: ${s.connections} connections, ${s.resets} resets, ${s.stalls} stalls, ${s.flips} flipped bytes${row.note ? `; ${row.note}` : ''}`);
+  return row;
 }
 
 /** Connections carrying ranges for ferry's transfers now, from its status document. */
@@ -101,15 +143,21 @@ async function transferConnections(url: string): Promise<string> {
   }
 }
 
-async function killAtHalf(up: Upstream, seed: number): Promise<void> {
+async function waitUntil(fn: () => Promise<boolean> | boolean, pollMs = 100): Promise<number> {
+  while (!(await fn())) await new Promise((r) => setTimeout(r, pollMs));
+  return performance.now();
+}
+
+/** kill -9 of ferry at half of the largest layer (an HTTP GET of the blob), restart on the same data dir; returns the cost in chunks. */
+async function killAtHalf(up: Upstream, link: Faults, seed: number): Promise<string> {
   const layer = [...up.image.layers].sort((a, b) => b.size - a.size)[0]!;
   const chunk = chunkSizeFor(layer.size, transferSchema.parse({}));
-  console.log(`\n(c) kill -9 of ferry at 50% of the ${mb(layer.size)} MB layer (HTTP GET of the blob), restart on the same data dir`);
-  const proxy = await startLink(up.registry.host, LINK, seed + 1);
+  console.log(`  kill -9 of ferry at 50% of the ${mb(layer.size)} MB layer (HTTP GET of the blob), restart on the same data dir`);
+  const proxy = await startLink(up.registry.host, link, seed + 1);
   const data = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-kill-'));
   const config = linkConfig(proxy.url, undefined, UPSTREAM);
   let ferry: FerryProcess = await startFerryProcess(config, data, 'bench-link-kill-1', { compiled: true });
-  const stopWatch = watch('kill -9', proxy, layer.size);
+  const stopWatch = watch('kill -9', [proxy], layer.size);
   try {
     const started = performance.now();
     const first = readBlob(ferry.url, up.repository, layer.digest).catch(() => undefined);
@@ -137,9 +185,10 @@ async function killAtHalf(up: Upstream, seed: number): Promise<void> {
     const droppedByResets = end.bytesDropped - droppedByKill;
     const gross = end.bytesFromUpstream - layer.size;
     const cost = deliveredTwice + droppedByKill;
-    console.log(`  killed with ${mb(atKill.bytesToClient)} MB delivered to ferry, ${mb(kept)} MB of it in ferry's journal; whole layer verified after ${seconds(performance.now() - started)} s`);
-    console.log(`  cost of the kill: ${mb(cost)} MB = ${chunks(cost)} of ${mb(chunk)} MB (target <= 2 chunks) = ${mb(deliveredTwice)} MB ferry had received and fetched again (${chunks(deliveredTwice)}; headers included) + ${mb(droppedByKill)} MB the link held in flight at the kill (${chunks(droppedByKill)}; ${openAtKill} connections open, ${busy} carrying ranges)`);
-    console.log(`  gross, with the resets of both runs: ${mb(gross)} MB = ${chunks(gross)} read twice from upstream (the kill's ${mb(cost)} MB + ${mb(droppedByResets)} MB the link dropped at ${end.resets} resets)`);
+    console.log(`    killed with ${mb(atKill.bytesToClient)} MB delivered to ferry, ${mb(kept)} MB of it in ferry's journal; whole layer verified after ${seconds(performance.now() - started)} s`);
+    console.log(`    cost of the kill: ${mb(cost)} MB = ${chunks(cost)} of ${mb(chunk)} MB (target <= 2 chunks) = ${mb(deliveredTwice)} MB ferry had received and fetched again (${chunks(deliveredTwice)}; headers included) + ${mb(droppedByKill)} MB the link held in flight at the kill (${chunks(droppedByKill)}; ${openAtKill} connections open, ${busy} carrying ranges)`);
+    console.log(`    gross, with the resets of both runs: ${mb(gross)} MB = ${chunks(gross)} read twice from upstream (the kill's ${mb(cost)} MB + ${mb(droppedByResets)} MB the link dropped at ${end.resets} resets)`);
+    return `kill -9: ${chunks(cost)} fetched again (${chunks(gross)} gross)`;
   } finally {
     stopWatch();
     await ferry.stop();
@@ -148,70 +197,97 @@ async function killAtHalf(up: Upstream, seed: number): Promise<void> {
   }
 }
 
-/** Sum of the image's blobs that distribution holds complete in its storage. */
-async function referenceHolds(dataDir: string, blobs: Array<{ digest: string; size: number }>): Promise<number> {
-  let n = 0;
-  for (const b of blobs) {
-    const hex = b.digest.slice('sha256:'.length);
-    const p = path.join(dataDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
-    if ((await stat(p).then((s) => s.size, () => -1)) === b.size) n += b.size;
-  }
-  return n;
+const HEADER = ['profile', 'seed', 'chain', 'client', 'wall s', 'MB/s', '% of cap', 'link/image', 'failed pulls', 'peak RSS MB', 'note'];
+
+function tableLine(r: RunRow): string[] {
+  return [r.profile, String(r.seed), r.chain, r.client, `${seconds(r.wallMs)}${r.finished ? '' : ' DNF'}`, mb(r.goodput), pct(r).toFixed(1),
+    r.linkRatio.toFixed(3), String(r.failed), r.rss ? mb(r.rss) : '-', r.note];
 }
 
-async function referencePull(up: Upstream, imageBytes: number, seed: number, minutes: number): Promise<number> {
-  console.log(`\n(b) docker pull through distribution 2.8 in proxy mode behind a fresh identical link (capped at ${minutes} min)`);
-  const proxy = await startLink(up.registry.host, LINK, seed);
-  const reference = await startReferenceRegistry({ name: 'bench-link-reference', proxy: { remoteUrl: proxy.url } });
-  let dockerd: Dockerd | undefined;
-  const stopWatch = watch('reference', proxy, imageBytes);
-  try {
-    dockerd = await startDockerd({ name: 'bench-link-reference' });
-    const started = performance.now();
-    const deadline = started + minutes * 60_000;
-    let done = false;
-    let attempts = 0;
-    // docker gives up on a layer after a few retries; a user would run the pull again, so do we.
-    while (!done && performance.now() < deadline - 1000) {
-      attempts++;
-      const r = await dockerd.dockerRaw(['pull', '-q', `${reference.host}/${up.repository}:${up.tag}`], { timeoutMs: Math.max(1000, deadline - performance.now()) });
-      done = r.code === 0;
-    }
-    const elapsed = performance.now() - started;
-    const held = await referenceHolds(reference.dataDir, blobsOfImage(up.image));
-    const useful = done ? imageBytes : held;
-    const goodput = (useful * 1000) / elapsed;
-    console.log(`  ${done ? 'finished' : 'did NOT finish'} after ${seconds(elapsed)} s and ${attempts} docker pull run(s)`);
-    console.log(`  how far: ${mb(held)} / ${mb(imageBytes)} MB of blobs complete in its store; ${mb(proxy.stats.bytesToClient)} MB crossed the link (${mb(proxy.stats.bytesFromUpstream)} MB from upstream), ${proxy.stats.resets} resets`);
-    console.log(`  goodput ${mb(goodput)} MB/s = ${((goodput / CAP) * 100).toFixed(1)}% of the cap (complete blobs / elapsed)`);
-    return goodput;
-  } finally {
-    stopWatch();
-    await dockerd?.stop();
-    await reference.stop();
-    await proxy.close();
+function table(rows: RunRow[]): string {
+  return renderColumns(HEADER, rows.map(tableLine), (i) => i >= 4 && i <= 9);
+}
+
+/** Worst and best seed per profile and chain. */
+function summary(rows: RunRow[]): string {
+  const groups = new Map<string, RunRow[]>();
+  for (const r of rows) groups.set(`${r.profile} ${r.chain}`, [...(groups.get(`${r.profile} ${r.chain}`) ?? []), r]);
+  const lines = [...groups.entries()].map(([key, g]) => {
+    const byPct = [...g].sort((a, b) => pct(a) - pct(b));
+    const worst = byPct[0]!;
+    const best = byPct.at(-1)!;
+    const ratios = g.map((r) => r.linkRatio);
+    const rss = Math.max(...g.map((r) => r.rss ?? 0));
+    return [key, String(g.length), `${pct(worst).toFixed(1)} (seed ${worst.seed})`, `${pct(best).toFixed(1)} (seed ${best.seed})`,
+      `${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}`, `${g.reduce((n, r) => n + r.failed, 0)}`,
+      `${g.filter((r) => !r.finished).length}`, rss ? mb(rss) : '-'];
+  });
+  return renderColumns(['profile chain', 'seeds', 'worst % of cap', 'best % of cap', 'link/image', 'failed pulls', 'not finished', 'max peak RSS MB'], lines, (i) => i >= 1);
+}
+
+function listProfiles(): void {
+  for (const p of PROFILES) {
+    const chains = p.chains.map((c) => `${c} (cap: ${chainCap(p, c, CONNECTIONS).which})`).join('; ');
+    console.log(`${p.name}\n  ${p.about}\n  client ${p.client}; chains: ${chains}${p.referenceMinutes ? `; reference for at most ${p.referenceMinutes} min` : ''}${p.kill9 ? '; kill -9' : ''}`);
   }
 }
 
 async function main(): Promise<void> {
-  const seed = Number(arg('--seed', '1'));
-  const minutes = Number(arg('--reference-minutes', '10'));
-  const layers = [256, 128, 64, 32, 16, 8, 4, 4].map((n) => n * MiB);
-  console.log(`link: ${mb(LINK.rateBytesPerSec!)} MB/s per connection, ${mb(CAP)} MB/s aggregate, ${LINK.latencyMs} ms RTT, a reset every ~${mb(LINK.resetMeanBytes!)} MB per connection (seed ${seed})`);
+  const { values } = parseArgs({
+    options: {
+      profile: { type: 'string', multiple: true }, list: { type: 'boolean' }, seeds: { type: 'string' }, seed: { type: 'string' },
+      'skip-reference': { type: 'boolean' }, 'reference-minutes': { type: 'string' },
+    },
+  });
+  if (values.list) return listProfiles();
+  const names = (values.profile ?? ['default']).flatMap((p) => p.split(',')).filter(Boolean);
+  const profiles = names.includes('all') ? PROFILES : names.map(profileByName);
+  const seeds = (values.seeds ?? values.seed ?? '1').split(',').map(Number);
+  if (seeds.some((s) => !Number.isInteger(s))) throw new Error(`--seeds takes integers, e.g. --seeds 1,2,3 (got ${values.seeds ?? values.seed})`);
   await buildFerry();
-  const up = await startUpstream({ layers, seed: 'bench-link', repository: 'bench/link', tag: 'v1' });
-  const imageBytes = blobsOfImage(up.image).reduce((n, b) => n + b.size, 0) + up.image.manifest.length;
-  console.log(`image: ${up.image.layers.length} layers, ${mb(imageBytes)} MB (largest ${mb(Math.max(...up.image.layers.map((l) => l.size)))} MB)`);
+  const upstreams = new Map<ImageName, Upstream>();
+  const clients = { docker: dockerClient(), skopeo: skopeoClient() };
+  const rows: RunRow[] = [];
   try {
-    const ferry = await ferryPull(up, imageBytes, seed);
-    await killAtHalf(up, seed);
-    if (!process.argv.includes('--skip-reference')) {
-      const reference = await referencePull(up, imageBytes, seed, minutes);
-      console.log(`\nferry / reference goodput: ${reference > 0 ? `${(ferry / reference).toFixed(1)}x` : 'infinite (the reference completed no blob)'}`);
+    for (const profile of profiles) {
+      let up = upstreams.get(profile.image);
+      if (!up) {
+        const spec = IMAGES[profile.image];
+        up = await startUpstream({ layers: spec.layers, seed: spec.seed, repository: spec.repository, tag: 'v1', runnable: spec.runnable });
+        upstreams.set(profile.image, up);
+      }
+      const imageBytes = blobsOfImage(up.image).reduce((n, b) => n + b.size, 0) + up.image.manifest.length;
+      for (const seed of seeds) {
+        console.log(`\n== ${profile.name}, seed ${seed}: ${profile.about}`);
+        console.log(`   image ${up.repository}: ${up.image.layers.length} layers, ${mb(imageBytes)} MB; link: ${profile.link ? describeLink(profile.link) : (profile.relays ?? []).map((r) => describeLink(r.link)).join(' | ')}`);
+        const mine: RunRow[] = [];
+        const client = clients[profile.client];
+        for (const chain of profile.chains) {
+          try {
+            mine.push(await measure(profile, seed, chain, up, client, profile.deadlineSeconds * 1000));
+          } catch (e) {
+            console.log(`  ${chain}: not run: ${(e as Error).message}`);
+          }
+        }
+        if (profile.kill9) {
+          const note = await killAtHalf(up, profile.link!, seed);
+          const direct = mine.find((r) => r.chain === 'direct');
+          if (direct) direct.note = [direct.note, note].filter(Boolean).join('; ');
+        }
+        if (profile.referenceMinutes && profile.link && !values['skip-reference']) {
+          const minutes = Number(values['reference-minutes'] ?? profile.referenceMinutes);
+          mine.push(await measure(profile, seed, 'reference', up, client, minutes * 60_000));
+        }
+        rows.push(...mine);
+        console.log(`\n${table(mine)}`);
+      }
     }
   } finally {
-    await up.stop();
+    for (const c of Object.values(clients)) await c.close();
+    for (const up of upstreams.values()) await up.stop();
   }
+  console.log(`\nAll runs (cap = ${CONNECTIONS} connections x the per-connection cap or the aggregate cap, whichever is lower; the sum of the relays' caps for several relays):\n${table(rows)}`);
+  console.log(`\nWorst and best seed per profile and chain:\n${summary(rows)}`);
 }
 
 main().then(() => process.exit(0), (e: unknown) => {

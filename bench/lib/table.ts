@@ -1,4 +1,4 @@
-/** The bench's result table: one line per figure, ferry beside the reference. */
+/** Result tables: serve.ts's line per figure (ferry beside the reference), and plain columns. */
 
 export interface Row {
   metric: string;
@@ -32,7 +32,12 @@ export function renderTable(rows: Row[]): string {
       : `${advantage(r) >= 1 ? 'yes' : 'NO'}${r.higherIsBetter ? '' : ' (lower is better)'}`;
     return [r.metric, r.unit, fmt(r.ferry), fmt(r.reference), ratio.toFixed(2), verdict];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
-  const pad = (cells: string[]): string => cells.map((c, i) => (i >= 2 && i <= 4 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ').trimEnd();
+  return renderColumns(header, lines, (i) => i >= 2 && i <= 4);
+}
+
+/** A plain text table: a header, a rule, the lines; columns for which `right(i)` is true are right-aligned. */
+export function renderColumns(header: string[], lines: string[][], right: (column: number) => boolean): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
+  const pad = (cells: string[]): string => cells.map((c, i) => (right(i) ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ').trimEnd();
   return [pad(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(pad)].join('\n');
 }

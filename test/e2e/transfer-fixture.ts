@@ -68,9 +68,10 @@ export interface FerryProcess {
 
 /**
  * `node --import tsx scripts/ferry.ts mirror --config <tmp>` (or, `compiled`, `node dist/scripts/ferry.js
- * mirror ...`: benchmarks, after buildFerry()) on 127.0.0.1:random, storing in dataDir.
+ * mirror ...`: benchmarks, after buildFerry(); `role: 'relay'` runs `ferry relay`) on 127.0.0.1:random,
+ * storing in dataDir.
  */
-export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'dataDir'>, dataDir: string, name = 'ferry-child', opts: { compiled?: boolean } = {}): Promise<FerryProcess> {
+export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'dataDir'>, dataDir: string, name = 'ferry-child', opts: { compiled?: boolean; role?: 'mirror' | 'relay' } = {}): Promise<FerryProcess> {
   const work = await mkdtemp(join(tmpdir(), 'ferry-child-'));
   const configPath = join(work, 'config.json');
   await writeFile(configPath, JSON.stringify({ log: { level: process.env.FERRY_TEST_LOG ?? 'warn', format: 'json' }, ...config }));
@@ -81,7 +82,7 @@ export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'da
       proc = await startProcess({
         name,
         command: process.execPath,
-        args: [...ferryArgs(opts.compiled), 'mirror', '--config', configPath],
+        args: [...ferryArgs(opts.compiled), opts.role ?? 'mirror', '--config', configPath],
         cwd: REPO_ROOT,
         env: { ...process.env, FERRY_LISTEN: `127.0.0.1:${port}`, FERRY_DATA_DIR: dataDir },
         ready: { url: `http://127.0.0.1:${port}/v2/` },

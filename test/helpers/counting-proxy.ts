@@ -15,7 +15,10 @@ export interface ProxiedRequest {
   status: number;
   /** Response body bytes sent to the client. */
   bytes: number;
+  /** Date.now() when the request arrived. */
   at: number;
+  /** Date.now() when the answer ended, whole or cut (0 while it goes on). */
+  doneAt: number;
 }
 
 export interface CountingProxyOptions {
@@ -48,7 +51,8 @@ export async function startCountingProxy(target: string, opts: CountingProxyOpti
 
   const server = createServer((req, res) => {
     const u = new URL(req.url ?? '/', 'http://proxy');
-    const rec: ProxiedRequest = { method: req.method ?? 'GET', path: u.pathname, query: u.search, status: 0, bytes: 0, at: Date.now() };
+    const rec: ProxiedRequest = { method: req.method ?? 'GET', path: u.pathname, query: u.search, status: 0, bytes: 0, at: Date.now(), doneAt: 0 };
+    res.once('close', () => { rec.doneAt = Date.now(); });
     // Recorded on arrival, so counts are complete as soon as the client has its answers.
     requests.push(rec);
     // Count body bytes as they go out, whoever writes them (the forwarder or an intercept hook).
