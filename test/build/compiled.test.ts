@@ -4,7 +4,7 @@
  * image lists, the version) and serve, without tsx.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, utimes } from 'node:fs/promises';
+import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -41,6 +41,15 @@ describe('the compiled build (dist/)', function () {
     const r = await run(process.execPath, [...ferryArgs(true), 'prewarm', '--kolla-profile', 'default', '--kolla-release', '2025.1', '--kolla-distro', 'rocky', '--dry-run'], { cwd: REPO_ROOT });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /nova-api:2025\.1-rocky-9/);
+  });
+
+  it('reads the shipped kolla-ansible deploy facts (--kolla-globals)', async () => {
+    const globals = join(dataDir, 'globals.yml');
+    await writeFile(globals, 'openstack_release: "2025.1"\n');
+    const r = await run(process.execPath, [...ferryArgs(true), 'prewarm', '--kolla-globals', globals, '--kolla-group', 'compute', '--dry-run'], { cwd: REPO_ROOT });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /: 9 images\n/);
+    assert.match(r.stdout, /^quay\.io\/openstack\.kolla\/nova-compute:2025\.1-rocky-9 +# compute$/m);
   });
 
   it('validates the embedded default config', async () => {
