@@ -72,6 +72,8 @@ export const transferSchema = z.strictObject({
   retries: z.number().int().min(0).default(1000).describe('Attempts per chunk before the transfer fails'),
   fillDeadlineSeconds: z.number().positive().default(6 * 3600)
     .describe('A fill still running after this long fails (clients get 503 UNAVAILABLE); what it fetched stays, and the next request resumes it'),
+  repairSeconds: z.number().positive().default(300)
+    .describe('Corrupted pieces are fetched again for as long as one arrived intact within this long (a link that flips bytes costs pieces, not the pull)'),
   partMaxAgeHours: z.number().positive().default(72).describe('Unfinished transfers older than this are removed'),
   badContentHoldSeconds: z.number().min(0).default(60)
     .describe('After upstream content failed its digest, answer 502 for this long instead of fetching it again (clients retry at once)'),

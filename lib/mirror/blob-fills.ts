@@ -30,8 +30,10 @@ export interface Fill {
 export class BlobFills extends EventEmitter {
   private readonly inFlight = new Map<string, Fill>();
   /**
-   * Digests whose upstream content did not verify, with when the refusal ends: clients retry a
-   * failed blob at once (dockerd five times), and each retry would cross the slow link again.
+   * Digests whose upstream serves the same wrong bytes again and again (or another size than the
+   * manifest says), with when the refusal ends: clients retry a failed blob at once (dockerd five
+   * times), and each retry would cross the slow link for the same wrong bytes. A link that only
+   * flips bytes now and then is repaired inside the transfer and never lands here.
    */
   private readonly badContent = new Map<string, { until: number; reason: string }>();
 
@@ -79,7 +81,7 @@ export class BlobFills extends EventEmitter {
       },
     ).catch((e: unknown) => {
       log.warn({ err: e }, 'transfer failed');
-      if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
+      if ((e instanceof DigestMismatchError && e.sameBytes) || e instanceof SizeMismatchError) {
         this.badContent.set(req.digest, { until: Date.now() + this.badContentHoldMs, reason: e.message });
       }
       this.emit('failed', { digest: req.digest, repository: req.repository, error: e });
@@ -104,7 +106,7 @@ export class BlobFills extends EventEmitter {
       return;
     }
     const seconds = Math.ceil((bad.until - Date.now()) / 1000);
-    throw new RegistryError('UPSTREAM_ERROR', `upstream content for ${digest} did not verify (${bad.reason}); not fetched again for ${seconds} s`, { digest });
+    throw new RegistryError('UPSTREAM_ERROR', `the upstream keeps serving wrong content for ${digest} (${bad.reason}); not fetched again for ${seconds} s`, { digest });
   }
 
   /** A reader of start..end of the blob being filled. */

@@ -2,7 +2,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
-const TRANSFER_FILE = /^([a-f0-9]+)\.(part|journal|journal\.tmp)$/;
+const TRANSFER_FILE = /^([a-f0-9]+)\.(part|journal|journal\.tmp|repair)$/;
 
 /**
  * Returns the names removed. `keep(hex)` spares transfers in flight (their files are touched

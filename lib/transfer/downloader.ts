@@ -7,24 +7,35 @@
  * Order of a transfer: load the journal (or start empty) -> fetch what is missing (one request for
  * a small blob, chunks in parallel otherwise, one resumable stream when the source ignores Range)
  * -> the prefix hash reaches the size -> compare the digest -> fdatasync -> onVerified(partPath)
- * (the caller renames it into the store) -> remove the journal. A mismatch refetches the chunks
- * that per-chunk digests show bad, or everything once, and then fails with DigestMismatchError.
- * Readers (prefix-reader.ts) see the hashed prefix, minus the last byte until the digest matched.
+ * (the caller renames it into the store) -> remove the journal.
+ *
+ * Pieces (the chunks of chunk-plan.ts) are what a corruption costs. With piece digests (a ferry
+ * relay's /chunks at this transfer's piece size; a blob of one piece is its own digest) each piece
+ * is checked as it completes, and only checked pieces reach the prefix hash and so the readers; a
+ * bad piece is fetched again alone, for as long as repairSeconds allows since the last good one.
+ * Without them, a whole-blob mismatch cuts the readers already sent bytes, fetches every piece
+ * again and keeps what two copies agree on (piece-agreement.ts); the readers' retries are served
+ * from the repaired copy. DigestMismatchError (sameBytes) when the upstream serves the same wrong
+ * bytes again and again. Readers (prefix-reader.ts) see the hashed prefix, minus the last byte
+ * until the digest matched.
  */
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { transferSchema, type TransferConfig } from '../config/schema.ts';
 import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, planChunks, planMissing, type ByteRange } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare } from './link-budget.ts';
-import { findBadChunks } from './chunk-digests.ts';
+import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
+import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
+import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, FillDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { Journal, loadJournal } from './journal.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
 import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
-import type { RangeSource } from './range-source.ts';
+import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
 import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 
@@ -103,6 +114,12 @@ export interface TransferResult {
   durationMs: number;
 }
 
+/** How often a source with piece digests is asked again while it has none yet. */
+const PIECE_DIGESTS_RETRY_MS = 2000;
+
+/** A piece that comes back wrong the same way this often: the upstream serves it so. */
+const SAME_WRONG_PIECE_TIMES = 3;
+
 /** A running range is split among free connections only if it would take longer than this alone. */
 const TAIL_SPLIT_MIN_SECONDS = 0.5;
 
@@ -138,10 +155,27 @@ export class Transfer extends EventEmitter {
   private share: LinkShare | undefined;
   private readonly startedAt = performance.now();
   private readonly chunkSize: number;
+  private readonly pieces: ByteRange[];
+  /**
+   * What the prefix hash may read: the pieces checked against their digests, or, without piece
+   * digests, every byte written.
+   */
+  private readonly held = new RangeSet();
+  /** Expected hex of each piece; undefined while the source is asked; null when it has none. */
+  private pieceDigests: string[] | null | undefined;
+  private piecesAnswered: Promise<void> = Promise.resolve();
+  private checks: PieceChecks | undefined;
+  /** Set while chunks are being fetched: queues a range on the running phase. */
+  private refetch: ((r: ByteRange) => void) | undefined;
+  private lastGoodPieceAt = performance.now();
+  /** Pieces that came back wrong: the wrong digest and how often in a row. */
+  private readonly wrongPieces = new Map<number, { actual: string; times: number }>();
   private part: FileHandle | undefined;
   private journal: Journal | undefined;
   private hasher: PrefixHasher | undefined;
   private digestMatched = false;
+  /** The blob as hashed did not match: nothing is released until the hash starts again. */
+  private suspect = false;
   private committing = false;
   private rangeIgnored = false;
   private active = 0;
@@ -169,6 +203,7 @@ export class Transfer extends EventEmitter {
       ...(opts.adaptIntervalMs !== undefined ? { adaptIntervalMs: opts.adaptIntervalMs } : {}),
     });
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
+    this.pieces = planChunks(this.size, this.chunkSize);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
     setMaxListeners(0, this.ctrl.signal);
     // Every reader waiting for bytes listens here (a relay serves one reader per range request).
@@ -185,6 +220,7 @@ export class Transfer extends EventEmitter {
   /** What readers may have: the prefix, holding back the last byte until the digest matched. */
   get releasedBytes(): number {
     if (this.digestMatched) return this.size;
+    if (this.suspect) return 0;
     return Math.min(this.contiguousBytes, Math.max(0, this.size - 1));
   }
 
@@ -197,7 +233,7 @@ export class Transfer extends EventEmitter {
   snapshot(): TransferSnapshot {
     const rate = this.meter.rate();
     const bytesDone = this.written.size;
-    const chunks = planChunks(this.size, this.chunkSize);
+    const chunks = this.pieces;
     const snap: TransferSnapshot = {
       digest: this.digest,
       size: this.size,
@@ -259,9 +295,13 @@ export class Transfer extends EventEmitter {
       throw localIo(e, this.partPath);
     });
     const hasher = this.hasher as PrefixHasher;
-    const badRounds = { chunks: 0, whole: 0 };
     for (;;) {
       await this.fetchMissing();
+      await this.piecesAnswered;
+      await this.checks?.idle();
+      this.ctrl.signal.throwIfAborted();
+      // A piece that failed its check is missing again: fetch it again.
+      if (this.written.coveredEnd(0) < this.size) continue;
       await (this.journal as Journal).flush();
       hasher.catchUp();
       await hasher.idle();
@@ -269,21 +309,61 @@ export class Transfer extends EventEmitter {
       if (hasher.hashed !== this.size) throw new Error(`internal: prefix ${hasher.hashed} of ${this.size} after fetching`);
       const actual = hasher.digest();
       if (actual === this.digest) break;
+      this.suspect = true;
       this.emit('mismatch', { expected: this.digest, actual });
-      const bad = badRounds.chunks < 2 ? await this.badChunks() : undefined;
-      if (bad && bad.length > 0) {
-        badRounds.chunks++;
-        for (const c of bad) this.written.remove(c.start, c.end + 1);
-        this.chunksRefetched += bad.length;
-      } else if (badRounds.whole++ < 1) {
-        this.written.clear();
-        this.chunksRefetched += planChunks(this.size, this.chunkSize).length;
-      } else {
-        throw new DigestMismatchError(this.digest, actual);
-      }
-      await this.restartHash();
+      // Checked pieces that still make a wrong blob: the piece list contradicts the digest.
+      if (this.pieceDigests) throw new DigestMismatchError(this.digest, actual, { detail: 'every piece matched the piece digests the source gave' });
+      await this.repairUnchecked(actual);
     }
     return this.commit();
+  }
+
+  /**
+   * The blob as written does not match and no piece was checked. Readers sent bytes are cut at
+   * once; then either the source's piece digests (asked again: a relay has them once it holds the
+   * blob) say which pieces are wrong, or every piece is fetched again and compared.
+   */
+  private async repairUnchecked(actual: string): Promise<void> {
+    this.held.clear();
+    await this.restartHash();
+    const list = await this.askPieceDigests();
+    const bad = list ? await findBadChunks(this.part as FileHandle, this.size, list, this.algorithm) : undefined;
+    if (bad) {
+      this.pieceDigests = pieceDigestsFor(list, this.size, this.chunkSize) ?? null;
+      this.startChecks();
+      for (const c of bad) this.written.remove(c.start, c.end + 1);
+      for (const i of this.intervalsOf(this.written)) this.held.add(i.start, i.end);
+      this.chunksRefetched += bad.length;
+      (this.hasher as PrefixHasher).catchUp();
+      return;
+    }
+    const outcome = await repairByAgreement({
+      part: this.part as FileHandle,
+      size: this.size,
+      // A source that ignores Range can only be compared whole.
+      pieces: this.rangeIgnored ? [{ start: 0, end: this.size - 1 }] : this.pieces,
+      algorithm: this.algorithm,
+      digest: this.digest,
+      scratchPath: join(this.opts.dir, `${this.hex}.repair`),
+      deadline: performance.now() + this.cfg.repairSeconds * 1000,
+      signal: this.ctrl.signal,
+      fetchCopy: (piece, write, signal) => this.withConnection(signal, () => fetchRange(
+        { ...this.fetchContext(), write: (pos, buf) => this.fetched(buf.length, () => write(pos, buf)), checkpoint: () => {} },
+        liveRange(piece), this.mode === 'chunked' ? 'range' : 'stream', signal)),
+      replaced: () => {
+        this.chunksRefetched++;
+      },
+    }).catch((e: unknown) => {
+      if (e instanceof RepairDeadlineError) throw new DigestMismatchError(this.digest, actual, { detail: e.message });
+      throw e;
+    });
+    if (outcome === 'same') throw new DigestMismatchError(this.digest, actual, { sameBytes: true, detail: 'every piece fetched twice came back the same' });
+    this.held.add(0, this.size);
+    (this.hasher as PrefixHasher).catchUp();
+  }
+
+  private intervalsOf(set: RangeSet): Array<{ start: number; end: number }> {
+    return set.intervals.map((i) => ({ start: i.start, end: i.end }));
   }
 
   private async openFiles(): Promise<void> {
@@ -302,25 +382,88 @@ export class Transfer extends EventEmitter {
     this.part ??= await open(this.partPath, 'w+');
     this.resumedBytes = this.written.size;
     this.journal = await Journal.create(this.journalPath, this.digest, this.size, this.written, this.part);
-    this.hasher = new PrefixHasher(this.part, this.written, this.algorithm, () => this.emit('advance', this.releasedBytes));
-    this.hasher.catchUp();
+    this.hasher = new PrefixHasher(this.part, this.held, this.algorithm, () => this.emit('advance', this.releasedBytes));
+    if (this.pieces.length === 1) this.usePieceDigests([bareHex(this.digest)]);
+    else if (!this.opts.source.chunkDigests) this.usePieceDigests(null);
+    else this.piecesAnswered = this.waitForPieceDigests();
+  }
+
+  /** The source's piece digests at this transfer's piece size, or undefined (none, or none yet). */
+  private async askPieceDigests(): Promise<ChunkDigests | undefined> {
+    return this.opts.source.chunkDigests?.(this.chunkSize, this.ctrl.signal).catch(() => undefined);
+  }
+
+  /**
+   * Asks for the piece digests until they come; meanwhile nothing is released. A relay has them
+   * once it holds the blob (its side of the link is the fast one). Once every byte is here without
+   * them, the blob digest alone decides.
+   */
+  private async waitForPieceDigests(): Promise<void> {
+    for (;;) {
+      const got = pieceDigestsFor(await this.askPieceDigests(), this.size, this.chunkSize);
+      if (got || this.ctrl.signal.aborted || this.written.coveredEnd(0) >= this.size) {
+        this.usePieceDigests(got ?? null);
+        return;
+      }
+      await sleep(PIECE_DIGESTS_RETRY_MS, undefined, { signal: this.ctrl.signal }).catch(() => {});
+    }
+  }
+
+  private usePieceDigests(list: string[] | null): void {
+    this.pieceDigests = list;
+    if (list === null) {
+      for (const i of this.intervalsOf(this.written)) this.held.add(i.start, i.end);
+      (this.hasher as PrefixHasher).catchUp();
+      return;
+    }
+    this.startChecks();
+    for (let i = 0; i < this.pieces.length; i++) this.checkIfComplete(i);
+  }
+
+  private startChecks(): void {
+    this.checks = new PieceChecks(() => this.part as FileHandle, this.pieces, this.pieceDigests as string[], this.algorithm, (i, good, actual) => this.pieceChecked(i, good, actual));
+  }
+
+  private checkIfComplete(i: number): void {
+    const p = this.pieces[i] as ByteRange;
+    if (this.written.coveredEnd(p.start) > p.end && this.held.coveredEnd(p.start) <= p.end) this.checks?.check(i);
+  }
+
+  private pieceChecked(i: number, good: boolean, actual: string): void {
+    const p = this.pieces[i] as ByteRange;
+    if (good) {
+      this.wrongPieces.delete(i);
+      this.lastGoodPieceAt = performance.now();
+      this.held.add(p.start, p.end + 1);
+      (this.hasher as PrefixHasher).catchUp();
+      return;
+    }
+    this.written.remove(p.start, p.end + 1);
+    this.chunksRefetched++;
+    this.emit('badPiece', { index: i, start: p.start, end: p.end });
+    const prior = this.wrongPieces.get(i);
+    const times = prior?.actual === actual ? prior.times + 1 : 1;
+    this.wrongPieces.set(i, { actual, times });
+    const where = `piece ${p.start}-${p.end}`;
+    if (times >= SAME_WRONG_PIECE_TIMES) {
+      this.ctrl.abort(new DigestMismatchError(this.digest, `${this.algorithm}:${actual} for ${where}`, { sameBytes: true, detail: `${times} times in a row` }));
+    } else if (performance.now() - this.lastGoodPieceAt > this.cfg.repairSeconds * 1000) {
+      this.ctrl.abort(new DigestMismatchError(this.digest, `${this.algorithm}:${actual} for ${where}`, { detail: `no piece arrived intact for ${this.cfg.repairSeconds} s` }));
+    } else {
+      this.refetch?.(p);
+    }
   }
 
   /** After a mismatch: readers of the old bytes must fail, the journal must forget the bad ranges. */
   private async restartHash(): Promise<void> {
     const hasher = this.hasher as PrefixHasher;
     await hasher.reset();
+    this.suspect = false;
     this.generation++;
     this.emit('reset', this.generation);
     await (this.journal as Journal).close();
     this.journal = await Journal.create(this.journalPath, this.digest, this.size, this.written, this.part as FileHandle);
     hasher.catchUp();
-  }
-
-  private async badChunks(): Promise<ByteRange[] | undefined> {
-    const list = await this.opts.source.chunkDigests?.(this.chunkSize, this.ctrl.signal).catch(() => undefined);
-    if (!list) return undefined;
-    return findBadChunks(this.part as FileHandle, this.size, list, this.algorithm);
   }
 
   private async fetchMissing(): Promise<void> {
@@ -381,12 +524,16 @@ export class Transfer extends EventEmitter {
       if (queued === 0 && !signal.aborted) this.splitTail(running, launch);
     }, 200);
     tail.unref();
+    this.refetch = (r) => {
+      if (!signal.aborted) launch(liveRange(r));
+    };
     try {
       // Every chunk queues on the link at once, lowest offset first; the link says how many run.
       for (const t of planMissing(this.size, this.chunkSize, this.written)) launch(liveRange(t));
       // Splits add to `pending` while we wait.
       while (pending.length > 0) await pending.shift();
     } finally {
+      this.refetch = undefined;
       clearInterval(tail);
       phase.dispose();
     }
@@ -427,16 +574,13 @@ export class Transfer extends EventEmitter {
       policy: { ...RETRY_POLICIES.transfer, ...this.opts.retryPolicy, attempts: this.cfg.retries },
       random: this.opts.random ?? Math.random,
       checkpointBytes: this.opts.checkpointBytes ?? 16 * 1024,
-      write: async (pos, buf) => {
+      write: (pos, buf) => this.fetched(buf.length, async () => {
         await (this.part as FileHandle).write(buf, 0, buf.length, pos).catch((e: unknown) => {
           throw localIo(e, this.partPath);
         });
         this.written.add(pos, pos + buf.length);
-        this.bytesFetched += buf.length;
-        this.meter.add(buf.length);
-        this.share?.record(buf.length);
-        (this.hasher as PrefixHasher).wrote(pos, buf);
-      },
+        this.wrote(pos, buf);
+      }),
       checkpoint: (start, end) => {
         (this.journal as Journal).record(start, end).catch((e: unknown) => this.ctrl.abort(localIo(e, this.journalPath)));
       },
@@ -451,6 +595,27 @@ export class Transfer extends EventEmitter {
       },
       sizeDisagrees: () => ++this.sizeDisagreements >= 3,
     };
+  }
+
+  /** Books `bytes` that crossed the link once `store` put them where they go. */
+  private async fetched(bytes: number, store: () => Promise<void>): Promise<void> {
+    await store();
+    this.bytesFetched += bytes;
+    this.meter.add(bytes);
+    this.share?.record(bytes);
+  }
+
+  /** Bytes now in the part: to the prefix hash at once, or to the piece checks. */
+  private wrote(pos: number, buf: Uint8Array): void {
+    if (this.pieceDigests === null) {
+      this.held.add(pos, pos + buf.length);
+      (this.hasher as PrefixHasher).wrote(pos, buf);
+      return;
+    }
+    // undefined: the digests are not here yet; the pieces are checked once they are.
+    if (this.pieceDigests === undefined) return;
+    const last = Math.floor((pos + buf.length - 1) / this.chunkSize);
+    for (let i = Math.floor(pos / this.chunkSize); i <= last; i++) this.checkIfComplete(i);
   }
 
   private async commit(): Promise<TransferResult> {

@@ -10,12 +10,21 @@ export abstract class TransferError extends Error {
   readonly retryable: boolean = false;
 }
 
-/** The whole blob was fetched (and refetched) but its sha256 is not the one asked for. */
+/**
+ * The blob could not be made to match its digest. `sameBytes`: the upstream serves the same wrong
+ * bytes again and again (every piece fetched twice agreed, or a piece came back wrong the same way
+ * each time), so fetching again cannot help; otherwise the link kept corrupting pieces until the
+ * repair deadline.
+ */
 export class DigestMismatchError extends TransferError {
   readonly code = 'DIGEST_MISMATCH';
-  constructor(readonly expected: string, readonly actual: string) {
-    super(`blob digest mismatch: expected ${expected}, got ${actual}`);
+  readonly sameBytes: boolean;
+  constructor(readonly expected: string, readonly actual: string, opts: { sameBytes?: boolean; detail?: string } = {}) {
+    super(opts.sameBytes
+      ? `upstream serves the same wrong bytes for ${expected} again and again (got ${actual}${opts.detail ? `; ${opts.detail}` : ''})`
+      : `blob digest mismatch: expected ${expected}, got ${actual}${opts.detail ? ` (${opts.detail})` : ''}`);
     this.name = 'DigestMismatchError';
+    this.sameBytes = opts.sameBytes ?? false;
   }
 }
 

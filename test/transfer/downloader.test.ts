@@ -153,26 +153,30 @@ describe('chunked downloader', function () {
     assert.deepEqual(await readdir(r.dir), []);
   });
 
-  it('refetches everything once after a digest mismatch when the source has no chunk digests', async () => {
+  it('repairs a digest mismatch without chunk digests by fetching pieces again until two copies agree, not the blob', async () => {
     const size = 4 * MiB;
     r = await rig(size, { faults: { corruptPerMiB: 4 } });
     const t = r.start();
     const proxy = r.proxy;
     const mismatches: unknown[] = [];
+    let flips = 0;
     t.on('mismatch', (m) => {
       mismatches.push(m);
+      flips = proxy.stats.corruptions;
       proxy.setFaults({ corruptPerMiB: 0 });
     });
     const result = await t.done;
     await assertIdentical(r, result.path);
     assert.equal(mismatches.length, 1);
-    assert.equal(t.snapshot().chunksRefetched, size / CHUNK);
+    const replaced = t.snapshot().chunksRefetched;
+    assert.ok(replaced >= 1 && replaced <= flips, `replaced ${replaced} pieces for ${flips} flips`);
   });
 
   it('never verifies corrupted bytes: a link that keeps corrupting fails with DigestMismatchError', async () => {
-    r = await rig(2 * MiB, { faults: { corruptPerMiB: 8 } });
+    // Some 16 flips per piece: no two copies of a piece ever agree before the repair deadline.
+    r = await rig(2 * MiB, { faults: { corruptPerMiB: 64 } });
     let committed = false;
-    const t = r.start({ onVerified: async () => { committed = true; } });
+    const t = r.start({ config: { ...TEST_CONFIG, repairSeconds: 1 }, onVerified: async () => { committed = true; } });
     let most = 0;
     t.on('advance', () => { most = Math.max(most, t.releasedBytes); });
     await assert.rejects(t.done, DigestMismatchError);

@@ -3,7 +3,7 @@ import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
-import { KiB, MiB, rig, type Rig } from './harness.ts';
+import { KiB, MiB, TEST_CONFIG, rig, type Rig } from './harness.ts';
 
 async function collect(stream: Readable, onData?: () => void): Promise<{ data: Buffer; error?: Error }> {
   const parts: Buffer[] = [];
@@ -84,8 +84,9 @@ describe('prefix reader', function () {
   });
 
   it('errors instead of completing when the transfer turns out corrupted', async () => {
-    r = await rig(2 * MiB, { faults: { corruptPerMiB: 8 } });
-    const t = r.start();
+    // Some 16 flips per piece: no two copies of a piece agree before the repair deadline.
+    r = await rig(2 * MiB, { faults: { corruptPerMiB: 64 } });
+    const t = r.start({ config: { ...TEST_CONFIG, repairSeconds: 1 } });
     const got = await collect(createPrefixReader(t));
     await assert.rejects(t.done);
     assert.ok(got.error, 'the reader ended without an error');

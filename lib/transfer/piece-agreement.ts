@@ -1,0 +1,141 @@
+/**
+ * Repair without piece digests (a direct upstream): the blob's digest did not match, so some
+ * piece on disk is wrong, but nothing says which. Each piece is fetched again and compared with
+ * the copy held; two copies that agree win (a flipped byte on the link is random, the right bytes
+ * are not). A new copy goes to a scratch file and replaces the held one only once it has won, under
+ * a lock shared with the whole-blob check, so that check always reads a consistent part: when it
+ * matches, the pieces not yet compared are not fetched.
+ *
+ * The result: 'repaired' when some piece changed, 'same' when every piece was fetched again and
+ * agreed with what is held, so the upstream serves the same wrong bytes again and again.
+ */
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import type { Algorithm } from '../oci/digest.ts';
+import type { ByteRange } from './chunk-plan.ts';
+import { linkedController } from './range-fetcher.ts';
+import { bareHex, hashRange } from './piece-check.ts';
+import { newHash } from '../oci/digest.ts';
+
+export interface AgreementRepair {
+  part: FileHandle;
+  size: number;
+  pieces: readonly ByteRange[];
+  algorithm: Algorithm;
+  /** The blob digest. */
+  digest: string;
+  scratchPath: string;
+  /** performance.now() after which a piece still disagreeing fails the repair. */
+  deadline: number;
+  signal: AbortSignal;
+  /** Fetches `piece` over the link, handing each buffer to `write` in order (retries included). */
+  fetchCopy(piece: ByteRange, write: (pos: number, buf: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void>;
+  /** Called when a piece ended up other than it was held (two copies agreed on other bytes). */
+  replaced?(piece: ByteRange): void;
+}
+
+export class RepairDeadlineError extends Error {
+  constructor(readonly piece: ByteRange) {
+    super(`piece ${piece.start}-${piece.end} never arrived the same twice before the repair deadline`);
+    this.name = 'RepairDeadlineError';
+  }
+}
+
+/** A one-at-a-time lock. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn);
+    this.tail = result.then(() => {}, () => {});
+    return result;
+  }
+}
+
+export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' | 'same'> {
+  const scratch = await open(r.scratchPath, 'w+');
+  const lock = new Mutex();
+  const phase = linkedController(r.signal);
+  const want = bareHex(r.digest);
+  let changed = false;
+  let matched = false;
+  let checking: Promise<void> | undefined;
+  let checkAgain = false;
+
+  const wholeMatches = (): Promise<boolean> => lock.run(async () => (await hashRange(r.part, { start: 0, end: r.size - 1 }, r.algorithm)) === want);
+  const checkWhole = (): void => {
+    if (checking) {
+      checkAgain = true;
+      return;
+    }
+    checking = (async () => {
+      do {
+        checkAgain = false;
+        if (await wholeMatches()) {
+          matched = true;
+          phase.controller.abort(new Error('the blob verified'));
+          return;
+        }
+      } while (checkAgain);
+    })().finally(() => {
+      checking = undefined;
+    });
+  };
+
+  /** Copies `piece` from the scratch file into the part, under the lock. */
+  const adopt = (piece: ByteRange): Promise<void> => lock.run(async () => {
+    const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, piece.end + 1 - piece.start));
+    for (let pos = piece.start; pos <= piece.end;) {
+      const { bytesRead } = await scratch.read(buf, 0, Math.min(buf.length, piece.end + 1 - pos), pos);
+      if (bytesRead === 0) throw new Error(`short read of ${r.scratchPath} at ${pos}`);
+      await r.part.write(buf, 0, bytesRead, pos);
+      pos += bytesRead;
+    }
+  });
+
+  // The part always holds the newest copy that differs from it: the held one is in a blob known
+  // to be wrong, so a differing copy is the likelier right one, and the whole-blob check may
+  // confirm it before a third copy does.
+  const held: Array<{ original: string; current: string }> = [];
+  const repairPiece = async (piece: ByteRange, i: number): Promise<void> => {
+    const original = await hashRange(r.part, piece, r.algorithm);
+    const seen = new Set<string>([original]);
+    const state = { original, current: original };
+    held[i] = state;
+    for (;;) {
+      phase.controller.signal.throwIfAborted();
+      if (performance.now() > r.deadline) throw new RepairDeadlineError(piece);
+      const hash = newHash(r.algorithm);
+      await r.fetchCopy(piece, async (pos, buf) => {
+        await scratch.write(buf, 0, buf.length, pos);
+        hash.update(buf);
+      }, phase.controller.signal);
+      const copy = hash.digest('hex');
+      if (copy !== state.current) {
+        await adopt(piece);
+        state.current = copy;
+        checkWhole();
+      }
+      if (seen.has(copy)) return;
+      seen.add(copy);
+    }
+  };
+
+  try {
+    const results = await Promise.allSettled(r.pieces.map((p, i) => repairPiece(p, i)));
+    while (checking) await checking;
+    for (const [i, state] of held.entries()) {
+      if (state && state.current !== state.original) {
+        changed = true;
+        r.replaced?.(r.pieces[i] as ByteRange);
+      }
+    }
+    if (matched) return 'repaired';
+    r.signal.throwIfAborted();
+    const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) throw failed.reason;
+    return changed ? 'repaired' : 'same';
+  } finally {
+    phase.dispose();
+    await scratch.close().catch(() => {});
+    await rm(r.scratchPath, { force: true });
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Issue 12 point 1: a flipped byte costs a piece, never the pull. With piece digests a reader is
+ * sent only checked pieces; without them the blob is repaired by two agreeing copies and a reader
+ * already sent bad bytes is cut, its retry served from the repaired copy; an upstream serving the
+ * same wrong bytes again and again fails with DigestMismatchError (sameBytes).
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { DigestMismatchError } from '../../lib/transfer/errors.ts';
+import { startTransfer, type Transfer } from '../../lib/transfer/downloader.ts';
+import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
+import { chunkDigestsOf, sha256 } from './range-server.ts';
+import { CHUNK, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const b of stream) parts.push(b as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** A reader of the whole blob started with the transfer: what it got, or the error that cut it. */
+function readAll(t: Transfer): Promise<Buffer | Error> {
+  return collect(createPrefixReader(t)).catch((e: unknown) => e as Error);
+}
+
+describe('piece repair: a flipped byte costs a piece, never the pull', function () {
+  this.timeout(30_000);
+  let r: Rig | undefined;
+  afterEach(async () => {
+    await r?.close();
+    r = undefined;
+  });
+
+  it('with piece digests, a reader gets only checked pieces: byte-identical on its first attempt, each flip one piece fetched again', async () => {
+    const size = 6 * MiB;
+    r = await rig(size, { faults: { corruptPerMiB: 1.5 }, seed: 5, chunkDigests: chunkDigestsOf(Buffer.alloc(0), CHUNK) });
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    r.source.chunkDigests = async () => digests;
+    const t = r.start();
+    const reader = readAll(t);
+    const result = await t.done;
+    const got = await reader;
+    assert.ok(Buffer.isBuffer(got), `the reader was cut: ${String(got)}`);
+    assert.ok(got.equals(r.data), 'the reader got other bytes than the blob');
+    assert.ok((await readFile(result.path)).equals(r.data));
+    const s = t.snapshot();
+    assert.ok(r.proxy.stats.corruptions >= 2, `only ${r.proxy.stats.corruptions} flips: the test shows nothing`);
+    assert.ok(s.chunksRefetched >= 1, 'no piece was fetched again');
+    // A bad piece is fetched again whole and alone: nothing else crossed the link twice.
+    assert.equal(s.bytesFetched, size + s.chunksRefetched * CHUNK);
+  });
+
+  it('asks the source for piece digests at the transfer\'s own piece size', async () => {
+    r = await rig(2 * MiB);
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    const asked: number[] = [];
+    r.source.chunkDigests = async (chunkSize) => {
+      asked.push(chunkSize);
+      return digests;
+    };
+    await r.start().done;
+    assert.deepEqual(asked, [CHUNK]);
+  });
+
+  it('releases nothing before the piece digests come, then only checked pieces', async () => {
+    const size = 2 * MiB;
+    r = await rig(size, { faults: { corruptOffsets: [5000] } });
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    let answers = 0;
+    // The first answer has none (a relay still fetching the blob): the transfer asks again.
+    r.source.chunkDigests = async () => (++answers === 1 ? undefined : digests);
+    const t = r.start({ config: { ...TEST_CONFIG, maxConnections: 1, minConnections: 1 } });
+    let releasedBeforeList = 0;
+    t.on('advance', () => {
+      if (answers < 2) releasedBeforeList = Math.max(releasedBeforeList, t.releasedBytes);
+    });
+    const reader = readAll(t);
+    await t.done;
+    const got = await reader;
+    assert.ok(Buffer.isBuffer(got) && got.equals(r.data), 'the reader did not get the blob');
+    assert.equal(releasedBeforeList, 0);
+    assert.ok(answers >= 2);
+    assert.equal(t.snapshot().chunksRefetched, 1);
+  });
+
+  it('without piece digests, repairs a flip by two agreeing copies; a reader sent bad bytes is cut and its retry gets the blob', async () => {
+    const size = 4 * MiB;
+    r = await rig(size, { faults: { corruptOffsets: [100_000] } });
+    // One connection: one flip, in the first piece.
+    const t = r.start({ config: { ...TEST_CONFIG, minConnections: 1, maxConnections: 1 } });
+    const first = readAll(t);
+    let retry: Promise<Buffer | Error> | undefined;
+    let flips = 0;
+    t.on('mismatch', () => {
+      // One flip per connection used (at the same offset of each one's stream).
+      flips = r!.proxy.stats.corruptions;
+      // A link of capped connections, as the real one: the repair stops once the blob verifies.
+      r!.proxy.setFaults({ rateBytesPerSec: 1 * MiB }, { replace: true });
+      retry = readAll(t);
+    });
+    const result = await t.done;
+    assert.ok((await readFile(result.path)).equals(r.data));
+    assert.ok((await first) instanceof Error, 'the reader that was sent a flipped byte was not cut');
+    assert.ok(retry, 'no mismatch');
+    const again = await retry;
+    assert.ok(Buffer.isBuffer(again) && again.equals(r.data), `the retry did not get the blob: ${String(again)}`);
+    const s = t.snapshot();
+    assert.equal(flips, 1);
+    assert.equal(s.chunksRefetched, 1, 'one piece replaced');
+    // The first piece fetched again differs from the held one; with it the blob verifies, and
+    // the other pieces are not fetched again.
+    assert.ok(s.bytesFetched <= size + 2 * CHUNK, `fetched ${s.bytesFetched} bytes for a ${size} byte blob: more than the bad piece was fetched again`);
+  });
+
+  for (const withDigests of [false, true]) {
+    it(`fails with DigestMismatchError (sameBytes) when the upstream serves the same wrong bytes again and again (${withDigests ? 'with' : 'without'} piece digests)`, async () => {
+      const size = 2 * MiB;
+      r = await rig(size);
+      // What the descriptor says differs from what the upstream serves, in one byte.
+      const wanted = Buffer.from(r.data);
+      wanted[CHUNK + 7] = (wanted[CHUNK + 7] as number) ^ 0x20;
+      if (withDigests) {
+        const digests = chunkDigestsOf(wanted, CHUNK);
+        r.source.chunkDigests = async () => digests;
+      }
+      const t = startTransfer({ digest: sha256(wanted), size, source: r.source, dir: r.dir, config: TEST_CONFIG, ...TEST_TIMING });
+      const err = await t.done.then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof DigestMismatchError, String(err));
+      assert.equal(err.sameBytes, true);
+      assert.match(err.message, /same wrong bytes/);
+      assert.ok(t.snapshot().bytesFetched <= 3 * size, 'it kept fetching');
+    });
+  }
+});
