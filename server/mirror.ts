@@ -4,6 +4,7 @@ import type { LoadedConfig } from '../lib/config/load.ts';
 import { createLogger, type Logger } from '../lib/log/logger.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
 import { openStore, type Store } from '../lib/storage/store.ts';
+import { startSweeper } from '../lib/storage/sweeper.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
 import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
 import { BlobFills } from '../lib/mirror/blob-fills.ts';
@@ -49,7 +50,9 @@ export function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): Promis
 
 async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: DataDirLock): Promise<RunningMirror> {
   const logger = deps.logger ?? createLogger(config.log);
-  const store = await openStore(config.dataDir);
+  const store = await openStore(config.dataDir, {
+    uploadLimits: { perClient: config.limits.uploadSessionsPerClient, perRepository: config.limits.uploadSessionsPerRepository },
+  });
   const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
   const local = new LocalRegistry(store);
@@ -80,6 +83,11 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra, limits: config.limits });
   const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });
   const address = boundAddress(server);
+  const sweeper = startSweeper(store, {
+    uploadIdleMs: config.limits.uploadIdleMinutes * 60_000,
+    tmpMaxAgeMs: config.limits.tmpMaxAgeMinutes * 60_000,
+    logger: logger.child({ module: 'sweeper' }),
+  });
   logger.info({ address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), upstreams: [...clients.keys()] }, 'mirror listening');
   return {
     server,
@@ -92,12 +100,14 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     ops: ops.ops,
     reloadTls: () => ops.reloadTls(server),
     async shutdown(opts) {
+      sweeper.stop();
       const result = await ops.shutdown(server, opts);
       await Promise.all([...clients.values()].map((c) => c.close()));
       await lock.release();
       return result;
     },
     async close() {
+      sweeper.stop();
       ops.ops.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();

@@ -17,6 +17,7 @@ import { RelayRegistry } from '../lib/relay/relay-registry.ts';
 import { TokenSet } from '../lib/relay/tokens.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
 import { openStore, type Store } from '../lib/storage/store.ts';
+import { startSweeper } from '../lib/storage/sweeper.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
 import { createUpstreamClients } from '../lib/upstream/clients.ts';
@@ -117,6 +118,11 @@ async function startOnLockedDir(
   const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger, observe: ops.observe, ops, ready: () => ready });
   const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });
   const address = boundAddress(server);
+  const sweeper = startSweeper(store, {
+    uploadIdleMs: config.limits.uploadIdleMinutes * 60_000,
+    tmpMaxAgeMs: config.limits.tmpMaxAgeMinutes * 60_000,
+    logger: logger.child({ module: 'sweeper' }),
+  });
   logger.info({
     address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), tokens: tokens.size,
     upstreams: [...clients.keys()], allow: settings.allow.length > 0 ? settings.allow : 'all', cacheMaxBytes: settings.cacheMaxBytes,
@@ -146,7 +152,10 @@ async function startOnLockedDir(
         logger,
         fills,
         ...(opts.graceMs !== undefined ? { graceMs: opts.graceMs } : {}),
-        onStopAccepting: () => { ready = false; },
+        onStopAccepting: () => {
+          ready = false;
+          sweeper.stop();
+        },
         onClosed: async () => {
           ops.close();
           await Promise.all([...clients.values()].map((c) => c.close()));
@@ -155,6 +164,7 @@ async function startOnLockedDir(
       });
     },
     async close() {
+      sweeper.stop();
       ops.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       fills.abortAll('relay shutting down');

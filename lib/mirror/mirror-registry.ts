@@ -319,8 +319,8 @@ export class MirrorRegistry implements RegistryBackend {
     for (const repo of this.servingRepos(name)) deleted = (await this.local.store.repos.unlinkBlob(repo, digest)) || deleted;
     if (!deleted) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
   }
-  startUpload(name: string): Promise<UploadState> {
-    return this.local.startUpload(this.pushTarget(name));
+  startUpload(name: string, client?: string): Promise<UploadState> {
+    return this.local.startUpload(this.pushTarget(name), client);
   }
   /** Mounts from `from` what a client can read there (its local repository or its upstream's cache). */
   async mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined> {

@@ -63,6 +63,11 @@ export const SITUATIONS = {
   MANIFEST_TOO_LARGE: at('SIZE_INVALID', 413),
   /** Any other request body past its limit. */
   BODY_TOO_LARGE: at('SIZE_INVALID', 413),
+  /**
+   * A client or repository holds as many open upload sessions as allowed. 429, not DENIED: it is
+   * not a matter of permission and clears once sessions complete, are cancelled or expire.
+   */
+  UPLOAD_SESSIONS_EXHAUSTED: at('TOOMANYREQUESTS', 429),
   /** Two requests at once on one upload session. */
   UPLOAD_BUSY: at('BLOB_UPLOAD_INVALID', 409),
   /** A path no route serves. */

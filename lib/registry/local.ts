@@ -132,9 +132,9 @@ export class LocalRegistry implements RegistryBackend {
     if (!(await this.store.repos.unlinkBlob(name, digest))) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
   }
 
-  async startUpload(name: string): Promise<UploadState> {
+  async startUpload(name: string, client?: string): Promise<UploadState> {
     requireName(name);
-    return this.store.uploads.create(name);
+    return this.store.uploads.create(name, client);
   }
 
   async mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined> {

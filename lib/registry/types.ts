@@ -57,7 +57,8 @@ export interface RegistryBackend {
   deleteManifest(name: string, reference: string): Promise<void>;
   deleteBlob(name: string, digest: string): Promise<void>;
 
-  startUpload(name: string): Promise<UploadState>;
+  /** client: who asks (the user, else the address), for the open-session limit per client. */
+  startUpload(name: string, client?: string): Promise<UploadState>;
   /** Mounts digest from another repository; undefined when it is not there (then start a session). */
   mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined>;
   uploadMonolithic(name: string, digest: string, body: Readable, length?: number): Promise<{ digest: string; size: number }>;

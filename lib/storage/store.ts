@@ -3,7 +3,12 @@ import { mkdir } from 'node:fs/promises';
 import { BlobStore } from './blobs.ts';
 import { StorePaths } from './paths.ts';
 import { RepositoryStore } from './repositories.ts';
-import { UploadStore } from './uploads.ts';
+import { UploadStore, type UploadLimits } from './uploads.ts';
+
+export interface StoreOptions {
+  /** Open upload sessions allowed (unbounded without). */
+  uploadLimits?: UploadLimits;
+}
 
 const HOUR = 3600_000;
 
@@ -13,11 +18,11 @@ export class Store {
   readonly repos: RepositoryStore;
   readonly uploads: UploadStore;
 
-  constructor(readonly root: string) {
+  constructor(readonly root: string, opts: StoreOptions = {}) {
     this.paths = new StorePaths(root);
     this.blobs = new BlobStore(this.paths);
     this.repos = new RepositoryStore(this.paths);
-    this.uploads = new UploadStore(this.paths, this.blobs, this.repos);
+    this.uploads = new UploadStore(this.paths, this.blobs, this.repos, opts.uploadLimits);
   }
 
   /** Creates the layout and removes what a crash left behind (temp files, week-old uploads). */
@@ -32,8 +37,8 @@ export class Store {
   }
 }
 
-export async function openStore(root: string): Promise<Store> {
-  const store = new Store(root);
+export async function openStore(root: string, opts: StoreOptions = {}): Promise<Store> {
+  const store = new Store(root, opts);
   await store.init();
   return store;
 }

@@ -34,30 +34,74 @@ export interface ChunkRange {
   end: number;
 }
 
+/** How many sessions may be open at once; more is TOOMANYREQUESTS until some complete or expire. */
+export interface UploadLimits {
+  /** Per client (the user, else the address; see UploadStore.create). */
+  perClient: number;
+  perRepository: number;
+}
+
+/** Who holds an open session, kept in memory for the limits (rebuilt from disk at start). */
+interface OpenSession {
+  name: string;
+  client?: string;
+}
+
 export class UploadStore {
   private readonly hashes = new Map<string, RunningHash>();
   private readonly busy = new Set<string>();
+  private readonly sessions = new Map<string, OpenSession>();
 
   constructor(
     private readonly paths: StorePaths,
     private readonly blobs: BlobStore,
     private readonly repos: RepositoryStore,
+    private readonly limits: UploadLimits = { perClient: Infinity, perRepository: Infinity },
   ) {}
 
   async init(): Promise<void> {
     await mkdir(this.paths.uploadsDir, { recursive: true });
+    for (const uuid of await readdirOr(this.paths.uploadsDir)) {
+      const text = await readIfExists(join(this.paths.upload(uuid), 'state.json')).catch(() => undefined);
+      const state = text === undefined ? undefined : parseState(text);
+      if (state) this.sessions.set(uuid, { name: state.name, ...(state.client === undefined ? {} : { client: state.client }) });
+    }
   }
 
-  async create(name: string): Promise<UploadState> {
+  /** Open sessions: all of them, or those of one repository or one client. */
+  count(of: { name?: string; client?: string } = {}): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if ((of.name === undefined || s.name === of.name) && (of.client === undefined || s.client === of.client)) n++;
+    return n;
+  }
+
+  /** A new session, unless the client or the repository already holds as many as the limits allow. */
+  async create(name: string, client?: string): Promise<UploadState> {
+    const byRepository = this.count({ name });
+    if (byRepository >= this.limits.perRepository) {
+      throw new RegistryError('UPLOAD_SESSIONS_EXHAUSTED', `${name} has ${byRepository} open upload sessions, the most allowed; complete or cancel one, or wait for idle ones to expire`, { limit: this.limits.perRepository });
+    }
+    const byClient = client === undefined ? 0 : this.count({ client });
+    if (byClient >= this.limits.perClient) {
+      throw new RegistryError('UPLOAD_SESSIONS_EXHAUSTED', `you have ${byClient} open upload sessions, the most allowed; complete or cancel one, or wait for idle ones to expire`, { limit: this.limits.perClient });
+    }
     const uuid = randomUUID();
+    // Counted from now, before the first await, so concurrent starts cannot pass the limits together.
+    this.sessions.set(uuid, { name, ...(client === undefined ? {} : { client }) });
     const dir = this.paths.upload(uuid);
-    await mkdir(dir, { recursive: true });
-    const fh = await open(join(dir, 'data'), 'wx');
-    await fh.close();
-    const state = { name, startedAt: new Date().toISOString() };
-    await writeFileAtomic(this.paths.tmpDir, join(dir, 'state.json'), JSON.stringify(state));
+    const state = { name, startedAt: new Date().toISOString(), ...(client === undefined ? {} : { client }) };
+    try {
+      await mkdir(dir, { recursive: true });
+      const fh = await open(join(dir, 'data'), 'wx');
+      await fh.close();
+      await writeFileAtomic(this.paths.tmpDir, join(dir, 'state.json'), JSON.stringify(state));
+    } catch (e) {
+      this.forget(uuid);
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw e;
+    }
     this.hashes.set(uuid, { hash: newHash('sha256'), offset: 0 });
-    return { uuid, ...state, offset: 0 };
+    return { uuid, name, startedAt: state.startedAt, offset: 0 };
   }
 
   /** The session, or BLOB_UPLOAD_UNKNOWN when it does not exist or belongs to another repository. */
@@ -67,8 +111,8 @@ export class UploadStore {
     const dir = this.paths.upload(uuid);
     const text = await readIfExists(join(dir, 'state.json'));
     if (text === undefined) throw unknown;
-    const state = JSON.parse(text) as { name: string; startedAt: string };
-    if (state.name !== name) throw unknown;
+    const state = parseState(text);
+    if (state?.name !== name) throw unknown;
     try {
       const s = await stat(join(dir, 'data'));
       return { uuid, name, startedAt: state.startedAt, offset: s.size };
@@ -147,29 +191,39 @@ export class UploadStore {
       }
       await this.blobs.commitFile(dataPath, digest);
       await this.repos.linkBlob(name, digest);
-      await rm(this.paths.upload(uuid), { recursive: true, force: true });
+      await this.remove(uuid);
       return { digest, size: state.offset };
     });
   }
 
   async cancel(name: string, uuid: string): Promise<void> {
     await this.get(name, uuid);
-    this.hashes.delete(uuid);
-    await rm(this.paths.upload(uuid), { recursive: true, force: true });
+    await this.remove(uuid);
   }
 
-  /** Removes sessions idle for longer than maxAgeMs. */
-  async cleanStale(maxAgeMs: number): Promise<number> {
+  /** Removes sessions that received nothing for longer than maxIdleMs (a request on one is never cut). */
+  async cleanStale(maxIdleMs: number): Promise<number> {
     let removed = 0;
     for (const uuid of await readdirOr(this.paths.uploadsDir)) {
+      if (this.busy.has(uuid)) continue;
       const dir = join(this.paths.uploadsDir, uuid);
       const s = await stat(join(dir, 'data')).catch(() => stat(dir).catch(() => undefined));
-      if (s && Date.now() - s.mtimeMs > maxAgeMs) {
-        await rm(dir, { recursive: true, force: true });
+      if (s && Date.now() - s.mtimeMs > maxIdleMs && !this.busy.has(uuid)) {
+        await this.remove(uuid);
         removed++;
       }
     }
     return removed;
+  }
+
+  private async remove(uuid: string): Promise<void> {
+    this.forget(uuid);
+    await rm(this.paths.upload(uuid), { recursive: true, force: true });
+  }
+
+  private forget(uuid: string): void {
+    this.sessions.delete(uuid);
+    this.hashes.delete(uuid);
   }
 
   private async exclusive<T>(uuid: string, fn: () => Promise<T>): Promise<T> {
@@ -180,6 +234,16 @@ export class UploadStore {
     } finally {
       this.busy.delete(uuid);
     }
+  }
+}
+
+function parseState(text: string): { name: string; startedAt: string; client?: string } | undefined {
+  try {
+    const s = JSON.parse(text) as { name?: unknown; startedAt?: unknown; client?: unknown };
+    if (typeof s.name !== 'string' || typeof s.startedAt !== 'string') return undefined;
+    return { name: s.name, startedAt: s.startedAt, ...(typeof s.client === 'string' ? { client: s.client } : {}) };
+  } catch {
+    return undefined;
   }
 }
 

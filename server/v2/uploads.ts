@@ -20,6 +20,12 @@ function sendBlobCreated(res: Response, name: string, digest: string): void {
   res.status(201).setHeader('Content-Length', 0).end();
 }
 
+/** Who a request comes from, for what one client may hold: the authenticated user, else the address. */
+function clientOf(req: Request, res: Response): string {
+  const user = res.locals.user as string | undefined;
+  return user !== undefined ? `user:${user}` : `address:${req.socket.remoteAddress ?? 'unknown'}`;
+}
+
 function queryString(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
@@ -55,7 +61,7 @@ export function uploadHandlers(backend: RegistryBackend) {
         return;
       }
       req.resume();
-      const state = await backend.startUpload(name);
+      const state = await backend.startUpload(name, clientOf(req, res));
       sendUploadState(res, name, state, 202);
     },
 

@@ -13,6 +13,10 @@ import supertest from 'supertest';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { LocalRegistry } from '../../lib/registry/local.ts';
 import { openStore } from '../../lib/storage/store.ts';
+import { startSweeper } from '../../lib/storage/sweeper.ts';
+import { silentLogger } from '../../lib/log/logger.ts';
+import { readdir, utimes, writeFile } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
 import { createMirrorApp } from '../../server/mirror-app.ts';
 import { listen } from '../../server/listen.ts';
 import { MAX_MANIFEST_DEPTH } from '../../lib/oci/manifest.ts';
@@ -179,6 +183,79 @@ describe('api: hostile requests', function () {
     it(`accepts ${MAX_MANIFEST_DEPTH} levels and refuses ${MAX_MANIFEST_DEPTH + 1}`, async () => {
       await pushManifest(api, 'deep/app', 'at-bound', nested(MAX_MANIFEST_DEPTH), MEDIA.ociManifest);
       expectError(await putManifest(api, 'deep/app', 'past-bound', nested(MAX_MANIFEST_DEPTH + 1), MEDIA.ociManifest), 400, 'MANIFEST_INVALID');
+    });
+  });
+
+  describe('open upload sessions', () => {
+    const limits = { perClient: 5, perRepository: 3 };
+    let sdir: string;
+    let sserver: Server;
+    let sapi: Api;
+    before(async () => {
+      sdir = await mkdtemp(join(tmpdir(), 'ferry-sessions-'));
+      sserver = await listen(createMirrorApp({ backend: new LocalRegistry(await openStore(sdir, { uploadLimits: limits })) }), { listen: '127.0.0.1:0' });
+      sapi = supertest(sserver);
+    });
+    after(async () => {
+      sserver.closeAllConnections();
+      await new Promise((resolve) => sserver.close(resolve));
+      await rm(sdir, { recursive: true, force: true });
+    });
+
+    it('bounds them per repository and per client with 429 TOOMANYREQUESTS, freed by cancel', async () => {
+      const a: string[] = [];
+      for (let i = 0; i < limits.perRepository; i++) {
+        const res = await sapi.post('/v2/flood/a/blobs/uploads/');
+        assert.equal(res.status, 202);
+        a.push(String(res.headers.location));
+      }
+      expectError(await sapi.post('/v2/flood/a/blobs/uploads/'), 429, 'TOOMANYREQUESTS');
+      // Another repository still has room, until this client holds perClient sessions in all.
+      for (let i = a.length; i < limits.perClient; i++) assert.equal((await sapi.post('/v2/flood/b/blobs/uploads/')).status, 202);
+      expectError(await sapi.post('/v2/flood/c/blobs/uploads/'), 429, 'TOOMANYREQUESTS');
+      assert.equal((await sapi.delete(a[0] ?? '')).status, 204);
+      assert.equal((await sapi.post('/v2/flood/a/blobs/uploads/')).status, 202);
+      // A completed session is freed too.
+      const b = blob('completed frees a session');
+      const done = await sapi.put(`${a[1] ?? ''}?digest=${b.digest}`).set('Content-Type', 'application/octet-stream').send(b.bytes);
+      assert.equal(done.status, 201);
+      assert.equal((await sapi.post('/v2/flood/a/blobs/uploads/')).status, 202);
+      expectError(await sapi.post('/v2/flood/a/blobs/uploads/'), 429, 'TOOMANYREQUESTS');
+    });
+
+    it('still counts the sessions a restart finds on disk', async () => {
+      const store = await openStore(sdir, { uploadLimits: limits });
+      assert.equal(store.uploads.count(), limits.perClient);
+      await assert.rejects(store.uploads.create('flood/d', 'address:127.0.0.1'), { code: 'TOOMANYREQUESTS' });
+    });
+
+    it('sweeps idle sessions and stale temp files while running, never one in use', async () => {
+      const store = await openStore(sdir, { uploadLimits: limits });
+      const uploads = join(sdir, 'uploads');
+      const old = new Date(Date.now() - 3600_000);
+      for (let i = 0; i < 2; i++) await store.uploads.create('flood/idle', 'address:idle');
+      const inUse = (await store.uploads.create('flood/busy', 'address:busy')).uuid;
+      const idle = await readdir(uploads);
+      for (const uuid of idle) await utimes(join(uploads, uuid, 'data'), old, old);
+      await writeFile(join(sdir, 'tmp', 'left-by-a-failed-write'), 'x');
+      await utimes(join(sdir, 'tmp', 'left-by-a-failed-write'), old, old);
+      await writeFile(join(sdir, 'tmp', 'being-written'), 'x');
+      const fresh = await store.uploads.create('flood/e', 'address:other');
+      // A session receiving a chunk whose file looks idle (a PATCH held up by the client) stays.
+      const chunk = new PassThrough();
+      const appending = store.uploads.append('flood/busy', inUse, chunk);
+      const sweeper = startSweeper(store, { uploadIdleMs: 60_000, tmpMaxAgeMs: 60_000, logger: silentLogger });
+      try {
+        await sweeper.sweep();
+      } finally {
+        sweeper.stop();
+      }
+      chunk.end('late bytes');
+      assert.equal((await appending).offset, 'late bytes'.length);
+      assert.deepEqual((await readdir(uploads)).sort(), [fresh.uuid, inUse].sort());
+      assert.deepEqual(await readdir(join(sdir, 'tmp')), ['being-written']);
+      assert.equal(store.uploads.count(), 2);
+      assert.equal(store.uploads.count({ name: 'flood/idle' }), 0);
     });
   });
 });
