@@ -309,10 +309,28 @@ function applyFilter(name: string, v: Value, args: Value[]): Value {
   }
 }
 
+// The same few hundred gate texts are evaluated for every host: tokenized once each.
+const tokenized = new Map<string, Tok[] | SyntaxError>();
+
+function tokensOf(expression: string): Tok[] {
+  let toks = tokenized.get(expression);
+  if (toks === undefined) {
+    try {
+      toks = tokenize(expression);
+    } catch (e) {
+      if (!(e instanceof SyntaxError)) throw e;
+      toks = e;
+    }
+    tokenized.set(expression, toks);
+  }
+  if (toks instanceof SyntaxError) throw toks;
+  return toks;
+}
+
 /** Evaluates one Jinja expression (no `{{ }}`); an expression ferry cannot parse is UNKNOWN. */
 export function evaluate(expression: string, scope: Scope): Value {
   try {
-    return new Parser(tokenize(expression), scope).parse();
+    return new Parser(tokensOf(expression), scope).parse();
   } catch (e) {
     if (e instanceof SyntaxError) return UNKNOWN;
     throw e;

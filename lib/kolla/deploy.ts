@@ -155,27 +155,45 @@ export function selectDeployImages(opts: DeploySelectOptions): DeploySelection {
   for (const [k, v] of Object.entries(facts.defaults)) if (v !== null && !isUnresolved(v)) defaults[k] = v as Value;
   const groupsValue: Record<string, Value> = {};
   for (const g of new Set([...inventory.hosts.keys(), ...inventory.children.keys(), 'all'])) groupsValue[g] = [...hostsOf(inventory, g)];
-  // A container's enable_vars carry the role defaults of variables group_vars does not define.
-  const scopeFor = (host: string | undefined, roleDefaults: Record<string, Value> = {}): Scope => {
+  // groups['x'] of a group the inventory lacks is empty, as kolla-ansible's inventories define them all.
+  const groups = new Proxy(groupsValue, { get: (t, k: string) => (Object.hasOwn(t, k) ? t[k] : []) }) as Value;
+  // Per host, what group_vars and globals.yml say, each name worked out once.
+  const hostScopes = new Map<string | undefined, Scope>();
+  const hostScope = (host: string | undefined): Scope => {
+    let scope = hostScopes.get(host);
+    if (scope) return scope;
+    const known = new Map<string, Value>();
     const resolving = new Set<string>();
-    const scope: Scope = (name) => {
+    const lookup = (name: string): Value => {
+      if (Object.hasOwn(vars, name)) return templateValue(vars[name]!, scope!);
+      const flag = facts.enable_flags[name];
+      if (flag) {
+        const v = templateValue(flag.default, scope!);
+        return v === UNKNOWN || v === UNDEFINED ? (flag.value ?? UNKNOWN) : v;
+      }
+      if (Object.hasOwn(defaults, name)) return defaults[name]!;
+      return variableDefault(series, name);
+    };
+    scope = (name) => {
       if (name === 'inventory_hostname') return host ?? UNKNOWN;
-      if (name === 'groups') return new Proxy(groupsValue, { get: (t, k: string) => (Object.hasOwn(t, k) ? t[k] : []) }) as Value;
+      if (name === 'groups') return groups;
+      if (known.has(name)) return known.get(name)!;
       if (resolving.has(name)) return UNKNOWN;
       resolving.add(name);
-      try {
-        if (Object.hasOwn(vars, name)) return templateValue(vars[name]!, scope);
-        const flag = facts.enable_flags[name];
-        if (flag) {
-          const v = templateValue(flag.default, scope);
-          return v === UNKNOWN || v === UNDEFINED ? (flag.value ?? UNKNOWN) : v;
-        }
-        if (Object.hasOwn(roleDefaults, name)) return templateValue(roleDefaults[name]!, scope);
-        if (Object.hasOwn(defaults, name)) return defaults[name]!;
-        return variableDefault(series, name);
-      } finally {
-        resolving.delete(name);
-      }
+      const v = lookup(name);
+      resolving.delete(name);
+      known.set(name, v);
+      return v;
+    };
+    hostScopes.set(host, scope);
+    return scope;
+  };
+  // A container's enable_vars carry the role defaults of variables group_vars does not define.
+  const scopeFor = (host: string | undefined, roleDefaults: Record<string, Value> = {}): Scope => {
+    const base = hostScope(host);
+    const scope: Scope = (name) => {
+      if (Object.hasOwn(roleDefaults, name) && !Object.hasOwn(vars, name) && !facts.enable_flags[name]) return templateValue(roleDefaults[name]!, base);
+      return base(name);
     };
     return scope;
   };
