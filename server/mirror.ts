@@ -9,11 +9,11 @@ import { LocalRegistry } from '../lib/registry/local.ts';
 import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
 import { BlobFills } from '../lib/mirror/blob-fills.ts';
 import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
-import { upstreamPort } from '../lib/mirror/upstream-port.ts';
+import { relaysPort, upstreamPort } from '../lib/mirror/upstream-port.ts';
 import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
-import { createUpstreamClients } from '../lib/upstream/clients.ts';
+import { createUpstreams } from '../lib/upstream/clients.ts';
 import { CacheAccounting, afterFill } from '../lib/storage/eviction.ts';
 import { createMirrorApp } from './mirror-app.ts';
 import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
@@ -56,7 +56,8 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
   const local = new LocalRegistry(store);
-  const clients = createUpstreamClients(config, logger);
+  const upstreams = createUpstreams(config, logger);
+  const clients = upstreams.clients;
   const ports = new Map<string, UpstreamPort>();
   const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections }), logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = setupMirrorOps(config, logger, fills);
@@ -69,7 +70,11 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
       afterFill(cache, digest, size).catch((err: unknown) => logger.error({ err, digest }, 'cache eviction failed'));
     });
   }
-  for (const [name, client] of clients) ports.set(name, ops.watchPort(name, upstreamPort(client)));
+  for (const [name, client] of clients) {
+    const pool = upstreams.pools.get(name);
+    if (pool) ops.ops.relays.add(pool);
+    ports.set(name, ops.watchPort(name, pool ? relaysPort(pool) : upstreamPort(client)));
+  }
   const backend = new MirrorRegistry({
     local,
     routing: config,
@@ -102,7 +107,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     async shutdown(opts) {
       sweeper.stop();
       const result = await ops.shutdown(server, opts);
-      await Promise.all([...clients.values()].map((c) => c.close()));
+      await upstreams.close();
       await lock.release();
       return result;
     },
@@ -115,7 +120,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
       fills.abortAll('mirror shutting down');
       // A fill past verification still commits: nothing may write to the store once closed.
       await Promise.all([closed, settled]);
-      await Promise.all([...clients.values()].map((c) => c.close()));
+      await upstreams.close();
       await lock.release();
     },
   };

@@ -5,6 +5,7 @@
 import type { Logger } from '../log/logger.ts';
 import { OpsMetrics, type RequestInfo } from './ops-metrics.ts';
 import { RecentErrors, type RecentError } from './recent-errors.ts';
+import { RelayFigures, type RelayRow } from './relay-metrics.ts';
 import { StoreSize, type StoreSizeFigures } from './store-size.ts';
 import { TransferTracker, type FillsLike, type TransferRow } from './transfer-tracker.ts';
 import { UpstreamHealth, startUpstreamPings, type PingTarget, type UpstreamState } from './upstream-health.ts';
@@ -41,6 +42,8 @@ export interface StatusDocument {
   goodput: number;
   transfers: TransferRow[];
   upstreams: UpstreamState[];
+  /** Each relay of upstreams with several. */
+  relays: RelayRow[];
   errors: RecentError[];
 }
 
@@ -48,6 +51,8 @@ export class MirrorOps {
   readonly metrics: OpsMetrics;
   readonly health: UpstreamHealth;
   readonly errors = new RecentErrors(50);
+  /** Upstreams with several relays add their pool here (status page and /metrics). */
+  readonly relays = new RelayFigures();
   readonly storeSize: StoreSize;
   readonly tracker: TransferTracker | undefined;
   readonly startedAt = Date.now();
@@ -63,6 +68,7 @@ export class MirrorOps {
       health: this.health,
       processMetrics: opts.processMetrics,
     });
+    this.relays.register(this.metrics.registry);
     this.tracker = fills && new TransferTracker(fills, {
       logger: opts.logger,
       onUpstreamBytes: (u, n) => this.metrics.upstreamBytes(u, n),
@@ -106,6 +112,7 @@ export class MirrorOps {
       goodput: this.metrics.goodputRate(),
       transfers: this.tracker?.rows(now) ?? [],
       upstreams: this.health.list(),
+      relays: this.relays.rows(),
       errors: this.errors.list(),
     };
   }

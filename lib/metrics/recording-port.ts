@@ -31,12 +31,12 @@ function recordingSource(name: string, source: RangeSource, health: UpstreamHeal
     });
     return p;
   };
-  const wrapped: RangeSource = {
+  // Everything else of the source (chunkDigests, rejected) passes as it is.
+  return {
+    ...source,
     fetchRange: (start, end, signal) => watch(source.fetchRange(start, end, signal), signal),
     fetchAll: (signal, from) => watch(source.fetchAll(signal, from), signal),
   };
-  if (source.chunkDigests) wrapped.chunkDigests = (chunkSize, signal) => (source.chunkDigests as NonNullable<RangeSource['chunkDigests']>)(chunkSize, signal);
-  return wrapped;
 }
 
 /** "Not found" is a healthy upstream's answer; refused credentials and rate limits are worth showing. */

@@ -1,19 +1,34 @@
-/** The UpstreamClient as the pull-through layer sees it. */
+/** The UpstreamClient (or several relays of one upstream) as the pull-through layer sees it. */
 import { RegistryError } from '../oci/errors.ts';
 import type { UpstreamClient } from '../upstream/client.ts';
 import { upstreamRangeSource } from '../upstream/range-source.ts';
+import { firstRelay } from '../upstream/relay-failover.ts';
+import type { RelayPool } from '../upstream/relay-pool.ts';
+import { relayRangeSource } from '../upstream/relay-range-source.ts';
+import type { RangeSource } from '../transfer/range-source.ts';
 import type { UpstreamPort } from './ports.ts';
 
-export function upstreamPort(client: UpstreamClient): UpstreamPort {
+type Call = <T>(fn: (client: UpstreamClient, signal: AbortSignal | undefined) => Promise<T>, signal: AbortSignal | undefined) => Promise<T>;
+
+function portOver(name: string, call: Call, rangeSource: (repository: string, digest: string) => RangeSource): UpstreamPort {
   return {
-    getManifest: (repository, reference, signal) => client.getManifest(repository, reference, signal),
-    headManifest: (repository, reference, signal) => client.headManifest(repository, reference, signal),
+    getManifest: (repository, reference, signal) => call((c, s) => c.getManifest(repository, reference, s), signal),
+    headManifest: (repository, reference, signal) => call((c, s) => c.headManifest(repository, reference, s), signal),
     async headBlob(repository, digest, signal) {
-      const head = await client.headBlob(repository, digest, signal);
-      if (!head) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not in ${client.name}/${repository}`, { digest, upstream: client.name });
+      const head = await call((c, s) => c.headBlob(repository, digest, s), signal);
+      if (!head) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not in ${name}/${repository}`, { digest, upstream: name });
       return { size: head.size };
     },
-    rangeSource: (repository, digest) => upstreamRangeSource(client, repository, digest),
-    listTags: (repository, signal) => client.listTags(repository, signal),
+    rangeSource,
+    listTags: (repository, signal) => call((c, s) => c.listTags(repository, s), signal),
   };
+}
+
+export function upstreamPort(client: UpstreamClient): UpstreamPort {
+  return portOver(client.name, (fn, signal) => fn(client, signal), (repository, digest) => upstreamRangeSource(client, repository, digest));
+}
+
+/** Several relays of one upstream: small requests to one healthy relay, blob ranges spread over all. */
+export function relaysPort(pool: RelayPool): UpstreamPort {
+  return portOver(pool.upstream, (fn, signal) => firstRelay(pool, fn, signal), (repository, digest) => relayRangeSource(pool, repository, digest));
 }

@@ -331,7 +331,10 @@ export class Transfer extends EventEmitter {
     if (bad) {
       this.pieceDigests = pieceDigestsFor(list, this.size, this.chunkSize) ?? null;
       this.startChecks();
-      for (const c of bad) this.written.remove(c.start, c.end + 1);
+      for (const c of bad) {
+        this.written.remove(c.start, c.end + 1);
+        this.opts.source.rejected?.(c.start, c.end);
+      }
       for (const i of this.intervalsOf(this.written)) this.held.add(i.start, i.end);
       this.chunksRefetched += bad.length;
       (this.hasher as PrefixHasher).catchUp();
@@ -440,6 +443,7 @@ export class Transfer extends EventEmitter {
     }
     this.written.remove(p.start, p.end + 1);
     this.chunksRefetched++;
+    this.opts.source.rejected?.(p.start, p.end);
     this.emit('badPiece', { index: i, start: p.start, end: p.end });
     const prior = this.wrongPieces.get(i);
     const times = prior?.actual === actual ? prior.times + 1 : 1;

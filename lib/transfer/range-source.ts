@@ -31,6 +31,8 @@ export interface RangeSource {
    * when the source has none for that size.
    */
   chunkDigests?(chunkSize: number, signal?: AbortSignal): Promise<ChunkDigests | undefined>;
+  /** Told which bytes (inclusive) failed verification, so a source of several relays can drain the one that served them. */
+  rejected?(start: number, end: number): void;
 }
 
 /**

@@ -1,0 +1,289 @@
+/**
+ * The relays of one upstream and what the mirror knows of each: state, goodput, bytes. It decides
+ * which relay the next request goes to (at random, weighted by each relay's goodput per
+ * connection, so ranges spread in proportion to what each delivers) and when a relay is drained:
+ *
+ *   healthy --(refused, corrupt piece, dark, or FAILURES_TO_DRAIN failures in a row)--> down
+ *   down --(backoff elapsed: 2 s (30 s after corrupt pieces), doubling to 60 s)--> probing (one request at a time)
+ *   probing --(a request delivers)--> healthy;  probing --(fails)--> down (longer backoff)
+ *
+ * "Dark": a relay with requests open that delivered no byte for darkMs while another relay did.
+ * Its open requests are then cut (their bodies fail with a retryable error, so the engine
+ * resumes the range at once, on another relay). A relay that is the only one left is never
+ * drained: with every relay failing the engine's own retries decide.
+ */
+import { RateMeter } from '../transfer/rate-meter.ts';
+import type { UpstreamClient } from './client.ts';
+
+export type RelayState = 'healthy' | 'probing' | 'down';
+
+export const FAILURES_TO_DRAIN = 3;
+const BACKOFF_MIN_MS = 2000;
+const BACKOFF_MAX_MS = 60_000;
+/** First backoff of a relay that served corrupt pieces. */
+const CORRUPT_BACKOFF_MS = 30_000;
+/** Requests shorter than this say little about a relay's rate. */
+const MIN_SAMPLE_BYTES = 64 * 1024;
+/** Weight of a new sample in the per-connection rate. */
+const EWMA = 0.3;
+/** A relay weighs at least this share of the best one, so a slow one is measured again now and then. */
+const MIN_WEIGHT_SHARE = 0.1;
+
+export interface RelayPoolOptions {
+  /** No byte for this long on all of a relay's requests, while another relay delivers: drained. */
+  darkMs?: number;
+  random?: () => number;
+  now?: () => number;
+  /** Told when a relay changes state (logs). */
+  onState?: (relay: RelayMember, state: RelayState, reason: string) => void;
+}
+
+export interface RelaySnapshot {
+  url: string;
+  state: RelayState;
+  /** Bytes/s delivered over the last few seconds, all connections. */
+  goodput: number;
+  /** Bytes/s one connection delivers (moving average): the weight of the relay. */
+  perConnection: number;
+  bytes: number;
+  active: number;
+  failures: number;
+  drained: number;
+  lastError?: string;
+}
+
+/** One open request on a relay, for the watchdog. */
+interface OpenRequest {
+  cut(err: Error): void;
+}
+
+export class RelayMember {
+  state: RelayState = 'healthy';
+  bytes = 0;
+  failures = 0;
+  drained = 0;
+  perConnection = 0;
+  lastError: string | undefined;
+  readonly meter = new RateMeter();
+  /** Last time a byte arrived (or a request began, while none has). */
+  lastProgressAt: number;
+  readonly open = new Set<OpenRequest>();
+  private failuresInARow = 0;
+  private downs = 0;
+  private downUntil = 0;
+
+  constructor(readonly url: string, readonly client: UpstreamClient, private readonly pool: RelayPool) {
+    this.lastProgressAt = pool.now();
+  }
+
+  get label(): string {
+    return new URL(this.url).host;
+  }
+
+  /** Usable for a new request now (a probing relay takes one at a time). */
+  available(now: number): boolean {
+    if (this.state === 'down' && now >= this.downUntil) this.state = 'probing';
+    if (this.state === 'probing') return this.open.size === 0;
+    return this.state === 'healthy';
+  }
+
+  /** A request begins: returns what it must report to. */
+  begin(onCut: (err: Error) => void): RelayRequest {
+    return new RelayRequest(this, this.pool, onCut);
+  }
+
+  received(bytes: number): void {
+    this.bytes += bytes;
+    this.meter.add(bytes);
+    this.lastProgressAt = this.pool.now();
+    this.pool.lastProgressAt = this.lastProgressAt;
+  }
+
+  /** A request ended well: `bytes` in `ms`. */
+  succeeded(bytes: number, ms: number): void {
+    this.failuresInARow = 0;
+    if (bytes >= MIN_SAMPLE_BYTES && ms > 0) {
+      const rate = (bytes * 1000) / ms;
+      this.perConnection = this.perConnection === 0 ? rate : this.perConnection * (1 - EWMA) + rate * EWMA;
+    }
+    if (this.state !== 'healthy') this.setState('healthy', 'delivered again');
+    this.downs = 0;
+  }
+
+  /**
+   * A request failed; `fatal` drains at once (refused, dark), `corrupt` too and for longer (bad
+   * pieces show only when verified, long after they were served).
+   */
+  failed(err: unknown, fatal: boolean, corrupt = false): void {
+    this.failures++;
+    this.failuresInARow++;
+    this.lastError = err instanceof Error ? err.message : String(err);
+    if (this.state === 'down') return;
+    if (fatal || corrupt || this.state === 'probing' || this.failuresInARow >= FAILURES_TO_DRAIN) this.drain(this.lastError, corrupt ? CORRUPT_BACKOFF_MS : BACKOFF_MIN_MS);
+  }
+
+  private drain(reason: string, backoffMs: number): void {
+    if (!this.pool.othersUsable(this)) return;
+    this.drained++;
+    this.downs++;
+    this.downUntil = this.pool.now() + Math.min(BACKOFF_MAX_MS, backoffMs * 2 ** (this.downs - 1));
+    this.setState('down', reason);
+    this.cutOpen(reason);
+  }
+
+  /** Ends the open requests: their bodies fail, and the engine resumes them elsewhere. */
+  cutOpen(reason: string): void {
+    for (const r of [...this.open]) r.cut(new Error(reason));
+  }
+
+  private setState(state: RelayState, reason: string): void {
+    this.state = state;
+    this.pool.opts.onState?.(this, state, reason);
+  }
+
+  snapshot(): RelaySnapshot {
+    this.available(this.pool.now());
+    return {
+      url: this.url,
+      state: this.state,
+      goodput: Math.round(this.meter.rate()),
+      perConnection: Math.round(this.perConnection),
+      bytes: this.bytes,
+      active: this.open.size,
+      failures: this.failures,
+      drained: this.drained,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+    };
+  }
+}
+
+/** One request's bookkeeping on its relay. */
+export class RelayRequest implements OpenRequest {
+  private firstByteAt: number;
+  private received = 0;
+  private ended = false;
+
+  constructor(readonly member: RelayMember, private readonly pool: RelayPool, private readonly onCut: (err: Error) => void) {
+    this.firstByteAt = pool.now();
+    if (member.open.size === 0) member.lastProgressAt = this.firstByteAt;
+    member.open.add(this);
+  }
+
+  bytes(n: number): void {
+    // The rate counts from the first byte: a relay still fetching the blob from its upstream is not a slow link.
+    if (this.received === 0) this.firstByteAt = this.pool.now();
+    this.received += n;
+    this.member.received(n);
+  }
+
+  cut(err: Error): void {
+    this.end();
+    this.onCut(err);
+  }
+
+  succeeded(): void {
+    if (this.end()) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
+  }
+
+  failed(err: unknown, fatal = false): void {
+    if (this.end()) this.member.failed(err, fatal);
+  }
+
+  /** Ended without a verdict (the caller cancelled, or the range was cut short by a split). */
+  released(): void {
+    if (this.end() && this.received >= MIN_SAMPLE_BYTES) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
+  }
+
+  private end(): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    this.member.open.delete(this);
+    return true;
+  }
+}
+
+export class RelayPool {
+  readonly members: RelayMember[];
+  readonly darkMs: number;
+  lastProgressAt: number;
+  private readonly random: () => number;
+  readonly now: () => number;
+  private readonly watchdog: NodeJS.Timeout;
+
+  constructor(readonly upstream: string, relays: ReadonlyArray<{ url: string; client: UpstreamClient }>, readonly opts: RelayPoolOptions = {}) {
+    this.now = opts.now ?? (() => performance.now());
+    this.random = opts.random ?? Math.random;
+    this.darkMs = opts.darkMs ?? 3000;
+    this.lastProgressAt = this.now();
+    this.members = relays.map((r) => new RelayMember(r.url, r.client, this));
+    this.watchdog = setInterval(() => this.checkDark(), Math.max(100, Math.floor(this.darkMs / 4)));
+    this.watchdog.unref();
+  }
+
+  /**
+   * A relay for the next request, weighted by goodput per connection; `except` those tried
+   * already. With none available: the relay whose backoff ends first, unless `availableOnly`.
+   */
+  pick(except: ReadonlySet<RelayMember> = new Set(), availableOnly = false): RelayMember | undefined {
+    const now = this.now();
+    const usable = this.members.filter((m) => !except.has(m) && m.available(now));
+    // A relay silent for a while gets no new work while another delivers (the watchdog may drain it soon).
+    const responsive = usable.filter((m) => this.responsive(m, now));
+    const candidates = responsive.length > 0 ? responsive : usable;
+    if (candidates.length === 0) return availableOnly ? undefined : this.fallback(except);
+    // Unmeasured relays weigh as much as the best measured one, so they get measured.
+    const best = Math.max(0, ...candidates.map((m) => m.perConnection));
+    const weights = candidates.map((m) => (m.perConnection === 0 || best === 0 ? Math.max(best, 1) : Math.max(m.perConnection, best * MIN_WEIGHT_SHARE)));
+    let x = this.random() * weights.reduce((a, b) => a + b, 0);
+    for (const [i, w] of weights.entries()) {
+      x -= w;
+      if (x < 0) return candidates[i];
+    }
+    return candidates[candidates.length - 1];
+  }
+
+  /** Relays in the order to try for one small request (manifests, HEADs): healthy and fastest first. */
+  ordered(): RelayMember[] {
+    const now = this.now();
+    const rank = (m: RelayMember): number => (m.available(now) ? 0 : m.state === 'probing' ? 1 : 2);
+    return [...this.members].sort((a, b) => rank(a) - rank(b) || b.perConnection - a.perConnection);
+  }
+
+  /** Not down, and delivering or idle. */
+  private responsive(m: RelayMember, now: number): boolean {
+    return m.state !== 'down' && (m.open.size === 0 || now - m.lastProgressAt < this.darkMs / 2);
+  }
+
+  /** True when another relay than `m` can take requests (so `m` may be drained). */
+  othersUsable(m: RelayMember): boolean {
+    const now = this.now();
+    return this.members.some((o) => o !== m && o.state !== 'down' && (o.available(now) || o.open.size > 0));
+  }
+
+  snapshot(): RelaySnapshot[] {
+    return this.members.map((m) => m.snapshot());
+  }
+
+  close(): void {
+    clearInterval(this.watchdog);
+  }
+
+  /** Every relay is down or busy probing: the one whose backoff ends first, so requests still go somewhere. */
+  private fallback(except: ReadonlySet<RelayMember>): RelayMember | undefined {
+    const rest = this.members.filter((m) => !except.has(m));
+    return rest.find((m) => m.state !== 'down') ?? rest[0];
+  }
+
+  private checkDark(): void {
+    const now = this.now();
+    for (const m of this.members) {
+      if (m.open.size === 0) continue;
+      const silent = now - m.lastProgressAt;
+      // Dark only while another relay could take the work: a link that stalls for all is not this relay's fault.
+      if (silent < this.darkMs || !this.members.some((o) => o !== m && this.responsive(o, now))) continue;
+      const reason = `no byte for ${Math.round(silent / 1000)} s while other relays delivered`;
+      if (m.state === 'down') m.cutOpen(reason);
+      else m.failed(new Error(reason), true);
+    }
+  }
+}

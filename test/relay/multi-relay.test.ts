@@ -1,0 +1,144 @@
+/**
+ * Several relays for one upstream: skopeo -> ferry mirror -> three fault proxies (links with
+ * unequal caps) -> three ferry relays (one token each) -> reference registry. Ranges spread in
+ * proportion to what each relay delivers; a relay that goes dark mid-pull, or serves corrupt
+ * pieces, is drained and the client sees nothing of it.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateToken } from '../../lib/relay/tokens.ts';
+import type { RelayRow } from '../../lib/metrics/relay-metrics.ts';
+import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
+import { FaultProxy } from '../fault-proxy/proxy.ts';
+import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
+import { waitFor } from '../helpers/processes.ts';
+import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
+import { pushImage, skopeoCopy } from '../helpers/skopeo.ts';
+import { call, startTestRelay, type TestRelay } from './fixture.ts';
+
+const MiB = 1 << 20;
+
+interface Leg {
+  token: string;
+  relay: TestRelay;
+  link: FaultProxy;
+}
+
+describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 relays -> registry)', function () {
+  this.timeout(180_000);
+  let registry: ReferenceRegistry;
+  let legs: Leg[] = [];
+  let mirror: TestMirror | undefined;
+  let work: string;
+  const images: Record<'spread' | 'dark' | 'corrupt', BuiltImage> = {} as never;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'ferry-multi-relay-'));
+    registry = await startReferenceRegistry({ name: 'multi-relay-registry' });
+    images.spread = await buildImage({ seed: 'multi-relay/spread', layers: [32 * MiB] });
+    images.dark = await buildImage({ seed: 'multi-relay/dark', layers: [24 * MiB, 16 * MiB, 256 * 1024] });
+    images.corrupt = await buildImage({ seed: 'multi-relay/corrupt', layers: [16 * MiB] });
+    for (const [k, image] of Object.entries(images)) await pushImage(image, registry.host, `kolla/multi-${k}`, '1');
+    legs = await Promise.all([0, 1, 2].map(async (i) => {
+      const token = generateToken();
+      // Plain HTTP (a relay behind a TLS-terminating proxy): a flipped byte is then bad content, not a TLS error.
+      const relay = await startTestRelay({ upstreams: { hub: { url: registry.url, hosts: ['docker.io'] } }, relay: { tokens: [token], chunkBytes: MiB } });
+      const link = new FaultProxy({ target: relay.host, seed: 40 + i, faults: { latencyMs: 10 } });
+      await link.listen();
+      return { token, relay, link };
+    }));
+  });
+
+  afterEach(async () => {
+    await mirror?.stop();
+    mirror = undefined;
+    for (const leg of legs) leg.link.clearFaults();
+  });
+
+  after(async () => {
+    for (const leg of legs) {
+      await leg.link.close();
+      await leg.relay.stop();
+    }
+    await registry?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  /** A mirror whose one upstream is the three relays, each with its own token. */
+  async function startMirror(transfer: Record<string, number> = {}): Promise<TestMirror> {
+    mirror = await startTestMirror({
+      upstreams: { relay: { kind: 'relay', relays: legs.map((l) => ({ url: l.link.url, token: l.token })), retries: 3 } },
+      rewrite: [{ match: 'kolla/*', upstream: 'relay', upstreamName: 'docker.io/kolla/*' }],
+      transfer: { minChunkBytes: 512 * 1024, maxChunkBytes: 512 * 1024, ...transfer },
+    });
+    return mirror;
+  }
+
+  async function relayRows(m: TestMirror): Promise<RelayRow[]> {
+    return (await m.mirror.ops.status()).relays;
+  }
+
+  /** skopeo pulls the image to a dir: one layer at a time, each checked against its digest. */
+  async function pull(m: TestMirror, key: keyof typeof images): Promise<void> {
+    const dest = join(work, `${key}-${Date.now()}`);
+    await skopeoCopy(`docker://${m.host}/kolla/multi-${key}:1`, `dir:${dest}`);
+    for (const layer of images[key].layers) {
+      const bytes = await readFile(join(dest, layer.digest.slice('sha256:'.length)));
+      assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, layer.digest);
+    }
+  }
+
+  it('spreads the ranges of one blob over all relays, most to the one that delivers most', async () => {
+    const caps = [8 * MiB, 4 * MiB, 1 * MiB];
+    legs.forEach((l, i) => l.link.setFaults({ latencyMs: 10, aggregateBytesPerSec: caps[i] as number }));
+    const m = await startMirror({ minConnections: 12, maxConnections: 12 });
+    await pull(m, 'spread');
+    const rows = await relayRows(m);
+    const bytes = rows.map((r) => r.bytes);
+    assert.ok(bytes.every((b) => b > 0), `every relay carried some: ${bytes.join(', ')}`);
+    assert.ok(bytes[0]! > bytes[1]! && bytes[1]! > bytes[2]!, `bytes follow the caps 8:4:1 MiB/s: ${bytes.join(', ')}`);
+    assert.ok(rows.every((r) => r.state === 'healthy'), 'nobody was drained');
+    const metrics = (await call(`${m.url}/metrics`)).body.toString();
+    for (const leg of legs) {
+      assert.match(metrics, new RegExp(`ferry_relay_bytes_total\\{upstream="relay",relay="${leg.link.url.replace(/[.]/g, '\\.')}"\\} [1-9]`));
+      assert.match(metrics, new RegExp(`ferry_relay_state\\{upstream="relay",relay="${leg.link.url.replace(/[.]/g, '\\.')}",state="healthy"\\} 1`));
+    }
+    assert.match(metrics, /ferry_relay_goodput_bytes_per_second\{upstream="relay"/);
+  });
+
+  it('keeps a pull whole when one relay goes dark in the middle of it', async () => {
+    legs.forEach((l) => l.link.setFaults({ latencyMs: 10, aggregateBytesPerSec: 6 * MiB }));
+    const m = await startMirror();
+    const dark = legs[1]!;
+    const pulling = pull(m, 'dark');
+    pulling.catch(() => {});
+    await waitFor(async () => ((await relayRows(m))[1]?.bytes ?? 0) >= 2 * MiB, 30_000, 'the relay to go dark is carrying ranges');
+    // Black hole: open connections and new ones stop forwarding for good, nothing is closed.
+    dark.link.setFaults({ latencyMs: 10, stallMeanBytes: 1 });
+    await pulling;
+    const rows = await relayRows(m);
+    assert.ok(rows[1]!.drained >= 1 && rows[1]!.state !== 'healthy', `the dark relay was drained: ${JSON.stringify(rows[1])}`);
+    assert.match(rows[1]?.lastError ?? '', /no byte for \d+ s while other relays delivered/);
+    assert.ok(rows[0]!.bytes > 0 && rows[2]!.bytes > 0);
+    const status = await (await call(`${m.url}/status`)).body.toString();
+    assert.match(status, /id="relays"/);
+  });
+
+  it('drains a relay that serves corrupt pieces, and the blob still arrives whole', async () => {
+    const bad = legs[2]!;
+    bad.link.setFaults({ latencyMs: 10, corruptPerMiB: 2 });
+    const m = await startMirror();
+    const layer = images.corrupt.layers[0]!;
+    // A client streaming the blob may be cut at the digest check (bytes go out before their piece is verified).
+    await call(`${m.url}/v2/kolla/multi-corrupt/blobs/${layer.digest}`).catch(() => undefined);
+    await waitFor(() => m.mirror.store.blobs.has(layer.digest), 60_000, 'the mirror committed the blob');
+    const rows = await relayRows(m);
+    assert.ok(bad.link.stats.corruptions > 0);
+    assert.ok(rows[2]!.drained >= 1 && rows[2]!.state !== 'healthy', `the corrupting relay was drained: ${JSON.stringify(rows[2])}`);
+    assert.match(rows[2]?.lastError ?? '', /failed their digest/);
+    await pull(m, 'corrupt');
+  });
+});
