@@ -9,7 +9,7 @@ import type { UpstreamClient } from './client.ts';
 import type { RelayPool } from './relay-pool.ts';
 
 /** Longest a small request may take on one relay before the next is asked. */
-export const SMALL_REQUEST_MS = 15_000;
+export const SMALL_REQUEST_MS = 8000;
 
 export async function firstRelay<T>(pool: RelayPool, fn: (client: UpstreamClient, signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
   let last: unknown;

@@ -242,10 +242,13 @@ export class RelayPool {
     return candidates[candidates.length - 1];
   }
 
-  /** Relays in the order to try for one small request (manifests, HEADs): healthy and fastest first. */
+  /** Relays in the order to try for one small request (manifests, HEADs): healthy, delivering and fastest first; probing, then down, last. */
   ordered(): RelayMember[] {
     const now = this.now();
-    const rank = (m: RelayMember): number => (m.available(now) ? 0 : m.state === 'probing' ? 1 : 2);
+    const rank = (m: RelayMember): number => {
+      if (!m.available(now)) return m.state === 'down' ? 3 : 2;
+      return m.state === 'healthy' && this.responsive(m, now) ? 0 : 1;
+    };
     return [...this.members].sort((a, b) => rank(a) - rank(b) || b.perConnection - a.perConnection);
   }
 

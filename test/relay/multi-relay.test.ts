@@ -117,11 +117,11 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
     pulling.catch(() => {});
     await waitFor(async () => ((await relayRows(m))[1]?.bytes ?? 0) >= 2 * MiB, 30_000, 'the relay to go dark is carrying ranges');
     // Black hole: open connections and new ones stop forwarding for good, nothing is closed.
-    dark.link.setFaults({ latencyMs: 10, stallMeanBytes: 1 });
+    dark.link.setFaults({ latencyMs: 10, dark: true });
     await pulling;
     const rows = await relayRows(m);
     assert.ok(rows[1]!.drained >= 1 && rows[1]!.state !== 'healthy', `the dark relay was drained: ${JSON.stringify(rows[1])}`);
-    assert.match(rows[1]?.lastError ?? '', /no byte for \d+ s while other relays delivered/);
+    assert.match(rows[1]?.lastError ?? '', /no byte for \d+ s while other relays delivered/, JSON.stringify(rows[1]));
     assert.ok(rows[0]!.bytes > 0 && rows[2]!.bytes > 0);
     const status = await (await call(`${m.url}/status`)).body.toString();
     assert.match(status, /id="relays"/);
@@ -131,14 +131,11 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
     const bad = legs[2]!;
     bad.link.setFaults({ latencyMs: 10, corruptPerMiB: 2 });
     const m = await startMirror();
-    const layer = images.corrupt.layers[0]!;
-    // A client streaming the blob may be cut at the digest check (bytes go out before their piece is verified).
-    await call(`${m.url}/v2/kolla/multi-corrupt/blobs/${layer.digest}`).catch(() => undefined);
-    await waitFor(() => m.mirror.store.blobs.has(layer.digest), 60_000, 'the mirror committed the blob');
+    // Pieces are verified before a client gets them: the first pull is whole.
+    await pull(m, 'corrupt');
     const rows = await relayRows(m);
     assert.ok(bad.link.stats.corruptions > 0);
     assert.ok(rows[2]!.drained >= 1 && rows[2]!.state !== 'healthy', `the corrupting relay was drained: ${JSON.stringify(rows[2])}`);
     assert.match(rows[2]?.lastError ?? '', /failed their digest/);
-    await pull(m, 'corrupt');
   });
 });
