@@ -23,9 +23,10 @@ export function importCommand(): Command {
     .option('--no-rewrite', 'do not map names through the rewrite rules')
     .option('-q, --quiet', 'no progress')
     .addHelpText('after', `
-Names: --as wins, then --prefix, then the config's rewrite rules read backwards (an image named
-like a rule's match or upstreamName goes to the rule's local name), else the name a mirror
-would ask for (docker.io/kolla/x -> kolla/x, ubuntu -> library/ubuntu, a host:port is dropped).
+Names: --as wins, then --prefix, then where a pull of the image looks first as the config's
+routing says (an image a rewrite rule serves goes to that rule's local name: kolla/x -> lokolla/x
+with a kolla/* -> lokolla/* rule), else the name a mirror would ask for (docker.io/kolla/x ->
+kolla/x, ubuntu -> library/ubuntu, a host:port is dropped).
 
 Examples:
   docker save kolla/centos-binary-nova-api:2.0.2 -o nova-api.tar
@@ -45,7 +46,7 @@ and no manifest appear (blobs verified before the damage stay for ferry gc).`)
           const result = await importBundle(store, bundle, {
             ...(flags.as !== undefined ? { as: flags.as } : {}),
             ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
-            rules: flags.rewrite ? config.rewrite : [],
+            routing: flags.rewrite ? config : { ...config, rewrite: [] },
             ...(flags.quiet ? {} : { progress: consoleProgress() }),
           });
           for (const i of result.images) console.log(`imported ${i.name}:${i.tag} ${i.digest}${i.source ? ` (was ${i.source})` : ''}`);

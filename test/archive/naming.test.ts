@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { importTarget, splitNameTag } from '../../lib/archive/naming.ts';
 import type { RewriteRule } from '../../lib/config/schema.ts';
+import type { RoutingConfig } from '../../lib/rewrite/route.ts';
 
 const rules: RewriteRule[] = [
   { match: 'kollaglue/*', local: 'lokolla/*', upstream: 'hub', upstreamName: 'kolla/*' },
@@ -8,6 +9,7 @@ const rules: RewriteRule[] = [
   { match: 'library/*', local: 'official/*' },
   { match: 'nolocal/*', upstream: 'hub' },
 ];
+const routing: RoutingConfig = { upstreams: { hub: { url: 'https://registry-1.docker.io', kind: 'dockerhub', hosts: ['docker.io'] }, quay: { url: 'https://quay.io', kind: 'registry', hosts: [] } }, rewrite: rules };
 
 describe('import naming', () => {
   it('keeps the name a mirror would ask for when nothing else applies', () => {
@@ -23,31 +25,40 @@ describe('import naming', () => {
   });
 
   it('serves an image from the local name of the rule whose match or upstreamName matches it', () => {
-    assert.deepEqual(importTarget('kollaglue/centos-source-heka:2.0.1', { rules }), { name: 'lokolla/centos-source-heka', tag: '2.0.1' });
-    assert.deepEqual(importTarget('kolla/centos-binary-nova-api:2.0.2', { rules }), { name: 'lokolla/centos-binary-nova-api', tag: '2.0.2' });
-    assert.deepEqual(importTarget('quay.io/openstack.kolla/nova-api:2025.1', { rules }), { name: 'lokolla/nova-api', tag: '2025.1' });
-    assert.deepEqual(importTarget('ubuntu:24.04', { rules }), { name: 'official/ubuntu', tag: '24.04' });
+    assert.deepEqual(importTarget('kollaglue/centos-source-heka:2.0.1', { routing }), { name: 'lokolla/centos-source-heka', tag: '2.0.1' });
+    assert.deepEqual(importTarget('kolla/centos-binary-nova-api:2.0.2', { routing }), { name: 'lokolla/centos-binary-nova-api', tag: '2.0.2' });
+    assert.deepEqual(importTarget('quay.io/openstack.kolla/nova-api:2025.1', { routing }), { name: 'lokolla/nova-api', tag: '2025.1' });
+    assert.deepEqual(importTarget('ubuntu:24.04', { routing }), { name: 'official/ubuntu', tag: '24.04' });
+  });
+
+  it('takes what route says: a pull of kolla/special looks in kolla/special when a rule without local decides it first', () => {
+    const first: RoutingConfig = {
+      upstreams: routing.upstreams,
+      rewrite: [{ match: 'kolla/special', upstream: 'hub' }, { match: 'kolla/*', local: 'lokolla/*', upstream: 'hub' }],
+    };
+    assert.deepEqual(importTarget('kolla/special:1', { routing: first }), { name: 'kolla/special', tag: '1' });
+    assert.deepEqual(importTarget('kolla/other:1', { routing: first }), { name: 'lokolla/other', tag: '1' });
   });
 
   it('ignores rules without a local name', () => {
-    assert.deepEqual(importTarget('nolocal/x:1', { rules }), { name: 'nolocal/x', tag: '1' });
+    assert.deepEqual(importTarget('nolocal/x:1', { routing }), { name: 'nolocal/x', tag: '1' });
   });
 
   it('puts --prefix before the last path component, the namespace dropped', () => {
-    assert.deepEqual(importTarget('kolla/centos-binary-nova-api:2.0.2', { prefix: 'lokolla/', rules }), { name: 'lokolla/centos-binary-nova-api', tag: '2.0.2' });
+    assert.deepEqual(importTarget('kolla/centos-binary-nova-api:2.0.2', { prefix: 'lokolla/', routing }), { name: 'lokolla/centos-binary-nova-api', tag: '2.0.2' });
     assert.deepEqual(importTarget('ubuntu', { prefix: 'mirror/' }), { name: 'mirror/ubuntu', tag: 'latest' });
     assert.throws(() => importTarget('ubuntu', { prefix: 'Bad/' }), /invalid repository name/);
   });
 
   it('takes --as over everything, with the source tag unless --as gives one', () => {
-    assert.deepEqual(importTarget('kolla/x:2', { as: 'a/b', prefix: 'p/', rules }), { name: 'a/b', tag: '2' });
+    assert.deepEqual(importTarget('kolla/x:2', { as: 'a/b', prefix: 'p/', routing }), { name: 'a/b', tag: '2' });
     assert.deepEqual(importTarget('kolla/x:2', { as: 'a/b:9' }), { name: 'a/b', tag: '9' });
     assert.deepEqual(importTarget(undefined, { as: 'a/b' }), { name: 'a/b', tag: 'latest' });
     assert.throws(() => importTarget('kolla/x:2', { as: 'A/b' }), /--as: invalid repository name/);
   });
 
   it('cannot name an image without a source name or --as', () => {
-    assert.throws(() => importTarget(undefined, { rules }), /--as/);
+    assert.throws(() => importTarget(undefined, { routing }), /--as/);
   });
 
   it('splits a tag only after the last slash', () => {
