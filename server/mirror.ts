@@ -17,7 +17,7 @@ import { createUpstreams } from '../lib/upstream/clients.ts';
 import { CacheAccounting, afterFill } from '../lib/storage/eviction.ts';
 import { createMirrorApp } from './mirror-app.ts';
 import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
-import type { ShutdownResult } from './ops/shutdown.ts';
+import { closeInOrder, type ShutdownResult } from './ops/shutdown.ts';
 import { boundAddress, listen } from './listen.ts';
 
 export interface RunningMirror {
@@ -60,7 +60,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const clients = upstreams.clients;
   const ports = new Map<string, UpstreamPort>();
   const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections }), logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
-  const ops = setupMirrorOps(config, logger, fills);
+  const ops = setupMirrorOps(config, logger, fills, clients.values());
   // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
   const cache = config.cache.maxBytes === undefined
     ? undefined
@@ -111,17 +111,8 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
       await lock.release();
       return result;
     },
-    async close() {
-      sweeper.stop();
-      ops.ops.close();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const settled = Promise.allSettled(fills.active.map((f) => f.committed));
-      fills.abortAll('mirror shutting down');
-      // A fill past verification still commits: nothing may write to the store once closed.
-      await Promise.all([closed, settled]);
-      await upstreams.close();
-      await lock.release();
+    close() {
+      return closeInOrder({ server, fills, clients: [upstreams], lock, onStopAccepting: () => { sweeper.stop(); ops.ops.close(); } });
     },
   };
 }

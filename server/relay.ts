@@ -23,7 +23,7 @@ import type { UpstreamClient } from '../lib/upstream/client.ts';
 import { createUpstreamClients } from '../lib/upstream/clients.ts';
 import { boundAddress, listen } from './listen.ts';
 import { createServiceOps } from './ops/mirror-ops.ts';
-import { gracefulShutdown, type ShutdownResult } from './ops/shutdown.ts';
+import { closeInOrder, gracefulShutdown, type ShutdownResult } from './ops/shutdown.ts';
 import { createRelayApp } from './relay/relay-app.ts';
 
 export type RelaySettings = NonNullable<LoadedConfig['relay']>;
@@ -113,7 +113,7 @@ async function startOnLockedDir(
     chunkLists,
   });
   const throttle = new FailureThrottle(deps.throttle);
-  const ops = createServiceOps(config, logger, fills);
+  const ops = createServiceOps(config, logger, fills, clients.values(), (name) => settings.allow.length === 0 || settings.allow.includes(name));
   let ready = true;
   const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger, observe: ops.observe, ops, ready: () => ready });
   const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });
@@ -163,15 +163,8 @@ async function startOnLockedDir(
         },
       });
     },
-    async close() {
-      sweeper.stop();
-      ops.close();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      fills.abortAll('relay shutting down');
-      server.closeAllConnections();
-      await closed;
-      await Promise.all([...clients.values()].map((c) => c.close()));
-      await lock.release();
+    close() {
+      return closeInOrder({ server, fills, clients: clients.values(), lock, onStopAccepting: () => { ready = false; sweeper.stop(); ops.close(); } });
     },
   };
 }

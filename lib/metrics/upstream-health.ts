@@ -1,9 +1,8 @@
 /**
  * Last success and failure per upstream, fed by the mirror's real calls (record) and, optionally,
- * by a periodic ping of each upstream's /v2/ so an idle link still shows its state.
+ * by a periodic ping of each upstream's /v2/ (through its upstream client) so an idle link still
+ * shows its state.
  */
-import { readFileSync } from 'node:fs';
-import { Agent, request } from 'undici';
 import type { UpstreamHealthRecorder } from './mirror-metrics.ts';
 
 export interface UpstreamState {
@@ -58,45 +57,40 @@ export class UpstreamHealth implements UpstreamHealthRecorder {
 export interface PingTarget {
   name: string;
   url: string;
-  caFile?: string;
+  /**
+   * One GET /v2/ through the upstream's own client (its auth, relay token and TLS settings);
+   * rejects when the upstream cannot be reached or refuses us. Without it, never pinged (a relay
+   * lists the upstreams it does not allow, and leaves them alone).
+   */
+  ping?: (signal: AbortSignal) => Promise<void>;
 }
 
 /**
- * GET <url>/v2/ every `intervalMs` (the first after one interval, so short-lived processes never
- * ping). Any HTTP answer below 500 (200, or 401 asking for a token) means the upstream is reachable.
- * Returns a stop function.
+ * Pings each target every `intervalMs` (the first after one interval, so short-lived processes
+ * never ping). Returns a stop function.
  */
-export function startUpstreamPings(health: UpstreamHealth, targets: PingTarget[], intervalMs: number, timeoutMs = 10_000): () => void {
+export function startUpstreamPings(health: UpstreamHealth, all: PingTarget[], intervalMs: number, timeoutMs = 10_000): () => void {
+  const targets = all.filter((t) => t.ping !== undefined);
   if (intervalMs <= 0 || targets.length === 0) return () => {};
-  const agents = new Map<string, Agent>();
-  for (const t of targets) {
-    const ca = t.caFile ? readFileSync(t.caFile) : undefined;
-    agents.set(t.name, new Agent({ connect: { ...(ca ? { ca } : {}), timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }));
-  }
   let running = false;
   const tick = async (): Promise<void> => {
     if (running) return;
     running = true;
-    await Promise.all(targets.map((t) => pingOnce(health, t, agents.get(t.name) as Agent, timeoutMs)));
+    await Promise.all(targets.map((t) => pingOnce(health, t, timeoutMs)));
     running = false;
   };
   const timer = setInterval(() => void tick(), intervalMs);
   timer.unref();
-  return () => {
-    clearInterval(timer);
-    for (const a of agents.values()) void a.close().catch(() => {});
-  };
+  return () => clearInterval(timer);
 }
 
-export async function pingOnce(health: UpstreamHealth, t: PingTarget, dispatcher?: Agent, timeoutMs = 10_000): Promise<boolean> {
+export async function pingOnce(health: UpstreamHealth, t: PingTarget, timeoutMs = 10_000): Promise<boolean> {
   const started = performance.now();
   try {
-    const res = await request(new URL('/v2/', t.url), { method: 'GET', signal: AbortSignal.timeout(timeoutMs), ...(dispatcher ? { dispatcher } : {}) });
-    await res.body.dump();
+    await t.ping?.(AbortSignal.timeout(timeoutMs));
     health.setPing(t.name, Math.round(performance.now() - started));
-    const ok = res.statusCode < 500;
-    health.record(t.name, ok, ok ? undefined : `ping: HTTP ${res.statusCode}`);
-    return ok;
+    health.record(t.name, true);
+    return true;
   } catch (e) {
     health.record(t.name, false, `ping: ${errorText(e)}`);
     return false;

@@ -36,6 +36,8 @@ const MAX_TOKEN_BYTES = 1024 * 1024;
 const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024;
 const MAX_TAG_PAGES = 10_000;
 const MAX_CHUNK_LIST_BYTES = 16 * 1024 * 1024;
+/** An error body we read for its message; a larger one is dropped unread. */
+const MAX_REASON_BYTES = 16 * 1024;
 
 export interface UpstreamClientOptions {
   logger?: Logger;
@@ -98,6 +100,11 @@ export class UpstreamClient {
   private readonly log: Logger;
   private readonly policy: RetryPolicy;
   private readonly now: () => number;
+
+  /** The configured URL (for the status page). */
+  get baseUrl(): string {
+    return this.base.href;
+  }
 
   constructor(readonly name: string, cfg: UpstreamConfig, opts: UpstreamClientOptions = {}) {
     this.kind = cfg.kind;
@@ -341,17 +348,19 @@ export class UpstreamClient {
 
   /** The error an unusable answer stands for; its body is released. */
   private async failure(answer: Answer, resource: UpstreamResource, ref: string): Promise<UpstreamError> {
-    await discard(answer.body);
+    const reason = await upstreamReason(answer);
     const s = answer.status;
     if (s === 404) return new UpstreamNotFoundError(this.name, resource, ref);
     if (s === 401 || s === 403) {
       const insufficientScope = s === 401 && UpstreamAuth.insufficientScope(answer.headers['www-authenticate']);
-      return new UpstreamAuthError(this.name, `refused access to ${ref} (${s})`, s, insufficientScope);
+      // A 401's own text is only "authentication required": our hint says more. A 403 says why.
+      return new UpstreamAuthError(this.name, `refused access to ${ref} (${s})`, s, insufficientScope, s === 403 ? reason : undefined);
     }
     const retryAfterMs = RETRY_AFTER_STATUSES.has(s) ? parseRetryAfter(answer.headers['retry-after'], this.now()) : undefined;
     if (s === 429) return new UpstreamRateLimitedError(this.name, retryAfterMs);
-    if (s >= 500 || isRetryableStatus(s)) return new UpstreamUnavailableError(this.name, `answered ${s} for ${ref}`, s, { retryAfterMs });
-    return new UpstreamProtocolError(this.name, `answered ${s} for ${ref}`, s);
+    const why = reason ? `: ${reason}` : '';
+    if (s >= 500 || isRetryableStatus(s)) return new UpstreamUnavailableError(this.name, `answered ${s} for ${ref}${why}`, s, { retryAfterMs });
+    return new UpstreamProtocolError(this.name, `answered ${s} for ${ref}${why}`, s);
   }
 
   private async retrying<T>(what: string, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
@@ -369,8 +378,9 @@ export class UpstreamClient {
   /** Network failures leave as UpstreamUnavailableError; our own errors and an abort as they are. */
   private finalError(err: unknown, signal: AbortSignal | undefined): unknown {
     if (signal?.aborted || err instanceof UpstreamError || isRegistryError(err)) return err;
-    if (errorCode(err) === undefined) return err;
-    return new UpstreamUnavailableError(this.name, `unreachable: ${describe(err)}`, undefined, { cause: err });
+    const code = errorCode(err);
+    if (code === undefined) return err;
+    return new UpstreamUnavailableError(this.name, `${unreachableHint(this.name, this.origin, code)} (${describe(err)})`, undefined, { cause: err });
   }
 }
 
@@ -381,6 +391,41 @@ function classify(err: unknown): { retryable: boolean; retryAfterMs?: number | u
   }
   if (err instanceof UpstreamError) return { retryable: false };
   return { retryable: isRetryableError(err) };
+}
+
+/** TLS failures that mean "we do not trust this certificate": the fix is a CA file. */
+const UNTRUSTED_CERT = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
+]);
+
+/** What an operator reads when the upstream cannot be reached: the cause and what to do. */
+function unreachableHint(name: string, origin: string, code: string): string {
+  if (UNTRUSTED_CERT.has(code)) return `certificate not trusted: set upstreams.${name}.caFile to the CA that signed ${origin}'s certificate`;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `certificate of ${origin} does not name that host: fix upstreams.${name}.url or the certificate`;
+  if (code === 'CERT_HAS_EXPIRED') return `certificate of ${origin} has expired: renew it`;
+  if (code === 'ECONNREFUSED') return `unreachable: nothing listens at ${origin}; is it running? (upstreams.${name}.url)`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `unreachable: cannot resolve the host of ${origin} (upstreams.${name}.url)`;
+  return `unreachable at ${origin}`;
+}
+
+/** The upstream's own words for a failure: the first error of a registry's JSON body, one line. */
+async function upstreamReason(answer: Answer): Promise<string | undefined> {
+  const type = firstHeader(answer.headers, 'content-type') ?? '';
+  if (!type.includes('json')) {
+    await discard(answer.body);
+    return undefined;
+  }
+  const body = await readLimited(answer, MAX_REASON_BYTES, () => new Error('oversize')).catch(() => undefined);
+  if (!body) return undefined;
+  try {
+    const e = (JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: unknown; message?: unknown }> }).errors?.[0];
+    if (typeof e?.message !== 'string' || e.message.length === 0) return undefined;
+    const text = `${typeof e.code === 'string' ? `${e.code}: ` : ''}${e.message}`;
+    return text.replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 300);
+  } catch {
+    return undefined;
+  }
 }
 
 function describe(err: unknown): string {

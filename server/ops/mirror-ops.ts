@@ -11,6 +11,7 @@ import type { LoadedConfig } from '../../lib/config/load.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { BlobFills } from '../../lib/mirror/blob-fills.ts';
 import type { UpstreamPort } from '../../lib/mirror/ports.ts';
+import type { UpstreamClient } from '../../lib/upstream/client.ts';
 import { ferryVersion } from '../../lib/project-files.ts';
 import { MirrorOps } from '../../lib/metrics/ops.ts';
 import { recordingPort } from '../../lib/metrics/recording-port.ts';
@@ -39,21 +40,22 @@ export interface MirrorOpsSetup {
  * The ops state of a mirror or a relay: metrics, upstream health (each upstream's /v2/ pinged
  * every FERRY_UPSTREAM_PING_SECONDS, default 60), live transfers, store size, recent errors.
  */
-export function createServiceOps(config: LoadedConfig, logger: Logger, fills: BlobFills): MirrorOps {
+export function createServiceOps(config: LoadedConfig, logger: Logger, fills: BlobFills, clients: Iterable<UpstreamClient>, served: (name: string) => boolean = () => true): MirrorOps {
   const seconds = Number(process.env.FERRY_UPSTREAM_PING_SECONDS ?? 60);
   return new MirrorOps({
     logger: logger.child({ module: 'ops' }),
     dataDir: config.dataDir,
     fills,
-    upstreams: Object.entries(config.upstreams).map(([name, u]) => ({ name, url: u.url, ...(u.caFile ? { caFile: u.caFile } : {}) })),
+    // Through the client: its auth (the relay token), its TLS settings, and only the upstreams served.
+    upstreams: [...clients].map((c) => ({ name: c.name, url: c.baseUrl, ...(served(c.name) ? { ping: (signal: AbortSignal) => c.ping(signal) } : {}) })),
     pingIntervalMs: Number.isFinite(seconds) ? seconds * 1000 : 60_000,
     processMetrics: true,
     version: ferryVersion(),
   });
 }
 
-export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: BlobFills): MirrorOpsSetup {
-  const ops = createServiceOps(config, logger, fills);
+export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: BlobFills, clients: Iterable<UpstreamClient>): MirrorOpsSetup {
+  const ops = createServiceOps(config, logger, fills, clients);
   let ready = true;
   const auth = config.auth
     ? new RegistryAuth({ htpasswd: new Htpasswd(config.auth.htpasswd), realm: config.auth.realm, protectPull: config.auth.protectPull })

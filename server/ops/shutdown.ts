@@ -62,6 +62,35 @@ export async function gracefulShutdown(opts: ShutdownOptions): Promise<ShutdownR
   return result;
 }
 
+export interface ServiceParts {
+  server: Server;
+  fills: ParkableFills;
+  /** Upstream clients: closed once no fill can use them. */
+  clients: Iterable<{ close(): Promise<void> }>;
+  /** The data dir lock: released last, once nothing writes to the store. */
+  lock: { release(): Promise<void> };
+  /** Timers, pingers, readiness. */
+  onStopAccepting?: () => void;
+}
+
+/**
+ * The one order in which a mirror or a relay stops at once (close()): stop accepting, abort the
+ * fills, await their commits (a fill past verification still commits: nothing may write to the
+ * store once the lock is released), cut what is left, close the upstream clients, release the lock.
+ */
+export async function closeInOrder(p: ServiceParts): Promise<void> {
+  p.onStopAccepting?.();
+  const closed = new Promise<void>((resolve) => p.server.close(() => resolve()));
+  p.server.closeIdleConnections();
+  const settled = Promise.allSettled(p.fills.active.map((f) => f.committed));
+  p.fills.abortAll('shutting down');
+  await settled;
+  p.server.closeAllConnections();
+  await closed;
+  await Promise.all([...p.clients].map((c) => c.close()));
+  await p.lock.release();
+}
+
 /**
  * SIGTERM and SIGINT run `shutdown` once and exit 0; a second signal exits 1 at once.
  * Returns a function that removes the handlers.
