@@ -9,7 +9,7 @@
  * fetched again. Prints figures; not a test.
  *
  *   npx tsx bench/link.ts [--profile NAME[,NAME...]|all] [--seeds 1,2,3] [--skip-reference]
- *                         [--reference-minutes N] [--list]
+ *                         [--reference-seeds 1] [--reference-minutes N] [--list]
  *
  * Without --profile it runs the default profile (the original bench/link.ts) with seed 1.
  */
@@ -24,7 +24,7 @@ import { loadJournal } from '../lib/transfer/journal.ts';
 import type { FaultProxy, Faults } from '../test/fault-proxy/proxy.ts';
 import { buildFerry } from '../test/helpers/ferry-entry.ts';
 import { blobsOfImage, linkConfig, readBlob, startFerryProcess, startLink, startUpstream, type FerryProcess, type Upstream } from '../test/e2e/transfer-fixture.ts';
-import { UPSTREAM, startDirectChain, startReferenceChain, startRelayChain, type RunningChain } from './lib/link-chains.ts';
+import { UPSTREAM, startDirectChain, startReferenceChain, startRelayChain, startRelaysChain, type RunningChain } from './lib/link-chains.ts';
 import { dockerClient, skopeoClient, timedPull, type PullClient } from './lib/link-clients.ts';
 import { IMAGES, PROFILES, chainCap, describeLink, profileByName, type Cap, type ChainKind, type ImageName, type LinkProfile } from './lib/link-profiles.ts';
 import { renderColumns } from './lib/table.ts';
@@ -87,7 +87,7 @@ function darkAtHalf(profile: LinkProfile, links: FaultProxy[], imageBytes: numbe
 
 function startChain(chain: ChainLabel, profile: LinkProfile, up: Upstream, seed: number): Promise<RunningChain> {
   const link = profile.link;
-  if (chain === 'relays') throw new Error('needs several relays per upstream in ferry\'s config (not on main yet)');
+  if (chain === 'relays') return startRelaysChain(up, (profile.relays ?? []).map((r) => r.link), seed);
   if (!link) throw new Error(`profile ${profile.name} has no single link for the ${chain} chain`);
   if (chain === 'direct') return startDirectChain(up, link, seed);
   if (chain === 'relay') return startRelayChain(up, link, seed);
@@ -236,14 +236,20 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       profile: { type: 'string', multiple: true }, list: { type: 'boolean' }, seeds: { type: 'string' }, seed: { type: 'string' },
-      'skip-reference': { type: 'boolean' }, 'reference-minutes': { type: 'string' },
+      'skip-reference': { type: 'boolean' }, 'reference-minutes': { type: 'string' }, 'reference-seeds': { type: 'string' },
     },
   });
   if (values.list) return listProfiles();
   const names = (values.profile ?? ['default']).flatMap((p) => p.split(',')).filter(Boolean);
   const profiles = names.includes('all') ? PROFILES : names.map(profileByName);
-  const seeds = (values.seeds ?? values.seed ?? '1').split(',').map(Number);
-  if (seeds.some((s) => !Number.isInteger(s))) throw new Error(`--seeds takes integers, e.g. --seeds 1,2,3 (got ${values.seeds ?? values.seed})`);
+  const integers = (flag: string, text: string): number[] => {
+    const list = text.split(',').map(Number);
+    if (list.some((s) => !Number.isInteger(s))) throw new Error(`${flag} takes integers, e.g. ${flag} 1,2,3 (got ${text})`);
+    return list;
+  };
+  const seeds = integers('--seeds', values.seeds ?? values.seed ?? '1');
+  // The reference is slow and does not change with ferry: it may run for some seeds only.
+  const referenceSeeds = values['reference-seeds'] === undefined ? seeds : integers('--reference-seeds', values['reference-seeds']);
   await buildFerry();
   const upstreams = new Map<ImageName, Upstream>();
   const clients = { docker: dockerClient(), skopeo: skopeoClient() };
@@ -274,7 +280,7 @@ async function main(): Promise<void> {
           const direct = mine.find((r) => r.chain === 'direct');
           if (direct) direct.note = [direct.note, note].filter(Boolean).join('; ');
         }
-        if (profile.referenceMinutes && profile.link && !values['skip-reference']) {
+        if (profile.referenceMinutes && profile.link && !values['skip-reference'] && referenceSeeds.includes(seed)) {
           const minutes = Number(values['reference-minutes'] ?? profile.referenceMinutes);
           mine.push(await measure(profile, seed, 'reference', up, client, minutes * 60_000));
         }

@@ -75,28 +75,55 @@ export async function startDirectChain(up: Upstream, link: Faults, seed: number)
   return startMirror(linkConfig(proxy.url, undefined, UPSTREAM), [proxy]);
 }
 
-const TOKEN = generateToken();
-/** The far registry's host as the relay knows it; the mirror asks the relay for far.example/<name>. */
+/** The far registry's host as the relays know it; the mirror asks a relay for far.example/<name>. */
 const FAR_HOST = 'far.example';
 
-/** A ferry relay (child process) in front of the registry, on the far side of the link. */
-async function startRelay(up: Upstream, name: string): Promise<FerryProcess> {
+/** A ferry relay (child process) in front of the registry, on the far side of the link, accepting `token`. */
+async function startRelay(up: Upstream, name: string, token: string): Promise<FerryProcess> {
   const data = await tempDir('ferry-bench-relay-');
   return startFerryProcess({
     upstreams: { far: { url: up.registry.url, hosts: [FAR_HOST] } },
-    relay: { tokens: [TOKEN], allow: ['far'] },
+    relay: { tokens: [token], allow: ['far'] },
   }, data, name, { compiled: true, role: 'relay' });
+}
+
+/** The mirror's rule sending the image's names to the relay upstream, as far.example/<name>. */
+function relayRewrite(up: Upstream): Array<{ match: string; upstream: string; upstreamName: string }> {
+  const top = up.repository.split('/')[0] as string;
+  return [{ match: `${top}/*`, upstream: 'relay', upstreamName: `${FAR_HOST}/${top}/*` }];
 }
 
 /** client -> ferry -> link -> ferry relay -> registry. */
 export async function startRelayChain(up: Upstream, link: Faults, seed: number): Promise<RunningChain> {
-  const relay = await startRelay(up, 'bench-link-relay');
+  const token = generateToken();
+  const relay = await startRelay(up, 'bench-link-relay', token);
   const proxy = await startLink(relay.host, link, seed);
-  const top = up.repository.split('/')[0] as string;
   return startMirror({
-    upstreams: { relay: { url: proxy.url, kind: 'relay', token: TOKEN, ...UPSTREAM } },
-    rewrite: [{ match: `${top}/*`, upstream: 'relay', upstreamName: `${FAR_HOST}/${top}/*` }],
+    upstreams: { relay: { url: proxy.url, kind: 'relay', token, ...UPSTREAM } },
+    rewrite: relayRewrite(up),
   }, [proxy], [relay]);
+}
+
+/**
+ * client -> ferry -> { link i -> ferry relay i -> registry } for each link: one upstream listing
+ * every relay (`relays`), each relay with its own token. Link i is seeded with seed + 1000 i.
+ */
+export async function startRelaysChain(up: Upstream, links: Faults[], seed: number): Promise<RunningChain> {
+  const relays: FerryProcess[] = [];
+  const proxies: FaultProxy[] = [];
+  const endpoints: Array<{ url: string; token: string }> = [];
+  for (const [i, link] of links.entries()) {
+    const token = generateToken();
+    const relay = await startRelay(up, `bench-link-relay-${i + 1}`, token);
+    const proxy = await startLink(relay.host, link, seed + 1000 * i);
+    relays.push(relay);
+    proxies.push(proxy);
+    endpoints.push({ url: proxy.url, token });
+  }
+  return startMirror({
+    upstreams: { relay: { kind: 'relay', relays: endpoints, ...UPSTREAM } },
+    rewrite: relayRewrite(up),
+  }, proxies, relays);
 }
 
 /** client -> distribution 2.8 (proxy mode) -> link -> registry. */
