@@ -74,7 +74,8 @@ try {
   }
   if (e instanceof CommanderError) {
     // --help and --version exit 0; help shown for a missing command, like any usage error, exits 2.
-    const asked = e.code === 'commander.helpDisplayed' || e.code === 'commander.version';
+    // cmd.error(message, { exitCode }) of a command keeps its own exit status.
+    const asked = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.error';
     process.exit(asked ? e.exitCode : 2);
   }
   if (e instanceof UsageError) {

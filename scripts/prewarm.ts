@@ -5,7 +5,7 @@ import { kollaImageRefs } from '../lib/kolla/naming.ts';
 import { formatPullList, kollaPullList } from '../lib/kolla/pull-list.ts';
 import { readImageList } from '../lib/prewarm/image-list.ts';
 import { parsePlatform } from '../lib/prewarm/platforms.ts';
-import { Prewarm } from '../lib/prewarm/prewarm.ts';
+import { MirrorUnreachableError, Prewarm } from '../lib/prewarm/prewarm.ts';
 import { attachProgress, formatReport } from '../lib/prewarm/progress.ts';
 import { localMirrorUrl } from '../lib/config/locate.ts';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
@@ -65,7 +65,7 @@ Examples:
   ferry prewarm -m http://mirror.lan:4000 quay.io/openstack.kolla/nova-api:2025.1-rocky-9
 
 Exit status: 0 when every image is in the mirror, 1 when any failed (the report says why), 2 on bad usage.`)
-    .action(async (images: string[], flags: PrewarmFlags) => {
+    .action(async (images: string[], flags: PrewarmFlags, cmd: Command) => {
       const refs = [...images];
       for (const file of flags.list ?? []) refs.push(...(await readImageList(file)));
       const { kollaProfile: profile, kollaRelease: release, kollaDistro: distro, kollaGlobals: globals } = flags;
@@ -106,9 +106,16 @@ Exit status: 0 when every image is in the mirror, 1 when any failed (the report 
       if (!Number.isInteger(concurrency) || concurrency < 1) throw usage('--concurrency must be a positive integer');
       const mirror = mirrorUrl(flags);
       const prewarm = new Prewarm({ mirror, refs: unique, platforms: flags.platform.map(parsePlatform), concurrency });
-      const detach = attachProgress(prewarm, unique.length);
-      const report = await prewarm.run();
-      detach();
+      const detach = attachProgress(prewarm, unique, { mirror });
+      let report;
+      try {
+        report = await prewarm.run();
+      } catch (e) {
+        if (e instanceof MirrorUnreachableError) cmd.error(`ferry prewarm: ${e.message}`, { exitCode: 1 });
+        throw e;
+      } finally {
+        detach();
+      }
       console.log(formatReport(report));
       if (report.images.some((i) => !i.ok)) process.exitCode = 1;
     });

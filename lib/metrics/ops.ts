@@ -44,7 +44,10 @@ export interface StatusDocument {
   upstreams: UpstreamState[];
   /** Each relay of upstreams with several. */
   relays: RelayRow[];
+  /** Failures: transfers, upstream trouble, 5xx answers. */
   errors: RecentError[];
+  /** Client 4xx answers (a pre-warm's or a client's expected misses): apart, so they never push failures out. */
+  misses: RecentError[];
 }
 
 export class MirrorOps {
@@ -53,6 +56,7 @@ export class MirrorOps {
   readonly errors = new RecentErrors(50);
   /** Upstreams with several relays add their pool here (status page and /metrics). */
   readonly relays = new RelayFigures();
+  readonly misses = new RecentErrors(50);
   readonly storeSize: StoreSize;
   readonly tracker: TransferTracker | undefined;
   readonly startedAt = Date.now();
@@ -85,7 +89,7 @@ export class MirrorOps {
   readonly observe = (info: ObservedRequest): void => {
     this.metrics.observeRequest(info);
     if (isWorthShowing(info)) {
-      this.errors.push({
+      (info.status >= 500 ? this.errors : this.misses).push({
         at: Date.now(),
         kind: 'request',
         what: `${info.method} ${info.path ?? info.route} → ${info.status}`,
@@ -114,6 +118,7 @@ export class MirrorOps {
       upstreams: this.health.list(),
       relays: this.relays.rows(),
       errors: this.errors.list(),
+      misses: this.misses.list(),
     };
   }
 

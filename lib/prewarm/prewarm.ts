@@ -42,10 +42,29 @@ export interface PrewarmReport {
 
 export interface PrewarmEvents {
   'image-start': [{ ref: string }];
+  /** The image's manifests are read: its blobs (config and layers of the wanted platforms). */
+  'image-planned': [{ ref: string; blobs: Array<{ digest: string; size: number }> }];
   'image-done': [ImageReport];
   'blob-start': [{ ref: string; digest: string; size: number }];
   'blob-progress': [{ digest: string; bytes: number; size: number }];
   'blob-done': [{ digest: string; size: number }];
+}
+
+interface ImagePlan {
+  name: string;
+  descriptors: Descriptor[];
+}
+
+/** The mirror did not answer at all: every image would fail the same way. */
+export class MirrorUnreachableError extends Error {}
+
+/** A connection refused (or a name not resolving) means no mirror at that URL: say what to do. */
+function unreachable(base: string, e: unknown): MirrorUnreachableError | undefined {
+  const code = (e as { code?: string; cause?: { code?: string } }).code ?? (e as { cause?: { code?: string } }).cause?.code;
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH') {
+    return new MirrorUnreachableError(`no mirror at ${base} (${code}); start it or pass -m URL`);
+  }
+  return undefined;
 }
 
 interface Descriptor {
@@ -63,6 +82,8 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
   private readonly blobs = new Map<string, Promise<number>>();
   /** Bytes of the distinct blobs fetched so far. */
   private bytesDone = 0;
+  /** Each image's manifests, read ahead of its turn so progress knows the bytes still to come. */
+  private readonly plans = new Map<string, Promise<ImagePlan>>();
 
   constructor(private readonly opts: PrewarmOptions) {
     super();
@@ -74,6 +95,10 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
 
   async run(): Promise<PrewarmReport> {
     const started = Date.now();
+    await this.checkMirror();
+    // Manifests are small: read them ahead (a few at a time) so the total to fetch is known early.
+    const planning = pLimit(4);
+    for (const ref of this.opts.refs) void planning(() => this.plan(ref).catch(() => undefined));
     const limit = pLimit(Math.max(1, this.opts.concurrency ?? 3));
     const reports: Array<Promise<ImageReport>> = [];
     // An image holds its slot only while the blobs it started itself are in flight, not while it
@@ -109,19 +134,9 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
       const report: ImageReport = { ref: refText, ok: false, blobs: 0, bytes: 0, durationMs: 0 };
       let blobsAsked = false;
       try {
-        const ref = withDefaultTag(parseImageRef(refText));
-        const name = this.repositoryOf(ref);
-        const top = await this.manifest(name, ref.digest ?? ref.tag ?? 'latest');
-        const manifests = isIndexMediaType(top.mediaType) ? await this.children(name, top.json) : [top.json];
-        if (manifests.length === 0) throw new Error(`no manifest for ${this.opts.platforms.map(fmt).join(', ')} in the index`);
-        const descriptors = new Map<string, Descriptor>();
-        for (const m of manifests) {
-          for (const d of [m.config as Descriptor | undefined, ...((m.layers as Descriptor[] | undefined) ?? [])]) {
-            if (d && !descriptors.has(d.digest)) descriptors.set(d.digest, d);
-          }
-        }
+        const { name, descriptors } = await this.plan(refText);
         const owned: Array<Promise<number>> = [];
-        const all = [...descriptors.values()].map((d) => {
+        const all = descriptors.map((d) => {
           const { size, started: mine } = this.blob(refText, name, d);
           if (mine) owned.push(size);
           return size;
@@ -133,7 +148,7 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
         report.bytes = sizes.reduce((a, b) => a + b, 0);
         report.ok = true;
       } catch (e) {
-        report.error = (e as Error).message;
+        report.error = (unreachable(this.base, e) ?? (e as Error)).message;
         // A failed manifest started nothing; after a blob failed, `own` still waits for the rest.
         if (!blobsAsked) releaseWorker();
       }
@@ -142,6 +157,41 @@ export class Prewarm extends EventEmitter<PrewarmEvents> {
       return report;
     })();
     return { own, report };
+  }
+
+  /** Fails at once, with what to do, when nothing answers at the mirror's URL. */
+  private async checkMirror(): Promise<void> {
+    try {
+      const res = await request(`${this.base}/v2/`, { dispatcher: this.agent, signal: this.opts.signal });
+      await res.body.dump();
+    } catch (e) {
+      throw unreachable(this.base, e) ?? e;
+    }
+  }
+
+  /** The image's manifests read once: its repository on the mirror and its distinct blobs. */
+  private plan(refText: string): Promise<ImagePlan> {
+    let p = this.plans.get(refText);
+    if (!p) {
+      p = (async () => {
+        const ref = withDefaultTag(parseImageRef(refText));
+        const name = this.repositoryOf(ref);
+        const top = await this.manifest(name, ref.digest ?? ref.tag ?? 'latest');
+        const manifests = isIndexMediaType(top.mediaType) ? await this.children(name, top.json) : [top.json];
+        if (manifests.length === 0) throw new Error(`no manifest for ${this.opts.platforms.map(fmt).join(', ')} in the index`);
+        const descriptors = new Map<string, Descriptor>();
+        for (const m of manifests) {
+          for (const d of [m.config as Descriptor | undefined, ...((m.layers as Descriptor[] | undefined) ?? [])]) {
+            if (d && !descriptors.has(d.digest)) descriptors.set(d.digest, d);
+          }
+        }
+        const list = [...descriptors.values()];
+        this.emit('image-planned', { ref: refText, blobs: list.map((d) => ({ digest: d.digest, size: d.size })) });
+        return { name, descriptors: list };
+      })();
+      this.plans.set(refText, p);
+    }
+    return p;
   }
 
   private async children(name: string, index: Record<string, unknown>): Promise<Array<Record<string, unknown>>> {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { run, type RunResult } from '../helpers/processes.ts';
+import { freePort, run, type RunResult } from '../helpers/processes.ts';
 
 const FERRY = resolve(import.meta.dirname, '../../bin/ferry.js');
 const ferry = (...args: string[]): Promise<RunResult> => run(process.execPath, [FERRY, ...args], { timeoutMs: 30_000 });
@@ -108,5 +108,13 @@ describe('ferry CLI', function () {
     const r = await ferry('mirror', '--config', file);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /config error: .*upstreams\.relay\.tokenEnv: environment variable FERRY_TEST_UNSET_TOKEN is not set/);
+  });
+
+  it('prewarm with no mirror at the address: one line saying to start it or pass -m, exit 1', async () => {
+    const port = await freePort();
+    const r = await ferry('prewarm', '-m', `http://127.0.0.1:${port}`, 'kolla/keystone:2.0.2');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`^ferry prewarm: no mirror at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); start it or pass -m URL$`, 'm'));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 });

@@ -1,5 +1,8 @@
 /** /metrics per server instance, request counting by route and status, the pieces behind the status page. */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { RecentErrors } from '../../lib/metrics/recent-errors.ts';
 import { recordingPort } from '../../lib/metrics/recording-port.ts';
@@ -49,11 +52,43 @@ describe('metrics', function () {
     assert.equal(status.cache.hitRatio, 0.75);
   });
 
-  it('keeps failed requests in the recent errors, not auth challenges or HEAD existence checks', async () => {
+  it('keeps client misses (404) apart from the recent errors, and not auth challenges or HEAD existence checks', async () => {
     await fetch(`${a.url}/v2/lokolla/none/blobs/sha256:${'0'.repeat(64)}`, { method: 'HEAD' });
-    const status = await (await fetch(`${a.url}/status.json`)).json() as { errors: Array<{ what: string; message: string }> };
-    assert.deepEqual(status.errors.map((e) => e.message), ['MANIFEST_UNKNOWN', 'MANIFEST_UNKNOWN']);
-    assert.equal(status.errors[0]?.what, 'GET /v2/lokolla/none/manifests/v1 → 404');
+    const status = await (await fetch(`${a.url}/status.json`)).json() as { errors: unknown[]; misses: Array<{ what: string; message: string }> };
+    assert.deepEqual(status.misses.map((e) => e.message), ['MANIFEST_UNKNOWN', 'MANIFEST_UNKNOWN']);
+    assert.equal(status.misses[0]?.what, 'GET /v2/lokolla/none/manifests/v1 → 404');
+    assert.deepEqual(status.errors, [], 'a pre-warm\'s expected 404s are not failures');
+  });
+
+  it('lists a failed transfer among the recent errors, however many misses come after it', async () => {
+    const good = Buffer.alloc(64 * 1024, 7);
+    const digest = `sha256:${createHash('sha256').update(good).digest('hex')}`;
+    // An upstream that serves other bytes than the digest says: the transfer fails verification.
+    const upstream = createServer((req, res) => {
+      if (req.url === '/v2/') { res.writeHead(200, { 'content-type': 'application/json' }).end('{}'); return; }
+      if (req.url?.includes('/manifests/')) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }));
+        return;
+      }
+      res.writeHead(200, { 'content-length': good.length, 'content-type': 'application/octet-stream', 'docker-content-digest': digest });
+      res.end(req.method === 'HEAD' ? undefined : Buffer.alloc(good.length, 8));
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const m = await startTestMirror({ upstreams: { hub: { url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, retries: 0 } }, defaultUpstream: 'hub' });
+    try {
+      // The client is cut off before the last byte (or refused): either way the fetch fails or is not 200 complete.
+      await fetch(`${m.url}/v2/team/app/blobs/${digest}`).then((r) => r.arrayBuffer()).catch(() => undefined);
+      for (let i = 0; i < 60; i++) await fetch(`${m.url}/v2/lokolla/none${i}/manifests/v1`);
+      let errors: Array<{ kind: string; digest?: string }> = [];
+      for (let i = 0; i < 50 && !errors.some((e) => e.kind === 'transfer'); i++) {
+        errors = ((await (await fetch(`${m.url}/status.json`)).json()) as { errors: typeof errors }).errors;
+        if (!errors.some((e) => e.kind === 'transfer')) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(errors.some((e) => e.kind === 'transfer' && e.digest === digest), JSON.stringify(errors));
+    } finally {
+      await m.stop();
+      upstream.close();
+    }
   });
 
   it('answers /healthz and /readyz', async () => {
