@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.ts';
+import { startDockerd } from '../helpers/dockerd.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
 import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
-import { Teardown, errorCodes } from './pull-through-fixture.ts';
+import { Teardown, dockerPull, errorCodes } from './pull-through-fixture.ts';
 
 describe('pull-through: blobs belong to repositories', function () {
   this.timeout(60_000);
@@ -137,6 +138,21 @@ describe('pull-through: blobs belong to repositories', function () {
     assert.equal((await fetch(blobUrl('team/derived', cached), { method: 'HEAD' })).status, 200);
     const refused = await fetch(`${ferry.url}/v2/team/derived/blobs/uploads/?mount=${secret.layers[0]!.digest}&from=lib/small`, { method: 'POST' });
     assert.equal(refused.status, 202, 'falls back to an upload session');
+  });
+
+  it('lets docker push an image built on a pulled one: HEADs miss, the layers mount from the pulled name, and it pulls back', async function () {
+    this.timeout(120_000);
+    const dockerd = teardown.add(await startDockerd({ name: 'dockerd-scoping' }), (d) => d.stop());
+    const pulled = `${ferry.host}/lib/small:v1`;
+    const pushed = `${ferry.host}/team/built-on-small:v1`;
+    assert.equal(await dockerPull(dockerd, pulled), small.manifestDigest);
+    await dockerd.docker(['tag', pulled, pushed]);
+    hub.reset();
+    await dockerd.docker(['push', pushed], { timeoutMs: 60_000 });
+    assert.equal(hub.requests.filter((r) => r.path.includes('/blobs/')).length, 0, 'the push fetched nothing upstream');
+    for (const l of small.layers) assert.ok(await ferry.mirror.store.repos.hasBlob('team/built-on-small', l.digest), `layer ${l.digest} mounted`);
+    await dockerd.docker(['rmi', pulled, pushed]);
+    await dockerPull(dockerd, pushed);
   });
 
   it('answers GET and HEAD of an invalid tag with MANIFEST_UNKNOWN (404), without asking the upstream', async () => {

@@ -216,6 +216,16 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
       const both = big.size + image.layers[1]!.size;
       assert.ok(proxy.stats.bytesToClient < both * 1.1, `upstream sent ${proxy.stats.bytesToClient} bytes for ${both} bytes of blobs`);
     });
+
+    it('serves a blob it holds only under names whose upstream repository has it, chunk lists too', async () => {
+      const other = 'docker.io/kolla/relay-other';
+      for (const [method, path] of [['GET', `${other}/blobs/${big.digest}`], ['HEAD', `${other}/blobs/${big.digest}`], ['GET', `${other}/blobs/${big.digest}/chunks`]] as const) {
+        const a = await call(v2(path), { token: TOKEN_A, method });
+        assert.equal(a.status, 404, `${method} ${path}`);
+        if (method === 'GET') assert.equal(errorCode(a), 'BLOB_UNKNOWN');
+      }
+      assert.equal(relay.relay.cache.has(big.digest), true, 'still held for its own repository');
+    });
   });
 
   describe('ops', () => {
