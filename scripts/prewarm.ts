@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { KollaError } from '../lib/kolla/kolla-error.ts';
 import { kollaImageRefs } from '../lib/kolla/naming.ts';
-import { formatPullList, kollaPullList } from '../lib/kolla/pull-list.ts';
+import { formatPullList, kollaPullList, pullListThroughMirror, type KollaPullList } from '../lib/kolla/pull-list.ts';
 import { readImageList } from '../lib/prewarm/image-list.ts';
 import { parsePlatform } from '../lib/prewarm/platforms.ts';
 import { MirrorUnreachableError, Prewarm } from '../lib/prewarm/prewarm.ts';
@@ -69,16 +69,11 @@ Exit status: 0 when every image is in the mirror, 1 when any failed (the report 
       const refs = [...images];
       for (const file of flags.list ?? []) refs.push(...(await readImageList(file)));
       const { kollaProfile: profile, kollaRelease: release, kollaDistro: distro, kollaGlobals: globals } = flags;
-      let header: string | undefined;
+      let deploy: KollaPullList | undefined;
       if (globals) {
-        const list = await kollaInput(() => kollaPullList({ globalsFile: globals, inventoryFile: flags.kollaInventory, group: flags.kollaGroup, release }));
-        for (const warning of list.warnings) console.error(`ferry prewarm: warning: ${warning}`);
-        if (flags.dryRun) {
-          console.log(formatPullList(list));
-          if (profile === undefined && refs.length === 0) return;
-        }
-        header = list.summary;
-        refs.push(...list.images.map((i) => i.ref));
+        deploy = await kollaInput(() => kollaPullList({ globalsFile: globals, inventoryFile: flags.kollaInventory, group: flags.kollaGroup, release }));
+        for (const warning of deploy.warnings) console.error(`ferry prewarm: warning: ${warning}`);
+        if (flags.dryRun) console.log(formatPullList(deploy));
       } else if (flags.kollaInventory !== undefined || flags.kollaGroup !== undefined) {
         throw usage('--kolla-inventory and --kolla-group need --kolla-globals');
       }
@@ -95,16 +90,21 @@ Exit status: 0 when every image is in the mirror, 1 when any failed (the report 
           registry: flags.kollaRegistry,
         })));
       }
-      const unique = [...new Set(refs)];
-      if (unique.length === 0) throw usage('no images: give references, --list, --kolla-globals or --kolla-profile');
+      if (refs.length === 0 && !deploy) throw usage('no images: give references, --list, --kolla-globals or --kolla-profile');
       if (flags.dryRun) {
-        console.log(unique.join('\n'));
+        if (refs.length > 0) console.log([...new Set(refs)].join('\n'));
         return;
       }
-      if (header) console.log(`prewarm: ${header}`);
       const concurrency = Number(flags.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw usage('--concurrency must be a positive integer');
       const mirror = mirrorUrl(flags);
+      if (deploy) {
+        const through = pullListThroughMirror(deploy, new URL(mirror).host);
+        if (through.note) console.error(`ferry prewarm: ${through.note}`);
+        console.log(`prewarm: ${deploy.summary}`);
+        refs.push(...through.refs);
+      }
+      const unique = [...new Set(refs)];
       const prewarm = new Prewarm({ mirror, refs: unique, platforms: flags.platform.map(parsePlatform), concurrency });
       const detach = attachProgress(prewarm, unique, { mirror });
       let report;

@@ -115,6 +115,8 @@ function variableDefault(series: string, name: string): Value {
 
 export interface DeploySelection {
   series: string;
+  /** docker_registry the references start with ('' for none: Docker Hub). */
+  registry: string;
   /** Image references, each with the node groups (groups listing a host directly) that run it. */
   images: Array<{ ref: string; image: string; groups: string[] }>;
   /** What ferry could not know and assumed: one line each. */
@@ -209,7 +211,7 @@ export function selectDeployImages(opts: DeploySelectOptions): DeploySelection {
 
   const limit = opts.group === undefined ? undefined : hostsOfNamedGroup(inventory, opts.group);
   const images = new Map<string, { ref: string; image: string; groups: Set<string> }>();
-  const naming = imageNaming(series, facts, global, vars, warnings);
+  const { name: naming, registry } = imageNaming(series, facts, global, vars, warnings);
   for (const c of facts.containers) {
     const hosts = new Set(containerGroups(c, global).flatMap((g) => [...hostsOf(inventory, g)]));
     for (const host of hosts) {
@@ -224,7 +226,7 @@ export function selectDeployImages(opts: DeploySelectOptions): DeploySelection {
     }
   }
   const list = [...images.values()].sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0)).map((e) => ({ ref: e.ref, image: e.image, groups: [...e.groups].sort() }));
-  return { series, images: list, warnings };
+  return { series, registry, images: list, warnings };
 }
 
 /**
@@ -253,7 +255,7 @@ function containerGroups(c: DeployContainer, scope: Scope): string[] {
 }
 
 /** The naming era's reference of one image, from the series' reference format and the settings. */
-function imageNaming(series: string, facts: DeploySeries, scope: Scope, vars: Record<string, Value>, warnings: string[]): (image: string) => string {
+function imageNaming(series: string, facts: DeploySeries, scope: Scope, vars: Record<string, Value>, warnings: string[]): { name: (image: string) => string; registry: string } {
   const text = (name: string): string | undefined => {
     const v = scope(name);
     if (v === UNKNOWN || v === UNDEFINED || v === null) return undefined;
@@ -296,7 +298,7 @@ function imageNaming(series: string, facts: DeploySeries, scope: Scope, vars: Re
   });
   const registry = text('docker_registry') ?? '';
   const tag = text('openstack_tag') !== undefined && vars.openstack_tag !== undefined ? text('openstack_tag')! : undefined;
-  return (image) => {
+  const name = (image: string): string => {
     const repo = fill(repoFormat.replace(/^\{docker_registry\}\//, ''), image);
     const ref = `${registry === '' ? '' : `${registry}/`}${repo}:${tag ?? fill(tagFormat, image)}`;
     try {
@@ -306,4 +308,5 @@ function imageNaming(series: string, facts: DeploySeries, scope: Scope, vars: Re
     }
     return ref;
   };
+  return { name, registry };
 }

@@ -37,3 +37,21 @@ export function formatPullList(list: KollaPullList): string {
   const width = Math.max(...list.images.map((i) => i.ref.length), 0);
   return [`# ${list.summary}`, ...list.images.map((i) => `${i.ref.padEnd(width)}  # ${i.groups.join(', ')}`)].join('\n');
 }
+
+/** Registries kolla-ansible pulls from by default; any other docker_registry is a local registry. */
+const PUBLIC_REGISTRIES = new Set(['', 'quay.io', 'docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+/**
+ * The references to ask the mirror at `mirrorHost` for. A local docker_registry is the mirror
+ * itself, as Kolla's docs set it up (`docker_registry: mirror.lan:4000`), though the mirror may be
+ * reached at another address here (127.0.0.1:4000 on its own host): those references are asked of
+ * the mirror by repository. Public registries' references go through the mirror's routing as they are.
+ */
+export function pullListThroughMirror(list: DeploySelection, mirrorHost: string): { refs: string[]; note?: string } {
+  const refs = list.images.map((i) => i.ref);
+  if (PUBLIC_REGISTRIES.has(list.registry) || list.registry === mirrorHost) return { refs };
+  return {
+    refs: refs.map((ref) => `${mirrorHost}/${ref.slice(list.registry.length + 1)}`),
+    note: `docker_registry ${list.registry} taken to be this mirror (${mirrorHost})`,
+  };
+}

@@ -63,23 +63,24 @@ describe('ferry prewarm --kolla-globals: a default 2025.1 deploy through the mir
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  async function prewarm(extra: string[]): Promise<string> {
+  async function prewarm(registry: string, extra: string[]): Promise<{ stdout: string; stderr: string }> {
     const globals = join(dir, 'globals.yml');
     // kolla-ansible's shipped globals.yml, uncommented as its docs do for a local registry.
-    await writeFile(globals, `---\nkolla_base_distro: "rocky"\nopenstack_release: "2025.1"\ndocker_registry: "${mirror.host}"\ndocker_registry_insecure: yes\nnetwork_interface: "eth0"\n`);
+    await writeFile(globals, `---\nkolla_base_distro: "rocky"\nopenstack_release: "2025.1"\ndocker_registry: "${registry}"\ndocker_registry_insecure: yes\nnetwork_interface: "eth0"\n`);
     const r = await runFerry(['prewarm', '-m', mirror.url, '--kolla-globals', globals, ...extra]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    return r.stdout;
+    return r;
   }
 
-  it('fetches the compute node\'s 9 images and nothing more with --kolla-group compute', async () => {
-    const stdout = await prewarm(['--kolla-group', 'compute']);
+  it('fetches the compute node\'s 9 images and nothing more with --kolla-group compute (docker_registry naming the mirror otherwise)', async () => {
+    const { stdout, stderr } = await prewarm('mirror.example.lan:4000', ['--kolla-group', 'compute']);
+    assert.match(stderr, new RegExp(`docker_registry mirror\\.example\\.lan:4000 taken to be this mirror \\(${mirror.host.replace(/\./g, '\\.')}\\)`));
     assert.match(stdout, /kolla-ansible 2025\.1 deploy \(.*group compute\): 9 images/);
     assert.deepEqual(manifestRepos(proxy), computeImages.map((i) => `openstack.kolla/${i}`));
   });
 
   it('fetches exactly the 32 images of a default deploy and nothing more, printing the count', async () => {
-    const stdout = await prewarm([]);
+    const { stdout } = await prewarm(mirror.host, []);
     assert.match(stdout, /kolla-ansible 2025\.1 deploy \(.*all groups\): 32 images/);
     // Over both runs the upstream was asked for the deploy's images, and for nothing else.
     assert.deepEqual(manifestRepos(proxy), deployImages.map((i) => `openstack.kolla/${i}`));

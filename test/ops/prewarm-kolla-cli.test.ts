@@ -7,12 +7,11 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { prewarmCommand } from '../../scripts/prewarm.ts';
-import { run, type RunResult } from '../helpers/processes.ts';
+import { runFerry } from '../e2e/ferry-cli.ts';
 
-const FERRY = resolve(import.meta.dirname, '../../bin/ferry.js');
-const ferry = (...args: string[]): Promise<RunResult> => run(process.execPath, [FERRY, ...args], { timeoutMs: 30_000 });
+const ferry = (...args: string[]): ReturnType<typeof runFerry> => runFerry(args);
 
 /** What `ferry prewarm ARGS` prints on stdout, run in this process. */
 async function prewarmDryRun(args: string[]): Promise<string> {
@@ -77,6 +76,13 @@ describe('ferry prewarm: Kolla options on the command line', function () {
       assert.equal(lines.length - 1, compute ? 9 : 32);
       assert.match(stdout, /^quay\.io\/openstack\.kolla\/nova-compute:2025\.1-rocky-9 +# compute$/m);
     }
+  });
+
+  it('answers a mistyped inventory group with one line saying what was meant, exit 2, no stack trace', async () => {
+    const r = await ferry('prewarm', '--kolla-globals', globals, '--kolla-group', 'compte', '--dry-run');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^ferry: the inventory kolla-ansible 2025\.1 multinode has no group "compte"; did you mean "compute"\?/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   });
 
   const typos: Array<[string, string[], RegExp]> = [

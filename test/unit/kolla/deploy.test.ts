@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadKollaDeploy, selectDeployImages } from '../../../lib/kolla/deploy.ts';
 import { parseKollaGlobals } from '../../../lib/kolla/globals.ts';
 import { parseInventory } from '../../../lib/kolla/inventory.ts';
-import { kollaPullList } from '../../../lib/kolla/pull-list.ts';
+import { kollaPullList, pullListThroughMirror } from '../../../lib/kolla/pull-list.ts';
 
 const data = loadKollaDeploy();
 const names = (refs: Array<{ image: string }>): string[] => refs.map((r) => r.image).sort();
@@ -121,6 +121,18 @@ describe('kolla/deploy: what kolla-ansible pull pulls', () => {
     const sel = selectDeployImages({ vars: parseKollaGlobals('openstack_release: "2025.1"\nenable_cinder: "{{ lookup(\'env\', \'CINDER\') }}"\nenable_heat: "{{ enable_openstack_core | bool }}"\n', 'globals.yml') });
     assert.deepEqual(sel.warnings, [`globals.yml: enable_cinder: "{{ lookup('env', 'CINDER') }}" cannot be evaluated without Ansible; using kolla-ansible's default`]);
     assert.deepEqual(names(sel.images), base);
+  });
+
+  it('asks the mirror for a local docker_registry\'s images by repository (the mirror is the registry), public ones as named', () => {
+    const local = selectDeployImages({ vars: parseKollaGlobals('openstack_release: "2025.1"\ndocker_registry: mirror.lan:4000', 'g') });
+    const mapped = pullListThroughMirror(local, '127.0.0.1:4000');
+    assert.equal(mapped.note, 'docker_registry mirror.lan:4000 taken to be this mirror (127.0.0.1:4000)');
+    assert.ok(mapped.refs.includes('127.0.0.1:4000/openstack.kolla/nova-api:2025.1-rocky-9'));
+    assert.deepEqual(pullListThroughMirror(local, 'mirror.lan:4000'), { refs: local.images.map((i) => i.ref) });
+    const quay = selectDeployImages({ release: '2025.1' });
+    assert.deepEqual(pullListThroughMirror(quay, '127.0.0.1:4000'), { refs: quay.images.map((i) => i.ref) });
+    const hub = selectDeployImages({ release: 'wallaby' });
+    assert.ok(pullListThroughMirror(hub, '127.0.0.1:4000').refs.includes('kolla/centos-binary-nova-api:wallaby'));
   });
 
   it('needs a series: globals openstack_release or --kolla-release', () => {
