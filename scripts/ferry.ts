@@ -1,17 +1,15 @@
 /** The ferry command line: one program, several roles and tools. */
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { ferryVersion } from '../lib/project-files.ts';
-import { ConfigError } from '../lib/config/load.ts';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { startMirror } from '../server/mirror.ts';
-import { prewarmCommand, UsageError } from './prewarm.ts';
+import { prewarmCommand } from './prewarm.ts';
 import { configCommand } from './config-check.ts';
 import { importCommand } from './import.ts';
 import { exportCommand } from './export.ts';
 import { gcCommand } from './gc.ts';
 import { relayCommand } from './relay.ts';
-import { HtpasswdError } from '../server/auth/htpasswd.ts';
-import { DataDirInUseError } from '../lib/storage/data-dir-lock.ts';
+import { reportCliError } from './cli-errors.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
 
 const program = new Command('ferry')
@@ -26,7 +24,7 @@ Examples:
   ferry relay --config /etc/ferry/relay.json      # the relay, on a VPS beyond the link
   ferry config check --config /etc/ferry/mirror.json
 
-Each command has --help with its own examples. Exit status: 0 success, 1 failure, 2 bad usage or config.`);
+Each command has --help with its own examples. Exit status: 0 success, 1 failure, 2 bad usage or config. --debug (or FERRY_DEBUG=1) adds the stack trace to an error.`);
 
 program
   .command('mirror')
@@ -58,30 +56,7 @@ const overrideAll = (c: Command): void => {
 overrideAll(program);
 
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(process.argv.filter((a) => a !== '--debug'));
 } catch (e) {
-  if (e instanceof ConfigError) {
-    console.error(`ferry: config error: ${e.message}`);
-    process.exit(2);
-  }
-  if (e instanceof DataDirInUseError) {
-    console.error(`ferry: ${e.message}`);
-    process.exit(1);
-  }
-  if (e instanceof HtpasswdError) {
-    console.error(`ferry: config error: auth.htpasswd: ${e.message}`);
-    process.exit(2);
-  }
-  if (e instanceof CommanderError) {
-    // --help and --version exit 0; help shown for a missing command, like any usage error, exits 2.
-    // cmd.error(message, { exitCode }) of a command keeps its own exit status.
-    const asked = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.error';
-    process.exit(asked ? e.exitCode : 2);
-  }
-  if (e instanceof UsageError) {
-    console.error(`ferry: ${e.message} (run with --help for usage)`);
-    process.exit(2);
-  }
-  console.error(`ferry: ${(e as Error).stack ?? String(e)}`);
-  process.exit(1);
+  process.exit(reportCliError(e));
 }

@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { RequestListener } from 'node:http';
+import { OperatorError } from '../lib/operator-error.ts';
 
 export interface ListenOptions {
   listen: string;
@@ -24,7 +25,7 @@ export async function listen(app: RequestListener, opts: ListenOptions): Promise
   // 30 s past their deadline); a tenth of the deadline keeps the overshoot small.
   const serverOptions = { connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 10))) };
   const server = opts.tls
-    ? createHttpsServer({ ...serverOptions, cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, app)
+    ? createHttpsServer({ ...serverOptions, cert: readTlsFile(opts.tls.cert, 'tls.cert'), key: readTlsFile(opts.tls.key, 'tls.key') }, app)
     : createHttpServer(serverOptions, app);
   // Docker keeps connections open between layers; long idle keep-alive avoids reconnects.
   server.keepAliveTimeout = 75_000;
@@ -34,7 +35,7 @@ export async function listen(app: RequestListener, opts: ListenOptions): Promise
   server.requestTimeout = 0;
   const { host, port } = splitHostPort(opts.listen);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e: NodeJS.ErrnoException) => reject(listenError(e, opts.listen, port)));
     server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
@@ -47,4 +48,27 @@ export function boundAddress(server: Server): string {
   const a = server.address();
   if (a === null || typeof a === 'string') return String(a);
   return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
+function readTlsFile(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new OperatorError(`${key} file ${path} does not exist: create it or fix ${key} in the config`, { cause: e });
+    if (code === 'EACCES') throw new OperatorError(`${key} file ${path} is not readable by this user: fix its owner or mode`, { cause: e });
+    throw e;
+  }
+}
+
+/** A listen failure an operator can fix, in one line; anything else as it is. */
+function listenError(e: NodeJS.ErrnoException, address: string, port: number): Error {
+  if (e.code === 'EADDRINUSE') {
+    return new OperatorError(`${address} is already in use by another process: stop it (\`ss -ltnp 'sport = :${port}'\` shows which) or set listen (env FERRY_LISTEN) to a free port`, { cause: e });
+  }
+  if (e.code === 'EACCES') {
+    return new OperatorError(`not allowed to listen on ${address}: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port above 1024`, { cause: e });
+  }
+  if (e.code === 'EADDRNOTAVAIL') return new OperatorError(`${address} is not an address of this host: fix listen (env FERRY_LISTEN)`, { cause: e });
+  return e;
 }

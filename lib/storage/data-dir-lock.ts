@@ -7,6 +7,7 @@
  * taken over. Tools that only add content atomically (import, gc, export) take no lock.
  */
 import { randomUUID } from 'node:crypto';
+import { checkWritable, notWritable } from './writable.ts';
 import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
@@ -136,9 +137,17 @@ export async function lockDataDir(dataDir: string, role: string, opts: { waitMs?
  * throws, else the started service must release it when it stops.
  */
 export async function startLocked<T>(dataDir: string, role: string, start: (lock: DataDirLock) => Promise<T>): Promise<T> {
-  await mkdir(dataDir, { recursive: true });
-  const lock = await lockDataDir(dataDir, role);
+  let lock: DataDirLock;
   try {
+    await mkdir(dataDir, { recursive: true });
+    lock = await lockDataDir(dataDir, role);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS') throw await notWritable(e.path ?? dataDir, dataDir, err);
+    throw err;
+  }
+  try {
+    await checkWritable(dataDir);
     return await start(lock);
   } catch (err) {
     await lock.release();

@@ -8,9 +8,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runFerry(args: string[]): Promise<CliResult> {
+/** `as`: run as this user (the tests run as root; an operator's service user is not). */
+export function runFerry(args: string[], opts: { as?: { uid: number; gid: number } } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...ferryArgs(), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...ferryArgs(), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts.as });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
