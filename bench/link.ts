@@ -9,7 +9,7 @@
  * fetched again. Prints figures; not a test.
  *
  *   npx tsx bench/link.ts [--profile NAME[,NAME...]|all] [--seeds 1,2,3] [--skip-reference]
- *                         [--reference-seeds 1] [--reference-minutes N] [--list]
+ *                         [--reference-seeds 1] [--reference-minutes N] [--chains direct,relay,relays,reference] [--list]
  *
  * Without --profile it runs the default profile (the original bench/link.ts) with seed 1.
  */
@@ -237,6 +237,7 @@ async function main(): Promise<void> {
     options: {
       profile: { type: 'string', multiple: true }, list: { type: 'boolean' }, seeds: { type: 'string' }, seed: { type: 'string' },
       'skip-reference': { type: 'boolean' }, 'reference-minutes': { type: 'string' }, 'reference-seeds': { type: 'string' },
+      chains: { type: 'string' },
     },
   });
   if (values.list) return listProfiles();
@@ -248,6 +249,8 @@ async function main(): Promise<void> {
     return list;
   };
   const seeds = integers('--seeds', values.seeds ?? values.seed ?? '1');
+  const chosen = new Set((values.chains ?? 'direct,relay,relays,reference').split(','));
+  if (values['skip-reference']) chosen.delete('reference');
   // The reference is slow and does not change with ferry: it may run for some seeds only.
   const referenceSeeds = values['reference-seeds'] === undefined ? seeds : integers('--reference-seeds', values['reference-seeds']);
   await buildFerry();
@@ -268,19 +271,19 @@ async function main(): Promise<void> {
         console.log(`   image ${up.repository}: ${up.image.layers.length} layers, ${mb(imageBytes)} MB; link: ${profile.link ? describeLink(profile.link) : (profile.relays ?? []).map((r) => describeLink(r.link)).join(' | ')}`);
         const mine: RunRow[] = [];
         const client = clients[profile.client];
-        for (const chain of profile.chains) {
+        for (const chain of profile.chains.filter((c) => chosen.has(c))) {
           try {
             mine.push(await measure(profile, seed, chain, up, client, profile.deadlineSeconds * 1000));
           } catch (e) {
             console.log(`  ${chain}: not run: ${(e as Error).message}`);
           }
         }
-        if (profile.kill9) {
+        if (profile.kill9 && chosen.has('direct')) {
           const note = await killAtHalf(up, profile.link!, seed);
           const direct = mine.find((r) => r.chain === 'direct');
           if (direct) direct.note = [direct.note, note].filter(Boolean).join('; ');
         }
-        if (profile.referenceMinutes && profile.link && !values['skip-reference'] && referenceSeeds.includes(seed)) {
+        if (profile.referenceMinutes && profile.link && chosen.has('reference') && referenceSeeds.includes(seed)) {
           const minutes = Number(values['reference-minutes'] ?? profile.referenceMinutes);
           mine.push(await measure(profile, seed, 'reference', up, client, minutes * 60_000));
         }

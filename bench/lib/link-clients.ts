@@ -25,7 +25,11 @@ export interface PullClient {
   close(): Promise<void>;
 }
 
-const firstLine = (text: string): string => text.trim().split('\n').filter(Boolean).at(-1)?.slice(0, 300) ?? '';
+/** The client's own words: skopeo's msg="..." or docker's last line, short. */
+function reason(text: string): string {
+  const line = text.trim().split('\n').filter(Boolean).at(-1) ?? '';
+  return (/msg="((?:[^"\\]|\\.)*)"/.exec(line)?.[1] ?? line).slice(0, 200);
+}
 
 /** `docker pull` by a private dockerd (started once, shared by the runs); the image is removed after each pull. */
 export function dockerClient(): PullClient {
@@ -38,7 +42,7 @@ export function dockerClient(): PullClient {
       const ref = `${host}/${repository}:${tag}`;
       const r = await d.dockerRaw(['pull', '-q', ref], { timeoutMs });
       await d.dockerRaw(['rmi', '-f', ref]);
-      return r.code === 0 ? { ok: true } : { ok: false, error: firstLine(r.stderr) || `exit ${r.code}` };
+      return r.code === 0 ? { ok: true } : { ok: false, error: reason(r.stderr) || `exit ${r.code}` };
     },
     async close() {
       if (dockerd) await (await dockerd).stop();
@@ -56,7 +60,7 @@ export function skopeoClient(): PullClient {
         await skopeoCopy(`docker://${host}/${repository}:${tag}`, `dir:${dir}`, { timeoutMs });
         return { ok: true };
       } catch (e) {
-        return { ok: false, error: firstLine((e as Error).message) };
+        return { ok: false, error: reason((e as Error).message) };
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
