@@ -8,6 +8,7 @@ import { startSweeper } from '../lib/storage/sweeper.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
 import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
 import { BlobFills } from '../lib/mirror/blob-fills.ts';
+import { Prefetcher } from '../lib/mirror/prefetch.ts';
 import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
 import { relaysPort, upstreamPort } from '../lib/mirror/upstream-port.ts';
 import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
@@ -75,6 +76,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     if (pool) ops.ops.relays.add(pool);
     ports.set(name, ops.watchPort(name, pool ? relaysPort(pool) : upstreamPort(client)));
   }
+  const prefetch = config.prefetch.enabled ? new Prefetcher(fills, store, config.prefetch, logger.child({ module: 'prefetch' })) : undefined;
   const backend = new MirrorRegistry({
     local,
     routing: config,
@@ -83,6 +85,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     logger: logger.child({ module: 'mirror' }),
     manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
     metrics: ops.ops.metrics,
+    ...(prefetch ? { prefetch } : {}),
     ...(cache ? { onCacheAccess: (digest: string) => cache.recordAccess(digest) } : {}),
   });
   const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra, limits: config.limits });
@@ -107,12 +110,13 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     async shutdown(opts) {
       sweeper.stop();
       const result = await ops.shutdown(server, opts);
+      prefetch?.close();
       await upstreams.close();
       await lock.release();
       return result;
     },
     close() {
-      return closeInOrder({ server, fills, clients: [upstreams], lock, onStopAccepting: () => { sweeper.stop(); ops.ops.close(); } });
+      return closeInOrder({ server, fills, clients: [upstreams], lock, onStopAccepting: () => { sweeper.stop(); prefetch?.close(); ops.ops.close(); } });
     },
   };
 }

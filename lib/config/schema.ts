@@ -120,6 +120,13 @@ export const configSchema = z.strictObject({
     manifestTtlSeconds: z.number().int().min(0).default(300).describe('Revalidate cached tags upstream after this'),
   }).prefault({}),
   transfer: transferSchema.prefault({}),
+  prefetch: z.strictObject({
+    enabled: z.boolean().default(true).describe('When a manifest of an image is served, fetch its blobs not held ahead (skopeo and containerd pull one layer at a time)'),
+    concurrency: z.number().int().min(1).max(64).default(3).describe('Blobs of one image fetched ahead at once (they share the upstream link with client requests)'),
+    maxBytes: bytes.default(4 * 1024 * 1024 * 1024).describe('Most bytes of one image fetched ahead; later layers wait for a client'),
+    unclaimedSeconds: z.number().positive().default(60)
+      .describe('Stop the prefetches of an image no client asked a blob of for this long (the parts stay; a request resumes them)'),
+  }).prefault({}),
   limits: limitsSchema.prefault({}),
   relay: z.strictObject({
     tokens: z.array(z.string().min(16)).default([]).describe('Accepted bearer tokens (several, to rotate)'),

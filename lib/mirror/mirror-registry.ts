@@ -16,6 +16,7 @@ import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, Reg
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
 import type { BlobFills, Fill } from './blob-fills.ts';
 import type { UpstreamPort } from './ports.ts';
+import type { Prefetcher } from './prefetch.ts';
 import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
 import { UpstreamNotFoundError } from '../upstream/errors.ts';
 
@@ -39,6 +40,8 @@ export interface MirrorOptions {
    * HEAD is the start of a pull, and the relay's upstream side is fast).
    */
   fillOnHead?: boolean;
+  /** Fetches an image's blobs ahead when its manifest is served (the mirror; not the relay). */
+  prefetch?: Pick<Prefetcher, 'manifestServed' | 'asked'>;
 }
 
 export class MirrorRegistry implements RegistryBackend {
@@ -88,7 +91,10 @@ export class MirrorRegistry implements RegistryBackend {
       flight = this.pullManifest(r.upstream.name, r.upstream.repository, ref).finally(() => this.manifestFlights.delete(key));
       this.manifestFlights.set(key, flight);
     }
-    return flight;
+    const result = await flight;
+    // The client's next requests are this image's blobs: start them now (prefetch.ts).
+    this.opts.prefetch?.manifestServed({ upstreamKey: r.upstream.name, upstream: this.upstream(r.upstream.name), repository: r.upstream.repository, cache: result.name, bytes: result.bytes, mediaType: result.mediaType });
+    return result;
   }
 
   private async pullManifest(upstreamKey: string, repository: string, reference: string): Promise<ManifestResult> {
@@ -154,10 +160,13 @@ export class MirrorRegistry implements RegistryBackend {
       }
     }
     if (!r.upstream) throw this.unknown(r, 'BLOB_UNKNOWN', `blob unknown: ${digest}`);
+    // A blob a prefetch fetched for this client is still a miss: the upstream was asked for it.
+    const fetchedAhead = !ctx?.head && (this.opts.prefetch?.asked(digest) ?? false);
     const cache = MirrorRegistry.cacheName(r.upstream.name, r.upstream.repository);
     const cached = await this.tryLocal(() => this.local.getBlob(cache, digest), 'BLOB_UNKNOWN');
     if (cached) {
-      this.metrics.cacheHit('blob');
+      if (fetchedAhead) this.metrics.cacheMiss('blob');
+      else this.metrics.cacheHit('blob');
       this.opts.onCacheAccess?.(digest);
       return cached;
     }

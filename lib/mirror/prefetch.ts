@@ -1,0 +1,183 @@
+/**
+ * Prefetch: when the mirror serves an image manifest from an upstream, the image's blobs that are
+ * not held start to fill at once, so a client that pulls one layer at a time (skopeo, containerd
+ * with one download at a time) finds each next layer under way instead of paying the link's ramp
+ * per layer. Prefetch fills are ordinary fills (blob-fills.ts: one transfer per digest, which a
+ * client's request joins); a blob held or already filling is left alone. Bounded: at most
+ * `concurrency` blobs of one image at a time, `maxBytes` per image. An image no client asked a
+ * blob of for `unclaimedSeconds` (and none is still receiving one) has its unclaimed prefetches
+ * stopped (their parts stay, so a later request resumes them).
+ */
+import type { Logger } from '../log/logger.ts';
+import { parseManifest, type Descriptor } from '../oci/manifest.ts';
+import type { Store } from '../storage/store.ts';
+import type { BlobFills, Fill } from './blob-fills.ts';
+import type { UpstreamPort } from './ports.ts';
+
+export interface PrefetchOptions {
+  concurrency: number;
+  maxBytes: number;
+  unclaimedSeconds: number;
+}
+
+export interface ServedManifest {
+  upstreamKey: string;
+  upstream: UpstreamPort;
+  /** Repository on the upstream. */
+  repository: string;
+  /** Cache repository that holds its blobs. */
+  cache: string;
+  bytes: Buffer;
+  mediaType: string;
+}
+
+/** Prefetched blobs remembered until a client asks for them (to count its request as a miss). */
+const MAX_FETCHED_AHEAD = 10_000;
+
+/** The prefetch of one image's blobs. */
+class ImagePrefetch {
+  readonly queue: Descriptor[] = [];
+  /** Fills this prefetch started that no client has asked for yet. */
+  readonly unclaimed = new Map<string, Fill>();
+  readonly digests = new Set<string>();
+  /** Blobs of the image clients asked for: while one still fills, the image is in use. */
+  readonly asked = new Set<string>();
+  running = 0;
+  lastAskedAt = Date.now();
+  stopped = false;
+
+  constructor(readonly image: ServedManifest) {}
+}
+
+export class Prefetcher {
+  private readonly images = new Map<string, ImagePrefetch>();
+  /** Digest -> the image prefetch that covers it. */
+  private readonly byDigest = new Map<string, ImagePrefetch>();
+  /** Blobs prefetched whole before any client asked (oldest first, bounded). */
+  private readonly fetchedAhead = new Set<string>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly fills: BlobFills,
+    private readonly store: Store,
+    private readonly opts: PrefetchOptions,
+    private readonly logger: Logger,
+  ) {
+    this.timer = setInterval(() => this.stopIdle(), Math.min(1000, opts.unclaimedSeconds * 250));
+    this.timer.unref();
+  }
+
+  /** An image manifest was served from an upstream route: fetch its blobs ahead. */
+  manifestServed(m: ServedManifest): void {
+    let blobs: Descriptor[];
+    try {
+      blobs = parseManifest(m.bytes, m.mediaType).blobs;
+    } catch {
+      return;
+    }
+    if (blobs.length === 0) return;
+    const key = `${m.cache}@${blobs.map((b) => b.digest).join(',')}`;
+    const known = this.images.get(key);
+    if (known && !known.stopped) {
+      known.lastAskedAt = Date.now();
+      return;
+    }
+    const image = new ImagePrefetch(m);
+    let bytes = 0;
+    for (const b of blobs) {
+      if (image.digests.has(b.digest) || this.byDigest.has(b.digest)) continue;
+      if (bytes + b.size > this.opts.maxBytes) break;
+      bytes += b.size;
+      image.queue.push(b);
+      image.digests.add(b.digest);
+      this.byDigest.set(b.digest, image);
+    }
+    if (image.queue.length === 0) return;
+    this.images.set(key, image);
+    this.pump(image);
+  }
+
+  /**
+   * A client asked for this blob: a prefetch of it is the client's now, and its image is in use.
+   * True when a prefetch fetched it (or is fetching it) for this client: the upstream was asked
+   * on the client's behalf, a cache miss.
+   */
+  asked(digest: string): boolean {
+    const fetchedAhead = this.fetchedAhead.delete(digest);
+    const image = this.byDigest.get(digest);
+    if (!image) return fetchedAhead;
+    image.lastAskedAt = Date.now();
+    image.asked.add(digest);
+    return image.unclaimed.delete(digest) || fetchedAhead;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    for (const image of this.images.values()) this.stop(image, 'mirror closing');
+  }
+
+  private pump(image: ImagePrefetch): void {
+    while (!image.stopped && image.running < this.opts.concurrency && image.queue.length > 0) {
+      const blob = image.queue.shift() as Descriptor;
+      image.running++;
+      this.start(image, blob).catch((err: unknown) => {
+        this.logger.debug({ err, digest: blob.digest }, 'prefetch not started');
+      }).finally(() => {
+        image.running--;
+        this.pump(image);
+        this.forgetIfDone(image);
+      });
+    }
+    this.forgetIfDone(image);
+  }
+
+  /** Starts the fill of one blob unless it is held or filling; resolves when the fill ends. */
+  private async start(image: ImagePrefetch, blob: Descriptor): Promise<void> {
+    const { digest, size } = blob;
+    if (this.fills.get(digest)) return;
+    // Held already (for any repository): never across the link again.
+    if (await this.store.blobs.has(digest)) return;
+    if (image.stopped || this.fills.get(digest)) return;
+    const { upstreamKey, upstream, repository, cache } = image.image;
+    const fill = this.fills.ensure({
+      digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey,
+      label: `prefetch ${upstreamKey}/${repository}@${digest.slice(0, 19)}`,
+    });
+    image.unclaimed.set(digest, fill);
+    const ok = await fill.committed.then(() => true, () => false);
+    if (image.unclaimed.delete(digest) && ok) this.rememberFetchedAhead(digest);
+  }
+
+  private rememberFetchedAhead(digest: string): void {
+    this.fetchedAhead.add(digest);
+    if (this.fetchedAhead.size > MAX_FETCHED_AHEAD) this.fetchedAhead.delete(this.fetchedAhead.values().next().value as string);
+  }
+
+  /** Images nobody pulled from for unclaimedSeconds: their unclaimed fills stop. */
+  private stopIdle(): void {
+    const now = Date.now();
+    for (const image of this.images.values()) {
+      if (image.stopped || now - image.lastAskedAt < this.opts.unclaimedSeconds * 1000) continue;
+      // A client still receiving a blob of the image (a long layer) keeps its prefetches alive.
+      if ([...image.asked].some((d) => this.fills.get(d))) continue;
+      this.stop(image, `no client asked within ${this.opts.unclaimedSeconds} s`);
+    }
+  }
+
+  private stop(image: ImagePrefetch, reason: string): void {
+    image.stopped = true;
+    image.queue.length = 0;
+    for (const [digest, fill] of image.unclaimed) {
+      this.logger.info({ digest, repository: image.image.cache, reason }, 'prefetch cancelled');
+      fill.download.abort(`prefetch cancelled: ${reason}`);
+    }
+    image.unclaimed.clear();
+    this.forgetIfDone(image);
+  }
+
+  private forgetIfDone(image: ImagePrefetch): void {
+    if (image.running > 0 || (image.queue.length > 0 && !image.stopped)) return;
+    for (const [key, value] of this.images) if (value === image) this.images.delete(key);
+    for (const d of image.digests) if (this.byDigest.get(d) === image) this.byDigest.delete(d);
+  }
+}

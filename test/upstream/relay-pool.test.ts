@@ -1,0 +1,98 @@
+/** The relay pool's decisions on a fake clock: weights, draining, backoff and probing. */
+import assert from 'node:assert/strict';
+import type { UpstreamClient } from '../../lib/upstream/client.ts';
+import { FAILURES_TO_DRAIN, RelayPool } from '../../lib/upstream/relay-pool.ts';
+
+const client = {} as UpstreamClient;
+
+function pool(n: number, darkMs = 3000): { pool: RelayPool; clock: { t: number } } {
+  const clock = { t: 1000 };
+  let seed = 1;
+  const random = (): number => {
+    seed = (seed * 16807) % 2147483647;
+    return seed / 2147483647;
+  };
+  const p = new RelayPool('up', Array.from({ length: n }, (_, i) => ({ url: `http://relay-${i}.example:5000`, client })), { darkMs, now: () => clock.t, random });
+  return { pool: p, clock };
+}
+
+/** One request of `bytes` over `ms` on the relay `i`. */
+function serve(p: RelayPool, clock: { t: number }, i: number, bytes: number, ms: number): void {
+  const req = p.members[i]!.begin(() => {});
+  req.bytes(1);
+  clock.t += ms;
+  req.bytes(bytes - 1);
+  req.succeeded();
+}
+
+describe('relay pool', () => {
+  it('picks relays in proportion to their goodput per connection', () => {
+    const { pool: p, clock } = pool(3);
+    try {
+      serve(p, clock, 0, 8 << 20, 1000);
+      serve(p, clock, 1, 4 << 20, 1000);
+      serve(p, clock, 2, 1 << 20, 1000);
+      const counts = [0, 0, 0];
+      for (let i = 0; i < 13_000; i++) counts[p.members.indexOf(p.pick()!)]!++;
+      assert.ok(Math.abs(counts[0]! - 8000) < 400 && Math.abs(counts[1]! - 4000) < 400 && Math.abs(counts[2]! - 1300) < 300, counts.join(', '));
+    } finally {
+      p.close();
+    }
+  });
+
+  it('drains after repeated failures, probes after the backoff with one request, and takes a relay back when it delivers', () => {
+    const { pool: p, clock } = pool(2);
+    try {
+      const m = p.members[1]!;
+      for (let i = 0; i < FAILURES_TO_DRAIN; i++) m.begin(() => {}).failed(new Error('ECONNRESET'));
+      assert.equal(m.state, 'down');
+      for (let i = 0; i < 100; i++) assert.equal(p.pick(), p.members[0], 'no request goes to a drained relay');
+      clock.t += 2000;
+      assert.equal(m.available(clock.t), true);
+      assert.equal(m.state, 'probing');
+      const probe = m.begin(() => {});
+      assert.equal(m.available(clock.t), false, 'one probe at a time');
+      probe.failed(new Error('ECONNRESET'));
+      assert.equal(m.state, 'down', 'a failed probe drains again');
+      clock.t += 2000;
+      assert.equal(m.available(clock.t), false, 'the second backoff is longer');
+      clock.t += 2000;
+      serve(p, clock, 1, 1 << 20, 100);
+      assert.equal(m.state, 'healthy');
+    } finally {
+      p.close();
+    }
+  });
+
+  it('drains at once a relay that refuses, and never the last usable one', () => {
+    const { pool: p } = pool(2);
+    try {
+      p.members[0]!.begin(() => {}).failed(new Error('answered 401'), true);
+      assert.equal(p.members[0]!.state, 'down');
+      p.members[1]!.begin(() => {}).failed(new Error('answered 401'), true);
+      assert.equal(p.members[1]!.state, 'healthy', 'the last relay stays: the engine decides');
+    } finally {
+      p.close();
+    }
+  });
+
+  it('cuts the open requests of a relay silent for darkMs while another delivers, but not when all are silent', async () => {
+    const { pool: p, clock } = pool(2, 200);
+    try {
+      const cut: string[] = [];
+      p.members[0]!.begin((e) => cut.push(`0: ${e.message}`));
+      p.members[1]!.begin((e) => cut.push(`1: ${e.message}`));
+      clock.t += 1000;
+      await new Promise((r) => setTimeout(r, 150));
+      assert.deepEqual(cut, [], 'a link silent for all drains nobody');
+      const live = p.members[1]!.begin(() => {});
+      live.bytes(1000);
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(cut.length, 1);
+      assert.match(cut[0]!, /^0: no byte for 1 s while other relays delivered/);
+      assert.equal(p.members[0]!.state, 'down');
+    } finally {
+      p.close();
+    }
+  });
+});
