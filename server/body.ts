@@ -6,6 +6,13 @@ import { RegistryError } from '../lib/oci/errors.ts';
 const REFUSED_BODY_LINGER_MS = 10_000;
 
 /**
+ * Bytes all bodies being read may hold together: eight manifests at the 4 MiB limit. Past it a
+ * body is refused (TOOMANYREQUESTS, retry in a second) instead of holding memory for slow senders.
+ */
+const BUFFERED_BODIES_BUDGET = 32 * 1024 * 1024;
+let buffered = 0;
+
+/**
  * The body, or SIZE_INVALID (413) as soon as it is known to pass the limit: from Content-Length
  * before a byte is read, else at the first chunk over it. The answer goes out at once; see
  * discardBody for the rest of the body.
@@ -22,25 +29,34 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let size = 0;
     const settle = (): void => {
+      buffered -= size;
+      size = 0;
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('aborted', onAborted);
     };
     const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size <= limit) {
+      const refusal = size + chunk.length > limit
+        ? tooLarge('body')
+        : buffered + chunk.length > BUFFERED_BODIES_BUDGET
+          ? new RegistryError('BODIES_BUFFERED_BUDGET', 'too many request bodies being received at once; retry', undefined, { headers: { 'Retry-After': '1' } })
+          : undefined;
+      if (refusal === undefined) {
+        size += chunk.length;
+        buffered += chunk.length;
         chunks.push(chunk);
         return;
       }
       settle();
       chunks.length = 0;
       discardBody(req);
-      reject(tooLarge('body'));
+      reject(refusal);
     };
     const onEnd = (): void => {
+      const body = Buffer.concat(chunks, size);
       settle();
-      resolve(Buffer.concat(chunks, size));
+      resolve(body);
     };
     const onError = (err: Error): void => {
       settle();

@@ -68,6 +68,8 @@ export const SITUATIONS = {
    * not a matter of permission and clears once sessions complete, are cancelled or expire.
    */
   UPLOAD_SESSIONS_EXHAUSTED: at('TOOMANYREQUESTS', 429),
+  /** Request bodies being read hold as much memory as allowed together: try again shortly. */
+  BODIES_BUFFERED_BUDGET: at('TOOMANYREQUESTS', 429),
   /** Two requests at once on one upload session. */
   UPLOAD_BUSY: at('BLOB_UPLOAD_INVALID', 409),
   /** A path no route serves. */

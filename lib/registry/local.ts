@@ -14,11 +14,17 @@ import type { ChunkRange, UploadState } from '../storage/uploads.ts';
 import { paginate } from './paginate.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend } from './types.ts';
 
-const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
+/**
+ * Manifest bytes kept in memory: 16 MiB holds thousands of ordinary manifests (1 to 50 KiB);
+ * larger ones (up to the 4 MiB limit) are read from disk each time, so a few big ones pushed and
+ * pulled over and over cannot hold a large share of the mirror's memory.
+ */
+const MANIFEST_CACHE_BYTES = 16 * 1024 * 1024;
+const MANIFEST_CACHE_ENTRY_BYTES = 256 * 1024;
 
 export class LocalRegistry implements RegistryBackend {
   /** Manifest bytes by digest: immutable, so a cache hit is always right. */
-  private readonly manifestBytes = new LRUCache<string, Buffer>({ maxSize: MANIFEST_CACHE_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
+  private readonly manifestBytes = new LRUCache<string, Buffer>({ maxSize: MANIFEST_CACHE_BYTES, maxEntrySize: MANIFEST_CACHE_ENTRY_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
 
   constructor(readonly store: Store) {}
 
