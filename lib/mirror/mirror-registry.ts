@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError, isNotFoundCode, isRegistryError } from '../oci/errors.ts';
 import { parseReadReference, parseReference, requireName } from '../oci/names.ts';
 import { requireDigest } from '../oci/digest.ts';
+import { parseManifest } from '../oci/manifest.ts';
 import type { Logger } from '../log/logger.ts';
 import { catalogNames, requestedTags } from '../rewrite/catalog.ts';
 import { route as routeOf, type Route, type RoutingConfig } from '../rewrite/route.ts';
@@ -18,7 +19,7 @@ import type { BlobFills, Fill } from './blob-fills.ts';
 import type { UpstreamPort } from './ports.ts';
 import type { Prefetcher } from './prefetch.ts';
 import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
-import { UpstreamNotFoundError } from '../upstream/errors.ts';
+import { UpstreamAuthError, UpstreamNotFoundError } from '../upstream/errors.ts';
 
 export interface MirrorOptions {
   local: LocalRegistry;
@@ -197,7 +198,11 @@ export class MirrorRegistry implements RegistryBackend {
     if (fill?.repository !== cache) {
       // Before asking the upstream anything: content that just failed its digest is held back.
       this.opts.fills.refuseIfBad(digest);
-      const { size } = await upstream.headBlob(repository, digest);
+      const size = await this.confirmedSize(upstream, upstreamKey, repository, cache, digest);
+      if (size === undefined) {
+        this.metrics.cacheHit('blob');
+        return this.fromStore(cache, digest);
+      }
       // While we asked, another request may have started this fill, or finished it: a fill
       // leaves the running set only after its blob is in the store, so look there second.
       fill = this.opts.fills.get(digest);
@@ -213,6 +218,41 @@ export class MirrorRegistry implements RegistryBackend {
     // It may have finished in between: then the store has it (committed, maybe not yet linked here).
     if (await this.local.store.blobs.has(digest)) return this.fromStore(cache, digest);
     return this.readerHandle(fill);
+  }
+
+  /**
+   * The upstream's confirmation that `repository` has the blob: its size. When the upstream
+   * cannot answer (unreachable, failing, slower than revalidateTimeoutMs) and the store holds the
+   * bytes that a manifest cached in this repository lists, that manifest, which the upstream
+   * served, stands in for the answer: undefined (serve what is held, as with a cached tag).
+   */
+  private async confirmedSize(upstream: UpstreamPort, upstreamKey: string, repository: string, cache: string, digest: string): Promise<number | undefined> {
+    const listed = (await this.local.store.blobs.has(digest)) && (await this.cachedManifestLists(cache, digest));
+    try {
+      const head = listed
+        ? await withTimeout(this.opts.revalidateTimeoutMs ?? 10_000, (signal) => upstream.headBlob(repository, digest, signal))
+        : await upstream.headBlob(repository, digest);
+      return head.size;
+    } catch (e) {
+      if (!listed || isNotFound(e) || e instanceof UpstreamAuthError) throw e;
+      this.opts.logger.warn({ upstream: upstreamKey, repository, digest, err: errText(e) }, 'upstream unreachable; serving the held blob a cached manifest of this repository lists');
+      return undefined;
+    }
+  }
+
+  /** Whether a manifest held in cache repository `cache` lists the blob. */
+  private async cachedManifestLists(cache: string, digest: string): Promise<boolean> {
+    for (const m of await this.local.store.repos.listManifests(cache)) {
+      const meta = await this.local.store.repos.getManifestMeta(cache, m);
+      const bytes = meta && (await this.local.readManifestBytes(m).catch(() => undefined));
+      if (!meta || !bytes) continue;
+      try {
+        if (parseManifest(bytes, meta.mediaType).blobs.some((d) => d.digest === digest)) return true;
+      } catch {
+        // Stored from the upstream as it was: one this parser refuses lists nothing here.
+      }
+    }
+    return false;
   }
 
   private readerHandle(fill: Fill): BlobHandle {

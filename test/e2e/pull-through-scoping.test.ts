@@ -22,6 +22,8 @@ describe('pull-through: blobs belong to repositories', function () {
   let small: BuiltImage;
   let sibling: BuiltImage;
   let secret: BuiltImage;
+  let third: BuiltImage;
+  let hubDown = false;
 
   const blobUrl = (name: string, digest: string): string => `${ferry.url}/v2/${name}/blobs/${digest}`;
   async function expectUnknown(res: Response, code = 'BLOB_UNKNOWN'): Promise<void> {
@@ -39,13 +41,22 @@ describe('pull-through: blobs belong to repositories', function () {
     ]);
     // Shares its first layer with lib/small, as images built on one base do.
     sibling = await buildImage({ layers: [60_000, 20_000], seed: 'scoping-sibling', layerSeeds: ['scoping-small/0', 'scoping-sibling/1'] });
+    third = await buildImage({ layers: [60_000, 10_000], seed: 'scoping-third', layerSeeds: ['scoping-small/0', 'scoping-third/1'] });
     assert.equal(sibling.layers[0]!.digest, small.layers[0]!.digest);
     upstream = teardown.add(await startReferenceRegistry({ name: 'scoping-hub' }), (r) => r.stop());
     await pushImage(small, upstream.host, 'lib/small', 'v1');
     await pushImage(sibling, upstream.host, 'team/sibling', 'v1');
-    hub = teardown.add(await startCountingProxy(upstream.url), (p) => p.close());
+    await pushImage(third, upstream.host, 'team/third', 'v1');
+    hub = teardown.add(await startCountingProxy(upstream.url, {
+      intercept: (_req, res) => {
+        if (!hubDown) return false;
+        res.writeHead(503, { 'content-type': 'text/plain' }).end('down');
+        return true;
+      },
+    }), (p) => p.close());
     ferry = teardown.add(await startTestMirror({
-      upstreams: { hub: { url: hub.url } },
+      // One retry: the down-upstream case below fails fast.
+      upstreams: { hub: { url: hub.url, retries: 1 } },
       defaultUpstream: 'hub',
       rewrite: [{ match: 'kollaglue/*', local: 'lokolla/*', upstream: 'hub', upstreamName: 'kolla/*' }],
     }), (m) => m.stop());
@@ -81,6 +92,27 @@ describe('pull-through: blobs belong to repositories', function () {
     hub.reset();
     assert.equal((await fetch(blobUrl('team/sibling', shared.digest), { method: 'HEAD' })).status, 200);
     assert.equal(hub.requests.length, 0);
+  });
+
+  it('serves a held blob a cached manifest of the name lists while the upstream is down, and nothing else', async function () {
+    this.timeout(30_000);
+    const shared = third.layers[0]!;
+    const manifest = await fetch(`${ferry.url}/v2/team/third/manifests/v1`, { headers: { accept: third.mediaType } });
+    assert.equal(manifest.status, 200);
+    await manifest.arrayBuffer();
+    assert.equal(await ferry.mirror.store.repos.hasBlob('hub/team/third', shared.digest), false);
+    hubDown = true;
+    try {
+      const res = await fetch(blobUrl('team/third', shared.digest));
+      assert.equal(res.status, 200);
+      assert.equal(Buffer.from(await res.arrayBuffer()).length, shared.size);
+      // No cached manifest of team/fourth lists it: without the upstream's word it is not served.
+      const unlisted = await fetch(blobUrl('team/fourth', shared.digest));
+      assert.ok(unlisted.status >= 500, `team/fourth: ${unlisted.status}`);
+      await unlisted.arrayBuffer();
+    } finally {
+      hubDown = false;
+    }
   });
 
   it('answers BLOB_UNKNOWN for a held blob whose name the upstream does not confirm', async () => {
