@@ -19,7 +19,7 @@ const program = new Command('ferry')
   .addHelpText('after', `
 Examples:
   ferry mirror                                    # the mirror on 0.0.0.0:4000, data in ./data
-  ferry prewarm --kolla-profile default --kolla-release 2025.1 --kolla-distro rocky
+  ferry prewarm --kolla-globals /etc/kolla/globals.yml   # what kolla-ansible pull will pull
   ferry import images.tar                         # docker save tarballs, rewritten by the rules
   ferry relay --config /etc/ferry/relay.json      # the relay, on a VPS beyond the link
   ferry config check --config /etc/ferry/mirror.json

@@ -148,8 +148,14 @@ export function selectDeployImages(opts: DeploySelectOptions): DeploySelection {
   if (releaseGiven === undefined) throw new KollaError('which kolla-ansible series? set openstack_release in globals.yml or give --kolla-release (e.g. 2025.1)');
   const series = deploySeriesOf(releaseGiven, data);
   const facts = data[series]!;
-  // A version as release (--kolla-release 5.0.6) is the tag kolla-ansible's "auto" resolves to.
-  if (opts.release && vars.openstack_release === undefined && /^\d+\.\d+\.\d+$/.test(opts.release.trim())) vars.openstack_release = opts.release.trim();
+  // --kolla-release overrides globals' openstack_release: a version (5.0.6, what "auto" resolves
+  // to) is the tag; a series replaces a series named in globals (its own default tag applies),
+  // and keeps a version there (the tag of an ocata-stein install).
+  const isVersion = (v: Value | undefined): boolean => typeof v === 'string' && /^\d+\.\d+\.\d+$/.test(v.trim());
+  if (opts.release !== undefined) {
+    if (isVersion(opts.release)) vars.openstack_release = opts.release.trim();
+    else if (!isVersion(vars.openstack_release)) delete vars.openstack_release;
+  }
   const inventory = opts.inventory ?? shippedInventory(series, data);
 
   // Variable lookup, per host: operator's vars, then enable_* defaults, then naming defaults, then known defaults.

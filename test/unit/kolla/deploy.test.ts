@@ -113,6 +113,12 @@ describe('kolla/deploy: what kolla-ansible pull pulls', () => {
     assert.equal(selectDeployImages({ release: '5.0.6' }).images[0]!.ref.split(':').pop(), '5.0.6');
   });
 
+  it('lets --kolla-release override globals\' openstack_release', () => {
+    const vars = parseKollaGlobals('openstack_release: "2025.1"', 'g');
+    assert.ok(selectDeployImages({ release: '2025.2', vars }).images.every((i) => i.ref.endsWith(':2025.2-rocky-10')));
+    assert.ok(selectDeployImages({ release: '5.0.6', vars }).images.every((i) => i.ref.endsWith(':5.0.6')));
+  });
+
   it('says when a train tag may need a host-OS suffix', () => {
     assert.match(selectDeployImages({ release: 'train' }).warnings.join('\n'), /adds a tag suffix by host OS .* set openstack_tag_suffix or openstack_tag/);
   });
