@@ -4,6 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { RequestListener } from 'node:http';
 import { OperatorError } from '../lib/operator-error.ts';
+import { trackConnections } from './connections.ts';
 
 export interface ListenOptions {
   listen: string;
@@ -33,6 +34,7 @@ export async function listen(app: RequestListener, opts: ListenOptions): Promise
   // No bound on a whole request (a layer push over a slow client link may take an hour); a
   // stalled or dribbling body is cut by the body deadline instead (server/body-deadline.ts).
   server.requestTimeout = 0;
+  trackConnections(server);
   const { host, port } = splitHostPort(opts.listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(listenError(e, opts.listen, port)));

@@ -63,10 +63,12 @@ export function relaySettings(config: LoadedConfig): RelaySettings {
 export async function startRelay(config: LoadedConfig, deps: RelayDeps = {}): Promise<RunningRelay> {
   const logger = deps.logger ?? createLogger(config.log);
   const settings = relaySettings(config);
+  let fileReads = 0;
   const tokens = new TokenSet({
     tokens: settings.tokens,
     tokenFile: settings.tokenFile,
     onFileError: (err) => logger.error({ err: err.message, file: settings.tokenFile }, 'relay token file unusable; its tokens are refused'),
+    onFileRead: (n) => { logger.info({ file: settings.tokenFile, tokens: n }, `relay token file ${fileReads++ === 0 ? 'read' : 'reloaded'}`); },
   });
   // Never an open relay: no token, no start.
   if (tokens.size === 0) {

@@ -11,11 +11,14 @@ export interface LogOptions {
   format?: 'auto' | 'json' | 'pretty';
 }
 
+/** pino-pretty on a terminal: one line per entry (a request is one line, its fields after the message). */
+export const PRETTY_OPTIONS = { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true } as const;
+
 export function createLogger(opts: LogOptions = {}, destination?: NodeJS.WritableStream): Logger {
   const level = opts.level ?? 'info';
   const pretty = opts.format === 'pretty' || (opts.format !== 'json' && destination === undefined && process.stdout.isTTY === true);
   if (pretty) {
-    return pino({ level, base: undefined, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } });
+    return pino({ level, base: undefined, transport: { target: 'pino-pretty', options: PRETTY_OPTIONS } });
   }
   return destination
     ? pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination as never)

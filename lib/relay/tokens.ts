@@ -36,6 +36,8 @@ export interface TokenSetOptions {
   checkIntervalMs?: number;
   /** Told when the file cannot be read or holds a short token (its tokens are then refused). */
   onFileError?: (err: Error) => void;
+  /** Told each time the file is read with a change (at start too): how many tokens it holds. */
+  onFileRead?: (tokens: number) => void;
   now?: () => number;
 }
 
@@ -90,6 +92,7 @@ export class TokenSet {
       if (short !== undefined) throw new Error(`${file}: a token is shorter than ${MIN_TOKEN_LENGTH} characters`);
       this.fromFile = tokens.map(hash);
       this.fileStamp = stamp;
+      this.opts.onFileRead?.(tokens.length);
     } catch (e) {
       // Fail closed: a removed or unreadable file revokes its tokens (said once per change).
       if (this.fileStamp !== 'error') this.opts.onFileError?.(e as Error);

@@ -6,6 +6,7 @@
  */
 import type { Server } from 'node:http';
 import type { Logger } from '../../lib/log/logger.ts';
+import { closeQuietConnections } from '../connections.ts';
 
 export interface ParkableFills {
   readonly active: ReadonlyArray<{ digest: string; committed: Promise<void> }>;
@@ -39,9 +40,10 @@ export async function gracefulShutdown(opts: ShutdownOptions): Promise<ShutdownR
   const { server, logger } = opts;
   opts.onStopAccepting?.();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // Keep-alive connections go idle between requests: close each as soon as it does.
-  server.closeIdleConnections();
-  const sweep = setInterval(() => server.closeIdleConnections(), 100);
+  // Keep-alive connections go idle between requests: close each as soon as it does, and at once
+  // those that never sent one (a client's spare connection would hold the stop for graceMs).
+  closeQuietConnections(server);
+  const sweep = setInterval(() => closeQuietConnections(server), 100);
   const graceMs = opts.graceMs ?? 10_000;
   const drained = await Promise.race([closed.then(() => true), delay(graceMs).then(() => false)]);
   clearInterval(sweep);

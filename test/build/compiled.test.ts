@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { REPO_ROOT, buildFerry, ferryArgs } from '../helpers/ferry-entry.ts';
-import { run } from '../helpers/processes.ts';
+import { spawn } from 'node:child_process';
+import { freePort, portAnswers, run, waitFor } from '../helpers/processes.ts';
 import { startFerryProcess, type FerryProcess } from '../e2e/transfer-fixture.ts';
 
 const pkgVersion = (await import('../../package.json', { with: { type: 'json' } })).default.version;
@@ -71,6 +72,27 @@ describe('the compiled build (dist/)', function () {
     const ps = await run('ps', ['-o', 'args=', '-p', String(ferry.pid)]);
     assert.match(ps.stdout, /dist\/scripts\/ferry\.js mirror/);
     assert.doesNotMatch(ps.stdout, /tsx/);
+  });
+
+  it('npm start: stopping npm (SIGTERM) stops the mirror too, no orphan left serving', async () => {
+    const port = await freePort();
+    // --ignore-scripts skips prestart's build (done in before); the start script itself still runs.
+    const npm = spawn('npm', ['start', '--ignore-scripts'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, FERRY_LISTEN: `127.0.0.1:${port}`, FERRY_DATA_DIR: join(dataDir, 'npm-start') },
+      stdio: 'ignore',
+      detached: true,
+    });
+    const exited = new Promise((r) => npm.once('exit', r));
+    try {
+      await waitFor(() => portAnswers(port), 30_000, 'the mirror started by npm start');
+      process.kill(npm.pid!, 'SIGTERM');
+      await exited;
+      await waitFor(async () => !(await portAnswers(port)), 5000, 'the mirror gone after npm stopped');
+    } finally {
+      // Whatever is left of the group (an orphaned mirror, if the start script forwards nothing).
+      try { process.kill(-npm.pid!, 'SIGKILL'); } catch { /* gone */ }
+    }
   });
 
   it('bin/ferry.js runs dist/ only while it is newer than every source', async () => {

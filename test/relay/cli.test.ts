@@ -4,7 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { connect } from 'node:net';
 import { generateToken } from '../../lib/relay/tokens.ts';
+import { waitFor } from '../helpers/processes.ts';
 import { call } from './fixture.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -48,11 +50,23 @@ describe('ferry relay (command line)', function () {
     assert.ok(address, `no address in: ${p.output()}`);
     assert.equal((await call(`http://${address}/v2/`, { token })).status, 200);
     assert.equal((await call(`http://${address}/v2/`)).status, 401);
+    assert.match(p.output(), /"tokens":1,"msg":"relay token file read"/);
+    const second = generateToken();
+    await writeFile(tokenFile, `${token}\n${second}\n`);
     p.child.kill('SIGHUP');
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal((await call(`http://${address}/v2/`, { token })).status, 200);
+    await waitFor(() => p.output().includes('"relay token file reloaded"'), 5000, 'the reload log line');
+    assert.match(p.output(), /"tokens":2,"msg":"relay token file reloaded"/);
+    assert.equal((await call(`http://${address}/v2/`, { token: second })).status, 200);
+    // A connected client that sends nothing (a mirror's spare connection) must not hold the stop.
+    const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+    const silent = connect(port, host);
+    await new Promise((r) => silent.once('connect', r));
+    silent.on('error', () => undefined);
+    const stopping = Date.now();
     p.child.kill('SIGTERM');
     assert.equal(await p.exited, 0);
+    assert.ok(Date.now() - stopping < 3000, `SIGTERM took ${Date.now() - stopping} ms with a silent connection open`);
+    silent.destroy();
   });
 
   it('refuses to start without any token (exit 2)', async () => {
