@@ -97,6 +97,8 @@ describe('ferry gc', () => {
     const empty = Buffer.from('{}');
     await ctx.store.blobs.putBytes(sig);
     await ctx.store.blobs.putBytes(empty);
+    // Pushed to signed/app, as a client pushes a referrer's blobs before it.
+    for (const b of [sig, empty]) await ctx.store.repos.linkBlob('signed/app', sha256(b));
     const referrer = Buffer.from(JSON.stringify({
       schemaVersion: 2,
       mediaType: MEDIA.ociManifest,
