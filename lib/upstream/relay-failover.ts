@@ -1,33 +1,65 @@
 /**
- * Small requests (manifests, HEADs, tag lists, chunk lists) to an upstream of several relays:
- * one relay at a time, healthy and fastest first, the next one when a relay fails (unreachable,
- * refused, 5xx, or silent for longer than a small request may take). What no relay can change
- * (not found, a protocol error) is the answer at once.
+ * Small requests (manifests, HEADs, tag lists, piece lists) to an upstream of several relays:
+ * healthy and fastest relay first; when it fails (unreachable, refused, 5xx) the next one, and
+ * when it has not answered within HEDGE_MS the next one too, the first answer winning (a relay
+ * that just went dark must not hold a manifest for long). What no relay can change (not found, a
+ * protocol error) is the answer at once.
  */
 import { UpstreamAuthError, UpstreamError, UpstreamRateLimitedError, UpstreamUnavailableError } from './errors.ts';
 import type { UpstreamClient } from './client.ts';
-import type { RelayPool } from './relay-pool.ts';
+import type { RelayMember, RelayPool } from './relay-pool.ts';
 
-/** Longest a small request may take on one relay before the next is asked. */
+/** Longest a small request may take on one relay. */
 export const SMALL_REQUEST_MS = 8000;
+/** Without an answer by then, the next relay is asked as well. */
+export const HEDGE_MS = 2000;
 
-export async function firstRelay<T>(pool: RelayPool, fn: (client: UpstreamClient, signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
-  let last: unknown;
-  for (const member of pool.ordered()) {
-    signal?.throwIfAborted();
-    const timeout = AbortSignal.timeout(SMALL_REQUEST_MS);
-    try {
-      const result = await fn(member.client, signal ? AbortSignal.any([signal, timeout]) : timeout);
-      member.succeeded(0, 0);
-      return result;
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      if (!relayFailed(err) && !timeout.aborted) throw err;
-      member.failed(err, err instanceof UpstreamAuthError);
-      last = err;
-    }
-  }
-  throw last;
+export function firstRelay<T>(pool: RelayPool, fn: (client: UpstreamClient, signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  const order = pool.ordered();
+  const all = new AbortController();
+  const onAbort = (): void => all.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  return new Promise<T>((resolve, reject) => {
+    let next = 0;
+    let pending = 0;
+    let settled = false;
+    let last: unknown;
+    let hedge: NodeJS.Timeout | undefined;
+    const finish = (ok: boolean, value: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(hedge);
+      signal?.removeEventListener('abort', onAbort);
+      all.abort();
+      if (ok) resolve(value as T);
+      else reject(value);
+    };
+    const launch = (): void => {
+      clearTimeout(hedge);
+      const member = order[next++] as RelayMember | undefined;
+      if (!member) {
+        if (pending === 0) finish(false, last);
+        return;
+      }
+      pending++;
+      hedge = setTimeout(launch, HEDGE_MS);
+      const timeout = AbortSignal.timeout(SMALL_REQUEST_MS);
+      fn(member.client, AbortSignal.any([all.signal, timeout])).then((value) => {
+        member.succeeded(0, 0);
+        finish(true, value);
+      }, (err: unknown) => {
+        pending--;
+        if (settled) return;
+        if (signal?.aborted) return finish(false, err);
+        if (!relayFailed(err) && !timeout.aborted) return finish(false, err);
+        member.failed(err, err instanceof UpstreamAuthError ? 'long' : 'count');
+        last = err;
+        launch();
+      });
+    };
+    if (signal?.aborted) return finish(false, signal.reason);
+    launch();
+  });
 }
 
 /** The relay (or the way to it) failed: another relay may well answer. */

@@ -4,7 +4,7 @@
  * connection, so ranges spread in proportion to what each delivers) and when a relay is drained:
  *
  *   healthy --(refused, corrupt piece, dark, or FAILURES_TO_DRAIN failures in a row)--> down
- *   down --(backoff elapsed: 2 s (30 s after corrupt pieces), doubling to 60 s)--> probing (one request at a time)
+ *   down --(backoff elapsed: 2 s (30 s after a refusal or corrupt pieces), doubling to 60 s)--> probing (one request at a time)
  *   probing --(a request delivers)--> healthy;  probing --(fails)--> down (longer backoff)
  *
  * "Dark": a relay with requests open that delivered no byte for darkMs while another relay did.
@@ -20,8 +20,11 @@ export type RelayState = 'healthy' | 'probing' | 'down';
 export const FAILURES_TO_DRAIN = 3;
 const BACKOFF_MIN_MS = 2000;
 const BACKOFF_MAX_MS = 60_000;
-/** First backoff of a relay that served corrupt pieces. */
-const CORRUPT_BACKOFF_MS = 30_000;
+/** First backoff of a relay that refused its token or served corrupt pieces. */
+const LONG_BACKOFF_MS = 30_000;
+
+/** How a failure counts: drain now, drain now for long, or drain after a few in a row. */
+export type Drain = 'now' | 'long' | 'count';
 /** Requests shorter than this say little about a relay's rate. */
 const MIN_SAMPLE_BYTES = 64 * 1024;
 /** Weight of a new sample in the per-connection rate. */
@@ -111,15 +114,16 @@ export class RelayMember {
   }
 
   /**
-   * A request failed; `fatal` drains at once (refused, dark), `corrupt` too and for longer (bad
-   * pieces show only when verified, long after they were served).
+   * A request failed. `drain`: 'now' drains at once (unreachable, dark); 'long' too, with a long
+   * first backoff (a refused token does not fix itself; bad pieces show only when verified, long
+   * after they were served); 'count' after FAILURES_TO_DRAIN in a row.
    */
-  failed(err: unknown, fatal: boolean, corrupt = false): void {
+  failed(err: unknown, drain: Drain = 'count'): void {
     this.failures++;
     this.failuresInARow++;
     this.lastError = err instanceof Error ? err.message : String(err);
     if (this.state === 'down') return;
-    if (fatal || corrupt || this.state === 'probing' || this.failuresInARow >= FAILURES_TO_DRAIN) this.drain(this.lastError, corrupt ? CORRUPT_BACKOFF_MS : BACKOFF_MIN_MS);
+    if (drain !== 'count' || this.state === 'probing' || this.failuresInARow >= FAILURES_TO_DRAIN) this.drain(this.lastError, drain === 'long' ? LONG_BACKOFF_MS : BACKOFF_MIN_MS);
   }
 
   private drain(reason: string, backoffMs: number): void {
@@ -185,8 +189,8 @@ export class RelayRequest implements OpenRequest {
     if (this.end()) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
   }
 
-  failed(err: unknown, fatal = false): void {
-    if (this.end()) this.member.failed(err, fatal);
+  failed(err: unknown, drain: Drain = 'count'): void {
+    if (this.end()) this.member.failed(err, drain);
   }
 
   /** Ended without a verdict (the caller cancelled, or the range was cut short by a split). */
@@ -286,7 +290,7 @@ export class RelayPool {
       if (silent < this.darkMs || !this.members.some((o) => o !== m && this.responsive(o, now))) continue;
       const reason = `no byte for ${Math.round(silent / 1000)} s while other relays delivered`;
       if (m.state === 'down') m.cutOpen(reason);
-      else m.failed(new Error(reason), true);
+      else m.failed(new Error(reason), 'now');
     }
   }
 }

@@ -73,7 +73,7 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
           req.released();
           throw toTransferError(err);
         }
-        req.failed(err, errorCode(err) === 'ECONNREFUSED' || err instanceof UpstreamError);
+        req.failed(err, errorCode(err) === 'ECONNREFUSED' || err instanceof UpstreamError ? 'now' : 'count');
         last = toTransferError(err);
         continue;
       }
@@ -82,7 +82,7 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
         done();
         await discard(answer.body);
         const refused = status === 401 || status === 403;
-        req.failed(new Error(`answered ${status}`), refused);
+        req.failed(new Error(`answered ${status}`), refused ? 'long' : 'count');
         last = refused
           ? new UpstreamRequestError(new RelayRefusedError(pool.upstream, member.label, status))
           : new UpstreamStatusError(status, parseRetryAfter(firstHeader(answer.headers, 'retry-after')));
@@ -111,7 +111,7 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
         blamed.add(s.member);
         served.splice(i, 1);
       }
-      for (const m of blamed) m.failed(new Error(`served bytes ${start}-${end} of ${digest} that failed their digest`), true, true);
+      for (const m of blamed) m.failed(new Error(`served bytes ${start}-${end} of ${digest} that failed their digest`), 'long');
     },
   };
 }

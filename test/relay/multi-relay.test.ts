@@ -67,10 +67,10 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  /** A mirror whose one upstream is the three relays, each with its own token. */
-  async function startMirror(transfer: Record<string, number> = {}): Promise<TestMirror> {
+  /** A mirror whose one upstream is the three relays, each with its own token (or the one given). */
+  async function startMirror(transfer: Record<string, number> = {}, tokens: Array<string | undefined> = []): Promise<TestMirror> {
     mirror = await startTestMirror({
-      upstreams: { relay: { kind: 'relay', relays: legs.map((l) => ({ url: l.link.url, token: l.token })), retries: 3 } },
+      upstreams: { relay: { kind: 'relay', relays: legs.map((l, i) => ({ url: l.link.url, token: tokens[i] ?? l.token })), retries: 3 } },
       rewrite: [{ match: 'kolla/*', upstream: 'relay', upstreamName: 'docker.io/kolla/*' }],
       transfer: { minChunkBytes: 512 * 1024, maxChunkBytes: 512 * 1024, ...transfer },
     });
@@ -121,10 +121,20 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
     await pulling;
     const rows = await relayRows(m);
     assert.ok(rows[1]!.drained >= 1 && rows[1]!.state !== 'healthy', `the dark relay was drained: ${JSON.stringify(rows[1])}`);
-    assert.match(rows[1]?.lastError ?? '', /no byte for \d+ s while other relays delivered/, JSON.stringify(rows[1]));
+    assert.match(rows[1]?.lastError ?? '', /no byte for \d+ s while other relays delivered|aborted due to timeout/, JSON.stringify(rows[1]));
     assert.ok(rows[0]!.bytes > 0 && rows[2]!.bytes > 0);
     const status = await (await call(`${m.url}/status`)).body.toString();
     assert.match(status, /id="relays"/);
+  });
+
+  it('drains a relay that refuses its token, and the pull goes on through the others', async () => {
+    const m = await startMirror({}, [undefined, undefined, generateToken()]);
+    await pull(m, 'spread');
+    const rows = await relayRows(m);
+    assert.equal(rows[2]?.state, 'down');
+    assert.match(rows[2]?.lastError ?? '', /401/);
+    assert.equal(rows[2]?.bytes, 0);
+    assert.ok(rows[0]!.bytes > 0 && rows[1]!.bytes > 0);
   });
 
   it('drains a relay that serves corrupt pieces, and the blob still arrives whole', async () => {

@@ -67,9 +67,9 @@ describe('relay pool', () => {
   it('drains at once a relay that refuses, and never the last usable one', () => {
     const { pool: p } = pool(2);
     try {
-      p.members[0]!.begin(() => {}).failed(new Error('answered 401'), true);
+      p.members[0]!.begin(() => {}).failed(new Error('answered 401'), 'long');
       assert.equal(p.members[0]!.state, 'down');
-      p.members[1]!.begin(() => {}).failed(new Error('answered 401'), true);
+      p.members[1]!.begin(() => {}).failed(new Error('answered 401'), 'long');
       assert.equal(p.members[1]!.state, 'healthy', 'the last relay stays: the engine decides');
     } finally {
       p.close();
