@@ -64,8 +64,10 @@ export function deploySeriesOf(release: string, data: DeployData = loadKollaDepl
 
 /** kolla-ansible's shipped `multinode` inventory of a series. */
 export function shippedInventory(series: string, data: DeployData = loadKollaDeploy()): Inventory {
-  const { groups } = data[series]!.inventory;
-  const inv: Inventory = { source: `kolla-ansible ${series} multinode`, hosts: new Map(), children: new Map() };
+  const { groups, hosts_by_node_group: byNodeGroup } = data[series]!.inventory;
+  const nodeGroups = new Map<string, string[]>();
+  for (const [group, hosts] of Object.entries(byNodeGroup)) for (const h of hosts) nodeGroups.set(h, [...(nodeGroups.get(h) ?? []), group]);
+  const inv: Inventory = { source: `kolla-ansible ${series} multinode`, hosts: new Map(), children: new Map(), nodeGroups };
   for (const [group, members] of Object.entries(groups)) {
     for (const m of members) {
       const map = Object.hasOwn(groups, m) ? inv.children : inv.hosts;
@@ -218,13 +220,18 @@ export function selectDeployImages(opts: DeploySelectOptions): DeploySelection {
   const limit = opts.group === undefined ? undefined : hostsOfNamedGroup(inventory, opts.group);
   const images = new Map<string, { ref: string; image: string; groups: Set<string> }>();
   const { name: naming, registry } = imageNaming(series, facts, global, vars, warnings);
-  for (const c of facts.containers) {
-    const hosts = new Set(containerGroups(c, global).flatMap((g) => [...hostsOf(inventory, g)]));
+  // The common role up to victoria ran as every service role's dependency: on the hosts they run on.
+  const asDependency = (c: DeployContainer): boolean => c.service === 'common' && (c.group === null || c.group === 'all');
+  const serviceHosts = new Set<string>();
+  for (const c of [...facts.containers.filter((x) => !asDependency(x)), ...facts.containers.filter(asDependency)]) {
+    let hosts = new Set(containerGroups(c, global).flatMap((g) => [...hostsOf(inventory, g)]));
+    if (asDependency(c)) hosts = new Set([...hosts].filter((h) => serviceHosts.has(h)));
     for (const host of hosts) {
       if (limit && !limit.has(host)) continue;
       const scope = scopeFor(host, c.enable_vars);
       // A condition ferry cannot decide (run-time state) counts as true, as on a first deploy.
       if (!gatesHold(c, scope)) continue;
+      serviceHosts.add(host);
       const ref = naming(c.image);
       let entry = images.get(ref);
       if (!entry) images.set(ref, (entry = { ref, image: c.image, groups: new Set() }));

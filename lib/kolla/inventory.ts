@@ -14,6 +14,8 @@ export interface Inventory {
   hosts: Map<string, Set<string>>;
   /** group -> child groups. */
   children: Map<string, Set<string>>;
+  /** host -> the node groups to name it by, where the inventory says (kolla-ansible's multinode: control, compute ...). */
+  nodeGroups?: Map<string, string[]>;
 }
 
 function groupOf(map: Map<string, Set<string>>, name: string): Set<string> {
@@ -87,7 +89,7 @@ export function hostsOfNamedGroup(inv: Inventory, group: string): Set<string> {
   return hostsOf(inv, group);
 }
 
-/** The groups that list `host` directly (a host's node groups: control, network, compute ...). */
+/** A host's node groups (control, network, compute ...): as the inventory names them, else the groups listing it directly. */
 export function nodeGroupsOf(inv: Inventory, host: string): string[] {
-  return [...inv.hosts.entries()].filter(([, hosts]) => hosts.has(host)).map(([g]) => g);
+  return inv.nodeGroups?.get(host) ?? [...inv.hosts.entries()].filter(([, hosts]) => hosts.has(host)).map(([g]) => g);
 }

@@ -31,7 +31,7 @@ describe('kolla/deploy: what kolla-ansible pull pulls', () => {
   });
 
   for (const [series, facts] of Object.entries(data)) {
-    it(`${series}: a default multinode deploy pulls exactly deploy.json's ${facts.summary.images_default_count} images, a compute node its ${facts.summary.images_compute_count}`, () => {
+    it(`${series}: a default multinode deploy pulls exactly deploy.json's ${facts.summary.images_default_count} images, a compute node its ${facts.summary.images_compute_count}, each on its node groups`, () => {
       // ocata-stein tag with the installed kolla-ansible's version ("auto"): the operator gives it.
       const vars: Record<string, string> = facts.defaults.openstack_release === 'auto' ? { openstack_release: '9.9.9' } : {};
       const all = selectDeployImages({ release: series, vars });
@@ -42,6 +42,10 @@ describe('kolla/deploy: what kolla-ansible pull pulls', () => {
       assert.deepEqual(names(all.images), [...facts.summary.image_names_default].sort());
       const compute = selectDeployImages({ release: series, vars, group: 'compute' });
       assert.deepEqual(compute.images.map((i) => i.ref).sort(), expected(facts.summary.images_compute));
+      // each image names the node groups whose hosts run it, as deploy.json's containers say
+      const nodeGroups = new Map<string, Set<string>>();
+      for (const c of facts.containers.filter((x) => x.default_deploy)) nodeGroups.set(c.image, new Set([...(nodeGroups.get(c.image) ?? []), ...c.node_groups]));
+      for (const i of all.images) assert.deepEqual(i.groups, [...nodeGroups.get(i.image)!].sort(), i.image);
     });
   }
 
