@@ -99,7 +99,6 @@ export class RelayMember {
     this.bytes += bytes;
     this.meter.add(bytes);
     this.lastProgressAt = this.pool.now();
-    this.pool.lastProgressAt = this.lastProgressAt;
   }
 
   /** A request ended well: `bytes` in `ms`. */
@@ -209,7 +208,6 @@ export class RelayRequest implements OpenRequest {
 export class RelayPool {
   readonly members: RelayMember[];
   readonly darkMs: number;
-  lastProgressAt: number;
   private readonly random: () => number;
   readonly now: () => number;
   private readonly watchdog: NodeJS.Timeout;
@@ -218,7 +216,6 @@ export class RelayPool {
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
     this.darkMs = opts.darkMs ?? 3000;
-    this.lastProgressAt = this.now();
     this.members = relays.map((r) => new RelayMember(r.url, r.client, this));
     this.watchdog = setInterval(() => this.checkDark(), Math.max(100, Math.floor(this.darkMs / 4)));
     this.watchdog.unref();

@@ -1,6 +1,8 @@
 /** The relay pool's decisions on a fake clock: weights, draining, backoff and probing. */
 import assert from 'node:assert/strict';
 import type { UpstreamClient } from '../../lib/upstream/client.ts';
+import { UpstreamNotFoundError, UpstreamUnavailableError } from '../../lib/upstream/errors.ts';
+import { HEDGE_MS, firstRelay } from '../../lib/upstream/relay-failover.ts';
 import { FAILURES_TO_DRAIN, RelayPool } from '../../lib/upstream/relay-pool.ts';
 
 const client = {} as UpstreamClient;
@@ -91,6 +93,49 @@ describe('relay pool', () => {
       assert.equal(cut.length, 1);
       assert.match(cut[0]!, /^0: no byte for 1 s while other relays delivered/);
       assert.equal(p.members[0]!.state, 'down');
+    } finally {
+      p.close();
+    }
+  });
+});
+
+describe('small requests to several relays (firstRelay)', () => {
+  const never = (signal: AbortSignal): Promise<string> => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+  const clients = (n: number): UpstreamClient[] => Array.from({ length: n }, (_, i) => ({ name: `c${i}` }) as unknown as UpstreamClient);
+
+  it('asks the next relay as well when the first does not answer within the hedge time, and takes the first answer', async () => {
+    const cs = clients(2);
+    const p = new RelayPool('up', cs.map((client, i) => ({ url: `http://r${i}.example`, client })));
+    try {
+      const asked: string[] = [];
+      const t0 = performance.now();
+      const got = await firstRelay(p, (c, signal) => {
+        asked.push(c.name);
+        return c === cs[0] ? never(signal) : Promise.resolve('manifest from c1');
+      });
+      const ms = performance.now() - t0;
+      assert.equal(got, 'manifest from c1');
+      assert.deepEqual(asked, ['c0', 'c1']);
+      assert.ok(ms >= HEDGE_MS - 50 && ms < HEDGE_MS + 1000, `answered after ${Math.round(ms)} ms`);
+    } finally {
+      p.close();
+    }
+  });
+
+  it('answers what no relay can change at once, and moves on from a relay that fails', async () => {
+    const cs = clients(2);
+    const p = new RelayPool('up', cs.map((client, i) => ({ url: `http://r${i}.example`, client })));
+    try {
+      const notFound = new UpstreamNotFoundError('up', 'manifest', 'x:1');
+      await assert.rejects(firstRelay(p, () => Promise.reject(notFound)), (e) => e === notFound);
+      const asked: string[] = [];
+      const got = await firstRelay(p, (c) => {
+        asked.push(c.name);
+        return c === cs[0] ? Promise.reject(new UpstreamUnavailableError('up', 'answered 503', 503)) : Promise.resolve('ok');
+      });
+      assert.equal(got, 'ok');
+      assert.deepEqual(asked, ['c0', 'c1']);
+      assert.equal(p.members[0]?.failures, 1);
     } finally {
       p.close();
     }
