@@ -9,6 +9,7 @@ import { LocalRegistry } from '../lib/registry/local.ts';
 import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
 import { BlobFills } from '../lib/mirror/blob-fills.ts';
 import { Prefetcher } from '../lib/mirror/prefetch.ts';
+import { LinkStateFile } from '../lib/transfer/link-state.ts';
 import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
 import { relaysPort, upstreamPort } from '../lib/mirror/upstream-port.ts';
 import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
@@ -60,7 +61,10 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const upstreams = createUpstreams(config, logger);
   const clients = upstreams.clients;
   const ports = new Map<string, UpstreamPort>();
-  const fills = new BlobFills(store, deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections }), logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
+  // What each upstream's link learned survives restarts: the first image after one starts at speed.
+  const linkState = new LinkStateFile(store.paths.linkStateFile, store.paths.tmpDir, 5000, (err) => logger.warn({ err, file: store.paths.linkStateFile }, 'link state not saved; links start from their floor'));
+  const downloader = deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections, linkState });
+  const fills = new BlobFills(store, downloader, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = setupMirrorOps(config, logger, fills, clients.values());
   // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
   const cache = config.cache.maxBytes === undefined
@@ -111,12 +115,13 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
       sweeper.stop();
       const result = await ops.shutdown(server, opts);
       prefetch?.close();
+      await linkState.close();
       await upstreams.close();
       await lock.release();
       return result;
     },
     close() {
-      return closeInOrder({ server, fills, clients: [upstreams], lock, onStopAccepting: () => { sweeper.stop(); prefetch?.close(); ops.ops.close(); } });
+      return closeInOrder({ server, fills, clients: [upstreams, linkState], lock, onStopAccepting: () => { sweeper.stop(); prefetch?.close(); ops.ops.close(); } });
     },
   };
 }

@@ -1,6 +1,7 @@
 /** The Downloader backed by the chunked transfer engine (lib/transfer). */
 import { transferSchema, type TransferConfig } from '../config/schema.ts';
 import { LinkBudget } from '../transfer/link-budget.ts';
+import type { LinkStateFile } from '../transfer/link-state.ts';
 import { createPrefixReader } from '../transfer/prefix-reader.ts';
 import { startTransfer } from '../transfer/downloader.ts';
 import type { Download, Downloader } from './ports.ts';
@@ -8,18 +9,28 @@ import type { Download, Downloader } from './ports.ts';
 export interface EngineDownloaderOptions {
   /** The upstream's `connections`: its link never carries more chunk requests than that. */
   connectionsFor?: (upstream: string) => number | undefined;
+  /** Where each link's learned state is kept between restarts; without it, only for this process's life. */
+  linkState?: LinkStateFile;
 }
 
 export function engineDownloader(config: Partial<TransferConfig>, opts: EngineDownloaderOptions = {}): Downloader {
   const cfg = transferSchema.parse(config);
-  // One budget per upstream, kept for the mirror's life: what it learned about the link carries over.
+  // One budget per upstream, kept for the mirror's life and (linkState) across restarts: what it
+  // learned about the link carries over, so the next image starts where the last left off.
   const links = new Map<string, LinkBudget>();
   const linkFor = (upstream: string | undefined): LinkBudget => {
     const key = upstream ?? '';
     let link = links.get(key);
     if (!link) {
       const cap = upstream === undefined ? undefined : opts.connectionsFor?.(upstream);
-      link = new LinkBudget({ minConnections: cfg.minConnections, maxConnections: Math.min(cfg.maxConnections, cap ?? Infinity) });
+      const state = opts.linkState;
+      const learned = state?.get(key);
+      link = new LinkBudget({
+        minConnections: cfg.minConnections,
+        maxConnections: Math.min(cfg.maxConnections, cap ?? Infinity),
+        ...(learned ? { learned } : {}),
+        ...(state ? { onLearned: (l) => state.set(key, l) } : {}),
+      });
       links.set(key, link);
     }
     return link;

@@ -16,6 +16,7 @@ import { paginate } from '../registry/paginate.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend, RequestContext } from '../registry/types.ts';
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
 import type { BlobFills, Fill } from './blob-fills.ts';
+import { DescriptorSizes } from './descriptor-sizes.ts';
 import type { UpstreamPort } from './ports.ts';
 import type { Prefetcher } from './prefetch.ts';
 import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
@@ -47,6 +48,8 @@ export interface MirrorOptions {
 
 export class MirrorRegistry implements RegistryBackend {
   private readonly manifestFlights = new Map<string, Promise<ManifestResult>>();
+  /** Blob sizes from the manifests served per cache repository: a fill needs no HEAD for them. */
+  private readonly sizes = new DescriptorSizes();
 
   constructor(private readonly opts: MirrorOptions) {}
 
@@ -93,6 +96,7 @@ export class MirrorRegistry implements RegistryBackend {
       this.manifestFlights.set(key, flight);
     }
     const result = await flight;
+    this.sizes.learn(result.name, result.bytes, result.mediaType);
     // The client's next requests are this image's blobs: start them now (prefetch.ts).
     this.opts.prefetch?.manifestServed({ upstreamKey: r.upstream.name, upstream: this.upstream(r.upstream.name), repository: r.upstream.repository, cache: result.name, bytes: result.bytes, mediaType: result.mediaType });
     return result;
@@ -188,8 +192,9 @@ export class MirrorRegistry implements RegistryBackend {
   }
 
   /**
-   * A blob the cache repository does not hold: the upstream confirms it has it (a fill for this
-   * repository was confirmed when it started), then it is served from the store when held for
+   * A blob the cache repository does not hold: the upstream confirms it has it (a manifest of
+   * this repository served here lists it, else a HEAD; a fill for this repository was confirmed
+   * when it started), then it is served from the store when held for
    * another repository (linked, no second transfer), else from the running or a new fill.
    */
   private async fillHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
@@ -198,7 +203,13 @@ export class MirrorRegistry implements RegistryBackend {
     if (fill?.repository !== cache) {
       // Before asking the upstream anything: content that just failed its digest is held back.
       this.opts.fills.refuseIfBad(digest);
-      const size = await this.confirmedSize(upstream, upstreamKey, repository, cache, digest);
+      // A manifest of this repository listing the blob gave its size: no round trip upstream
+      // for a blob to fetch. One held already (for another name, or deleted under this one) is
+      // linked here only on the upstream's word.
+      const listed = this.sizes.get(cache, digest);
+      const size = listed !== undefined && !(await this.local.store.blobs.has(digest))
+        ? listed
+        : await this.confirmedSize(upstream, upstreamKey, repository, cache, digest);
       if (size === undefined) {
         this.metrics.cacheHit('blob');
         return this.fromStore(cache, digest);

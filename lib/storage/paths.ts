@@ -5,6 +5,7 @@
  *   <data>/tmp/                                          temp files; renamed into place once complete
  *   <data>/uploads/<uuid>/data | state.json              push sessions in progress
  *   <data>/transfers/sha256/<hex>.part | .journal        pull-through downloads in progress
+ *   <data>/transfers/links.json                          what each upstream's link learned (connections, goodput)
  *   <data>/repositories/<name>/_tags/<tag>               the manifest digest the tag points to
  *   <data>/repositories/<name>/_manifests/sha256/<hex>   this repository holds that manifest (JSON meta)
  *   <data>/repositories/<name>/_layers/sha256/<hex>      this repository may serve that blob
@@ -24,6 +25,7 @@ export class StorePaths {
   get tmpDir(): string { return join(this.root, 'tmp'); }
   get uploadsDir(): string { return join(this.root, 'uploads'); }
   get transfersDir(): string { return join(this.root, 'transfers', 'sha256'); }
+  get linkStateFile(): string { return join(this.root, 'transfers', 'links.json'); }
   get repositoriesDir(): string { return join(this.root, 'repositories'); }
 
   blob(digest: string): string {

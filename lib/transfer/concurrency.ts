@@ -22,6 +22,13 @@ export interface ConcurrencyOptions {
   margin?: number;
 }
 
+/** What a controller learned about its link, to start from next time (link-state.ts). */
+export interface LearnedConcurrency {
+  connections: number;
+  /** Still doubling: slow start had not found where goodput stops following. */
+  slowStart: boolean;
+}
+
 export class ConcurrencyController {
   current: number;
   private readonly min: number;
@@ -50,6 +57,17 @@ export class ConcurrencyController {
 
   get slowStart(): boolean {
     return this.slowStartOn;
+  }
+
+  learned(): LearnedConcurrency {
+    return { connections: this.current, slowStart: this.slowStartOn };
+  }
+
+  /** Starts where an earlier controller of the same link left off (clamped to this one's bounds). */
+  restore(from: LearnedConcurrency): void {
+    if (!Number.isFinite(from.connections)) return;
+    this.current = Math.min(this.max, Math.max(this.min, Math.round(from.connections)));
+    if (!from.slowStart) this.endSlowStart();
   }
 
   overloaded(): void {

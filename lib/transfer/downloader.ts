@@ -350,16 +350,24 @@ export class Transfer extends EventEmitter {
       scratchPath: join(this.opts.dir, `${this.hex}.repair`),
       deadline: performance.now() + this.cfg.repairSeconds * 1000,
       signal: this.ctrl.signal,
+      // Pieces are asked as ranges even of a blob first fetched in one request ('single').
       fetchCopy: (piece, write, signal) => this.withConnection(signal, () => fetchRange(
         { ...this.fetchContext(), write: (pos, buf) => this.fetched(buf.length, () => write(pos, buf)), checkpoint: () => {} },
-        liveRange(piece), this.mode === 'chunked' ? 'range' : 'stream', signal)),
+        liveRange(piece), this.rangeIgnored ? 'stream' : 'range', signal)),
       replaced: () => {
         this.chunksRefetched++;
       },
     }).catch((e: unknown) => {
       if (e instanceof RepairDeadlineError) throw new DigestMismatchError(this.digest, actual, { detail: e.message });
+      if (e instanceof RangeIgnoredError && !this.rangeIgnored && !this.ctrl.signal.aborted) return 'ranges ignored' as const;
       throw e;
     });
+    if (outcome === 'ranges ignored') {
+      // The source answers ranges with the whole blob: compare whole copies instead.
+      this.rangeIgnored = true;
+      this.mode = 'stream';
+      return this.repairUnchecked(actual);
+    }
     if (outcome === 'same') throw new DigestMismatchError(this.digest, actual, { sameBytes: true, detail: 'every piece fetched twice came back the same' });
     this.held.add(0, this.size);
     (this.hasher as PrefixHasher).catchUp();

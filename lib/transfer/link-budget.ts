@@ -5,13 +5,23 @@
  * (concurrency.ts) on the goodput of all of them, and free connections go round-robin to the
  * transfers waiting, lowest chunk first within each, so every blob's prefix keeps moving.
  */
-import { ConcurrencyController } from './concurrency.ts';
+import { ConcurrencyController, type LearnedConcurrency } from './concurrency.ts';
+
+/** What a link learned: its connections and goodput, kept between transfers and restarts (link-state.ts). */
+export interface LearnedLink extends LearnedConcurrency {
+  /** Goodput of the last busy interval, bytes/s. */
+  rate: number;
+}
 
 export interface LinkBudgetOptions {
   minConnections: number;
   maxConnections: number;
   /** How often the total is reconsidered (default 1000 ms). */
   adaptIntervalMs?: number;
+  /** Where an earlier budget of this link left off. */
+  learned?: LearnedLink;
+  /** Told what the link learned, after each change of it. */
+  onLearned?: (learned: LearnedLink) => void;
 }
 
 interface Waiter {
@@ -78,10 +88,23 @@ export class LinkBudget {
   private peakActive = 0;
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Goodput of the last interval that carried something, bytes/s. */
+  private lastRate = 0;
+  private readonly onLearned: ((learned: LearnedLink) => void) | undefined;
 
   constructor(opts: LinkBudgetOptions) {
     this.controller = new ConcurrencyController(opts.minConnections, opts.maxConnections);
     this.adaptIntervalMs = opts.adaptIntervalMs ?? 1000;
+    this.onLearned = opts.onLearned;
+    if (opts.learned) {
+      this.controller.restore(opts.learned);
+      this.lastRate = opts.learned.rate > 0 ? opts.learned.rate : 0;
+    }
+  }
+
+  /** What this link has learned so far. */
+  learned(): LearnedLink {
+    return { ...this.controller.learned(), rate: Math.round(this.lastRate) };
   }
 
   /** The total connections allowed now. */
@@ -173,7 +196,10 @@ export class LinkBudget {
     this.lastTickAt = now;
     const saturated = this.peakActive >= this.limit;
     this.peakActive = this.active;
+    const before = this.limit;
     this.controller.tick(rate, this.waiting > 0, saturated);
+    if (rate > 0) this.lastRate = rate;
+    if (this.limit !== before || rate > 0) this.onLearned?.(this.learned());
     this.pump();
   }
 }

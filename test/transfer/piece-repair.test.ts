@@ -113,6 +113,17 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.ok(s.bytesFetched <= size + 2 * CHUNK, `fetched ${s.bytesFetched} bytes for a ${size} byte blob: more than the bad piece was fetched again`);
   });
 
+  it('repairs a blob fetched in one request (several pieces, no piece digests) by ranges of its pieces', async () => {
+    const size = 1 * MiB;
+    r = await rig(size, { faults: { corruptOffsets: [300_000] } });
+    const t = r.start({ config: { ...TEST_CONFIG, smallBlobBytes: size } });
+    t.on('mismatch', () => r!.proxy.clearFaults());
+    const result = await t.done;
+    assert.equal(t.mode, 'single');
+    assert.ok((await readFile(result.path)).equals(r.data));
+    assert.equal(t.snapshot().chunksRefetched, 1);
+  });
+
   for (const withDigests of [false, true]) {
     it(`fails with DigestMismatchError (sameBytes) when the upstream serves the same wrong bytes again and again (${withDigests ? 'with' : 'without'} piece digests)`, async () => {
       const size = 2 * MiB;
