@@ -340,11 +340,11 @@ export class MirrorRegistry implements RegistryBackend {
     const r = this.route(name, reference);
     const by = this.decidedBy(r);
     if (r.local === undefined) {
-      throw new RegistryError('DENIED', `${name} cannot be pushed: ${by} routes it to upstream ${r.upstream?.name ?? '?'} with no local repository`, { name });
+      throw new RegistryError('PUSH_NOT_LOCAL', `${name} cannot be pushed: ${by} routes it to upstream ${r.upstream?.name ?? '?'} with no local repository`, { name });
     }
     const key = this.cacheUpstreamOf(r.local);
     if (key !== undefined) {
-      throw new RegistryError('DENIED', `${name} cannot be pushed: ${by} gives local repository ${r.local}, the pull-through cache of upstream ${key}; push under another name`, { name, repository: r.local });
+      throw new RegistryError('PUSH_NOT_LOCAL', `${name} cannot be pushed: ${by} gives local repository ${r.local}, the pull-through cache of upstream ${key}; push under another name`, { name, repository: r.local });
     }
     return r.local;
   }

@@ -74,6 +74,10 @@ export const SITUATIONS = {
   UPLOAD_BUSY: at('BLOB_UPLOAD_INVALID', 409),
   /** A path no route serves. */
   NO_SUCH_ENDPOINT: at('NAME_UNKNOWN', 404),
+  /** GET/HEAD of a manifest by a reference that is not a valid tag: it cannot exist (PUT: MANIFEST_INVALID). */
+  MANIFEST_REFERENCE_IMPOSSIBLE: at('MANIFEST_UNKNOWN', 404),
+  /** A push whose name routes into a pull-through cache repository, or to no local repository. */
+  PUSH_NOT_LOCAL: at('DENIED', 403),
 
   // --- upstream failures (server/errors.ts maps UpstreamError here) ----------------------------
   /** The upstream has no such repository (a tag list). */

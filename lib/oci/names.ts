@@ -45,7 +45,7 @@ export function parseReference(ref: string): Reference {
  */
 export function parseReadReference(name: string, ref: string): Reference {
   if (!ref.includes(':') && !isValidTag(ref)) {
-    throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${JSON.stringify(ref)} (not a valid tag)`, { name, reference: ref });
+    throw new RegistryError('MANIFEST_REFERENCE_IMPOSSIBLE', `manifest unknown: ${name}:${JSON.stringify(ref)} (not a valid tag)`, { name, reference: ref });
   }
   return parseReference(ref);
 }
