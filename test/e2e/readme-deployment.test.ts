@@ -142,8 +142,8 @@ describe('the README deployment: relay (TLS, token file, allowlist), mirror, and
 
   after(async () => {
     if (timings.length > 0) {
-      console.log(`      client timings (mirror -> relay over TLS -> registry, ${IMAGES.docker.tag} images of one 64 KiB layer):`);
-      for (const [client, ms] of timings) console.log(`        ${client.padEnd(34)} ${(ms / 1000).toFixed(2)} s`);
+      console.log('      client timings (mirror -> relay over TLS -> registry; each client its own image of one 64 KiB layer):');
+      for (const [client, ms] of timings) console.log(`        ${client.padEnd(36)} ${(ms / 1000).toFixed(2)} s`);
     }
     await dockerd?.stop();
     await mirror?.close();
@@ -165,6 +165,15 @@ describe('the README deployment: relay (TLS, token file, allowlist), mirror, and
     });
     assert.equal(await status({ authorization: `Bearer ${token}` }), 200);
     assert.equal(await status({}), 401);
+  });
+
+  it('neither the mirror nor the relay proxies a registry they do not serve', async () => {
+    const viaMirror = await fetch(`http://${mirrorHost}/v2/ghcr.io/team/app/manifests/v1`);
+    assert.equal(viaMirror.status, 404);
+    assert.equal(((await viaMirror.json()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'NAME_UNKNOWN');
+    const viaContainerd = await fetch(`http://${mirrorHost}/v2/team/app/manifests/v1?ns=ghcr.io`);
+    assert.equal(viaContainerd.status, 404);
+    await viaContainerd.body?.cancel();
   });
 
   it('dockerd: a Docker Hub name by registry-mirrors, and a Kolla quay name from the mirror', async () => {
