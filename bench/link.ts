@@ -128,6 +128,7 @@ async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up
   }
   // Read after the servers stopped: everything the far end sent, in flight at the end included.
   row.linkRatio = running.links.reduce((n, p) => n + p.stats.bytesFromUpstream, 0) / imageBytes;
+  if (running.links.length > 1) row.note = [`MB per relay ${running.links.map((p) => mb(p.stats.bytesToClient)).join('/')}`, row.note].filter(Boolean).join('; ');
   const s = running.links.reduce((acc, p) => ({ resets: acc.resets + p.stats.resets, stalls: acc.stalls + p.stats.stalls, flips: acc.flips + p.stats.corruptions, connections: acc.connections + p.stats.connections }), { resets: 0, stalls: 0, flips: 0, connections: 0 });
   console.log(`  ${chain}: ${row.finished ? 'finished' : 'did NOT finish'} in ${seconds(row.wallMs)} s (first request to last byte at the client): ${mb(row.goodput)} MB/s = ${pct(row).toFixed(1)}% of the cap; link bytes ${row.linkRatio.toFixed(3)}x the image; ${row.failed} failed ${client.name} pulls; peak RSS ${row.rss ? `${mb(row.rss)} MB` : '-'}; link: ${s.connections} connections, ${s.resets} resets, ${s.stalls} stalls, ${s.flips} flipped bytes${row.note ? `; ${row.note}` : ''}`);
   return row;
