@@ -167,7 +167,12 @@ export class Transfer extends EventEmitter {
   private checks: PieceChecks | undefined;
   /** Set while chunks are being fetched: queues a range on the running phase. */
   private refetch: ((r: ByteRange) => void) | undefined;
-  private lastGoodPieceAt = performance.now();
+  /**
+   * When the first piece that came back wrong since the last good one did (undefined while none
+   * did): the repair window starts there, not at the last good piece, so on a link slower than
+   * repairSeconds per piece one flip costs a piece, not the fill.
+   */
+  private wrongSince: number | undefined;
   /** Pieces that came back wrong: the wrong digest and how often in a row. */
   private readonly wrongPieces = new Map<number, { actual: string; times: number }>();
   private part: FileHandle | undefined;
@@ -444,7 +449,7 @@ export class Transfer extends EventEmitter {
     const p = this.pieces[i] as ByteRange;
     if (good) {
       this.wrongPieces.delete(i);
-      this.lastGoodPieceAt = performance.now();
+      this.wrongSince = undefined;
       this.held.add(p.start, p.end + 1);
       (this.hasher as PrefixHasher).catchUp();
       return;
@@ -459,8 +464,8 @@ export class Transfer extends EventEmitter {
     const where = `piece ${p.start}-${p.end}`;
     if (times >= SAME_WRONG_PIECE_TIMES) {
       this.ctrl.abort(new DigestMismatchError(this.digest, `${this.algorithm}:${actual} for ${where}`, { sameBytes: true, detail: `${times} times in a row` }));
-    } else if (performance.now() - this.lastGoodPieceAt > this.cfg.repairSeconds * 1000) {
-      this.ctrl.abort(new DigestMismatchError(this.digest, `${this.algorithm}:${actual} for ${where}`, { detail: `no piece arrived intact for ${this.cfg.repairSeconds} s` }));
+    } else if (performance.now() - (this.wrongSince ??= performance.now()) > this.cfg.repairSeconds * 1000) {
+      this.ctrl.abort(new DigestMismatchError(this.digest, `${this.algorithm}:${actual} for ${where}`, { detail: `pieces kept arriving corrupted and none intact for ${this.cfg.repairSeconds} s (transfer.repairSeconds)` }));
     } else {
       this.refetch?.(p);
     }

@@ -84,6 +84,19 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.equal(t.snapshot().chunksRefetched, 1);
   });
 
+  it('on a link slower than repairSeconds per piece, one flipped piece is fetched again, not the fill failed', async () => {
+    const size = 1 * MiB;
+    // One connection at 512 KiB/s: the first piece (256 KiB) is checked 0.5 s in, past repairSeconds.
+    r = await rig(size, { faults: { corruptOffsets: [5000], rateBytesPerSec: 512 * 1024 } });
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    r.source.chunkDigests = async () => digests;
+    const t = r.start({ config: { ...TEST_CONFIG, maxConnections: 1, minConnections: 1, repairSeconds: 0.3 } });
+    const result = await t.done;
+    assert.ok((await readFile(result.path)).equals(r.data));
+    assert.equal(r.proxy.stats.corruptions, 1);
+    assert.equal(t.snapshot().chunksRefetched, 1);
+  });
+
   it('without piece digests, repairs a flip by two agreeing copies; a reader sent bad bytes is cut and its retry gets the blob', async () => {
     const size = 4 * MiB;
     r = await rig(size, { faults: { corruptOffsets: [100_000] } });
