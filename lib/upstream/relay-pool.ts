@@ -4,8 +4,8 @@
  * connection, so ranges spread in proportion to what each delivers) and when a relay is drained:
  *
  *   healthy --(refused, corrupt piece, dark, or FAILURES_TO_DRAIN failures in a row)--> down
- *   down --(backoff elapsed: 2 s (30 s after a refusal or corrupt pieces), doubling to 60 s)--> probing (one request at a time)
- *   probing --(a request delivers)--> healthy;  probing --(fails)--> down (longer backoff)
+ *   down --(backoff elapsed: 2 s (30 s after a refusal or corrupt pieces), doubling to 60 s)--> probing (GET /v2/)
+ *   probing --(answered)--> healthy;  probing --(fails or silent for darkMs)--> down (longer backoff)
  *
  * "Dark": a relay with requests open that delivered no byte for darkMs while another relay did.
  * Its open requests are then cut (their bodies fail with a retryable error, so the engine
@@ -14,6 +14,7 @@
  */
 import { RateMeter } from '../transfer/rate-meter.ts';
 import type { UpstreamClient } from './client.ts';
+import { UpstreamAuthError } from './errors.ts';
 
 export type RelayState = 'healthy' | 'probing' | 'down';
 
@@ -83,11 +84,25 @@ export class RelayMember {
     return new URL(this.url).host;
   }
 
-  /** Usable for a new request now (a probing relay takes one at a time). */
-  available(now: number): boolean {
-    if (this.state === 'down' && now >= this.downUntil) this.state = 'probing';
-    if (this.state === 'probing') return this.open.size === 0;
+  /** Usable for a new request now. */
+  available(_now: number): boolean {
     return this.state === 'healthy';
+  }
+
+  /**
+   * Down with its backoff over: the relay's /v2/ is asked (its token, its TLS) before a range
+   * goes there again, so no piece waits on a relay that is still dark.
+   */
+  probeIfDue(now: number): void {
+    if (this.state !== 'down' || now < this.downUntil) return;
+    this.setState('probing', 'backoff over');
+    this.client.ping(AbortSignal.timeout(Math.max(this.pool.darkMs, 1000))).then(() => {
+      if (this.state !== 'probing') return;
+      this.failuresInARow = 0;
+      this.setState('healthy', 'answered its probe');
+    }, (err: unknown) => {
+      if (this.state === 'probing') this.failed(err, err instanceof UpstreamAuthError ? 'long' : 'now');
+    });
   }
 
   /** A request begins: returns what it must report to. */
@@ -126,7 +141,11 @@ export class RelayMember {
   }
 
   private drain(reason: string, backoffMs: number): void {
-    if (!this.pool.othersUsable(this)) return;
+    if (!this.pool.othersUsable(this)) {
+      // The last relay left is used whatever it does: the engine's retries decide.
+      if (this.state === 'probing') this.setState('healthy', 'the only relay left');
+      return;
+    }
     this.drained++;
     this.downs++;
     this.downUntil = this.pool.now() + Math.min(BACKOFF_MAX_MS, backoffMs * 2 ** (this.downs - 1));
@@ -145,7 +164,6 @@ export class RelayMember {
   }
 
   snapshot(): RelaySnapshot {
-    this.available(this.pool.now());
     return {
       url: this.url,
       state: this.state,
@@ -272,7 +290,7 @@ export class RelayPool {
     clearInterval(this.watchdog);
   }
 
-  /** Every relay is down or busy probing: the one whose backoff ends first, so requests still go somewhere. */
+  /** Every relay is down or probing: one of them anyway, so requests still go somewhere. */
   private fallback(except: ReadonlySet<RelayMember>): RelayMember | undefined {
     const rest = this.members.filter((m) => !except.has(m));
     return rest.find((m) => m.state !== 'down') ?? rest[0];
@@ -281,6 +299,7 @@ export class RelayPool {
   private checkDark(): void {
     const now = this.now();
     for (const m of this.members) {
+      m.probeIfDue(now);
       if (m.open.size === 0) continue;
       const silent = now - m.lastProgressAt;
       // Dark only while another relay could take the work: a link that stalls for all is not this relay's fault.

@@ -50,10 +50,15 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
     let last: unknown;
     for (let member = pool.pick(tried); member; member = pool.pick(tried, true)) {
       tried.add(member);
+      signal.throwIfAborted();
       const ctrl = new AbortController();
-      const onAbort = (): void => ctrl.abort(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
       const req = member.begin((err) => ctrl.abort(new RelayDrainedError(member.label, err.message)));
+      // The caller's abort ends the request even when its body was never read (a refused Content-Range).
+      const onAbort = (): void => {
+        req.released();
+        ctrl.abort(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
       const done = (): void => signal.removeEventListener('abort', onAbort);
       let answer: Answer;
       try {

@@ -5,7 +5,9 @@ import { UpstreamNotFoundError, UpstreamUnavailableError } from '../../lib/upstr
 import { HEDGE_MS, firstRelay } from '../../lib/upstream/relay-failover.ts';
 import { FAILURES_TO_DRAIN, RelayPool } from '../../lib/upstream/relay-pool.ts';
 
-const client = {} as UpstreamClient;
+/** The relays' /v2/ answers (probes): ok, or fails. */
+const probe = { ok: true };
+const client = { ping: () => (probe.ok ? Promise.resolve() : Promise.reject(new Error('ECONNREFUSED'))) } as unknown as UpstreamClient;
 
 function pool(n: number, darkMs = 3000): { pool: RelayPool; clock: { t: number } } {
   const clock = { t: 1000 };
@@ -42,26 +44,35 @@ describe('relay pool', () => {
     }
   });
 
-  it('drains after repeated failures, probes after the backoff with one request, and takes a relay back when it delivers', () => {
+  it('drains after repeated failures, probes its /v2/ after the backoff, and takes a relay back when it answers', async () => {
     const { pool: p, clock } = pool(2);
     try {
       const m = p.members[1]!;
       for (let i = 0; i < FAILURES_TO_DRAIN; i++) m.begin(() => {}).failed(new Error('ECONNRESET'));
       assert.equal(m.state, 'down');
       for (let i = 0; i < 100; i++) assert.equal(p.pick(), p.members[0], 'no request goes to a drained relay');
+      m.probeIfDue(clock.t + 1000);
+      assert.equal(m.state, 'down', 'not before the backoff');
       clock.t += 2000;
-      assert.equal(m.available(clock.t), true);
+      probe.ok = false;
+      m.probeIfDue(clock.t);
       assert.equal(m.state, 'probing');
-      const probe = m.begin(() => {});
-      assert.equal(m.available(clock.t), false, 'one probe at a time');
-      probe.failed(new Error('ECONNRESET'));
+      assert.equal(m.available(clock.t), false, 'no range goes to a relay being probed');
+      await Promise.resolve();
+      await Promise.resolve();
       assert.equal(m.state, 'down', 'a failed probe drains again');
       clock.t += 2000;
-      assert.equal(m.available(clock.t), false, 'the second backoff is longer');
+      m.probeIfDue(clock.t);
+      assert.equal(m.state, 'down', 'the second backoff is longer');
       clock.t += 2000;
-      serve(p, clock, 1, 1 << 20, 100);
+      probe.ok = true;
+      m.probeIfDue(clock.t);
+      await Promise.resolve();
+      await Promise.resolve();
       assert.equal(m.state, 'healthy');
+      assert.equal(m.available(clock.t), true);
     } finally {
+      probe.ok = true;
       p.close();
     }
   });
