@@ -37,6 +37,7 @@ import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRa
 import { RangeSet } from './range-set.ts';
 import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
+import { StallWatch } from './stall-watch.ts';
 import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 
 export interface TransferOptions {
@@ -120,6 +121,9 @@ const PIECE_DIGESTS_RETRY_MS = 2000;
 /** A piece that comes back wrong the same way this often: the upstream serves it so. */
 const SAME_WRONG_PIECE_TIMES = 3;
 
+/** The tail is split down to pieces of this size, so its last percent never waits on one connection. */
+const TAIL_MIN_PIECE_BYTES = 64 * 1024;
+
 /** A running range is split among free connections only if it would take longer than this alone. */
 const TAIL_SPLIT_MIN_SECONDS = 0.5;
 
@@ -151,6 +155,7 @@ export class Transfer extends EventEmitter {
   private readonly ctrl = new AbortController();
   private readonly written = new RangeSet();
   private readonly meter = new RateMeter();
+  private readonly stalls = new StallWatch();
   private readonly link: LinkBudget;
   private share: LinkShare | undefined;
   private readonly startedAt = performance.now();
@@ -563,7 +568,7 @@ export class Transfer extends EventEmitter {
    * chunks do not crawl on one connection each while the others idle.
    */
   private splitTail(running: Set<LiveRange>, launch: (r: LiveRange) => void): void {
-    const minPiece = Math.max(64 * 1024, Math.min(this.chunkSize / 4, 1024 * 1024));
+    const minPiece = TAIL_MIN_PIECE_BYTES;
     for (let free = this.link.limit - this.link.activeConnections - this.link.waiting; free > 0; free--) {
       let best: { r: LiveRange; from: number; left: number } | undefined;
       for (const r of running) {
@@ -610,6 +615,7 @@ export class Transfer extends EventEmitter {
         this.retries++;
         if (isOverload(err)) this.share?.overloaded();
       },
+      watch: this.stalls,
       sizeDisagrees: () => ++this.sizeDisagreements >= 3,
     };
   }

@@ -80,8 +80,8 @@ export class RangeIgnoredError extends TransferError {
 export class StallError extends TransferError {
   readonly code = 'STALLED';
   override readonly retryable = true;
-  constructor(seconds: number) {
-    super(`no byte received for ${seconds}s`);
+  constructor(seconds: number, detail?: string) {
+    super(`no byte received for ${seconds}s${detail ? ` ${detail}` : ''}`);
     this.name = 'StallError';
   }
 }

@@ -8,6 +8,7 @@
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ByteRange } from './chunk-plan.ts';
+import type { StallWatch } from './stall-watch.ts';
 import {
   ContentRangeError, PrematureEndError, RangeIgnoredError, RetriesExhaustedError, SizeMismatchError,
   StallError, UpstreamStatusError, isRetryable,
@@ -31,6 +32,8 @@ export interface FetchContext {
   checkpoint(start: number, end: number): void;
   attemptStarted(): void;
   attemptEnded(err: unknown | undefined): void;
+  /** Cuts a connection silent while its peers deliver, long before stallMs (stall-watch.ts). */
+  watch?: StallWatch;
   /** Called when a size disagreement is seen; returns true when it is no longer believable as noise. */
   sizeDisagrees(total: number): boolean;
 }
@@ -91,15 +94,18 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, si
   let saved = cursor.pos;
   let failure: unknown;
   let cut = false;
+  const watched = ctx.watch?.start((reason) => controller.abort(reason));
   ctx.attemptStarted();
   try {
     const res = mode === 'range'
       ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)
       : await ctx.source.fetchAll(controller.signal, cursor.pos);
     stall.refresh();
+    watched?.gotHeaders();
     let skip = checkResponse(ctx, res, cursor.pos, end, mode);
     for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
       stall.refresh();
+      watched?.gotBytes();
       let buf = chunk;
       if (skip > 0) {
         const drop = Math.min(skip, buf.length);
@@ -132,6 +138,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, si
     throw failure;
   } finally {
     clearTimeout(stall);
+    watched?.end();
     dispose();
     // A failed or cut-short request must not go back to the pool with a body still coming.
     if (failure !== undefined || cut) controller.abort();
