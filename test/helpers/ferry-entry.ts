@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { compiledIsCurrent } from '../../bin/compiled.js';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 
@@ -17,4 +18,9 @@ export function ferryArgs(compiled = false): string[] {
 /** `npm run build`: compiles the sources into dist/ (a few seconds). */
 export async function buildFerry(): Promise<void> {
   await promisify(execFile)('npm', ['run', '--silent', 'build'], { cwd: REPO_ROOT });
+}
+
+/** Builds dist/ unless it is current (the rule bin/ferry.js runs it by): what a deployment runs. */
+export async function ensureBuilt(): Promise<void> {
+  if (!compiledIsCurrent(REPO_ROOT)) await buildFerry();
 }

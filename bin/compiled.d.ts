@@ -1,0 +1,2 @@
+export function compiledEntry(root: string): string;
+export function compiledIsCurrent(root: string): boolean;
