@@ -20,7 +20,7 @@ import { DescriptorSizes } from './descriptor-sizes.ts';
 import type { UpstreamPort } from './ports.ts';
 import type { Prefetcher } from './prefetch.ts';
 import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
-import { UpstreamAuthError, UpstreamNotFoundError } from '../upstream/errors.ts';
+import { UpstreamNotFoundError } from '../upstream/errors.ts';
 
 export interface MirrorOptions {
   local: LocalRegistry;
@@ -192,10 +192,11 @@ export class MirrorRegistry implements RegistryBackend {
   }
 
   /**
-   * A blob the cache repository does not hold: the upstream confirms it has it (a manifest of
-   * this repository served here lists it, else a HEAD; a fill for this repository was confirmed
-   * when it started), then it is served from the store when held for
-   * another repository (linked, no second transfer), else from the running or a new fill.
+   * A blob the cache repository does not hold: the upstream confirms that the repository has it,
+   * by a manifest of this repository it served that lists the blob (no round trip over the slow
+   * link, and none needed while the link is down), else by a HEAD (a fill for this repository was
+   * confirmed when it started). Then it is served from the store when held for another
+   * repository (linked, no second transfer), else from the running or a new fill.
    */
   private async fillHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
     const upstream = this.upstream(upstreamKey);
@@ -203,17 +204,12 @@ export class MirrorRegistry implements RegistryBackend {
     if (fill?.repository !== cache) {
       // Before asking the upstream anything: content that just failed its digest is held back.
       this.opts.fills.refuseIfBad(digest);
-      // A manifest of this repository listing the blob gave its size: no round trip upstream
-      // for a blob to fetch. One held already (for another name, or deleted under this one) is
-      // linked here only on the upstream's word.
-      const listed = this.sizes.get(cache, digest);
-      const size = listed !== undefined && !(await this.local.store.blobs.has(digest))
-        ? listed
-        : await this.confirmedSize(upstream, upstreamKey, repository, cache, digest);
-      if (size === undefined) {
+      const listed = this.sizes.get(cache, digest) ?? (await this.cachedManifestSize(cache, digest));
+      if (listed !== undefined && (await this.local.store.blobs.has(digest))) {
         this.metrics.cacheHit('blob');
         return this.fromStore(cache, digest);
       }
+      const size = listed ?? (await upstream.headBlob(repository, digest)).size;
       // While we asked, another request may have started this fill, or finished it: a fill
       // leaves the running set only after its blob is in the store, so look there second.
       fill = this.opts.fills.get(digest);
@@ -231,39 +227,20 @@ export class MirrorRegistry implements RegistryBackend {
     return this.readerHandle(fill);
   }
 
-  /**
-   * The upstream's confirmation that `repository` has the blob: its size. When the upstream
-   * cannot answer (unreachable, failing, slower than revalidateTimeoutMs) and the store holds the
-   * bytes that a manifest cached in this repository lists, that manifest, which the upstream
-   * served, stands in for the answer: undefined (serve what is held, as with a cached tag).
-   */
-  private async confirmedSize(upstream: UpstreamPort, upstreamKey: string, repository: string, cache: string, digest: string): Promise<number | undefined> {
-    const listed = (await this.local.store.blobs.has(digest)) && (await this.cachedManifestLists(cache, digest));
-    try {
-      const head = listed
-        ? await withTimeout(this.opts.revalidateTimeoutMs ?? 10_000, (signal) => upstream.headBlob(repository, digest, signal))
-        : await upstream.headBlob(repository, digest);
-      return head.size;
-    } catch (e) {
-      if (!listed || isNotFound(e) || e instanceof UpstreamAuthError) throw e;
-      this.opts.logger.warn({ upstream: upstreamKey, repository, digest, err: errText(e) }, 'upstream unreachable; serving the held blob a cached manifest of this repository lists');
-      return undefined;
-    }
-  }
-
-  /** Whether a manifest held in cache repository `cache` lists the blob. */
-  private async cachedManifestLists(cache: string, digest: string): Promise<boolean> {
+  /** The size a manifest held in cache repository `cache` gives the blob, if one lists it (one pulled before a restart, say). */
+  private async cachedManifestSize(cache: string, digest: string): Promise<number | undefined> {
     for (const m of await this.local.store.repos.listManifests(cache)) {
       const meta = await this.local.store.repos.getManifestMeta(cache, m);
       const bytes = meta && (await this.local.readManifestBytes(m).catch(() => undefined));
       if (!meta || !bytes) continue;
       try {
-        if (parseManifest(bytes, meta.mediaType).blobs.some((d) => d.digest === digest)) return true;
+        const d = parseManifest(bytes, meta.mediaType).blobs.find((b) => b.digest === digest);
+        if (d) return d.size;
       } catch {
         // Stored from the upstream as it was: one this parser refuses lists nothing here.
       }
     }
-    return false;
+    return undefined;
   }
 
   private readerHandle(fill: Fill): BlobHandle {
