@@ -45,7 +45,16 @@ export function engineDownloader(config: Partial<TransferConfig>, opts: EngineDo
       link: linkFor(req.upstream),
       onVerified: (partPath) => req.commit(partPath),
     });
+    const firstByte = new Promise<void>((resolve, reject) => {
+      const onAdvance = (released: number): void => {
+        if (released > 0) resolve();
+      };
+      transfer.on('advance', onAdvance);
+      transfer.done.then(() => resolve(), reject).finally(() => transfer.off('advance', onAdvance));
+    });
+    firstByte.catch(() => {});
     return {
+      firstByte,
       digest: req.digest,
       size: req.size,
       createReader: (start, end) => createPrefixReader(transfer, start, end),

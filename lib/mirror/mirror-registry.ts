@@ -248,6 +248,7 @@ export class MirrorRegistry implements RegistryBackend {
       digest: fill.digest,
       size: fill.size,
       open: (start = 0, end = fill.size - 1): Readable => fill.download.createReader(start, end),
+      ready: (timeoutMs) => firstByteWithin(fill.download.firstByte, timeoutMs),
     };
   }
 
@@ -411,6 +412,17 @@ export class MirrorRegistry implements RegistryBackend {
 
 function isNotFound(e: unknown): boolean {
   return e instanceof UpstreamNotFoundError || (isRegistryError(e) && isNotFoundCode(e.code));
+}
+
+/** Waits for the first byte of a fill, at most timeoutMs; its failure rejects. */
+async function firstByteWithin(firstByte: Promise<void> | undefined, timeoutMs: number): Promise<void> {
+  if (!firstByte) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([firstByte, new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function errText(e: unknown): string {

@@ -29,6 +29,8 @@ export interface Download {
   createReader(start: number, end: number): Readable;
   /** Resolves once the verified blob was committed (DownloadRequest.commit ran). */
   readonly done: Promise<void>;
+  /** Resolves when the first byte may be read (or the blob is in), rejects when the download failed first. */
+  readonly firstByte?: Promise<void>;
   /** Stops; what is on disk stays for a later resume. */
   abort(reason?: string): void;
   snapshot(): TransferSnapshot;

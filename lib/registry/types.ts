@@ -18,6 +18,12 @@ export interface BlobHandle {
   open(start?: number, end?: number): Readable;
   /** The complete, verified file holding the blob, when it is on disk (sent without a stream). */
   path?: string;
+  /**
+   * For a blob still arriving: resolves when its first byte is there (or after `timeoutMs`),
+   * rejects when its fill failed first, so a failure that comes at once (ENOSPC, refused) is
+   * an error response rather than a cut connection.
+   */
+  ready?(timeoutMs: number): Promise<void>;
 }
 
 export interface Page {
