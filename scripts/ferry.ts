@@ -18,7 +18,7 @@ const program = new Command('ferry')
   .showHelpAfterError('(run with --help for usage)')
   .addHelpText('after', `
 Examples:
-  ferry mirror                                    # the mirror on 0.0.0.0:4000, data in ./data
+  ferry mirror                                    # the mirror, with /etc/ferry/mirror.json (else the embedded default: 0.0.0.0:4000, ./data)
   ferry prewarm --kolla-globals /etc/kolla/globals.yml   # what kolla-ansible pull will pull
   ferry import images.tar                         # docker save tarballs, rewritten by the rules
   ferry relay --config /etc/ferry/relay.json      # the relay, on a VPS beyond the link
@@ -32,7 +32,7 @@ program
   .option('-c, --config <file>', CONFIG_OPTION_HELP)
   .addHelpText('after', `
 Examples:
-  ferry mirror                             # listen on 0.0.0.0:4000, store in ./data
+  ferry mirror                             # config: $FERRY_CONFIG, /etc/ferry/mirror.json, else the embedded one (0.0.0.0:4000, ./data)
   ferry mirror --config /etc/ferry/mirror.json
   FERRY_LISTEN=127.0.0.1:5000 FERRY_DATA_DIR=/srv/ferry ferry mirror`)
   .action(async (opts: { config?: string }) => {

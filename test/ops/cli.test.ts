@@ -116,5 +116,12 @@ describe('ferry CLI', function () {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`^ferry prewarm: no mirror at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); start it or pass -m URL$`, 'm'));
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    // Without -m: the mirror its config describes (FERRY_CONFIG here), said on the first line.
+    const file = join(dir, 'prewarm-mirror.json');
+    await writeFile(file, JSON.stringify({ listen: `0.0.0.0:${port}`, dataDir: join(dir, 'unused') }));
+    const viaConfig = await run(process.execPath, [FERRY, 'prewarm', 'kolla/keystone:2.0.2'], { timeoutMs: 30_000, env: { ...process.env, FERRY_CONFIG: file } });
+    assert.equal(viaConfig.code, 1, viaConfig.stderr);
+    assert.match(viaConfig.stderr, new RegExp(`^ferry prewarm: config ${file.replace(/[.]/g, '\\.')} \\(FERRY_CONFIG\\), mirror http://127\\.0\\.0\\.1:${port} \\(its listen\\)$`, 'm'));
+    assert.match(viaConfig.stderr, new RegExp(`no mirror at http://127\\.0\\.0\\.1:${port} `));
   });
 });
