@@ -359,6 +359,7 @@ export class Transfer extends EventEmitter {
       digest: this.digest,
       scratchPath: join(this.opts.dir, `${this.hex}.repair`),
       deadline: performance.now() + this.cfg.repairSeconds * 1000,
+      concurrency: this.cfg.maxConnections,
       signal: this.ctrl.signal,
       // Pieces are asked as ranges even of a blob first fetched in one request ('single').
       fetchCopy: (piece, write, signal) => this.withConnection(signal, () => fetchRange(

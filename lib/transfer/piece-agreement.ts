@@ -10,6 +10,7 @@
  * agreed with what is held, so the upstream serves the same wrong bytes again and again.
  */
 import { open, rm, type FileHandle } from 'node:fs/promises';
+import pLimit from 'p-limit';
 import type { Algorithm } from '../oci/digest.ts';
 import type { ByteRange } from './chunk-plan.ts';
 import { linkedController } from './range-fetcher.ts';
@@ -24,8 +25,13 @@ export interface AgreementRepair {
   /** The blob digest. */
   digest: string;
   scratchPath: string;
-  /** performance.now() after which a piece still disagreeing fails the repair. */
+  /** performance.now() after which a piece still disagreeing fails the repair (its first copy is always fetched). */
   deadline: number;
+  /**
+   * Pieces compared at once (each holds a read buffer, and a connection while its copy comes):
+   * a blob has up to hundreds of pieces, and the link runs only so many requests anyway.
+   */
+  concurrency: number;
   signal: AbortSignal;
   /** Fetches `piece` over the link, handing each buffer to `write` in order (retries included). */
   fetchCopy(piece: ByteRange, write: (pos: number, buf: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void>;
@@ -96,13 +102,15 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   // confirm it before a third copy does.
   const held: Array<{ original: string; current: string }> = [];
   const repairPiece = async (piece: ByteRange, i: number): Promise<void> => {
+    // The blob may have verified while this piece waited its turn.
+    phase.controller.signal.throwIfAborted();
     const original = await hashRange(r.part, piece, r.algorithm);
     const seen = new Set<string>([original]);
     const state = { original, current: original };
     held[i] = state;
     for (;;) {
       phase.controller.signal.throwIfAborted();
-      if (performance.now() > r.deadline) throw new RepairDeadlineError(piece);
+      if (seen.size > 1 && performance.now() > r.deadline) throw new RepairDeadlineError(piece);
       const hash = newHash(r.algorithm);
       await r.fetchCopy(piece, async (pos, buf) => {
         await scratch.write(buf, 0, buf.length, pos);
@@ -120,7 +128,8 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   };
 
   try {
-    const results = await Promise.allSettled(r.pieces.map((p, i) => repairPiece(p, i)));
+    const limit = pLimit(Math.max(1, r.concurrency));
+    const results = await Promise.allSettled(r.pieces.map((p, i) => limit(() => repairPiece(p, i))));
     while (checking) await checking;
     for (const [i, state] of held.entries()) {
       if (state && state.current !== state.original) {

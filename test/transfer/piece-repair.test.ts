@@ -5,12 +5,15 @@
  * same wrong bytes again and again fails with DigestMismatchError (sameBytes).
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError } from '../../lib/transfer/errors.ts';
 import { startTransfer, type Transfer } from '../../lib/transfer/downloader.ts';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
-import { chunkDigestsOf, sha256 } from './range-server.ts';
+import { repairByAgreement } from '../../lib/transfer/piece-agreement.ts';
+import { chunkDigestsOf, makeBlob, sha256 } from './range-server.ts';
 import { CHUNK, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 
 async function collect(stream: Readable): Promise<Buffer> {
@@ -156,4 +159,35 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
       assert.ok(t.snapshot().bytesFetched <= 3 * size, 'it kept fetching');
     });
   }
+});
+
+describe('piece repair by agreement (no piece digests)', () => {
+  it('compares at most `concurrency` pieces at once, however many the blob has', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
+    const piece = 4 * 1024;
+    const data = makeBlob(64 * piece, 3);
+    const part = await open(join(dir, 'part'), 'w+');
+    try {
+      await part.write(data, 0, data.length, 0);
+      const pieces = Array.from({ length: 64 }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
+      let running = 0;
+      let most = 0;
+      const outcome = await repairByAgreement({
+        part, size: data.length, pieces, algorithm: 'sha256', digest: `sha256:${'0'.repeat(64)}`,
+        scratchPath: join(dir, 'scratch'), deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
+        fetchCopy: async (p, write) => {
+          most = Math.max(most, ++running);
+          await new Promise((resolve) => setImmediate(resolve));
+          await write(p.start, data.subarray(p.start, p.end + 1));
+          running--;
+        },
+      });
+      // Every copy agrees with what is held: the upstream serves these bytes.
+      assert.equal(outcome, 'same');
+      assert.equal(most, 4);
+    } finally {
+      await part.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
