@@ -88,9 +88,12 @@ export class PrewarmProgress {
     for (const ref of refs) this.images.set(ref, { label: imageLabel(ref), state: 'waiting', rate: new Smoothed() });
   }
 
-  started(ref: string): void {
+  /** The image's turn came at `now`: its rate counts from there (a rate shows after the first tick). */
+  started(ref: string, now?: number): void {
     const image = this.images.get(ref);
-    if (image && image.state === 'waiting') image.state = 'active';
+    if (!image || image.state !== 'waiting') return;
+    image.state = 'active';
+    if (now !== undefined) image.rate.sample(now, this.imageDone(ref));
   }
 
   planned(ref: string, blobs: ReadonlyArray<{ digest: string; size: number }>): void {

@@ -34,7 +34,7 @@ export function attachProgress(prewarm: Prewarm, refs: readonly string[], opts: 
   const out = opts.out ?? process.stderr;
   const now = opts.now ?? Date.now;
   const model = new PrewarmProgress(refs);
-  prewarm.on('image-start', ({ ref }) => model.started(ref));
+  prewarm.on('image-start', ({ ref }) => model.started(ref, now()));
   prewarm.on('image-planned', ({ ref, blobs }) => model.planned(ref, blobs));
   prewarm.on('blob-progress', ({ digest, bytes, size }) => model.blobProgress(digest, bytes, size));
   prewarm.on('blob-done', ({ digest, size }) => model.blobProgress(digest, size, size));

@@ -81,6 +81,15 @@ describe('pre-warm progress', () => {
     assert.doesNotMatch(report, /MB\/s/);
   });
 
+  it('shows an image\'s rate from its first tick after it started', () => {
+    const p = new PrewarmProgress(['a:1']);
+    p.planned('a:1', [{ digest: 'a', size: 10 * MIB }]);
+    p.started('a:1', 500);
+    p.blobProgress('a', 3 * MIB, 10 * MIB);
+    p.tick(1500);
+    assert.equal(p.image('a:1').rate, 3 * MIB);
+  });
+
   it('formats an ETA in h/m/s, and -- while unknown', () => {
     assert.equal(formatEta(undefined), '--');
     assert.equal(formatEta(42.1), '43s');
