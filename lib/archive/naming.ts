@@ -47,7 +47,7 @@ export function splitNameTag(value: string): { name: string; tag?: string } {
  * Names of a source image, most specific first: `names` as a mirror is asked for them, `upstream`
  * as an upstream may name it (with its registry host), to read rules' upstreamName against.
  */
-export function sourceNames(source: string): { names: string[]; upstream: string[]; tag?: string } {
+function sourceNames(source: string): { names: string[]; upstream: string[]; tag?: string } {
   const ref = parseImageRef(source);
   const names: string[] = [];
   const bare = ref.repository;

@@ -72,4 +72,3 @@ function authHint(insufficientScope: boolean): string {
   return insufficientScope ? 'the repository does not exist there or needs credentials' : 'check its credentials in the configuration';
 }
 
-export const isUpstreamError = (e: unknown): e is UpstreamError => e instanceof UpstreamError;
