@@ -79,7 +79,7 @@ Exit status: 0 when valid, 2 when not (the message names the file and the key pa
       const cfg = commandConfig('config check', opts.config, { quiet: opts.quiet === true });
       checkReferencedFiles(cfg);
       // Read only when a client is built (mirror, relay, prewarm through them): here a note, not an error.
-      for (const m of missingSecrets(cfg.upstreams)) console.error(`ferry config check: note: ${m} is not set here; the mirror needs it in its environment`);
+      if (!opts.quiet) for (const m of missingSecrets(cfg.upstreams)) console.error(`ferry config check: note: ${m} is not set here; the mirror needs it in its environment`);
       if (!opts.quiet) {
         console.error(`ferry: ${cfg.file} is valid; effective config:`);
         console.log(JSON.stringify(maskSecrets(cfg), null, 2));
