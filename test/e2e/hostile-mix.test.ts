@@ -118,16 +118,21 @@ describe('e2e: hostile mix against a mirror process', function () {
     await rm(root, { recursive: true, force: true });
   });
 
-  /** One round of the whole mix; ends once the mirror has swept what it left and still serves a push and a pull. */
-  async function round(): Promise<void> {
+  /**
+   * One round of the mix (`heaviest`: only the oversized and deep manifests and the flood, the
+   * requests that cost memory); ends once the mirror has swept what it left and still serves a
+   * push and a pull.
+   */
+  async function round(heaviest = false): Promise<void> {
     const cfg = blob('{"architecture":"amd64","os":"linux"}');
     const cfgPushed = await send('setup', 'POST', `/v2/mix/app/blobs/uploads/?digest=${cfg.digest}`, { 'Content-Type': 'application/octet-stream' }, cfg.bytes);
     assert.equal(cfgPushed.status, 201);
     const manifest = (extra: Record<string, unknown> = {}): string => JSON.stringify(imageManifest(descriptor(cfg, MEDIA.ociConfig), [], extra));
 
     // 1. 500 concurrent connections: 250 whose headers never complete, 250 ordinary requests.
-    const slowloris = Array.from({ length: 250 }, () => rawConnection('GET /v2/ HTTP/1.1\r\nHost: x\r\n'));
-    const ordinary = Array.from({ length: 250 }, (_, i) =>
+    const connections = heaviest ? 0 : 250;
+    const slowloris = Array.from({ length: connections }, () => rawConnection('GET /v2/ HTTP/1.1\r\nHost: x\r\n'));
+    const ordinary = Array.from({ length: connections }, (_, i) =>
       rawConnection(`${['GET /v2/', 'GET /v2/mix/app/manifests/none', `HEAD /v2/mix/app/blobs/${cfg.digest}`, 'GET /v2/_catalog'][i % 4]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
 
     // 2. Slow bodies: PATCHes dribbling a byte every 200 ms, manifest PUTs stalled after 10 bytes.
@@ -143,7 +148,8 @@ describe('e2e: hostile mix against a mirror process', function () {
       });
       return r;
     };
-    const dribbling = await Promise.all(Array.from({ length: 10 }, async () => {
+    const slowBodies = heaviest ? 0 : 10;
+    const dribbling = await Promise.all(Array.from({ length: slowBodies }, async () => {
       const path = await uploadPath();
       // (In an object: an async function returning the promise itself would wait for it.)
       return { closed: rawConnection(`PATCH ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n`, async (s) => {
@@ -154,7 +160,7 @@ describe('e2e: hostile mix against a mirror process', function () {
       }) };
     }));
     const dribblers = dribbling.map((d) => d.closed);
-    const stalled = Array.from({ length: 10 }, () => rawConnection(`PUT /v2/mix/app/manifests/stalled HTTP/1.1\r\nHost: x\r\nContent-Type: ${MEDIA.ociManifest}\r\nContent-Length: 5000\r\n\r\n{"schemaV`));
+    const stalled = Array.from({ length: slowBodies }, () => rawConnection(`PUT /v2/mix/app/manifests/stalled HTTP/1.1\r\nHost: x\r\nContent-Type: ${MEDIA.ociManifest}\r\nContent-Length: 5000\r\n\r\n{"schemaV`));
 
     // 3. Oversized manifests: 96 MiB chunked, sent whole before reading; and declared 1 GiB.
     const oversized = Array.from({ length: 3 }, () => rawConnection(
@@ -212,7 +218,7 @@ describe('e2e: hostile mix against a mirror process', function () {
       ['GET', '/v2/mix/%2e%2e/%2e%2e/tags/list'],
       ['GET', `/v2/mix/app/referrers/sha256:..%2f..%2fescaped`],
     ];
-    for (const [method, path, body] of traversal) {
+    for (const [method, path, body] of heaviest ? [] : traversal) {
       const a = await send('traversal', method, path, body ? { 'Content-Type': MEDIA.ociManifest } : {}, body);
       assert.ok(a.status < 500, `${method} ${path}: ${a.status}`);
     }
@@ -237,14 +243,14 @@ describe('e2e: hostile mix against a mirror process', function () {
       ['GET', '/v2/mix/app/tags/list?n=-1'],
       ['GET', '/v2/mix/app/tags/list?n=99999999999999999999'],
     ];
-    for (const [method, path, headers, body] of ranged) {
+    for (const [method, path, headers, body] of heaviest ? [] : ranged) {
       const a = await send('ranges-digests', method, path, headers, body);
       assert.ok(a.status >= 400 && a.status < 500 || a.status === 200 || a.status === 206, `${method} ${path} ${JSON.stringify(headers)}: ${a.status}`);
     }
 
     await Promise.all([...ordinary, ...oversized, ...declared]);
     // Cut by the configured deadlines (2 s for headers, a 1 s body window), not Node's or the defaults.
-    const slowest = (ms: number[]): number => Math.max(...ms);
+    const slowest = (ms: number[]): number => Math.max(0, ...ms);
     assert.ok(slowest(await Promise.all(slowloris)) < 2000 + 3000, 'slow headers cut late');
     assert.ok(slowest(await Promise.all([...dribblers, ...stalled])) < 2 * 1000 + 3000, 'slow bodies cut late');
 
@@ -262,16 +268,16 @@ describe('e2e: hostile mix against a mirror process', function () {
     assert.ok(pulled.body.equals(layer.bytes));
   }
 
-  it('answers two rounds of the mix without a 5xx, within the RSS bound, writing only in its data dir', async () => {
+  it('answers the mix, then its heaviest requests again, without a 5xx, within the RSS bound, writing only in its data dir', async () => {
     const rssBefore = await vmStatus('VmRSS');
     await round();
     const rssRound1 = await vmStatus('VmRSS');
-    await round();
+    await round(true);
     const rssAfter = await vmStatus('VmRSS');
     const peak = await vmStatus('VmHWM');
     const lines = [...tally].map(([kind, statuses]) => `${kind}: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}x${n}`).join(' ')}`);
     console.log(`      hostile mix: ${lines.join('; ')}; cut without answer: ${cut}`);
-    console.log(`      RSS before ${mb(rssBefore)}, after round 1 ${mb(rssRound1)}, after round 2 ${mb(rssAfter)}, peak ${mb(peak)} (growth to peak ${mb(peak - rssBefore)})`);
+    console.log(`      RSS before ${mb(rssBefore)}, after round 1 ${mb(rssRound1)}, after the heaviest again ${mb(rssAfter)}, peak ${mb(peak)} (growth to peak ${mb(peak - rssBefore)})`);
 
     const fivexx = [...tally].flatMap(([kind, statuses]) => [...statuses].filter(([s]) => s >= 500).map(([s, n]) => `${kind} ${s}x${n}`));
     assert.deepEqual(fivexx, [], 'answers of 5xx');
@@ -282,7 +288,7 @@ describe('e2e: hostile mix against a mirror process', function () {
       await assert.rejects(readdir(outside), { code: 'ENOENT' }, `${outside} was written`);
     }
     // Slow headers get Node's 408; slow bodies (10 dribbling, 10 stalled a round) are cut unanswered.
-    assert.equal(tally.get('raw')?.get(408), 2 * 250);
-    assert.equal(cut, 2 * 20);
+    assert.equal(tally.get('raw')?.get(408), 250);
+    assert.equal(cut, 20);
   });
 });
