@@ -1,41 +1,34 @@
 /**
  * Every way a ferry command ends in failure, in one place, with its exit status: 2 for bad usage
- * or config, 1 for the rest. What an operator caused gets one line saying what to do; a stack
- * trace only for the unforeseen, or with --debug (FERRY_DEBUG=1).
+ * or config, 1 for the rest. What an operator caused (OperatorError: ConfigError, UsageError,
+ * DataDirInUseError, HtpasswdError, BundleError, a port in use...) gets one line saying what to
+ * do; a stack trace only for the unforeseen, or with --debug (FERRY_DEBUG=1).
  */
 import { CommanderError } from 'commander';
-import { ConfigError } from '../lib/config/load.ts';
-import { OperatorError } from '../lib/operator-error.ts';
-import { DataDirInUseError } from '../lib/storage/data-dir-lock.ts';
-import { HtpasswdError } from '../server/auth/htpasswd.ts';
-import { UsageError } from './prewarm.ts';
+import { OperatorError, type OperatorErrorKind } from '../lib/operator-error.ts';
 
-interface Outcome { exitCode: number; line?: string }
+/** Kind -> exit status and the line printed after "ferry: ". */
+const KINDS: Record<OperatorErrorKind, { exitCode: number; line: (e: OperatorError) => string }> = {
+  usage: { exitCode: 2, line: (e) => `${e.message} (run with --help for usage)` },
+  config: { exitCode: 2, line: (e) => `config error: ${e.configKey ? `${e.configKey}: ` : ''}${e.message}` },
+  runtime: { exitCode: 1, line: (e) => e.message },
+};
 
-const TABLE: Array<[new (...args: never[]) => Error, (e: Error) => Outcome]> = [
-  [ConfigError, (e) => ({ exitCode: 2, line: `config error: ${e.message}` })],
-  [HtpasswdError, (e) => ({ exitCode: 2, line: `config error: auth.htpasswd: ${e.message}` })],
-  [UsageError, (e) => ({ exitCode: 2, line: `${e.message} (run with --help for usage)` })],
-  [DataDirInUseError, (e) => ({ exitCode: 1, line: e.message })],
-  [OperatorError, (e) => ({ exitCode: 1, line: e.message })],
-  // --help and --version exit 0; help shown for a missing command, like any usage error, exits 2;
-  // cmd.error(message, { exitCode }) of a command keeps its own exit status.
-  [CommanderError, (e) => {
-    const c = e as CommanderError;
-    const own = c.code === 'commander.helpDisplayed' || c.code === 'commander.version' || c.code === 'commander.error';
-    return { exitCode: own ? c.exitCode : 2 };
-  }],
-];
+/** --help and --version exit 0; cmd.error(message, { exitCode }) keeps its own; any other usage error exits 2. */
+function commanderExit(e: CommanderError): number {
+  const own = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.error';
+  return own ? e.exitCode : 2;
+}
 
 /** Prints what `e` means for the operator and returns the exit status. */
 export function reportCliError(e: unknown, debug = process.argv.includes('--debug') || process.env.FERRY_DEBUG === '1'): number {
-  const row = TABLE.find(([type]) => e instanceof type);
-  if (!row) {
+  if (e instanceof CommanderError) return commanderExit(e);
+  if (!(e instanceof OperatorError)) {
     console.error(`ferry: ${(e as Error)?.stack ?? String(e)}`);
     return 1;
   }
-  const outcome = row[1](e as Error);
-  if (outcome.line !== undefined) console.error(`ferry: ${outcome.line}`);
-  if (debug && !(e instanceof CommanderError)) console.error((e as Error).stack);
-  return outcome.exitCode;
+  const kind = KINDS[e.kind];
+  console.error(`ferry: ${kind.line(e)}`);
+  if (debug) console.error(e.stack);
+  return kind.exitCode;
 }

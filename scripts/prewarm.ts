@@ -1,4 +1,5 @@
 /** `ferry prewarm`: fill a running mirror from an image list or a Kolla profile. */
+import { OperatorError } from '../lib/operator-error.ts';
 import { Command, Option } from 'commander';
 import { KollaError } from '../lib/kolla/kolla-error.ts';
 import { kollaImageRefs } from '../lib/kolla/naming.ts';
@@ -130,7 +131,12 @@ function mirrorUrl(flags: PrewarmFlags): string {
   return localMirrorUrl(commandConfig('prewarm', flags.config, { uses: (cfg) => `mirror ${localMirrorUrl(cfg)} (its listen)` }));
 }
 
-export class UsageError extends Error {}
+export class UsageError extends OperatorError {
+  constructor(message: string) {
+    super(message, 'usage');
+    this.name = 'UsageError';
+  }
+}
 
 function usage(message: string): UsageError {
   return new UsageError(message);

@@ -57,8 +57,8 @@ function readTlsFile(path: string, key: string): Buffer {
     return readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new OperatorError(`${key} file ${path} does not exist: create it or fix ${key} in the config`, { cause: e });
-    if (code === 'EACCES') throw new OperatorError(`${key} file ${path} is not readable by this user: fix its owner or mode`, { cause: e });
+    if (code === 'ENOENT') throw new OperatorError(`${key} file ${path} does not exist: create it or fix ${key} in the config`, 'runtime', { cause: e });
+    if (code === 'EACCES') throw new OperatorError(`${key} file ${path} is not readable by this user: fix its owner or mode`, 'runtime', { cause: e });
     throw e;
   }
 }
@@ -66,11 +66,11 @@ function readTlsFile(path: string, key: string): Buffer {
 /** A listen failure an operator can fix, in one line; anything else as it is. */
 function listenError(e: NodeJS.ErrnoException, address: string, port: number): Error {
   if (e.code === 'EADDRINUSE') {
-    return new OperatorError(`${address} is already in use by another process: stop it (\`ss -ltnp 'sport = :${port}'\` shows which) or set listen (env FERRY_LISTEN) to a free port`, { cause: e });
+    return new OperatorError(`${address} is already in use by another process: stop it (\`ss -ltnp 'sport = :${port}'\` shows which) or set listen (env FERRY_LISTEN) to a free port`, 'runtime', { cause: e });
   }
   if (e.code === 'EACCES') {
-    return new OperatorError(`not allowed to listen on ${address}: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port above 1024`, { cause: e });
+    return new OperatorError(`not allowed to listen on ${address}: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port above 1024`, 'runtime', { cause: e });
   }
-  if (e.code === 'EADDRNOTAVAIL') return new OperatorError(`${address} is not an address of this host: fix listen (env FERRY_LISTEN)`, { cause: e });
+  if (e.code === 'EADDRNOTAVAIL') return new OperatorError(`${address} is not an address of this host: fix listen (env FERRY_LISTEN)`, 'runtime', { cause: e });
   return e;
 }

@@ -3,6 +3,7 @@
  * extracted docker save directory. Metadata files are small and held in memory; every other file
  * is content, reached by path and already (or on demand) in the blob store.
  */
+import { OperatorError } from '../operator-error.ts';
 import { parseDigest } from '../oci/digest.ts';
 
 /** Files that describe a bundle; never stored as blobs. */
@@ -23,7 +24,7 @@ export interface Bundle {
   blob(path: string): Promise<StoredFile | undefined>;
 }
 
-export class BundleError extends Error {
+export class BundleError extends OperatorError {
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'BundleError';

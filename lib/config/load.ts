@@ -1,4 +1,5 @@
 /** Loads, validates and resolves a config file; every error names the file and the key path. */
+import { OperatorError } from '../operator-error.ts';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
@@ -10,10 +11,10 @@ import { describeJsonError } from './json-position.ts';
 
 export const DEFAULT_CONFIG_FILE = projectFile('registry.config.json');
 
-export class ConfigError extends Error {
+export class ConfigError extends OperatorError {
   readonly file: string;
   constructor(file: string, message: string) {
-    super(`${file}: ${message}`);
+    super(`${file}: ${message}`, 'config');
     this.name = 'ConfigError';
     this.file = file;
   }

@@ -7,6 +7,7 @@
  * taken over. Tools that only add content atomically (import, gc, export) take no lock.
  */
 import { randomUUID } from 'node:crypto';
+import { OperatorError } from '../operator-error.ts';
 import { checkWritable, notWritable } from './writable.ts';
 import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -22,7 +23,7 @@ interface Holder {
   token: string;
 }
 
-export class DataDirInUseError extends Error {
+export class DataDirInUseError extends OperatorError {
   constructor(readonly dataDir: string, readonly holder: Holder) {
     super(`data dir ${dataDir} is in use by ferry ${holder.role} (pid ${holder.pid}, since ${holder.since}): stop that process, or give this one another dataDir (${join(dataDir, LOCK_FILE)})`);
     this.name = 'DataDirInUseError';

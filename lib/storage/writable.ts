@@ -28,5 +28,5 @@ export async function notWritable(path: string, dataDir: string, cause?: unknown
   const uid = await stat(path).then((s) => s.uid, () => stat(dirname(path)).then((s) => s.uid, () => undefined));
   const me = process.getuid?.() ?? -1;
   const owner = uid === undefined ? '' : ` (owned by ${ownerOf(uid)}; ferry runs as ${ownerOf(me)})`;
-  return new OperatorError(`cannot write ${path}${owner}: give the data dir to the service user, e.g. \`chown -R ferry: ${dataDir}\`, or run ferry as its owner`, { cause });
+  return new OperatorError(`cannot write ${path}${owner}: give the data dir to the service user, e.g. \`chown -R ferry: ${dataDir}\`, or run ferry as its owner`, 'runtime', { cause });
 }

@@ -4,12 +4,18 @@
  * remembered for a few minutes (keyed by a hash of user and password, never the password).
  * The file is re-read when its mtime changes, checked at most every few seconds.
  */
+import { OperatorError } from '../../lib/operator-error.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 
-export class HtpasswdError extends Error {}
+export class HtpasswdError extends OperatorError {
+  constructor(message: string) {
+    super(message, 'config', { configKey: 'auth.htpasswd' });
+    this.name = 'HtpasswdError';
+  }
+}
 
 /** user -> bcrypt hash. Throws on lines that are not bcrypt entries (other schemes are refused, not ignored). */
 export function parseHtpasswd(text: string, file = 'htpasswd'): Map<string, string> {
