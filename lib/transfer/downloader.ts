@@ -37,7 +37,6 @@ import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRa
 import { RangeSet } from './range-set.ts';
 import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
-import { StallWatch } from './stall-watch.ts';
 import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 
 export interface TransferOptions {
@@ -155,7 +154,6 @@ export class Transfer extends EventEmitter {
   private readonly ctrl = new AbortController();
   private readonly written = new RangeSet();
   private readonly meter = new RateMeter();
-  private readonly stalls = new StallWatch();
   private readonly link: LinkBudget;
   private share: LinkShare | undefined;
   private readonly startedAt = performance.now();
@@ -491,7 +489,9 @@ export class Transfer extends EventEmitter {
 
   private async fetchMissing(): Promise<void> {
     if (this.written.coveredEnd(0) >= this.size) return;
-    if (this.mode === 'chunked' && !this.rangeIgnored) {
+    // A blob fetched in one request that lacks a piece (it failed its check, or a restart left
+    // gaps) gets the missing ranges only, never the rest of the blob again.
+    if ((this.mode === 'chunked' || this.written.size > 0) && !this.rangeIgnored) {
       try {
         return await this.fetchChunks();
       } catch (e) {
@@ -598,11 +598,15 @@ export class Transfer extends EventEmitter {
       random: this.opts.random ?? Math.random,
       checkpointBytes: this.opts.checkpointBytes ?? 16 * 1024,
       write: (pos, buf) => this.fetched(buf.length, async () => {
-        await (this.part as FileHandle).write(buf, 0, buf.length, pos).catch((e: unknown) => {
-          throw localIo(e, this.partPath);
-        });
-        this.written.add(pos, pos + buf.length);
-        this.wrote(pos, buf);
+        // Bytes already checked (or hashed) never change: a stream from an offset skips them.
+        for (const g of this.held.gaps(pos, pos + buf.length)) {
+          const part = buf.subarray(g.start - pos, g.end - pos);
+          await (this.part as FileHandle).write(part, 0, part.length, g.start).catch((e: unknown) => {
+            throw localIo(e, this.partPath);
+          });
+          this.written.add(g.start, g.end);
+          this.wrote(g.start, part);
+        }
       }),
       checkpoint: (start, end) => {
         (this.journal as Journal).record(start, end).catch((e: unknown) => this.ctrl.abort(localIo(e, this.journalPath)));
@@ -616,7 +620,7 @@ export class Transfer extends EventEmitter {
         this.retries++;
         if (isOverload(err)) this.share?.overloaded();
       },
-      watch: this.stalls,
+      watch: this.link.stalls,
       sizeDisagrees: () => ++this.sizeDisagreements >= 3,
     };
   }

@@ -6,6 +6,7 @@
  * transfers waiting, lowest chunk first within each, so every blob's prefix keeps moving.
  */
 import { ConcurrencyController, type LearnedConcurrency } from './concurrency.ts';
+import { StallWatch } from './stall-watch.ts';
 
 /** What a link learned: its connections and goodput, kept between transfers and restarts (link-state.ts). */
 export interface LearnedLink extends LearnedConcurrency {
@@ -79,6 +80,8 @@ export class LinkShare {
 
 export class LinkBudget {
   readonly controller: ConcurrencyController;
+  /** Judges every connection of the link against its peers (stall-watch.ts). */
+  readonly stalls = new StallWatch();
   private readonly adaptIntervalMs: number;
   private readonly shares: LinkShare[] = [];
   private next = 0;

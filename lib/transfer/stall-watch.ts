@@ -3,8 +3,10 @@
  * link's round trip and a few times its own recent gap between reads, while another connection
  * of the transfer delivered since its last byte (the link works, this connection does not), is
  * stalled: it is cut (StallError) and its range resumes on a new connection. The last connection
- * of a blob counts too: its peers that finished delivered after it went quiet. With nothing to
- * compare, the fixed stallSeconds timer of the attempt (range-fetcher.ts) is the bound, as it is
+ * of a blob counts too: its peers that finished delivered after it went quiet. One watch serves a
+ * whole link (link-budget.ts), so the peers are every transfer's connections. A connection with no
+ * peer to compare with (skopeo fetching one small layer at a time) is judged on its own history,
+ * allowed twice the silence. The fixed stallSeconds timer of the attempt (range-fetcher.ts) stays
  * the upper bound always.
  */
 import { StallError } from './errors.ts';
@@ -16,6 +18,8 @@ const RTT_FACTOR = 4;
 /** Silence allowed, in the connection's own recent gaps between reads. */
 const GAP_FACTOR = 8;
 const CHECK_MS = 100;
+/** A connection judged on its own history alone is allowed this many times the silence. */
+const ALONE_FACTOR = 2;
 
 export interface WatchedAttempt {
   /** Response headers arrived. */
@@ -39,6 +43,7 @@ export class StallWatch {
   private rttMs: number | undefined;
   /** The attempt that delivered body bytes last, of all so far (ended ones included). */
   private lastBy: Attempt | undefined;
+  private lastByAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly now: () => number = () => performance.now()) {}
@@ -68,6 +73,7 @@ export class StallWatch {
         a.gapMs = a.gapMs === undefined ? gap : a.gapMs * 0.8 + gap * 0.2;
         a.lastAt = now;
         this.lastBy = a;
+        this.lastByAt = now;
       },
       end: () => {
         this.attempts.delete(a);
@@ -90,7 +96,9 @@ export class StallWatch {
       const silent = now - a.lastAt;
       if (silent <= this.allowedMs(a)) continue;
       // The last bytes on the link went to another connection: they came after this one's.
-      if (this.lastBy === undefined || this.lastBy === a) continue;
+      // Otherwise only a connection that has a rhythm of its own may be judged on it.
+      const peerDelivered = this.lastBy !== undefined && this.lastBy !== a && this.lastByAt > a.lastAt;
+      if (!peerDelivered && (a.gapMs === undefined || silent <= ALONE_FACTOR * this.allowedMs(a))) continue;
       this.attempts.delete(a);
       a.cut(new StallError(Math.round(silent) / 1000, 'while other connections delivered'));
     }

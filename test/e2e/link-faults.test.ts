@@ -126,6 +126,29 @@ describe('the link as it fails (issue 12)', function () {
       }
     });
 
+    it('a stall longer than stallSeconds costs little: skopeo copies at once, the link carries the image about once', async () => {
+      const m = await mirror();
+      try {
+        // Connections stall for 60 s now and then, longer than stallSeconds (20 s by default).
+        link.setFaults({ rateBytesPerSec: 2 * MiB, stallMeanBytes: 2 * MiB, stallMs: 60_000 }, { replace: true });
+        const stallsBefore = link.stats.stalls;
+        const carriedBefore = link.stats.bytesToClient;
+        const fills = recordFills(m);
+        await skopeoPullIdentical(`${m.host}/kolla/link:v1`, image);
+        // Each blob written once: a cut connection resumes where it stopped.
+        for (const f of fills.values()) assert.equal(f.download.snapshot().bytesFetched, f.size);
+        assert.ok(link.stats.stalls > stallsBefore, 'nothing stalled: the test shows nothing');
+        const imageBytes = blobsOf(image).reduce((n, b) => n + b.size, 0);
+        const carried = link.stats.bytesToClient - carriedBefore;
+        // What the link carried to the mirror (headers, manifests, and what was in flight on a
+        // connection whose rest of range went to another) is about the image.
+        assert.ok(carried <= imageBytes * 1.15, `the link carried ${carried} bytes for a ${imageBytes} byte image`);
+      } finally {
+        link.clearFaults();
+        await m.stop();
+      }
+    });
+
     it('keeps what the link learned across a restart: the first fill after it starts at the connections reached', async () => {
       link.setFaults({ rateBytesPerSec: 1 * MiB }, { replace: true });
       const first = await mirror();

@@ -54,6 +54,19 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.equal(s.bytesFetched, size + s.chunksRefetched * CHUNK);
   });
 
+  it('a blob fetched in one request gets its bad piece again alone, never the rest of the blob', async () => {
+    const size = 1 * MiB;
+    r = await rig(size, { faults: { corruptOffsets: [70_000] } });
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    r.source.chunkDigests = async () => digests;
+    const t = r.start({ config: { ...TEST_CONFIG, smallBlobBytes: size } });
+    const result = await t.done;
+    assert.ok((await readFile(result.path)).equals(r.data));
+    const s = t.snapshot();
+    assert.equal(s.chunksRefetched, 1);
+    assert.equal(s.bytesFetched, size + CHUNK);
+  });
+
   it('asks the source for piece digests at the transfer\'s own piece size', async () => {
     r = await rig(2 * MiB);
     const digests = chunkDigestsOf(r.data, CHUNK);

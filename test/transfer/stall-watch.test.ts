@@ -39,7 +39,7 @@ describe('stall watch', function () {
     b.end();
   });
 
-  it('leaves a lone quiet connection to the fixed timer, and the one that delivered last alone', () => {
+  it('judges the connection that delivered last on its own rhythm, allowed twice the silence', () => {
     let now = 0;
     const watch = new StallWatch(() => now);
     const cuts: string[] = [];
@@ -51,13 +51,25 @@ describe('stall watch', function () {
     a.gotBytes();
     now = 150;
     b.gotBytes();
-    // Both quiet for long: b's bytes came after a's, so a is cut; b is not (nobody delivered
-    // after it: the link itself may have gone quiet, which the fixed timer judges).
-    now = 10_000;
+    // A connection that never delivered has no rhythm: alone, only the fixed timer judges it.
+    const c = watch.start(() => cuts.push('c'));
+    // Both quiet: b's bytes came after a's, so a is cut at 1 s; b, which nobody delivered after,
+    // only at twice that.
+    now = 1200;
     watch.check();
     assert.deepEqual(cuts, ['a']);
+    now = 2100;
+    watch.check();
+    assert.deepEqual(cuts, ['a']);
+    now = 2200;
+    watch.check();
+    assert.deepEqual(cuts, ['a', 'b']);
     b.end();
     a.end();
+    now = 60_000;
+    watch.check();
+    assert.deepEqual(cuts, ['a', 'b']);
+    c.end();
   });
 
   describe('in a transfer', () => {
