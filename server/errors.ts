@@ -76,6 +76,8 @@ function knownError(err: unknown, depth = 0): RegistryError | undefined {
   }
   if (err instanceof TransferError) {
     // A wrapper: the client is told about what it wraps, in the wrapper's words when that is unknown.
+    // A status the engine judged for an upstream client's failure: told by that failure (unreachable is 503, not 502).
+    if (err.code === 'UPSTREAM_STATUS' && err.cause instanceof UpstreamError) return knownError(err.cause, depth + 1);
     if (err.code === 'UPSTREAM_REQUEST' || err.code === 'RETRIES_EXHAUSTED') {
       const inner = knownError(err.cause, depth + 1);
       if (inner && err.code === 'UPSTREAM_REQUEST') return inner;

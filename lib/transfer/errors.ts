@@ -49,8 +49,12 @@ export class TransferAbortedError extends TransferError {
 export class UpstreamStatusError extends TransferError {
   readonly code = 'UPSTREAM_STATUS';
   override readonly retryable: boolean;
-  constructor(readonly status: number, readonly retryAfterMs?: number) {
-    super(`upstream answered ${status}`);
+  /**
+   * `cause`: the upstream client's own failure this status stands for (an upstream it could not
+   * reach is judged as a 503 here); its message, which says what to do, is kept.
+   */
+  constructor(readonly status: number, readonly retryAfterMs?: number, cause?: Error) {
+    super(cause ? cause.message : `upstream answered ${status}`, cause ? { cause } : undefined);
     this.name = 'UpstreamStatusError';
     this.retryable = isRetryableStatus(status);
   }

@@ -36,8 +36,8 @@ export function upstreamRangeSource(client: UpstreamClient, repo: string, digest
 
 /** An upstream client's failure as the engine judges it (a status it may retry, or final). */
 export function toTransferError(err: unknown): unknown {
-  if (err instanceof UpstreamRateLimitedError) return new UpstreamStatusError(429, err.retryAfterMs);
-  if (err instanceof UpstreamUnavailableError) return new UpstreamStatusError(err.status ?? 503, err.retryAfterMs);
+  if (err instanceof UpstreamRateLimitedError) return new UpstreamStatusError(429, err.retryAfterMs, err);
+  if (err instanceof UpstreamUnavailableError) return new UpstreamStatusError(err.status ?? 503, err.retryAfterMs, err);
   if (err instanceof UpstreamError) return new UpstreamRequestError(err);
   return err;
 }

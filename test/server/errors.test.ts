@@ -7,7 +7,7 @@ import {
   DigestMismatchError, FillDeadlineError, LocalIoError, RetriesExhaustedError, SizeMismatchError, StallError, TransferAbortedError,
   UpstreamStatusError,
 } from '../../lib/transfer/errors.ts';
-import { UpstreamRequestError } from '../../lib/upstream/range-source.ts';
+import { UpstreamRequestError, toTransferError } from '../../lib/upstream/range-source.ts';
 import { toRegistryError } from '../../server/errors.ts';
 
 describe('server/errors: toRegistryError, the one mapping at the HTTP edge', () => {
@@ -27,6 +27,7 @@ describe('server/errors: toRegistryError, the one mapping at the HTTP edge', () 
     ['a fill past its deadline', new FillDeadlineError(60), 'UNAVAILABLE', 503],
     ['a fill that stalled out', new RetriesExhaustedError(3, new StallError(20)), 'UNAVAILABLE', 503],
     ['a fill whose upstream kept answering 502', new RetriesExhaustedError(3, new UpstreamStatusError(502)), 'UPSTREAM_ERROR', 502],
+    ['a fill whose upstream could not be reached', new RetriesExhaustedError(3, toTransferError(new UpstreamUnavailableError('hub', 'unreachable: nothing listens at http://up:5000'))), 'UNAVAILABLE', 503],
     ['a fill the upstream refused', new UpstreamRequestError(new UpstreamAuthError('hub', 'refused', 403)), 'DENIED', 403],
     ['a full disk under a fill', new LocalIoError(enospc, '/data/transfers/x.part'), 'UNKNOWN', 500],
     ['an unexpected failure', new TypeError('bug'), 'UNKNOWN', 500],
@@ -38,6 +39,11 @@ describe('server/errors: toRegistryError, the one mapping at the HTTP edge', () 
       assert.equal(r.status, status);
     });
   }
+  it('tells why a fill could not reach its upstream in the upstream client\'s words, not as an answer it never gave', () => {
+    const r = toRegistryError(new RetriesExhaustedError(3, toTransferError(new UpstreamUnavailableError('hub', 'unreachable: nothing listens at http://up:5000; is it running? (upstreams.hub.url)'))));
+    assert.match(r.message, /nothing listens at http:\/\/up:5000; is it running\?/);
+    assert.doesNotMatch(r.message, /answered 503/);
+  });
   it('names the upstream in the detail', () => {
     assert.deepEqual(toRegistryError(new UpstreamUnavailableError('quay', 'x', 503)).detail, { upstream: 'quay', status: 503 });
   });
