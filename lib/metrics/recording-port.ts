@@ -3,8 +3,6 @@
  * (a "not found" included) means the upstream is healthy; a network error, a timeout, a 5xx, a
  * rate limit or refused credentials mean it is failing. Calls we aborted ourselves say nothing about the upstream.
  */
-import { isNotFoundCode, isRegistryError } from '../oci/errors.ts';
-import { UpstreamNotFoundError } from '../upstream/errors.ts';
 import type { UpstreamPort } from '../mirror/ports.ts';
 import type { RangeResponse, RangeSource } from '../transfer/range-source.ts';
 import type { UpstreamHealthRecorder } from './mirror-metrics.ts';
@@ -43,5 +41,5 @@ function recordingSource(name: string, source: RangeSource, health: UpstreamHeal
 
 /** "Not found" is a healthy upstream's answer; refused credentials and rate limits are worth showing. */
 function isAnswer(e: unknown): boolean {
-  return e instanceof UpstreamNotFoundError || (isRegistryError(e) && isNotFoundCode(e.code));
+  return (e as { status?: number } | undefined)?.status === 404;
 }
