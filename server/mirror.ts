@@ -63,7 +63,15 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const ports = new Map<string, UpstreamPort>();
   // What each upstream's link learned survives restarts: the first image after one starts at speed.
   const linkState = new LinkStateFile(store.paths.linkStateFile, store.paths.tmpDir, 5000, (err) => logger.warn({ err, file: store.paths.linkStateFile }, 'link state not saved; links start from their floor'));
-  const downloader = deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections, linkState });
+  const downloader = deps.downloader ?? engineDownloader(config.transfer, {
+    connectionsFor: (name) => config.upstreams[name]?.connections,
+    linkState,
+    // Several relays: each relay's route is its own link; the upstream carries what they sum to.
+    capacityFor: (name) => {
+      const pool = upstreams.pools.get(name);
+      return pool ? () => pool.capacity() : undefined;
+    },
+  });
   const fills = new BlobFills(store, downloader, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = setupMirrorOps(config, logger, fills, clients.values());
   // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.

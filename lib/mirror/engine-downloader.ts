@@ -11,6 +11,8 @@ export interface EngineDownloaderOptions {
   connectionsFor?: (upstream: string) => number | undefined;
   /** Where each link's learned state is kept between restarts; without it, only for this process's life. */
   linkState?: LinkStateFile;
+  /** The connections an upstream of several relays may carry now (the sum of its relays' own: RelayPool.capacity()). */
+  capacityFor?: (upstream: string) => (() => number) | undefined;
 }
 
 export function engineDownloader(config: Partial<TransferConfig>, opts: EngineDownloaderOptions = {}): Downloader {
@@ -25,11 +27,13 @@ export function engineDownloader(config: Partial<TransferConfig>, opts: EngineDo
       const cap = upstream === undefined ? undefined : opts.connectionsFor?.(upstream);
       const state = opts.linkState;
       const learned = state?.get(key);
+      const limitFrom = upstream === undefined ? undefined : opts.capacityFor?.(upstream);
       link = new LinkBudget({
         minConnections: cfg.minConnections,
         maxConnections: Math.min(cfg.maxConnections, cap ?? Infinity),
-        ...(learned ? { learned } : {}),
-        ...(state ? { onLearned: (l) => state.set(key, l) } : {}),
+        ...(limitFrom ? { limitFrom } : {}),
+        ...(learned && !limitFrom ? { learned } : {}),
+        ...(state && !limitFrom ? { onLearned: (l) => state.set(key, l) } : {}),
       });
       links.set(key, link);
     }

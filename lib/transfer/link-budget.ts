@@ -23,6 +23,12 @@ export interface LinkBudgetOptions {
   learned?: LearnedLink;
   /** Told what the link learned, after each change of it. */
   onLearned?: (learned: LearnedLink) => void;
+  /**
+   * The total decided elsewhere: an upstream of several relays, each relay's route a link of its
+   * own that learns its own concurrency (lib/upstream/relay-pool.ts). The budget then only shares
+   * the total out (never above maxConnections) and learns nothing itself.
+   */
+  limitFrom?: () => number;
 }
 
 interface Waiter {
@@ -94,8 +100,12 @@ export class LinkBudget {
   /** Goodput of the last interval that carried something, bytes/s. */
   private lastRate = 0;
   private readonly onLearned: ((learned: LearnedLink) => void) | undefined;
+  private readonly limitFrom: (() => number) | undefined;
+  private readonly maxConnections: number;
 
   constructor(opts: LinkBudgetOptions) {
+    this.limitFrom = opts.limitFrom;
+    this.maxConnections = Math.max(1, opts.maxConnections);
     this.controller = new ConcurrencyController(opts.minConnections, opts.maxConnections);
     this.adaptIntervalMs = opts.adaptIntervalMs ?? 1000;
     this.onLearned = opts.onLearned;
@@ -112,7 +122,7 @@ export class LinkBudget {
 
   /** The total connections allowed now. */
   get limit(): number {
-    return this.controller.current;
+    return this.limitFrom ? Math.max(1, Math.min(this.maxConnections, this.limitFrom())) : this.controller.current;
   }
 
   get activeConnections(): number {
@@ -199,6 +209,10 @@ export class LinkBudget {
     this.lastTickAt = now;
     const saturated = this.peakActive >= this.limit;
     this.peakActive = this.active;
+    if (this.limitFrom) {
+      this.pump();
+      return;
+    }
     const before = this.limit;
     this.controller.tick(rate, this.waiting > 0, saturated);
     if (rate > 0) this.lastRate = rate;

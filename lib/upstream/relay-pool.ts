@@ -1,7 +1,11 @@
 /**
- * The relays of one upstream and what the mirror knows of each: state, goodput, bytes. It decides
- * which relay the next request goes to (at random, weighted by each relay's goodput per
- * connection, so ranges spread in proportion to what each delivers) and when a relay is drained:
+ * The relays of one upstream and what the mirror knows of each: state, goodput, bytes. Each relay's
+ * route is a link of its own, with its own cap: each learns its own concurrency (concurrency.ts,
+ * on its own goodput), and the upstream's total is their sum (capacity(), which the engine's link
+ * budget takes as its limit). It decides which relay the next request goes to (at random, weighted
+ * by each relay's goodput per connection, among the relays with a free connection of their own, so
+ * a fast relay fills up to what it carries and the rest spills to slower ones) and when a relay is
+ * drained:
  *
  *   healthy --(refused, corrupt piece, dark, or FAILURES_TO_DRAIN failures in a row)--> down
  *   down --(backoff elapsed: 2 s (30 s after a refusal or corrupt pieces), doubling to 60 s)--> probing (GET /v2/)
@@ -12,6 +16,7 @@
  * resumes the range at once, on another relay). A relay that is the only one left is never
  * drained: with every relay failing the engine's own retries decide.
  */
+import { ConcurrencyController } from '../transfer/concurrency.ts';
 import { RateMeter } from '../transfer/rate-meter.ts';
 import type { UpstreamClient } from './client.ts';
 import { UpstreamAuthError } from './errors.ts';
@@ -32,6 +37,10 @@ const MIN_SAMPLE_BYTES = 64 * 1024;
 const EWMA = 0.3;
 /** A relay weighs at least this share of the best one, so a slow one is measured again now and then. */
 const MIN_WEIGHT_SHARE = 0.1;
+/** Connections a relay starts from (it doubles from there while its goodput follows). */
+const MIN_CONNECTIONS_PER_RELAY = 4;
+/** How often each relay's concurrency is reconsidered. */
+const ADAPT_INTERVAL_MS = 1000;
 
 export interface RelayPoolOptions {
   /** No byte for this long on all of a relay's requests, while another relay delivers: drained. */
@@ -40,6 +49,8 @@ export interface RelayPoolOptions {
   now?: () => number;
   /** Told when a relay changes state (logs). */
   onState?: (relay: RelayMember, state: RelayState, reason: string) => void;
+  /** Most connections one relay may carry (default 32). */
+  maxConnectionsPerRelay?: number;
 }
 
 export interface RelaySnapshot {
@@ -51,6 +62,8 @@ export interface RelaySnapshot {
   perConnection: number;
   bytes: number;
   active: number;
+  /** Connections this relay may carry now (learned on its own goodput). */
+  connections: number;
   failures: number;
   drained: number;
   lastError?: string;
@@ -72,12 +85,37 @@ export class RelayMember {
   /** Last time a byte arrived (or a request began, while none has). */
   lastProgressAt: number;
   readonly open = new Set<OpenRequest>();
+  /** This relay's own concurrency: its route is a link of its own. */
+  readonly concurrency: ConcurrencyController;
+  /** Since the last adaptation: bytes, most requests open at once, and whether a request wanted this relay while it was full. */
+  private tickBytes = 0;
+  peakOpen = 0;
+  wanted = false;
   private failuresInARow = 0;
   private downs = 0;
   private downUntil = 0;
 
-  constructor(readonly url: string, readonly client: UpstreamClient, private readonly pool: RelayPool) {
+  constructor(readonly url: string, readonly client: UpstreamClient, private readonly pool: RelayPool, maxConnections: number) {
     this.lastProgressAt = pool.now();
+    this.concurrency = new ConcurrencyController(Math.min(MIN_CONNECTIONS_PER_RELAY, maxConnections), maxConnections);
+  }
+
+  /** Connections this relay may carry now. */
+  get limit(): number {
+    return this.concurrency.current;
+  }
+
+  /** A connection of its own is free. */
+  hasRoom(): boolean {
+    return this.open.size < this.limit;
+  }
+
+  /** Reconsiders this relay's concurrency on the goodput of the last `ms` (only while it carried something). */
+  adapt(ms: number): void {
+    if (this.peakOpen > 0 && this.state === 'healthy') this.concurrency.tick((this.tickBytes * 1000) / Math.max(1, ms), this.wanted, this.peakOpen >= this.limit);
+    this.tickBytes = 0;
+    this.peakOpen = this.open.size;
+    this.wanted = false;
   }
 
   get label(): string {
@@ -112,6 +150,7 @@ export class RelayMember {
 
   received(bytes: number): void {
     this.bytes += bytes;
+    this.tickBytes += bytes;
     this.meter.add(bytes);
     this.lastProgressAt = this.pool.now();
   }
@@ -171,6 +210,7 @@ export class RelayMember {
       perConnection: Math.round(this.perConnection),
       bytes: this.bytes,
       active: this.open.size,
+      connections: this.limit,
       failures: this.failures,
       drained: this.drained,
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
@@ -188,6 +228,7 @@ export class RelayRequest implements OpenRequest {
     this.firstByteAt = pool.now();
     if (member.open.size === 0) member.lastProgressAt = this.firstByteAt;
     member.open.add(this);
+    member.peakOpen = Math.max(member.peakOpen, member.open.size);
   }
 
   bytes(n: number): void {
@@ -229,19 +270,42 @@ export class RelayPool {
   private readonly random: () => number;
   readonly now: () => number;
   private readonly watchdog: NodeJS.Timeout;
+  private readonly adapter: NodeJS.Timeout;
+  private lastAdaptAt: number;
 
   constructor(readonly upstream: string, relays: ReadonlyArray<{ url: string; client: UpstreamClient }>, readonly opts: RelayPoolOptions = {}) {
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
     this.darkMs = opts.darkMs ?? 3000;
-    this.members = relays.map((r) => new RelayMember(r.url, r.client, this));
+    const max = Math.max(1, opts.maxConnectionsPerRelay ?? 32);
+    this.members = relays.map((r) => new RelayMember(r.url, r.client, this, max));
     this.watchdog = setInterval(() => this.checkDark(), Math.max(100, Math.floor(this.darkMs / 4)));
     this.watchdog.unref();
+    this.lastAdaptAt = this.now();
+    this.adapter = setInterval(() => this.adapt(), ADAPT_INTERVAL_MS);
+    this.adapter.unref();
   }
 
   /**
-   * A relay for the next request, weighted by goodput per connection; `except` those tried
-   * already. With none available: the relay whose backoff ends first, unless `availableOnly`.
+   * Connections the upstream may carry now: the sum of its usable relays' own, plus one, so a
+   * request finds every relay full now and then and each learns whether it could carry more.
+   */
+  capacity(): number {
+    const now = this.now();
+    return this.members.reduce((n, m) => n + (m.available(now) ? m.limit : 0), 0) + 1;
+  }
+
+  /** Each relay's concurrency follows its own goodput. */
+  adapt(): void {
+    const now = this.now();
+    for (const m of this.members) m.adapt(now - this.lastAdaptAt);
+    this.lastAdaptAt = now;
+  }
+
+  /**
+   * A relay for the next request, weighted by goodput per connection among those with a free
+   * connection of their own; `except` those tried already. With none available: the relay whose
+   * backoff ends first, unless `availableOnly`.
    */
   pick(except: ReadonlySet<RelayMember> = new Set(), availableOnly = false): RelayMember | undefined {
     const now = this.now();
@@ -250,15 +314,28 @@ export class RelayPool {
     const responsive = usable.filter((m) => this.responsive(m, now));
     const candidates = responsive.length > 0 ? responsive : usable;
     if (candidates.length === 0) return availableOnly ? undefined : this.fallback(except);
+    const chosen = this.weighted(candidates);
+    if (chosen.hasRoom()) return chosen;
+    // The relay drawn is full: it wanted more connections. The request goes to one with room;
+    // with none, every relay wanted more, and the one drawn carries it.
+    chosen.wanted = true;
+    const roomy = candidates.filter((m) => m.hasRoom());
+    if (roomy.length > 0) return this.weighted(roomy);
+    for (const m of candidates) m.wanted = true;
+    return chosen;
+  }
+
+  /** One of `candidates` at random, weighted by goodput per connection. */
+  private weighted(candidates: RelayMember[]): RelayMember {
     // Unmeasured relays weigh as much as the best measured one, so they get measured.
     const best = Math.max(0, ...candidates.map((m) => m.perConnection));
     const weights = candidates.map((m) => (m.perConnection === 0 || best === 0 ? Math.max(best, 1) : Math.max(m.perConnection, best * MIN_WEIGHT_SHARE)));
     let x = this.random() * weights.reduce((a, b) => a + b, 0);
     for (const [i, w] of weights.entries()) {
       x -= w;
-      if (x < 0) return candidates[i];
+      if (x < 0) return candidates[i] as RelayMember;
     }
-    return candidates[candidates.length - 1];
+    return candidates[candidates.length - 1] as RelayMember;
   }
 
   /** Relays in the order to try for one small request (manifests, HEADs): healthy, delivering and fastest first; probing, then down, last. */
@@ -288,6 +365,7 @@ export class RelayPool {
 
   close(): void {
     clearInterval(this.watchdog);
+    clearInterval(this.adapter);
   }
 
   /** Every relay is down or probing: one of them anyway, so requests still go somewhere. */
