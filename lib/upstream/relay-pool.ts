@@ -298,6 +298,7 @@ export class RelayPool {
   /** Each relay's concurrency follows its own goodput. */
   adapt(): void {
     const now = this.now();
+    if (now - this.lastAdaptAt < ADAPT_INTERVAL_MS / 2) return;
     for (const m of this.members) m.adapt(now - this.lastAdaptAt);
     this.lastAdaptAt = now;
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { UpstreamClient } from '../../lib/upstream/client.ts';
 import { UpstreamNotFoundError, UpstreamUnavailableError } from '../../lib/upstream/errors.ts';
 import { HEDGE_MS, firstRelay } from '../../lib/upstream/relay-failover.ts';
-import { FAILURES_TO_DRAIN, RelayPool } from '../../lib/upstream/relay-pool.ts';
+import { FAILURES_TO_DRAIN, RelayPool, type RelayMember, type RelayRequest } from '../../lib/upstream/relay-pool.ts';
 
 /** The relays' /v2/ answers (probes): ok, or fails. */
 const probe = { ok: true };
@@ -147,6 +147,70 @@ describe('small requests to several relays (firstRelay)', () => {
       assert.equal(got, 'ok');
       assert.deepEqual(asked, ['c0', 'c1']);
       assert.equal(p.members[0]?.failures, 1);
+    } finally {
+      p.close();
+    }
+  });
+});
+
+describe('relay pool: each relay a link of its own', () => {
+  /** Each relay's link: bytes/s per connection and in total (the bench's relays3 shape: 8 and 0.5 MiB/s). */
+  const links = [{ perConnection: 1 << 20, total: 8 << 20 }, { perConnection: 256 << 10, total: 512 << 10 }];
+
+  /**
+   * `ticks` seconds of a link that always has more ranges than connections: the engine opens as
+   * many requests as the pool's capacity allows, each relay delivers what its link carries for
+   * the connections it holds, then the pool adapts. Returns the bytes each relay carried.
+   */
+  function run(p: RelayPool, clock: { t: number }, ticks: number): number[] {
+    const carried = links.map(() => 0);
+    for (let t = 0; t < ticks; t++) {
+      const open: RelayRequest[] = [];
+      while (open.length < p.capacity()) {
+        const req = p.pick()!.begin(() => {});
+        req.bytes(1);
+        open.push(req);
+      }
+      clock.t += 1000;
+      for (const [i, link] of links.entries()) {
+        const mine = open.filter((r) => r.member === p.members[i]);
+        const each = Math.floor(Math.min(mine.length * link.perConnection, link.total) / Math.max(1, mine.length));
+        for (const r of mine) r.bytes(each);
+        carried[i]! += each * mine.length;
+      }
+      p.adapt();
+      for (const r of open) r.succeeded();
+    }
+    return carried;
+  }
+
+  it('learns each relay\'s connections on its own goodput, so the fast relay carries more ranges at once and the bytes follow the relays\' caps', () => {
+    const { pool: p, clock } = pool(links.length);
+    try {
+      const carried = run(p, clock, 20);
+      const [fast, slow] = p.members as [RelayMember, RelayMember];
+      assert.ok(fast.limit >= 8, `the fast relay's link fills at 8 connections: it carries ${fast.limit}`);
+      assert.ok(slow.limit <= 6 && slow.limit < fast.limit, `the slow relay's fills at 2: it carries ${slow.limit}`);
+      assert.equal(p.capacity(), fast.limit + slow.limit + 1, 'the upstream carries what its relays sum to (and one to learn more)');
+      // Over the last ticks (learned), the relays deliver at their caps: 8 and 0.5 MiB/s.
+      const last = run(p, clock, 5).map((b) => b / 5);
+      assert.ok(last[0]! >= 0.95 * links[0]!.total && last[1]! >= 0.95 * links[1]!.total, last.join(', '));
+      assert.ok(carried[0]! > 8 * carried[1]!, `bytes follow the caps 16:1: ${carried.join(', ')}`);
+    } finally {
+      p.close();
+    }
+  });
+
+  it('sends a request to a relay with a free connection of its own, and marks the full one as wanting more', () => {
+    const { pool: p } = pool(2);
+    try {
+      const [a, b] = p.members as [RelayMember, RelayMember];
+      for (let i = 0; i < a.limit; i++) a.begin(() => {});
+      for (let i = 0; i < 50; i++) {
+        const m = p.pick()!;
+        assert.equal(m, b, 'the full relay gets no more while another has room');
+      }
+      assert.equal(a.wanted, true);
     } finally {
       p.close();
     }
