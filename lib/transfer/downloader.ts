@@ -287,7 +287,9 @@ export class Transfer extends EventEmitter {
       this.state = err instanceof TransferAbortedError ? 'aborted' : 'failed';
       this.ctrl.abort(err);
       await this.closeFiles();
-      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) await this.removeFiles();
+      // Wrong content goes; pieces checked against their digests stay for the next fill to resume
+      // (a link that corrupted everything for repairSeconds must not cost what arrived intact).
+      if ((err instanceof DigestMismatchError && (err.sameBytes || !this.pieceDigests)) || err instanceof SizeMismatchError) await this.removeFiles();
       this.emit('progress', this.snapshot());
       this.emit('failed', err);
       throw err;

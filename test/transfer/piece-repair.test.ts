@@ -113,6 +113,26 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.equal(t.snapshot().chunksRefetched, 1);
   });
 
+  it('keeps the checked pieces of a fill that failed its repair window, and a later fill resumes from them', async () => {
+    const size = 2 * MiB;
+    r = await rig(size, { faults: { rateBytesPerSec: 2 * MiB } });
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    r.source.chunkDigests = async () => digests;
+    const config = { ...TEST_CONFIG, maxConnections: 1, minConnections: 1, repairSeconds: 0.3 };
+    const t = r.start({ config });
+    // Half the blob arrives intact; then the link corrupts every piece.
+    t.on('advance', () => {
+      if (t.releasedBytes >= size / 2) r!.proxy.setFaults({ corruptPerMiB: 64 });
+    });
+    const err = await t.done.then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof DigestMismatchError && !err.sameBytes, String(err));
+    r.proxy.setFaults({}, { replace: true });
+    const again = r.start({ config });
+    const result = await again.done;
+    assert.ok((await readFile(result.path)).equals(r.data));
+    assert.ok(again.snapshot().resumedBytes >= size / 2, `resumed ${again.snapshot().resumedBytes} bytes: the checked half was thrown away`);
+  });
+
   it('without piece digests, repairs a flip by two agreeing copies; a reader sent bad bytes is cut and its retry gets the blob', async () => {
     const size = 4 * MiB;
     r = await rig(size, { faults: { corruptOffsets: [100_000] } });
