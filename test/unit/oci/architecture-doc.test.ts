@@ -49,6 +49,7 @@ const FAILURES: Record<string, unknown[]> = {
   'UpstreamStatusError (401, 403)': [new T.UpstreamStatusError(401), new T.UpstreamStatusError(403)],
   'UpstreamStatusError (429)': [new T.UpstreamStatusError(429)],
   'UpstreamStatusError (other)': [new T.UpstreamStatusError(500), new T.UpstreamStatusError(502), new T.UpstreamStatusError(416)],
+  'UpstreamStatusError (cause UpstreamUnavailableError, no status)': [new T.UpstreamStatusError(503, undefined, new U.UpstreamUnavailableError('u', 'nothing listens'))],
   ContentRangeError: [new T.ContentRangeError('bytes=0-9', undefined)],
   RangeIgnoredError: [new T.RangeIgnoredError()],
   'RetriesExhaustedError (unmapped cause)': [new T.RetriesExhaustedError(3, errno('ECONNRESET'))],
