@@ -4,6 +4,7 @@
  * by the tables below; anything else is a bug: 500 `internal error` to the client (never the
  * error's own message), its stack in the log.
  */
+import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler, Response } from 'express';
 import { RegistryError, isRegistryError, type Situation } from '../lib/oci/errors.ts';
 import {
@@ -92,12 +93,13 @@ function knownError(err: unknown, depth = 0): RegistryError | undefined {
 
 /**
  * The reason phrase of the status line. Docker prints only the status line for some 5xx (not the
- * body), so the message goes there too; a header must be one line of visible ASCII.
+ * body), so the message follows the standard phrase there ("503 Service Unavailable: upstream
+ * relay: certificate not trusted: ..."); a header must be one line of visible ASCII.
  */
 function reasonPhrase(err: RegistryError): string | undefined {
   if (err.status < 500) return undefined;
   const text = err.message.replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 200);
-  return text.length > 0 ? text : undefined;
+  return text.length > 0 ? `${STATUS_CODES[err.status] ?? 'Error'}: ${text}` : undefined;
 }
 
 export function sendError(res: Response, err: RegistryError): void {

@@ -82,7 +82,7 @@ describe('upstream failures reach clients with the upstream\'s own reason', func
     assert.match(message(a.body), /nothing listens at http:\/\/127\.0\.0\.1:\d+; is it running\?/);
     const r = await dockerd.dockerRaw(['pull', `${down.host}/library/app:1`], { timeoutMs: 60_000 });
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /nothing listens at/);
+    assert.match(r.stderr, /503 Service Unavailable: upstream relay: unreachable: nothing listens at/);
   });
 
   it('says a relay certificate is not trusted, and which setting fixes it', async () => {
@@ -91,6 +91,6 @@ describe('upstream failures reach clients with the upstream\'s own reason', func
     assert.match(message(a.body), /certificate not trusted: set upstreams\.relay\.caFile/);
     const r = await dockerd.dockerRaw(['pull', `${untrusted.host}/library/app:1`], { timeoutMs: 60_000 });
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /certificate not trusted: set upstreams\.relay\.caFile/);
+    assert.match(r.stderr, /503 Service Unavailable: upstream relay: certificate not trusted: set upstreams\.relay\.caFile/);
   });
 });
