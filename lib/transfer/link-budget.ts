@@ -25,8 +25,8 @@ export interface LinkBudgetOptions {
   onLearned?: (learned: LearnedLink) => void;
   /**
    * The total decided elsewhere: an upstream of several relays, each relay's route a link of its
-   * own that learns its own concurrency (lib/upstream/relay-pool.ts). The budget then only shares
-   * the total out (never above maxConnections) and learns nothing itself.
+   * own that learns its own concurrency within its own bounds (lib/upstream/relay-pool.ts). The
+   * budget then only shares the total out and learns nothing itself.
    */
   limitFrom?: () => number;
 }
@@ -101,11 +101,9 @@ export class LinkBudget {
   private lastRate = 0;
   private readonly onLearned: ((learned: LearnedLink) => void) | undefined;
   private readonly limitFrom: (() => number) | undefined;
-  private readonly maxConnections: number;
 
   constructor(opts: LinkBudgetOptions) {
     this.limitFrom = opts.limitFrom;
-    this.maxConnections = Math.max(1, opts.maxConnections);
     this.controller = new ConcurrencyController(opts.minConnections, opts.maxConnections);
     this.adaptIntervalMs = opts.adaptIntervalMs ?? 1000;
     this.onLearned = opts.onLearned;
@@ -122,7 +120,7 @@ export class LinkBudget {
 
   /** The total connections allowed now. */
   get limit(): number {
-    return this.limitFrom ? Math.max(1, Math.min(this.maxConnections, this.limitFrom())) : this.controller.current;
+    return this.limitFrom ? Math.max(1, this.limitFrom()) : this.controller.current;
   }
 
   get activeConnections(): number {

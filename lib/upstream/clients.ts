@@ -43,7 +43,8 @@ export function createUpstreams(config: LoadedConfig, logger: Logger, env: NodeJ
     all.push(...members.map((m) => m.client));
     const log = logger.child({ module: 'relays', upstream: name });
     pools.set(name, new RelayPool(name, members, {
-      maxConnectionsPerRelay: cfg.connections,
+      // Each relay's route is a link of its own: the floor and cap of one link.
+      connectionsPerRelay: { min: config.transfer.minConnections, max: Math.min(config.transfer.maxConnections, cfg.connections) },
       onState: (relay, state, reason) => log[state === 'down' ? 'warn' : 'info']({ relay: relay.url, state, reason }, `relay ${state}`),
     }));
     clients.set(name, members[0]?.client as UpstreamClient);

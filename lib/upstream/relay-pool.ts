@@ -37,8 +37,6 @@ const MIN_SAMPLE_BYTES = 64 * 1024;
 const EWMA = 0.3;
 /** A relay weighs at least this share of the best one, so a slow one is measured again now and then. */
 const MIN_WEIGHT_SHARE = 0.1;
-/** Connections a relay starts from (it doubles from there while its goodput follows). */
-const MIN_CONNECTIONS_PER_RELAY = 4;
 /** How often each relay's concurrency is reconsidered. */
 const ADAPT_INTERVAL_MS = 1000;
 
@@ -49,8 +47,12 @@ export interface RelayPoolOptions {
   now?: () => number;
   /** Told when a relay changes state (logs). */
   onState?: (relay: RelayMember, state: RelayState, reason: string) => void;
-  /** Most connections one relay may carry (default 32). */
-  maxConnectionsPerRelay?: number;
+  /**
+   * Each relay's link: the connections it starts from (doubling while its goodput follows) and
+   * the most it may carry; as for an upstream of one link, transfer.minConnections and
+   * maxConnections (default 8 and 32).
+   */
+  connectionsPerRelay?: { min: number; max: number };
 }
 
 export interface RelaySnapshot {
@@ -95,9 +97,9 @@ export class RelayMember {
   private downs = 0;
   private downUntil = 0;
 
-  constructor(readonly url: string, readonly client: UpstreamClient, private readonly pool: RelayPool, maxConnections: number) {
+  constructor(readonly url: string, readonly client: UpstreamClient, private readonly pool: RelayPool, connections: { min: number; max: number }) {
     this.lastProgressAt = pool.now();
-    this.concurrency = new ConcurrencyController(Math.min(MIN_CONNECTIONS_PER_RELAY, maxConnections), maxConnections);
+    this.concurrency = new ConcurrencyController(connections.min, connections.max);
   }
 
   /** Connections this relay may carry now. */
@@ -277,8 +279,8 @@ export class RelayPool {
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
     this.darkMs = opts.darkMs ?? 3000;
-    const max = Math.max(1, opts.maxConnectionsPerRelay ?? 32);
-    this.members = relays.map((r) => new RelayMember(r.url, r.client, this, max));
+    const connections = opts.connectionsPerRelay ?? { min: 8, max: 32 };
+    this.members = relays.map((r) => new RelayMember(r.url, r.client, this, connections));
     this.watchdog = setInterval(() => this.checkDark(), Math.max(100, Math.floor(this.darkMs / 4)));
     this.watchdog.unref();
     this.lastAdaptAt = this.now();

@@ -9,14 +9,14 @@ import { FAILURES_TO_DRAIN, RelayPool, type RelayMember, type RelayRequest } fro
 const probe = { ok: true };
 const client = { ping: () => (probe.ok ? Promise.resolve() : Promise.reject(new Error('ECONNREFUSED'))) } as unknown as UpstreamClient;
 
-function pool(n: number, darkMs = 3000): { pool: RelayPool; clock: { t: number } } {
+function pool(n: number, darkMs = 3000, connectionsPerRelay = { min: 8, max: 32 }): { pool: RelayPool; clock: { t: number } } {
   const clock = { t: 1000 };
   let seed = 1;
   const random = (): number => {
     seed = (seed * 16807) % 2147483647;
     return seed / 2147483647;
   };
-  const p = new RelayPool('up', Array.from({ length: n }, (_, i) => ({ url: `http://relay-${i}.example:5000`, client })), { darkMs, now: () => clock.t, random });
+  const p = new RelayPool('up', Array.from({ length: n }, (_, i) => ({ url: `http://relay-${i}.example:5000`, client })), { darkMs, now: () => clock.t, random, connectionsPerRelay });
   return { pool: p, clock };
 }
 
@@ -185,7 +185,8 @@ describe('relay pool: each relay a link of its own', () => {
   }
 
   it('learns each relay\'s connections on its own goodput, so the fast relay carries more ranges at once and the bytes follow the relays\' caps', () => {
-    const { pool: p, clock } = pool(links.length);
+    // From a floor of 2 connections each, below what either link fills at.
+    const { pool: p, clock } = pool(links.length, 3000, { min: 2, max: 32 });
     try {
       const carried = run(p, clock, 20);
       const [fast, slow] = p.members as [RelayMember, RelayMember];
