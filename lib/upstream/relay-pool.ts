@@ -86,6 +86,12 @@ export class RelayMember {
   readonly meter = new RateMeter();
   /** Last time a byte arrived (or a request began, while none has). */
   lastProgressAt: number;
+  /**
+   * Requests cut by the caller before their first byte (the engine's stall watch cuts a silent
+   * connection within seconds): when the first of them began, and when the last ended. A request
+   * that follows at once does not restart the silence, or a dark relay would never be drained.
+   */
+  unanswered: { since: number; endedAt: number } | undefined;
   readonly open = new Set<OpenRequest>();
   /** This relay's own concurrency: its route is a link of its own. */
   readonly concurrency: ConcurrencyController;
@@ -155,6 +161,7 @@ export class RelayMember {
     this.tickBytes += bytes;
     this.meter.add(bytes);
     this.lastProgressAt = this.pool.now();
+    this.unanswered = undefined;
   }
 
   /** A request ended well: `bytes` in `ms`. */
@@ -223,12 +230,15 @@ export class RelayMember {
 /** One request's bookkeeping on its relay. */
 export class RelayRequest implements OpenRequest {
   private firstByteAt: number;
+  private readonly beganAt: number;
   private received = 0;
   private ended = false;
 
   constructor(readonly member: RelayMember, private readonly pool: RelayPool, private readonly onCut: (err: Error) => void) {
     this.firstByteAt = pool.now();
-    if (member.open.size === 0) member.lastProgressAt = this.firstByteAt;
+    this.beganAt = this.firstByteAt;
+    const silent = member.unanswered && this.beganAt - member.unanswered.endedAt < pool.darkMs ? member.unanswered.since : undefined;
+    if (member.open.size === 0) member.lastProgressAt = silent ?? this.firstByteAt;
     member.open.add(this);
     member.peakOpen = Math.max(member.peakOpen, member.open.size);
   }
@@ -255,7 +265,11 @@ export class RelayRequest implements OpenRequest {
 
   /** Ended without a verdict (the caller cancelled, or the range was cut short by a split). */
   released(): void {
-    if (this.end() && this.received >= MIN_SAMPLE_BYTES) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
+    if (!this.end()) return;
+    if (this.received >= MIN_SAMPLE_BYTES) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
+    if (this.received > 0) return;
+    const prev = this.member.unanswered;
+    this.member.unanswered = { since: prev && this.beganAt - prev.endedAt < this.pool.darkMs ? Math.min(prev.since, this.beganAt) : this.beganAt, endedAt: this.pool.now() };
   }
 
   private end(): boolean {

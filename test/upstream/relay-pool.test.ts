@@ -110,6 +110,31 @@ describe('relay pool', () => {
   });
 });
 
+describe('relay pool: a dark relay whose requests the engine cuts', () => {
+  it('is drained although each of its requests is cut before its first byte (the stall watch) and a new one follows at once', async () => {
+    const { pool: p, clock } = pool(2, 200);
+    try {
+      const [dark, live] = p.members as [RelayMember, RelayMember];
+      const delivering = live.begin(() => {});
+      // The engine cuts each silent request after 100 ms and asks again at once, the dark relay being idle then.
+      for (let i = 0; i < 3; i++) {
+        const req = dark.begin(() => {});
+        clock.t += 100;
+        delivering.bytes(1000);
+        req.released();
+      }
+      const last = dark.begin(() => {});
+      delivering.bytes(1000);
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(dark.state, 'down', 'silent for 300 ms of back-to-back requests while the other relay delivered');
+      last.released();
+      assert.equal(live.state, 'healthy');
+    } finally {
+      p.close();
+    }
+  });
+});
+
 describe('small requests to several relays (firstRelay)', () => {
   const never = (signal: AbortSignal): Promise<string> => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
   const clients = (n: number): UpstreamClient[] => Array.from({ length: n }, (_, i) => ({ name: `c${i}` }) as unknown as UpstreamClient);
