@@ -84,9 +84,12 @@ export class RangeIgnoredError extends TransferError {
 export class StallError extends TransferError {
   readonly code = 'STALLED';
   override readonly retryable = true;
+  /** Cut by the stall watch (its peers delivered), not by the fixed timer. */
+  readonly byWatch: boolean;
   constructor(seconds: number, detail?: string) {
     super(`no byte received for ${seconds}s${detail ? ` ${detail}` : ''}`);
     this.name = 'StallError';
+    this.byWatch = detail !== undefined;
   }
 }
 

@@ -85,7 +85,7 @@ function checkResponse(ctx: FetchContext, res: RangeResponse, pos: number, end: 
   throw new UpstreamStatusError(res.status, parseRetryAfter(header(res.headers, 'retry-after')));
 }
 
-async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, signal: AbortSignal): Promise<void> {
+async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, signal: AbortSignal, patience = 1): Promise<void> {
   const { controller, dispose } = linkedController(signal);
   const stall = setTimeout(() => controller.abort(new StallError(ctx.stallMs / 1000)), ctx.stallMs);
   // What this request asks for; cursor.end may shrink below it while the body arrives.
@@ -94,7 +94,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, si
   let saved = cursor.pos;
   let failure: unknown;
   let cut = false;
-  const watched = ctx.watch?.start((reason) => controller.abort(reason));
+  const watched = ctx.watch?.start((reason) => controller.abort(reason), patience);
   ctx.attemptStarted();
   try {
     const res = mode === 'range'
@@ -152,13 +152,16 @@ export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: Fetc
   const cursor = range;
   let failures = 0;
   let failuresInARow = 0;
+  // Each cut of this range by the stall watch doubles the silence its next attempt is allowed.
+  let patience = 1;
   while (cursor.pos <= cursor.end) {
     signal.throwIfAborted();
     const before = cursor.pos;
     try {
-      await attempt(ctx, cursor, mode, signal);
+      await attempt(ctx, cursor, mode, signal, patience);
     } catch (e) {
       if (signal.aborted) throw signal.reason;
+      if (e instanceof StallError && e.byWatch) patience = Math.min(patience * 2, 16);
       if (!isRetryable(e) || (mode === 'range' && e instanceof RangeIgnoredError)) throw e;
       if (++failures > ctx.policy.attempts) throw new RetriesExhaustedError(failures, e);
       failuresInARow = cursor.pos > before ? 0 : failuresInARow + 1;

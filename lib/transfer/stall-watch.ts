@@ -6,7 +6,9 @@
  * of a blob counts too: its peers that finished delivered after it went quiet. One watch serves a
  * whole link (link-budget.ts), so the peers are every transfer's connections. A connection with no
  * peer to compare with (skopeo fetching one small layer at a time) is judged on its own history,
- * allowed twice the silence. The fixed stallSeconds timer of the attempt (range-fetcher.ts) stays
+ * allowed twice the silence. When most connections are quiet together the far end paces them
+ * (a relay streams as its own fill arrives): none is cut. Only answered requests are judged, and
+ * each cut of a range doubles the silence its next attempt is allowed. The fixed stallSeconds timer of the attempt (range-fetcher.ts) stays
  * the upper bound always.
  */
 import { StallError } from './errors.ts';
@@ -32,6 +34,10 @@ export interface WatchedAttempt {
 
 interface Attempt {
   startedAt: number;
+  /** Headers arrived: until then the far end may be working (a relay fetching), the timer judges. */
+  answered: boolean;
+  /** Multiplies the silence allowed (a range cut before waits longer). */
+  patience: number;
   lastAt: number;
   /** Moving average of the gap between reads, once there were two. */
   gapMs: number | undefined;
@@ -53,10 +59,10 @@ export class StallWatch {
     return this.rttMs;
   }
 
-  /** Watches one attempt; `cut` aborts it. */
-  start(cut: (reason: Error) => void): WatchedAttempt {
+  /** Watches one attempt; `cut` aborts it. `patience` multiplies the silence it is allowed. */
+  start(cut: (reason: Error) => void, patience = 1): WatchedAttempt {
     const t = this.now();
-    const a: Attempt = { startedAt: t, lastAt: t, gapMs: undefined, cut };
+    const a: Attempt = { startedAt: t, answered: false, patience, lastAt: t, gapMs: undefined, cut };
     this.attempts.add(a);
     this.timer ??= setInterval(() => this.check(), CHECK_MS);
     this.timer.unref();
@@ -66,6 +72,7 @@ export class StallWatch {
         const rtt = now - a.startedAt;
         this.rttMs = this.rttMs === undefined ? rtt : Math.min(this.rttMs, rtt);
         a.lastAt = now;
+        a.answered = true;
       },
       gotBytes: () => {
         const now = this.now();
@@ -85,20 +92,40 @@ export class StallWatch {
     };
   }
 
+  /**
+   * Whether the link delivers while `a` is silent: at least half of the other answered
+   * connections delivered well after `a`'s last byte (one quiet connection among busy ones, or the
+   * first of several that stalled one after another; when most went quiet together, the far end
+   * or this process paused them all, or a relay paces them as its own fill arrives).
+   * With none delivering: another delivered after `a`'s last byte and `a` is the only one left
+   * (the last range of a blob), or `a` has a rhythm of its own and broke it for twice the silence
+   * allowed (every connection of the link stalled).
+   */
+  private linkWorksWithout(a: Attempt, now: number): boolean {
+    let others = 0;
+    let delivering = 0;
+    for (const b of this.attempts) {
+      if (b === a || !b.answered) continue;
+      others++;
+      if (b.lastAt > a.lastAt + this.allowedMs(a) / 2) delivering++;
+    }
+    if (delivering > 0) return delivering * 2 >= others;
+    if (others === 0 && this.lastBy !== undefined && this.lastBy !== a && this.lastByAt > a.lastAt) return true;
+    return a.gapMs !== undefined && now - a.lastAt > ALONE_FACTOR * this.allowedMs(a);
+  }
+
   /** How long `a` may stay silent. */
   private allowedMs(a: Attempt): number {
-    return Math.max(MIN_SILENCE_MS, RTT_FACTOR * (this.rttMs ?? 0), GAP_FACTOR * (a.gapMs ?? 0));
+    return a.patience * Math.max(MIN_SILENCE_MS, RTT_FACTOR * (this.rttMs ?? 0), GAP_FACTOR * (a.gapMs ?? 0));
   }
 
   /** @internal Cuts the attempts silent past what is allowed while a peer delivered. */
   check(now = this.now()): void {
     for (const a of this.attempts) {
+      if (!a.answered) continue;
       const silent = now - a.lastAt;
       if (silent <= this.allowedMs(a)) continue;
-      // The last bytes on the link went to another connection: they came after this one's.
-      // Otherwise only a connection that has a rhythm of its own may be judged on it.
-      const peerDelivered = this.lastBy !== undefined && this.lastBy !== a && this.lastByAt > a.lastAt;
-      if (!peerDelivered && (a.gapMs === undefined || silent <= ALONE_FACTOR * this.allowedMs(a))) continue;
+      if (!this.linkWorksWithout(a, now)) continue;
       this.attempts.delete(a);
       a.cut(new StallError(Math.round(silent) / 1000, 'while other connections delivered'));
     }

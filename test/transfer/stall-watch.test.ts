@@ -39,7 +39,7 @@ describe('stall watch', function () {
     b.end();
   });
 
-  it('judges the connection that delivered last on its own rhythm, allowed twice the silence', () => {
+  it('when every connection went quiet, cuts those with a rhythm at twice the silence; one never answered is left to the timer', () => {
     let now = 0;
     const watch = new StallWatch(() => now);
     const cuts: string[] = [];
@@ -51,25 +51,39 @@ describe('stall watch', function () {
     a.gotBytes();
     now = 150;
     b.gotBytes();
-    // A connection that never delivered has no rhythm: alone, only the fixed timer judges it.
     const c = watch.start(() => cuts.push('c'));
-    // Both quiet: b's bytes came after a's, so a is cut at 1 s; b, which nobody delivered after,
-    // only at twice that.
+    // Quiet together (the link, or this process, paused): not cut at the usual 1 s.
     now = 1200;
     watch.check();
-    assert.deepEqual(cuts, ['a']);
-    now = 2100;
+    assert.deepEqual(cuts, []);
+    now = 2101;
     watch.check();
     assert.deepEqual(cuts, ['a']);
-    now = 2200;
+    now = 2151;
     watch.check();
     assert.deepEqual(cuts, ['a', 'b']);
-    b.end();
-    a.end();
     now = 60_000;
     watch.check();
     assert.deepEqual(cuts, ['a', 'b']);
+    a.end();
+    b.end();
     c.end();
+  });
+
+  it('never cuts the quiet connections of a far end that paces them (most quiet, one delivering)', () => {
+    let now = 0;
+    const watch = new StallWatch(() => now);
+    const cuts: number[] = [];
+    const all = Array.from({ length: 6 }, (_, i) => watch.start(() => cuts.push(i)));
+    now = 50;
+    for (const w of all) w.gotHeaders();
+    for (let t = 0; t < 3000; t += 50) {
+      now += 50;
+      all[0]!.gotBytes();
+      watch.check();
+    }
+    assert.deepEqual(cuts, []);
+    for (const w of all) w.end();
   });
 
   describe('in a transfer', () => {
