@@ -27,7 +27,7 @@ export class RelayFigures {
     return this.pools.flatMap((p) => p.snapshot().map((s) => ({ upstream: p.upstream, ...s })));
   }
 
-  /** ferry_relay_goodput_bytes_per_second, ferry_relay_bytes_total, ferry_relay_state. */
+  /** ferry_relay_goodput_bytes_per_second, ferry_relay_bytes_total, ferry_relay_connections, ferry_relay_state. */
   register(registry: Registry): void {
     const registers = [registry];
     const rows = (): RelayRow[] => this.rows();
@@ -50,6 +50,16 @@ export class RelayFigures {
       collect() {
         this.reset();
         for (const r of rows()) this.set({ upstream: r.upstream, relay: r.url }, r.bytes);
+      },
+    });
+    new Gauge({
+      name: 'ferry_relay_connections',
+      help: 'Connections each relay of an upstream with several may carry now, learned on its own goodput (each relay is a link of its own)',
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of rows()) this.set({ upstream: r.upstream, relay: r.url }, r.connections);
       },
     });
     new Gauge({

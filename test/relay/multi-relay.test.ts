@@ -107,6 +107,7 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
       assert.match(metrics, new RegExp(`ferry_relay_state\\{upstream="relay",relay="${leg.link.url.replace(/[.]/g, '\\.')}",state="healthy"\\} 1`));
     }
     assert.match(metrics, /ferry_relay_goodput_bytes_per_second\{upstream="relay"/);
+    assert.match(metrics, /ferry_relay_connections\{upstream="relay",relay="[^"]+"\} [1-9]/);
   });
 
   it('keeps a pull whole when one relay goes dark in the middle of it', async () => {
