@@ -126,6 +126,13 @@ const TAIL_MIN_PIECE_BYTES = 64 * 1024;
 /** A running range is split among free connections only if it would take longer than this alone. */
 const TAIL_SPLIT_MIN_SECONDS = 0.5;
 
+/**
+ * A split cuts the running request at the split point, and what the link held in flight for it
+ * past there (about its rate times the round trip) is lost: the half handed off must be at least
+ * this many times that, so a split costs at most a few percent of what it hands off.
+ */
+const TAIL_SPLIT_IN_FLIGHT_FACTOR = 16;
+
 /** Faults that say the far end is overloaded, not that the link dropped a connection. */
 function isOverload(err: unknown): boolean {
   if (err instanceof UpstreamStatusError) return err.status === 429 || err.status === 503;
@@ -554,7 +561,7 @@ export class Transfer extends EventEmitter {
     };
     try {
       // Every chunk queues on the link at once, lowest offset first; the link says how many run.
-      for (const t of planMissing(this.size, this.chunkSize, this.written)) launch(liveRange(t));
+      for (const t of planMissing(this.size, this.requestBytes(), this.written)) launch(liveRange(t));
       // Splits add to `pending` while we wait.
       while (pending.length > 0) await pending.shift();
     } finally {
@@ -571,7 +578,11 @@ export class Transfer extends EventEmitter {
    * chunks do not crawl on one connection each while the others idle.
    */
   private splitTail(running: Set<LiveRange>, launch: (r: LiveRange) => void): void {
-    const minPiece = TAIL_MIN_PIECE_BYTES;
+    const perConnection = this.meter.rate() / Math.max(1, running.size);
+    // Nothing measured yet (no rate or no round trip): what a split would cut is unknown, wait.
+    const rttMs = this.link.stalls.rtt;
+    if (!(perConnection > 0) || rttMs === undefined) return;
+    const minPiece = Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * perConnection * (rttMs / 1000));
     for (let free = this.link.limit - this.link.activeConnections - this.link.waiting; free > 0; free--) {
       let best: { r: LiveRange; from: number; left: number } | undefined;
       for (const r of running) {
@@ -582,13 +593,25 @@ export class Transfer extends EventEmitter {
       if (!best || best.left < 2 * minPiece) return;
       // Splitting re-asks for bytes the running request may already have in flight (what the
       // socket buffers hold past the split point): worth it only when the rest would crawl.
-      const perConnection = this.meter.rate() / Math.max(1, running.size);
-      if (perConnection > 0 && best.left / perConnection < TAIL_SPLIT_MIN_SECONDS) return;
+      if (best.left / perConnection < TAIL_SPLIT_MIN_SECONDS) return;
       const at = best.from + Math.floor(best.left / 2);
       const rest = { start: at, end: best.r.end };
       best.r.end = at - 1;
       launch(liveRange(rest));
     }
+  }
+
+  /**
+   * The size of the requests a fetch starts with: a chunk, or less when the link has more free
+   * connections than the blob has chunks, so each starts busy instead of splitting requests
+   * already under way (a split cuts one, losing what it had in flight). What is missing of a
+   * blob already partly held (a resume, a piece fetched again) is asked chunk by chunk.
+   */
+  private requestBytes(): number {
+    if (this.written.size > 0) return this.chunkSize;
+    const free = Math.max(1, this.link.limit - this.link.activeConnections - this.link.waiting);
+    const even = Math.ceil(this.size / free / TAIL_MIN_PIECE_BYTES) * TAIL_MIN_PIECE_BYTES;
+    return Math.min(this.chunkSize, Math.max(TAIL_MIN_PIECE_BYTES, even));
   }
 
   private fetchContext(): FetchContext {

@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict';
+import { MiB, TEST_TIMING, rig, type Rig } from './harness.ts';
+
+describe('transfer: link bytes with no faults', function () {
+  this.timeout(30_000);
+  let r: Rig | undefined;
+  afterEach(async () => {
+    await r?.close();
+    r = undefined;
+  });
+
+  it('a capped link with a round trip and no faults carries at most 1.05x the blob (the tail split discards nothing in flight)', async () => {
+    // The small-skopeo bench profile's link: 512 KiB/s per connection, 8 MiB/s in total, 300 ms RTT.
+    const size = 16 * MiB;
+    r = await rig(size, { faults: { rateBytesPerSec: 512 * 1024, aggregateBytesPerSec: 8 * MiB, latencyMs: 300 } });
+    // The product's chunk sizes and connection floor; 16 connections of 512 KiB/s fill the 8 MiB/s.
+    const config = { minChunkBytes: 4 * MiB, maxChunkBytes: 64 * MiB, minConnections: 8, maxConnections: 16 };
+    const t = r.start({ config, ...TEST_TIMING, checkpointBytes: 256 * 1024 });
+    await t.done;
+    await r.proxy.close();
+    const { bytesFromUpstream, connections } = r.proxy.stats;
+    const ratio = bytesFromUpstream / size;
+    console.log(`      link bytes ${(ratio).toFixed(3)}x the blob, ${connections} connections`);
+    assert.ok(ratio <= 1.05, `link bytes ${ratio.toFixed(3)}x the blob over ${connections} connections`);
+  });
+});
