@@ -19,7 +19,7 @@ import { createUpstreams } from '../lib/upstream/clients.ts';
 import { CacheAccounting, afterFill } from '../lib/storage/eviction.ts';
 import { createMirrorApp } from './mirror-app.ts';
 import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
-import { closeInOrder, type ShutdownResult } from './ops/shutdown.ts';
+import { stopInOrder, type ServiceParts, type ShutdownResult } from './ops/shutdown.ts';
 import { boundAddress, listen } from './listen.ts';
 
 export interface RunningMirror {
@@ -108,6 +108,18 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     tmpMaxAgeMs: config.limits.tmpMaxAgeMinutes * 60_000,
     logger: logger.child({ module: 'sweeper' }),
   });
+  const parts: ServiceParts = {
+    server,
+    logger,
+    fills,
+    stopAccepting: () => { ops.stopAccepting(); prefetch?.close(); ops.ops.close(); },
+    flush: () => linkState.close(),
+    clients: [upstreams],
+    sweeper,
+    lock,
+  };
+  // SIGTERM during close() (or the reverse) joins the stop under way.
+  let stopping: Promise<ShutdownResult> | undefined;
   logger.info({ address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), upstreams: [...clients.keys()] }, 'mirror listening');
   return {
     server,
@@ -119,17 +131,9 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     logger,
     ops: ops.ops,
     reloadTls: () => ops.reloadTls(server),
-    async shutdown(opts) {
-      sweeper.stop();
-      const result = await ops.shutdown(server, opts);
-      prefetch?.close();
-      await linkState.close();
-      await upstreams.close();
-      await lock.release();
-      return result;
-    },
-    close() {
-      return closeInOrder({ server, fills, clients: [upstreams, linkState], lock, onStopAccepting: () => { sweeper.stop(); prefetch?.close(); ops.ops.close(); } });
+    shutdown: (opts = {}) => (stopping ??= stopInOrder(parts, opts)),
+    async close() {
+      await (stopping ??= stopInOrder(parts, { graceMs: 0 }));
     },
   };
 }

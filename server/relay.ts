@@ -23,7 +23,7 @@ import type { UpstreamClient } from '../lib/upstream/client.ts';
 import { createUpstreamClients } from '../lib/upstream/clients.ts';
 import { boundAddress, listen } from './listen.ts';
 import { createServiceOps } from './ops/mirror-ops.ts';
-import { closeInOrder, gracefulShutdown, type ShutdownResult } from './ops/shutdown.ts';
+import { stopInOrder, type ServiceParts, type ShutdownResult } from './ops/shutdown.ts';
 import { createRelayApp } from './relay/relay-app.ts';
 
 export type RelaySettings = NonNullable<LoadedConfig['relay']>;
@@ -125,6 +125,17 @@ async function startOnLockedDir(
     tmpMaxAgeMs: config.limits.tmpMaxAgeMinutes * 60_000,
     logger: logger.child({ module: 'sweeper' }),
   });
+  const parts: ServiceParts = {
+    server,
+    logger,
+    fills,
+    stopAccepting: () => { ready = false; ops.close(); },
+    clients: [...clients.values()],
+    sweeper,
+    lock,
+  };
+  // SIGTERM during close() (or the reverse) joins the stop under way.
+  let stopping: Promise<ShutdownResult> | undefined;
   logger.info({
     address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), tokens: tokens.size,
     upstreams: [...clients.keys()], allow: settings.allow.length > 0 ? settings.allow : 'all', cacheMaxBytes: settings.cacheMaxBytes,
@@ -148,25 +159,9 @@ async function startOnLockedDir(
       logger.info({ cert: config.tls.cert }, 'TLS certificate reloaded');
       return true;
     },
-    shutdown(opts = {}) {
-      return gracefulShutdown({
-        server,
-        logger,
-        fills,
-        ...(opts.graceMs !== undefined ? { graceMs: opts.graceMs } : {}),
-        onStopAccepting: () => {
-          ready = false;
-          sweeper.stop();
-        },
-        onClosed: async () => {
-          ops.close();
-          await Promise.all([...clients.values()].map((c) => c.close()));
-          await lock.release();
-        },
-      });
-    },
-    close() {
-      return closeInOrder({ server, fills, clients: clients.values(), lock, onStopAccepting: () => { ready = false; sweeper.stop(); ops.close(); } });
+    shutdown: (opts = {}) => (stopping ??= stopInOrder(parts, opts)),
+    async close() {
+      await (stopping ??= stopInOrder(parts, { graceMs: 0 }));
     },
   };
 }

@@ -56,6 +56,8 @@ export class Prefetcher {
   /** Blobs prefetched whole before any client asked (oldest first, bounded). */
   private readonly fetchedAhead = new Set<string>();
   private readonly timer: NodeJS.Timeout;
+  /** Closed: no image starts to prefetch (a manifest served while the service stops). */
+  private closed = false;
 
   constructor(
     private readonly fills: BlobFills,
@@ -69,6 +71,7 @@ export class Prefetcher {
 
   /** An image manifest was served from an upstream route: fetch its blobs ahead. */
   manifestServed(m: ServedManifest): void {
+    if (this.closed) return;
     let blobs: Descriptor[];
     try {
       blobs = parseManifest(m.bytes, m.mediaType).blobs;
@@ -112,6 +115,7 @@ export class Prefetcher {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
     for (const image of this.images.values()) this.stop(image, 'mirror closing');
   }

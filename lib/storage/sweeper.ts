@@ -14,7 +14,8 @@ export interface SweeperOptions {
 export interface Sweeper {
   /** One pass now (also what the timer runs). */
   sweep(): Promise<void>;
-  stop(): void;
+  /** No further pass; resolves once the pass in progress (if any) has ended. */
+  stop(): Promise<void>;
 }
 
 /** Sweeps every quarter of the shorter age (between 1 s and 1 min), one pass at a time. */
@@ -22,7 +23,8 @@ export function startSweeper(store: Store, { uploadIdleMs, tmpMaxAgeMs, logger }
   const everyMs = Math.min(60_000, Math.max(1000, Math.min(uploadIdleMs, tmpMaxAgeMs) / 4));
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  const sweep = async (): Promise<void> => {
+  let running: Promise<void> = Promise.resolve();
+  const pass = async (): Promise<void> => {
     try {
       const sessions = await store.uploads.cleanStale(uploadIdleMs);
       const temps = await store.blobs.cleanTemp(tmpMaxAgeMs);
@@ -30,6 +32,10 @@ export function startSweeper(store: Store, { uploadIdleMs, tmpMaxAgeMs, logger }
     } catch (err) {
       logger.error({ err }, 'sweeping idle upload sessions and temp files failed');
     }
+  };
+  const sweep = (): Promise<void> => {
+    running = running.then(pass);
+    return running;
   };
   const next = (): void => {
     if (stopped) return;
@@ -42,6 +48,7 @@ export function startSweeper(store: Store, { uploadIdleMs, tmpMaxAgeMs, logger }
     stop() {
       stopped = true;
       clearTimeout(timer);
+      return running;
     },
   };
 }

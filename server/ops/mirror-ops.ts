@@ -18,7 +18,6 @@ import { recordingPort } from '../../lib/metrics/recording-port.ts';
 import { RegistryAuth } from '../auth/registry-auth.ts';
 import { Htpasswd } from '../auth/htpasswd.ts';
 import { mountOpsRoutes } from './ops-routes.ts';
-import { gracefulShutdown, type ShutdownResult } from './shutdown.ts';
 
 export interface MirrorOpsSetup {
   ops: MirrorOps;
@@ -30,8 +29,8 @@ export interface MirrorOpsSetup {
   extra: (app: Express) => void;
   /** An upstream port whose outcomes feed the upstream health. */
   watchPort(name: string, port: UpstreamPort): UpstreamPort;
-  /** Stop accepting, drain (bounded), park transfers, close. */
-  shutdown(server: Server, opts?: { graceMs?: number }): Promise<ShutdownResult>;
+  /** Readiness goes false (the first step of stopInOrder). */
+  stopAccepting(): void;
   /** Re-reads tls.cert and tls.key into the running HTTPS server (SIGHUP). */
   reloadTls(server: Server): boolean;
 }
@@ -69,14 +68,7 @@ export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: Blob
       auth?.mount(app);
     },
     watchPort: (name, port) => recordingPort(name, port, ops.health),
-    shutdown: (server, opts = {}) => gracefulShutdown({
-      server,
-      logger,
-      fills,
-      graceMs: opts.graceMs,
-      onStopAccepting: () => { ready = false; },
-      onClosed: () => ops.close(),
-    }),
+    stopAccepting: () => { ready = false; },
     reloadTls(server) {
       if (!config.tls || !(server instanceof HttpsServer)) return false;
       try {

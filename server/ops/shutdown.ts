@@ -1,8 +1,11 @@
 /**
- * Graceful stop (SIGTERM, SIGINT): stop accepting connections, let requests in progress finish
- * for a bounded time, then park pull-through transfers (abort them; the transfer engine keeps
- * their .part and .journal, so the next start resumes them from where they were), then close
- * what is left. A second signal exits at once.
+ * The one order in which a mirror or a relay stops, on SIGTERM/SIGINT (`shutdown`) and on
+ * `close()`: stop accepting (readiness, prefetch, ops timers: no new fill starts on their own),
+ * let requests in progress finish for a bounded time, park the fills (abort them; the transfer
+ * engine keeps their .part and .journal, so the next start resumes them) and await every commit in
+ * progress (a fill past verification still commits: nothing may write to the store once the lock is
+ * released), cut what is left, flush link state, close the upstream clients, stop the sweeper
+ * (awaiting a pass in progress), release the lock last. A second signal exits at once.
  */
 import type { Server } from 'node:http';
 import type { Logger } from '../../lib/log/logger.ts';
@@ -13,18 +16,20 @@ export interface ParkableFills {
   abortAll(reason: string): void;
 }
 
-export interface ShutdownOptions {
+export interface ServiceParts {
   server: Server;
   logger: Logger;
-  fills?: ParkableFills;
-  /** How long requests in progress may run on (default 10 s). */
-  graceMs?: number;
-  /** How long parked transfers may take to flush their journals (default 5 s). */
-  parkTimeoutMs?: number;
-  /** Called first (readiness goes false). */
-  onStopAccepting?: () => void;
-  /** Called last (timers, stores). */
-  onClosed?: () => Promise<void> | void;
+  fills: ParkableFills;
+  /** Called first: readiness goes false; prefetch and timers stop, so no fill starts on their own. */
+  stopAccepting: () => void;
+  /** What the fills taught (link state): saved once no fill runs, before the clients close. */
+  flush?: () => Promise<void>;
+  /** Upstream clients: closed once no fill can use them. */
+  clients: Iterable<{ close(): Promise<void> }>;
+  /** Resolves once a sweep in progress has ended. */
+  sweeper: { stop(): Promise<void> };
+  /** The data dir lock: released last, once nothing writes to the store. */
+  lock: { release(): Promise<void> };
 }
 
 export interface ShutdownResult {
@@ -34,63 +39,43 @@ export interface ShutdownResult {
   durationMs: number;
 }
 
-
-export async function gracefulShutdown(opts: ShutdownOptions): Promise<ShutdownResult> {
+/** Stops a service in the order above; `graceMs` (default 10 s, 0 for close()) bounds the requests in progress. */
+export async function stopInOrder(p: ServiceParts, opts: { graceMs?: number } = {}): Promise<ShutdownResult> {
   const started = Date.now();
-  const { server, logger } = opts;
-  opts.onStopAccepting?.();
+  const { server, logger } = p;
+  p.stopAccepting();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // Keep-alive connections go idle between requests: close each as soon as it does, and at once
   // those that never sent one (a client's spare connection would hold the stop for graceMs).
   closeQuietConnections(server);
   const sweep = setInterval(() => closeQuietConnections(server), 100);
-  const graceMs = opts.graceMs ?? 10_000;
-  const drained = await Promise.race([closed.then(() => true), delay(graceMs).then(() => false)]);
+  const drained = await Promise.race([closed.then(() => true), delay(opts.graceMs ?? 10_000).then(() => false)]);
   clearInterval(sweep);
-
-  const fills = opts.fills?.active ?? [];
-  const parked = fills.map((f) => f.digest);
-  if (fills.length > 0) {
-    logger.info({ transfers: parked.length }, 'parking transfers');
-    opts.fills?.abortAll('mirror shutting down: transfer parked, it resumes on the next request');
-    const settled = Promise.allSettled(fills.map((f) => f.committed));
-    await Promise.race([settled, delay(opts.parkTimeoutMs ?? 5000)]);
-  }
   if (!drained) server.closeAllConnections();
+  const parked = await parkFills(p.fills, logger);
   await Promise.race([closed, delay(1000)]);
-  await opts.onClosed?.();
+  await p.flush?.();
+  await Promise.all([...p.clients].map((c) => c.close()));
+  await p.sweeper.stop();
+  await p.lock.release();
   const result = { cut: !drained, parked, durationMs: Date.now() - started };
   logger.info(result, 'shutdown complete');
   return result;
 }
 
-export interface ServiceParts {
-  server: Server;
-  fills: ParkableFills;
-  /** Upstream clients: closed once no fill can use them. */
-  clients: Iterable<{ close(): Promise<void> }>;
-  /** The data dir lock: released last, once nothing writes to the store. */
-  lock: { release(): Promise<void> };
-  /** Timers, pingers, readiness. */
-  onStopAccepting?: () => void;
-}
-
 /**
- * The one order in which a mirror or a relay stops at once (close()): stop accepting, abort the
- * fills, await their commits (a fill past verification still commits: nothing may write to the
- * store once the lock is released), cut what is left, close the upstream clients, release the lock.
+ * Aborts every fill and awaits each commit, bounded only by the commit itself (local I/O); again
+ * while a request that was still running started another.
  */
-export async function closeInOrder(p: ServiceParts): Promise<void> {
-  p.onStopAccepting?.();
-  const closed = new Promise<void>((resolve) => p.server.close(() => resolve()));
-  p.server.closeIdleConnections();
-  const settled = Promise.allSettled(p.fills.active.map((f) => f.committed));
-  p.fills.abortAll('shutting down');
-  await settled;
-  p.server.closeAllConnections();
-  await closed;
-  await Promise.all([...p.clients].map((c) => c.close()));
-  await p.lock.release();
+async function parkFills(fills: ParkableFills, logger: Logger): Promise<string[]> {
+  const parked: string[] = [];
+  for (let active = fills.active; active.length > 0; active = fills.active) {
+    logger.info({ transfers: active.length }, 'parking transfers');
+    parked.push(...active.map((f) => f.digest));
+    fills.abortAll('shutting down: transfer parked, it resumes on the next request');
+    await Promise.allSettled(active.map((f) => f.committed));
+  }
+  return parked;
 }
 
 /**

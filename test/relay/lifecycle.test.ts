@@ -2,66 +2,176 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Downloader } from '../../lib/mirror/ports.ts';
 import { generateToken } from '../../lib/relay/tokens.ts';
+import { LOCK_FILE } from '../../lib/storage/data-dir-lock.ts';
 import type { TransferSnapshot } from '../../lib/transfer/downloader.ts';
+import { startTestMirror } from '../e2e/mirror-fixture.ts';
+import { buildImage } from '../helpers/oci-image.ts';
 import { sleep, waitFor } from '../helpers/processes.ts';
+import { startReferenceRegistry } from '../helpers/reference-registry.ts';
+import { pushImage } from '../helpers/skopeo.ts';
 import { call, startTestRelay } from './fixture.ts';
+
+/** A blob the fake upstream serves, and a downloader whose fill is verified and commits once `release` is called. */
+async function gatedCommit(): Promise<{ digest: string; upstream: Server; downloader: Downloader; release: () => void; committing: () => boolean; committedAt: () => number }> {
+  const data = Buffer.from('a blob being committed while the relay stops');
+  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const upstream: Server = createServer((_req, res) => res.writeHead(200, { 'content-length': data.length, 'docker-content-digest': digest }).end());
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => { release = resolve; });
+  let committing = false;
+  let committedAt = 0;
+  // A fill already verified: it commits once the gate opens, and ignores abort (as the engine does).
+  const downloader: Downloader = (req) => ({
+    digest: req.digest,
+    size: req.size,
+    createReader: () => Readable.from([]),
+    done: (async () => {
+      await mkdir(req.dir, { recursive: true });
+      const part = join(req.dir, `${req.digest.slice(7)}.part`);
+      await writeFile(part, data);
+      committing = true;
+      await gate;
+      await req.commit(part);
+      committedAt = performance.now();
+    })(),
+    abort: () => {},
+    snapshot: () => ({ digest: req.digest, size: req.size, state: 'running' }) as TransferSnapshot,
+  });
+  return { digest, upstream, downloader, release, committing: () => committing, committedAt: () => committedAt };
+}
 
 describe('relay lifecycle: the order a mirror and a relay share', function () {
   this.timeout(20_000);
 
   it('close() waits for a commit in progress before it releases the data dir', async () => {
-    const data = Buffer.from('a blob being committed while the relay closes');
-    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-    const upstream: Server = createServer((_req, res) => res.writeHead(200, { 'content-length': data.length, 'docker-content-digest': digest }).end());
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => { release = resolve; });
-    let committing = false;
-    let committedAt = 0;
-    // A fill already verified: it commits once the gate opens, and ignores abort (as the engine does).
-    const downloader: Downloader = (req) => ({
-      digest: req.digest,
-      size: req.size,
-      createReader: () => Readable.from([]),
-      done: (async () => {
-        await mkdir(req.dir, { recursive: true });
-        const part = join(req.dir, `${req.digest.slice(7)}.part`);
-        await writeFile(part, data);
-        committing = true;
-        await gate;
-        await req.commit(part);
-        committedAt = performance.now();
-      })(),
-      abort: () => {},
-      snapshot: () => ({ digest: req.digest, size: req.size, state: 'running' }) as TransferSnapshot,
-    });
+    const g = await gatedCommit();
     const token = generateToken();
     const relay = await startTestRelay({
-      upstreams: { up: { url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` } },
+      upstreams: { up: { url: `http://127.0.0.1:${(g.upstream.address() as AddressInfo).port}` } },
       defaultUpstream: 'up',
       relay: { tokens: [token] },
-    }, { deps: { downloader } });
+    }, { deps: { downloader: g.downloader } });
     try {
-      const head = await call(`${relay.url}/v2/lib/x/blobs/${digest}`, { method: 'HEAD', token });
+      const head = await call(`${relay.url}/v2/lib/x/blobs/${g.digest}`, { method: 'HEAD', token });
       assert.equal(head.status, 200);
-      await waitFor(() => committing, 5000, 'the commit to start');
+      await waitFor(g.committing, 5000, 'the commit to start');
       let closedAt = 0;
       const closing = relay.relay.close().then(() => { closedAt = performance.now(); });
       await sleep(300);
       assert.equal(closedAt, 0, 'close() returned while a commit was in progress');
-      release();
+      g.release();
       await closing;
-      assert.ok(committedAt > 0 && committedAt <= closedAt, 'the commit finished before close() returned');
-      assert.ok(await relay.relay.store.blobs.has(digest), 'the committed blob is in the store');
+      assert.ok(g.committedAt() > 0 && g.committedAt() <= closedAt, 'the commit finished before close() returned');
+      assert.ok(await relay.relay.store.blobs.has(g.digest), 'the committed blob is in the store');
     } finally {
-      release();
+      g.release();
       await relay.stop().catch(() => {});
-      await new Promise<void>((resolve) => upstream.close(() => resolve()));
+      await new Promise<void>((resolve) => g.upstream.close(() => resolve()));
+    }
+  });
+
+  it('SIGTERM (shutdown) waits for a commit in progress however long it takes before it releases the data dir', async function () {
+    this.timeout(30_000);
+    const g = await gatedCommit();
+    const token = generateToken();
+    const relay = await startTestRelay({
+      upstreams: { up: { url: `http://127.0.0.1:${(g.upstream.address() as AddressInfo).port}` } },
+      defaultUpstream: 'up',
+      relay: { tokens: [token] },
+    }, { deps: { downloader: g.downloader } });
+    try {
+      assert.equal((await call(`${relay.url}/v2/lib/x/blobs/${g.digest}`, { method: 'HEAD', token })).status, 200);
+      await waitFor(g.committing, 5000, 'the commit to start');
+      let stoppedAt = 0;
+      const stopping = relay.relay.shutdown({ graceMs: 0 }).then(() => { stoppedAt = performance.now(); });
+      // Longer than any fixed bound for parked fills (it was 5 s): the commit alone bounds the wait.
+      await sleep(5500);
+      assert.equal(stoppedAt, 0, 'shutdown released the data dir while a commit was in progress');
+      assert.ok(existsSync(join(relay.dataDir, LOCK_FILE)), 'the lock is held while the commit runs');
+      g.release();
+      await stopping;
+      assert.ok(g.committedAt() > 0 && g.committedAt() <= stoppedAt, 'the commit finished before shutdown returned');
+      assert.ok(await relay.relay.store.blobs.has(g.digest), 'the committed blob is in the store');
+    } finally {
+      g.release();
+      await relay.stop().catch(() => {});
+      await new Promise<void>((resolve) => g.upstream.close(() => resolve()));
+    }
+  });
+
+  it('a mirror with prefetches queued stops them first on SIGTERM: no fill starts, no part is written once shutdown began', async function () {
+    this.timeout(60_000);
+    const registry = await startReferenceRegistry({ name: 'lifecycle-registry' });
+    // Four small blobs (config and three layers), prefetched one at a time: three wait in the queue.
+    const image = await buildImage({ seed: 'lifecycle/prefetch', layers: [4096, 4096, 4096] });
+    await pushImage(image, registry.host, 'lib/queued', '1');
+    let stoppingAt = 0;
+    let lockFile = '';
+    let readers = 0;
+    const startedWhileStopping: string[] = [];
+    const writesWithoutLock: string[] = [];
+    const running: Array<Promise<void>> = [];
+    // An engine-like fill: appends to its .part until aborted; once the stop began, its link fails
+    // (a fill ending on its own while a client's request holds the grace period).
+    const downloader: Downloader = (req) => {
+      if (stoppingAt > 0) startedWhileStopping.push(req.digest);
+      const aborted = new AbortController();
+      const done = (async () => {
+        await mkdir(req.dir, { recursive: true });
+        const part = join(req.dir, `${req.digest.slice(7)}.part`);
+        while (!aborted.signal.aborted) {
+          if (stoppingAt > 0 && performance.now() - stoppingAt > 100) throw new Error('connection reset');
+          await appendFile(part, 'x');
+          if (!existsSync(lockFile)) writesWithoutLock.push(req.digest);
+          await sleep(10);
+        }
+        throw new Error('parked');
+      })();
+      running.push(done.catch(() => {}));
+      return {
+        digest: req.digest,
+        size: req.size,
+        // The client's response: no byte comes, so its request runs until the grace period ends.
+        createReader: () => { readers++; return new Readable({ read() {} }); },
+        done,
+        abort: () => aborted.abort(),
+        snapshot: () => ({ digest: req.digest, size: req.size, state: 'running' }) as TransferSnapshot,
+      };
+    };
+    const mirror = await startTestMirror({
+      upstreams: { hub: { url: registry.url } },
+      defaultUpstream: 'hub',
+      prefetch: { concurrency: 1 },
+    }, { downloader });
+    lockFile = join(mirror.dataDir, LOCK_FILE);
+    const client = new AbortController();
+    try {
+      const manifest = await call(`${mirror.url}/v2/lib/queued/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.equal(manifest.status, 200);
+      await waitFor(() => running.length === 1, 10_000, 'the first prefetch to start');
+      // A client asks for the blob being prefetched (the fill is its own now) and keeps its request open.
+      fetch(`${mirror.url}/v2/lib/queued/blobs/${image.configDigest}`, { signal: client.signal }).catch(() => {});
+      await waitFor(() => readers > 0, 10_000, 'the client to join the fill');
+      stoppingAt = performance.now();
+      const result = await mirror.mirror.shutdown({ graceMs: 1000 });
+      assert.equal(result.cut, true, 'the client request held the grace period');
+      const started = running.length;
+      await Promise.all(running);
+      assert.equal(running.length, started, 'no fill started once shutdown returned');
+      assert.deepEqual(startedWhileStopping, [], 'fills started after shutdown began');
+      assert.deepEqual(writesWithoutLock, [], 'parts written after the lock was released');
+      assert.equal(existsSync(lockFile), false, 'the lock is released');
+    } finally {
+      client.abort();
+      await mirror.stop().catch(() => {});
+      await registry.stop();
     }
   });
 });
