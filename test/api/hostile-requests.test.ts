@@ -248,7 +248,7 @@ describe('api: hostile requests', function () {
       try {
         await sweeper.sweep();
       } finally {
-        sweeper.stop();
+        await sweeper.stop();
       }
       chunk.end('late bytes');
       assert.equal((await appending).offset, 'late bytes'.length);
