@@ -585,12 +585,17 @@ export class Transfer extends EventEmitter {
     const minPiece = Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * perConnection * (rttMs / 1000));
     for (let free = this.link.limit - this.link.activeConnections - this.link.waiting; free > 0; free--) {
       let best: { r: LiveRange; from: number; left: number } | undefined;
+      let total = 0;
       for (const r of running) {
         const from = Math.max(r.pos, r.claimed);
         const left = r.end + 1 - from;
+        total += left;
         if (!best || left > best.left) best = { r, from, left };
       }
       if (!best || best.left < 2 * minPiece) return;
+      // Only a straggler is split: ranges that end about together gain nothing from it (the link
+      // gave the transfer what it had; free connections then come from its limit growing).
+      if (running.size > 1 && best.left < (2 * total) / running.size) return;
       // Splitting re-asks for bytes the running request may already have in flight (what the
       // socket buffers hold past the split point): worth it only when the rest would crawl.
       if (best.left / perConnection < TAIL_SPLIT_MIN_SECONDS) return;

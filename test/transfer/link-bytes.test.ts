@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LinkBudget } from '../../lib/transfer/link-budget.ts';
 import { MiB, TEST_TIMING, rig, type Rig } from './harness.ts';
 
 describe('transfer: link bytes with no faults', function () {
@@ -22,5 +26,27 @@ describe('transfer: link bytes with no faults', function () {
     const ratio = bytesFromUpstream / size;
     console.log(`      link bytes ${(ratio).toFixed(3)}x the blob, ${connections} connections`);
     assert.ok(ratio <= 1.05, `link bytes ${ratio.toFixed(3)}x the blob over ${connections} connections`);
+  });
+
+  it('two transfers sharing a link (a prefetch beside the client\'s blob) split no running range while they end about together', async () => {
+    // The link's total, not its connections, bounds the pair: connections the link's limit gains
+    // as it learns find nothing to gain, and splitting a range cuts what it had in flight.
+    const size = 16 * MiB;
+    r = await rig(size, { faults: { rateBytesPerSec: 512 * 1024, aggregateBytesPerSec: 4 * MiB, latencyMs: 300 } });
+    const config = { minChunkBytes: 4 * MiB, maxChunkBytes: 64 * MiB, minConnections: 8, maxConnections: 32 };
+    const link = new LinkBudget({ minConnections: 8, maxConnections: 32, adaptIntervalMs: TEST_TIMING.adaptIntervalMs });
+    const other = await mkdtemp(join(tmpdir(), 'ferry-transfer-'));
+    try {
+      const a = r.start({ config, link, ...TEST_TIMING, checkpointBytes: 256 * 1024 });
+      const b = r.start({ config, link, dir: other, ...TEST_TIMING, checkpointBytes: 256 * 1024 });
+      await Promise.all([a.done, b.done]);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+    await r.proxy.close();
+    const { bytesFromUpstream, connections } = r.proxy.stats;
+    const ratio = bytesFromUpstream / (2 * size);
+    console.log(`      link bytes ${ratio.toFixed(3)}x the blobs, ${connections} connections`);
+    assert.ok(ratio <= 1.05, `link bytes ${ratio.toFixed(3)}x the blobs over ${connections} connections`);
   });
 });
