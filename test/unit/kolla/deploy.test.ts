@@ -20,7 +20,7 @@ const GLOBALS_2025_1 = `---
 workaround_ansible_issue_8743: yes
 kolla_base_distro: "rocky"
 openstack_release: "2025.1"
-kolla_internal_vip_address: "10.10.10.254"
+kolla_internal_vip_address: "192.0.2.254"
 network_interface: "eth0"
 neutron_external_interface: "eth1"
 `;
