@@ -17,7 +17,7 @@ import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
 import { createUpstreams } from '../lib/upstream/clients.ts';
 import { CacheAccounting, afterFill } from '../lib/storage/eviction.ts';
-import { createMirrorApp } from './mirror-app.ts';
+import { createApp } from './app.ts';
 import { setupMirrorOps, type MirrorOpsSetup } from './ops/mirror-ops.ts';
 import { stopInOrder, type ServiceParts, type ShutdownResult } from './ops/shutdown.ts';
 import { boundAddress, listen } from './listen.ts';
@@ -100,7 +100,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     ...(prefetch ? { prefetch } : {}),
     ...(cache ? { onCacheAccess: (digest: string) => cache.recordAccess(digest) } : {}),
   });
-  const app = createMirrorApp({ backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra, limits: config.limits });
+  const app = createApp({ pull: backend, push: backend, logger, observe: ops.observe, guard: ops.guard, extra: ops.extra, limits: config.limits });
   const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });
   const address = boundAddress(server);
   const sweeper = startSweeper(store, {

@@ -13,7 +13,7 @@ import { LocalRegistry } from '../lib/registry/local.ts';
 import { RelayBlobCache } from '../lib/relay/blob-cache.ts';
 import { ChunkLists } from '../lib/relay/chunk-list.ts';
 import { FailureThrottle, type FailureThrottleOptions } from '../lib/relay/failure-throttle.ts';
-import { RelayRegistry } from '../lib/relay/relay-registry.ts';
+import { RelayBackend, allowedUpstreams } from '../lib/relay/relay-backend.ts';
 import { TokenSet } from '../lib/relay/tokens.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
 import { openStore, type Store } from '../lib/storage/store.ts';
@@ -33,7 +33,7 @@ export interface RunningRelay {
   address: string;
   settings: RelaySettings;
   store: Store;
-  backend: RelayRegistry;
+  backend: RelayBackend;
   fills: BlobFills;
   cache: RelayBlobCache;
   tokens: TokenSet;
@@ -102,8 +102,7 @@ async function startOnLockedDir(
   fills.on('committed', (e: { digest: string; size: number }) => {
     void cache.added(e.digest, e.size).catch(() => undefined);
   });
-  const backend = new RelayRegistry({
-    fillOnHead: true,
+  const backend = new RelayBackend({
     local: new LocalRegistry(store),
     routing: config,
     upstreams: ports,
@@ -115,7 +114,8 @@ async function startOnLockedDir(
     chunkLists,
   });
   const throttle = new FailureThrottle(deps.throttle);
-  const ops = createServiceOps(config, logger, fills, clients.values(), (name) => settings.allow.length === 0 || settings.allow.includes(name));
+  const allowed = allowedUpstreams(settings.allow, config.upstreams);
+  const ops = createServiceOps(config, logger, fills, clients.values(), (name) => allowed.has(name));
   let ready = true;
   const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger, observe: ops.observe, ops, ready: () => ready });
   const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });

@@ -44,7 +44,12 @@ export interface MirrorOptions {
   fillOnHead?: boolean;
   /** Fetches an image's blobs ahead when its manifest is served (the mirror; not the relay). */
   prefetch?: Pick<Prefetcher, 'manifestServed' | 'asked'>;
+  /** Restricts where names route (the relay's allow policy, lib/relay/relay-backend.ts). */
+  routePolicy?: RoutePolicy;
 }
+
+/** Returns the route to follow for a name, narrowed, or throws (DENIED) where it may not go. */
+export type RoutePolicy = (r: Route, name: string) => Route;
 
 export class MirrorRegistry implements RegistryBackend {
   private readonly manifestFlights = new Map<string, Promise<ManifestResult>>();
@@ -68,7 +73,8 @@ export class MirrorRegistry implements RegistryBackend {
   }
 
   route(name: string, reference?: string, ctx?: RequestContext): Route {
-    return routeOf(this.opts.routing, name, reference, ctx?.ns);
+    const r = routeOf(this.opts.routing, name, reference, ctx?.ns);
+    return this.opts.routePolicy ? this.opts.routePolicy(r, name) : r;
   }
 
   /** The repository that caches an upstream repository. */
@@ -261,7 +267,7 @@ export class MirrorRegistry implements RegistryBackend {
   }
 
   /** The repository holding `digest` for requests under `name`; undefined when none does. */
-  protected async holderOf(name: string, digest: string, ctx?: RequestContext): Promise<string | undefined> {
+  async holderOf(name: string, digest: string, ctx?: RequestContext): Promise<string | undefined> {
     for (const repo of this.servingRepos(name, ctx)) {
       if (await this.local.store.repos.hasBlob(repo, digest)) return repo;
     }

@@ -1,4 +1,4 @@
-/** What the HTTP layer needs from a registry: the local store alone, or the mirror around it. */
+/** What the HTTP layer needs from a registry: a pull side, and a push side where pushes are served. */
 import type { Readable } from 'node:stream';
 import type { UploadState, ChunkRange } from '../storage/uploads.ts';
 
@@ -52,13 +52,20 @@ export interface ReferrersResult {
   filtered: boolean;
 }
 
-export interface RegistryBackend {
+/**
+ * The read side of a registry: what a pull needs. `catalog` and `referrers` are absent on a
+ * backend that lists nothing (the relay); the v2 router then answers those routes UNSUPPORTED.
+ */
+export interface PullBackend {
   getManifest(name: string, reference: string, ctx?: RequestContext): Promise<ManifestResult>;
   getBlob(name: string, digest: string, ctx?: RequestContext): Promise<BlobHandle>;
   listTags(name: string, page: Page, ctx?: RequestContext): Promise<PageResult<string>>;
-  catalog(page: Page): Promise<PageResult<string>>;
-  referrers(name: string, digest: string, artifactType?: string): Promise<ReferrersResult>;
+  catalog?(page: Page): Promise<PageResult<string>>;
+  referrers?(name: string, digest: string, artifactType?: string): Promise<ReferrersResult>;
+}
 
+/** The write side: pushes, deletes, upload sessions. The v2 router mounts its routes only when given one. */
+export interface PushBackend {
   putManifest(name: string, reference: string, bytes: Buffer, contentType?: string): Promise<{ digest: string; subject?: string }>;
   deleteManifest(name: string, reference: string): Promise<void>;
   deleteBlob(name: string, digest: string): Promise<void>;
@@ -73,3 +80,6 @@ export interface RegistryBackend {
   completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }>;
   cancelUpload(name: string, uuid: string): Promise<void>;
 }
+
+/** A registry that serves both sides and lists (the local registry, the mirror). */
+export type RegistryBackend = Required<PullBackend> & PushBackend;

@@ -1,24 +1,23 @@
 /**
  * The relay's express app: health checks, then the token guard in front of everything else: a
- * pull-only /v2/ API (base, manifests, blobs with ranges, tags, per-chunk digests), /metrics and
- * /status.json. Every other method answers UNSUPPORTED (405) before any routing, so nothing can
- * be written.
+ * pull-only /v2/ API (base, manifests, blobs with ranges, tags, and the relay's own route, per-chunk
+ * digests), /metrics and /status.json. The backend offers no push side, so the /v2/ route table
+ * answers writes UNSUPPORTED (405).
  */
-import type { Express, RequestHandler } from 'express';
-import { RegistryError } from '../../lib/oci/errors.ts';
+import type { Express } from 'express';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { FailureThrottle } from '../../lib/relay/failure-throttle.ts';
-import type { RelayRegistry } from '../../lib/relay/relay-registry.ts';
+import type { RelayBackend } from '../../lib/relay/relay-backend.ts';
 import type { TokenSet } from '../../lib/relay/tokens.ts';
 import type { RequestObserver } from '../access-log.ts';
-import { createMirrorApp } from '../mirror-app.ts';
+import { createApp } from '../app.ts';
 import { mountFiguresRoutes, mountHealthRoutes } from '../ops/ops-routes.ts';
 import type { MirrorOps } from '../../lib/metrics/ops.ts';
 import { chunksRoute } from './chunks.ts';
 import { tokenGuard } from './token-guard.ts';
 
 export interface RelayAppOptions {
-  backend: RelayRegistry;
+  backend: RelayBackend;
   tokens: TokenSet;
   throttle: FailureThrottle;
   /** Chunk size of /chunks when the request names none. */
@@ -31,28 +30,17 @@ export interface RelayAppOptions {
   ready?: () => boolean;
 }
 
-const pullOnly: RequestHandler = (req, res, next) => {
-  if (req.method === 'GET' || req.method === 'HEAD') {
-    next();
-    return;
-  }
-  req.resume();
-  res.setHeader('Allow', 'GET, HEAD');
-  next(new RegistryError('UNSUPPORTED', `the relay is pull-only: ${req.method} is not supported`));
-};
-
 export function createRelayApp(opts: RelayAppOptions): Express {
-  return createMirrorApp({
-    backend: opts.backend,
+  return createApp({
+    pull: opts.backend,
+    routes: [chunksRoute(opts.backend, opts.chunkBytes)],
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.observe ? { observe: opts.observe } : {}),
     // Ahead of every route, /v2/ and anything else alike.
     extra: (app) => {
       if (opts.ops) mountHealthRoutes(app, { ready: opts.ready });
       app.use(tokenGuard({ tokens: opts.tokens, throttle: opts.throttle }));
-      app.use(pullOnly);
       if (opts.ops) mountFiguresRoutes(app, opts.ops);
-      app.use('/v2', chunksRoute(opts.backend, opts.chunkBytes));
     },
   });
 }

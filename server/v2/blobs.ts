@@ -1,9 +1,9 @@
-/** GET/HEAD/DELETE /v2/<name>/blobs/<digest>, with single byte ranges. */
+/** GET/HEAD /v2/<name>/blobs/<digest>, with single byte ranges; DELETE where pushes are served. */
 import { close } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../../lib/oci/errors.ts';
 import { parseRange } from '../../lib/oci/range.ts';
-import type { RegistryBackend } from '../../lib/registry/types.ts';
+import type { PullBackend, PushBackend } from '../../lib/registry/types.ts';
 import { isNotFound } from '../../lib/storage/atomic.ts';
 import { requestContext } from './manifests.ts';
 import type { MethodTable } from './router.ts';
@@ -12,7 +12,7 @@ import { openForSend, sendFileRange } from './send-file.ts';
 /** How long a GET waits for the first byte of a fill before sending its headers anyway. */
 const FIRST_BYTE_WAIT_MS = 10_000;
 
-export function blobHandlers(backend: RegistryBackend): Required<Pick<MethodTable, 'GET' | 'DELETE'>> {
+export function blobHandlers(backend: PullBackend): Required<Pick<MethodTable, 'GET'>> {
   return {
     async GET(req, res, { name = '', digest = '' }) {
       const blob = await backend.getBlob(name, digest, { ...requestContext(req), head: req.method === 'HEAD' });
@@ -77,7 +77,11 @@ export function blobHandlers(backend: RegistryBackend): Required<Pick<MethodTabl
         if (fd !== undefined && !fdTaken) close(fd, () => {});
       }
     },
+  };
+}
 
+export function blobPushHandlers(backend: PushBackend): Required<Pick<MethodTable, 'DELETE'>> {
+  return {
     async DELETE(_req, res, { name = '', digest = '' }) {
       await backend.deleteBlob(name, digest);
       res.status(202).setHeader('Content-Length', 0).end();

@@ -2,7 +2,7 @@
 import type { Request, Response } from 'express';
 import { RegistryError } from '../../lib/oci/errors.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
-import type { Page, RegistryBackend } from '../../lib/registry/types.ts';
+import type { Page, PullBackend } from '../../lib/registry/types.ts';
 import { requestContext } from './manifests.ts';
 import type { MethodTable } from './router.ts';
 
@@ -35,18 +35,16 @@ function nextLink(path: string, n: number | undefined, last: string): string {
   return `<${path}?${q.toString()}>; rel="next"`;
 }
 
-export function listingHandlers(backend: RegistryBackend) {
+type Handler = NonNullable<MethodTable['GET']>;
+
+/** Catalog and referrers only where the backend lists (not the relay): the router answers the rest UNSUPPORTED. */
+export function listingHandlers(backend: PullBackend): { base: Handler; tags: Handler; catalog?: Handler; referrers?: Handler } {
+  const catalog = backend.catalog?.bind(backend);
+  const referrers = backend.referrers?.bind(backend);
   return {
     async base(_req, res) {
       res.setHeader('Content-Type', 'application/json; charset=utf-8');
       res.status(200).end('{}');
-    },
-
-    async catalog(req, res) {
-      const page = parsePage(req);
-      const result = await backend.catalog(page);
-      if (result.next !== undefined) res.setHeader('Link', nextLink('/v2/_catalog', page.n, result.next));
-      sendJson(res, { repositories: result.items });
     },
 
     async tags(req, res, { name = '' }) {
@@ -56,11 +54,22 @@ export function listingHandlers(backend: RegistryBackend) {
       sendJson(res, { name, tags: result.items });
     },
 
-    async referrers(req, res, { name = '', digest = '' }) {
-      const artifactType = typeof req.query.artifactType === 'string' ? req.query.artifactType : undefined;
-      const result = await backend.referrers(name, digest, artifactType);
-      if (result.filtered) res.setHeader('OCI-Filters-Applied', 'artifactType');
-      sendJson(res, { schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests: result.manifests }, MEDIA.ociIndex);
-    },
-  } satisfies Record<string, NonNullable<MethodTable['GET']>>;
+    ...(catalog && {
+      async catalog(req, res) {
+        const page = parsePage(req);
+        const result = await catalog(page);
+        if (result.next !== undefined) res.setHeader('Link', nextLink('/v2/_catalog', page.n, result.next));
+        sendJson(res, { repositories: result.items });
+      },
+    } satisfies Record<string, Handler>),
+
+    ...(referrers && {
+      async referrers(req, res, { name = '', digest = '' }) {
+        const artifactType = typeof req.query.artifactType === 'string' ? req.query.artifactType : undefined;
+        const result = await referrers(name, digest, artifactType);
+        if (result.filtered) res.setHeader('OCI-Filters-Applied', 'artifactType');
+        sendJson(res, { schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests: result.manifests }, MEDIA.ociIndex);
+      },
+    } satisfies Record<string, Handler>),
+  };
 }

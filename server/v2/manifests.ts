@@ -1,7 +1,7 @@
-/** GET/HEAD/PUT/DELETE /v2/<name>/manifests/<reference>. */
+/** GET/HEAD /v2/<name>/manifests/<reference>; PUT and DELETE where pushes are served. */
 import type { Request } from 'express';
 import { MAX_MANIFEST_BYTES } from '../../lib/oci/manifest.ts';
-import type { RegistryBackend, RequestContext } from '../../lib/registry/types.ts';
+import type { PullBackend, PushBackend, RequestContext } from '../../lib/registry/types.ts';
 import { readBody } from '../body.ts';
 import type { MethodTable } from './router.ts';
 
@@ -10,7 +10,7 @@ export function requestContext(req: Request): RequestContext {
   return ns ? { ns } : {};
 }
 
-export function manifestHandlers(backend: RegistryBackend): Required<Pick<MethodTable, 'GET' | 'PUT' | 'DELETE'>> {
+export function manifestHandlers(backend: PullBackend): Required<Pick<MethodTable, 'GET'>> {
   return {
     async GET(req, res, { name = '', reference = '' }) {
       const m = await backend.getManifest(name, reference, requestContext(req));
@@ -25,7 +25,11 @@ export function manifestHandlers(backend: RegistryBackend): Required<Pick<Method
       }
       res.status(200).end(req.method === 'HEAD' ? undefined : m.bytes);
     },
+  };
+}
 
+export function manifestPushHandlers(backend: PushBackend): Required<Pick<MethodTable, 'PUT' | 'DELETE'>> {
+  return {
     async PUT(req, res, { name = '', reference = '' }) {
       const body = await readBody(req, MAX_MANIFEST_BYTES);
       const { digest, subject } = await backend.putManifest(name, reference, body, req.headers['content-type']);

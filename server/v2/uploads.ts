@@ -4,7 +4,7 @@ import { RegistryError } from '../../lib/oci/errors.ts';
 import { isDigest, requireDigest } from '../../lib/oci/digest.ts';
 import { isValidName } from '../../lib/oci/names.ts';
 import { parseContentRange } from '../../lib/oci/range.ts';
-import type { RegistryBackend } from '../../lib/registry/types.ts';
+import type { PushBackend } from '../../lib/registry/types.ts';
 import { uploadHeaders, type ChunkRange, type UploadState } from '../../lib/storage/uploads.ts';
 import { contentLength, hasBody } from '../body.ts';
 import type { MethodTable } from './router.ts';
@@ -30,7 +30,7 @@ function queryString(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-export function uploadHandlers(backend: RegistryBackend) {
+export function uploadHandlers(backend: PushBackend) {
   /** The chunk's Content-Range; a malformed one is a 416 that tells the client where the upload stands. */
   async function chunkRange(req: Request, name: string, uuid: string): Promise<ChunkRange | undefined> {
     const range = parseContentRange(req.headers['content-range']);

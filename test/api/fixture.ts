@@ -12,7 +12,7 @@ import { digestOf } from '../../lib/oci/digest.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { LocalRegistry } from '../../lib/registry/local.ts';
 import { openStore, type Store } from '../../lib/storage/store.ts';
-import { createMirrorApp } from '../../server/mirror-app.ts';
+import { createApp } from '../../server/app.ts';
 
 export type Api = ReturnType<typeof supertest>;
 
@@ -33,7 +33,7 @@ export async function createFixture(dir?: string): Promise<Fixture> {
   const root = dir ?? (await mkdtemp(join(tmpdir(), 'ferry-api-')));
   const store = await openStore(root);
   const backend = new LocalRegistry(store);
-  const server = createServer(createMirrorApp({ backend }));
+  const server = createServer(createApp({ pull: backend, push: backend }));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const stop = (): Promise<void> =>
     new Promise((resolve) => {

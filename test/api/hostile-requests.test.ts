@@ -17,7 +17,7 @@ import { startSweeper } from '../../lib/storage/sweeper.ts';
 import { silentLogger } from '../../lib/log/logger.ts';
 import { readdir, utimes, writeFile } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
-import { createMirrorApp } from '../../server/mirror-app.ts';
+import { createApp } from '../../server/app.ts';
 import { listen } from '../../server/listen.ts';
 import { MAX_MANIFEST_DEPTH } from '../../lib/oci/manifest.ts';
 import { blob, descriptor, expectError, imageManifest, pushBlob, pushManifest, putManifest, type Api } from './fixture.ts';
@@ -36,8 +36,10 @@ describe('api: hostile requests', function () {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ferry-hostile-'));
-    const app = createMirrorApp({
-      backend: new LocalRegistry(await openStore(dir)),
+    const local = new LocalRegistry(await openStore(dir));
+    const app = createApp({
+      pull: local,
+      push: local,
       limits: { bodyTimeoutSeconds: BODY_WINDOW_MS / 1000, bodyMinBytesPerSecond: 1024 },
     });
     server = await listen(app, { listen: '127.0.0.1:0', headersTimeoutMs: HEADERS_TIMEOUT_MS });
@@ -193,7 +195,8 @@ describe('api: hostile requests', function () {
     let sapi: Api;
     before(async () => {
       sdir = await mkdtemp(join(tmpdir(), 'ferry-sessions-'));
-      sserver = await listen(createMirrorApp({ backend: new LocalRegistry(await openStore(sdir, { uploadLimits: limits })) }), { listen: '127.0.0.1:0' });
+      const slocal = new LocalRegistry(await openStore(sdir, { uploadLimits: limits }));
+      sserver = await listen(createApp({ pull: slocal, push: slocal }), { listen: '127.0.0.1:0' });
       sapi = supertest(sserver);
     });
     after(async () => {
