@@ -57,8 +57,8 @@ async function pullOnce(target: string, upstream: Record<string, unknown>): Prom
   try {
     const t0 = performance.now();
     await mirror.mirror.backend.getBlob('kolla/bench', layer.digest);
-    const fill = mirror.mirror.fills.get(layer.digest);
-    if (fill) await fill.committed;
+    const transfer = mirror.mirror.transfers.get(layer.digest);
+    if (transfer) await transfer.committed;
     const seconds = (performance.now() - t0) / 1000;
     if (!(await mirror.mirror.store.blobs.has(layer.digest))) throw new Error('the blob did not arrive');
     return seconds;

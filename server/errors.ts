@@ -34,13 +34,13 @@ const TRANSFER: Record<string, (e: TransferError) => Situation> = {
   DIGEST_MISMATCH: () => 'UPSTREAM_BAD_CONTENT',
   SIZE_MISMATCH: () => 'UPSTREAM_BAD_CONTENT',
   TRANSFER_ABORTED: () => 'SHUTTING_DOWN',
-  FILL_DEADLINE: () => 'FILL_GAVE_UP',
+  TRANSFER_DEADLINE: () => 'TRANSFER_GAVE_UP',
   LOCAL_IO: () => 'STORAGE_FAILED',
   UPSTREAM_STATUS: (e) => statusSituation((e as UpstreamStatusError).status),
   CONTENT_RANGE_INVALID: () => 'UPSTREAM_FAILED',
   RANGE_IGNORED: () => 'UPSTREAM_FAILED',
-  STALLED: () => 'FILL_GAVE_UP',
-  PREMATURE_END: () => 'FILL_GAVE_UP',
+  STALLED: () => 'TRANSFER_GAVE_UP',
+  PREMATURE_END: () => 'TRANSFER_GAVE_UP',
 };
 
 function statusSituation(status: number): Situation {
@@ -83,7 +83,7 @@ function knownError(err: unknown, depth = 0): RegistryError | undefined {
       const inner = knownError(err.cause, depth + 1);
       if (inner && err.code === 'UPSTREAM_REQUEST') return inner;
       if (inner) return new RegistryError(inner.situation, err.message, inner.detail, { headers: inner.headers, cause: err });
-      return new RegistryError('FILL_GAVE_UP', err.message, undefined, { cause: err });
+      return new RegistryError('TRANSFER_GAVE_UP', err.message, undefined, { cause: err });
     }
     const situation = TRANSFER[err.code]?.(err);
     return situation ? new RegistryError(situation, err.message, undefined, { cause: err }) : undefined;

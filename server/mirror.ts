@@ -7,12 +7,12 @@ import { openStore, type Store } from '../lib/storage/store.ts';
 import { startSweeper } from '../lib/storage/sweeper.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
 import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
-import { BlobFills } from '../lib/mirror/blob-fills.ts';
+import { Transfers } from '../lib/mirror/transfers.ts';
 import { Prefetcher } from '../lib/mirror/prefetch.ts';
 import { LinkStateFile } from '../lib/transfer/link-state.ts';
-import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
+import { engineTransferStarter } from '../lib/mirror/transfer-starter.ts';
 import { relaysPort, upstreamPort } from '../lib/mirror/upstream-port.ts';
-import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
+import type { TransferStarter, UpstreamPort } from '../lib/mirror/ports.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
 import { createUpstreams } from '../lib/upstream/clients.ts';
@@ -27,7 +27,7 @@ export interface RunningMirror {
   address: string;
   store: Store;
   backend: MirrorRegistry;
-  fills: BlobFills;
+  transfers: Transfers;
   upstreams: Map<string, UpstreamClient>;
   logger: Logger;
   /** Metrics, status, upstream health (server/ops). */
@@ -42,7 +42,7 @@ export interface RunningMirror {
 export interface MirrorDeps {
   logger?: Logger;
   /** Replaces the chunked engine (tests). */
-  downloader?: Downloader;
+  transferStarter?: TransferStarter;
 }
 
 /** Starts the mirror on its data dir, which it holds alone until close() or shutdown(). */
@@ -63,7 +63,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const ports = new Map<string, UpstreamPort>();
   // What each upstream's link learned survives restarts: the first image after one starts at speed.
   const linkState = new LinkStateFile(store.paths.linkStateFile, store.paths.tmpDir, 5000, (err) => logger.warn({ err, file: store.paths.linkStateFile }, 'link state not saved; links start from their floor'));
-  const downloader = deps.downloader ?? engineDownloader(config.transfer, {
+  const transferStarter = deps.transferStarter ?? engineTransferStarter(config.transfer, {
     connectionsFor: (name) => config.upstreams[name]?.connections,
     linkState,
     // Several relays: each relay's route is its own link; the upstream carries what they sum to.
@@ -72,14 +72,14 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
       return pool ? () => pool.capacity() : undefined;
     },
   });
-  const fills = new BlobFills(store, downloader, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
-  const ops = setupMirrorOps(config, logger, fills, clients.values());
+  const transfers = new Transfers(store, transferStarter, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
+  const ops = setupMirrorOps(config, logger, transfers, clients.values());
   // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
   const cache = config.cache.maxBytes === undefined
     ? undefined
     : await CacheAccounting.open(store, { maxBytes: config.cache.maxBytes, logger: logger.child({ module: 'cache' }) });
   if (cache) {
-    fills.on('committed', ({ digest, size }: { digest: string; size: number }) => {
+    transfers.on('committed', ({ digest, size }: { digest: string; size: number }) => {
       afterFill(cache, digest, size).catch((err: unknown) => logger.error({ err, digest }, 'cache eviction failed'));
     });
   }
@@ -88,12 +88,12 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     if (pool) ops.ops.relays.add(pool);
     ports.set(name, ops.watchPort(name, pool ? relaysPort(pool) : upstreamPort(client)));
   }
-  const prefetch = config.prefetch.enabled ? new Prefetcher(fills, store, config.prefetch, logger.child({ module: 'prefetch' })) : undefined;
+  const prefetch = config.prefetch.enabled ? new Prefetcher(transfers, store, config.prefetch, logger.child({ module: 'prefetch' })) : undefined;
   const backend = new MirrorRegistry({
     local,
     routing: config,
     upstreams: ports,
-    fills,
+    transfers,
     logger: logger.child({ module: 'mirror' }),
     manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
     metrics: ops.ops.metrics,
@@ -111,7 +111,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const parts: ServiceParts = {
     server,
     logger,
-    fills,
+    transfers,
     stopAccepting: () => { ops.stopAccepting(); prefetch?.close(); ops.ops.close(); },
     flush: () => linkState.close(),
     clients: [upstreams],
@@ -126,7 +126,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     address,
     store,
     backend,
-    fills,
+    transfers,
     upstreams: clients,
     logger,
     ops: ops.ops,

@@ -5,9 +5,9 @@ import type { Server as HttpsServer } from 'node:https';
 import { ConfigError, type LoadedConfig } from '../lib/config/load.ts';
 import { configSchema } from '../lib/config/schema.ts';
 import { createLogger, type Logger } from '../lib/log/logger.ts';
-import { BlobFills } from '../lib/mirror/blob-fills.ts';
-import { engineDownloader } from '../lib/mirror/engine-downloader.ts';
-import type { Downloader, UpstreamPort } from '../lib/mirror/ports.ts';
+import { Transfers } from '../lib/mirror/transfers.ts';
+import { engineTransferStarter } from '../lib/mirror/transfer-starter.ts';
+import type { TransferStarter, UpstreamPort } from '../lib/mirror/ports.ts';
 import { upstreamPort } from '../lib/mirror/upstream-port.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
 import { RelayBlobCache } from '../lib/relay/blob-cache.ts';
@@ -34,7 +34,7 @@ export interface RunningRelay {
   settings: RelaySettings;
   store: Store;
   backend: RelayBackend;
-  fills: BlobFills;
+  transfers: Transfers;
   cache: RelayBlobCache;
   tokens: TokenSet;
   throttle: FailureThrottle;
@@ -42,7 +42,7 @@ export interface RunningRelay {
   logger: Logger;
   /** Reads the TLS certificate and key again (SIGHUP); false when the relay serves plain HTTP. */
   reloadTls(): boolean;
-  /** Stops at once: open responses are cut, fills stop with their parts kept for the next start. */
+  /** Stops at once: open responses are cut, transfers stop with their parts kept for the next start. */
   close(): Promise<void>;
   /** Stops gracefully (SIGTERM): requests may finish for a while, then transfers are parked. */
   shutdown(opts?: { graceMs?: number }): Promise<ShutdownResult>;
@@ -51,7 +51,7 @@ export interface RunningRelay {
 export interface RelayDeps {
   logger?: Logger;
   /** Replaces the chunked engine (tests). */
-  downloader?: Downloader;
+  transferStarter?: TransferStarter;
   throttle?: FailureThrottleOptions;
 }
 
@@ -97,16 +97,16 @@ async function startOnLockedDir(
     onEvict: (digest) => chunkLists.remove(digest),
     logger: logger.child({ module: 'relay-cache' }),
   });
-  const downloader = deps.downloader ?? engineDownloader(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections });
-  const fills = new BlobFills(store, downloader, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
-  fills.on('committed', (e: { digest: string; size: number }) => {
+  const transferStarter = deps.transferStarter ?? engineTransferStarter(config.transfer, { connectionsFor: (name) => config.upstreams[name]?.connections });
+  const transfers = new Transfers(store, transferStarter, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
+  transfers.on('committed', (e: { digest: string; size: number }) => {
     void cache.added(e.digest, e.size).catch(() => undefined);
   });
   const backend = new RelayBackend({
     local: new LocalRegistry(store),
     routing: config,
     upstreams: ports,
-    fills,
+    transfers,
     logger: logger.child({ module: 'relay' }),
     manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
     onCacheAccess: (digest) => cache.accessed(digest),
@@ -115,7 +115,7 @@ async function startOnLockedDir(
   });
   const throttle = new FailureThrottle(deps.throttle);
   const allowed = allowedUpstreams(settings.allow, config.upstreams);
-  const ops = createServiceOps(config, logger, fills, clients.values(), (name) => allowed.has(name));
+  const ops = createServiceOps(config, logger, transfers, clients.values(), (name) => allowed.has(name));
   let ready = true;
   const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger, observe: ops.observe, ops, ready: () => ready });
   const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });
@@ -128,7 +128,7 @@ async function startOnLockedDir(
   const parts: ServiceParts = {
     server,
     logger,
-    fills,
+    transfers,
     stopAccepting: () => { ready = false; ops.close(); },
     clients: [...clients.values()],
     sweeper,
@@ -147,7 +147,7 @@ async function startOnLockedDir(
     settings,
     store,
     backend,
-    fills,
+    transfers,
     cache,
     tokens,
     throttle,

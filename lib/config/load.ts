@@ -38,9 +38,40 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return `${where}: ${issue.message}`;
 }
 
-/** Validates a parsed object; `file` is only for messages and relative paths. */
-export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
-  const result = configSchema.safeParse(raw);
+/** Keys renamed in a release, still accepted: [section, old key, new key]. */
+const RENAMED_KEYS: ReadonlyArray<readonly [string, string, string]> = [
+  ['transfer', 'fillDeadlineSeconds', 'deadlineSeconds'],
+];
+
+/** The config with renamed keys under their new names; one warning line per old key found. */
+function renameOldKeys(raw: unknown, file: string, warn: (line: string) => void): unknown {
+  if (!isObject(raw)) return raw;
+  let out = raw;
+  for (const [section, from, to] of RENAMED_KEYS) {
+    const sec = out[section];
+    if (!isObject(sec) || !(from in sec)) continue;
+    if (to in sec) throw new ConfigError(file, `${section}.${from}: renamed to ${section}.${to}, which is also set; keep only ${section}.${to}`);
+    const { [from]: value, ...rest } = sec;
+    out = { ...out, [section]: { ...rest, [to]: value } };
+    warn(`${file}: ${section}.${from} is deprecated, rename it to ${section}.${to}`);
+  }
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function warnOnStderr(line: string): void {
+  process.stderr.write(`ferry: warning: ${line}\n`);
+}
+
+/**
+ * Validates a parsed object; `file` is only for messages and relative paths. `warn` gets one line
+ * per deprecated key (stderr by default).
+ */
+export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv = process.env, warn: (line: string) => void = warnOnStderr): LoadedConfig {
+  const result = configSchema.safeParse(renameOldKeys(raw, file, warn));
   if (!result.success) {
     throw new ConfigError(file, result.error.issues.map(describeIssue).join('; '));
   }
@@ -87,7 +118,7 @@ export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv =
 }
 
 /** Reads and validates a config file (the embedded default when none is given). */
-export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: NodeJS.ProcessEnv = process.env, warn: (line: string) => void = warnOnStderr): LoadedConfig {
   const abs = resolve(file);
   let text: string;
   try {
@@ -101,5 +132,5 @@ export function loadConfig(file: string = DEFAULT_CONFIG_FILE, env: NodeJS.Proce
   } catch (e) {
     throw new ConfigError(abs, `not valid JSON: ${describeJsonError(text, (e as Error).message)}`);
   }
-  return parseConfig(raw, abs, env);
+  return parseConfig(raw, abs, env, warn);
 }

@@ -70,8 +70,8 @@ export const transferSchema = z.strictObject({
   maxConnections: z.number().int().min(1).default(32).describe('Parallel chunk requests per upstream link (all its transfers together) and per blob, cap; the upstream connections caps it too'),
   stallSeconds: z.number().positive().default(20).describe('A connection with no byte for this long is aborted and resumed'),
   retries: z.number().int().min(0).default(1000).describe('Attempts per chunk before the transfer fails'),
-  fillDeadlineSeconds: z.number().positive().default(6 * 3600)
-    .describe('A fill still running after this long fails (clients get 503 UNAVAILABLE); what it fetched stays, and the next request resumes it'),
+  deadlineSeconds: z.number().positive().default(6 * 3600)
+    .describe('A transfer still running after this long fails (clients get 503 UNAVAILABLE); what it fetched stays, and the next request resumes it (formerly fillDeadlineSeconds, still accepted with a warning)'),
   repairSeconds: z.number().positive().default(300)
     .describe('Corrupted pieces are fetched again for as long as one arrived intact within this long (a link that flips bytes costs pieces, not the pull)'),
   partMaxAgeHours: z.number().positive().default(72).describe('Unfinished transfers older than this are removed'),

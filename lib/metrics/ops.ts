@@ -7,15 +7,15 @@ import { OpsMetrics, type RequestInfo } from './ops-metrics.ts';
 import { RecentErrors, type RecentError } from './recent-errors.ts';
 import { RelayFigures, type RelayRow } from './relay-metrics.ts';
 import { StoreSize, type StoreSizeFigures } from './store-size.ts';
-import { TransferTracker, type FillsLike, type TransferRow } from './transfer-tracker.ts';
+import { TransferTracker, type TransfersLike, type TransferRow } from './transfer-tracker.ts';
 import { UpstreamHealth, startUpstreamPings, type PingTarget, type UpstreamState } from './upstream-health.ts';
 
 export interface OpsOptions {
   logger: Logger;
   /** The data directory (store size). */
   dataDir: string;
-  /** The pull-through fills, when the mirror has upstreams. */
-  fills?: FillsLike;
+  /** The pull-through transfers, when the mirror has upstreams. */
+  transfers?: TransfersLike;
   upstreams?: PingTarget[];
   /** Ping each upstream's /v2/ this often; 0 = never. */
   pingIntervalMs?: number;
@@ -65,15 +65,15 @@ export class MirrorOps {
   constructor(private readonly opts: OpsOptions) {
     this.health = new UpstreamHealth(opts.upstreams ?? []);
     this.storeSize = new StoreSize(opts.dataDir, opts.storeSizeTtlMs);
-    const fills = opts.fills;
+    const transfers = opts.transfers;
     this.metrics = new OpsMetrics({
-      activeTransfers: () => fills?.active.length ?? 0,
+      activeTransfers: () => transfers?.active.length ?? 0,
       storeSize: this.storeSize,
       health: this.health,
       processMetrics: opts.processMetrics,
     });
     this.relays.register(this.metrics.registry);
-    this.tracker = fills && new TransferTracker(fills, {
+    this.tracker = transfers && new TransferTracker(transfers, {
       logger: opts.logger,
       onUpstreamBytes: (u, n) => this.metrics.upstreamBytes(u, n),
       onRetries: (u, n) => this.metrics.upstreamRetries(u, n),

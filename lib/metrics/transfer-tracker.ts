@@ -1,15 +1,15 @@
 /**
- * Follows the live pull-through transfers of a BlobFills: samples each one's snapshot every
+ * Follows the live pull-through transfers of a Transfers: samples each one's snapshot every
  * second (upstream bytes, retries, goodput), writes a progress log line every ~10 s for long
- * transfers, and gives the status page its rows. The tracker asks nothing of the fills except
- * their events ('started', 'committed', 'failed') and `download.snapshot()`.
+ * transfers, and gives the status page its rows. The tracker asks nothing of the transfers except
+ * their events ('started', 'committed', 'failed') and `transfer.snapshot()`.
  */
-import type { Fill } from '../mirror/blob-fills.ts';
+import type { TransferHandle } from '../mirror/transfers.ts';
 import type { Logger } from '../log/logger.ts';
-import type { TransferSnapshot } from '../transfer/downloader.ts';
+import type { TransferSnapshot } from '../transfer/transfer.ts';
 
-export interface FillsLike {
-  readonly active: Fill[];
+export interface TransfersLike {
+  readonly active: TransferHandle[];
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
   on(event: string, listener: (...args: any[]) => void): unknown;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
@@ -55,7 +55,7 @@ export interface TransferTrackerOptions {
 }
 
 interface Tracked {
-  fill: Fill;
+  transfer: TransferHandle;
   upstream: string;
   bytesFetched: number;
   retries: number;
@@ -72,8 +72,8 @@ export class TransferTracker {
   private readonly timer: NodeJS.Timeout;
   private readonly progressLogMs: number;
 
-  private readonly onStarted = (fill: Fill): void => {
-    this.track(fill);
+  private readonly onStarted = (transfer: TransferHandle): void => {
+    this.track(transfer);
   };
   private readonly onCommitted = (e: { digest: string }): void => {
     this.finish(e.digest, true);
@@ -82,38 +82,38 @@ export class TransferTracker {
     this.finish(e.digest, false, e.error);
   };
 
-  constructor(private readonly fills: FillsLike, private readonly opts: TransferTrackerOptions) {
+  constructor(private readonly transfers: TransfersLike, private readonly opts: TransferTrackerOptions) {
     this.progressLogMs = opts.progressLogMs ?? 10_000;
-    fills.on('started', this.onStarted);
-    fills.on('committed', this.onCommitted);
-    fills.on('failed', this.onFailed);
-    for (const f of fills.active) this.track(f);
+    transfers.on('started', this.onStarted);
+    transfers.on('committed', this.onCommitted);
+    transfers.on('failed', this.onFailed);
+    for (const f of transfers.active) this.track(f);
     this.timer = setInterval(() => this.sample(), opts.sampleMs ?? 1000);
     this.timer.unref();
   }
 
   stop(): void {
     clearInterval(this.timer);
-    this.fills.off('started', this.onStarted);
-    this.fills.off('committed', this.onCommitted);
-    this.fills.off('failed', this.onFailed);
+    this.transfers.off('started', this.onStarted);
+    this.transfers.off('committed', this.onCommitted);
+    this.transfers.off('failed', this.onFailed);
   }
 
   get activeCount(): number {
-    return this.fills.active.length;
+    return this.transfers.active.length;
   }
 
   /** Takes the deltas of every live transfer; called by the timer and before each read. */
   sample(now = Date.now()): void {
-    for (const f of this.fills.active) if (!this.tracked.has(f.digest)) this.track(f);
+    for (const f of this.transfers.active) if (!this.tracked.has(f.digest)) this.track(f);
     for (const t of this.tracked.values()) {
-      const snap = t.fill.download.snapshot();
+      const snap = t.transfer.transfer.snapshot();
       this.account(t, snap);
       if (now - t.lastLogAt >= this.progressLogMs && snap.state === 'running') {
         t.lastLogAt = now;
         this.opts.logger.info({
-          digest: t.fill.digest,
-          repository: t.fill.repository,
+          digest: t.transfer.digest,
+          repository: t.transfer.repository,
           upstream: t.upstream,
           bytes: snap.size,
           bytesDone: snap.bytesDone,
@@ -129,15 +129,15 @@ export class TransferTracker {
 
   rows(now = Date.now()): TransferRow[] {
     this.sample(now);
-    return this.fills.active.map((fill): TransferRow => {
-      const s = fill.download.snapshot();
+    return this.transfers.active.map((transfer): TransferRow => {
+      const s = transfer.transfer.snapshot();
       return {
-        digest: fill.digest,
-        repository: fill.repository,
-        upstream: upstreamOf(fill.repository),
-        size: fill.size,
-        startedAt: fill.startedAt,
-        elapsedMs: now - fill.startedAt,
+        digest: transfer.digest,
+        repository: transfer.repository,
+        upstream: upstreamOf(transfer.repository),
+        size: transfer.size,
+        startedAt: transfer.startedAt,
+        elapsedMs: now - transfer.startedAt,
         bytesDone: s.bytesDone,
         contiguousBytes: s.contiguousBytes,
         resumedBytes: s.resumedBytes,
@@ -153,9 +153,9 @@ export class TransferTracker {
     }).sort((a, b) => a.startedAt - b.startedAt);
   }
 
-  private track(fill: Fill): void {
-    if (this.tracked.has(fill.digest)) return;
-    this.tracked.set(fill.digest, { fill, upstream: upstreamOf(fill.repository), bytesFetched: 0, retries: 0, lastLogAt: Date.now() });
+  private track(transfer: TransferHandle): void {
+    if (this.tracked.has(transfer.digest)) return;
+    this.tracked.set(transfer.digest, { transfer, upstream: upstreamOf(transfer.repository), bytesFetched: 0, retries: 0, lastLogAt: Date.now() });
   }
 
   private account(t: Tracked, snap: TransferSnapshot): void {
@@ -171,15 +171,15 @@ export class TransferTracker {
     const t = this.tracked.get(digest);
     if (!t) return;
     this.tracked.delete(digest);
-    const snap = t.fill.download.snapshot();
+    const snap = t.transfer.transfer.snapshot();
     this.account(t, snap);
-    const outcome: TransferOutcome = { digest, repository: t.fill.repository, upstream: t.upstream, ok, snapshot: snap };
+    const outcome: TransferOutcome = { digest, repository: t.transfer.repository, upstream: t.upstream, ok, snapshot: snap };
     if (!ok) outcome.error = error instanceof Error ? error.message : error === undefined ? 'failed' : String(error);
-    // BlobFills logs the completion with its figures; a stop says how much stays on disk.
+    // Transfers logs the completion with its figures; a stop says how much stays on disk.
     if (!ok) {
       this.opts.logger.info({
         digest,
-        repository: t.fill.repository,
+        repository: t.transfer.repository,
         upstream: t.upstream,
         outcome: snap.state,
         bytes: snap.size,

@@ -1,6 +1,6 @@
 /**
  * The sizes of the blobs that manifests served from a cache repository list, so a GET of one of
- * them starts its fill at once instead of asking the upstream first (a HEAD costs a round trip
+ * them starts its transfer at once instead of asking the upstream first (a HEAD costs a round trip
  * over the slow link per layer, and skopeo pulls layers one after another). A manifest of that
  * very repository listing the digest is also what confirms the blob belongs to it. Bounded: the
  * oldest entries go first; a size not known here is asked upstream as before.

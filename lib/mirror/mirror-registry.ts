@@ -15,7 +15,7 @@ import type { LocalRegistry } from '../registry/local.ts';
 import { paginate } from '../registry/paginate.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend, RequestContext } from '../registry/types.ts';
 import type { ChunkRange, UploadState } from '../storage/uploads.ts';
-import type { BlobFills, Fill } from './blob-fills.ts';
+import type { Transfers, TransferHandle } from './transfers.ts';
 import { DescriptorSizes } from './descriptor-sizes.ts';
 import type { UpstreamPort } from './ports.ts';
 import type { Prefetcher } from './prefetch.ts';
@@ -26,7 +26,7 @@ export interface MirrorOptions {
   local: LocalRegistry;
   routing: RoutingConfig;
   upstreams: ReadonlyMap<string, UpstreamPort>;
-  fills: BlobFills;
+  transfers: Transfers;
   logger: Logger;
   /** Cached tags are revalidated upstream after this long. */
   manifestTtlMs: number;
@@ -41,7 +41,7 @@ export interface MirrorOptions {
    * every layer it uploads; that must not cross the slow link); the relay says yes (the mirror's
    * HEAD is the start of a pull, and the relay's upstream side is fast).
    */
-  fillOnHead?: boolean;
+  transferOnHead?: boolean;
   /** Fetches an image's blobs ahead when its manifest is served (the mirror; not the relay). */
   prefetch?: Pick<Prefetcher, 'manifestServed' | 'asked'>;
   /** Restricts where names route (the relay's allow policy, lib/relay/relay-backend.ts). */
@@ -53,7 +53,7 @@ export type RoutePolicy = (r: Route, name: string) => Route;
 
 export class MirrorRegistry implements RegistryBackend {
   private readonly manifestFlights = new Map<string, Promise<ManifestResult>>();
-  /** Blob sizes from the manifests served per cache repository: a fill needs no HEAD for them. */
+  /** Blob sizes from the manifests served per cache repository: a transfer needs no HEAD for them. */
   private readonly sizes = new DescriptorSizes();
 
   constructor(private readonly opts: MirrorOptions) {}
@@ -181,16 +181,16 @@ export class MirrorRegistry implements RegistryBackend {
       this.opts.onCacheAccess?.(digest);
       return cached;
     }
-    if (ctx?.head && !this.opts.fillOnHead) {
-      // Only a fill for this very repository answers: asking the upstream would cross the link.
-      const running = this.opts.fills.get(digest);
+    if (ctx?.head && !this.opts.transferOnHead) {
+      // Only a transfer for this very repository answers: asking the upstream would cross the link.
+      const running = this.opts.transfers.get(digest);
       if (running?.repository !== cache) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} (not held; a GET fetches it upstream)`, { digest });
       return this.readerHandle(running);
     }
-    return this.fillHandle(r.upstream.name, r.upstream.repository, cache, digest);
+    return this.upstreamHandle(r.upstream.name, r.upstream.repository, cache, digest);
   }
 
-  /** A held blob, linked to this cache repository first (a fill links only its own). */
+  /** A held blob, linked to this cache repository first (a transfer links only its own). */
   private async fromStore(cache: string, digest: string): Promise<BlobHandle> {
     await this.local.store.repos.linkBlob(cache, digest);
     this.opts.onCacheAccess?.(digest);
@@ -200,37 +200,37 @@ export class MirrorRegistry implements RegistryBackend {
   /**
    * A blob the cache repository does not hold: the upstream confirms that the repository has it,
    * by a manifest of this repository it served that lists the blob (no round trip over the slow
-   * link, and none needed while the link is down), else by a HEAD (a fill for this repository was
+   * link, and none needed while the link is down), else by a HEAD (a transfer for this repository was
    * confirmed when it started). Then it is served from the store when held for another
-   * repository (linked, no second transfer), else from the running or a new fill.
+   * repository (linked, no second transfer), else from the running or a new transfer.
    */
-  private async fillHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
+  private async upstreamHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
     const upstream = this.upstream(upstreamKey);
-    let fill = this.opts.fills.get(digest);
-    if (fill?.repository !== cache) {
+    let transfer = this.opts.transfers.get(digest);
+    if (transfer?.repository !== cache) {
       // Before asking the upstream anything: content that just failed its digest is held back.
-      this.opts.fills.refuseIfBad(digest);
+      this.opts.transfers.refuseIfBad(digest);
       const listed = this.sizes.get(cache, digest) ?? (await this.cachedManifestSize(cache, digest));
       if (listed !== undefined && (await this.local.store.blobs.has(digest))) {
         this.metrics.cacheHit('blob');
         return this.fromStore(cache, digest);
       }
       const size = listed ?? (await upstream.headBlob(repository, digest)).size;
-      // While we asked, another request may have started this fill, or finished it: a fill
+      // While we asked, another request may have started this transfer, or finished it: a transfer
       // leaves the running set only after its blob is in the store, so look there second.
-      fill = this.opts.fills.get(digest);
-      if (!fill && (await this.local.store.blobs.has(digest))) {
+      transfer = this.opts.transfers.get(digest);
+      if (!transfer && (await this.local.store.blobs.has(digest))) {
         this.metrics.cacheHit('blob');
         return this.fromStore(cache, digest);
       }
-      fill ??= this.opts.fills.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
-      // Joined a fill for another repository: this one holds the blob too once it is in.
-      if (fill.repository !== cache) fill.committed.then(() => this.local.store.repos.linkBlob(cache, digest)).catch(() => {});
+      transfer ??= this.opts.transfers.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
+      // Joined a transfer for another repository: this one holds the blob too once it is in.
+      if (transfer.repository !== cache) transfer.committed.then(() => this.local.store.repos.linkBlob(cache, digest)).catch(() => {});
     }
     this.metrics.cacheMiss('blob');
     // It may have finished in between: then the store has it (committed, maybe not yet linked here).
     if (await this.local.store.blobs.has(digest)) return this.fromStore(cache, digest);
-    return this.readerHandle(fill);
+    return this.readerHandle(transfer);
   }
 
   /** The size a manifest held in cache repository `cache` gives the blob, if one lists it (one pulled before a restart, say). */
@@ -249,12 +249,12 @@ export class MirrorRegistry implements RegistryBackend {
     return undefined;
   }
 
-  private readerHandle(fill: Fill): BlobHandle {
+  private readerHandle(transfer: TransferHandle): BlobHandle {
     return {
-      digest: fill.digest,
-      size: fill.size,
-      open: (start = 0, end = fill.size - 1): Readable => fill.download.createReader(start, end),
-      ready: (timeoutMs) => firstByteWithin(fill.download.firstByte, timeoutMs),
+      digest: transfer.digest,
+      size: transfer.size,
+      open: (start = 0, end = transfer.size - 1): Readable => transfer.transfer.createReader(start, end),
+      ready: (timeoutMs) => firstByteWithin(transfer.transfer.firstByte, timeoutMs),
     };
   }
 
@@ -420,7 +420,7 @@ function isNotFound(e: unknown): boolean {
   return e instanceof UpstreamNotFoundError || (isRegistryError(e) && isNotFoundCode(e.code));
 }
 
-/** Waits for the first byte of a fill, at most timeoutMs; its failure rejects. */
+/** Waits for the first byte of a transfer, at most timeoutMs; its failure rejects. */
 async function firstByteWithin(firstByte: Promise<void> | undefined, timeoutMs: number): Promise<void> {
   if (!firstByte) return;
   let timer: NodeJS.Timeout | undefined;

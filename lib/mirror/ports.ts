@@ -1,10 +1,10 @@
 /**
  * What the pull-through layer needs from its neighbours, as narrow interfaces: the upstream
- * client and the downloader (the chunked transfer engine implements it).
+ * client and the transferStarter (the chunked transfer engine implements it).
  */
 import type { Readable } from 'node:stream';
 import type { RangeSource } from '../transfer/range-source.ts';
-import type { TransferSnapshot } from '../transfer/downloader.ts';
+import type { TransferSnapshot } from '../transfer/transfer.ts';
 
 export interface UpstreamManifest {
   bytes: Buffer;
@@ -21,22 +21,22 @@ export interface UpstreamPort {
   listTags(repository: string, signal?: AbortSignal): Promise<string[]>;
 }
 
-/** One blob download in progress. */
-export interface Download {
+/** One blob transfer in progress. */
+export interface RunningTransfer {
   readonly digest: string;
   readonly size: number;
-  /** Bytes start..end inclusive as they arrive; errors if the download fails (no bad bytes served whole). */
+  /** Bytes start..end inclusive as they arrive; errors if the transfer fails (no bad bytes served whole). */
   createReader(start: number, end: number): Readable;
-  /** Resolves once the verified blob was committed (DownloadRequest.commit ran). */
+  /** Resolves once the verified blob was committed (TransferSpec.commit ran). */
   readonly done: Promise<void>;
-  /** Resolves when the first byte may be read (or the blob is in), rejects when the download failed first. */
+  /** Resolves when the first byte may be read (or the blob is in), rejects when the transfer failed first. */
   readonly firstByte?: Promise<void>;
   /** Stops; what is on disk stays for a later resume. */
   abort(reason?: string): void;
   snapshot(): TransferSnapshot;
 }
 
-export interface DownloadRequest {
+export interface TransferSpec {
   digest: string;
   size: number;
   source: RangeSource;
@@ -50,4 +50,4 @@ export interface DownloadRequest {
   commit(partPath: string): Promise<string>;
 }
 
-export type Downloader = (req: DownloadRequest) => Download;
+export type TransferStarter = (req: TransferSpec) => RunningTransfer;

@@ -1,9 +1,9 @@
 /**
  * Prefetch: when the mirror serves an image manifest from an upstream, the image's blobs that are
- * not held start to fill at once, so a client that pulls one layer at a time (skopeo, containerd
- * with one download at a time) finds each next layer under way instead of paying the link's ramp
- * per layer. Prefetch fills are ordinary fills (blob-fills.ts: one transfer per digest, which a
- * client's request joins); a blob held or already filling is left alone. Bounded: at most
+ * not held start to transfer at once, so a client that pulls one layer at a time (skopeo, containerd
+ * with one transfer at a time) finds each next layer under way instead of paying the link's ramp
+ * per layer. Prefetch transfers are ordinary transfers (transfers.ts: one transfer per digest, which a
+ * client's request joins); a blob held or already being transferred is left alone. Bounded: at most
  * `concurrency` blobs of one image at a time, `maxBytes` per image. An image no client asked a
  * blob of for `unclaimedSeconds` (and none is still receiving one) has its unclaimed prefetches
  * stopped (their parts stay, so a later request resumes them).
@@ -11,7 +11,7 @@
 import type { Logger } from '../log/logger.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
 import type { Store } from '../storage/store.ts';
-import type { BlobFills, Fill } from './blob-fills.ts';
+import type { Transfers, TransferHandle } from './transfers.ts';
 import type { UpstreamPort } from './ports.ts';
 
 export interface PrefetchOptions {
@@ -37,10 +37,10 @@ const MAX_FETCHED_AHEAD = 10_000;
 /** The prefetch of one image's blobs. */
 class ImagePrefetch {
   readonly queue: Descriptor[] = [];
-  /** Fills this prefetch started that no client has asked for yet. */
-  readonly unclaimed = new Map<string, Fill>();
+  /** Transfers this prefetch started that no client has asked for yet. */
+  readonly unclaimed = new Map<string, TransferHandle>();
   readonly digests = new Set<string>();
-  /** Blobs of the image clients asked for: while one still fills, the image is in use. */
+  /** Blobs of the image clients asked for: while one still transfers, the image is in use. */
   readonly asked = new Set<string>();
   running = 0;
   lastAskedAt = Date.now();
@@ -60,7 +60,7 @@ export class Prefetcher {
   private closed = false;
 
   constructor(
-    private readonly fills: BlobFills,
+    private readonly transfers: Transfers,
     private readonly store: Store,
     private readonly opts: PrefetchOptions,
     private readonly logger: Logger,
@@ -135,20 +135,20 @@ export class Prefetcher {
     this.forgetIfDone(image);
   }
 
-  /** Starts the fill of one blob unless it is held or filling; resolves when the fill ends. */
+  /** Starts the transfer of one blob unless it is held or being transferred; resolves when the transfer ends. */
   private async start(image: ImagePrefetch, blob: Descriptor): Promise<void> {
     const { digest, size } = blob;
-    if (this.fills.get(digest)) return;
+    if (this.transfers.get(digest)) return;
     // Held already (for any repository): never across the link again.
     if (await this.store.blobs.has(digest)) return;
-    if (image.stopped || this.fills.get(digest)) return;
+    if (image.stopped || this.transfers.get(digest)) return;
     const { upstreamKey, upstream, repository, cache } = image.image;
-    const fill = this.fills.ensure({
+    const transfer = this.transfers.ensure({
       digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey,
       label: `prefetch ${upstreamKey}/${repository}@${digest.slice(0, 19)}`,
     });
-    image.unclaimed.set(digest, fill);
-    const ok = await fill.committed.then(() => true, () => false);
+    image.unclaimed.set(digest, transfer);
+    const ok = await transfer.committed.then(() => true, () => false);
     if (image.unclaimed.delete(digest) && ok) this.rememberFetchedAhead(digest);
   }
 
@@ -157,13 +157,13 @@ export class Prefetcher {
     if (this.fetchedAhead.size > MAX_FETCHED_AHEAD) this.fetchedAhead.delete(this.fetchedAhead.values().next().value as string);
   }
 
-  /** Images nobody pulled from for unclaimedSeconds: their unclaimed fills stop. */
+  /** Images nobody pulled from for unclaimedSeconds: their unclaimed transfers stop. */
   private stopIdle(): void {
     const now = Date.now();
     for (const image of this.images.values()) {
       if (image.stopped || now - image.lastAskedAt < this.opts.unclaimedSeconds * 1000) continue;
       // A client still receiving a blob of the image (a long layer) keeps its prefetches alive.
-      if ([...image.asked].some((d) => this.fills.get(d))) continue;
+      if ([...image.asked].some((d) => this.transfers.get(d))) continue;
       this.stop(image, `no client asked within ${this.opts.unclaimedSeconds} s`);
     }
   }
@@ -171,9 +171,9 @@ export class Prefetcher {
   private stop(image: ImagePrefetch, reason: string): void {
     image.stopped = true;
     image.queue.length = 0;
-    for (const [digest, fill] of image.unclaimed) {
+    for (const [digest, transfer] of image.unclaimed) {
       this.logger.info({ digest, repository: image.image.cache, reason }, 'prefetch cancelled');
-      fill.download.abort(`prefetch cancelled: ${reason}`);
+      transfer.transfer.abort(`prefetch cancelled: ${reason}`);
     }
     image.unclaimed.clear();
     this.forgetIfDone(image);

@@ -90,12 +90,12 @@ export const SITUATIONS = {
   /** It answered, badly: a 5xx, a wrong digest, something we must not pass on. */
   UPSTREAM_FAILED: at('UPSTREAM_ERROR', 502),
 
-  // --- fills (server/errors.ts maps TransferError here) ----------------------------------------
+  // --- transfers (server/errors.ts maps TransferError here) ----------------------------------------
   /** The upstream's bytes did not verify (digest or size). */
   UPSTREAM_BAD_CONTENT: at('UPSTREAM_ERROR', 502),
-  /** A fill ran past its deadline or out of attempts: ask again later. */
-  FILL_GAVE_UP: at('UNAVAILABLE', 503),
-  /** The mirror is stopping; the fill resumes at the next start. */
+  /** A transfer ran past its deadline or out of attempts: ask again later. */
+  TRANSFER_GAVE_UP: at('UNAVAILABLE', 503),
+  /** The mirror is stopping; the transfer resumes at the next start. */
   SHUTTING_DOWN: at('UNAVAILABLE', 503),
   /** The mirror's own disk failed (ENOSPC, EACCES...): the message names the errno and the path. */
   STORAGE_FAILED: at('UNKNOWN', 500),

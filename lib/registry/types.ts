@@ -20,7 +20,7 @@ export interface BlobHandle {
   path?: string;
   /**
    * For a blob still arriving: resolves when its first byte is there (or after `timeoutMs`),
-   * rejects when its fill failed first, so a failure that comes at once (ENOSPC, refused) is
+   * rejects when its transfer failed first, so a failure that comes at once (ENOSPC, refused) is
    * an error response rather than a cut connection.
    */
   ready?(timeoutMs: number): Promise<void>;

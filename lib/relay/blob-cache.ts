@@ -1,5 +1,5 @@
 /**
- * The relay's bounded blob cache: every blob a fill brought in, least recently used first, and
+ * The relay's bounded blob cache: every blob a transfer brought in, least recently used first, and
  * their total size. Past `maxBytes` the least recently used blobs are deleted from the store
  * until the total is back under it. The relay can be asked for any blob of an allowed upstream,
  * not only those of a manifest it holds, so the account is kept per blob (lib/storage/eviction.ts
@@ -7,7 +7,7 @@
  * are small and are not counted. Access order survives a restart through blob mtimes.
  *
  * Deleting a blob someone is reading is harmless on POSIX (the open descriptor keeps it); the
- * cache repository's link stays, and the next request finds the blob missing and fills it again.
+ * cache repository's link stays, and the next request finds the blob missing and transfers it again.
  */
 import type { Logger } from '../log/logger.ts';
 import type { Store } from '../storage/store.ts';
@@ -66,7 +66,7 @@ export class RelayBlobCache {
     return [...this.entries.keys()];
   }
 
-  /** A fill committed a blob: it is the most recent, and older ones may have to go. */
+  /** A transfer committed a blob: it is the most recent, and older ones may have to go. */
   async added(digest: string, size: number): Promise<void> {
     this.put(digest, size);
     await this.evictIfNeeded(digest);

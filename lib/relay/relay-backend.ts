@@ -14,11 +14,11 @@ import type { ChunkDigests } from '../transfer/range-source.ts';
 import { MirrorRegistry, type MirrorOptions, type RoutePolicy } from '../mirror/mirror-registry.ts';
 import type { ChunkLists } from './chunk-list.ts';
 
-export interface RelayBackendOptions extends Omit<MirrorOptions, 'routePolicy' | 'fillOnHead' | 'prefetch'> {
+export interface RelayBackendOptions extends Omit<MirrorOptions, 'routePolicy' | 'transferOnHead' | 'prefetch'> {
   /** Keys of upstreams served; all configured ones when empty. */
   allow: readonly string[];
   chunkLists: ChunkLists;
-  /** How long a chunk list request waits for a fill in flight (default 20 s: under a client's 30 s headers timeout). */
+  /** How long a chunk list request waits for a transfer in flight (default 20 s: under a client's 30 s headers timeout). */
   chunkWaitMs?: number;
 }
 
@@ -46,7 +46,7 @@ export class RelayBackend implements PullBackend {
       ...opts,
       routePolicy: allowPolicy(allowedUpstreams(opts.allow, opts.routing.upstreams)),
       // The mirror's HEAD is the start of its pull, and the relay's upstream side is fast.
-      fillOnHead: true,
+      transferOnHead: true,
     });
   }
 
@@ -63,20 +63,20 @@ export class RelayBackend implements PullBackend {
   }
 
   /**
-   * Digests of `chunkSize` chunks of a blob the relay holds complete. A fill in flight is waited
+   * Digests of `chunkSize` chunks of a blob the relay holds complete. A transfer in flight is waited
    * for (the mirror asks once it has every byte, so the relay is done or about to be); a blob
    * it neither holds nor fetches is BLOB_UNKNOWN.
    */
   async chunkDigests(name: string, digest: string, chunkSize: number): Promise<ChunkDigests> {
     requireDigest(digest);
     this.mirror.route(name);
-    const fill = this.opts.fills.get(digest);
-    if (fill) {
+    const transfer = this.opts.transfers.get(digest);
+    if (transfer) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, this.opts.chunkWaitMs ?? 20_000);
       });
-      await Promise.race([fill.committed.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
+      await Promise.race([transfer.committed.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
     }
     // Scoped like the blob itself: only a repository of this name that holds it offers its chunks.
     const held = (await this.mirror.holderOf(name, digest)) !== undefined;

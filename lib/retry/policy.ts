@@ -24,7 +24,7 @@ export interface RetryPolicy {
 export const RETRY_POLICIES = {
   /** Manifests, HEADs, tokens, tag lists: a request a client is waiting for. */
   upstream: { attempts: 5, baseMs: 250, maxMs: 10_000, jitter: 'full', maxRetryAfterMs: 60_000 },
-  /** One chunk of a fill: resumes where it stopped, so it may try for long (transfer.retries). */
+  /** One chunk of a transfer: resumes where it stopped, so it may try for long (transfer.retries). */
   transfer: { attempts: 1000, baseMs: 250, maxMs: 15_000, jitter: 'equal', maxRetryAfterMs: 60_000 },
   /** Prewarm's blob GETs from the mirror. */
   prewarm: { attempts: 4, baseMs: 1000, maxMs: 30_000, jitter: 'full', maxRetryAfterMs: 60_000 },

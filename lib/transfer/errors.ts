@@ -113,7 +113,7 @@ export class RetriesExhaustedError extends TransferError {
 }
 
 /**
- * The mirror's own disk failed (ENOSPC, EACCES, EIO...): retrying cannot help, so the fill fails
+ * The mirror's own disk failed (ENOSPC, EACCES, EIO...): retrying cannot help, so the transfer fails
  * at once, and the message names the errno and the path.
  */
 export class LocalIoError extends TransferError {
@@ -144,12 +144,12 @@ function describeErrno(errno: string): string {
   return ERRNO_TEXT[errno] ?? 'local I/O error';
 }
 
-/** The fill ran past its deadline (transfer.fillDeadlineSeconds); asking again starts a new one. */
-export class FillDeadlineError extends TransferError {
-  readonly code = 'FILL_DEADLINE';
+/** The transfer ran past its deadline (transfer.deadlineSeconds); asking again starts a new one. */
+export class TransferDeadlineError extends TransferError {
+  readonly code = 'TRANSFER_DEADLINE';
   constructor(readonly seconds: number) {
-    super(`the fill did not finish within ${seconds} s (transfer.fillDeadlineSeconds); ask again to resume it`);
-    this.name = 'FillDeadlineError';
+    super(`the transfer did not finish within ${seconds} s (transfer.deadlineSeconds); ask again to resume it`);
+    this.name = 'TransferDeadlineError';
   }
 }
 

@@ -1,6 +1,6 @@
 /** The transfer engine's public surface. */
-export { startTransfer, hasPart, Transfer } from './downloader.ts';
-export type { TransferOptions, TransferResult, TransferSnapshot, TransferState, TransferMode } from './downloader.ts';
+export { startTransfer, hasPart, Transfer } from './transfer.ts';
+export type { TransferOptions, TransferResult, TransferSnapshot, TransferState, TransferMode } from './transfer.ts';
 export { createPrefixReader } from './prefix-reader.ts';
 export { LinkBudget, LinkShare } from './link-budget.ts';
 export type { LinkBudgetOptions } from './link-budget.ts';

@@ -7,7 +7,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { Transfer } from './downloader.ts';
+import type { Transfer } from './transfer.ts';
 import { TransferAbortedError } from './errors.ts';
 
 const READ_MAX = 256 * 1024;

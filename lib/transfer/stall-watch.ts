@@ -7,7 +7,7 @@
  * whole link (link-budget.ts), so the peers are every transfer's connections. A connection with no
  * peer to compare with (skopeo fetching one small layer at a time) is judged on its own history,
  * allowed twice the silence. When most connections are quiet together the far end paces them
- * (a relay streams as its own fill arrives): none is cut. Only answered requests are judged, and
+ * (a relay streams as its own transfer arrives): none is cut. Only answered requests are judged, and
  * each cut of a range doubles the silence its next attempt is allowed. The fixed stallSeconds timer of the attempt (range-fetcher.ts) stays
  * the upper bound always.
  */
@@ -96,7 +96,7 @@ export class StallWatch {
    * Whether the link delivers while `a` is silent: at least half of the other answered
    * connections delivered well after `a`'s last byte (one quiet connection among busy ones, or the
    * first of several that stalled one after another; when most went quiet together, the far end
-   * or this process paused them all, or a relay paces them as its own fill arrives).
+   * or this process paused them all, or a relay paces them as its own transfer arrives).
    * With none delivering: another delivered after `a`'s last byte and `a` is the only one left
    * (the last range of a blob), or `a` has a rhythm of its own and broke it for twice the silence
    * allowed (every connection of the link stalled).

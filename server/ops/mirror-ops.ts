@@ -9,7 +9,7 @@ import { Server as HttpsServer } from 'node:https';
 import type { Express, RequestHandler } from 'express';
 import type { LoadedConfig } from '../../lib/config/load.ts';
 import type { Logger } from '../../lib/log/logger.ts';
-import type { BlobFills } from '../../lib/mirror/blob-fills.ts';
+import type { Transfers } from '../../lib/mirror/transfers.ts';
 import type { UpstreamPort } from '../../lib/mirror/ports.ts';
 import type { UpstreamClient } from '../../lib/upstream/client.ts';
 import { ferryVersion } from '../../lib/project-files.ts';
@@ -39,12 +39,12 @@ export interface MirrorOpsSetup {
  * The ops state of a mirror or a relay: metrics, upstream health (each upstream's /v2/ pinged
  * every FERRY_UPSTREAM_PING_SECONDS, default 60), live transfers, store size, recent errors.
  */
-export function createServiceOps(config: LoadedConfig, logger: Logger, fills: BlobFills, clients: Iterable<UpstreamClient>, served: (name: string) => boolean = () => true): MirrorOps {
+export function createServiceOps(config: LoadedConfig, logger: Logger, transfers: Transfers, clients: Iterable<UpstreamClient>, served: (name: string) => boolean = () => true): MirrorOps {
   const seconds = Number(process.env.FERRY_UPSTREAM_PING_SECONDS ?? 60);
   return new MirrorOps({
     logger: logger.child({ module: 'ops' }),
     dataDir: config.dataDir,
-    fills,
+    transfers,
     // Through the client: its auth (the relay token), its TLS settings, and only the upstreams served.
     upstreams: [...clients].map((c) => ({ name: c.name, url: c.baseUrl, ...(served(c.name) ? { ping: (signal: AbortSignal) => c.ping(signal) } : {}) })),
     pingIntervalMs: Number.isFinite(seconds) ? seconds * 1000 : 60_000,
@@ -53,8 +53,8 @@ export function createServiceOps(config: LoadedConfig, logger: Logger, fills: Bl
   });
 }
 
-export function setupMirrorOps(config: LoadedConfig, logger: Logger, fills: BlobFills, clients: Iterable<UpstreamClient>): MirrorOpsSetup {
-  const ops = createServiceOps(config, logger, fills, clients);
+export function setupMirrorOps(config: LoadedConfig, logger: Logger, transfers: Transfers, clients: Iterable<UpstreamClient>): MirrorOpsSetup {
+  const ops = createServiceOps(config, logger, transfers, clients);
   let ready = true;
   const auth = config.auth
     ? new RegistryAuth({ htpasswd: new Htpasswd(config.auth.htpasswd), realm: config.auth.realm, protectPull: config.auth.protectPull })

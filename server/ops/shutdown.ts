@@ -1,9 +1,9 @@
 /**
  * The one order in which a mirror or a relay stops, on SIGTERM/SIGINT (`shutdown`) and on
- * `close()`: stop accepting (readiness, prefetch, ops timers: no new fill starts on their own),
- * let requests in progress finish for a bounded time, park the fills (abort them; the transfer
+ * `close()`: stop accepting (readiness, prefetch, ops timers: no new transfer starts on their own),
+ * let requests in progress finish for a bounded time, park the transfers (abort them; the transfer
  * engine keeps their .part and .journal, so the next start resumes them) and await every commit in
- * progress (a fill past verification still commits: nothing may write to the store once the lock is
+ * progress (a transfer past verification still commits: nothing may write to the store once the lock is
  * released), cut what is left, flush link state, close the upstream clients, stop the sweeper
  * (awaiting a pass in progress), release the lock last. A second signal exits at once.
  */
@@ -11,7 +11,7 @@ import type { Server } from 'node:http';
 import type { Logger } from '../../lib/log/logger.ts';
 import { closeQuietConnections } from '../connections.ts';
 
-export interface ParkableFills {
+export interface ParkableTransfers {
   readonly active: ReadonlyArray<{ digest: string; committed: Promise<void> }>;
   abortAll(reason: string): void;
 }
@@ -19,12 +19,12 @@ export interface ParkableFills {
 export interface ServiceParts {
   server: Server;
   logger: Logger;
-  fills: ParkableFills;
-  /** Called first: readiness goes false; prefetch and timers stop, so no fill starts on their own. */
+  transfers: ParkableTransfers;
+  /** Called first: readiness goes false; prefetch and timers stop, so no transfer starts on their own. */
   stopAccepting: () => void;
-  /** What the fills taught (link state): saved once no fill runs, before the clients close. */
+  /** What the transfers taught (link state): saved once no transfer runs, before the clients close. */
   flush?: () => Promise<void>;
-  /** Upstream clients: closed once no fill can use them. */
+  /** Upstream clients: closed once no transfer can use them. */
   clients: Iterable<{ close(): Promise<void> }>;
   /** Resolves once a sweep in progress has ended. */
   sweeper: { stop(): Promise<void> };
@@ -52,7 +52,7 @@ export async function stopInOrder(p: ServiceParts, opts: { graceMs?: number } = 
   const drained = await Promise.race([closed.then(() => true), delay(opts.graceMs ?? 10_000).then(() => false)]);
   clearInterval(sweep);
   if (!drained) server.closeAllConnections();
-  const parked = await parkFills(p.fills, logger);
+  const parked = await parkTransfers(p.transfers, logger);
   await Promise.race([closed, delay(1000)]);
   await p.flush?.();
   await Promise.all([...p.clients].map((c) => c.close()));
@@ -64,15 +64,15 @@ export async function stopInOrder(p: ServiceParts, opts: { graceMs?: number } = 
 }
 
 /**
- * Aborts every fill and awaits each commit, bounded only by the commit itself (local I/O); again
+ * Aborts every transfer and awaits each commit, bounded only by the commit itself (local I/O); again
  * while a request that was still running started another.
  */
-async function parkFills(fills: ParkableFills, logger: Logger): Promise<string[]> {
+async function parkTransfers(transfers: ParkableTransfers, logger: Logger): Promise<string[]> {
   const parked: string[] = [];
-  for (let active = fills.active; active.length > 0; active = fills.active) {
+  for (let active = transfers.active; active.length > 0; active = transfers.active) {
     logger.info({ transfers: active.length }, 'parking transfers');
     parked.push(...active.map((f) => f.digest));
-    fills.abortAll('shutting down: transfer parked, it resumes on the next request');
+    transfers.abortAll('shutting down: transfer parked, it resumes on the next request');
     await Promise.allSettled(active.map((f) => f.committed));
   }
   return parked;

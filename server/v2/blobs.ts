@@ -9,14 +9,14 @@ import { requestContext } from './manifests.ts';
 import type { MethodTable } from './router.ts';
 import { openForSend, sendFileRange } from './send-file.ts';
 
-/** How long a GET waits for the first byte of a fill before sending its headers anyway. */
+/** How long a GET waits for the first byte of a transfer before sending its headers anyway. */
 const FIRST_BYTE_WAIT_MS = 10_000;
 
 export function blobHandlers(backend: PullBackend): Required<Pick<MethodTable, 'GET'>> {
   return {
     async GET(req, res, { name = '', digest = '' }) {
       const blob = await backend.getBlob(name, digest, { ...requestContext(req), head: req.method === 'HEAD' });
-      // A fill that fails at once (a full disk, a refusal) is answered as an error, not a cut body;
+      // A transfer that fails at once (a full disk, a refusal) is answered as an error, not a cut body;
       // a slow one gets its headers before containerd's 30 s patience runs out.
       if (req.method !== 'HEAD') await blob.ready?.(FIRST_BYTE_WAIT_MS);
       const etag = `"${blob.digest}"`;

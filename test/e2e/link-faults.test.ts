@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigInput } from '../../lib/config/schema.ts';
-import type { Fill } from '../../lib/mirror/blob-fills.ts';
+import type { TransferHandle } from '../../lib/mirror/transfers.ts';
 import { generateToken } from '../../lib/relay/tokens.ts';
 import { FaultProxy } from '../fault-proxy/proxy.ts';
 import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.ts';
@@ -25,11 +25,11 @@ const TOKEN = generateToken();
 /** Pieces of 1 MiB: a flip costs 1 MiB. */
 const TRANSFER: ConfigInput['transfer'] = { minChunkBytes: MiB, maxChunkBytes: MiB, minConnections: 2, maxConnections: 8 };
 
-/** Every fill the mirror starts, by digest. */
-function recordFills(m: TestMirror): Map<string, Fill> {
-  const fills = new Map<string, Fill>();
-  m.mirror.fills.on('started', (f: Fill) => fills.set(f.digest, f));
-  return fills;
+/** Every transfer the mirror starts, by digest. */
+function recordFills(m: TestMirror): Map<string, TransferHandle> {
+  const transfers = new Map<string, TransferHandle>();
+  m.mirror.transfers.on('started', (f: TransferHandle) => transfers.set(f.digest, f));
+  return transfers;
 }
 
 /** skopeo copy to dir: and the blobs it wrote compared with the image's. */
@@ -112,14 +112,14 @@ describe('the link as it fails (issue 12)', function () {
       const dockerd = teardown.add(await startDockerd({ name: 'dockerd-link-faults' }), (d) => d.stop());
       const m = await mirror();
       try {
-        const fills = recordFills(m);
+        const transfers = recordFills(m);
         link.setFaults({ corruptPerMiB: 0.5 }, { replace: true });
         const digest = await dockerPull(dockerd, `${m.host}/kolla/link:v1`, 150_000);
         link.clearFaults();
         assert.equal(digest, image.manifestDigest);
         assert.equal((await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', `${m.host}/kolla/link:v1`])).trim(), image.configDigest);
         assert.ok(link.stats.corruptions >= 1, 'no byte was flipped: the test shows nothing');
-        const repaired = [...fills.values()].reduce((n, f) => n + f.download.snapshot().chunksRefetched, 0);
+        const repaired = [...transfers.values()].reduce((n, f) => n + f.transfer.snapshot().chunksRefetched, 0);
         assert.ok(repaired >= 1, 'no piece was repaired');
       } finally {
         await m.stop();
@@ -133,10 +133,10 @@ describe('the link as it fails (issue 12)', function () {
         link.setFaults({ rateBytesPerSec: 2 * MiB, stallMeanBytes: 2 * MiB, stallMs: 60_000 }, { replace: true });
         const stallsBefore = link.stats.stalls;
         const carriedBefore = link.stats.bytesToClient;
-        const fills = recordFills(m);
+        const transfers = recordFills(m);
         await skopeoPullIdentical(`${m.host}/kolla/link:v1`, image);
         // Each blob written once: a cut connection resumes where it stopped.
-        for (const f of fills.values()) assert.equal(f.download.snapshot().bytesFetched, f.size);
+        for (const f of transfers.values()) assert.equal(f.transfer.snapshot().bytesFetched, f.size);
         assert.ok(link.stats.stalls > stallsBefore, 'nothing stalled: the test shows nothing');
         const imageBytes = blobsOf(image).reduce((n, b) => n + b.size, 0);
         const carried = link.stats.bytesToClient - carriedBefore;
@@ -149,7 +149,7 @@ describe('the link as it fails (issue 12)', function () {
       }
     });
 
-    it('keeps what the link learned across a restart: the first fill after it starts at the connections reached', async () => {
+    it('keeps what the link learned across a restart: the first transfer after it starts at the connections reached', async () => {
       link.setFaults({ rateBytesPerSec: 1 * MiB }, { replace: true });
       const first = await mirror();
       const dataDir = first.dataDir;
@@ -162,9 +162,9 @@ describe('the link as it fails (issue 12)', function () {
       assert.ok(saved && saved.connections > TRANSFER!.minConnections!, `the link did not grow or was not saved: ${JSON.stringify(saved)}`);
       const second = await mirror({}, dataDir);
       try {
-        const started = new Promise<Fill>((resolve) => second.mirror.fills.once('started', resolve));
+        const started = new Promise<TransferHandle>((resolve) => second.mirror.transfers.once('started', resolve));
         const res = fetch(`${second.url}/v2/kolla/later/blobs/${later.layers[0]!.digest}`).then((r) => r.arrayBuffer());
-        assert.equal((await started).download.snapshot().concurrency, saved.connections);
+        assert.equal((await started).transfer.snapshot().concurrency, saved.connections);
         await res;
       } finally {
         link.clearFaults();
@@ -193,15 +193,15 @@ describe('the link as it fails (issue 12)', function () {
     after(() => teardown.run());
 
     it('sends only checked pieces: skopeo copies byte-identical on its first attempt, each flip costing one piece', async () => {
-      const fills = recordFills(m);
+      const transfers = recordFills(m);
       link.setFaults({ corruptPerMiB: 0.5 }, { replace: true });
       await skopeoPullIdentical(`${m.host}/kolla/link:v1`, image);
       link.clearFaults();
       assert.ok(link.stats.corruptions >= 1, 'no byte was flipped: the test shows nothing');
       let refetched = 0;
       let fetched = 0;
-      for (const f of fills.values()) {
-        const s = f.download.snapshot();
+      for (const f of transfers.values()) {
+        const s = f.transfer.snapshot();
         refetched += s.chunksRefetched;
         fetched += s.bytesFetched;
       }

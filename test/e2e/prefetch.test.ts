@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Fill } from '../../lib/mirror/blob-fills.ts';
+import type { TransferHandle } from '../../lib/mirror/transfers.ts';
 import { FaultProxy } from '../fault-proxy/proxy.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { waitFor } from '../helpers/processes.ts';
@@ -27,7 +27,7 @@ describe('prefetch: a served manifest starts the image\'s other blobs', function
   let mirror: TestMirror;
   let work: string;
   let started: Map<string, number>;
-  let fills: Map<string, Fill>;
+  let transfers: Map<string, TransferHandle>;
   const images: Record<'a' | 'b' | 'idle', BuiltImage> = {} as never;
 
   before(async () => {
@@ -47,10 +47,10 @@ describe('prefetch: a served manifest starts the image\'s other blobs', function
       prefetch: { concurrency: 2, unclaimedSeconds: 1 },
     });
     started = new Map();
-    fills = new Map();
-    mirror.mirror.fills.on('started', (fill: Fill) => {
-      started.set(fill.digest, (started.get(fill.digest) ?? 0) + 1);
-      fills.set(fill.digest, fill);
+    transfers = new Map();
+    mirror.mirror.transfers.on('started', (transfer: TransferHandle) => {
+      started.set(transfer.digest, (started.get(transfer.digest) ?? 0) + 1);
+      transfers.set(transfer.digest, transfer);
     });
   });
 
@@ -106,13 +106,13 @@ describe('prefetch: a served manifest starts the image\'s other blobs', function
     const manifest = await call(`${mirror.url}/v2/kolla/prefetch-idle/manifests/1`, { headers: { accept: ACCEPT } });
     assert.equal(manifest.status, 200);
     await waitFor(() => started.has(big.digest), 10_000, 'the prefetch started');
-    const fill = fills.get(big.digest)!;
-    await waitFor(() => mirror.mirror.fills.get(big.digest) === undefined, 15_000, 'the unclaimed prefetch stopped');
-    const snap = fill.download.snapshot();
+    const transfer = transfers.get(big.digest)!;
+    await waitFor(() => mirror.mirror.transfers.get(big.digest) === undefined, 15_000, 'the unclaimed prefetch stopped');
+    const snap = transfer.transfer.snapshot();
     assert.equal(snap.state, 'aborted');
     assert.ok(snap.bytesDone < big.size, 'stopped before it was complete');
     assert.equal(await mirror.mirror.store.blobs.has(big.digest), false);
-    // The stopped fill's connections close 60-160 ms after it leaves the map (measured: each of up
+    // The stopped transfer's connections close 60-160 ms after it leaves the map (measured: each of up
     // to ~16 connections takes one more 16-32 KiB pacer slice meanwhile); from then on the link is quiet.
     await new Promise((r) => setTimeout(r, 300));
     const carried = link.stats.bytesToClient;
@@ -123,8 +123,8 @@ describe('prefetch: a served manifest starts the image\'s other blobs', function
     const blob = await call(`${mirror.url}/v2/kolla/prefetch-idle/blobs/${big.digest}`);
     assert.equal(blob.status, 200);
     assert.equal(`sha256:${createHash('sha256').update(blob.body).digest('hex')}`, big.digest);
-    const resumed = fills.get(big.digest)!;
-    assert.notEqual(resumed, fill);
-    assert.ok(resumed.download.snapshot().resumedBytes > 0, 'the client\'s fill resumed the prefetched part');
+    const resumed = transfers.get(big.digest)!;
+    assert.notEqual(resumed, transfer);
+    assert.ok(resumed.transfer.snapshot().resumedBytes > 0, 'the client\'s transfer resumed the prefetched part');
   });
 });

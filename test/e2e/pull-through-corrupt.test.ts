@@ -64,8 +64,8 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
       rewrite: [{ match: 'kollaglue/*', upstream: 'origin', upstreamName: 'kolla/*' }],
       transfer: { badContentHoldSeconds: HOLD_SECONDS },
     }), (m) => m.stop());
-    // dockerd retries a failed layer download 5 times, 5 s apart and more: once is enough here.
-    dockerd = teardown.add(await startDockerd({ name: 'dockerd-corrupt', daemonConfig: { 'max-download-attempts': 1 } }), (d) => d.stop());
+    // dockerd retries a failed layer transfer 5 times, 5 s apart and more: once is enough here.
+    dockerd = teardown.add(await startDockerd({ name: 'dockerd-corrupt', daemonConfig: { 'max-transfer-attempts': 1 } }), (d) => d.stop());
   });
   after(() => teardown.run());
 
@@ -82,7 +82,7 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
   });
 
   it('answers 502 at once to a retry instead of fetching the bad content again', async () => {
-    await waitFor(() => ferry.mirror.fills.active.length === 0, 10_000, 'fills to settle');
+    await waitFor(() => ferry.mirror.transfers.active.length === 0, 10_000, 'transfers to settle');
     const before = proxy.blobGets().get(layer.digest) ?? 0;
     const res = await fetch(`${ferry.url}/v2/kollaglue/heat-api/blobs/${layer.digest}`);
     assert.equal(res.status, 502);
@@ -99,7 +99,7 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
   });
 
   it('keeps nothing of the corrupted blob in the store', async () => {
-    await waitFor(() => ferry.mirror.fills.active.length === 0, 10_000, 'fills to settle');
+    await waitFor(() => ferry.mirror.transfers.active.length === 0, 10_000, 'transfers to settle');
     assert.deepEqual(await storeTraces(ferry, layer.digest), { blob: false, parts: [] });
   });
 

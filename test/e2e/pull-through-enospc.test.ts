@@ -1,5 +1,5 @@
 /**
- * A local I/O error under a fill (issue 13.6): an injected ENOSPC on the part file fails the fill
+ * A local I/O error under a transfer (issue 13.6): an injected ENOSPC on the part file fails the transfer
  * within a second, and both the client and the log name the errno and the path. The same blob
  * can be asked for again once the disk has room.
  */
@@ -14,7 +14,7 @@ import { createLogger } from '../../lib/log/logger.ts';
 import { call } from '../relay/fixture.ts';
 import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
 
-describe('pull-through: a full disk under a fill', function () {
+describe('pull-through: a full disk under a transfer', function () {
   this.timeout(30_000);
   const data = randomBytes(200 * 1024);
   const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -44,7 +44,7 @@ describe('pull-through: a full disk under a fill', function () {
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
   });
 
-  it('answers 500 naming ENOSPC and the part file within a second, logs the same, and fills again when asked later', async () => {
+  it('answers 500 naming ENOSPC and the part file within a second, logs the same, and transfers again when asked later', async () => {
     const dir = mirror.mirror.store.paths.transfersDir;
     const part = join(dir, `${digest.slice('sha256:'.length)}.part`);
     await mkdir(dir, { recursive: true });
@@ -59,7 +59,7 @@ describe('pull-through: a full disk under a fill', function () {
     assert.ok(e?.message.includes(part), e?.message);
     assert.ok(ms < 1000, `answered after ${Math.round(ms)} ms`);
     assert.ok(log.split('\n').some((l) => l.includes('ENOSPC') && l.includes(part)), 'the log names the errno and the path');
-    // The disk has room again: the same request fills it.
+    // The disk has room again: the same request transfers it.
     await rm(part);
     const b = await call(`${mirror.url}/v2/lib/x/blobs/${digest}`);
     assert.equal(b.status, 200);

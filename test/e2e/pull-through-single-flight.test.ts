@@ -88,7 +88,7 @@ describe('pull-through: concurrent pulls of one image share one upstream flight'
     after(() => teardown.run());
 
     it('answers every client in full and fetches each blob once, however the requests interleave', async () => {
-      // Fresh mirrors: each round races cold fills against requests arriving while they finish.
+      // Fresh mirrors: each round races cold transfers against requests arriving while they finish.
       for (let round = 0; round < 4; round++) {
         const rounds = new Teardown();
         try {

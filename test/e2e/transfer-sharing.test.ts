@@ -53,11 +53,11 @@ describe('ferry transfers shared and verified (client -> ferry -> fault proxy ->
     // Every pass over the link flips bytes: the transfer can never verify.
     proxy = await startLink(upstream.registry.host, { corruptPerMiB: 2, rateBytesPerSec: 8 * MiB }, 9);
     // Without piece digests a piece is repaired by two copies that agree; here none ever do, so the
-    // fill ends when transfer.repairSeconds (300 s by default, for a real link's bad minutes) runs
+    // transfer ends when transfer.repairSeconds (300 s by default, for a real link's bad minutes) runs
     // out. The point is what the clients and the store get, not how long the product keeps trying.
     mirror = await startTestMirror(linkConfig(proxy.url, { ...TRANSFER, repairSeconds: 3 }));
     const layer = upstream.image.layers[0]!;
-    const failed = new Promise<unknown>((resolve) => mirror!.mirror.fills.once('failed', ({ error }: { error: unknown }) => resolve(error)));
+    const failed = new Promise<unknown>((resolve) => mirror!.mirror.transfers.once('failed', ({ error }: { error: unknown }) => resolve(error)));
     const reads = await Promise.all([1, 2, 3].map(() => readBlob(mirror!.url, upstream.repository, layer.digest).catch((e: unknown) => ({ status: 0, bytes: 0, digest: '', error: String(e) }))));
     for (const r of reads) {
       assert.ok(r.bytes < layer.size, `a client got all ${layer.size} bytes (digest ${r.digest}, expected ${layer.digest})`);

@@ -71,7 +71,7 @@ describe('graceful shutdown parks pull-through transfers', function () {
     assert.ok(layer);
     const blobUrl = `http://127.0.0.1:${port}/v2/test/big/blobs/${layer.digest}`;
     const first = await startFerry();
-    // A client starts the pull-through, then goes away: the fill carries on without it.
+    // A client starts the pull-through, then goes away: the transfer carries on without it.
     const client = new AbortController();
     const res = await fetch(blobUrl, { signal: client.signal });
     assert.equal(res.status, 200);

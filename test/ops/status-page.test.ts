@@ -1,16 +1,16 @@
 /**
  * The status page as a person sees it in a real (headless) Chromium while a pull-through
  * transfer runs: the transfer row shows the digest, a percentage that grows, a rate; the cache
- * cards and the upstream table fill in. Also /status.json and /metrics during the same transfer.
+ * cards and the upstream table transfer in. Also /status.json and /metrics during the same transfer.
  */
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import type { Fill } from '../../lib/mirror/blob-fills.ts';
+import type { TransferHandle } from '../../lib/mirror/transfers.ts';
 import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { TEST_OUTPUT_DIR, waitFor } from '../helpers/processes.ts';
-import { KiB, MiB, makeBlob, slowSource, type SlowSource } from './slow-fill.ts';
+import { KiB, MiB, makeBlob, slowSource, type SlowSource } from './slow-transfer.ts';
 
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
@@ -19,7 +19,7 @@ describe('status page during a pull-through transfer', function () {
   let ferry: TestMirror;
   let browser: Browser;
   let source: SlowSource;
-  let fill: Fill;
+  let transfer: TransferHandle;
   const blob = makeBlob(6 * MiB);
 
   before(async () => {
@@ -28,7 +28,7 @@ describe('status page during a pull-through transfer', function () {
     });
     // 4 connections x 96 KiB/s: about 16 s for the whole blob, long enough to watch.
     source = slowSource(blob.data, 96 * KiB);
-    fill = ferry.mirror.fills.ensure({ digest: blob.digest, size: blob.data.length, source, repository: 'hub/library/big', label: 'big' });
+    transfer = ferry.mirror.transfers.ensure({ digest: blob.digest, size: blob.data.length, source, repository: 'hub/library/big', label: 'big' });
     ferry.mirror.ops.health.record('hub', true);
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
   });
@@ -36,7 +36,7 @@ describe('status page during a pull-through transfer', function () {
   after(async () => {
     await browser?.close();
     if (source) source.bytesPerSecond = 1e9;
-    await fill?.committed.catch(() => {});
+    await transfer?.committed.catch(() => {});
     await ferry?.stop();
   });
 
@@ -87,7 +87,7 @@ describe('status page during a pull-through transfer', function () {
 
   it('shows the finished transfer gone, the blob counted in the cache and no errors', async () => {
     source.bytesPerSecond = 1e9;
-    await fill.committed;
+    await transfer.committed;
     const page = await browser.newPage();
     await page.goto(`${ferry.url}/status`);
     await page.locator('#transfers tbody tr.empty').waitFor({ timeout: 5000 });

@@ -10,7 +10,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Fill } from '../../lib/mirror/blob-fills.ts';
+import type { TransferHandle } from '../../lib/mirror/transfers.ts';
 import { generateToken } from '../../lib/relay/tokens.ts';
 import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { FaultProxy } from '../fault-proxy/proxy.ts';
@@ -31,10 +31,10 @@ async function fileDigest(path: string): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
-/** Records the fills a BlobFills starts, by digest. */
-function recordFills(fills: { on(e: 'started', f: (fill: Fill) => void): unknown }): Map<string, Fill> {
-  const seen = new Map<string, Fill>();
-  fills.on('started', (fill: Fill) => seen.set(fill.digest, fill));
+/** Records the transfers a Transfers starts, by digest. */
+function recordFills(transfers: { on(e: 'started', f: (transfer: TransferHandle) => void): unknown }): Map<string, TransferHandle> {
+  const seen = new Map<string, TransferHandle>();
+  transfers.on('started', (transfer: TransferHandle) => seen.set(transfer.digest, transfer));
   return seen;
 }
 
@@ -137,30 +137,30 @@ describe('ferry relay in the chain dockerd -> mirror -> link -> relay (TLS) -> r
     const big = images.b.layers.reduce((a, l) => (l.size > a.size ? l : a));
     upstreamLink.setFaults({ aggregateBytesPerSec: 16 * MiB });
     link.setFaults({ aggregateBytesPerSec: 16 * MiB });
-    const mirrorFills = recordFills(mirror.mirror.fills);
+    const mirrorFills = recordFills(mirror.mirror.transfers);
     const pulling = pullAndCheck('b');
     pulling.catch(() => {});
     await waitFor(() => {
-      const relayFill = relay.relay.fills.get(big.digest);
-      const mirrorFill = mirror.mirror.fills.get(big.digest);
-      return Boolean(relayFill && mirrorFill && relayFill.download.snapshot().bytesDone >= 8 * MiB && mirrorFill.download.snapshot().bytesDone >= 2 * MiB);
+      const relayFill = relay.relay.transfers.get(big.digest);
+      const mirrorFill = mirror.mirror.transfers.get(big.digest);
+      return Boolean(relayFill && mirrorFill && relayFill.transfer.snapshot().bytesDone >= 8 * MiB && mirrorFill.transfer.snapshot().bytesDone >= 2 * MiB);
     }, 30_000, 'both transfers under way');
-    const relayDone = relay.relay.fills.get(big.digest)!.download.snapshot().bytesDone;
+    const relayDone = relay.relay.transfers.get(big.digest)!.transfer.snapshot().bytesDone;
     assert.ok(relayDone < big.size, 'the relay was mid-transfer');
     const { port, dataDir } = relay;
     await relay.stop({ keepData: true });
     await sleep(300);
     relay = await startTestRelay(relayConfig, { port, dataDir });
-    const relayFills = recordFills(relay.relay.fills);
+    const relayFills = recordFills(relay.relay.transfers);
     upstreamLink.clearFaults();
     await pulling;
     link.clearFaults();
     const resumed = relayFills.get(big.digest);
     assert.ok(resumed, 'the restarted relay took the transfer up again');
     await resumed.committed;
-    assert.ok(resumed.download.snapshot().resumedBytes >= relayDone / 2, `the relay resumed from its part file (${resumed.download.snapshot().resumedBytes} of ${relayDone} bytes)`);
+    assert.ok(resumed.transfer.snapshot().resumedBytes >= relayDone / 2, `the relay resumed from its part file (${resumed.transfer.snapshot().resumedBytes} of ${relayDone} bytes)`);
     const mirrorFill = mirrorFills.get(big.digest);
-    assert.ok(mirrorFill && mirrorFill.download.snapshot().retries > 0, 'the mirror saw the relay go and retried');
+    assert.ok(mirrorFill && mirrorFill.transfer.snapshot().retries > 0, 'the mirror saw the relay go and retried');
   });
 });
 
@@ -198,7 +198,7 @@ describe('ferry relay per-chunk digests: a chunk corrupted on the link is fetche
 
   it('refetches about one relay chunk (1 MiB) of a 24 MiB blob, not the blob', async () => {
     const layer = image.layers[0]!;
-    const fills = recordFills(mirror.mirror.fills);
+    const transfers = recordFills(mirror.mirror.transfers);
     link.setFaults({ corruptOffsets: [6 * MiB + 777] });
     const url = `${mirror.url}/v2/kolla/relay-chunks/blobs/${layer.digest}`;
     // The client streaming alongside is sent checked pieces only: it gets the blob at once.
@@ -206,9 +206,9 @@ describe('ferry relay per-chunk digests: a chunk corrupted on the link is fetche
     await waitFor(() => mirror.mirror.store.blobs.has(layer.digest), 60_000, 'the mirror committed the blob');
     link.clearFaults();
     assert.equal(link.stats.corruptions, 1);
-    const fill = fills.get(layer.digest);
-    assert.ok(fill);
-    const snap = fill.download.snapshot();
+    const transfer = transfers.get(layer.digest);
+    assert.ok(transfer);
+    const snap = transfer.transfer.snapshot();
     assert.equal(snap.chunksRefetched, 1, 'one chunk was bad');
     const refetched = link.stats.bytesToClient - layer.size;
     assert.ok(refetched >= MiB && refetched < 2 * MiB, `the link carried ${refetched} bytes beyond the blob`);

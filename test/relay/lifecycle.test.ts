@@ -6,10 +6,10 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { Downloader } from '../../lib/mirror/ports.ts';
+import type { TransferStarter } from '../../lib/mirror/ports.ts';
 import { generateToken } from '../../lib/relay/tokens.ts';
 import { LOCK_FILE } from '../../lib/storage/data-dir-lock.ts';
-import type { TransferSnapshot } from '../../lib/transfer/downloader.ts';
+import type { TransferSnapshot } from '../../lib/transfer/transfer.ts';
 import { startTestMirror } from '../e2e/mirror-fixture.ts';
 import { buildImage } from '../helpers/oci-image.ts';
 import { sleep, waitFor } from '../helpers/processes.ts';
@@ -17,8 +17,8 @@ import { startReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
 import { call, startTestRelay } from './fixture.ts';
 
-/** A blob the fake upstream serves, and a downloader whose fill is verified and commits once `release` is called. */
-async function gatedCommit(): Promise<{ digest: string; upstream: Server; downloader: Downloader; release: () => void; committing: () => boolean; committedAt: () => number }> {
+/** A blob the fake upstream serves, and a transferStarter whose transfer is verified and commits once `release` is called. */
+async function gatedCommit(): Promise<{ digest: string; upstream: Server; transferStarter: TransferStarter; release: () => void; committing: () => boolean; committedAt: () => number }> {
   const data = Buffer.from('a blob being committed while the relay stops');
   const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
   const upstream: Server = createServer((_req, res) => res.writeHead(200, { 'content-length': data.length, 'docker-content-digest': digest }).end());
@@ -27,8 +27,8 @@ async function gatedCommit(): Promise<{ digest: string; upstream: Server; downlo
   const gate = new Promise<void>((resolve) => { release = resolve; });
   let committing = false;
   let committedAt = 0;
-  // A fill already verified: it commits once the gate opens, and ignores abort (as the engine does).
-  const downloader: Downloader = (req) => ({
+  // A transfer already verified: it commits once the gate opens, and ignores abort (as the engine does).
+  const transferStarter: TransferStarter = (req) => ({
     digest: req.digest,
     size: req.size,
     createReader: () => Readable.from([]),
@@ -44,7 +44,7 @@ async function gatedCommit(): Promise<{ digest: string; upstream: Server; downlo
     abort: () => {},
     snapshot: () => ({ digest: req.digest, size: req.size, state: 'running' }) as TransferSnapshot,
   });
-  return { digest, upstream, downloader, release, committing: () => committing, committedAt: () => committedAt };
+  return { digest, upstream, transferStarter, release, committing: () => committing, committedAt: () => committedAt };
 }
 
 describe('relay lifecycle: the order a mirror and a relay share', function () {
@@ -57,7 +57,7 @@ describe('relay lifecycle: the order a mirror and a relay share', function () {
       upstreams: { up: { url: `http://127.0.0.1:${(g.upstream.address() as AddressInfo).port}` } },
       defaultUpstream: 'up',
       relay: { tokens: [token] },
-    }, { deps: { downloader: g.downloader } });
+    }, { deps: { transferStarter: g.transferStarter } });
     try {
       const head = await call(`${relay.url}/v2/lib/x/blobs/${g.digest}`, { method: 'HEAD', token });
       assert.equal(head.status, 200);
@@ -85,13 +85,13 @@ describe('relay lifecycle: the order a mirror and a relay share', function () {
       upstreams: { up: { url: `http://127.0.0.1:${(g.upstream.address() as AddressInfo).port}` } },
       defaultUpstream: 'up',
       relay: { tokens: [token] },
-    }, { deps: { downloader: g.downloader } });
+    }, { deps: { transferStarter: g.transferStarter } });
     try {
       assert.equal((await call(`${relay.url}/v2/lib/x/blobs/${g.digest}`, { method: 'HEAD', token })).status, 200);
       await waitFor(g.committing, 5000, 'the commit to start');
       let stoppedAt = 0;
       const stopping = relay.relay.shutdown({ graceMs: 0 }).then(() => { stoppedAt = performance.now(); });
-      // Longer than any fixed bound for parked fills (it was 5 s): the commit alone bounds the wait.
+      // Longer than any fixed bound for parked transfers (it was 5 s): the commit alone bounds the wait.
       await sleep(5500);
       assert.equal(stoppedAt, 0, 'shutdown released the data dir while a commit was in progress');
       assert.ok(existsSync(join(relay.dataDir, LOCK_FILE)), 'the lock is held while the commit runs');
@@ -106,7 +106,7 @@ describe('relay lifecycle: the order a mirror and a relay share', function () {
     }
   });
 
-  it('a mirror with prefetches queued stops them first on SIGTERM: no fill starts, no part is written once shutdown began', async function () {
+  it('a mirror with prefetches queued stops them first on SIGTERM: no transfer starts, no part is written once shutdown began', async function () {
     this.timeout(60_000);
     const registry = await startReferenceRegistry({ name: 'lifecycle-registry' });
     // Four small blobs (config and three layers), prefetched one at a time: three wait in the queue.
@@ -118,9 +118,9 @@ describe('relay lifecycle: the order a mirror and a relay share', function () {
     const startedWhileStopping: string[] = [];
     const writesWithoutLock: string[] = [];
     const running: Array<Promise<void>> = [];
-    // An engine-like fill: appends to its .part until aborted; once the stop began, its link fails
-    // (a fill ending on its own while a client's request holds the grace period).
-    const downloader: Downloader = (req) => {
+    // An engine-like transfer: appends to its .part until aborted; once the stop began, its link fails
+    // (a transfer ending on its own while a client's request holds the grace period).
+    const transferStarter: TransferStarter = (req) => {
       if (stoppingAt > 0) startedWhileStopping.push(req.digest);
       const aborted = new AbortController();
       const done = (async () => {
@@ -149,23 +149,23 @@ describe('relay lifecycle: the order a mirror and a relay share', function () {
       upstreams: { hub: { url: registry.url } },
       defaultUpstream: 'hub',
       prefetch: { concurrency: 1 },
-    }, { downloader });
+    }, { transferStarter });
     lockFile = join(mirror.dataDir, LOCK_FILE);
     const client = new AbortController();
     try {
       const manifest = await call(`${mirror.url}/v2/lib/queued/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
       assert.equal(manifest.status, 200);
       await waitFor(() => running.length === 1, 10_000, 'the first prefetch to start');
-      // A client asks for the blob being prefetched (the fill is its own now) and keeps its request open.
+      // A client asks for the blob being prefetched (the transfer is its own now) and keeps its request open.
       fetch(`${mirror.url}/v2/lib/queued/blobs/${image.configDigest}`, { signal: client.signal }).catch(() => {});
-      await waitFor(() => readers > 0, 10_000, 'the client to join the fill');
+      await waitFor(() => readers > 0, 10_000, 'the client to join the transfer');
       stoppingAt = performance.now();
       const result = await mirror.mirror.shutdown({ graceMs: 1000 });
       assert.equal(result.cut, true, 'the client request held the grace period');
       const started = running.length;
       await Promise.all(running);
-      assert.equal(running.length, started, 'no fill started once shutdown returned');
-      assert.deepEqual(startedWhileStopping, [], 'fills started after shutdown began');
+      assert.equal(running.length, started, 'no transfer started once shutdown returned');
+      assert.deepEqual(startedWhileStopping, [], 'transfers started after shutdown began');
       assert.deepEqual(writesWithoutLock, [], 'parts written after the lock was released');
       assert.equal(existsSync(lockFile), false, 'the lock is released');
     } finally {

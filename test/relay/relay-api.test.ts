@@ -163,13 +163,13 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
         const start = 20 * MiB + 123;
         const end = 22 * MiB;
         const a = await call(v2(`${name}/blobs/${big.digest}`), { token: TOKEN_A, headers: { range: `bytes=${start}-${end}` } });
-        const fill = relay.relay.fills.get(big.digest);
+        const transfer = relay.relay.transfers.get(big.digest);
         assert.equal(a.status, 206);
         assert.equal(a.headers['content-range'], `bytes ${start}-${end}/${big.size}`);
         assert.equal(Number(a.headers['content-length']), end - start + 1);
         const whole = await readFile(big.path);
         assert.ok(a.body.equals(whole.subarray(start, end + 1)));
-        assert.ok(fill, 'the relay was still fetching when the range was complete');
+        assert.ok(transfer, 'the relay was still fetching when the range was complete');
         const head = await call(v2(`${name}/blobs/${big.digest}`), { token: TOKEN_A, method: 'HEAD' });
         assert.equal(Number(head.headers['content-length']), big.size);
       } finally {
@@ -199,11 +199,11 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
       try {
         const head = await call(v2(`${name}/blobs/${second.digest}`), { token: TOKEN_A, method: 'HEAD' });
         assert.equal(head.status, 200);
-        assert.ok(relay.relay.fills.get(second.digest), 'the HEAD started the fetch and it runs');
+        assert.ok(relay.relay.transfers.get(second.digest), 'the HEAD started the fetch and it runs');
         const a = await call(v2(`${name}/blobs/${second.digest}/chunks`), { token: TOKEN_A });
         assert.equal(a.status, 200);
         assert.equal((JSON.parse(a.body.toString()) as { digests: string[] }).digests.length, Math.ceil(second.size / MiB));
-        assert.equal(relay.relay.fills.get(second.digest), undefined);
+        assert.equal(relay.relay.transfers.get(second.digest), undefined);
       } finally {
         proxy.clearFaults();
       }

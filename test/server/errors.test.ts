@@ -4,7 +4,7 @@ import {
   UpstreamAuthError, UpstreamNotFoundError, UpstreamProtocolError, UpstreamRateLimitedError, UpstreamUnavailableError,
 } from '../../lib/upstream/errors.ts';
 import {
-  DigestMismatchError, FillDeadlineError, LocalIoError, RetriesExhaustedError, SizeMismatchError, StallError, TransferAbortedError,
+  DigestMismatchError, TransferDeadlineError, LocalIoError, RetriesExhaustedError, SizeMismatchError, StallError, TransferAbortedError,
   UpstreamStatusError,
 } from '../../lib/transfer/errors.ts';
 import { UpstreamRequestError, toTransferError } from '../../lib/upstream/range-source.ts';
@@ -24,7 +24,7 @@ describe('server/errors: toRegistryError, the one mapping at the HTTP edge', () 
     ['a fill whose bytes did not verify', new DigestMismatchError('sha256:a', 'sha256:b'), 'UPSTREAM_ERROR', 502],
     ['a fill whose size disagreed', new SizeMismatchError(1, 2), 'UPSTREAM_ERROR', 502],
     ['a fill stopped by shutdown', new TransferAbortedError('shutting down'), 'UNAVAILABLE', 503],
-    ['a fill past its deadline', new FillDeadlineError(60), 'UNAVAILABLE', 503],
+    ['a fill past its deadline', new TransferDeadlineError(60), 'UNAVAILABLE', 503],
     ['a fill that stalled out', new RetriesExhaustedError(3, new StallError(20)), 'UNAVAILABLE', 503],
     ['a fill whose upstream kept answering 502', new RetriesExhaustedError(3, new UpstreamStatusError(502)), 'UPSTREAM_ERROR', 502],
     ['a fill whose upstream could not be reached', new RetriesExhaustedError(3, toTransferError(new UpstreamUnavailableError('hub', 'unreachable: nothing listens at http://up:5000'))), 'UNAVAILABLE', 503],

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { KiB, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 
-const CHILD = fileURLToPath(new URL('./fixtures/download-child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('./fixtures/transfer-child.ts', import.meta.url));
 
 function runChild(args: object, onLine: (msg: Record<string, unknown>, child: ChildProcess) => void): { child: ChildProcess; exit: Promise<number | string | null> } {
   const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, readFile, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FillDeadlineError, LocalIoError } from '../../lib/transfer/errors.ts';
+import { TransferDeadlineError, LocalIoError } from '../../lib/transfer/errors.ts';
 import { MiB, TEST_CONFIG, rig, type Rig } from './harness.ts';
 
 describe('transfer: failures that retrying cannot fix, and the deadline of a fill', function () {
@@ -34,13 +34,13 @@ describe('transfer: failures that retrying cannot fix, and the deadline of a fil
   it('fails a fill still running at its deadline, keeps what it fetched, and a new fill resumes and completes', async () => {
     // 8 connections of 64 KiB/s: 4 MiB would take 8 s.
     r = await rig(4 * MiB, { faults: { rateBytesPerSec: 64 * 1024 } });
-    const config = { ...TEST_CONFIG, fillDeadlineSeconds: 1.5 };
+    const config = { ...TEST_CONFIG, deadlineSeconds: 1.5 };
     const first = r.start({ config });
     const started = performance.now();
     const err = await first.done.then(() => undefined, (e: unknown) => e);
     const ms = performance.now() - started;
-    assert.ok(err instanceof FillDeadlineError, `failed with ${String(err)}`);
-    assert.match(err.message, /fillDeadlineSeconds/);
+    assert.ok(err instanceof TransferDeadlineError, `failed with ${String(err)}`);
+    assert.match(err.message, /deadlineSeconds/);
     assert.ok(ms >= 1400 && ms < 4000, `failed after ${Math.round(ms)} ms`);
     assert.equal(first.state, 'failed');
     const kept = first.snapshot().bytesDone;

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TransferConfig } from '../../lib/config/schema.ts';
-import { startTransfer, type Transfer, type TransferOptions } from '../../lib/transfer/downloader.ts';
+import { startTransfer, type Transfer, type TransferOptions } from '../../lib/transfer/transfer.ts';
 import { createHttpRangeSource, type HttpRangeSource } from '../../lib/transfer/http-range-source.ts';
 import type { ChunkDigests } from '../../lib/transfer/range-source.ts';
 import { FaultProxy, type Faults } from '../fault-proxy/proxy.ts';

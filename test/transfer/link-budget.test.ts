@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { LinkBudget } from '../../lib/transfer/link-budget.ts';
-import { startTransfer } from '../../lib/transfer/downloader.ts';
+import { startTransfer } from '../../lib/transfer/transfer.ts';
 import { MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));

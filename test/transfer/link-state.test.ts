@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { engineDownloader } from '../../lib/mirror/engine-downloader.ts';
+import { engineTransferStarter } from '../../lib/mirror/transfer-starter.ts';
 import { LinkBudget } from '../../lib/transfer/link-budget.ts';
 import { LinkStateFile } from '../../lib/transfer/link-state.ts';
 import { MiB, TEST_CONFIG, rig, type Rig } from './harness.ts';
@@ -49,20 +49,20 @@ describe('link state kept between transfers and restarts', function () {
     const path = join(dir, 'links.json');
     const config = { ...TEST_CONFIG, minConnections: 2, maxConnections: 16 };
     const before = new LinkStateFile(path, dir, 60_000);
-    const download = engineDownloader(config, { linkState: before })({
+    const transfer = engineTransferStarter(config, { linkState: before })({
       digest: r.digest, size: r.data.length, source: r.source, dir: join(dir, 'parts'), label: 'test', upstream: 'hub',
       commit: async (p) => p,
     });
-    await download.done;
+    await transfer.done;
     await before.flush();
     const saved = JSON.parse(await readFile(path, 'utf8')) as Record<string, { connections: number; rate: number }>;
     assert.ok(saved.hub, 'nothing saved for the upstream');
     assert.ok(saved.hub.connections > config.minConnections, `the link never grew (${saved.hub.connections})`);
     assert.ok(saved.hub.rate > 0);
-    // A new process: a new state file object over the same path, a new downloader.
+    // A new process: a new state file object over the same path, a new transferStarter.
     const after = new LinkStateFile(path, dir, 60_000);
     await rm(join(dir, 'parts'), { recursive: true, force: true });
-    const again = engineDownloader(config, { linkState: after })({
+    const again = engineTransferStarter(config, { linkState: after })({
       digest: r.digest, size: r.data.length, source: r.source, dir: join(dir, 'parts'), label: 'test', upstream: 'hub',
       commit: async (p) => p,
     });

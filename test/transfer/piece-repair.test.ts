@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError } from '../../lib/transfer/errors.ts';
-import { startTransfer, type Transfer } from '../../lib/transfer/downloader.ts';
+import { startTransfer, type Transfer } from '../../lib/transfer/transfer.ts';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
 import { repairByAgreement } from '../../lib/transfer/piece-agreement.ts';
 import { chunkDigestsOf, makeBlob, sha256 } from './range-server.ts';

@@ -78,6 +78,17 @@ describe('config', () => {
     });
   }
 
+  it('accepts transfer.fillDeadlineSeconds as transfer.deadlineSeconds, with one warning naming the file and the new key', () => {
+    const warnings: string[] = [];
+    const cfg = parseConfig({ transfer: { fillDeadlineSeconds: 60 } }, FILE, {}, (line) => warnings.push(line));
+    assert.equal(cfg.transfer.deadlineSeconds, 60);
+    assert.deepEqual(warnings, [`${FILE}: transfer.fillDeadlineSeconds is deprecated, rename it to transfer.deadlineSeconds`]);
+    assert.match(configError({ transfer: { fillDeadlineSeconds: 60, deadlineSeconds: 30 } }), /transfer\.fillDeadlineSeconds: renamed to transfer\.deadlineSeconds, which is also set/);
+    const quiet: string[] = [];
+    assert.equal(parseConfig({ transfer: { deadlineSeconds: 90 } }, FILE, {}, (line) => quiet.push(line)).transfer.deadlineSeconds, 90);
+    assert.deepEqual(quiet, []);
+  });
+
   it('takes FERRY_LISTEN and FERRY_DATA_DIR over the file', () => {
     const cfg = parseConfig({ listen: '0.0.0.0:4000', dataDir: './data' }, FILE, { FERRY_LISTEN: '127.0.0.1:5000', FERRY_DATA_DIR: '/srv/ferry' });
     assert.equal(cfg.listen, '127.0.0.1:5000');

@@ -41,7 +41,7 @@ const FAILURES: Record<string, unknown[]> = {
   DigestMismatchError: [new T.DigestMismatchError('sha256:aa', 'sha256:bb')],
   SizeMismatchError: [new T.SizeMismatchError(1, 2)],
   TransferAbortedError: [new T.TransferAbortedError()],
-  FillDeadlineError: [new T.FillDeadlineError(60)],
+  TransferDeadlineError: [new T.TransferDeadlineError(60)],
   StallError: [new T.StallError(20)],
   PrematureEndError: [new T.PrematureEndError(1, 2)],
   LocalIoError: [new T.LocalIoError(errno('ENOSPC'), '/data/transfers/sha256/aa.part')],

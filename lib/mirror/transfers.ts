@@ -1,6 +1,6 @@
 /**
- * One upstream flight per digest, per mirror instance, however many clients ask. The fill
- * outlives the client that started it; it enters the store only once verified; a failed fill
+ * One upstream transfer per digest, per mirror instance, however many clients ask. The transfer
+ * outlives the client that started it; it enters the store only once verified; a failed transfer
  * leaves nothing in the store and errors every reader.
  */
 import type { Readable } from 'node:stream';
@@ -9,26 +9,26 @@ import type { Logger } from '../log/logger.ts';
 import type { Store } from '../storage/store.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { DigestMismatchError, SizeMismatchError } from '../transfer/errors.ts';
-import type { Download, Downloader, DownloadRequest } from './ports.ts';
+import type { RunningTransfer, TransferStarter, TransferSpec } from './ports.ts';
 
-export interface FillRequest extends Omit<DownloadRequest, 'dir' | 'commit'> {
+export interface TransferRequest extends Omit<TransferSpec, 'dir' | 'commit'> {
   /** Cache repository that holds the blob once it is in. */
   repository: string;
 }
 
-export interface Fill {
+export interface TransferHandle {
   digest: string;
   size: number;
   repository: string;
   startedAt: number;
-  download: Download;
+  transfer: RunningTransfer;
   /** Resolves once the blob is in the store. */
   committed: Promise<void>;
 }
 
 
-export class BlobFills extends EventEmitter {
-  private readonly inFlight = new Map<string, Fill>();
+export class Transfers extends EventEmitter {
+  private readonly byDigest = new Map<string, TransferHandle>();
   /**
    * Digests whose upstream serves the same wrong bytes again and again (or another size than the
    * manifest says), with when the refusal ends: clients retry a failed blob at once (dockerd five
@@ -39,7 +39,7 @@ export class BlobFills extends EventEmitter {
 
   constructor(
     private readonly store: Store,
-    private readonly downloader: Downloader,
+    private readonly transferStarter: TransferStarter,
     private readonly logger: Logger,
     /** How long a digest whose upstream content failed verification is refused without refetching. */
     private readonly badContentHoldMs = 60_000,
@@ -47,21 +47,21 @@ export class BlobFills extends EventEmitter {
     super();
   }
 
-  get active(): Fill[] {
-    return [...this.inFlight.values()];
+  get active(): TransferHandle[] {
+    return [...this.byDigest.values()];
   }
 
-  get(digest: string): Fill | undefined {
-    return this.inFlight.get(digest);
+  get(digest: string): TransferHandle | undefined {
+    return this.byDigest.get(digest);
   }
 
-  /** The fill of this digest: the running one, or a new one. */
-  ensure(req: FillRequest): Fill {
-    const running = this.inFlight.get(req.digest);
+  /** The transfer of this digest: the running one, or a new one. */
+  ensure(req: TransferRequest): TransferHandle {
+    const running = this.byDigest.get(req.digest);
     if (running) return running;
     this.refuseIfBad(req.digest);
     const log = this.logger.child({ digest: req.digest, repository: req.repository });
-    const download = this.downloader({
+    const transfer = this.transferStarter({
       ...req,
       dir: this.store.paths.transfersDir,
       commit: async (partPath) => {
@@ -72,10 +72,10 @@ export class BlobFills extends EventEmitter {
     });
     const startedAt = Date.now();
     log.info({ bytes: req.size }, 'transfer started');
-    const committed = download.done.then(
+    const committed = transfer.done.then(
       () => {
         const durationMs = Date.now() - startedAt;
-        const s = download.snapshot();
+        const s = transfer.snapshot();
         log.info({ bytes: req.size, durationMs, resumedBytes: s.resumedBytes, retries: s.retries, chunksRefetched: s.chunksRefetched, mbps: round(req.size / 1e6 / Math.max(durationMs / 1000, 0.001)) }, 'transfer complete');
         this.emit('committed', { digest: req.digest, size: req.size, repository: req.repository });
       },
@@ -87,14 +87,14 @@ export class BlobFills extends EventEmitter {
       this.emit('failed', { digest: req.digest, repository: req.repository, error: e });
       throw e;
     }).finally(() => {
-      this.inFlight.delete(req.digest);
+      this.byDigest.delete(req.digest);
     });
-    // A fill nobody awaits must not become an unhandled rejection.
+    // A transfer nobody awaits must not become an unhandled rejection.
     committed.catch(() => {});
-    const fill: Fill = { digest: req.digest, size: req.size, repository: req.repository, startedAt, download, committed };
-    this.inFlight.set(req.digest, fill);
-    this.emit('started', fill);
-    return fill;
+    const handle: TransferHandle = { digest: req.digest, size: req.size, repository: req.repository, startedAt, transfer, committed };
+    this.byDigest.set(req.digest, handle);
+    this.emit('started', handle);
+    return handle;
   }
 
   /** Throws UPSTREAM_ERROR (502) while the digest's upstream content is held as bad. */
@@ -109,14 +109,14 @@ export class BlobFills extends EventEmitter {
     throw new RegistryError('UPSTREAM_ERROR', `the upstream keeps serving wrong content for ${digest} (${bad.reason}); not fetched again for ${seconds} s`, { digest });
   }
 
-  /** A reader of start..end of the blob being filled. */
-  reader(fill: Fill, start: number, end: number): Readable {
-    return fill.download.createReader(start, end);
+  /** A reader of start..end of the blob being transferred. */
+  reader(transfer: TransferHandle, start: number, end: number): Readable {
+    return transfer.transfer.createReader(start, end);
   }
 
-  /** Stops every fill; their parts and journals stay, so the next start resumes them. */
+  /** Stops every transfer; their parts and journals stay, so the next start resumes them. */
   abortAll(reason: string): void {
-    for (const fill of this.inFlight.values()) fill.download.abort(reason);
+    for (const transfer of this.byDigest.values()) transfer.transfer.abort(reason);
   }
 }
 

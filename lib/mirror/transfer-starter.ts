@@ -1,12 +1,12 @@
-/** The Downloader backed by the chunked transfer engine (lib/transfer). */
+/** The TransferStarter backed by the chunked transfer engine (lib/transfer). */
 import { transferSchema, type TransferConfig } from '../config/schema.ts';
 import { LinkBudget } from '../transfer/link-budget.ts';
 import type { LinkStateFile } from '../transfer/link-state.ts';
 import { createPrefixReader } from '../transfer/prefix-reader.ts';
-import { startTransfer } from '../transfer/downloader.ts';
-import type { Download, Downloader } from './ports.ts';
+import { startTransfer } from '../transfer/transfer.ts';
+import type { RunningTransfer, TransferStarter } from './ports.ts';
 
-export interface EngineDownloaderOptions {
+export interface TransferStarterOptions {
   /** The upstream's `connections`: its link never carries more chunk requests than that. */
   connectionsFor?: (upstream: string) => number | undefined;
   /** Where each link's learned state is kept between restarts; without it, only for this process's life. */
@@ -15,7 +15,7 @@ export interface EngineDownloaderOptions {
   capacityFor?: (upstream: string) => (() => number) | undefined;
 }
 
-export function engineDownloader(config: Partial<TransferConfig>, opts: EngineDownloaderOptions = {}): Downloader {
+export function engineTransferStarter(config: Partial<TransferConfig>, opts: TransferStarterOptions = {}): TransferStarter {
   const cfg = transferSchema.parse(config);
   // One budget per upstream, kept for the mirror's life and (linkState) across restarts: what it
   // learned about the link carries over, so the next image starts where the last left off.
@@ -39,7 +39,7 @@ export function engineDownloader(config: Partial<TransferConfig>, opts: EngineDo
     }
     return link;
   };
-  return (req): Download => {
+  return (req): RunningTransfer => {
     const transfer = startTransfer({
       digest: req.digest,
       size: req.size,

@@ -1,5 +1,5 @@
 /**
- * A pull-through fill without an upstream registry: BlobFills over the real transfer engine,
+ * A pull-through transfer without an upstream registry: Transfers over the real transfer engine,
  * reading a generated blob from an in-process RangeSource that trickles bytes at a set rate per
  * connection (like the throttled link), so a transfer stays in progress long enough to watch.
  */

@@ -3,7 +3,7 @@ import { readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanOrphanedParts } from '../../lib/transfer/cleanup.ts';
 import { DigestMismatchError, SizeMismatchError, TransferAbortedError } from '../../lib/transfer/errors.ts';
-import { startTransfer } from '../../lib/transfer/downloader.ts';
+import { startTransfer } from '../../lib/transfer/transfer.ts';
 import { chunkDigestsOf } from './range-server.ts';
 import { CHUNK, KiB, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 

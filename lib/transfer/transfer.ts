@@ -30,7 +30,7 @@ import { LinkBudget, type LinkShare } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
-import { DigestMismatchError, FillDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
+import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { Journal, loadJournal } from './journal.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
 import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRange } from './range-fetcher.ts';
@@ -180,7 +180,7 @@ export class Transfer extends EventEmitter {
   /**
    * When the first piece that came back wrong since the last good one did (undefined while none
    * did): the repair window starts there, not at the last good piece, so on a link slower than
-   * repairSeconds per piece one flip costs a piece, not the fill.
+   * repairSeconds per piece one flip costs a piece, not the transfer.
    */
   private wrongSince: number | undefined;
   /** Pieces that came back wrong: the wrong digest and how often in a row. */
@@ -279,10 +279,10 @@ export class Transfer extends EventEmitter {
     this.progressTimer.unref();
     const share = this.link.share(this.cfg.maxConnections);
     this.share = share;
-    // Every fill has a wall-clock bound: past it, it fails cleanly (the part stays to resume).
+    // Every transfer has a wall-clock bound: past it, it fails cleanly (the part stays to resume).
     const deadline = setTimeout(() => {
-      if (!this.committing) this.ctrl.abort(new FillDeadlineError(this.cfg.fillDeadlineSeconds));
-    }, Math.min(this.cfg.fillDeadlineSeconds * 1000, 2 ** 31 - 1));
+      if (!this.committing) this.ctrl.abort(new TransferDeadlineError(this.cfg.deadlineSeconds));
+    }, Math.min(this.cfg.deadlineSeconds * 1000, 2 ** 31 - 1));
     deadline.unref();
     try {
       const result = await this.runSteps();
@@ -294,7 +294,7 @@ export class Transfer extends EventEmitter {
       this.state = err instanceof TransferAbortedError ? 'aborted' : 'failed';
       this.ctrl.abort(err);
       await this.closeFiles();
-      // Wrong content goes; pieces checked against their digests stay for the next fill to resume
+      // Wrong content goes; pieces checked against their digests stay for the next transfer to resume
       // (a link that corrupted everything for repairSeconds must not cost what arrived intact).
       if ((err instanceof DigestMismatchError && (err.sameBytes || !this.pieceDigests)) || err instanceof SizeMismatchError) await this.removeFiles();
       this.emit('progress', this.snapshot());
