@@ -60,6 +60,7 @@ export function checkReferencedFiles(cfg: LoadedConfig): void {
     });
   }
   if (cfg.relay?.tokenFile) read('relay.tokenFile', cfg.relay.tokenFile);
+  if (cfg.storage.kind === 's3' && cfg.storage.credentialsFile) read('storage.credentialsFile', cfg.storage.credentialsFile);
 }
 
 export function configCommand(): Command {

@@ -88,6 +88,7 @@ export function parseConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv =
   if (cfg.tls) cfg.tls = { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) };
   if (cfg.auth) cfg.auth = { ...cfg.auth, htpasswd: abs(cfg.auth.htpasswd) };
   if (cfg.relay?.tokenFile) cfg.relay.tokenFile = abs(cfg.relay.tokenFile);
+  if (cfg.storage.kind === 's3' && cfg.storage.credentialsFile) cfg.storage.credentialsFile = abs(cfg.storage.credentialsFile);
   // Secrets (passwordEnv, tokenEnv, tokenFile) are read when a client is built: lib/config/secrets.ts.
   for (const up of Object.values(cfg.upstreams)) {
     for (const at of [up, ...(up.relays ?? [])]) {

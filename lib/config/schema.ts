@@ -97,10 +97,38 @@ export const limitsSchema = z.strictObject({
     .describe('A temp file not written for this long is removed (its writer is gone)'),
 });
 
+/**
+ * Where blobs, repositories and uploads live: the data dir (default) or an S3 bucket (Ceph RGW,
+ * MinIO, AWS) that several mirrors can share. Credentials never sit in this file: they come from
+ * the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or credentialsFile,
+ * read when the store is opened (lib/storage/s3/settings.ts).
+ */
+export const s3StorageSchema = z.strictObject({
+  kind: z.literal('s3'),
+  endpoint: httpUrl.optional().describe('S3 endpoint, e.g. http://rgw.example.com:7480 (left out: AWS for region)'),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, '3-63 lower-case letters, digits, dots and hyphens').describe('Bucket (created beforehand, unversioned)'),
+  region: z.string().min(1).default('us-east-1').describe('Region to sign for (RGW accepts any)'),
+  forcePathStyle: z.boolean().default(true).describe('Address the bucket in the path (http://host/bucket/key), as RGW without wildcard DNS needs'),
+  prefix: z.string().regex(/^([A-Za-z0-9._-]+\/)*$/, 'empty, or path segments each ending in /, e.g. ferry/').default('')
+    .describe('Key prefix for everything ferry writes, so one bucket can hold several stores'),
+  credentialsFile: z.string().optional()
+    .describe('AWS shared credentials file (aws_access_key_id, aws_secret_access_key) read at start; without it the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables'),
+  profile: z.string().min(1).default('default').describe('Section of credentialsFile to read'),
+  requestTimeoutSeconds: z.number().positive().max(600).default(30)
+    .describe('A request to the store with no byte moving for this long fails (a full RGW hangs writes rather than failing them)'),
+  maxSockets: z.number().int().min(1).max(4096).default(256).describe('Most connections open to the endpoint (blob reads stream, one connection each)'),
+});
+
+export const storageSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('fs').describe('The data dir (dataDir)') }),
+  s3StorageSchema,
+], { error: 'must be "fs" (the data dir) or "s3" (a bucket; with endpoint, bucket...)' }).default({ kind: 'fs' });
+
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   listen: listen.default('0.0.0.0:4000').describe('Address the server listens on (env FERRY_LISTEN)'),
   dataDir: z.string().min(1).default('./data').describe('Store directory, relative to the config file (env FERRY_DATA_DIR)'),
+  storage: storageSchema.describe('Where the store lives: the data dir (kind fs, default) or an S3 bucket (kind s3)'),
   workers: z.number().int().min(1).max(64).default(1).describe('Reserved: processes serving the API'),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -144,3 +172,5 @@ export type RelayEndpointConfig = z.infer<typeof relayEndpointSchema>;
 export type RewriteRule = z.infer<typeof rewriteRuleSchema>;
 export type TransferConfig = z.infer<typeof transferSchema>;
 export type LimitsConfig = z.infer<typeof limitsSchema>;
+export type StorageConfig = z.infer<typeof storageSchema>;
+export type S3StorageConfig = z.infer<typeof s3StorageSchema>;

@@ -4,7 +4,7 @@
  * contact an upstream (import, export, gc, config check) run without them, from a shell or cron.
  */
 import { readFileSync } from 'node:fs';
-import type { RelayEndpointConfig, UpstreamConfig } from './schema.ts';
+import type { RelayEndpointConfig, S3StorageConfig, UpstreamConfig } from './schema.ts';
 import { ConfigError } from './load.ts';
 import { parseTokenFile } from '../relay/tokens.ts';
 
@@ -55,4 +55,62 @@ export function missingSecrets(upstreams: Readonly<Record<string, UpstreamConfig
     up.relays?.forEach((r, i) => check(`upstreams.${name}.relays.${i}`, 'tokenEnv', r.tokenEnv, r.token));
   }
   return missing;
+}
+
+/** The keys ferry signs its object-store requests with (never logged, never in the config file). */
+export interface StorageCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+/**
+ * The S3 store's credentials: from storage.credentialsFile (the AWS shared credentials format,
+ * section storage.profile) when given, else from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+ * (AWS_SESSION_TOKEN optional). A missing one is a ConfigError naming the key path.
+ */
+export function resolveStorageCredentials(file: string, storage: Pick<S3StorageConfig, 'credentialsFile' | 'profile'>, env: NodeJS.ProcessEnv = process.env): StorageCredentials {
+  if (storage.credentialsFile === undefined) {
+    const accessKeyId = env.AWS_ACCESS_KEY_ID;
+    const secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
+    if (!accessKeyId || !secretAccessKey) {
+      const unset = [accessKeyId ? undefined : 'AWS_ACCESS_KEY_ID', secretAccessKey ? undefined : 'AWS_SECRET_ACCESS_KEY'].filter(Boolean).join(' and ');
+      throw new ConfigError(file, `storage: ${unset} not set (give the service the bucket's keys in its environment, or name a file in storage.credentialsFile)`);
+    }
+    return { accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) };
+  }
+  const where = 'storage.credentialsFile';
+  let text: string;
+  try {
+    text = readFileSync(storage.credentialsFile, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, `${where}: cannot read ${storage.credentialsFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  const section = parseIniSection(text, storage.profile);
+  if (section === undefined) throw new ConfigError(file, `${where}: ${storage.credentialsFile} has no [${storage.profile}] section (storage.profile)`);
+  const accessKeyId = section.get('aws_access_key_id');
+  const secretAccessKey = section.get('aws_secret_access_key');
+  if (!accessKeyId || !secretAccessKey) {
+    throw new ConfigError(file, `${where}: [${storage.profile}] of ${storage.credentialsFile} needs aws_access_key_id and aws_secret_access_key`);
+  }
+  const sessionToken = section.get('aws_session_token');
+  return { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
+}
+
+/** One [section] of an INI file as key -> value (keys lower-cased; ; and # start comments). */
+function parseIniSection(text: string, name: string): Map<string, string> | undefined {
+  let current: Map<string, string> | undefined;
+  let found: Map<string, string> | undefined;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const header = /^\[\s*(?:profile\s+)?([^\]]+?)\s*\]$/.exec(line);
+    if (header) {
+      current = header[1] === name ? (found ??= new Map()) : undefined;
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (current && eq > 0) current.set(line.slice(0, eq).trim().toLowerCase(), line.slice(eq + 1).trim());
+  }
+  return found;
 }

@@ -5,6 +5,8 @@ interface SchemaNode {
   properties?: Record<string, SchemaNode>;
   additionalProperties?: SchemaNode | boolean;
   items?: SchemaNode;
+  /** A discriminated union (storage: fs or s3): the keys of every branch count. */
+  oneOf?: SchemaNode[];
 }
 
 let root: SchemaNode | undefined;
@@ -15,9 +17,13 @@ export function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
   for (const part of path) {
     if (!node) return [];
     if (typeof part === 'number') node = node.items;
-    else node = node.properties?.[String(part)] ?? (typeof node.additionalProperties === 'object' ? node.additionalProperties : undefined);
+    else node = propertiesOf(node)[String(part)] ?? (typeof node.additionalProperties === 'object' ? node.additionalProperties : undefined);
   }
-  return Object.keys(node?.properties ?? {});
+  return Object.keys(node ? propertiesOf(node) : {});
+}
+
+function propertiesOf(node: SchemaNode): Record<string, SchemaNode> {
+  return Object.assign({}, ...(node.oneOf ?? []).map((branch) => branch.properties ?? {}), node.properties) as Record<string, SchemaNode>;
 }
 
 function editDistance(a: string, b: string): number {

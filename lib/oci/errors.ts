@@ -99,6 +99,8 @@ export const SITUATIONS = {
   SHUTTING_DOWN: at('UNAVAILABLE', 503),
   /** The mirror's own disk failed (ENOSPC, EACCES...): the message names the errno and the path. */
   STORAGE_FAILED: at('UNKNOWN', 500),
+  /** The object store (S3) did not answer, timed out or failed: it may be back shortly. */
+  STORAGE_UNAVAILABLE: at('UNAVAILABLE', 503),
 
   /** Anything not foreseen: a bug. The client sees `internal error`, the log the stack. */
   INTERNAL: at('UNKNOWN', 500),
