@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { LoadedConfig } from '../lib/config/load.ts';
 import { createLogger, type Logger } from '../lib/log/logger.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
-import { openStore, type Store } from '../lib/storage/store.ts';
+import { openStore, type FsStorage } from '../lib/storage/store.ts';
 import { startSweeper } from '../lib/storage/sweeper.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
 import { MirrorRegistry } from '../lib/mirror/mirror-registry.ts';
@@ -25,7 +25,7 @@ import { boundAddress, listen } from './listen.ts';
 export interface RunningMirror {
   server: Server;
   address: string;
-  store: Store;
+  store: FsStorage;
   backend: MirrorRegistry;
   transfers: Transfers;
   upstreams: Map<string, UpstreamClient>;
@@ -73,7 +73,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
     },
   });
   const transfers = new Transfers(store, transferStarter, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
-  const ops = setupMirrorOps(config, logger, transfers, clients.values());
+  const ops = setupMirrorOps(config, logger, store, transfers, clients.values());
   // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
   const cache = config.cache.maxBytes === undefined
     ? undefined
@@ -91,6 +91,7 @@ async function startOnLockedDir(config: LoadedConfig, deps: MirrorDeps, lock: Da
   const prefetch = config.prefetch.enabled ? new Prefetcher(transfers, store, config.prefetch, logger.child({ module: 'prefetch' })) : undefined;
   const backend = new MirrorRegistry({
     local,
+    storage: store,
     routing: config,
     upstreams: ports,
     transfers,

@@ -16,7 +16,7 @@ import { FailureThrottle, type FailureThrottleOptions } from '../lib/relay/failu
 import { RelayBackend, allowedUpstreams } from '../lib/relay/relay-backend.ts';
 import { TokenSet } from '../lib/relay/tokens.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
-import { openStore, type Store } from '../lib/storage/store.ts';
+import { openStore, type FsStorage } from '../lib/storage/store.ts';
 import { startSweeper } from '../lib/storage/sweeper.ts';
 import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
@@ -32,7 +32,7 @@ export interface RunningRelay {
   server: Server;
   address: string;
   settings: RelaySettings;
-  store: Store;
+  store: FsStorage;
   backend: RelayBackend;
   transfers: Transfers;
   cache: RelayBlobCache;
@@ -104,6 +104,7 @@ async function startOnLockedDir(
   });
   const backend = new RelayBackend({
     local: new LocalRegistry(store),
+    storage: store,
     routing: config,
     upstreams: ports,
     transfers,
@@ -115,7 +116,7 @@ async function startOnLockedDir(
   });
   const throttle = new FailureThrottle(deps.throttle);
   const allowed = allowedUpstreams(settings.allow, config.upstreams);
-  const ops = createServiceOps(config, logger, transfers, clients.values(), (name) => allowed.has(name));
+  const ops = createServiceOps(config, logger, store, transfers, clients.values(), (name) => allowed.has(name));
   let ready = true;
   const app = createRelayApp({ backend, tokens, throttle, chunkBytes: settings.chunkBytes, logger, observe: ops.observe, ops, ready: () => ready });
   const server = await listen(app, { listen: config.listen, tls: config.tls, headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000 });

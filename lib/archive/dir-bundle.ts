@@ -9,7 +9,7 @@ import { lstat, readFile, realpath } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { RegistryError } from '../oci/errors.ts';
 import { isNotFound } from '../storage/atomic.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import { BundleError, digestFromPath, MAX_METADATA_BYTES, METADATA_FILES, normalizeEntryPath, type Bundle, type StoredFile } from './bundle.ts';
 
 export class DirBundle implements Bundle {
@@ -19,11 +19,11 @@ export class DirBundle implements Bundle {
   private constructor(
     readonly label: string,
     private readonly root: string,
-    private readonly store: Store,
+    private readonly store: Storage,
     private readonly onBytes?: (n: number) => void,
   ) {}
 
-  static async open(dir: string, store: Store, onBytes?: (n: number) => void): Promise<DirBundle> {
+  static async open(dir: string, store: Storage, onBytes?: (n: number) => void): Promise<DirBundle> {
     const root = await realpath(dir);
     const bundle = new DirBundle(dir, root, store, onBytes);
     for (const name of METADATA_FILES) {

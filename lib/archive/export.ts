@@ -24,11 +24,12 @@ import { newHash, requireDigest } from '../oci/digest.ts';
 import { isIndexMediaType } from '../oci/media-types.ts';
 import { fsyncDir } from '../storage/atomic.ts';
 import { manifestClosure, type ManifestClosure } from '../storage/references.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import { blobPath } from './bundle.ts';
 import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME } from './plan.ts';
 import { silentProgress, type ProgressFactory } from './progress.ts';
 import type { SelectedImage } from './select.ts';
+import { openBlob } from '../storage/open-blob.ts';
 
 export type ExportFormat = 'oci-dir' | 'docker-tar';
 
@@ -63,7 +64,7 @@ interface BlobToWrite {
   size: number;
 }
 
-async function plan(store: Store, images: readonly SelectedImage[]): Promise<{ planned: Planned[]; blobs: BlobToWrite[] }> {
+async function plan(store: Storage, images: readonly SelectedImage[]): Promise<{ planned: Planned[]; blobs: BlobToWrite[] }> {
   const planned: Planned[] = [];
   const blobs = new Map<string, number>();
   for (const image of images) {
@@ -121,7 +122,7 @@ const OCI_LAYOUT = JSON.stringify({ imageLayoutVersion: '1.0.0' });
 
 // --- oci-dir ---------------------------------------------------------------------------------
 
-export async function exportOciDir(store: Store, images: readonly SelectedImage[], dir: string, opts: ExportOptions = {}): Promise<ExportResult> {
+export async function exportOciDir(store: Storage, images: readonly SelectedImage[], dir: string, opts: ExportOptions = {}): Promise<ExportResult> {
   const { planned, blobs } = await plan(store, images);
   const result: ExportResult = { images: planned.length, blobsWritten: 0, bytesWritten: 0, blobsPresent: 0, blobsOmitted: 0 };
   const wanted = blobs.filter((b) => !opts.since?.has(b.digest));
@@ -149,11 +150,11 @@ export async function exportOciDir(store: Store, images: readonly SelectedImage[
   return result;
 }
 
-async function copyVerified(store: Store, digest: string, target: string, onBytes: (n: number) => void): Promise<void> {
+async function copyVerified(store: Storage, digest: string, target: string, onBytes: (n: number) => void): Promise<void> {
   await mkdir(dirname(target), { recursive: true });
   const tmp = join(dirname(target), `.${requireDigest(digest).hex}.partial`);
   try {
-    await pipeline(store.blobs.open(digest), verifier(digest, onBytes), createWriteStream(tmp));
+    await pipeline(await openBlob(store.blobs, digest), verifier(digest, onBytes), createWriteStream(tmp));
     const fh = await open(tmp, 'r+');
     try {
       await fh.sync();
@@ -234,7 +235,7 @@ function legacyManifest(planned: readonly Planned[], platform: string): { entrie
 }
 
 /** Writes the tarball to a file (via a temp file renamed at the end) or to a stream ('-' is stdout). */
-export async function exportDockerTar(store: Store, images: readonly SelectedImage[], output: string | Writable, opts: ExportOptions = {}): Promise<ExportResult> {
+export async function exportDockerTar(store: Storage, images: readonly SelectedImage[], output: string | Writable, opts: ExportOptions = {}): Promise<ExportResult> {
   const { planned, blobs } = await plan(store, images);
   const result: ExportResult = { images: planned.length, blobsWritten: 0, bytesWritten: 0, blobsPresent: 0, blobsOmitted: 0 };
   const wanted = blobs.filter((b) => !opts.since?.has(b.digest));
@@ -285,7 +286,7 @@ function addEntry(pack: tar.Pack, name: string, bytes: Buffer): Promise<void> {
   });
 }
 
-async function streamEntry(pack: tar.Pack, name: string, size: number, store: Store, digest: string, onBytes: (n: number) => void): Promise<void> {
+async function streamEntry(pack: tar.Pack, name: string, size: number, store: Storage, digest: string, onBytes: (n: number) => void): Promise<void> {
   let done!: (err?: Error | null) => void;
   const finished = new Promise<void>((resolve, reject) => {
     done = (err) => (err ? reject(err) : resolve());
@@ -294,7 +295,7 @@ async function streamEntry(pack: tar.Pack, name: string, size: number, store: St
   const parsed = requireDigest(digest);
   const hash = newHash(parsed.algorithm);
   try {
-    for await (const chunk of store.blobs.open(digest)) {
+    for await (const chunk of await openBlob(store.blobs, digest)) {
       hash.update(chunk as Buffer);
       onBytes((chunk as Buffer).length);
       if (!entry.write(chunk as Buffer)) await once(entry as unknown as NodeJS.EventEmitter, 'drain');

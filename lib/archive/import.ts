@@ -6,7 +6,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { LocalRegistry } from '../registry/local.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import { BundleError, type Bundle } from './bundle.ts';
 import { DirBundle } from './dir-bundle.ts';
 import { importTarget, type NamingOptions } from './naming.ts';
@@ -62,7 +62,7 @@ export function placeImages(file: string, images: PlannedImage[], opts: NamingOp
 }
 
 /** Reads a bundle (its content into the store) and plans its images; puts no manifest yet. */
-export async function readBundle(store: Store, file: string, progress: ProgressFactory = silentProgress): Promise<{ bundle: Bundle; images: PlannedImage[] }> {
+export async function readBundle(store: Storage, file: string, progress: ProgressFactory = silentProgress): Promise<{ bundle: Bundle; images: PlannedImage[] }> {
   const s = await stat(file).catch(() => undefined);
   if (!s) throw new BundleError(file, 'no such file or directory');
   // A directory is read on demand while planning, so the bar covers both steps.
@@ -75,7 +75,7 @@ export async function readBundle(store: Store, file: string, progress: ProgressF
   }
 }
 
-export async function importBundle(store: Store, file: string, opts: ImportOptions = {}): Promise<ImportResult> {
+export async function importBundle(store: Storage, file: string, opts: ImportOptions = {}): Promise<ImportResult> {
   const { images } = await readBundle(store, file, opts.progress);
   const puts = placeImages(file, images, opts);
   const registry = new LocalRegistry(store);

@@ -17,8 +17,9 @@ import type { RegistryError } from '../oci/errors.ts';
 import { isIndexMediaType, MEDIA } from '../oci/media-types.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import { manifestRefs, type ManifestRefs } from '../storage/references.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import { blobPath, BundleError, digestFromPath, parseJson, type Bundle, type StoredFile } from './bundle.ts';
+import { openBlob } from '../storage/open-blob.ts';
 
 export const DOCKER_LAYER_UNCOMPRESSED = 'application/vnd.docker.image.rootfs.diff.tar';
 export const ANNOTATION_IMAGE_NAME = 'io.containerd.image.name';
@@ -39,14 +40,14 @@ export interface PlannedImage {
   manifests: PlannedManifest[];
 }
 
-export async function planImages(bundle: Bundle, store: Store): Promise<PlannedImage[]> {
+export async function planImages(bundle: Bundle, store: Storage): Promise<PlannedImage[]> {
   if (bundle.meta('index.json')) return planOciLayout(bundle, store);
   if (bundle.meta('manifest.json')) return planLegacy(bundle, store);
   throw new BundleError(bundle.label, 'neither an OCI image layout (index.json) nor a docker save archive (manifest.json)');
 }
 
 /** The blob at its OCI layout path, or the store's copy when the bundle left it out. */
-async function requireDescriptor(bundle: Bundle, store: Store, d: Descriptor): Promise<void> {
+async function requireDescriptor(bundle: Bundle, store: Storage, d: Descriptor): Promise<void> {
   const inBundle = await bundle.blob(blobPath(d.digest));
   const found = inBundle ?? (await storeFile(store, d.digest));
   if (!found) throw new BundleError(bundle.label, `blob ${d.digest} is missing from the bundle (and from the store)`);
@@ -55,12 +56,12 @@ async function requireDescriptor(bundle: Bundle, store: Store, d: Descriptor): P
   }
 }
 
-async function storeFile(store: Store, digest: string): Promise<StoredFile | undefined> {
+async function storeFile(store: Storage, digest: string): Promise<StoredFile | undefined> {
   const s = await store.blobs.stat(digest);
   return s ? { digest, size: s.size } : undefined;
 }
 
-async function readStored(bundle: Bundle, store: Store, d: Pick<Descriptor, 'digest' | 'size'>, what: string): Promise<Buffer> {
+async function readStored(bundle: Bundle, store: Storage, d: Pick<Descriptor, 'digest' | 'size'>, what: string): Promise<Buffer> {
   const inBundle = await bundle.blob(blobPath(d.digest));
   if (!inBundle && !(await store.blobs.has(d.digest))) throw new BundleError(bundle.label, `${what} ${d.digest} is missing from the bundle (and from the store)`);
   const bytes = await store.blobs.readBytes(d.digest);
@@ -74,7 +75,7 @@ interface Tree {
   partial?: { present: number; total: number };
 }
 
-async function loadTree(bundle: Bundle, store: Store, d: Descriptor): Promise<Tree> {
+async function loadTree(bundle: Bundle, store: Storage, d: Descriptor): Promise<Tree> {
   const bytes = await readStored(bundle, store, d, 'manifest');
   let refs: ManifestRefs;
   try {
@@ -105,7 +106,7 @@ interface OciIndex {
   manifests?: Descriptor[];
 }
 
-async function planOciLayout(bundle: Bundle, store: Store): Promise<PlannedImage[]> {
+async function planOciLayout(bundle: Bundle, store: Storage): Promise<PlannedImage[]> {
   const index = parseJson<OciIndex>(bundle, 'index.json', bundle.meta('index.json') as Buffer);
   if (!Array.isArray(index.manifests)) throw new BundleError(bundle.label, 'index.json has no manifests');
   const out: PlannedImage[] = [];
@@ -133,7 +134,7 @@ interface ImageConfig {
   rootfs?: { diff_ids?: string[] };
 }
 
-async function legacyFile(bundle: Bundle, store: Store, path: string, fallbackDigest?: string): Promise<StoredFile | undefined> {
+async function legacyFile(bundle: Bundle, store: Storage, path: string, fallbackDigest?: string): Promise<StoredFile | undefined> {
   const inBundle = await bundle.blob(path);
   if (inBundle) return inBundle;
   for (const d of [digestFromPath(path), fallbackDigest]) {
@@ -144,14 +145,15 @@ async function legacyFile(bundle: Bundle, store: Store, path: string, fallbackDi
   return undefined;
 }
 
-async function isGzip(store: Store, digest: string): Promise<boolean> {
+async function isGzip(store: Storage, digest: string): Promise<boolean> {
+  if (((await store.blobs.stat(digest))?.size ?? 0) < 2) return false;
   const head: Buffer[] = [];
-  for await (const chunk of store.blobs.open(digest, 0, 1)) head.push(chunk as Buffer);
+  for await (const chunk of await openBlob(store.blobs, digest, { start: 0, end: 1 })) head.push(chunk as Buffer);
   const b = Buffer.concat(head);
   return b.length === 2 && b[0] === 0x1f && b[1] === 0x8b;
 }
 
-async function planLegacy(bundle: Bundle, store: Store): Promise<PlannedImage[]> {
+async function planLegacy(bundle: Bundle, store: Storage): Promise<PlannedImage[]> {
   const entries = parseJson<LegacyEntry[]>(bundle, 'manifest.json', bundle.meta('manifest.json') as Buffer);
   if (!Array.isArray(entries)) throw new BundleError(bundle.label, 'manifest.json is not a list');
   const out: PlannedImage[] = [];

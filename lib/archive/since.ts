@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { isDigest } from '../oci/digest.ts';
 import { readdirOr } from '../storage/blobs.ts';
 import { manifestClosure } from '../storage/references.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import { BundleError } from './bundle.ts';
 
 /** Digests named by a since-file's text. */
@@ -39,7 +39,7 @@ export function parseSinceText(file: string, text: string): { digests: string[];
   return { digests: words, manifests: words };
 }
 
-export async function readSince(store: Store, path: string): Promise<Set<string>> {
+export async function readSince(store: Storage, path: string): Promise<Set<string>> {
   const s = await stat(path).catch(() => undefined);
   if (!s) throw new BundleError(path, 'no such file or directory');
   const have = new Set<string>();

@@ -11,7 +11,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { RegistryError } from '../oci/errors.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import {
   BundleError,
   digestFromPath,
@@ -35,7 +35,7 @@ export class TarBundle implements Bundle {
   private constructor(readonly label: string) {}
 
   /** Reads the whole tarball into the store; onBytes sees the tarball's bytes as they are read. */
-  static async read(file: string, store: Store, onBytes?: (n: number) => void): Promise<TarBundle> {
+  static async read(file: string, store: Storage, onBytes?: (n: number) => void): Promise<TarBundle> {
     const bundle = new TarBundle(file);
     const extract = tar.extract();
     const input = createReadStream(file, { highWaterMark: 1024 * 1024 });
@@ -95,7 +95,7 @@ export class TarBundle implements Bundle {
     return new BundleError(this.label, `${msg}${hint}`);
   }
 
-  private async add(header: tar.Header, body: AsyncIterable<Buffer>, store: Store): Promise<void> {
+  private async add(header: tar.Header, body: AsyncIterable<Buffer>, store: Storage): Promise<void> {
     const path = normalizeEntryPath(header.name);
     const type = header.type ?? 'file';
     if (path !== undefined && (type === 'symlink' || type === 'link') && header.linkname) {

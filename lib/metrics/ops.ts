@@ -9,11 +9,12 @@ import { RelayFigures, type RelayRow } from './relay-metrics.ts';
 import { StoreSize, type StoreSizeFigures } from './store-size.ts';
 import { TransferTracker, type TransfersLike, type TransferRow } from './transfer-tracker.ts';
 import { UpstreamHealth, startUpstreamPings, type PingTarget, type UpstreamState } from './upstream-health.ts';
+import type { Storage } from '../storage/storage.ts';
 
 export interface OpsOptions {
   logger: Logger;
-  /** The data directory (store size). */
-  dataDir: string;
+  /** The store (its size). */
+  storage: Pick<Storage, 'blobs' | 'partials'>;
   /** The pull-through transfers, when the mirror has upstreams. */
   transfers?: TransfersLike;
   upstreams?: PingTarget[];
@@ -64,7 +65,7 @@ export class MirrorOps {
 
   constructor(private readonly opts: OpsOptions) {
     this.health = new UpstreamHealth(opts.upstreams ?? []);
-    this.storeSize = new StoreSize(opts.dataDir, opts.storeSizeTtlMs);
+    this.storeSize = new StoreSize(opts.storage, opts.storeSizeTtlMs);
     const transfers = opts.transfers;
     this.metrics = new OpsMetrics({
       activeTransfers: () => transfers?.active.length ?? 0,

@@ -1,14 +1,14 @@
 /**
- * Bytes and count of blobs in the store. Walking a large store costs seconds, so the figure is
- * computed on demand, at most once per `ttlMs`, and concurrent askers share one walk.
+ * Bytes and count of blobs in the store, and bytes of unfinished transfers. Listing a large store
+ * costs seconds, so the figure is computed on demand, at most once per `ttlMs`, and concurrent
+ * askers share one walk.
  */
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { Storage } from '../storage/storage.ts';
 
 export interface StoreSizeFigures {
   bytes: number;
   blobs: number;
-  /** Bytes of unfinished pull-through transfers (.part files). */
+  /** Bytes of unfinished pull-through transfers. */
   partialBytes: number;
   computedAt: number;
 }
@@ -17,7 +17,7 @@ export class StoreSize {
   private cached: StoreSizeFigures | undefined;
   private walking: Promise<StoreSizeFigures> | undefined;
 
-  constructor(private readonly root: string, private readonly ttlMs = 30_000) {}
+  constructor(private readonly storage: Pick<Storage, 'blobs' | 'partials'>, private readonly ttlMs = 30_000) {}
 
   /** The last figures, recomputed when older than the TTL. */
   get(now = Date.now()): Promise<StoreSizeFigures> {
@@ -37,30 +37,13 @@ export class StoreSize {
   }
 
   private async walk(): Promise<StoreSizeFigures> {
-    const blobs = await sumFiles(join(this.root, 'blobs'), () => true);
-    const parts = await sumFiles(join(this.root, 'transfers'), (name) => name.endsWith('.part'));
-    return { bytes: blobs.bytes, blobs: blobs.files, partialBytes: parts.bytes, computedAt: Date.now() };
-  }
-}
-
-async function sumFiles(dir: string, keep: (name: string) => boolean): Promise<{ bytes: number; files: number }> {
-  let bytes = 0;
-  let files = 0;
-  const visit = async (d: string): Promise<void> => {
-    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await visit(p);
-      else if (e.isFile() && keep(e.name)) {
-        // A file may vanish between readdir and stat (eviction, a finished transfer).
-        const s = await stat(p).catch(() => undefined);
-        if (s) {
-          bytes += s.size;
-          files++;
-        }
-      }
+    let bytes = 0;
+    let blobs = 0;
+    for await (const b of this.storage.blobs.list()) {
+      bytes += b.size;
+      blobs++;
     }
-  };
-  await visit(dir);
-  return { bytes, files };
+    const partial = await this.storage.partials.usage();
+    return { bytes, blobs, partialBytes: partial.bytes, computedAt: Date.now() };
+  }
 }

@@ -14,7 +14,7 @@ import { route as routeOf, type Route, type RoutingConfig } from '../rewrite/rou
 import type { LocalRegistry } from '../registry/local.ts';
 import { paginate } from '../registry/paginate.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend, RequestContext } from '../registry/types.ts';
-import type { ChunkRange, UploadState } from '../storage/uploads.ts';
+import type { ByteRange, Storage, UploadState } from '../storage/storage.ts';
 import type { Transfers, TransferHandle } from './transfers.ts';
 import { DescriptorSizes } from './descriptor-sizes.ts';
 import type { UpstreamPort } from './ports.ts';
@@ -24,6 +24,8 @@ import { UpstreamNotFoundError } from '../upstream/errors.ts';
 
 export interface MirrorOptions {
   local: LocalRegistry;
+  /** The storage under local: cache repositories' links, tag checks, whether a blob is held. */
+  storage: Storage;
   routing: RoutingConfig;
   upstreams: ReadonlyMap<string, UpstreamPort>;
   transfers: Transfers;
@@ -60,6 +62,10 @@ export class MirrorRegistry implements RegistryBackend {
 
   private get local(): LocalRegistry {
     return this.opts.local;
+  }
+
+  private get storage(): Storage {
+    return this.opts.storage;
   }
 
   private get metrics(): MirrorMetrics {
@@ -117,7 +123,7 @@ export class MirrorRegistry implements RegistryBackend {
     if (cached) this.opts.onCacheAccess?.(cached.digest);
     if (cached && ref.kind === 'digest') return this.manifestHit(cached);
     if (cached && ref.kind === 'tag') {
-      const checkedAt = (await this.local.store.repos.tagCheckedAt(cache, ref.tag)) ?? 0;
+      const checkedAt = (await this.storage.repositories.tagCheckedAt(cache, ref.tag)) ?? 0;
       if (Date.now() - checkedAt < this.opts.manifestTtlMs) return this.manifestHit(cached);
       try {
         const head = await withTimeout(this.opts.revalidateTimeoutMs ?? 10_000, (signal) => upstream.headManifest(repository, reference, signal));
@@ -126,7 +132,7 @@ export class MirrorRegistry implements RegistryBackend {
           return this.manifestHit(cached);
         }
         if (head.digest === cached.digest) {
-          await this.local.store.repos.markTagChecked(cache, ref.tag);
+          await this.storage.repositories.markTagChecked(cache, ref.tag);
           return this.manifestHit(cached);
         }
         log.info({ digest: head.digest, previous: cached.digest }, 'tag moved upstream');
@@ -192,7 +198,7 @@ export class MirrorRegistry implements RegistryBackend {
 
   /** A held blob, linked to this cache repository first (a transfer links only its own). */
   private async fromStore(cache: string, digest: string): Promise<BlobHandle> {
-    await this.local.store.repos.linkBlob(cache, digest);
+    await this.storage.repositories.linkBlob(cache, digest);
     this.opts.onCacheAccess?.(digest);
     return this.local.getBlob(cache, digest);
   }
@@ -211,7 +217,7 @@ export class MirrorRegistry implements RegistryBackend {
       // Before asking the upstream anything: content that just failed its digest is held back.
       this.opts.transfers.refuseIfBad(digest);
       const listed = this.sizes.get(cache, digest) ?? (await this.cachedManifestSize(cache, digest));
-      if (listed !== undefined && (await this.local.store.blobs.has(digest))) {
+      if (listed !== undefined && (await this.storage.blobs.has(digest))) {
         this.metrics.cacheHit('blob');
         return this.fromStore(cache, digest);
       }
@@ -219,24 +225,24 @@ export class MirrorRegistry implements RegistryBackend {
       // While we asked, another request may have started this transfer, or finished it: a transfer
       // leaves the running set only after its blob is in the store, so look there second.
       transfer = this.opts.transfers.get(digest);
-      if (!transfer && (await this.local.store.blobs.has(digest))) {
+      if (!transfer && (await this.storage.blobs.has(digest))) {
         this.metrics.cacheHit('blob');
         return this.fromStore(cache, digest);
       }
       transfer ??= this.opts.transfers.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
       // Joined a transfer for another repository: this one holds the blob too once it is in.
-      if (transfer.repository !== cache) transfer.committed.then(() => this.local.store.repos.linkBlob(cache, digest)).catch(() => {});
+      if (transfer.repository !== cache) transfer.committed.then(() => this.storage.repositories.linkBlob(cache, digest)).catch(() => {});
     }
     this.metrics.cacheMiss('blob');
     // It may have finished in between: then the store has it (committed, maybe not yet linked here).
-    if (await this.local.store.blobs.has(digest)) return this.fromStore(cache, digest);
+    if (await this.storage.blobs.has(digest)) return this.fromStore(cache, digest);
     return this.readerHandle(transfer);
   }
 
   /** The size a manifest held in cache repository `cache` gives the blob, if one lists it (one pulled before a restart, say). */
   private async cachedManifestSize(cache: string, digest: string): Promise<number | undefined> {
-    for (const m of await this.local.store.repos.listManifests(cache)) {
-      const meta = await this.local.store.repos.getManifestMeta(cache, m);
+    for (const m of await this.storage.repositories.listManifests(cache)) {
+      const meta = await this.storage.repositories.getManifestMeta(cache, m);
       const bytes = meta && (await this.local.readManifestBytes(m).catch(() => undefined));
       if (!meta || !bytes) continue;
       try {
@@ -253,7 +259,7 @@ export class MirrorRegistry implements RegistryBackend {
     return {
       digest: transfer.digest,
       size: transfer.size,
-      open: (start = 0, end = transfer.size - 1): Readable => transfer.transfer.createReader(start, end),
+      open: async (range) => transfer.transfer.createReader(range?.start ?? 0, range?.end ?? transfer.size - 1),
       ready: (timeoutMs) => firstByteWithin(transfer.transfer.firstByte, timeoutMs),
     };
   }
@@ -269,7 +275,7 @@ export class MirrorRegistry implements RegistryBackend {
   /** The repository holding `digest` for requests under `name`; undefined when none does. */
   async holderOf(name: string, digest: string, ctx?: RequestContext): Promise<string | undefined> {
     for (const repo of this.servingRepos(name, ctx)) {
-      if (await this.local.store.repos.hasBlob(repo, digest)) return repo;
+      if (await this.storage.repositories.hasBlob(repo, digest)) return repo;
     }
     return undefined;
   }
@@ -281,9 +287,9 @@ export class MirrorRegistry implements RegistryBackend {
     const served = new Set<string>();
     let known = false;
     const collect = async (repo: string): Promise<void> => {
-      if (!(await this.local.store.repos.exists(repo))) return;
+      if (!(await this.storage.repositories.exists(repo))) return;
       known = true;
-      for (const t of await this.local.store.repos.listTags(repo)) served.add(t);
+      for (const t of await this.storage.repositories.listTags(repo)) served.add(t);
     };
     if (r.local !== undefined) await collect(r.local);
     if (r.upstream) {
@@ -305,7 +311,7 @@ export class MirrorRegistry implements RegistryBackend {
   }
 
   async catalog(page: Page): Promise<PageResult<string>> {
-    return paginate(catalogNames(this.opts.routing, await this.local.store.repos.listRepositories()), page);
+    return paginate(catalogNames(this.opts.routing, await this.storage.repositories.listRepositories()), page);
   }
 
   async referrers(name: string, digest: string, artifactType?: string): Promise<ReferrersResult> {
@@ -360,7 +366,7 @@ export class MirrorRegistry implements RegistryBackend {
   async deleteBlob(name: string, digest: string): Promise<void> {
     requireDigest(digest);
     let deleted = false;
-    for (const repo of this.servingRepos(name)) deleted = (await this.local.store.repos.unlinkBlob(repo, digest)) || deleted;
+    for (const repo of this.servingRepos(name)) deleted = (await this.storage.repositories.unlinkBlob(repo, digest)) || deleted;
     if (!deleted) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
   }
   startUpload(name: string, client?: string): Promise<UploadState> {
@@ -380,7 +386,7 @@ export class MirrorRegistry implements RegistryBackend {
   uploadStatus(name: string, uuid: string): Promise<UploadState> {
     return this.local.uploadStatus(this.pushTarget(name), uuid);
   }
-  appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
+  appendUpload(name: string, uuid: string, body: Readable, range?: ByteRange, length?: number): Promise<UploadState> {
     return this.local.appendUpload(this.pushTarget(name), uuid, body, range, length);
   }
   completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }> {

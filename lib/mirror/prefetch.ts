@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../log/logger.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { Transfers, TransferHandle } from './transfers.ts';
 import type { UpstreamPort } from './ports.ts';
 
@@ -61,7 +61,7 @@ export class Prefetcher {
 
   constructor(
     private readonly transfers: Transfers,
-    private readonly store: Store,
+    private readonly store: Storage,
     private readonly opts: PrefetchOptions,
     private readonly logger: Logger,
   ) {

@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
-import type { Store } from '../storage/store.ts';
+import type { FsStorage } from '../storage/store.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { DigestMismatchError, SizeMismatchError } from '../transfer/errors.ts';
 import type { RunningTransfer, TransferStarter, TransferSpec } from './ports.ts';
@@ -38,7 +38,7 @@ export class Transfers extends EventEmitter {
   private readonly badContent = new Map<string, { until: number; reason: string }>();
 
   constructor(
-    private readonly store: Store,
+    private readonly store: FsStorage,
     private readonly transferStarter: TransferStarter,
     private readonly logger: Logger,
     /** How long a digest whose upstream content failed verification is refused without refetching. */
@@ -66,7 +66,7 @@ export class Transfers extends EventEmitter {
       dir: this.store.paths.transfersDir,
       commit: async (partPath) => {
         await this.store.blobs.commitFile(partPath, req.digest);
-        await this.store.repos.linkBlob(req.repository, req.digest);
+        await this.store.repositories.linkBlob(req.repository, req.digest);
         return this.store.paths.blob(req.digest);
       },
     });

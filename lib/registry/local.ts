@@ -8,9 +8,8 @@ import { RegistryError } from '../oci/errors.ts';
 import { digestOf, requireDigest } from '../oci/digest.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
 import { parseReadReference, parseReference, requireName } from '../oci/names.ts';
-import type { Store } from '../storage/store.ts';
-import type { Origin } from '../storage/repositories.ts';
-import type { ChunkRange, UploadState } from '../storage/uploads.ts';
+import { openBlob } from '../storage/open-blob.ts';
+import type { ByteRange, Origin, Storage, UploadState } from '../storage/storage.ts';
 import { paginate } from './paginate.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend } from './types.ts';
 
@@ -26,17 +25,17 @@ export class LocalRegistry implements RegistryBackend {
   /** Manifest bytes by digest: immutable, so a cache hit is always right. */
   private readonly manifestBytes = new LRUCache<string, Buffer>({ maxSize: MANIFEST_CACHE_BYTES, maxEntrySize: MANIFEST_CACHE_ENTRY_BYTES, sizeCalculation: (b) => Math.max(1, b.length) });
 
-  constructor(readonly store: Store) {}
+  constructor(private readonly store: Storage) {}
 
   // --- pull --------------------------------------------------------------------------------
 
   async getManifest(name: string, reference: string): Promise<ManifestResult> {
     requireName(name);
     const ref = parseReadReference(name, reference);
-    const digest = ref.kind === 'digest' ? ref.digest : await this.store.repos.getTag(name, ref.tag);
+    const digest = ref.kind === 'digest' ? ref.digest : await this.store.repositories.getTag(name, ref.tag);
     const unknown = (): RegistryError => new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`, { name, reference });
     if (!digest) throw unknown();
-    const meta = await this.store.repos.getManifestMeta(name, digest);
+    const meta = await this.store.repositories.getManifestMeta(name, digest);
     if (!meta) throw unknown();
     const bytes = await this.readManifestBytes(digest).catch(() => undefined);
     if (!bytes) throw unknown();
@@ -45,36 +44,36 @@ export class LocalRegistry implements RegistryBackend {
 
   /** Whether this repository holds the manifest (no upstream involved). */
   async hasManifest(name: string, digest: string): Promise<boolean> {
-    return (await this.store.repos.getManifestMeta(name, digest)) !== undefined;
+    return (await this.store.repositories.getManifestMeta(name, digest)) !== undefined;
   }
 
   async getBlob(name: string, digest: string): Promise<BlobHandle> {
     requireName(name);
     requireDigest(digest);
     const unknown = new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
-    if (!(await this.store.repos.hasBlob(name, digest))) {
+    if (!(await this.store.repositories.hasBlob(name, digest))) {
       // A manifest is a blob of its repository too (clients may GET it under /blobs/).
-      if (!(await this.store.repos.getManifestMeta(name, digest))) throw unknown;
+      if (!(await this.store.repositories.getManifestMeta(name, digest))) throw unknown;
     }
     const stat = await this.store.blobs.stat(digest);
     if (!stat) throw unknown;
-    return { digest, size: stat.size, path: stat.path, open: (start, end) => this.store.blobs.open(digest, start, end) };
+    return { digest, size: stat.size, open: (range) => openBlob(this.store.blobs, digest, range) };
   }
 
   async listTags(name: string, page: Page): Promise<PageResult<string>> {
     requireName(name);
-    if (!(await this.store.repos.exists(name))) throw new RegistryError('NAME_UNKNOWN', `repository ${name} is not known`, { name });
-    return paginate(await this.store.repos.listTags(name), page);
+    if (!(await this.store.repositories.exists(name))) throw new RegistryError('NAME_UNKNOWN', `repository ${name} is not known`, { name });
+    return paginate(await this.store.repositories.listTags(name), page);
   }
 
   async catalog(page: Page): Promise<PageResult<string>> {
-    return paginate(await this.store.repos.listRepositories(), page);
+    return paginate(await this.store.repositories.listRepositories(), page);
   }
 
   async referrers(name: string, digest: string, artifactType?: string): Promise<ReferrersResult> {
     requireName(name);
     requireDigest(digest);
-    const all = await this.store.repos.listReferrers(name, digest);
+    const all = await this.store.repositories.listReferrers(name, digest);
     const manifests = artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
     return { manifests: manifests.map(withoutUndefined), filtered: artifactType !== undefined };
   }
@@ -108,34 +107,34 @@ export class LocalRegistry implements RegistryBackend {
     if (origin === 'local') {
       await this.checkReferences(name, parsed.blobs, parsed.manifests, blobsFrom);
       for (const d of parsed.blobs) {
-        if (!isForeign(d)) await this.store.repos.linkBlob(name, d.digest);
+        if (!isForeign(d)) await this.store.repositories.linkBlob(name, d.digest);
       }
     }
     await this.store.blobs.putBytes(bytes, digest);
     this.manifestBytes.set(digest, bytes);
-    await this.store.repos.setOrigin(name, origin);
-    await this.store.repos.linkManifest(name, digest, {
+    await this.store.repositories.setOrigin(name, origin);
+    await this.store.repositories.linkManifest(name, digest, {
       mediaType: parsed.mediaType,
       size: bytes.length,
       artifactType: parsed.artifactType,
       subject: parsed.subject?.digest,
       annotations: parsed.annotations,
     });
-    if (ref.kind === 'tag') await this.store.repos.setTag(name, ref.tag, digest);
+    if (ref.kind === 'tag') await this.store.repositories.setTag(name, ref.tag, digest);
     return { digest, subject: parsed.subject?.digest };
   }
 
   async deleteManifest(name: string, reference: string): Promise<void> {
     requireName(name);
     const ref = parseReference(reference);
-    const ok = ref.kind === 'tag' ? await this.store.repos.deleteTag(name, ref.tag) : await this.store.repos.unlinkManifest(name, ref.digest);
+    const ok = ref.kind === 'tag' ? await this.store.repositories.deleteTag(name, ref.tag) : await this.store.repositories.unlinkManifest(name, ref.digest);
     if (!ok) throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${name}:${reference}`, { name, reference });
   }
 
   async deleteBlob(name: string, digest: string): Promise<void> {
     requireName(name);
     requireDigest(digest);
-    if (!(await this.store.repos.unlinkBlob(name, digest))) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
+    if (!(await this.store.repositories.unlinkBlob(name, digest))) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
   }
 
   async startUpload(name: string, client?: string): Promise<UploadState> {
@@ -148,9 +147,9 @@ export class LocalRegistry implements RegistryBackend {
     requireDigest(digest);
     if (from === undefined) return undefined;
     requireName(from);
-    if (!(await this.store.repos.hasBlob(from, digest)) || !(await this.store.blobs.has(digest))) return undefined;
-    await this.store.repos.linkBlob(name, digest);
-    await this.store.repos.setOrigin(name, 'local');
+    if (!(await this.store.repositories.hasBlob(from, digest)) || !(await this.store.blobs.has(digest))) return undefined;
+    await this.store.repositories.linkBlob(name, digest);
+    await this.store.repositories.setOrigin(name, 'local');
     return { digest };
   }
 
@@ -158,8 +157,8 @@ export class LocalRegistry implements RegistryBackend {
     requireName(name);
     requireDigest(digest);
     const result = await this.store.blobs.ingest(body, { digest, size: length });
-    await this.store.repos.linkBlob(name, digest);
-    await this.store.repos.setOrigin(name, 'local');
+    await this.store.repositories.linkBlob(name, digest);
+    await this.store.repositories.setOrigin(name, 'local');
     return result;
   }
 
@@ -168,7 +167,7 @@ export class LocalRegistry implements RegistryBackend {
     return this.store.uploads.get(name, uuid);
   }
 
-  async appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
+  async appendUpload(name: string, uuid: string, body: Readable, range?: ByteRange, length?: number): Promise<UploadState> {
     requireName(name);
     return this.store.uploads.append(name, uuid, body, range, length);
   }
@@ -179,7 +178,7 @@ export class LocalRegistry implements RegistryBackend {
     await this.store.uploads.get(name, uuid);
     if (body) await this.store.uploads.append(name, uuid, body, undefined, length);
     const result = await this.store.uploads.complete(name, uuid, digest);
-    await this.store.repos.setOrigin(name, 'local');
+    await this.store.repositories.setOrigin(name, 'local');
     return result;
   }
 
@@ -200,7 +199,7 @@ export class LocalRegistry implements RegistryBackend {
 
   private async heldByAny(repos: readonly string[], digest: string): Promise<boolean> {
     for (const repo of repos) {
-      if (await this.store.repos.hasBlob(repo, digest)) return true;
+      if (await this.store.repositories.hasBlob(repo, digest)) return true;
     }
     return false;
   }
@@ -214,7 +213,7 @@ export class LocalRegistry implements RegistryBackend {
       if (stat.size !== d.size) throw new RegistryError('MANIFEST_INVALID', `descriptor size ${d.size} of ${d.digest} does not match the blob's ${stat.size}`, { digest: d.digest });
     }
     for (const d of manifests) {
-      if (!(await this.store.repos.getManifestMeta(name, d.digest))) {
+      if (!(await this.store.repositories.getManifestMeta(name, d.digest))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest unknown: ${d.digest}`, { digest: d.digest });
       }
     }

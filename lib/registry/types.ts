@@ -1,6 +1,6 @@
 /** What the HTTP layer needs from a registry: a pull side, and a push side where pushes are served. */
 import type { Readable } from 'node:stream';
-import type { UploadState, ChunkRange } from '../storage/uploads.ts';
+import type { BlobStream, ByteRange, UploadState } from '../storage/storage.ts';
 
 export interface ManifestResult {
   /** The repository that actually served it (after rewrites). */
@@ -14,10 +14,12 @@ export interface ManifestResult {
 export interface BlobHandle {
   digest: string;
   size: number;
-  /** A stream of start..end inclusive (whole blob without arguments). */
-  open(start?: number, end?: number): Readable;
-  /** The complete, verified file holding the blob, when it is on disk (sent without a stream). */
-  path?: string;
+  /**
+   * The bytes of range (the whole blob without one). Opened before it resolves: a blob gone since
+   * the lookup rejects with BLOB_UNKNOWN here, before any response header. A stored blob's stream
+   * may carry writeTo, the storage's fast way to send it (BlobStream).
+   */
+  open(range?: ByteRange): Promise<BlobStream>;
   /**
    * For a blob still arriving: resolves when its first byte is there (or after `timeoutMs`),
    * rejects when its transfer failed first, so a failure that comes at once (ENOSPC, refused) is
@@ -76,7 +78,7 @@ export interface PushBackend {
   mountBlob(name: string, digest: string, from?: string): Promise<{ digest: string } | undefined>;
   uploadMonolithic(name: string, digest: string, body: Readable, length?: number): Promise<{ digest: string; size: number }>;
   uploadStatus(name: string, uuid: string): Promise<UploadState>;
-  appendUpload(name: string, uuid: string, body: Readable, range?: ChunkRange, length?: number): Promise<UploadState>;
+  appendUpload(name: string, uuid: string, body: Readable, range?: ByteRange, length?: number): Promise<UploadState>;
   completeUpload(name: string, uuid: string, digest: string, body?: Readable, length?: number): Promise<{ digest: string; size: number }>;
   cancelUpload(name: string, uuid: string): Promise<void>;
 }

@@ -10,7 +10,7 @@
  * cache repository's link stays, and the next request finds the blob missing and transfers it again.
  */
 import type { Logger } from '../log/logger.ts';
-import type { Store } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 
 export interface RelayBlobCacheOptions {
   maxBytes: number;
@@ -30,20 +30,20 @@ export class RelayBlobCache {
   private evicting: Promise<void> = Promise.resolve();
   private readonly now: () => number;
 
-  constructor(private readonly store: Store, private readonly opts: RelayBlobCacheOptions) {
+  constructor(private readonly store: Storage, private readonly opts: RelayBlobCacheOptions) {
     this.now = opts.now ?? Date.now;
   }
 
   /** The cache of what the store holds now: every blob but manifests, ordered by mtime. */
-  static async open(store: Store, opts: RelayBlobCacheOptions): Promise<RelayBlobCache> {
+  static async open(store: Storage, opts: RelayBlobCacheOptions): Promise<RelayBlobCache> {
     const cache = new RelayBlobCache(store, opts);
     const manifests = new Set<string>();
-    for (const repo of await store.repos.listRepositories()) {
-      for (const d of await store.repos.listManifests(repo)) manifests.add(d);
+    for (const repo of await store.repositories.listRepositories()) {
+      for (const d of await store.repositories.listManifests(repo)) manifests.add(d);
     }
     const found = [];
     for await (const b of store.blobs.list()) if (!manifests.has(b.digest)) found.push(b);
-    found.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    found.sort((a, b) => a.touchedAt - b.touchedAt);
     for (const b of found) cache.put(b.digest, b.size);
     await cache.evictIfNeeded();
     return cache;

@@ -1,21 +1,15 @@
 /**
  * Per-chunk digests of blobs the relay holds complete, so a mirror that found a blob corrupt
  * fetches again only the chunks that differ (lib/transfer/chunk-digests.ts). Computed once per
- * (blob, chunk size) and kept in a sidecar file beside the store:
+ * (blob, chunk size) and kept as a sidecar record of the blob, key `chunks-<chunkSize>.json`:
+ * { "chunkSize": n, "digests": [...] }.
  *
- *   <data>/relay/chunks/<algorithm>/<hex>.<chunkSize>.json    { "chunkSize": n, "digests": [...] }
- *
- * Chunks are hashed with the blob's own algorithm and cut as planChunks cuts them (the last is shorter).
+ * Chunks are hashed with the blob's own algorithm and cut as transfer/chunk-plan.ts:planChunks cuts
+ * them (fixed size from byte 0, the last shorter).
  */
-import { open, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { newHash, requireDigest } from '../oci/digest.ts';
-import { readIfExists, writeFileAtomic } from '../storage/atomic.ts';
-import type { Store } from '../storage/store.ts';
-import { planChunks } from '../transfer/chunk-plan.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { ChunkDigests } from '../transfer/range-source.ts';
-
-const READ = 1024 * 1024;
 
 const KiB64 = 64 * 1024;
 
@@ -25,75 +19,60 @@ export function isValidChunkSize(n: number): boolean {
 }
 
 export class ChunkLists {
-  private readonly computing = new Map<string, Promise<ChunkDigests>>();
+  private readonly computing = new Map<string, Promise<ChunkDigests | undefined>>();
 
-  constructor(private readonly store: Store) {}
-
-  get dir(): string {
-    return join(this.store.root, 'relay', 'chunks');
-  }
-
-  private sidecar(digest: string, chunkSize: number): string {
-    const d = requireDigest(digest);
-    return join(this.dir, d.algorithm, `${d.hex}.${chunkSize}.json`);
-  }
+  constructor(private readonly store: Storage) {}
 
   /** The list for a blob in the store; undefined when the store does not hold it. One computation per key. */
   async get(digest: string, chunkSize: number): Promise<ChunkDigests | undefined> {
     if (!isValidChunkSize(chunkSize)) throw new RangeError(`invalid chunk size ${chunkSize}`);
-    const path = this.sidecar(digest, chunkSize);
-    const saved = await readIfExists(path);
+    const key = `chunks-${chunkSize}.json`;
+    const saved = await this.store.blobs.readSidecar(digest, key);
     if (saved !== undefined) return JSON.parse(saved) as ChunkDigests;
     if (!(await this.store.blobs.has(digest))) return undefined;
-    let pending = this.computing.get(path);
+    const id = `${digest} ${key}`;
+    let pending = this.computing.get(id);
     if (!pending) {
       pending = this.compute(digest, chunkSize).then(async (list) => {
-        await writeFileAtomic(this.store.paths.tmpDir, path, JSON.stringify(list));
+        if (list) await this.store.blobs.writeSidecar(digest, key, JSON.stringify(list));
         return list;
       });
-      this.computing.set(path, pending);
+      this.computing.set(id, pending);
       const forget = (): void => {
-        this.computing.delete(path);
+        this.computing.delete(id);
       };
       pending.then(forget, forget);
     }
-    try {
-      return await pending;
-    } catch (e) {
-      // Evicted while we read it: as if it had never been there.
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+    return pending;
   }
 
   /** Drops every list of a blob (it left the store). */
   async remove(digest: string): Promise<void> {
-    const d = requireDigest(digest);
-    const dir = join(this.dir, d.algorithm);
-    const names = await readdir(dir).catch(() => [] as string[]);
-    await Promise.all(names.filter((n) => n.startsWith(`${d.hex}.`)).map((n) => rm(join(dir, n), { force: true })));
+    await this.store.blobs.deleteSidecars(digest);
   }
 
-  private async compute(digest: string, chunkSize: number): Promise<ChunkDigests> {
+  /** undefined when the blob left the store before it could be read (as if it had never been there). */
+  private async compute(digest: string, chunkSize: number): Promise<ChunkDigests | undefined> {
     const { algorithm } = requireDigest(digest);
-    const fh = await open(this.store.paths.blob(digest), 'r');
-    try {
-      const size = (await fh.stat()).size;
-      const buf = Buffer.allocUnsafe(Math.min(READ, chunkSize));
-      const digests: string[] = [];
-      for (const c of planChunks(size, chunkSize)) {
-        const hash = newHash(algorithm);
-        for (let pos = c.start, end = c.end + 1; pos < end;) {
-          const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos);
-          if (bytesRead === 0) throw new Error(`short read of ${digest} at ${pos}`);
-          hash.update(buf.subarray(0, bytesRead));
-          pos += bytesRead;
+    const stream = await this.store.blobs.read(digest);
+    if (!stream) return undefined;
+    const digests: string[] = [];
+    let hash = newHash(algorithm);
+    let inChunk = 0;
+    for await (const data of stream as AsyncIterable<Buffer>) {
+      for (let at = 0; at < data.length;) {
+        const take = Math.min(chunkSize - inChunk, data.length - at);
+        hash.update(data.subarray(at, at + take));
+        at += take;
+        inChunk += take;
+        if (inChunk === chunkSize) {
+          digests.push(`${algorithm}:${hash.digest('hex')}`);
+          hash = newHash(algorithm);
+          inChunk = 0;
         }
-        digests.push(`${algorithm}:${hash.digest('hex')}`);
       }
-      return { chunkSize, digests };
-    } finally {
-      await fh.close();
     }
+    if (inChunk > 0) digests.push(`${algorithm}:${hash.digest('hex')}`);
+    return { chunkSize, digests };
   }
 }

@@ -1,33 +1,21 @@
 /**
- * The content-addressed blob store. A blob enters blobs/ only by rename after its digest matched,
- * so a reader never sees a partial or corrupt blob. Two writers of one digest are harmless: both
- * renames put the same bytes in place.
+ * The fs backend's BlobStorage. A blob enters blobs/ only by rename after its digest matched, so
+ * a reader never sees a partial or corrupt blob. Two writers of one digest are harmless: both
+ * renames put the same bytes in place. touchedAt is the file's mtime.
  */
-import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
+import { createWriteStream, open as openFd } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../oci/errors.ts';
 import { digestOf, newHash, requireDigest } from '../oci/digest.ts';
-import { commitFile, isNotFound, tempPath } from './atomic.ts';
+import type { ByteRange } from '../oci/range.ts';
+import { commitFile, isNotFound, readIfExists, tempPath, writeFileAtomic } from './atomic.ts';
+import { FileBlobStream } from './file-blob-stream.ts';
 import type { StorePaths } from './paths.ts';
+import type { BlobInfo, BlobStorage, BlobStream, IngestExpectation, StoredBlob } from './storage.ts';
 
-export interface BlobStat {
-  digest: string;
-  size: number;
-  path: string;
-  mtimeMs: number;
-}
-
-export interface IngestExpectation {
-  digest?: string;
-  size?: number;
-}
-
-const READ_HIGH_WATER = 1024 * 1024;
-
-export class BlobStore {
+export class FsBlobStorage implements BlobStorage {
   constructor(private readonly paths: StorePaths) {}
 
   async init(): Promise<void> {
@@ -35,11 +23,10 @@ export class BlobStore {
     await mkdir(this.paths.tmpDir, { recursive: true });
   }
 
-  async stat(digest: string): Promise<BlobStat | undefined> {
-    const path = this.paths.blob(digest);
+  async stat(digest: string): Promise<BlobInfo | undefined> {
     try {
-      const s = await stat(path);
-      return { digest, size: s.size, path, mtimeMs: s.mtimeMs };
+      const s = await stat(this.paths.blob(digest));
+      return { digest, size: s.size, touchedAt: s.mtimeMs };
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;
@@ -50,13 +37,35 @@ export class BlobStore {
     return (await this.stat(digest)) !== undefined;
   }
 
-  /** A stream of the blob's bytes, start..end inclusive. */
-  open(digest: string, start?: number, end?: number): ReadStream {
-    return createReadStream(this.paths.blob(digest), { start, end, highWaterMark: READ_HIGH_WATER });
+  async read(digest: string, range?: ByteRange): Promise<BlobStream | undefined> {
+    const path = this.paths.blob(digest);
+    let fd: number;
+    try {
+      fd = await new Promise<number>((resolve, reject) => openFd(path, 'r', (err, n) => (err ? reject(err) : resolve(n))));
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+    if (range) return new FileBlobStream(fd, range.start, range.end);
+    try {
+      const { size } = await stat(path);
+      return new FileBlobStream(fd, 0, size - 1);
+    } catch (e) {
+      // Deleted between open and stat: the open file still has its bytes, but not its size here.
+      new FileBlobStream(fd, 0, -1).destroy();
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
   }
 
   async readBytes(digest: string): Promise<Buffer> {
-    const fh = await open(this.paths.blob(digest), 'r');
+    let fh;
+    try {
+      fh = await open(this.paths.blob(digest), 'r');
+    } catch (e) {
+      if (isNotFound(e)) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
+      throw e;
+    }
     try {
       return await fh.readFile();
     } finally {
@@ -68,7 +77,7 @@ export class BlobStore {
    * Streams source into a temp file while hashing, then commits it if the digest and size match.
    * Without an expected digest, the computed one names the blob.
    */
-  async ingest(source: Readable | AsyncIterable<Buffer>, expect: IngestExpectation = {}): Promise<{ digest: string; size: number }> {
+  async ingest(source: Readable | AsyncIterable<Buffer>, expect: IngestExpectation = {}): Promise<StoredBlob> {
     const algorithm = expect.digest ? requireDigest(expect.digest).algorithm : 'sha256';
     const hash = newHash(algorithm);
     let size = 0;
@@ -121,8 +130,9 @@ export class BlobStore {
   }
 
   /**
-   * Moves a file whose content the caller has verified against digest into the store. The file
-   * must be fsync'd and live on the same filesystem. Safe when the blob already exists.
+   * fs backend only (upload sessions, transfers): moves a file whose content the caller has
+   * verified against digest into the store. The file must live on the same filesystem; it is
+   * fsync'd here. Safe when the blob already exists.
    */
   async commitFile(verifiedPath: string, digest: string): Promise<void> {
     const fh = await open(verifiedPath, 'r+');
@@ -150,11 +160,10 @@ export class BlobStore {
     await utimes(this.paths.blob(digest), now, now).catch(() => {});
   }
 
-  /** Every blob in the store. */
-  async *list(): AsyncGenerator<BlobStat> {
+  async *list(): AsyncGenerator<BlobInfo> {
     for (const algorithm of await readdirOr(this.paths.blobsDir)) {
-      for (const prefix of await readdirOr(join(this.paths.blobsDir, algorithm))) {
-        for (const hex of await readdirOr(join(this.paths.blobsDir, algorithm, prefix))) {
+      for (const prefix of await readdirOr(this.paths.blobsOf(algorithm))) {
+        for (const hex of await readdirOr(this.paths.blobsOf(algorithm, prefix))) {
           const s = await this.stat(`${algorithm}:${hex}`).catch(() => undefined);
           if (s) yield s;
         }
@@ -163,11 +172,11 @@ export class BlobStore {
   }
 
   /** Removes temp files left by a crash (older than maxAgeMs, so live writers are untouched). */
-  async cleanTemp(maxAgeMs: number): Promise<number> {
+  async sweep(maxAgeMs: number): Promise<number> {
     let removed = 0;
     const now = Date.now();
     for (const name of await readdirOr(this.paths.tmpDir)) {
-      const p = join(this.paths.tmpDir, name);
+      const p = this.paths.temp(name);
       const s = await stat(p).catch(() => undefined);
       if (s && now - s.mtimeMs > maxAgeMs) {
         await rm(p, { force: true, recursive: true });
@@ -175,6 +184,20 @@ export class BlobStore {
       }
     }
     return removed;
+  }
+
+  async readSidecar(digest: string, key: string): Promise<string | undefined> {
+    return readIfExists(this.paths.sidecar(digest, key));
+  }
+
+  async writeSidecar(digest: string, key: string, text: string): Promise<void> {
+    await writeFileAtomic(this.paths.tmpDir, this.paths.sidecar(digest, key), text);
+  }
+
+  async deleteSidecars(digest: string): Promise<void> {
+    const prefix = `${requireDigest(digest).hex}.`;
+    const keys = (await readdirOr(this.paths.sidecarsDir(digest))).filter((n) => n.startsWith(prefix)).map((n) => n.slice(prefix.length));
+    await Promise.all(keys.map((k) => rm(this.paths.sidecar(digest, k), { force: true })));
   }
 }
 

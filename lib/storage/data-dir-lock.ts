@@ -11,8 +11,9 @@ import { OperatorError } from '../operator-error.ts';
 import { checkWritable, notWritable } from './writable.ts';
 import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { StorePaths } from './paths.ts';
 
-export const LOCK_FILE = 'ferry.lock';
+export const LOCK_FILE = StorePaths.LOCK;
 
 interface Holder {
   pid: number;
@@ -99,7 +100,7 @@ async function stillAlive(holder: Holder, dir: string, waitMs: number): Promise<
  */
 export async function lockDataDir(dataDir: string, role: string, opts: { waitMs?: number } = {}): Promise<DataDirLock> {
   const dir = resolve(dataDir);
-  const file = join(dir, LOCK_FILE);
+  const file = new StorePaths(dir).lockFile;
   const me: Holder = { pid: process.pid, start: await startTicks(process.pid), role, since: new Date().toISOString(), token: randomUUID() };
   const body = `${JSON.stringify(me)}\n`;
   for (let attempt = 0; ; attempt++) {

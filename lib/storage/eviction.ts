@@ -16,7 +16,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log/logger.ts';
-import type { Store } from './store.ts';
+import type { Storage } from './storage.ts';
 import { readManifestRefs, type ManifestRefs } from './references.ts';
 
 export interface CacheAccountingOptions {
@@ -60,14 +60,14 @@ export class CacheAccounting {
   private readonly now: () => number;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Storage,
     private readonly opts: CacheAccountingOptions,
   ) {
     this.now = opts.now ?? Date.now;
   }
 
   /** Builds the accounting from the store (blob mtimes as last access). */
-  static async open(store: Store, opts: CacheAccountingOptions): Promise<CacheAccounting> {
+  static async open(store: Storage, opts: CacheAccountingOptions): Promise<CacheAccounting> {
     const c = new CacheAccounting(store, opts);
     await c.rebuild();
     return c;
@@ -84,13 +84,13 @@ export class CacheAccounting {
   async rebuild(): Promise<void> {
     this.lru.clear();
     await this.rescan();
-    const found: Array<{ digest: string; size: number; mtimeMs: number }> = [];
+    const found: Array<{ digest: string; size: number; touchedAt: number }> = [];
     for (const digest of this.usedBy.keys()) {
       if (this.pinned.has(digest)) continue;
       const s = await this.store.blobs.stat(digest);
-      if (s) found.push({ digest, size: s.size, mtimeMs: s.mtimeMs });
+      if (s) found.push({ digest, size: s.size, touchedAt: s.touchedAt });
     }
-    found.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    found.sort((a, b) => a.touchedAt - b.touchedAt);
     for (const f of found) this.lru.set(f.digest, f.size);
   }
 
@@ -183,7 +183,7 @@ export class CacheAccounting {
     for (const k of keys) {
       const m = this.manifests.get(k);
       if (!m) continue;
-      await this.store.repos.unlinkManifest(m.repo, m.digest);
+      await this.store.repositories.unlinkManifest(m.repo, m.digest);
       this.forget(k, m);
       report.evictedManifests.push(k);
       note(m.digest, m.repo);
@@ -199,7 +199,7 @@ export class CacheAccounting {
         }
       }
       this.lru.delete(digest);
-      for (const repo of repos) await this.store.repos.unlinkBlob(repo, digest);
+      for (const repo of repos) await this.store.repositories.unlinkBlob(repo, digest);
     }
   }
 
@@ -233,9 +233,9 @@ export class CacheAccounting {
   private async rescan(): Promise<void> {
     const manifests = new Map<string, CachedManifest>();
     const pinned = new Set<string>();
-    for (const repo of await this.store.repos.listRepositories()) {
-      const cached = (await this.store.repos.getOrigin(repo)) === 'cache';
-      for (const digest of await this.store.repos.listManifests(repo)) {
+    for (const repo of await this.store.repositories.listRepositories()) {
+      const cached = (await this.store.repositories.getOrigin(repo)) === 'cache';
+      for (const digest of await this.store.repositories.listManifests(repo)) {
         const refs = await this.refsOf(digest);
         if (!cached) {
           pinned.add(digest);
@@ -245,10 +245,10 @@ export class CacheAccounting {
         if (!refs) continue;
         const k = key(repo, digest);
         const known = this.manifests.get(k);
-        const subject = known ? known.subject : (await this.store.repos.getManifestMeta(repo, digest))?.subject;
+        const subject = known ? known.subject : (await this.store.repositories.getManifestMeta(repo, digest))?.subject;
         manifests.set(k, { repo, digest, refs, ...(subject ? { subject } : {}) });
       }
-      if (!cached) for (const b of await this.store.repos.listBlobs(repo)) pinned.add(b);
+      if (!cached) for (const b of await this.store.repositories.listBlobs(repo)) pinned.add(b);
     }
     this.manifests = new Map();
     this.usedBy = new Map();

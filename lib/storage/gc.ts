@@ -4,26 +4,23 @@
  * younger than the grace period.
  *
  * Safe beside a running mirror:
- * - uploads (uploads/) and pull-through transfers (transfers/) are not in blobs/ until verified,
- *   so gc never sees them; the grace period protects a blob committed just before the manifest
+ * - uploads and pull-through transfers are not blobs until verified (the storage contract), so
+ *   gc never sees them; the grace period protects a blob committed just before the manifest
  *   that will reference it;
  * - just before deleting, gc marks again from the manifests linked since the first pass and
- *   re-reads each candidate's mtime, which leaves only a window of one unlink wide.
+ *   re-reads each candidate's touchedAt, which leaves only a window of one unlink wide.
  * Decisions:
- * - blob links (repositories/<name>/_layers) do not mark: every pushed blob has one, so nothing
+ * - blob links do not mark: every pushed blob has one, so nothing
  *   would ever be freed. A link whose blob is gone (swept now, or lost earlier) is removed, so
  *   HEAD and cross-repository mounts stay truthful.
  * - a manifest link whose manifest blob is missing is reported (danglingManifests), not removed:
  *   that is damage to look at, not garbage.
  */
-import { join } from 'node:path';
-import { isValidName } from '../oci/names.ts';
-import { readdirOr } from './blobs.ts';
-import type { Store } from './store.ts';
+import type { Storage } from './storage.ts';
 import { readManifestRefs } from './references.ts';
 
 export interface GcOptions {
-  /** Blobs younger than this (by mtime) are kept even when unreferenced. */
+  /** Blobs younger than this (by touchedAt) are kept even when unreferenced. */
   graceMs: number;
   dryRun?: boolean;
   now?: () => number;
@@ -56,7 +53,7 @@ interface MarkState {
 }
 
 /** Marks from every manifest and tag of every repository; reuses state so a second pass only reads what is new. */
-export async function markReachable(store: Store, state: MarkState = newMarkState()): Promise<MarkState> {
+export async function markReachable(store: Storage, state: MarkState = newMarkState()): Promise<MarkState> {
   const visit = async (repo: string, digest: string): Promise<void> => {
     if (state.visited.has(digest)) return;
     state.visited.add(digest);
@@ -70,10 +67,10 @@ export async function markReachable(store: Store, state: MarkState = newMarkStat
     for (const b of refs.blobs) state.marked.add(b.digest);
     for (const c of refs.children) await visit(repo, c.digest);
   };
-  for (const repo of await store.repos.listRepositories()) {
-    for (const digest of await store.repos.listManifests(repo)) await visit(repo, digest);
-    for (const tag of await store.repos.listTags(repo)) {
-      const digest = await store.repos.getTag(repo, tag);
+  for (const repo of await store.repositories.listRepositories()) {
+    for (const digest of await store.repositories.listManifests(repo)) await visit(repo, digest);
+    for (const tag of await store.repositories.listTags(repo)) {
+      const digest = await store.repositories.getTag(repo, tag);
       if (digest) await visit(repo, digest);
     }
   }
@@ -84,7 +81,7 @@ export function newMarkState(): MarkState {
   return { marked: new Set(), visited: new Set(), manifests: 0, dangling: new Set() };
 }
 
-export async function collectGarbage(store: Store, opts: GcOptions): Promise<GcReport> {
+export async function collectGarbage(store: Storage, opts: GcOptions): Promise<GcReport> {
   const now = opts.now ?? Date.now;
   const dryRun = opts.dryRun ?? false;
   const state = await markReachable(store);
@@ -105,7 +102,7 @@ export async function collectGarbage(store: Store, opts: GcOptions): Promise<GcR
   for await (const blob of store.blobs.list()) {
     report.scannedBlobs++;
     if (state.marked.has(blob.digest)) continue;
-    if (now() - blob.mtimeMs < opts.graceMs) {
+    if (now() - blob.touchedAt < opts.graceMs) {
       report.youngBlobs++;
       report.youngBytes += blob.size;
       continue;
@@ -120,7 +117,7 @@ export async function collectGarbage(store: Store, opts: GcOptions): Promise<GcR
     if (state.marked.has(c.digest)) continue;
     const fresh = await store.blobs.stat(c.digest);
     if (!fresh) continue;
-    if (now() - fresh.mtimeMs < opts.graceMs) {
+    if (now() - fresh.touchedAt < opts.graceMs) {
       report.youngBlobs++;
       report.youngBytes += fresh.size;
       continue;
@@ -131,31 +128,19 @@ export async function collectGarbage(store: Store, opts: GcOptions): Promise<GcR
     report.freedBytes += fresh.size;
   }
 
-  for (const repo of await repositoriesWithLinks(store)) {
-    for (const digest of await store.repos.listBlobs(repo)) {
+  for (const repo of await store.repositories.listAllRepositories()) {
+    for (const digest of await store.repositories.listBlobs(repo)) {
       const missing = gone.has(digest) || !(await store.blobs.has(digest));
       if (!missing) continue;
-      if (!dryRun) await store.repos.unlinkBlob(repo, digest);
+      if (!dryRun) await store.repositories.unlinkBlob(repo, digest);
       report.removedLinks++;
     }
   }
-  report.repositories = (await store.repos.listRepositories()).length;
+  report.repositories = (await store.repositories.listRepositories()).length;
   report.manifests = state.manifests;
   report.markedBlobs = state.marked.size;
   report.danglingManifests = [...state.dangling].sort();
   return report;
-}
-
-/** Every repository folder with blob links, including those with no manifest yet (listRepositories skips them). */
-async function repositoriesWithLinks(store: Store): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string, prefix: string[]): Promise<void> => {
-    const entries = await readdirOr(dir);
-    if (prefix.length > 0 && entries.includes('_layers')) out.push(prefix.join('/'));
-    for (const e of entries) if (!e.startsWith('_')) await walk(join(dir, e), [...prefix, e]);
-  };
-  await walk(store.paths.repositoriesDir, []);
-  return out.filter(isValidName);
 }
 
 /** `90s`, `15m`, `1h`, `2d`, `500ms` or a bare number of seconds, in milliseconds. */

@@ -11,6 +11,8 @@
  *   <data>/repositories/<name>/_layers/sha256/<hex>      this repository may serve that blob
  *   <data>/repositories/<name>/_referrers/sha256/<subject hex>/<alg>-<hex>   descriptor of a referrer
  *   <data>/repositories/<name>/_origin                   "local" (pushed, pinned) or "cache" (pull-through)
+ *   <data>/sidecars/<alg>/<hex>.<key>                    records derived from a blob (the relay's chunk lists)
+ *   <data>/ferry.lock                                    the data dir's holder (data-dir-lock.ts)
  *
  * Name components can never start with "_" (OCI grammar), so the "_x" folders cannot clash with names.
  */
@@ -25,8 +27,30 @@ export class StorePaths {
   get tmpDir(): string { return join(this.root, 'tmp'); }
   get uploadsDir(): string { return join(this.root, 'uploads'); }
   get transfersDir(): string { return join(this.root, 'transfers', 'sha256'); }
+  /** A file listed in transfersDir. */
+  transferFile(name: string): string { return join(this.transfersDir, name); }
+  /** Whether a file of transfersDir holds a transfer's bytes (the rest are its journal). */
+  isPartFile(name: string): boolean { return name.endsWith('.part'); }
   get linkStateFile(): string { return join(this.root, 'transfers', 'links.json'); }
   get repositoriesDir(): string { return join(this.root, 'repositories'); }
+  get lockFile(): string { return join(this.root, StorePaths.LOCK); }
+  /** Where the relay kept chunk lists before they became sidecars; removed at open. */
+  get legacyChunkListsDir(): string { return join(this.root, 'relay', 'chunks'); }
+
+  /** blobs/<algorithm>[/<prefix>], for listing. */
+  blobsOf(algorithm: string, prefix?: string): string {
+    return prefix === undefined ? join(this.blobsDir, algorithm) : join(this.blobsDir, algorithm, prefix);
+  }
+
+  temp(name: string): string { return join(this.tmpDir, name); }
+
+  sidecarsDir(digest: string): string {
+    return join(this.root, 'sidecars', requireDigest(digest).algorithm);
+  }
+  sidecar(digest: string, key: string): string {
+    if (!/^[a-z0-9][a-z0-9.-]*$/.test(key)) throw new Error(`invalid sidecar key ${key}`);
+    return join(this.sidecarsDir(digest), `${requireDigest(digest).hex}.${key}`);
+  }
 
   blob(digest: string): string {
     const d = requireDigest(digest);
@@ -37,23 +61,30 @@ export class StorePaths {
     if (!/^[0-9a-f-]{36}$/.test(uuid)) throw new Error(`invalid upload id ${uuid}`);
     return join(this.uploadsDir, uuid);
   }
+  uploadData(uuid: string): string { return join(this.upload(uuid), 'data'); }
+  uploadState(uuid: string): string { return join(this.upload(uuid), 'state.json'); }
 
   repository(name: string): string {
     return join(this.repositoriesDir, ...requireName(name).split('/'));
   }
 
-  tagsDir(name: string): string { return join(this.repository(name), '_tags'); }
+  tagsDir(name: string): string { return join(this.repository(name), StorePaths.TAGS); }
   tag(name: string, tag: string): string { return join(this.tagsDir(name), requireTag(tag)); }
 
   manifestLink(name: string, digest: string): string {
     const d = requireDigest(digest);
-    return join(this.repository(name), '_manifests', d.algorithm, d.hex);
+    return join(this.repository(name), StorePaths.MANIFESTS, d.algorithm, d.hex);
   }
-  manifestLinksDir(name: string): string { return join(this.repository(name), '_manifests'); }
+  manifestLinksDir(name: string, algorithm?: string): string {
+    return algorithm === undefined ? join(this.repository(name), StorePaths.MANIFESTS) : join(this.repository(name), StorePaths.MANIFESTS, algorithm);
+  }
 
   layerLink(name: string, digest: string): string {
     const d = requireDigest(digest);
-    return join(this.repository(name), '_layers', d.algorithm, d.hex);
+    return join(this.repository(name), StorePaths.LAYERS, d.algorithm, d.hex);
+  }
+  layerLinksDir(name: string, algorithm?: string): string {
+    return algorithm === undefined ? join(this.repository(name), StorePaths.LAYERS) : join(this.repository(name), StorePaths.LAYERS, algorithm);
   }
 
   referrersDir(name: string, subject: string): string {
@@ -64,6 +95,19 @@ export class StorePaths {
     const d = requireDigest(digest);
     return join(this.referrersDir(name, subject), `${d.algorithm}-${d.hex}`);
   }
+  /** A file listed in referrersDir. */
+  referrerEntry(name: string, subject: string, entry: string): string { return join(this.referrersDir(name, subject), entry); }
 
   origin(name: string): string { return join(this.repository(name), '_origin'); }
+
+  /**
+   * A folder under repositories/ (relative components) and what it holds: the components of
+   * names, and whether it has manifests, tags or blob links (the "_x" folders).
+   */
+  repositoryFolder(components: string[]): string { return join(this.repositoriesDir, ...components); }
+  /** The data dir's lock file, by name (data-dir-lock.ts). */
+  static readonly LOCK = 'ferry.lock';
+  static readonly MANIFESTS = '_manifests';
+  static readonly TAGS = '_tags';
+  static readonly LAYERS = '_layers';
 }

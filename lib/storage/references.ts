@@ -4,7 +4,7 @@
  * elsewhere and are never counted.
  */
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
-import type { Store } from './store.ts';
+import type { Storage } from './storage.ts';
 
 export interface ManifestRefs {
   mediaType: string;
@@ -32,7 +32,7 @@ export function manifestRefs(bytes: Buffer, mediaType?: string): ManifestRefs {
 }
 
 /** The references of a stored manifest; undefined when the blob is missing or is not a manifest. */
-export async function readManifestRefs(store: Store, digest: string): Promise<ManifestRefs | undefined> {
+export async function readManifestRefs(store: Storage, digest: string): Promise<ManifestRefs | undefined> {
   const bytes = await store.blobs.readBytes(digest).catch(() => undefined);
   if (!bytes) return undefined;
   try {
@@ -53,7 +53,7 @@ export interface ManifestClosure {
  * The manifest and everything it needs, children first. Throws when a manifest of the tree is
  * missing from the store (the caller asked for something the store cannot give whole).
  */
-export async function manifestClosure(store: Store, digest: string): Promise<ManifestClosure> {
+export async function manifestClosure(store: Storage, digest: string): Promise<ManifestClosure> {
   const out: ManifestClosure = { manifests: [], blobs: new Map() };
   const seen = new Set<string>();
   const visit = async (d: string): Promise<void> => {

@@ -1,29 +1,19 @@
 /**
- * Repositories: which manifests and blobs a repository holds, its tags and referrers, and whether
- * it is local (pushed or imported: pinned) or a pull-through cache (evictable).
- * Metadata only; the bytes live in the blob store.
+ * The fs backend's RepositoryStorage: one small file per record under repositories/<name>/
+ * (paths.ts), each written by writeFileAtomic. A tag's mtime is when it was last checked.
  */
-import { mkdir, readdir, rm, rmdir, stat, utimes } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { isValidName, isValidTag } from '../oci/names.ts';
 import { isDigest } from '../oci/digest.ts';
 import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
 import { readdirOr } from './blobs.ts';
 import { StatValidatedCache, fileExists } from './file-cache.ts';
-import type { StorePaths } from './paths.ts';
+import { StorePaths } from './paths.ts';
+import type { ManifestMeta, Origin, RepositoryStorage } from './storage.ts';
 
-export interface ManifestMeta {
-  mediaType: string;
-  size: number;
-  artifactType?: string;
-  /** Digest of the subject manifest, when this manifest is a referrer. */
-  subject?: string;
-  annotations?: Record<string, string>;
-}
+export type { ManifestMeta, Origin } from './storage.ts';
 
-export type Origin = 'local' | 'cache';
-
-export class RepositoryStore {
+export class FsRepositoryStorage implements RepositoryStorage {
   /** Tags and manifest links: read on every pull, rarely written. */
   private readonly hot = new StatValidatedCache();
 
@@ -64,7 +54,7 @@ export class RepositoryStore {
     const out: string[] = [];
     const dir = this.paths.manifestLinksDir(name);
     for (const alg of await readdirOr(dir)) {
-      for (const hex of await readdirOr(join(dir, alg))) {
+      for (const hex of await readdirOr(this.paths.manifestLinksDir(name, alg))) {
         const d = `${alg}:${hex}`;
         if (isDigest(d)) out.push(d);
       }
@@ -134,9 +124,8 @@ export class RepositoryStore {
 
   async listBlobs(name: string): Promise<string[]> {
     const out: string[] = [];
-    const dir = join(this.paths.repository(name), '_layers');
-    for (const alg of await readdirOr(dir)) {
-      for (const hex of await readdirOr(join(dir, alg))) out.push(`${alg}:${hex}`);
+    for (const alg of await readdirOr(this.paths.layerLinksDir(name))) {
+      for (const hex of await readdirOr(this.paths.layerLinksDir(name, alg))) out.push(`${alg}:${hex}`);
     }
     return out.filter(isDigest);
   }
@@ -147,7 +136,7 @@ export class RepositoryStore {
     const dir = this.paths.referrersDir(name, subject);
     const out: Array<Record<string, unknown>> = [];
     for (const entry of (await readdirOr(dir)).sort()) {
-      const text = await readIfExists(join(dir, entry));
+      const text = await readIfExists(this.paths.referrerEntry(name, subject, entry));
       if (text !== undefined) out.push(JSON.parse(text) as Record<string, unknown>);
     }
     return out;
@@ -170,38 +159,33 @@ export class RepositoryStore {
   async exists(name: string): Promise<boolean> {
     try {
       const entries = await readdir(this.paths.repository(name));
-      return entries.some((e) => e === '_manifests' || e === '_layers' || e === '_tags');
+      return entries.some((e) => e === StorePaths.MANIFESTS || e === StorePaths.LAYERS || e === StorePaths.TAGS);
     } catch (e) {
       if (isNotFound(e)) return false;
       throw e;
     }
   }
 
-  /** Every repository name, in lexical order. */
-  async listRepositories(): Promise<string[]> {
-    const out: string[] = [];
-    const walk = async (dir: string, prefix: string[]): Promise<void> => {
-      const entries = await readdirOr(dir);
-      if (prefix.length > 0 && entries.some((e) => e === '_manifests' || e === '_tags')) out.push(prefix.join('/'));
-      for (const e of entries) {
-        if (!e.startsWith('_')) await walk(join(dir, e), [...prefix, e]);
-      }
-    };
-    await walk(this.paths.repositoriesDir, []);
-    return out.filter(isValidName).sort(compareLexical);
+  listRepositories(): Promise<string[]> {
+    return this.walk([StorePaths.MANIFESTS, StorePaths.TAGS]);
   }
 
-  /** Removes a repository's now-empty folders after a delete (best effort). */
-  async prune(name: string): Promise<void> {
-    let dir = this.paths.repository(name);
-    while (dir.startsWith(this.paths.repositoriesDir) && dir !== this.paths.repositoriesDir) {
-      try {
-        await rmdir(dir);
-      } catch {
-        return;
+  listAllRepositories(): Promise<string[]> {
+    return this.walk([StorePaths.MANIFESTS, StorePaths.TAGS, StorePaths.LAYERS]);
+  }
+
+  /** Names whose folder holds one of the given "_x" folders, in lexical order. */
+  private async walk(holding: string[]): Promise<string[]> {
+    const out: string[] = [];
+    const visit = async (components: string[]): Promise<void> => {
+      const entries = await readdirOr(this.paths.repositoryFolder(components));
+      if (components.length > 0 && entries.some((e) => holding.includes(e))) out.push(components.join('/'));
+      for (const e of entries) {
+        if (!e.startsWith('_')) await visit([...components, e]);
       }
-      dir = dirname(dir);
-    }
+    };
+    await visit([]);
+    return out.filter(isValidName).sort(compareLexical);
   }
 }
 

@@ -1,9 +1,16 @@
-/** The filesystem store: blobs, repositories and uploads under one data directory. */
-import { mkdir } from 'node:fs/promises';
-import { BlobStore } from './blobs.ts';
+/**
+ * The filesystem backend: blobs, repositories and upload sessions under one data directory
+ * (layout in paths.ts). `paths` is for the code that still keeps files of its own in the data
+ * dir (transfers, the link state) until those move behind the seam too.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { FsBlobStorage } from './blobs.ts';
+import { FsPartialBlobStorage } from './partial-blobs-fs.ts';
 import { StorePaths } from './paths.ts';
-import { RepositoryStore } from './repositories.ts';
-import { UploadStore, type UploadLimits } from './uploads.ts';
+import { FsRepositoryStorage } from './repositories.ts';
+import type { Storage } from './storage.ts';
+import { FsUploadStorage } from './uploads.ts';
+import type { UploadLimits } from './storage.ts';
 
 export interface StoreOptions {
   /** Open upload sessions allowed (unbounded without). */
@@ -12,33 +19,37 @@ export interface StoreOptions {
 
 const HOUR = 3600_000;
 
-export class Store {
+export class FsStorage implements Storage {
   readonly paths: StorePaths;
-  readonly blobs: BlobStore;
-  readonly repos: RepositoryStore;
-  readonly uploads: UploadStore;
+  readonly blobs: FsBlobStorage;
+  readonly partials: FsPartialBlobStorage;
+  readonly repositories: FsRepositoryStorage;
+  readonly uploads: FsUploadStorage;
 
   constructor(readonly root: string, opts: StoreOptions = {}) {
     this.paths = new StorePaths(root);
-    this.blobs = new BlobStore(this.paths);
-    this.repos = new RepositoryStore(this.paths);
-    this.uploads = new UploadStore(this.paths, this.blobs, this.repos, opts.uploadLimits);
+    this.blobs = new FsBlobStorage(this.paths);
+    this.partials = new FsPartialBlobStorage(this.paths);
+    this.repositories = new FsRepositoryStorage(this.paths);
+    this.uploads = new FsUploadStorage(this.paths, this.blobs, this.repositories, opts.uploadLimits);
   }
 
   /** Creates the layout and removes what a crash left behind (temp files, week-old uploads). */
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true });
     await this.blobs.init();
-    await this.repos.init();
+    await this.repositories.init();
     await this.uploads.init();
     await mkdir(this.paths.transfersDir, { recursive: true });
-    await this.blobs.cleanTemp(HOUR);
-    await this.uploads.cleanStale(7 * 24 * HOUR);
+    await rm(this.paths.legacyChunkListsDir, { recursive: true, force: true });
+    await this.blobs.sweep(HOUR);
+    await this.uploads.sweep(7 * 24 * HOUR);
   }
 }
 
-export async function openStore(root: string, opts: StoreOptions = {}): Promise<Store> {
-  const store = new Store(root, opts);
+/** The filesystem backend over root, created and swept. */
+export async function openStore(root: string, opts: StoreOptions = {}): Promise<FsStorage> {
+  const store = new FsStorage(root, opts);
   await store.init();
   return store;
 }

@@ -3,7 +3,7 @@
  * so neither waits for the next start (a flood of abandoned sessions would fill the disk first).
  */
 import type { Logger } from '../log/logger.ts';
-import type { Store } from './store.ts';
+import type { Storage } from './storage.ts';
 
 export interface SweeperOptions {
   uploadIdleMs: number;
@@ -19,15 +19,15 @@ export interface Sweeper {
 }
 
 /** Sweeps every quarter of the shorter age (between 1 s and 1 min), one pass at a time. */
-export function startSweeper(store: Store, { uploadIdleMs, tmpMaxAgeMs, logger }: SweeperOptions): Sweeper {
+export function startSweeper(store: Storage, { uploadIdleMs, tmpMaxAgeMs, logger }: SweeperOptions): Sweeper {
   const everyMs = Math.min(60_000, Math.max(1000, Math.min(uploadIdleMs, tmpMaxAgeMs) / 4));
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   const pass = async (): Promise<void> => {
     try {
-      const sessions = await store.uploads.cleanStale(uploadIdleMs);
-      const temps = await store.blobs.cleanTemp(tmpMaxAgeMs);
+      const sessions = await store.uploads.sweep(uploadIdleMs);
+      const temps = await store.blobs.sweep(tmpMaxAgeMs);
       if (sessions + temps > 0) logger.info({ sessions, temps }, 'removed idle upload sessions and stale temp files');
     } catch (err) {
       logger.error({ err }, 'sweeping idle upload sessions and temp files failed');

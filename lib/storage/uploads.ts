@@ -1,44 +1,24 @@
 /**
- * Push sessions. Each lives on disk (uploads/<uuid>/data + state.json) so it survives a restart
- * of the mirror. The running hash is kept in memory as an optimisation only: when it is missing
- * (after a restart) or out of step, completion re-hashes the data from disk.
+ * The fs backend's UploadStorage. Each session lives on disk (uploads/<uuid>/data + state.json)
+ * so it survives a restart of the mirror. The running hash is kept in memory as an optimisation
+ * only: when it is missing (after a restart) or out of step, completion re-hashes the data from
+ * disk. Completion moves the data file into blobs/ by rename (FsBlobStorage.commitFile).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
-import { join } from 'node:path';
 import { randomUUID, type Hash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../oci/errors.ts';
 import { newHash, requireDigest } from '../oci/digest.ts';
 import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
-import { readdirOr, type BlobStore } from './blobs.ts';
-import type { RepositoryStore } from './repositories.ts';
+import { readdirOr, type FsBlobStorage } from './blobs.ts';
 import type { StorePaths } from './paths.ts';
-
-export interface UploadState {
-  uuid: string;
-  name: string;
-  startedAt: string;
-  /** Bytes received so far. */
-  offset: number;
-}
+import type { ByteRange, RepositoryStorage, StoredBlob, UploadLimits, UploadState, UploadStorage } from './storage.ts';
 
 interface RunningHash {
   hash: Hash;
   offset: number;
-}
-
-export interface ChunkRange {
-  start: number;
-  end: number;
-}
-
-/** How many sessions may be open at once; more is TOOMANYREQUESTS until some complete or expire. */
-export interface UploadLimits {
-  /** Per client (the user, else the address; see UploadStore.create). */
-  perClient: number;
-  perRepository: number;
 }
 
 /** Who holds an open session, kept in memory for the limits (rebuilt from disk at start). */
@@ -47,22 +27,22 @@ interface OpenSession {
   client?: string;
 }
 
-export class UploadStore {
+export class FsUploadStorage implements UploadStorage {
   private readonly hashes = new Map<string, RunningHash>();
   private readonly busy = new Set<string>();
   private readonly sessions = new Map<string, OpenSession>();
 
   constructor(
     private readonly paths: StorePaths,
-    private readonly blobs: BlobStore,
-    private readonly repos: RepositoryStore,
+    private readonly blobs: FsBlobStorage,
+    private readonly repositories: RepositoryStorage,
     private readonly limits: UploadLimits = { perClient: Infinity, perRepository: Infinity },
   ) {}
 
   async init(): Promise<void> {
     await mkdir(this.paths.uploadsDir, { recursive: true });
     for (const uuid of await readdirOr(this.paths.uploadsDir)) {
-      const text = await readIfExists(join(this.paths.upload(uuid), 'state.json')).catch(() => undefined);
+      const text = await readIfExists(this.paths.uploadState(uuid)).catch(() => undefined);
       const state = text === undefined ? undefined : parseState(text);
       if (state) this.sessions.set(uuid, { name: state.name, ...(state.client === undefined ? {} : { client: state.client }) });
     }
@@ -92,9 +72,9 @@ export class UploadStore {
     const state = { name, startedAt: new Date().toISOString(), ...(client === undefined ? {} : { client }) };
     try {
       await mkdir(dir, { recursive: true });
-      const fh = await open(join(dir, 'data'), 'wx');
+      const fh = await open(this.paths.uploadData(uuid), 'wx');
       await fh.close();
-      await writeFileAtomic(this.paths.tmpDir, join(dir, 'state.json'), JSON.stringify(state));
+      await writeFileAtomic(this.paths.tmpDir, this.paths.uploadState(uuid), JSON.stringify(state));
     } catch (e) {
       this.forget(uuid);
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -108,13 +88,12 @@ export class UploadStore {
   async get(name: string, uuid: string): Promise<UploadState> {
     const unknown = new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${uuid} is unknown`, { uuid });
     if (!/^[0-9a-f-]{36}$/.test(uuid)) throw unknown;
-    const dir = this.paths.upload(uuid);
-    const text = await readIfExists(join(dir, 'state.json'));
+    const text = await readIfExists(this.paths.uploadState(uuid));
     if (text === undefined) throw unknown;
     const state = parseState(text);
     if (state?.name !== name) throw unknown;
     try {
-      const s = await stat(join(dir, 'data'));
+      const s = await stat(this.paths.uploadData(uuid));
       return { uuid, name, startedAt: state.startedAt, offset: s.size };
     } catch (e) {
       if (isNotFound(e)) throw unknown;
@@ -126,7 +105,7 @@ export class UploadStore {
    * Appends a chunk. With a Content-Range its start must be the current offset (else 416 with
    * the Range the registry holds, so the client can resume).
    */
-  async append(name: string, uuid: string, source: Readable, range?: ChunkRange, length?: number): Promise<UploadState> {
+  async append(name: string, uuid: string, source: Readable, range?: ByteRange, length?: number): Promise<UploadState> {
     return this.exclusive(uuid, async () => {
       const state = await this.get(name, uuid);
       if (range && (range.start !== state.offset || range.end < range.start)) {
@@ -148,7 +127,7 @@ export class UploadStore {
           cb(null, chunk);
         },
       });
-      const dataPath = join(this.paths.upload(uuid), 'data');
+      const dataPath = this.paths.uploadData(uuid);
       const out = createWriteStream(dataPath, { flags: 'r+', start: state.offset });
       try {
         await pipeline(source, tap, out);
@@ -169,11 +148,11 @@ export class UploadStore {
   }
 
   /** Verifies the whole upload against digest and moves it into the blob store. */
-  async complete(name: string, uuid: string, digest: string): Promise<{ digest: string; size: number }> {
+  async complete(name: string, uuid: string, digest: string): Promise<StoredBlob> {
     const parsed = requireDigest(digest);
     return this.exclusive(uuid, async () => {
       const state = await this.get(name, uuid);
-      const dataPath = join(this.paths.upload(uuid), 'data');
+      const dataPath = this.paths.uploadData(uuid);
       const running = this.hashes.get(uuid);
       let actual: string;
       if (parsed.algorithm === 'sha256' && running && running.offset === state.offset) {
@@ -190,7 +169,7 @@ export class UploadStore {
         throw new RegistryError('DIGEST_INVALID', `upload digest ${actual} does not match ${digest}`, { expected: digest, actual });
       }
       await this.blobs.commitFile(dataPath, digest);
-      await this.repos.linkBlob(name, digest);
+      await this.repositories.linkBlob(name, digest);
       await this.remove(uuid);
       return { digest, size: state.offset };
     });
@@ -202,12 +181,17 @@ export class UploadStore {
   }
 
   /** Removes sessions that received nothing for longer than maxIdleMs (a request on one is never cut). */
-  async cleanStale(maxIdleMs: number): Promise<number> {
+  async sweep(maxIdleMs: number): Promise<number> {
     let removed = 0;
     for (const uuid of await readdirOr(this.paths.uploadsDir)) {
       if (this.busy.has(uuid)) continue;
-      const dir = join(this.paths.uploadsDir, uuid);
-      const s = await stat(join(dir, 'data')).catch(() => stat(dir).catch(() => undefined));
+      let dir: string;
+      try {
+        dir = this.paths.upload(uuid);
+      } catch {
+        continue;
+      }
+      const s = await stat(this.paths.uploadData(uuid)).catch(() => stat(dir).catch(() => undefined));
       if (s && Date.now() - s.mtimeMs > maxIdleMs && !this.busy.has(uuid)) {
         await this.remove(uuid);
         removed++;

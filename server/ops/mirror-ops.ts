@@ -11,6 +11,7 @@ import type { LoadedConfig } from '../../lib/config/load.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { Transfers } from '../../lib/mirror/transfers.ts';
 import type { UpstreamPort } from '../../lib/mirror/ports.ts';
+import type { Storage } from '../../lib/storage/storage.ts';
 import type { UpstreamClient } from '../../lib/upstream/client.ts';
 import { ferryVersion } from '../../lib/project-files.ts';
 import { MirrorOps } from '../../lib/metrics/ops.ts';
@@ -39,11 +40,11 @@ export interface MirrorOpsSetup {
  * The ops state of a mirror or a relay: metrics, upstream health (each upstream's /v2/ pinged
  * every FERRY_UPSTREAM_PING_SECONDS, default 60), live transfers, store size, recent errors.
  */
-export function createServiceOps(config: LoadedConfig, logger: Logger, transfers: Transfers, clients: Iterable<UpstreamClient>, served: (name: string) => boolean = () => true): MirrorOps {
+export function createServiceOps(config: LoadedConfig, logger: Logger, storage: Storage, transfers: Transfers, clients: Iterable<UpstreamClient>, served: (name: string) => boolean = () => true): MirrorOps {
   const seconds = Number(process.env.FERRY_UPSTREAM_PING_SECONDS ?? 60);
   return new MirrorOps({
     logger: logger.child({ module: 'ops' }),
-    dataDir: config.dataDir,
+    storage,
     transfers,
     // Through the client: its auth (the relay token), its TLS settings, and only the upstreams served.
     upstreams: [...clients].map((c) => ({ name: c.name, url: c.baseUrl, ...(served(c.name) ? { ping: (signal: AbortSignal) => c.ping(signal) } : {}) })),
@@ -53,8 +54,8 @@ export function createServiceOps(config: LoadedConfig, logger: Logger, transfers
   });
 }
 
-export function setupMirrorOps(config: LoadedConfig, logger: Logger, transfers: Transfers, clients: Iterable<UpstreamClient>): MirrorOpsSetup {
-  const ops = createServiceOps(config, logger, transfers, clients);
+export function setupMirrorOps(config: LoadedConfig, logger: Logger, storage: Storage, transfers: Transfers, clients: Iterable<UpstreamClient>): MirrorOpsSetup {
+  const ops = createServiceOps(config, logger, storage, transfers, clients);
   let ready = true;
   const auth = config.auth
     ? new RegistryAuth({ htpasswd: new Htpasswd(config.auth.htpasswd), realm: config.auth.realm, protectPull: config.auth.protectPull })

@@ -1,13 +1,12 @@
 /** GET/HEAD /v2/<name>/blobs/<digest>, with single byte ranges; DELETE where pushes are served. */
-import { close } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../../lib/oci/errors.ts';
 import { parseRange } from '../../lib/oci/range.ts';
 import type { PullBackend, PushBackend } from '../../lib/registry/types.ts';
-import { isNotFound } from '../../lib/storage/atomic.ts';
+import type { BlobStream } from '../../lib/storage/storage.ts';
 import { requestContext } from './manifests.ts';
 import type { MethodTable } from './router.ts';
-import { openForSend, sendFileRange } from './send-file.ts';
 
 /** How long a GET waits for the first byte of a transfer before sending its headers anyway. */
 const FIRST_BYTE_WAIT_MS = 10_000;
@@ -20,12 +19,15 @@ export function blobHandlers(backend: PullBackend): Required<Pick<MethodTable, '
       // a slow one gets its headers before containerd's 30 s patience runs out.
       if (req.method !== 'HEAD') await blob.ready?.(FIRST_BYTE_WAIT_MS);
       const etag = `"${blob.digest}"`;
-      const sendsBody = req.method !== 'HEAD' && blob.size > 0 && req.headers['if-none-match'] !== etag;
-      // A stored blob is opened before any header is set: one gone since getBlob is still a clean 404.
-      const fd = sendsBody && blob.path !== undefined ? await openStored(blob.path, blob.digest) : undefined;
-      let fdTaken = false;
+      const range = parseRange(req.headers.range, blob.size);
+      const sendsBody = req.method !== 'HEAD' && blob.size > 0 && req.headers['if-none-match'] !== etag && range.kind !== 'unsatisfiable';
+      let start = 0;
+      let end = blob.size - 1;
+      if (range.kind === 'partial') ({ start, end } = range.range);
+      // Opened before any header is set: a blob gone since getBlob is still a clean 404.
+      const stream = sendsBody ? await blob.open(range.kind === 'partial' ? range.range : undefined) : undefined;
+      let streamTaken = false;
       try {
-        const range = parseRange(req.headers.range, blob.size);
         res.setHeader('Docker-Content-Digest', blob.digest);
         res.setHeader('ETag', etag);
         res.setHeader('Accept-Ranges', 'bytes');
@@ -41,40 +43,17 @@ export function blobHandlers(backend: PullBackend): Required<Pick<MethodTable, '
             headers: { 'Content-Range': `bytes */${blob.size}` },
           });
         }
-        let start = 0;
-        let end = blob.size - 1;
-        if (range.kind === 'partial') {
-          ({ start, end } = range.range);
-          res.status(206).setHeader('Content-Range', `bytes ${start}-${end}/${blob.size}`);
-        } else {
-          res.status(200);
-        }
+        if (range.kind === 'partial') res.status(206).setHeader('Content-Range', `bytes ${start}-${end}/${blob.size}`);
+        else res.status(200);
         res.setHeader('Content-Length', blob.size === 0 ? 0 : end - start + 1);
-        if (req.method === 'HEAD' || blob.size === 0) {
+        if (stream === undefined) {
           res.end();
           return;
         }
-        if (fd !== undefined) {
-          fdTaken = true;
-          await sendFileRange(res, fd, start, end).catch((e: unknown) => {
-            // The length was promised and part of the body may be out: cut the connection.
-            res.destroy(e as Error);
-          });
-          return;
-        }
-        const stream = blob.open(start, end);
-        res.on('close', () => stream.destroy());
-        // A blob still arriving from upstream may take long for its first byte: send the headers
-        // now (containerd gives up after 30 s without them).
-        res.flushHeaders();
-        try {
-          await pipeline(stream, res);
-        } catch (e) {
-          // The client left or the source failed mid-body: the connection is cut, nothing to render.
-          res.destroy(e as Error);
-        }
+        streamTaken = true;
+        await send(res, stream);
       } finally {
-        if (fd !== undefined && !fdTaken) close(fd, () => {});
+        if (stream !== undefined && !streamTaken) stream.destroy();
       }
     },
   };
@@ -89,11 +68,24 @@ export function blobPushHandlers(backend: PushBackend): Required<Pick<MethodTabl
   };
 }
 
-async function openStored(path: string, digest: string): Promise<number> {
+/**
+ * Sends the stream as the body: by the storage's fast path when it has one, else piped. A blob
+ * still arriving from upstream may take long for its first byte, so a piped body sends the
+ * headers first (containerd gives up after 30 s without them). A failure mid-body cuts the
+ * connection (its length was promised; nothing to render).
+ */
+async function send(res: ServerResponse, stream: BlobStream): Promise<void> {
+  if (stream.writeTo) {
+    await stream.writeTo(res).catch((e: unknown) => {
+      res.destroy(e as Error);
+    });
+    return;
+  }
+  res.on('close', () => stream.destroy());
+  res.flushHeaders();
   try {
-    return await openForSend(path);
+    await pipeline(stream, res);
   } catch (e) {
-    if (isNotFound(e)) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
-    throw e;
+    res.destroy(e as Error);
   }
 }

@@ -5,7 +5,8 @@ import { isDigest, requireDigest } from '../../lib/oci/digest.ts';
 import { isValidName } from '../../lib/oci/names.ts';
 import { parseContentRange } from '../../lib/oci/range.ts';
 import type { PushBackend } from '../../lib/registry/types.ts';
-import { uploadHeaders, type ChunkRange, type UploadState } from '../../lib/storage/uploads.ts';
+import type { ByteRange, UploadState } from '../../lib/storage/storage.ts';
+import { uploadHeaders } from '../../lib/storage/uploads.ts';
 import { contentLength, hasBody } from '../body.ts';
 import type { MethodTable } from './router.ts';
 
@@ -32,7 +33,7 @@ function queryString(v: unknown): string | undefined {
 
 export function uploadHandlers(backend: PushBackend) {
   /** The chunk's Content-Range; a malformed one is a 416 that tells the client where the upload stands. */
-  async function chunkRange(req: Request, name: string, uuid: string): Promise<ChunkRange | undefined> {
+  async function chunkRange(req: Request, name: string, uuid: string): Promise<ByteRange | undefined> {
     const range = parseContentRange(req.headers['content-range']);
     if (range !== 'invalid') return range;
     req.resume();

@@ -11,14 +11,14 @@ import supertest from 'supertest';
 import { digestOf } from '../../lib/oci/digest.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { LocalRegistry } from '../../lib/registry/local.ts';
-import { openStore, type Store } from '../../lib/storage/store.ts';
+import { openStore, type FsStorage } from '../../lib/storage/store.ts';
 import { createApp } from '../../server/app.ts';
 
 export type Api = ReturnType<typeof supertest>;
 
 export interface Fixture {
   dir: string;
-  store: Store;
+  store: FsStorage;
   backend: LocalRegistry;
   server: Server;
   /** supertest bound to the listening server. */

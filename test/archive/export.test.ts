@@ -7,13 +7,13 @@ import { exportDockerTar, exportOciDir } from '../../lib/archive/export.ts';
 import { importBundle } from '../../lib/archive/import.ts';
 import { selectImages } from '../../lib/archive/select.ts';
 import { parseSinceText, readSince } from '../../lib/archive/since.ts';
-import { openStore, type Store } from '../../lib/storage/store.ts';
+import { openStore, type FsStorage } from '../../lib/storage/store.ts';
 import { hex, putImage, sha256, syntheticImage, tempStore, type SyntheticImage } from './fixtures.ts';
 
-async function storeSnapshot(store: Store): Promise<{ tags: Record<string, string>; blobs: string[] }> {
+async function storeSnapshot(store: FsStorage): Promise<{ tags: Record<string, string>; blobs: string[] }> {
   const tags: Record<string, string> = {};
-  for (const repo of await store.repos.listRepositories()) {
-    for (const tag of await store.repos.listTags(repo)) tags[`${repo}:${tag}`] = (await store.repos.getTag(repo, tag)) as string;
+  for (const repo of await store.repositories.listRepositories()) {
+    for (const tag of await store.repositories.listTags(repo)) tags[`${repo}:${tag}`] = (await store.repositories.getTag(repo, tag)) as string;
   }
   const blobs: string[] = [];
   for await (const b of store.blobs.list()) blobs.push(`${b.digest}/${b.size}`);
@@ -127,7 +127,7 @@ describe('ferry export', () => {
       const r = format === 'oci-dir' ? await exportOciDir(src.store, images, out, { since }) : await exportDockerTar(src.store, images, out, { since });
       assert.deepEqual([r.blobsWritten, r.blobsOmitted], [3, 1], format);
       const res = await importBundle(other, out);
-      assert.equal(res.images[0]?.digest, await src.store.repos.getTag('lokolla/nova-api', '2.0.3'));
+      assert.equal(res.images[0]?.digest, await src.store.repositories.getTag('lokolla/nova-api', '2.0.3'));
       const empty = await openStore(path.join(src.dir, `empty-${format}`));
       await assert.rejects(importBundle(empty, out), /missing from the bundle/);
     }
@@ -138,7 +138,7 @@ describe('ferry export', () => {
     const { MEDIA } = await import('../../lib/oci/media-types.ts');
     const arm = await syntheticImage('arm64', 1);
     const armDigest = await putImage(src.store, 'multi/app', 'arm64', arm);
-    const amdDigest = (await src.store.repos.getTag('lokolla/nova-api', '2.0.2')) as string;
+    const amdDigest = (await src.store.repositories.getTag('lokolla/nova-api', '2.0.2')) as string;
     await putImage(src.store, 'multi/app', 'amd64', a);
     const size = async (d: string): Promise<number> => (await src.store.blobs.stat(d))!.size;
     const index = Buffer.from(JSON.stringify({
@@ -157,7 +157,7 @@ describe('ferry export', () => {
     const dst = await openStore(path.join(src.dir, 'other'));
     const res = await importBundle(dst, file);
     assert.equal(res.images[0]?.digest, digest);
-    assert.ok(await dst.repos.getManifestMeta('multi/app', armDigest));
+    assert.ok(await dst.repositories.getManifestMeta('multi/app', armDigest));
   });
 
   it('reads --since as a directory, a JSON list or text of digests', async () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import tar from 'tar-stream';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { LocalRegistry } from '../../lib/registry/local.ts';
-import { openStore, type Store } from '../../lib/storage/store.ts';
+import { openStore, type FsStorage } from '../../lib/storage/store.ts';
 
 export const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 export const hex = (digest: string): string => digest.slice('sha256:'.length);
@@ -140,7 +140,7 @@ export async function ociTar(image: SyntheticImage, name: string, tag: string): 
 }
 
 /** A temp dir with a fresh store in it; cleanup removes both. */
-export async function tempStore(): Promise<{ dir: string; store: Store; cleanup: () => Promise<void> }> {
+export async function tempStore(): Promise<{ dir: string; store: FsStorage; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-archive-'));
   const store = await openStore(path.join(dir, 'data'));
   return { dir, store, cleanup: () => rm(dir, { recursive: true, force: true }) };
@@ -153,11 +153,11 @@ export async function writeTemp(dir: string, name: string, data: Buffer): Promis
 }
 
 /** Pushes a synthetic image into a store (local) or stores it as pull-through content (cache). */
-export async function putImage(store: Store, name: string, tag: string, image: SyntheticImage, origin: 'local' | 'cache' = 'local'): Promise<string> {
+export async function putImage(store: FsStorage, name: string, tag: string, image: SyntheticImage, origin: 'local' | 'cache' = 'local'): Promise<string> {
   const registry = new LocalRegistry(store);
   for (const b of [image.config, ...image.layers]) {
     await store.blobs.putBytes(b);
-    await store.repos.linkBlob(name, sha256(b));
+    await store.repositories.linkBlob(name, sha256(b));
   }
   const manifest = Buffer.from(JSON.stringify({
     schemaVersion: 2,

@@ -4,10 +4,10 @@ import { importBundle } from '../../lib/archive/import.ts';
 import { BundleError } from '../../lib/archive/bundle.ts';
 import { DOCKER_LAYER_UNCOMPRESSED } from '../../lib/archive/plan.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
-import type { Store } from '../../lib/storage/store.ts';
+import type { Storage } from '../../lib/storage/storage.ts';
 import { legacyTar, ociTar, sha256, syntheticImage, tarBytes, tempStore, writeTemp } from './fixtures.ts';
 
-async function blobCount(store: Store): Promise<number> {
+async function blobCount(store: Storage): Promise<number> {
   let n = 0;
   for await (const _b of store.blobs.list()) n++;
   return n;
@@ -35,7 +35,7 @@ describe('ferry import', () => {
     assert.deepEqual(m.layers.map((l) => l.mediaType), [DOCKER_LAYER_UNCOMPRESSED, DOCKER_LAYER_UNCOMPRESSED]);
     assert.deepEqual(m.layers.map((l) => l.size), image.layers.map((l) => l.length));
     for (const l of image.layers) assert.deepEqual(await ctx.store.blobs.readBytes(sha256(l)), l);
-    assert.equal(await ctx.store.repos.getOrigin('kolla/centos-binary-nova-api'), 'local');
+    assert.equal(await ctx.store.repositories.getOrigin('kolla/centos-binary-nova-api'), 'local');
     // Only the image's content went in: no manifest.json, no v1 json or VERSION files.
     assert.equal(await blobCount(ctx.store), 4);
   });
@@ -89,7 +89,7 @@ describe('ferry import', () => {
       const file = await writeTemp(ctx.dir, `cut-${cut}.tar`, whole.subarray(0, cut));
       await assert.rejects(importBundle(ctx.store, file), (e: unknown) => e instanceof BundleError && e.message.startsWith(file));
     }
-    assert.deepEqual(await ctx.store.repos.listRepositories(), []);
+    assert.deepEqual(await ctx.store.repositories.listRepositories(), []);
   });
 
   it('refuses a blob whose content does not match the digest its path names', async () => {
@@ -100,7 +100,7 @@ describe('ferry import', () => {
     bad[at] = 'C'.charCodeAt(0);
     const file = await writeTemp(ctx.dir, 'bad.tar', bad);
     await assert.rejects(importBundle(ctx.store, file), /bad\.tar: entry blobs\/sha256\/[a-f0-9]+: content digest/);
-    assert.deepEqual(await ctx.store.repos.listRepositories(), []);
+    assert.deepEqual(await ctx.store.repositories.listRepositories(), []);
   });
 
   it('refuses --as for a bundle of several images, before putting anything', async () => {
@@ -108,7 +108,7 @@ describe('ferry import', () => {
     const b = await syntheticImage('b', 1);
     const file = await writeTemp(ctx.dir, 'two.tar', await legacyTar([{ image: a, repoTags: ['a:1'] }, { image: b, repoTags: ['b:1'] }]));
     await assert.rejects(importBundle(ctx.store, file, { as: 'one/name' }), /--as names one image but the bundle holds 2/);
-    assert.deepEqual(await ctx.store.repos.listRepositories(), []);
+    assert.deepEqual(await ctx.store.repositories.listRepositories(), []);
     const result = await importBundle(ctx.store, file);
     assert.deepEqual(result.images.map((i) => i.name).sort(), ['library/a', 'library/b']);
   });

@@ -58,9 +58,9 @@ describe('cache limit in a running mirror', function () {
     assert.ok(await store.blobs.has(layerOf(pinned)));
     assert.ok(await store.blobs.has(pinned.configDigest));
     // Every manifest still linked in any repository has all its blobs.
-    for (const repo of await store.repos.listRepositories()) {
-      for (const digest of await store.repos.listManifests(repo)) {
-        const meta = await store.repos.getManifestMeta(repo, digest);
+    for (const repo of await store.repositories.listRepositories()) {
+      for (const digest of await store.repositories.listManifests(repo)) {
+        const meta = await store.repositories.getManifestMeta(repo, digest);
         const refs = manifestRefs(await store.blobs.readBytes(digest), meta?.mediaType);
         for (const blob of refs.blobs) assert.ok(await store.blobs.has(blob.digest), `${repo}@${digest} keeps ${blob.digest}`);
       }

@@ -95,6 +95,6 @@ describe('ferry import and export with dockerd (the carry-by-hand path)', functi
     assert.match(res.stderr, new RegExp(cut.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
     const mirror = await startTestMirror({}, {}, dataDir);
     mirrors.push(mirror);
-    assert.deepEqual(await mirror.mirror.store.repos.listRepositories(), []);
+    assert.deepEqual(await mirror.mirror.store.repositories.listRepositories(), []);
   });
 });

@@ -61,7 +61,7 @@ describe('pull-through: routing by default upstream, ns and host', function () {
       assert.equal(await dockerPull(dockerd, 'ferrybox:v1', 60_000), official.manifestDigest);
       assert.equal(hub.count('GET', '/v2/library/ferrybox/manifests/v1'), 1);
       assert.equal(await dockerd.docker(['run', '--rm', '--network', 'none', 'ferrybox:v1']), 'an official image via registry-mirrors\n');
-      assert.ok(await ferry.mirror.store.repos.exists('hub/library/ferrybox'));
+      assert.ok(await ferry.mirror.store.repositories.exists('hub/library/ferrybox'));
     });
 
     it('pulls an organisation image (docker.io/someorg/img) the same way', async () => {

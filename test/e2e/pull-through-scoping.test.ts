@@ -76,7 +76,7 @@ describe('pull-through: blobs belong to repositories', function () {
       await expectUnknown(await fetch(blobUrl(name, digest)));
       await expectUnknown(await fetch(blobUrl(name, digest), { method: 'HEAD' }));
     }
-    assert.equal(await ferry.mirror.store.repos.hasBlob('hub/lib/small', digest), false, 'not linked into the cache');
+    assert.equal(await ferry.mirror.store.repositories.hasBlob('hub/lib/small', digest), false, 'not linked into the cache');
   });
 
   it('links a blob the store holds for another repository once the upstream confirms it, without a second transfer', async () => {
@@ -87,7 +87,7 @@ describe('pull-through: blobs belong to repositories', function () {
     assert.equal(Buffer.from(await res.arrayBuffer()).length, shared.size);
     assert.equal(hub.count('HEAD', `/v2/team/sibling/blobs/${shared.digest}`), 1, 'asked the upstream');
     assert.equal(hub.count('GET', `/v2/team/sibling/blobs/${shared.digest}`), 0, 'no second transfer');
-    assert.ok(await ferry.mirror.store.repos.hasBlob('hub/team/sibling', shared.digest));
+    assert.ok(await ferry.mirror.store.repositories.hasBlob('hub/team/sibling', shared.digest));
     // Held now: the next request does not ask again.
     hub.reset();
     assert.equal((await fetch(blobUrl('team/sibling', shared.digest), { method: 'HEAD' })).status, 200);
@@ -100,7 +100,7 @@ describe('pull-through: blobs belong to repositories', function () {
     const manifest = await fetch(`${ferry.url}/v2/team/third/manifests/v1`, { headers: { accept: third.mediaType } });
     assert.equal(manifest.status, 200);
     await manifest.arrayBuffer();
-    assert.equal(await ferry.mirror.store.repos.hasBlob('hub/team/third', shared.digest), false);
+    assert.equal(await ferry.mirror.store.repositories.hasBlob('hub/team/third', shared.digest), false);
     hubDown = true;
     hub.reset();
     try {
@@ -156,13 +156,13 @@ describe('pull-through: blobs belong to repositories', function () {
     const after = await fetch(`${ferry.url}/v2/lib/small/manifests/v1`, { headers: { accept: small.mediaType } });
     assert.equal(after.headers.get('docker-content-digest'), small.manifestDigest);
     await after.arrayBuffer();
-    assert.equal(await ferry.mirror.store.repos.getOrigin('hub/lib/small'), 'cache');
+    assert.equal(await ferry.mirror.store.repositories.getOrigin('hub/lib/small'), 'cache');
   });
 
   it('lands a push under a rewritten name in its rule\'s local repository', async () => {
     const img = await buildImage({ layers: [5_000], seed: 'scoping-rewritten' });
     await pushImage(img, ferry.host, 'kollaglue/thing', 'v1');
-    assert.equal(await ferry.mirror.store.repos.getTag('lokolla/thing', 'v1'), img.manifestDigest);
+    assert.equal(await ferry.mirror.store.repositories.getTag('lokolla/thing', 'v1'), img.manifestDigest);
     assert.equal((await fetch(blobUrl('kollaglue/thing', img.layers[0]!.digest), { method: 'HEAD' })).status, 200);
   });
 
@@ -185,7 +185,7 @@ describe('pull-through: blobs belong to repositories', function () {
     hub.reset();
     await dockerd.docker(['push', pushed], { timeoutMs: 60_000 });
     assert.equal(hub.requests.filter((r) => r.path.includes('/blobs/')).length, 0, 'the push fetched nothing upstream');
-    for (const l of small.layers) assert.ok(await ferry.mirror.store.repos.hasBlob('team/built-on-small', l.digest), `layer ${l.digest} mounted`);
+    for (const l of small.layers) assert.ok(await ferry.mirror.store.repositories.hasBlob('team/built-on-small', l.digest), `layer ${l.digest} mounted`);
     await dockerd.docker(['rmi', pulled, pushed]);
     await dockerPull(dockerd, pushed);
   });

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { utimes } from 'node:fs/promises';
 import { afterFill, CacheAccounting } from '../../lib/storage/eviction.ts';
 import { manifestRefs } from '../../lib/storage/references.ts';
-import type { Store } from '../../lib/storage/store.ts';
+import type { FsStorage } from '../../lib/storage/store.ts';
 import { putImage, sha256, syntheticImage, tempStore, type SyntheticImage } from '../archive/fixtures.ts';
 
-async function setAccess(store: Store, digests: string[], msAgo: number): Promise<void> {
+async function setAccess(store: FsStorage, digests: string[], msAgo: number): Promise<void> {
   const t = new Date(Date.now() - msAgo);
   for (const d of digests) await utimes(store.paths.blob(d), t, t);
 }
@@ -19,17 +19,17 @@ function imageBytes(image: SyntheticImage): number {
 }
 
 /** Every manifest of every repository has all its blobs. */
-async function assertConsistent(store: Store): Promise<void> {
-  for (const repo of await store.repos.listRepositories()) {
-    for (const digest of await store.repos.listManifests(repo)) {
+async function assertConsistent(store: FsStorage): Promise<void> {
+  for (const repo of await store.repositories.listRepositories()) {
+    for (const digest of await store.repositories.listManifests(repo)) {
       const bytes = await store.blobs.readBytes(digest);
       const refs = manifestRefs(bytes);
       for (const b of refs.blobs) assert.ok(await store.blobs.has(b.digest), `${repo}@${digest} lost ${b.digest}`);
-      for (const c of refs.children) assert.ok(await store.repos.getManifestMeta(repo, c.digest), `${repo}@${digest} lost child ${c.digest}`);
+      for (const c of refs.children) assert.ok(await store.repositories.getManifestMeta(repo, c.digest), `${repo}@${digest} lost child ${c.digest}`);
     }
-    for (const tag of await store.repos.listTags(repo)) {
-      const d = await store.repos.getTag(repo, tag);
-      assert.ok(d && (await store.repos.getManifestMeta(repo, d)), `${repo}:${tag} points at nothing`);
+    for (const tag of await store.repositories.listTags(repo)) {
+      const d = await store.repositories.getTag(repo, tag);
+      assert.ok(d && (await store.repositories.getManifestMeta(repo, d)), `${repo}:${tag} points at nothing`);
     }
   }
 }
@@ -64,10 +64,10 @@ describe('cache eviction', () => {
     assert.ok(cache.totalBytes <= 2 * perImage + 3000);
     await assertConsistent(ctx.store);
     for (const d of imageBlobs(local, localDigest)) assert.ok(await ctx.store.blobs.has(d), `local ${d} was deleted`);
-    assert.equal(await ctx.store.repos.getTag('lokolla/pinned', '1'), localDigest);
-    for (const c of cached.slice(2)) assert.equal(await ctx.store.repos.getTag(c.name, 'latest'), c.digest);
+    assert.equal(await ctx.store.repositories.getTag('lokolla/pinned', '1'), localDigest);
+    for (const c of cached.slice(2)) assert.equal(await ctx.store.repositories.getTag(c.name, 'latest'), c.digest);
     for (const c of cached.slice(0, 2)) {
-      assert.equal(await ctx.store.repos.getTag(c.name, 'latest'), undefined);
+      assert.equal(await ctx.store.repositories.getTag(c.name, 'latest'), undefined);
       assert.equal(await ctx.store.blobs.has(c.image.configDigest), false);
     }
   });
@@ -102,7 +102,7 @@ describe('cache eviction', () => {
     const cache = await CacheAccounting.open(ctx.store, { maxBytes: 1 });
     const report = await cache.evictIfNeeded();
     assert.equal(report.evictedManifests.length, 2);
-    assert.deepEqual(await ctx.store.repos.listManifests('hub/multi'), []);
+    assert.deepEqual(await ctx.store.repositories.listManifests('hub/multi'), []);
     await assertConsistent(ctx.store);
   });
 

@@ -3,21 +3,21 @@ import { utimes } from 'node:fs/promises';
 import { collectGarbage } from '../../lib/storage/gc.ts';
 import { LocalRegistry } from '../../lib/registry/local.ts';
 import { MEDIA } from '../../lib/oci/media-types.ts';
-import type { Store } from '../../lib/storage/store.ts';
+import type { FsStorage } from '../../lib/storage/store.ts';
 import { putImage, sha256, syntheticImage, tempStore } from '../archive/fixtures.ts';
 
 const HOUR = 3600_000;
 
-async function age(store: Store, digest: string, ms: number): Promise<void> {
+async function age(store: FsStorage, digest: string, ms: number): Promise<void> {
   const t = new Date(Date.now() - ms);
   await utimes(store.paths.blob(digest), t, t);
 }
 
-async function ageAll(store: Store, ms: number): Promise<void> {
+async function ageAll(store: FsStorage, ms: number): Promise<void> {
   for await (const b of store.blobs.list()) await age(store, b.digest, ms);
 }
 
-async function allBlobs(store: Store): Promise<string[]> {
+async function allBlobs(store: FsStorage): Promise<string[]> {
   const out: string[] = [];
   for await (const b of store.blobs.list()) out.push(b.digest);
   return out.sort();
@@ -40,7 +40,7 @@ describe('ferry gc', () => {
     const orphanB = Buffer.alloc(2345, 2);
     await ctx.store.blobs.putBytes(orphanA);
     await ctx.store.blobs.putBytes(orphanB);
-    await ctx.store.repos.linkBlob('app/kept', sha256(orphanB));
+    await ctx.store.repositories.linkBlob('app/kept', sha256(orphanB));
     await ageAll(ctx.store, 2 * HOUR);
     const young = Buffer.alloc(777, 3);
     await ctx.store.blobs.putBytes(young);
@@ -52,7 +52,7 @@ describe('ferry gc', () => {
     assert.deepEqual([report.youngBlobs, report.youngBytes], [1, 777]);
     assert.equal(report.removedLinks, 1);
     assert.deepEqual(await allBlobs(ctx.store), before.filter((d) => d !== sha256(orphanA) && d !== sha256(orphanB)));
-    assert.equal(await ctx.store.repos.hasBlob('app/kept', sha256(orphanB)), false);
+    assert.equal(await ctx.store.repositories.hasBlob('app/kept', sha256(orphanB)), false);
     const registry = new LocalRegistry(ctx.store);
     for (const [n, t] of [['app/kept', '1'], ['cache/thing', '1']]) {
       const m = JSON.parse((await registry.getManifest(n as string, t as string)).bytes.toString()) as { config: { digest: string }; layers: Array<{ digest: string }> };
@@ -82,7 +82,7 @@ describe('ferry gc', () => {
     }));
     await new LocalRegistry(ctx.store).putManifest('multi/arch', 'latest', index, MEDIA.ociIndex);
     // The child's own tag and link go: only the index keeps it alive.
-    await ctx.store.repos.deleteTag('multi/arch', 'amd64');
+    await ctx.store.repositories.deleteTag('multi/arch', 'amd64');
     await ageAll(ctx.store, 2 * HOUR);
     const before = await allBlobs(ctx.store);
     const report = await collectGarbage(ctx.store, { graceMs: HOUR });
@@ -98,7 +98,7 @@ describe('ferry gc', () => {
     await ctx.store.blobs.putBytes(sig);
     await ctx.store.blobs.putBytes(empty);
     // Pushed to signed/app, as a client pushes a referrer's blobs before it.
-    for (const b of [sig, empty]) await ctx.store.repos.linkBlob('signed/app', sha256(b));
+    for (const b of [sig, empty]) await ctx.store.repositories.linkBlob('signed/app', sha256(b));
     const referrer = Buffer.from(JSON.stringify({
       schemaVersion: 2,
       mediaType: MEDIA.ociManifest,

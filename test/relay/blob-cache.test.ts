@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { RelayBlobCache } from '../../lib/relay/blob-cache.ts';
 import { ChunkLists } from '../../lib/relay/chunk-list.ts';
 import { digestOf } from '../../lib/oci/digest.ts';
-import { openStore, type Store } from '../../lib/storage/store.ts';
+import { openStore, type FsStorage } from '../../lib/storage/store.ts';
 
 const KiB = 1024;
 
 describe('relay blob cache', () => {
   let dir: string;
-  let store: Store;
+  let store: FsStorage;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ferry-relay-cache-'));
     store = await openStore(dir);
@@ -39,7 +39,7 @@ describe('relay blob cache', () => {
     const e = await put(250 * KiB);
     await cache.added(e, 250 * KiB);
     assert.equal(await store.blobs.has(a), false);
-    assert.deepEqual(await readdir(join(lists.dir, 'sha256')), [], 'the evicted blob\'s chunk list went with it');
+    assert.deepEqual(await readdir(store.paths.sidecarsDir(a)), [], 'the evicted blob\'s chunk list went with it');
     assert.deepEqual(cache.digests(), [e]);
   });
 
@@ -58,7 +58,7 @@ describe('relay blob cache', () => {
     const [old, recent] = [await put(50 * KiB), await put(50 * KiB)];
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: old, size: 50 * KiB }, layers: [] }));
     const md = await store.blobs.putBytes(manifest);
-    await store.repos.linkManifest('hub/x', md, { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: manifest.length });
+    await store.repositories.linkManifest('hub/x', md, { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: manifest.length });
     await utimes(store.paths.blob(old), new Date(1000_000), new Date(1000_000));
     const cache = await RelayBlobCache.open(store, { maxBytes: 1024 * KiB });
     assert.deepEqual(cache.digests(), [old, recent]);

@@ -18,6 +18,7 @@ import { pushImage } from '../helpers/skopeo.ts';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.ts';
 import { call, errorCode, issueServerCert, makeTlsFiles, startTestRelay, type TestRelay, type TlsFiles } from './fixture.ts';
 import { generateToken } from '../../lib/relay/tokens.ts';
+import { StorePaths } from '../../lib/storage/paths.ts';
 
 const MiB = 1 << 20;
 const TOKEN_A = generateToken();
@@ -185,8 +186,7 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
       assert.equal(list.chunkSize, MiB);
       assert.equal(list.digests.length, Math.ceil(big.size / MiB));
       list.digests.forEach((d, i) => assert.equal(d, sha256(whole.subarray(i * MiB, (i + 1) * MiB)), `chunk ${i}`));
-      const hex = big.digest.slice('sha256:'.length);
-      await stat(join(relay.dataDir, 'relay', 'chunks', 'sha256', `${hex}.${MiB}.json`));
+      await stat(new StorePaths(relay.dataDir).sidecar(big.digest, `chunks-${MiB}.json`));
       const other = await call(v2(`${name}/blobs/${big.digest}/chunks?size=${4 * MiB}`), { token: TOKEN_A });
       assert.equal((JSON.parse(other.body.toString()) as { digests: string[] }).digests.length, Math.ceil(big.size / (4 * MiB)));
       const bad = await call(v2(`${name}/blobs/${big.digest}/chunks?size=1000`), { token: TOKEN_A });

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BufferPool } from '../../../lib/storage/buffer-pool.ts';
-import { openForSend, sendFileRange } from '../../../server/v2/send-file.ts';
+import { openForSend, sendFileRange } from '../../../lib/storage/send-file.ts';
 
 const KiB = 1024;
 const BIG = 64 << 20;

@@ -1,12 +1,12 @@
 /**
- * Sends a byte range of a file on a response, reading into pooled slabs: one read is in flight
+ * Sends a byte range of a file into a sink (an HTTP response), reading into pooled slabs: one read is in flight
  * while the previous one is being written, and each slab goes back to the pool once the socket
  * has taken it. Faster than fs.createReadStream piped into the response (no fresh buffer per
  * read, no stream machinery), and memory stays bounded under many concurrent downloads.
  */
 import { close, open, readv } from 'node:fs';
-import type { ServerResponse } from 'node:http';
-import { BufferPool } from '../../lib/storage/buffer-pool.ts';
+import type { Writable } from 'node:stream';
+import { BufferPool } from './buffer-pool.ts';
 
 export const sendPool = new BufferPool();
 let sending = 0;
@@ -25,7 +25,7 @@ function readvAt(fd: number, views: Buffer[], position: number): Promise<number>
  * Resolves early, without ending, when the client goes away; rejects on a read error (the
  * caller destroys the response: its length was promised).
  */
-export async function sendFileRange(res: ServerResponse, fd: number, start: number, end: number, pool: BufferPool = sendPool): Promise<void> {
+export async function sendFileRange(res: Writable, fd: number, start: number, end: number, pool: BufferPool = sendPool): Promise<void> {
   const slab = pool.opts.slabSize;
   sending++;
   let gone = res.destroyed;
@@ -69,7 +69,7 @@ export async function sendFileRange(res: ServerResponse, fd: number, start: numb
  * Writes the first n bytes held in slabs as one batch (corked: a single writev); each slab goes
  * back to the pool once the socket no longer needs it. Resolves when the last one is taken.
  */
-function writeSlabs(res: ServerResponse, slabs: Buffer[], n: number, pool: BufferPool): Promise<void> {
+function writeSlabs(res: Writable, slabs: Buffer[], n: number, pool: BufferPool): Promise<void> {
   const slab = pool.opts.slabSize;
   const used = Math.ceil(n / slab);
   for (const b of slabs.slice(used)) pool.release(b);
