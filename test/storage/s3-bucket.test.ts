@@ -2,32 +2,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { RegistryError } from '../../lib/oci/errors.ts';
 import { MIN_PART_BYTES, S3Bucket } from '../../lib/storage/s3/bucket.ts';
 import { createS3Client } from '../../lib/storage/s3/client.ts';
 import { useRgw } from '../helpers/ceph.ts';
+import { collect, rejection } from './expect.ts';
 import { freePort } from '../helpers/processes.ts';
 
 async function text(body: Readable): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of body) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
-}
-
-async function storeError(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof RegistryError, String(e));
-    return e;
-  }
-  assert.fail('expected a RegistryError');
 }
 
 describe('S3 bucket primitives on Ceph RGW', function () {
@@ -124,14 +108,14 @@ describe('S3 bucket primitives on Ceph RGW', function () {
   it('answers 503 STORAGE_UNAVAILABLE saying why: wrong keys, no bucket, nothing listening', async () => {
     const settings = { endpoint: rgw().endpoint, region: 'us-east-1', forcePathStyle: true, requestTimeoutSeconds: 5, maxSockets: 4 };
     const wrong = new S3Bucket(createS3Client(settings, { accessKeyId: rgw().accessKeyId, secretAccessKey: 'not-the-secret' }), bucket.bucket);
-    const denied = await storeError(wrong.put('a', 'x'));
+    const denied = await rejection(wrong.put('a', 'x'));
     assert.equal(denied.status, 503);
     assert.match(denied.message, /PUT .*\/a failed: .*refused ferry's credentials/);
     assert.doesNotMatch(denied.message, /not-the-secret/);
     const noBucket = new S3Bucket(rgw().client(), 'no-such-bucket-here');
-    assert.match((await storeError(noBucket.put('a', 'x'))).message, /PUT no-such-bucket-here\/a failed: no such bucket/);
+    assert.match((await rejection(noBucket.put('a', 'x'))).message, /PUT no-such-bucket-here\/a failed: no such bucket/);
     const down = new S3Bucket(createS3Client({ ...settings, endpoint: `http://127.0.0.1:${await freePort()}` }, rgw()), 'b');
-    const refused = await storeError(down.getText('a'));
+    const refused = await rejection(down.getText('a'));
     assert.equal(refused.situation, 'STORAGE_UNAVAILABLE');
     assert.match(refused.message, /GET b\/a failed: ECONNREFUSED/);
   });

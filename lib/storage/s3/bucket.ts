@@ -31,6 +31,7 @@ export interface ObjectInfo {
   size: number;
   /** Unquoted (RGW compares If-Match against the unquoted form only). */
   etag: string;
+  /** ms since the epoch, in whole seconds (HEAD's Last-Modified has no more; a listing's is cut to match). */
   lastModified: number;
 }
 
@@ -76,7 +77,7 @@ export class S3Bucket {
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
-      return { key, size: r.ContentLength ?? 0, etag: unquote(r.ETag), lastModified: r.LastModified?.getTime() ?? 0 };
+      return { key, size: r.ContentLength ?? 0, etag: unquote(r.ETag), lastModified: wholeSeconds(r.LastModified) };
     } catch (e) {
       if (isMissing(e)) return undefined;
       throw this.failure('HEAD', key, e);
@@ -102,6 +103,11 @@ export class S3Bucket {
 
   /** A small object whole, in memory; undefined when absent. */
   async getBytes(key: string): Promise<Buffer | undefined> {
+    return (await this.getVersion(key))?.bytes;
+  }
+
+  /** A small object whole with its etag (for a compare-and-swap put); undefined when absent. */
+  async getVersion(key: string): Promise<{ bytes: Buffer; etag: string } | undefined> {
     const r = await this.get(key);
     if (!r) return undefined;
     const chunks: Buffer[] = [];
@@ -110,7 +116,7 @@ export class S3Bucket {
     } catch (e) {
       throw this.failure('GET', key, e);
     }
-    return Buffer.concat(chunks);
+    return { bytes: Buffer.concat(chunks), etag: r.etag };
   }
 
   async getText(key: string): Promise<string | undefined> {
@@ -184,7 +190,7 @@ export class S3Bucket {
     for await (const page of this.listPages(prefix, opts)) {
       for (const o of page.Contents ?? []) {
         if (o.Key === undefined) continue;
-        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, etag: unquote(o.ETag), lastModified: o.LastModified?.getTime() ?? 0 };
+        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, etag: unquote(o.ETag), lastModified: wholeSeconds(o.LastModified) };
       }
     }
   }
@@ -255,12 +261,14 @@ export class S3Bucket {
     }
   }
 
-  async completeMultipart(key: string, uploadId: string, parts: readonly CompletedPart[]): Promise<void> {
+  /** Makes the object whole and visible; returns its etag. */
+  async completeMultipart(key: string, uploadId: string, parts: readonly CompletedPart[]): Promise<string> {
     try {
-      await this.client.send(new CompleteMultipartUploadCommand({
+      const r = await this.client.send(new CompleteMultipartUploadCommand({
         Bucket: this.bucket, Key: this.prefix + key, UploadId: uploadId,
         MultipartUpload: { Parts: [...parts].sort((a, b) => a.partNumber - b.partNumber).map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
       }));
+      return unquote(r.ETag);
     } catch (e) {
       throw this.failure('COMPLETE MULTIPART', key, e);
     }
@@ -316,6 +324,10 @@ function bodyParams(body: Body): { Body: Buffer | string | Readable; ContentLeng
   if (typeof body === 'string') return { Body: body, ContentLength: Buffer.byteLength(body) };
   if (Buffer.isBuffer(body)) return { Body: body, ContentLength: body.length };
   return { Body: body.stream, ContentLength: body.length };
+}
+
+function wholeSeconds(date: Date | undefined): number {
+  return date ? Math.floor(date.getTime() / 1000) * 1000 : 0;
 }
 
 /** RGW returns quoted etags but compares If-Match against the unquoted form. */

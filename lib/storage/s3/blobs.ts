@@ -1,0 +1,182 @@
+/**
+ * The S3 backend's BlobStorage: a blob is the object blobs/<alg>/<hex>, written only once its
+ * bytes matched the digest (a single put after the check, or a multipart upload completed after
+ * it), so no replica ever reads one unverified. Reads are ranged GETs streamed as they arrive.
+ * touchedAt is the later of the blob's LastModified and its touch record's (an empty object
+ * rewritten at most once a minute per process: S3 cannot change a LastModified in place).
+ */
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { RegistryError } from '../../oci/errors.ts';
+import { digestOf, newHash, requireDigest } from '../../oci/digest.ts';
+import type { ByteRange } from '../../oci/range.ts';
+import type { BlobInfo, BlobStorage, BlobStream, IngestExpectation, StoredBlob } from '../storage.ts';
+import { assemble } from './assemble.ts';
+import type { S3Bucket } from './bucket.ts';
+import { digestOfPath, keys } from './keys.ts';
+import { writeObject } from './object-writer.ts';
+
+const TOUCH_EVERY_MS = 60_000;
+
+export class S3BlobStorage implements BlobStorage {
+  /** digest -> when this process last wrote its touch record. */
+  private readonly touched = new Map<string, number>();
+
+  constructor(private readonly bucket: S3Bucket) {}
+
+  async stat(digest: string): Promise<BlobInfo | undefined> {
+    const [blob, touch] = await Promise.all([this.bucket.head(keys.blob(digest)), this.bucket.head(keys.touch(digest))]);
+    if (!blob) return undefined;
+    return { digest, size: blob.size, touchedAt: Math.max(blob.lastModified, touch?.lastModified ?? 0) };
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return (await this.bucket.head(keys.blob(digest))) !== undefined;
+  }
+
+  async read(digest: string, range?: ByteRange): Promise<BlobStream | undefined> {
+    // An empty range (an empty blob's whole) is no valid HTTP Range: nothing to fetch.
+    if (range && range.end < range.start) return (await this.has(digest)) ? Readable.from([]) : undefined;
+    const got = await this.bucket.get(keys.blob(digest), range);
+    return got?.body;
+  }
+
+  async readBytes(digest: string): Promise<Buffer> {
+    const bytes = await this.bucket.getBytes(keys.blob(digest));
+    if (!bytes) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
+    return bytes;
+  }
+
+  /**
+   * Hashes source while it streams into the store; the blob appears only if digest and size
+   * matched. With the digest known beforehand the upload targets the blob's own key; without, a
+   * content longer than one part goes to tmp/ and is copied into place once its digest is known.
+   */
+  async ingest(source: Readable | AsyncIterable<Buffer>, expect: IngestExpectation = {}): Promise<StoredBlob> {
+    const check = new ContentCheck(expect);
+    const target = expect.digest !== undefined ? keys.blob(expect.digest) : keys.temp(randomUUID());
+    const written = await writeObject(this.bucket, source, {
+      key: target,
+      tap: (chunk) => check.update(chunk),
+      seal: () => keys.blob(check.verify()),
+    });
+    const digest = check.digest as string;
+    if (written.key !== keys.blob(digest)) {
+      try {
+        await assemble(this.bucket, [{ key: written.key, size: written.size }], keys.blob(digest));
+      } finally {
+        await this.bucket.delete(written.key);
+      }
+    }
+    return { digest, size: written.size };
+  }
+
+  async putBytes(bytes: Buffer, expectDigest?: string): Promise<string> {
+    const digest = digestOf(bytes, expectDigest ? requireDigest(expectDigest).algorithm : 'sha256');
+    if (expectDigest !== undefined && digest !== expectDigest) {
+      throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${expectDigest}`, { expected: expectDigest, actual: digest });
+    }
+    if (!(await this.has(digest))) await this.bucket.put(keys.blob(digest), bytes);
+    return digest;
+  }
+
+  async delete(digest: string): Promise<boolean> {
+    if (!(await this.has(digest))) return false;
+    await this.bucket.deleteMany([keys.blob(digest), keys.touch(digest)]);
+    this.touched.delete(digest);
+    return true;
+  }
+
+  async touch(digest: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.touched.get(digest) ?? 0) < TOUCH_EVERY_MS) return;
+    this.touched.set(digest, now);
+    try {
+      if (await this.has(digest)) await this.bucket.put(keys.touch(digest), '');
+    } catch {
+      // best effort: the LRU order is a hint
+    }
+  }
+
+  /** Blobs in key order, each with its touch record merged in (two listings walked together). */
+  async *list(): AsyncGenerator<BlobInfo> {
+    const touches = this.bucket.list(keys.touched)[Symbol.asyncIterator]();
+    let touch = await touches.next();
+    for await (const blob of this.bucket.list(keys.blobs)) {
+      const tail = blob.key.slice(keys.blobs.length);
+      const digest = digestOfPath(tail);
+      if (digest === undefined) continue;
+      while (!touch.done && touch.value.key.slice(keys.touched.length) < tail) touch = await touches.next();
+      const touchedAt = !touch.done && touch.value.key.slice(keys.touched.length) === tail ? touch.value.lastModified : 0;
+      yield { digest, size: blob.size, touchedAt: Math.max(blob.lastModified, touchedAt) };
+    }
+  }
+
+  /** Removes abandoned ingests: multipart uploads of blobs and tmp/ objects and uploads older than maxAgeMs. */
+  async sweep(maxAgeMs: number): Promise<number> {
+    const before = Date.now() - maxAgeMs;
+    let removed = 0;
+    for (const prefix of [keys.blobs, keys.tmp]) {
+      for await (const upload of this.bucket.listMultipart(prefix)) {
+        if (upload.initiated >= before) continue;
+        await this.bucket.abortMultipart(upload.key, upload.uploadId);
+        removed++;
+      }
+    }
+    const stale: string[] = [];
+    for await (const o of this.bucket.list(keys.tmp)) if (o.lastModified < before) stale.push(o.key);
+    await this.bucket.deleteMany(stale);
+    return removed + stale.length;
+  }
+
+  async readSidecar(digest: string, key: string): Promise<string | undefined> {
+    return this.bucket.getText(keys.sidecar(digest, key));
+  }
+
+  async writeSidecar(digest: string, key: string, text: string): Promise<void> {
+    await this.bucket.put(keys.sidecar(digest, key), text);
+  }
+
+  async deleteSidecars(digest: string): Promise<void> {
+    const found: string[] = [];
+    for await (const o of this.bucket.list(keys.sidecars(digest))) found.push(o.key);
+    await this.bucket.deleteMany(found);
+  }
+}
+
+/**
+ * The digest and length of content as it streams, against what was expected: SIZE_INVALID as
+ * soon as it runs past the size, DIGEST_INVALID or SIZE_INVALID at the end.
+ */
+export class ContentCheck {
+  size = 0;
+  digest: string | undefined;
+  private readonly hash;
+  private readonly algorithm;
+
+  constructor(private readonly expect: IngestExpectation) {
+    this.algorithm = expect.digest ? requireDigest(expect.digest).algorithm : 'sha256';
+    this.hash = newHash(this.algorithm);
+  }
+
+  update(chunk: Buffer): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    if (this.expect.size !== undefined && this.size > this.expect.size) {
+      throw new RegistryError('SIZE_INVALID', `content is longer than the expected ${this.expect.size} bytes`);
+    }
+  }
+
+  /** The digest, once the content ended; throws when it is not what was expected. */
+  verify(): string {
+    const digest = `${this.algorithm}:${this.hash.digest('hex')}`;
+    if (this.expect.size !== undefined && this.size !== this.expect.size) {
+      throw new RegistryError('SIZE_INVALID', `content length ${this.size} does not match the expected ${this.expect.size}`);
+    }
+    if (this.expect.digest !== undefined && digest !== this.expect.digest) {
+      throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${this.expect.digest}`, { expected: this.expect.digest, actual: digest });
+    }
+    this.digest = digest;
+    return digest;
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The S3 backend as a whole: blobs, repositories, upload sessions and pull-through transfers in
+ * progress, all in one bucket under storage.prefix (keys.ts), shared by every replica that opens
+ * it. Credentials are read here (env or credentialsFile), never logged.
+ */
+import type { S3StorageConfig } from '../../config/schema.ts';
+import { resolveStorageCredentials } from '../../config/secrets.ts';
+import type { PartialBlobStorage } from '../partial-blobs.ts';
+import type { Storage, UploadLimits } from '../storage.ts';
+import { S3BlobStorage } from './blobs.ts';
+import { S3Bucket } from './bucket.ts';
+import { createS3Client } from './client.ts';
+import { S3PartialBlobStorage } from './partial-blobs.ts';
+import { S3RepositoryStorage } from './repositories.ts';
+import { S3UploadStorage } from './uploads.ts';
+
+export interface S3StorageOptions {
+  /** The config file, for messages about missing credentials. */
+  configFile: string;
+  uploadLimits?: UploadLimits;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class S3Storage implements Storage {
+  readonly blobs: S3BlobStorage;
+  readonly repositories: S3RepositoryStorage;
+  readonly uploads: S3UploadStorage;
+  readonly partials: PartialBlobStorage;
+
+  constructor(readonly bucket: S3Bucket, opts: { uploadLimits?: UploadLimits } = {}) {
+    this.blobs = new S3BlobStorage(bucket);
+    this.repositories = new S3RepositoryStorage(bucket);
+    this.uploads = new S3UploadStorage(bucket, this.repositories, opts.uploadLimits);
+    this.partials = new S3PartialBlobStorage(bucket);
+  }
+
+  /** Checks the bucket answers (a clear error at start rather than at the first pull), counts open sessions. */
+  async init(): Promise<void> {
+    await this.bucket.head('ferry-start-check');
+    await this.uploads.init();
+  }
+
+  close(): void {
+    this.bucket.client.destroy();
+  }
+}
+
+/** The S3 store the config describes, checked and ready. */
+export async function openS3Storage(config: S3StorageConfig, opts: S3StorageOptions): Promise<S3Storage> {
+  const credentials = resolveStorageCredentials(opts.configFile, config, opts.env);
+  const storage = new S3Storage(new S3Bucket(createS3Client(config, credentials), config.bucket, config.prefix), opts);
+  try {
+    await storage.init();
+  } catch (e) {
+    storage.close();
+    throw e;
+  }
+  return storage;
+}
