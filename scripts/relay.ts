@@ -27,11 +27,7 @@ changes); SIGTERM and SIGINT stop.`)
       const running = await startRelay(config);
       process.on('SIGHUP', () => {
         running.tokens.reload();
-        try {
-          running.reloadTls();
-        } catch (e) {
-          running.logger.error({ err: (e as Error).message }, 'TLS reload failed; the previous certificate stays');
-        }
+        running.reloadTls();
       });
       installSignalHandlers(() => running.shutdown(), running.logger);
     });

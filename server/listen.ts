@@ -1,8 +1,9 @@
 /** Starts an HTTP or HTTPS server for an app on "host:port" and resolves once it listens. */
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { RequestListener } from 'node:http';
+import type { Logger } from '../lib/log/logger.ts';
 import { OperatorError } from '../lib/operator-error.ts';
 import { trackConnections } from './connections.ts';
 
@@ -50,6 +51,22 @@ export function boundAddress(server: Server): string {
   const a = server.address();
   if (a === null || typeof a === 'string') return String(a);
   return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
+/**
+ * Reads the certificate and key again into a running HTTPS server (SIGHUP). False for plain HTTP,
+ * and when a file is unusable: then the previous certificate stays.
+ */
+export function reloadTls(server: Server, tls: ListenOptions['tls'], logger: Logger): boolean {
+  if (!tls || !(server instanceof HttpsServer)) return false;
+  try {
+    server.setSecureContext({ cert: readTlsFile(tls.cert, 'tls.cert'), key: readTlsFile(tls.key, 'tls.key') });
+    logger.info({ cert: tls.cert }, 'TLS certificate reloaded');
+    return true;
+  } catch (e) {
+    logger.error({ err: e, cert: tls.cert }, 'TLS reload failed; keeping the previous certificate');
+    return false;
+  }
 }
 
 function readTlsFile(path: string, key: string): Buffer {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -246,9 +246,15 @@ describe('ferry relay: the authenticated, pull-only, range-serving front', funct
     it('counts what it served and fetched: /metrics for Prometheus, /status.json for people', async () => {
       const status = await call(`${relay.url}/status.json`, { token: TOKEN_B });
       assert.equal(status.status, 200);
-      const doc = JSON.parse(status.body.toString()) as { version: string; store: { bytes: number } | undefined; upstreams: Array<{ name: string }> };
+      const doc = JSON.parse(status.body.toString()) as { version: string; store: { bytes: number } | undefined; upstreams: Array<{ name: string; ok?: boolean; lastOkAt?: number }> };
       assert.match(doc.version, /^\d+\.\d+\.\d+/);
       assert.deepEqual(doc.upstreams.map((u) => u.name).sort(), ['hub', 'quay']);
+      // Health from the relay's own upstream calls (the first ping is a minute away), as on the mirror;
+      // the upstream it does not allow was never called.
+      const hub = doc.upstreams.find((u) => u.name === 'hub');
+      assert.equal(hub?.ok, true);
+      assert.ok(hub?.lastOkAt !== undefined);
+      assert.equal(doc.upstreams.find((u) => u.name === 'quay')?.ok, undefined);
       const metrics = await call(`${relay.url}/metrics`, { token: TOKEN_A });
       assert.equal(metrics.status, 200);
       const text = metrics.body.toString();
@@ -314,5 +320,16 @@ describe('ferry relay: token file and TLS reload', function () {
     await issueServerCert(tls, 'second');
     assert.equal(relay.relay.reloadTls(), true);
     assert.equal(await peerCn(relay.port), 'second');
+  });
+
+  it('keeps serving its certificate when a reload finds the key unreadable (the mirror\'s reload, written once)', async () => {
+    assert.ok(relay);
+    await rename(tls.keyFile, `${tls.keyFile}.away`);
+    try {
+      assert.equal(relay.relay.reloadTls(), false);
+      assert.equal(await peerCn(relay.port), 'second');
+    } finally {
+      await rename(`${tls.keyFile}.away`, tls.keyFile);
+    }
   });
 });
