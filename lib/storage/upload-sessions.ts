@@ -5,13 +5,21 @@
  */
 import { RegistryError } from '../oci/errors.ts';
 import type { ByteRange, UploadLimits } from './storage.ts';
-import { uploadHeaders } from './uploads.ts';
 
 /** The session record a backend keeps (state.json). */
 export interface SessionRecord {
   name: string;
   startedAt: string;
   client?: string;
+}
+
+/** The headers that tell a client where an upload stands. */
+export function uploadHeaders(name: string, state: { uuid: string; offset: number }): Record<string, string> {
+  return {
+    Location: `/v2/${name}/blobs/uploads/${state.uuid}`,
+    'Docker-Upload-UUID': state.uuid,
+    Range: `0-${Math.max(0, state.offset - 1)}`,
+  };
 }
 
 export const UPLOAD_ID = /^[0-9a-f-]{36}$/;

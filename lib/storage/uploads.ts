@@ -15,61 +15,51 @@ import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
 import { readdirOr, type FsBlobStorage } from './blobs.ts';
 import type { StorePaths } from './paths.ts';
 import type { ByteRange, RepositoryStorage, StoredBlob, UploadLimits, UploadState, UploadStorage } from './storage.ts';
+import {
+  UPLOAD_ID, UploadSessions, checkChunkLength, checkChunkStart, newSessionRecord, parseSessionRecord, unknownUpload,
+} from './upload-sessions.ts';
+
+export { uploadHeaders } from './upload-sessions.ts';
 
 interface RunningHash {
   hash: Hash;
   offset: number;
 }
 
-/** Who holds an open session, kept in memory for the limits (rebuilt from disk at start). */
-interface OpenSession {
-  name: string;
-  client?: string;
-}
-
 export class FsUploadStorage implements UploadStorage {
   private readonly hashes = new Map<string, RunningHash>();
-  private readonly busy = new Set<string>();
-  private readonly sessions = new Map<string, OpenSession>();
+  /** Who holds an open session, kept in memory for the limits (rebuilt from disk at start). */
+  private readonly sessions: UploadSessions;
 
   constructor(
     private readonly paths: StorePaths,
     private readonly blobs: FsBlobStorage,
     private readonly repositories: RepositoryStorage,
-    private readonly limits: UploadLimits = { perClient: Infinity, perRepository: Infinity },
-  ) {}
+    limits?: UploadLimits,
+  ) {
+    this.sessions = new UploadSessions(limits);
+  }
 
   async init(): Promise<void> {
     await mkdir(this.paths.uploadsDir, { recursive: true });
     for (const uuid of await readdirOr(this.paths.uploadsDir)) {
       const text = await readIfExists(this.paths.uploadState(uuid)).catch(() => undefined);
-      const state = text === undefined ? undefined : parseState(text);
-      if (state) this.sessions.set(uuid, { name: state.name, ...(state.client === undefined ? {} : { client: state.client }) });
+      const state = text === undefined ? undefined : parseSessionRecord(text);
+      if (state) this.sessions.add(uuid, state);
     }
   }
 
   /** Open sessions: all of them, or those of one repository or one client. */
   count(of: { name?: string; client?: string } = {}): number {
-    let n = 0;
-    for (const s of this.sessions.values()) if ((of.name === undefined || s.name === of.name) && (of.client === undefined || s.client === of.client)) n++;
-    return n;
+    return this.sessions.count(of);
   }
 
   /** A new session, unless the client or the repository already holds as many as the limits allow. */
   async create(name: string, client?: string): Promise<UploadState> {
-    const byRepository = this.count({ name });
-    if (byRepository >= this.limits.perRepository) {
-      throw new RegistryError('UPLOAD_SESSIONS_EXHAUSTED', `${name} has ${byRepository} open upload sessions, the most allowed; complete or cancel one, or wait for idle ones to expire`, { limit: this.limits.perRepository });
-    }
-    const byClient = client === undefined ? 0 : this.count({ client });
-    if (byClient >= this.limits.perClient) {
-      throw new RegistryError('UPLOAD_SESSIONS_EXHAUSTED', `you have ${byClient} open upload sessions, the most allowed; complete or cancel one, or wait for idle ones to expire`, { limit: this.limits.perClient });
-    }
     const uuid = randomUUID();
-    // Counted from now, before the first await, so concurrent starts cannot pass the limits together.
-    this.sessions.set(uuid, { name, ...(client === undefined ? {} : { client }) });
+    this.sessions.admit(uuid, name, client);
     const dir = this.paths.upload(uuid);
-    const state = { name, startedAt: new Date().toISOString(), ...(client === undefined ? {} : { client }) };
+    const state = newSessionRecord(name, client);
     try {
       await mkdir(dir, { recursive: true });
       const fh = await open(this.paths.uploadData(uuid), 'wx');
@@ -86,11 +76,11 @@ export class FsUploadStorage implements UploadStorage {
 
   /** The session, or BLOB_UPLOAD_UNKNOWN when it does not exist or belongs to another repository. */
   async get(name: string, uuid: string): Promise<UploadState> {
-    const unknown = new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${uuid} is unknown`, { uuid });
-    if (!/^[0-9a-f-]{36}$/.test(uuid)) throw unknown;
+    const unknown = unknownUpload(uuid);
+    if (!UPLOAD_ID.test(uuid)) throw unknown;
     const text = await readIfExists(this.paths.uploadState(uuid));
     if (text === undefined) throw unknown;
-    const state = parseState(text);
+    const state = parseSessionRecord(text);
     if (state?.name !== name) throw unknown;
     try {
       const s = await stat(this.paths.uploadData(uuid));
@@ -106,16 +96,9 @@ export class FsUploadStorage implements UploadStorage {
    * the Range the registry holds, so the client can resume).
    */
   async append(name: string, uuid: string, source: Readable, range?: ByteRange, length?: number): Promise<UploadState> {
-    return this.exclusive(uuid, async () => {
+    return this.sessions.exclusive(uuid, async () => {
       const state = await this.get(name, uuid);
-      if (range && (range.start !== state.offset || range.end < range.start)) {
-        throw new RegistryError('RANGE_INVALID', `chunk starts at ${range.start}, upload holds ${state.offset} bytes`, { offset: state.offset }, {
-          headers: uploadHeaders(name, state),
-        });
-      }
-      if (range && length !== undefined && range.end - range.start + 1 !== length) {
-        throw new RegistryError('SIZE_INVALID', `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`);
-      }
+      checkChunkStart(name, state, range, length);
       const running = this.hashes.get(uuid);
       const inStep = running !== undefined && running.offset === state.offset;
       if (!inStep) this.hashes.delete(uuid);
@@ -141,7 +124,7 @@ export class FsUploadStorage implements UploadStorage {
         // A complete chunk that contradicts its Content-Range is refused whole, not kept in part.
         this.hashes.delete(uuid);
         await truncate(dataPath, state.offset);
-        throw new RegistryError('SIZE_INVALID', `chunk had ${written} bytes, Content-Range said ${range.end - range.start + 1}`);
+        checkChunkLength(written, range);
       }
       return { ...state, offset: state.offset + written };
     });
@@ -150,7 +133,7 @@ export class FsUploadStorage implements UploadStorage {
   /** Verifies the whole upload against digest and moves it into the blob store. */
   async complete(name: string, uuid: string, digest: string): Promise<StoredBlob> {
     const parsed = requireDigest(digest);
-    return this.exclusive(uuid, async () => {
+    return this.sessions.exclusive(uuid, async () => {
       const state = await this.get(name, uuid);
       const dataPath = this.paths.uploadData(uuid);
       const running = this.hashes.get(uuid);
@@ -184,7 +167,7 @@ export class FsUploadStorage implements UploadStorage {
   async sweep(maxIdleMs: number): Promise<number> {
     let removed = 0;
     for (const uuid of await readdirOr(this.paths.uploadsDir)) {
-      if (this.busy.has(uuid)) continue;
+      if (this.sessions.isBusy(uuid)) continue;
       let dir: string;
       try {
         dir = this.paths.upload(uuid);
@@ -192,7 +175,7 @@ export class FsUploadStorage implements UploadStorage {
         continue;
       }
       const s = await stat(this.paths.uploadData(uuid)).catch(() => stat(dir).catch(() => undefined));
-      if (s && Date.now() - s.mtimeMs > maxIdleMs && !this.busy.has(uuid)) {
+      if (s && Date.now() - s.mtimeMs > maxIdleMs && !this.sessions.isBusy(uuid)) {
         await this.remove(uuid);
         removed++;
       }
@@ -206,36 +189,7 @@ export class FsUploadStorage implements UploadStorage {
   }
 
   private forget(uuid: string): void {
-    this.sessions.delete(uuid);
+    this.sessions.forget(uuid);
     this.hashes.delete(uuid);
   }
-
-  private async exclusive<T>(uuid: string, fn: () => Promise<T>): Promise<T> {
-    if (this.busy.has(uuid)) throw new RegistryError('UPLOAD_BUSY', `upload ${uuid} is busy with another request`, { uuid });
-    this.busy.add(uuid);
-    try {
-      return await fn();
-    } finally {
-      this.busy.delete(uuid);
-    }
-  }
-}
-
-function parseState(text: string): { name: string; startedAt: string; client?: string } | undefined {
-  try {
-    const s = JSON.parse(text) as { name?: unknown; startedAt?: unknown; client?: unknown };
-    if (typeof s.name !== 'string' || typeof s.startedAt !== 'string') return undefined;
-    return { name: s.name, startedAt: s.startedAt, ...(typeof s.client === 'string' ? { client: s.client } : {}) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The headers that tell a client where an upload stands. */
-export function uploadHeaders(name: string, state: { uuid: string; offset: number }): Record<string, string> {
-  return {
-    Location: `/v2/${name}/blobs/uploads/${state.uuid}`,
-    'Docker-Upload-UUID': state.uuid,
-    Range: `0-${Math.max(0, state.offset - 1)}`,
-  };
 }
