@@ -1,0 +1,154 @@
+/**
+ * A transfer's progress in the bucket, `progress/<digest>`: which byte ranges of the blob are there,
+ * so every replica can serve them while the transfer runs, and the replica that takes the transfer over
+ * from a dead holder continues from them instead of fetching them again.
+ *
+ *   { "v": 1, "digest": "sha256:...", "size": 123, "holder": "...", "seq": 7,
+ *     "ranges": [[0, 10485760], ...], "done": false, "parts": <backend's own> }
+ *
+ * `ranges` are half-open [start, end) and hold only bytes already readable from the bucket.
+ * `parts` is opaque here: what the storage backend needs to read those ranges and to continue the
+ * transfer (its multipart upload id, part numbers and etags). `done`: the blob is committed; readers
+ * read it as a blob from now on.
+ *
+ * Only the transfer's lease holder writes, and every write is a compare-and-swap on the etag it last
+ * wrote (or read, when it took the transfer over): a holder that lost its lease without noticing (a
+ * paused process) cannot overwrite its successor's progress (TransferFencedError).
+ */
+import { RangeSet, type Interval } from '../transfer/range-set.ts';
+import type { HeldLease } from './lease.ts';
+import type { ClusterObjects } from './objects.ts';
+
+export interface TransferProgress<Parts = unknown> {
+  digest: string;
+  size: number;
+  /** The lease holder that wrote it. */
+  holder: string;
+  /** Bumped by every write. */
+  seq: number;
+  /** Readable from the bucket now: sorted, merged, half-open. */
+  ranges: Interval[];
+  done: boolean;
+  parts?: Parts;
+}
+
+/** The transfer's progress was written by someone else since this writer last wrote: it no longer holds the transfer. */
+export class TransferFencedError extends Error {
+  constructor(readonly digest: string) {
+    super(`transfer of ${digest}: its progress was written by another replica (this one lost the transfer's lease)`);
+    this.name = 'TransferFencedError';
+  }
+}
+
+/** The lease of a transfer's digest. */
+export const transferLeaseName = (digest: string): string => `transfer-${digest}`;
+const key = (digest: string): string => `progress/${digest}`;
+
+export function parseProgress<Parts>(text: string): TransferProgress<Parts> | undefined {
+  try {
+    const p = JSON.parse(text) as { digest?: unknown; size?: unknown; holder?: unknown; seq?: unknown; ranges?: unknown; done?: unknown; parts?: Parts };
+    if (typeof p.digest !== 'string' || typeof p.size !== 'number' || !Array.isArray(p.ranges)) return undefined;
+    const set = new RangeSet();
+    for (const r of p.ranges as unknown[]) {
+      if (Array.isArray(r) && typeof r[0] === 'number' && typeof r[1] === 'number') set.add(Math.max(0, r[0]), Math.min(p.size, r[1]));
+    }
+    return {
+      digest: p.digest,
+      size: p.size,
+      holder: typeof p.holder === 'string' ? p.holder : '',
+      seq: typeof p.seq === 'number' ? p.seq : 0,
+      ranges: [...set.intervals],
+      done: p.done === true,
+      ...(p.parts === undefined ? {} : { parts: p.parts }),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function serialize(p: TransferProgress): string {
+  return JSON.stringify({ v: 1, ...p, ranges: p.ranges.map((r) => [r.start, r.end]) });
+}
+
+/** Reads a transfer's progress (any replica). */
+export async function readProgress<Parts = unknown>(
+  objects: ClusterObjects,
+  digest: string,
+  signal?: AbortSignal,
+): Promise<{ progress: TransferProgress<Parts>; etag: string } | undefined> {
+  const obj = await objects.get(key(digest), signal);
+  if (!obj) return undefined;
+  const progress = parseProgress<Parts>(obj.body.toString('utf8'));
+  return progress && progress.digest === digest ? { progress, etag: obj.etag } : undefined;
+}
+
+/** Removes a finished transfer's progress (after its blob was committed and readers had time to see `done`). */
+export function removeProgress(objects: ClusterObjects, digest: string): Promise<void> {
+  return objects.delete(key(digest));
+}
+
+/**
+ * The lease holder's side: publishes the transfer's progress as it grows. Publications coalesce: one
+ * write at a time, the latest state wins, so a fast transfer does not queue a write per part.
+ */
+export class ProgressWriter<Parts = unknown> {
+  private etag: string | undefined;
+  private seq: number;
+  private pending: TransferProgress<Parts> | undefined;
+  private writing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly objects: ClusterObjects,
+    private readonly lease: HeldLease,
+    readonly digest: string,
+    /** What the bucket held when this holder began: continue from it. */
+    readonly previous: TransferProgress<Parts> | undefined,
+    etag: string | undefined,
+  ) {
+    this.etag = etag;
+    this.seq = previous?.seq ?? 0;
+  }
+
+  /** Begins writing a transfer's progress under its lease, after reading what an earlier holder left. */
+  static async open<Parts = unknown>(objects: ClusterObjects, lease: HeldLease, digest: string): Promise<ProgressWriter<Parts>> {
+    const found = await readProgress<Parts>(objects, digest, lease.signal);
+    return new ProgressWriter<Parts>(objects, lease, digest, found?.progress, found?.etag);
+  }
+
+  /**
+   * Publishes this state (resolves once it, or a later one, is in the bucket). Rejects with the
+   * lease's LeaseLostError when the lease is no longer valid, with TransferFencedError when another
+   * replica wrote the progress meanwhile.
+   */
+  publish(state: { size: number; ranges: readonly Interval[]; done?: boolean; parts?: Parts }): Promise<void> {
+    this.pending = {
+      digest: this.digest,
+      size: state.size,
+      holder: this.lease.holder,
+      seq: 0,
+      ranges: [...new RangeSet(state.ranges).intervals],
+      done: state.done ?? false,
+      ...(state.parts === undefined ? {} : { parts: state.parts }),
+    };
+    return this.flush();
+  }
+
+  private flush(): Promise<void> {
+    this.writing ??= this.writeLoop().finally(() => {
+      this.writing = undefined;
+    });
+    return this.writing;
+  }
+
+  private async writeLoop(): Promise<void> {
+    while (this.pending) {
+      const next = this.pending;
+      this.pending = undefined;
+      if (!this.lease.valid) throw this.lease.signal.reason ?? new TransferFencedError(this.digest);
+      next.seq = ++this.seq;
+      const etag = await this.objects.put(key(this.digest), serialize(next), this.etag === undefined ? { ifAbsent: true } : { ifMatch: this.etag });
+      if (etag === undefined) throw new TransferFencedError(this.digest);
+      this.etag = etag;
+    }
+  }
+}
