@@ -113,7 +113,10 @@ export class Leases {
       return { state: 'free' };
     }
     const body = parseBody(obj.body);
-    if (body?.state === 'released') return { state: 'free', holder: body.holder, etag: obj.etag };
+    if (body?.state === 'released') {
+      this.seen.delete(name);
+      return { state: 'free', holder: body.holder, etag: obj.etag };
+    }
     const ttlMs = body?.ttlMs ?? resolved(this.timing).ttlMs;
     const last = this.seen.get(name);
     if (!last || last.etag !== obj.etag) {
