@@ -38,8 +38,7 @@ Examples:
   .action(async (opts: { config?: string }) => {
     const config = commandConfig('mirror', opts.config);
     const mirror = await startMirror(config);
-    installSignalHandlers(() => mirror.shutdown(), mirror.logger);
-    process.on('SIGHUP', () => mirror.reloadTls());
+    installSignalHandlers(mirror);
   });
 
 program.addCommand(prewarmCommand());

@@ -25,11 +25,7 @@ changes); SIGTERM and SIGINT stop.`)
     .action(async (opts: { config?: string }) => {
       const config = commandConfig('relay', opts.config, { role: 'relay' });
       const running = await startRelay(config);
-      process.on('SIGHUP', () => {
-        running.tokens.reload();
-        running.reloadTls();
-      });
-      installSignalHandlers(() => running.shutdown(), running.logger);
+      installSignalHandlers(running);
     });
   relay
     .command('token')

@@ -88,6 +88,7 @@ function relayRole(config: LoadedConfig, deps: RelayDeps, logger: Logger): Role<
           app.use(tokenGuard({ tokens, throttle }));
           mountFiguresRoutes(app, ops);
         },
+        reload: () => tokens.reload(),
         describe: { tokens: tokens.size, allow: settings.allow.length > 0 ? settings.allow : 'all', cacheMaxBytes: settings.cacheMaxBytes, cachedBytes: cache.totalBytes },
         exposed: { settings, backend, cache, tokens, throttle },
       };

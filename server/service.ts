@@ -60,6 +60,8 @@ export interface RoleParts<Exposed> extends V2Backends {
   guard?: RequestHandler;
   /** The first step of a stop, beside readiness: nothing of the role starts a transfer on its own (prefetch). */
   stopAccepting?(): void;
+  /** SIGHUP, beside the TLS certificate: what the role re-reads (the relay's token file). */
+  reload?(): void;
   /** Fields of the "listening" log line. */
   describe?: Record<string, unknown>;
   /** Added to the running service (tests and the CLI reach the role's parts here). */
@@ -94,6 +96,8 @@ export interface RunningService {
   shutdown(opts?: { graceMs?: number }): Promise<ShutdownResult>;
   /** SIGHUP: re-reads the TLS certificate and key; false for plain HTTP or an unusable file (the old one stays). */
   reloadTls(): boolean;
+  /** SIGHUP: the role's reload, then the TLS certificate. */
+  reload(): void;
 }
 
 /** Starts a role on its data dir, which it holds alone until close() or shutdown(). */
@@ -181,6 +185,10 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
     logger,
     ops,
     reloadTls: () => reloadTls(server, config.tls, logger),
+    reload() {
+      parts.reload?.();
+      reloadTls(server, config.tls, logger);
+    },
     shutdown: (opts = {}) => (stopping ??= stopInOrder(stopParts, opts)),
     async close() {
       await (stopping ??= stopInOrder(stopParts, { graceMs: 0 }));

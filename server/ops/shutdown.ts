@@ -79,10 +79,12 @@ async function parkTransfers(transfers: ParkableTransfers, logger: Logger): Prom
 }
 
 /**
- * SIGTERM and SIGINT run `shutdown` once and exit 0; a second signal exits 1 at once.
+ * SIGTERM and SIGINT run `shutdown` once and exit 0; a second signal exits 1 at once. SIGHUP runs
+ * `reload` (a running service's: the TLS certificate, the relay's token file).
  * Returns a function that removes the handlers.
  */
-export function installSignalHandlers(shutdown: () => Promise<unknown>, logger: Logger, exit: (code: number) => void = process.exit): () => void {
+export function installSignalHandlers(service: { shutdown(): Promise<unknown>; reload(): void; logger: Logger }, exit: (code: number) => void = process.exit): () => void {
+  const { logger } = service;
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -92,16 +94,19 @@ export function installSignalHandlers(shutdown: () => Promise<unknown>, logger: 
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    shutdown().then(() => exit(0), (e: unknown) => {
+    service.shutdown().then(() => exit(0), (e: unknown) => {
       logger.error({ err: e }, 'shutdown failed');
       exit(1);
     });
   };
+  const onHangup = (): void => service.reload();
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
   return () => {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHangup);
   };
 }
 
