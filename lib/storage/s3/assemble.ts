@@ -18,11 +18,16 @@ export interface Piece {
   size: number;
 }
 
-/** A byte range (inclusive) of a piece. */
+/** A byte range (inclusive) of an object. */
 export interface Segment {
   key: string;
   start: number;
   end: number;
+}
+
+/** Each piece whole, as segments. */
+export function wholePieces(pieces: readonly Piece[]): Segment[] {
+  return pieces.filter((p) => p.size > 0).map((p) => ({ key: p.key, start: 0, end: p.size - 1 }));
 }
 
 /** One part: copied from its one segment, or streamed from several. */
@@ -35,23 +40,23 @@ export interface PlannedPart {
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 const PARALLEL_PARTS = 4;
 
-/** The parts that make pieces one object, in order (see the header). */
-export function planParts(pieces: readonly Piece[], minPart = MIN_PART_BYTES, copyPart = COPY_PART_BYTES): PlannedPart[] {
+/** The parts that make the segments one object, in order (see the header). */
+export function planParts(segments: readonly Segment[], minPart = MIN_PART_BYTES, copyPart = COPY_PART_BYTES): PlannedPart[] {
   const parts: PlannedPart[] = [];
   let gathering: Segment[] = [];
   let gathered = 0;
-  for (const piece of pieces) {
-    let at = 0;
-    while (at < piece.size) {
-      const left = piece.size - at;
+  for (const segment of segments) {
+    let at = segment.start;
+    while (at <= segment.end) {
+      const left = segment.end + 1 - at;
       if (gathered === 0 && left >= minPart) {
         const n = Math.min(left, copyPart);
-        parts.push({ segments: [{ key: piece.key, start: at, end: at + n - 1 }], copy: true });
+        parts.push({ segments: [{ key: segment.key, start: at, end: at + n - 1 }], copy: true });
         at += n;
         continue;
       }
       const n = Math.min(left, minPart - gathered);
-      gathering.push({ key: piece.key, start: at, end: at + n - 1 });
+      gathering.push({ key: segment.key, start: at, end: at + n - 1 });
       gathered += n;
       at += n;
       if (gathered === minPart) {
@@ -65,18 +70,23 @@ export function planParts(pieces: readonly Piece[], minPart = MIN_PART_BYTES, co
   return parts;
 }
 
-/** Writes the pieces, in order, as the object target (replacing it if it exists). */
+/** Writes the pieces whole, in order, as the object target (replacing it if it exists). */
 export async function assemble(bucket: S3Bucket, pieces: readonly Piece[], target: string): Promise<void> {
   const nonEmpty = pieces.filter((p) => p.size > 0);
-  if (nonEmpty.length === 0) {
-    await bucket.put(target, Buffer.alloc(0));
-    return;
-  }
   if (nonEmpty.length === 1 && (nonEmpty[0] as Piece).size <= MAX_PART_BYTES) {
     await bucket.copy((nonEmpty[0] as Piece).key, target);
     return;
   }
-  const plan = planParts(nonEmpty);
+  await assembleSegments(bucket, wholePieces(nonEmpty), target);
+}
+
+/** Writes the segments (byte ranges of objects), in order, as the object target. */
+export async function assembleSegments(bucket: S3Bucket, segments: readonly Segment[], target: string): Promise<void> {
+  if (segments.length === 0) {
+    await bucket.put(target, Buffer.alloc(0));
+    return;
+  }
+  const plan = planParts(segments);
   const uploadId = await bucket.createMultipart(target);
   try {
     const done: CompletedPart[] = [];
