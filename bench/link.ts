@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { transferSchema } from '../lib/config/schema.ts';
 import { StorePaths } from '../lib/storage/paths.ts';
 import { chunkSizeFor } from '../lib/transfer/chunk-plan.ts';
-import { loadJournal } from '../lib/transfer/journal.ts';
+import { loadJournal } from '../lib/storage/partial-journal.ts';
 import type { FaultProxy, Faults } from '../test/fault-proxy/proxy.ts';
 import { buildFerry } from '../test/helpers/ferry-entry.ts';
 import { blobsOfImage, linkConfig, readBlob, startFerryProcess, startLink, startUpstream, type FerryProcess, type Upstream } from '../test/e2e/transfer-fixture.ts';
@@ -171,7 +171,7 @@ async function killAtHalf(up: Upstream, link: Faults, seed: number): Promise<str
     await waitUntil(() => proxy.openConnections === 0, 20);
     const atKill = { ...proxy.stats };
     const droppedByKill = atKill.bytesDropped - droppedBefore;
-    const journal = path.join(new StorePaths(data).transfersDir, `${layer.digest.slice('sha256:'.length)}.journal`);
+    const journal = new StorePaths(data).partial(layer.digest, 'journal');
     const kept = (await loadJournal(journal, layer.digest, layer.size))?.size ?? 0;
     await ferry.stop();
     ferry = await startFerryProcess(config, data, 'bench-link-kill-2', { compiled: true });

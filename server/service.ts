@@ -24,8 +24,7 @@ import { LocalRegistry } from '../lib/registry/local.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
 import { openStore, type FsStorage } from '../lib/storage/store.ts';
 import { startSweeper } from '../lib/storage/sweeper.ts';
-import { cleanOrphanedParts } from '../lib/transfer/cleanup.ts';
-import { LinkStateFile } from '../lib/transfer/link-state.ts';
+import { LinkState } from '../lib/transfer/link-state.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
 import { createUpstreams, type Upstreams } from '../lib/upstream/clients.ts';
 import { createApp } from './app.ts';
@@ -110,11 +109,11 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
   const store = await openStore(config.dataDir, {
     uploadLimits: { perClient: config.limits.uploadSessionsPerClient, perRepository: config.limits.uploadSessionsPerRepository },
   });
-  const removed = await cleanOrphanedParts(store.paths.transfersDir, config.transfer.partMaxAgeHours * 3600_000);
+  const removed = await store.partials.sweep(config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
   const upstreams = createUpstreams(config, logger);
   // What each upstream's link learned survives restarts: the first image after one starts at speed.
-  const linkState = new LinkStateFile(store.paths.linkStateFile, store.paths.tmpDir, 5000, (err) => logger.warn({ err, file: store.paths.linkStateFile }, 'link state not saved; links start from their floor'));
+  const linkState = await LinkState.load(store.partials, 5000, (err) => logger.warn({ err }, 'link state not saved; links start from their floor'));
   const transfers = new Transfers(store, deps.transferStarter ?? transferEngine(config, upstreams, linkState), logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = createServiceOps(config, logger, store, transfers, upstreams.clients.values(), role.pinged);
   let ready = true;
@@ -197,7 +196,7 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
 }
 
 /** The chunked transfer engine over the upstreams' links, each capped by its upstream's connections. */
-function transferEngine(config: LoadedConfig, upstreams: Upstreams, linkState: LinkStateFile): TransferStarter {
+function transferEngine(config: LoadedConfig, upstreams: Upstreams, linkState: LinkState): TransferStarter {
   return engineTransferStarter(config.transfer, {
     connectionsFor: (name) => config.upstreams[name]?.connections,
     linkState,

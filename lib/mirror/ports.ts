@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import type { RangeSource } from '../transfer/range-source.ts';
 import type { TransferSnapshot } from '../transfer/transfer.ts';
+import type { PartialBlobStorage } from '../storage/partial-blobs.ts';
 
 export interface UpstreamManifest {
   bytes: Buffer;
@@ -40,14 +41,14 @@ export interface TransferSpec {
   digest: string;
   size: number;
   source: RangeSource;
-  /** Directory for the .part and .journal files. */
-  dir: string;
+  /** Where the bytes go while they arrive; commits them into the blob store. */
+  partials: PartialBlobStorage;
   /** For logs and progress. */
   label: string;
   /** The upstream's name: transfers to one upstream share its link's connections. */
   upstream?: string;
-  /** Moves the verified part file into the store; returns where the blob now is. */
-  commit(partPath: string): Promise<string>;
+  /** Called once the verified blob is in the blob store, before its last byte goes out (links it into the cache repository). */
+  afterCommit(): Promise<void>;
 }
 
 export type TransferStarter = (req: TransferSpec) => RunningTransfer;

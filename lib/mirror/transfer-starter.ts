@@ -1,7 +1,7 @@
 /** The TransferStarter backed by the chunked transfer engine (lib/transfer). */
 import { transferSchema, type TransferConfig } from '../config/schema.ts';
 import { LinkBudget } from '../transfer/link-budget.ts';
-import type { LinkStateFile } from '../transfer/link-state.ts';
+import type { LinkState } from '../transfer/link-state.ts';
 import { createPrefixReader } from '../transfer/prefix-reader.ts';
 import { startTransfer } from '../transfer/transfer.ts';
 import type { RunningTransfer, TransferStarter } from './ports.ts';
@@ -10,7 +10,7 @@ export interface TransferStarterOptions {
   /** The upstream's `connections`: its link never carries more chunk requests than that. */
   connectionsFor?: (upstream: string) => number | undefined;
   /** Where each link's learned state is kept between restarts; without it, only for this process's life. */
-  linkState?: LinkStateFile;
+  linkState?: LinkState;
   /** The connections an upstream of several relays may carry now (the sum of its relays' own: RelayPool.capacity()). */
   capacityFor?: (upstream: string) => (() => number) | undefined;
 }
@@ -44,10 +44,10 @@ export function engineTransferStarter(config: Partial<TransferConfig>, opts: Tra
       digest: req.digest,
       size: req.size,
       source: req.source,
-      dir: req.dir,
+      partials: req.partials,
       config,
       link: linkFor(req.upstream),
-      onVerified: (partPath) => req.commit(partPath),
+      afterCommit: () => req.afterCommit(),
     });
     const firstByte = new Promise<void>((resolve, reject) => {
       const onAdvance = (released: number): void => {

@@ -11,7 +11,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { DigestMismatchError, SizeMismatchError } from '../transfer/errors.ts';
 import type { RunningTransfer, TransferStarter, TransferSpec } from './ports.ts';
 
-export interface TransferRequest extends Omit<TransferSpec, 'dir' | 'commit'> {
+export interface TransferRequest extends Omit<TransferSpec, 'partials' | 'afterCommit'> {
   /** Cache repository that holds the blob once it is in. */
   repository: string;
 }
@@ -63,12 +63,8 @@ export class Transfers extends EventEmitter {
     const log = this.logger.child({ digest: req.digest, repository: req.repository });
     const transfer = this.transferStarter({
       ...req,
-      dir: this.store.paths.transfersDir,
-      commit: async (partPath) => {
-        await this.store.blobs.commitFile(partPath, req.digest);
-        await this.store.repositories.linkBlob(req.repository, req.digest);
-        return this.store.paths.blob(req.digest);
-      },
+      partials: this.store.partials,
+      afterCommit: () => this.store.repositories.linkBlob(req.repository, req.digest),
     });
     const startedAt = Date.now();
     log.info({ bytes: req.size }, 'transfer started');

@@ -4,8 +4,8 @@
  *   <data>/blobs/sha256/ab/abcdef…                       immutable content, digest verified (manifests too)
  *   <data>/tmp/                                          temp files; renamed into place once complete
  *   <data>/uploads/<uuid>/data | state.json              push sessions in progress
- *   <data>/transfers/sha256/<hex>.part | .journal        pull-through downloads in progress
- *   <data>/transfers/links.json                          what each upstream's link learned (connections, goodput)
+ *   <data>/transfers/sha256/<hex>.part | .journal | .repair   partial blobs: pull-through transfers in progress
+ *   <data>/transfers/<key>.json                          transfer state, e.g. links.json: what each upstream's link learned
  *   <data>/repositories/<name>/_tags/<tag>               the manifest digest the tag points to
  *   <data>/repositories/<name>/_manifests/sha256/<hex>   this repository holds that manifest (JSON meta)
  *   <data>/repositories/<name>/_layers/sha256/<hex>      this repository may serve that blob
@@ -20,6 +20,9 @@ import { join } from 'node:path';
 import { requireDigest } from '../oci/digest.ts';
 import { requireName, requireTag } from '../oci/names.ts';
 
+/** The files of a partial blob: its bytes, the journal of what is held (and its temp), a repair's scratch copy. */
+export type PartialFileKind = 'part' | 'journal' | 'journal.tmp' | 'repair';
+
 export class StorePaths {
   constructor(readonly root: string) {}
 
@@ -27,11 +30,18 @@ export class StorePaths {
   get tmpDir(): string { return join(this.root, 'tmp'); }
   get uploadsDir(): string { return join(this.root, 'uploads'); }
   get transfersDir(): string { return join(this.root, 'transfers', 'sha256'); }
-  /** A file listed in transfersDir. */
-  transferFile(name: string): string { return join(this.transfersDir, name); }
-  /** Whether a file of transfersDir holds a transfer's bytes (the rest are its journal). */
-  isPartFile(name: string): boolean { return name.endsWith('.part'); }
-  get linkStateFile(): string { return join(this.root, 'transfers', 'links.json'); }
+  get linkStateFile(): string { return this.transferState('links'); }
+
+  /** A partial blob's files: the bytes, the journal of the ranges held, the repair scratch. */
+  partial(digest: string, kind: PartialFileKind): string {
+    return join(this.transfersDir, `${requireDigest(digest).hex}.${kind}`);
+  }
+
+  /** Small state beside the partial blobs, by key. */
+  transferState(key: string): string {
+    if (!/^[a-z0-9-]+$/.test(key)) throw new Error(`invalid transfer state key ${key}`);
+    return join(this.root, 'transfers', `${key}.json`);
+  }
   get repositoriesDir(): string { return join(this.root, 'repositories'); }
   get lockFile(): string { return join(this.root, StorePaths.LOCK); }
   /** Where the relay kept chunk lists before they became sidecars; removed at open. */

@@ -29,7 +29,7 @@ export class FsStorage implements Storage {
   constructor(readonly root: string, opts: StoreOptions = {}) {
     this.paths = new StorePaths(root);
     this.blobs = new FsBlobStorage(this.paths);
-    this.partials = new FsPartialBlobStorage(this.paths);
+    this.partials = new FsPartialBlobStorage(this.paths, this.blobs);
     this.repositories = new FsRepositoryStorage(this.paths);
     this.uploads = new FsUploadStorage(this.paths, this.blobs, this.repositories, opts.uploadLimits);
   }

@@ -1,5 +1,5 @@
-/** Per-piece digests (offered by a ferry relay): which pieces of a part file are wrong. */
-import type { FileHandle } from 'node:fs/promises';
+/** Per-piece digests (offered by a ferry relay): which pieces of a partial blob are wrong. */
+import type { PositionalReader } from '../storage/partial-blobs.ts';
 import type { Algorithm } from '../oci/digest.ts';
 import { planChunks, type ByteRange } from './chunk-plan.ts';
 import { bareHex, hashRange } from './piece-check.ts';
@@ -11,14 +11,14 @@ export function pieceDigestsFor(list: ChunkDigests | undefined, size: number, ch
   return list.digests.map(bareHex);
 }
 
-/** The pieces whose bytes on disk do not match; undefined when the list does not fit the blob. */
-export async function findBadChunks(fh: FileHandle, size: number, list: ChunkDigests, algorithm: Algorithm): Promise<ByteRange[] | undefined> {
+/** The pieces whose bytes as stored do not match; undefined when the list does not fit the blob. */
+export async function findBadChunks(stored: PositionalReader, size: number, list: ChunkDigests, algorithm: Algorithm): Promise<ByteRange[] | undefined> {
   const expected = pieceDigestsFor(list, size, list.chunkSize);
   if (!expected) return undefined;
   const buf = Buffer.allocUnsafe(1024 * 1024);
   const bad: ByteRange[] = [];
   for (const [i, c] of planChunks(size, list.chunkSize).entries()) {
-    if ((await hashRange(fh, c, algorithm, buf)) !== expected[i]) bad.push(c);
+    if ((await hashRange(stored, c, algorithm, buf)) !== expected[i]) bad.push(c);
   }
   return bad;
 }

@@ -1,11 +1,10 @@
 /** The transfer engine's public surface. */
-export { startTransfer, hasPart, Transfer } from './transfer.ts';
+export { startTransfer, Transfer } from './transfer.ts';
 export type { TransferOptions, TransferResult, TransferSnapshot, TransferState, TransferMode } from './transfer.ts';
 export { createPrefixReader } from './prefix-reader.ts';
 export { LinkBudget, LinkShare } from './link-budget.ts';
 export type { LinkBudgetOptions } from './link-budget.ts';
 export { ConcurrencyController } from './concurrency.ts';
-export { cleanOrphanedParts } from './cleanup.ts';
 export { createHttpRangeSource, createTransferAgent } from './http-range-source.ts';
 export type { HttpRangeSource, HttpRangeSourceOptions } from './http-range-source.ts';
 export { rangeSourceFrom, parseContentRange } from './range-source.ts';

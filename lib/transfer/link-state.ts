@@ -1,39 +1,45 @@
 /**
- * What each upstream's link learned (connections, goodput, whether slow start ended), kept in one
- * JSON file of the data dir so the next transfer, and the next process, starts where the last one
+ * What each upstream's link learned (connections, goodput, whether slow start ended), kept as one
+ * JSON record of the transfer state (PartialBlobStorage, key "links"; the fs backend's
+ * transfers/links.json) so the next transfer, and the next process, starts where the last one
  * left off instead of at the floor:
  *
  *   { "<upstream>": { "connections": 24, "slowStart": false, "rate": 12582912, "savedAt": "..." } }
  *
- * Written atomically (temp, fsync, rename) at most once per saveDelayMs, and on flush().
+ * Written (atomically) at most once per saveDelayMs, and on flush().
  */
-import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../storage/atomic.ts';
+import type { TransferStateStore } from '../storage/partial-blobs.ts';
 import type { LearnedLink } from './link-budget.ts';
+
+const KEY = 'links';
 
 interface Saved extends LearnedLink {
   savedAt: string;
 }
 
-export class LinkStateFile {
+export class LinkState {
   private readonly links = new Map<string, Saved>();
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
 
-  constructor(
-    readonly path: string,
-    /** Temp dir on the same filesystem (the store's tmp). */
-    private readonly tmpDir: string,
-    private readonly saveDelayMs = 5000,
-    private readonly onError: (err: unknown) => void = () => {},
-  ) {
-    let text: string | undefined;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch {
-      // none yet: every link starts at its floor
-    }
-    if (text === undefined) return;
+  private constructor(
+    private readonly state: TransferStateStore,
+    private readonly saveDelayMs: number,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** What was saved last (nothing yet, or unreadable: every link starts at its floor). */
+  static async load(state: TransferStateStore, saveDelayMs = 5000, onError: (err: unknown) => void = () => {}): Promise<LinkState> {
+    const loaded = new LinkState(state, saveDelayMs, onError);
+    const text = await state.readState(KEY).catch((e: unknown) => {
+      onError(e);
+      return undefined;
+    });
+    if (text !== undefined) loaded.parse(text);
+    return loaded;
+  }
+
+  private parse(text: string): void {
     try {
       const json = JSON.parse(text) as Record<string, Partial<Saved>>;
       for (const [name, s] of Object.entries(json)) {
@@ -41,7 +47,7 @@ export class LinkStateFile {
         this.links.set(name, { connections: s.connections, slowStart: s.slowStart, rate: s.rate, savedAt: String(s.savedAt ?? '') });
       }
     } catch (e) {
-      onError(e);
+      this.onError(e);
     }
   }
 
@@ -79,7 +85,7 @@ export class LinkStateFile {
 
   private write(): Promise<void> {
     const body = `${JSON.stringify(Object.fromEntries(this.links), null, 2)}\n`;
-    this.writing = this.writing.then(() => writeFileAtomic(this.tmpDir, this.path, body)).catch((e: unknown) => this.onError(e));
+    this.writing = this.writing.then(() => this.state.writeState(KEY, body)).catch((e: unknown) => this.onError(e));
     return this.writing;
   }
 }

@@ -9,7 +9,7 @@
  * The result: 'repaired' when some piece changed, 'same' when every piece was fetched again and
  * agreed with what is held, so the upstream serves the same wrong bytes again and again.
  */
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import type { PartialBlob } from '../storage/partial-blobs.ts';
 import pLimit from 'p-limit';
 import type { Algorithm } from '../oci/digest.ts';
 import type { ByteRange } from './chunk-plan.ts';
@@ -18,13 +18,13 @@ import { bareHex, hashRange } from './piece-check.ts';
 import { newHash } from '../oci/digest.ts';
 
 export interface AgreementRepair {
-  part: FileHandle;
+  /** The partial blob (its scratch area holds the new copies). */
+  part: PartialBlob;
   size: number;
   pieces: readonly ByteRange[];
   algorithm: Algorithm;
   /** The blob digest. */
   digest: string;
-  scratchPath: string;
   /** performance.now() after which a piece still disagreeing fails the repair (its first copy is always fetched). */
   deadline: number;
   /**
@@ -57,7 +57,7 @@ class Mutex {
 }
 
 export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' | 'same'> {
-  const scratch = await open(r.scratchPath, 'w+');
+  const scratch = await r.part.scratch();
   const lock = new Mutex();
   const phase = linkedController(r.signal);
   const want = bareHex(r.digest);
@@ -90,9 +90,9 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   const adopt = (piece: ByteRange): Promise<void> => lock.run(async () => {
     const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, piece.end + 1 - piece.start));
     for (let pos = piece.start; pos <= piece.end;) {
-      const { bytesRead } = await scratch.read(buf, 0, Math.min(buf.length, piece.end + 1 - pos), pos);
-      if (bytesRead === 0) throw new Error(`short read of ${r.scratchPath} at ${pos}`);
-      await r.part.write(buf, 0, bytesRead, pos);
+      const bytesRead = await scratch.read(pos, buf.subarray(0, Math.min(buf.length, piece.end + 1 - pos)));
+      if (bytesRead === 0) throw new Error(`short read of the repair copy at ${pos}`);
+      await r.part.write(pos, buf.subarray(0, bytesRead));
       pos += bytesRead;
     }
   });
@@ -113,7 +113,7 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
       if (seen.size > 1 && performance.now() > r.deadline) throw new RepairDeadlineError(piece);
       const hash = newHash(r.algorithm);
       await r.fetchCopy(piece, async (pos, buf) => {
-        await scratch.write(buf, 0, buf.length, pos);
+        await scratch.write(pos, buf);
         hash.update(buf);
       }, phase.controller.signal);
       const copy = hash.digest('hex');
@@ -145,6 +145,5 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   } finally {
     phase.dispose();
     await scratch.close().catch(() => {});
-    await rm(r.scratchPath, { force: true });
   }
 }

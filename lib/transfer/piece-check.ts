@@ -1,19 +1,19 @@
 /**
- * Pieces of a part file checked against their expected digests (a ferry relay's `/chunks`, or
+ * Pieces of a partial blob checked against their expected digests (a ferry relay's `/chunks`, or
  * the blob digest itself for a blob of one piece), one at a time in the order they completed.
  * Readers are released only what passed: a flipped byte costs one piece fetched again.
  */
-import type { FileHandle } from 'node:fs/promises';
+import type { PositionalReader } from '../storage/partial-blobs.ts';
 import { newHash, type Algorithm } from '../oci/digest.ts';
 import type { ByteRange } from './chunk-plan.ts';
 
 const READ = 1024 * 1024;
 
-/** Hex digest of bytes [r.start, r.end] of a file, read in 1 MiB steps. */
-export async function hashRange(fh: FileHandle, r: ByteRange, algorithm: Algorithm, buf: Buffer = Buffer.allocUnsafe(READ)): Promise<string> {
+/** Hex digest of bytes [r.start, r.end] as stored, read in 1 MiB steps. */
+export async function hashRange(stored: PositionalReader, r: ByteRange, algorithm: Algorithm, buf: Buffer = Buffer.allocUnsafe(READ)): Promise<string> {
   const hash = newHash(algorithm);
   for (let pos = r.start; pos <= r.end;) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, r.end + 1 - pos), pos);
+    const bytesRead = await stored.read(pos, buf.subarray(0, Math.min(buf.length, r.end + 1 - pos)));
     if (bytesRead === 0) throw new Error(`short read at ${pos}`);
     hash.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
@@ -34,7 +34,7 @@ export class PieceChecks {
   private buf: Buffer | undefined;
 
   constructor(
-    private readonly file: () => FileHandle,
+    private readonly file: () => PositionalReader,
     private readonly pieces: readonly ByteRange[],
     /** Expected hex of each piece. */
     private readonly expected: readonly string[],

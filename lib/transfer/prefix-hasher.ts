@@ -1,10 +1,10 @@
 /**
- * The digest over the contiguous prefix of the .part as it grows. Bytes written exactly at the
+ * The digest over the contiguous prefix of a partial blob as it grows. Bytes written exactly at the
  * frontier are hashed from memory as they arrive; bytes that landed ahead of it (later chunks)
- * are read back from the file once the gap before them is filled. After a restart the whole
+ * are read back from storage once the gap before them is filled. After a restart the whole
  * journaled prefix is re-hashed from disk, which is cheaper than persisting hash state.
  */
-import type { FileHandle } from 'node:fs/promises';
+import type { PositionalReader } from '../storage/partial-blobs.ts';
 import type { Hash } from 'node:crypto';
 import { newHash, type Algorithm } from '../oci/digest.ts';
 import type { RangeSet } from './range-set.ts';
@@ -20,7 +20,7 @@ export class PrefixHasher {
   private buffer: Buffer | undefined;
 
   constructor(
-    private readonly fh: FileHandle,
+    private readonly stored: PositionalReader,
     private readonly written: RangeSet,
     private readonly algorithm: Algorithm,
     private readonly onAdvance: (hashed: number) => void,
@@ -77,8 +77,8 @@ export class PrefixHasher {
       if (end <= this.hashed) return;
       this.buffer ??= Buffer.allocUnsafe(READ_BACK);
       const n = Math.min(READ_BACK, end - this.hashed);
-      const { bytesRead } = await this.fh.read(this.buffer, 0, n, this.hashed);
-      if (bytesRead === 0) throw new Error(`short read of the part file at ${this.hashed}`);
+      const bytesRead = await this.stored.read(this.hashed, this.buffer.subarray(0, n));
+      if (bytesRead === 0) throw new Error(`short read of the partial blob at ${this.hashed}`);
       this.hash.update(this.buffer.subarray(0, bytesRead));
       this.hashed += bytesRead;
       this.onAdvance(this.hashed);

@@ -1,13 +1,12 @@
 /**
  * One blob transfer: chunked, parallel, resumable, verified.
  *
- *   <dir>/<hex>.part      the bytes, written at their offsets as they arrive
- *   <dir>/<hex>.journal   the ranges on disk (see journal.ts); with the .part, what a restart resumes
- *
- * Order of a transfer: load the journal (or start empty) -> fetch what is missing (one request for
- * a small blob, chunks in parallel otherwise, one resumable stream when the source ignores Range)
- * -> the prefix hash reaches the size -> compare the digest -> fdatasync -> onVerified(partPath)
- * (the caller renames it into the store) -> remove the journal.
+ * The bytes go to a partial blob (lib/storage/partial-blobs.ts: positional writes, the ranges held,
+ * what a restart resumes). Order of a transfer: open the partial blob (resuming what it holds) ->
+ * fetch what is missing (one request for a small blob, chunks in parallel otherwise, one resumable
+ * stream when the source ignores Range) -> the prefix hash reaches the size -> compare the digest
+ * -> commit the partial blob into the blob store -> afterCommit (the caller links it) -> release
+ * the last byte.
  *
  * Pieces (the chunks of chunk-plan.ts) are what a corruption costs. With piece digests (a ferry
  * relay's /chunks at this transfer's piece size; a blob of one piece is its own digest) each piece
@@ -20,9 +19,8 @@
  * until the digest matched.
  */
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { join } from 'node:path';
 import { transferSchema, type TransferConfig } from '../config/schema.ts';
 import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, planChunks, planMissing, type ByteRange } from './chunk-plan.ts';
@@ -31,31 +29,32 @@ import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
-import { Journal, loadJournal } from './journal.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
 import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
 import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
 import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
+import type { ByteRange as StoredRange } from '../oci/range.ts';
+import type { PartialBlob, PartialBlobStorage } from '../storage/partial-blobs.ts';
 
 export interface TransferOptions {
-  /** "sha256:<hex>": the part file is named after the hex. */
+  /** "sha256:<hex>". */
   digest: string;
   /** From the manifest descriptor. */
   size: number;
   source: RangeSource;
-  /** Directory of parts and journals, e.g. data/transfers/sha256. */
-  dir: string;
+  /** Where the bytes go while they arrive, and what commits them into the blob store. */
+  partials: PartialBlobStorage;
   config?: Partial<TransferConfig>;
   /**
-   * Called once the digest matched and the part is fdatasync'd; typically renames it into the
-   * blob store and returns the new path. A throw fails the transfer.
+   * Called once the verified blob is in the blob store, before its last byte is released (the
+   * mirror links it into the cache repository). A throw fails the transfer.
    */
-  onVerified?: (partPath: string) => Promise<string | void>;
+  afterCommit?: () => Promise<void>;
   /**
-   * Journal progress inside a chunk every this many bytes (default 16 KiB): what a kill -9 can
-   * cost, per connection. A line is one append; the fsync comes once a second (journal.ts).
+   * Record progress inside a chunk every this many bytes (default 16 KiB): what a kill -9 can
+   * cost, per connection (PartialBlob.record: one append; durable once a second).
    */
   checkpointBytes?: number;
   /**
@@ -106,8 +105,6 @@ export interface TransferSnapshot {
 export interface TransferResult {
   digest: string;
   size: number;
-  /** Where the verified blob is: what onVerified returned, else the part path. */
-  path: string;
   bytesFetched: number;
   resumedBytes: number;
   retries: number;
@@ -143,16 +140,12 @@ export class Transfer extends EventEmitter {
   readonly digest: string;
   readonly hex: string;
   readonly size: number;
-  readonly partPath: string;
-  readonly journalPath: string;
   /** Resolves with the result; rejects with a typed error (errors.ts). Never unhandled. */
   readonly done: Promise<TransferResult>;
   state: TransferState = 'running';
   mode: TransferMode;
   /** Bumped when bytes already released may have been wrong (a refetch after a mismatch). */
   generation = 0;
-  /** Set after onVerified: where the blob now lives. */
-  committedPath: string | undefined;
   error: Error | undefined;
 
   private readonly cfg: TransferConfig;
@@ -185,8 +178,7 @@ export class Transfer extends EventEmitter {
   private wrongSince: number | undefined;
   /** Pieces that came back wrong: the wrong digest and how often in a row. */
   private readonly wrongPieces = new Map<number, { actual: string; times: number }>();
-  private part: FileHandle | undefined;
-  private journal: Journal | undefined;
+  private part: PartialBlob | undefined;
   private hasher: PrefixHasher | undefined;
   private digestMatched = false;
   /** The blob as hashed did not match: nothing is released until the hash starts again. */
@@ -210,8 +202,6 @@ export class Transfer extends EventEmitter {
     this.algorithm = parsed.algorithm;
     this.size = opts.size;
     this.cfg = transferSchema.parse(opts.config ?? {});
-    this.partPath = join(opts.dir, `${parsed.hex}.part`);
-    this.journalPath = join(opts.dir, `${parsed.hex}.journal`);
     this.link = opts.link ?? new LinkBudget({
       minConnections: this.cfg.minConnections,
       maxConnections: this.cfg.maxConnections,
@@ -239,7 +229,15 @@ export class Transfer extends EventEmitter {
     return Math.min(this.contiguousBytes, Math.max(0, this.size - 1));
   }
 
-  /** Stops the transfer; the part and journal stay for a later resume. Safe to call again. */
+  /**
+   * Bytes of range (inclusive) as stored: of the partial blob, or of the blob once committed.
+   * Only what releasedBytes covers is safe to send (prefix-reader.ts).
+   */
+  readStored(range: StoredRange): Promise<Readable> {
+    return this.opts.partials.read(this.digest, range);
+  }
+
+  /** Stops the transfer; the partial blob stays for a later resume. Safe to call again. */
   abort(reason = 'transfer aborted'): void {
     if (this.state !== 'running' || this.committing || this.ctrl.signal.aborted) return;
     this.ctrl.abort(new TransferAbortedError(reason));
@@ -293,10 +291,9 @@ export class Transfer extends EventEmitter {
       this.error = err;
       this.state = err instanceof TransferAbortedError ? 'aborted' : 'failed';
       this.ctrl.abort(err);
-      await this.closeFiles();
       // Wrong content goes; pieces checked against their digests stay for the next transfer to resume
       // (a link that corrupted everything for repairSeconds must not cost what arrived intact).
-      if ((err instanceof DigestMismatchError && (err.sameBytes || !this.pieceDigests)) || err instanceof SizeMismatchError) await this.removeFiles();
+      await this.closePartial((err instanceof DigestMismatchError && (err.sameBytes || !this.pieceDigests)) || err instanceof SizeMismatchError);
       this.emit('progress', this.snapshot());
       this.emit('failed', err);
       throw err;
@@ -308,8 +305,8 @@ export class Transfer extends EventEmitter {
   }
 
   private async runSteps(): Promise<TransferResult> {
-    await this.openFiles().catch((e: unknown) => {
-      throw localIo(e, this.partPath);
+    await this.openPartial().catch((e: unknown) => {
+      throw this.localIo(e);
     });
     const hasher = this.hasher as PrefixHasher;
     for (;;) {
@@ -319,20 +316,21 @@ export class Transfer extends EventEmitter {
       this.ctrl.signal.throwIfAborted();
       // A piece that failed its check is missing again: fetch it again.
       if (this.written.coveredEnd(0) < this.size) continue;
-      await (this.journal as Journal).flush();
+      await this.partial.flush().catch((e: unknown) => {
+        throw this.localIo(e);
+      });
       hasher.catchUp();
       await hasher.idle();
       this.ctrl.signal.throwIfAborted();
       if (hasher.hashed !== this.size) throw new Error(`internal: prefix ${hasher.hashed} of ${this.size} after fetching`);
       const actual = hasher.digest();
-      if (actual === this.digest) break;
+      if (actual === this.digest) return this.commit(actual);
       this.suspect = true;
       this.emit('mismatch', { expected: this.digest, actual });
       // Checked pieces that still make a wrong blob: the piece list contradicts the digest.
       if (this.pieceDigests) throw new DigestMismatchError(this.digest, actual, { detail: 'every piece matched the piece digests the source gave' });
       await this.repairUnchecked(actual);
     }
-    return this.commit();
   }
 
   /**
@@ -344,7 +342,7 @@ export class Transfer extends EventEmitter {
     this.held.clear();
     await this.restartHash();
     const list = await this.askPieceDigests();
-    const bad = list ? await findBadChunks(this.part as FileHandle, this.size, list, this.algorithm) : undefined;
+    const bad = list ? await findBadChunks(this.partial, this.size, list, this.algorithm) : undefined;
     if (bad) {
       this.pieceDigests = pieceDigestsFor(list, this.size, this.chunkSize) ?? null;
       this.startChecks();
@@ -358,13 +356,12 @@ export class Transfer extends EventEmitter {
       return;
     }
     const outcome = await repairByAgreement({
-      part: this.part as FileHandle,
+      part: this.partial,
       size: this.size,
       // A source that ignores Range can only be compared whole.
       pieces: this.rangeIgnored ? [{ start: 0, end: this.size - 1 }] : this.pieces,
       algorithm: this.algorithm,
       digest: this.digest,
-      scratchPath: join(this.opts.dir, `${this.hex}.repair`),
       deadline: performance.now() + this.cfg.repairSeconds * 1000,
       concurrency: this.cfg.maxConnections,
       signal: this.ctrl.signal,
@@ -395,22 +392,16 @@ export class Transfer extends EventEmitter {
     return set.intervals.map((i) => ({ start: i.start, end: i.end }));
   }
 
-  private async openFiles(): Promise<void> {
-    await mkdir(this.opts.dir, { recursive: true });
-    const done = await loadJournal(this.journalPath, this.digest, this.size);
-    if (done) {
-      try {
-        this.part = await open(this.partPath, 'r+');
-        // Never trust the journal past the end of the file.
-        done.remove((await this.part.stat()).size, Infinity);
-        for (const i of done.intervals) this.written.add(i.start, i.end);
-      } catch {
-        this.part = undefined;
-      }
-    }
-    this.part ??= await open(this.partPath, 'w+');
+  /** The partial blob, open from the first step to the last. */
+  private get partial(): PartialBlob {
+    if (!this.part) throw new Error('internal: the partial blob is not open');
+    return this.part;
+  }
+
+  private async openPartial(): Promise<void> {
+    this.part = await this.opts.partials.open(this.digest, this.size);
+    for (const r of this.part.resumed) this.written.add(r.start, r.end + 1);
     this.resumedBytes = this.written.size;
-    this.journal = await Journal.create(this.journalPath, this.digest, this.size, this.written, this.part);
     this.hasher = new PrefixHasher(this.part, this.held, this.algorithm, () => this.emit('advance', this.releasedBytes));
     if (this.pieces.length === 1) this.usePieceDigests([bareHex(this.digest)]);
     else if (!this.opts.source.chunkDigests) this.usePieceDigests(null);
@@ -450,7 +441,7 @@ export class Transfer extends EventEmitter {
   }
 
   private startChecks(): void {
-    this.checks = new PieceChecks(() => this.part as FileHandle, this.pieces, this.pieceDigests as string[], this.algorithm, (i, good, actual) => this.pieceChecked(i, good, actual));
+    this.checks = new PieceChecks(() => this.partial, this.pieces, this.pieceDigests as string[], this.algorithm, (i, good, actual) => this.pieceChecked(i, good, actual));
   }
 
   private checkIfComplete(i: number): void {
@@ -484,15 +475,14 @@ export class Transfer extends EventEmitter {
     }
   }
 
-  /** After a mismatch: readers of the old bytes must fail, the journal must forget the bad ranges. */
+  /** After a mismatch: readers of the old bytes must fail, the partial blob must forget the bad ranges. */
   private async restartHash(): Promise<void> {
     const hasher = this.hasher as PrefixHasher;
     await hasher.reset();
     this.suspect = false;
     this.generation++;
     this.emit('reset', this.generation);
-    await (this.journal as Journal).close();
-    this.journal = await Journal.create(this.journalPath, this.digest, this.size, this.written, this.part as FileHandle);
+    await this.partial.resetHeld(this.written.intervals.map((i) => ({ start: i.start, end: i.end - 1 })));
     hasher.catchUp();
   }
 
@@ -632,16 +622,16 @@ export class Transfer extends EventEmitter {
       write: (pos, buf) => this.fetched(buf.length, async () => {
         // Bytes already checked (or hashed) never change: a stream from an offset skips them.
         for (const g of this.held.gaps(pos, pos + buf.length)) {
-          const part = buf.subarray(g.start - pos, g.end - pos);
-          await (this.part as FileHandle).write(part, 0, part.length, g.start).catch((e: unknown) => {
-            throw localIo(e, this.partPath);
+          const bytes = buf.subarray(g.start - pos, g.end - pos);
+          await this.partial.write(g.start, bytes).catch((e: unknown) => {
+            throw this.localIo(e);
           });
           this.written.add(g.start, g.end);
-          this.wrote(g.start, part);
+          this.wrote(g.start, bytes);
         }
       }),
       checkpoint: (start, end) => {
-        (this.journal as Journal).record(start, end).catch((e: unknown) => this.ctrl.abort(localIo(e, this.journalPath)));
+        if (end > start) this.partial.record({ start, end: end - 1 }).catch((e: unknown) => this.ctrl.abort(this.localIo(e)));
       },
       attemptStarted: () => {
         this.active++;
@@ -678,25 +668,22 @@ export class Transfer extends EventEmitter {
     for (let i = Math.floor(pos / this.chunkSize); i <= last; i++) this.checkIfComplete(i);
   }
 
-  private async commit(): Promise<TransferResult> {
+  private async commit(hashed: string): Promise<TransferResult> {
     this.committing = true;
-    await (this.part as FileHandle).datasync().catch((e: unknown) => {
-      throw localIo(e, this.partPath);
+    await this.partial.commit(hashed).catch((e: unknown) => {
+      throw this.localIo(e);
     });
-    const path = (await this.opts.onVerified?.(this.partPath)) ?? this.partPath;
-    this.committedPath = path;
+    await this.opts.afterCommit?.();
     // The last byte goes out only once the blob is in the store: a client (or a pre-warm) that
     // has the whole blob can count on the mirror holding it.
     this.digestMatched = true;
     this.emit('advance', this.size);
     this.state = 'verified';
-    await this.closeFiles();
-    await rm(this.journalPath, { force: true });
-    this.emit('verified', path);
+    await this.closePartial(false);
+    this.emit('verified');
     return {
       digest: this.digest,
       size: this.size,
-      path,
       bytesFetched: this.bytesFetched,
       resumedBytes: this.resumedBytes,
       retries: this.retries,
@@ -704,25 +691,20 @@ export class Transfer extends EventEmitter {
     };
   }
 
-  private async closeFiles(): Promise<void> {
+  /** Closes the partial blob: kept for a later resume, or discarded (wrong content). */
+  private async closePartial(discard: boolean): Promise<void> {
     await this.hasher?.idle().catch(() => {});
-    await this.journal?.close().catch(() => {});
-    await this.part?.close().catch(() => {});
-    this.journal = undefined;
+    const part = this.part;
     this.part = undefined;
+    await (discard ? part?.discard() : part?.close())?.catch(() => {});
   }
 
-  private async removeFiles(): Promise<void> {
-    await rm(this.partPath, { force: true });
-    await rm(this.journalPath, { force: true });
+  /** A failure of our own storage, typed so it is never retried and names the errno and the path. */
+  private localIo(e: unknown): unknown {
+    const errno = e as NodeJS.ErrnoException;
+    if (e instanceof LocalIoError || typeof errno?.code !== 'string' || !errno.code.startsWith('E')) return e;
+    return new LocalIoError(errno, errno.path ?? `the partial blob of ${this.digest}`);
   }
-}
-
-/** A failure of our own disk, typed so it is never retried and names the errno and the path. */
-function localIo(e: unknown, path: string): unknown {
-  const errno = e as NodeJS.ErrnoException;
-  if (e instanceof LocalIoError || typeof errno?.code !== 'string' || !errno.code.startsWith('E')) return e;
-  return new LocalIoError(errno, errno.path ?? path);
 }
 
 /** Starts a transfer at once; await `transfer.done` for the result. */
@@ -730,7 +712,3 @@ export function startTransfer(opts: TransferOptions): Transfer {
   return new Transfer(opts);
 }
 
-/** True when a part file exists for this digest (a resumable transfer). */
-export async function hasPart(dir: string, digest: string): Promise<boolean> {
-  return stat(join(dir, `${requireDigest(digest).hex}.part`)).then(() => true, () => false);
-}

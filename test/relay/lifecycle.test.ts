@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { TransferStarter } from '../../lib/mirror/ports.ts';
@@ -33,12 +32,13 @@ async function gatedCommit(): Promise<{ digest: string; upstream: Server; transf
     size: req.size,
     createReader: () => Readable.from([]),
     done: (async () => {
-      await mkdir(req.dir, { recursive: true });
-      const part = join(req.dir, `${req.digest.slice(7)}.part`);
-      await writeFile(part, data);
+      const part = await req.partials.open(req.digest, data.length);
+      await part.write(0, data);
       committing = true;
       await gate;
-      await req.commit(part);
+      await part.commit(req.digest);
+      await req.afterCommit();
+      await part.close();
       committedAt = performance.now();
     })(),
     abort: () => {},
@@ -124,13 +124,16 @@ describe('relay lifecycle: the order a mirror and a relay share', function () {
       if (stoppingAt > 0) startedWhileStopping.push(req.digest);
       const aborted = new AbortController();
       const done = (async () => {
-        await mkdir(req.dir, { recursive: true });
-        const part = join(req.dir, `${req.digest.slice(7)}.part`);
-        while (!aborted.signal.aborted) {
-          if (stoppingAt > 0 && performance.now() - stoppingAt > 100) throw new Error('connection reset');
-          await appendFile(part, 'x');
-          if (!existsSync(lockFile)) writesWithoutLock.push(req.digest);
-          await sleep(10);
+        const part = await req.partials.open(req.digest, req.size);
+        try {
+          for (let pos = 0; !aborted.signal.aborted; pos++) {
+            if (stoppingAt > 0 && performance.now() - stoppingAt > 100) throw new Error('connection reset');
+            await part.write(pos, Buffer.from('x'));
+            if (!existsSync(lockFile)) writesWithoutLock.push(req.digest);
+            await sleep(10);
+          }
+        } finally {
+          await part.close();
         }
         throw new Error('parked');
       })();

@@ -35,7 +35,7 @@ describe('transfer crash and resume', function () {
     const chunk = 512 * KiB;
     r = await rig(size, { faults: { aggregateBytesPerSec: 4 * MiB } });
     const args = {
-      url: `${r.proxy.url}/blob`, dir: r.dir, digest: r.digest, size,
+      url: `${r.proxy.url}/blob`, root: r.store.root, digest: r.digest, size,
       config: { ...TEST_CONFIG, minChunkBytes: chunk, maxChunkBytes: chunk, maxConnections: 4 }, ...TEST_TIMING,
       // What a kill loses: per connection, up to one checkpoint plus what sat in socket buffers.
       checkpointBytes: 32 * KiB,

@@ -44,12 +44,12 @@ describe('transfer: failures that retrying cannot fix, and the deadline of a fil
     assert.ok(ms >= 1400 && ms < 4000, `failed after ${Math.round(ms)} ms`);
     assert.equal(first.state, 'failed');
     const kept = first.snapshot().bytesDone;
-    assert.ok((await stat(first.journalPath)).size > 0, 'the journal stays for a resume');
+    assert.ok((await stat(r.store.paths.partial(r.digest, 'journal'))).size > 0, 'the journal stays for a resume');
     // Asked again on a clean link: it resumes and completes.
     r.proxy.clearFaults();
     const second = r.start({ config });
     const result = await second.done;
     assert.ok(result.resumedBytes > 0 || kept === 0, 'resumed what the first fill fetched');
-    assert.ok((await readFile(result.path)).equals(r.data));
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
   });
 });

@@ -1,8 +1,9 @@
-/** One range server behind one fault proxy, a temp transfer dir, and the small-chunk test config. */
+/** One range server behind one fault proxy, a temp store (its partial blobs and blobs), and the small-chunk test config. */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TransferConfig } from '../../lib/config/schema.ts';
+import { openStore, type FsStorage } from '../../lib/storage/store.ts';
 import { startTransfer, type Transfer, type TransferOptions } from '../../lib/transfer/transfer.ts';
 import { createHttpRangeSource, type HttpRangeSource } from '../../lib/transfer/http-range-source.ts';
 import type { ChunkDigests } from '../../lib/transfer/range-source.ts';
@@ -36,7 +37,12 @@ export interface Rig {
   digest: string;
   server: RangeServer;
   proxy: FaultProxy;
+  store: FsStorage;
+  /** The store's directory of partial blobs (parts and journals). */
   dir: string;
+  /** The part file of the blob, and where the blob is once committed. */
+  partPath: string;
+  blobPath: string;
   source: HttpRangeSource;
   start(extra?: Partial<TransferOptions>): Transfer;
   close(): Promise<void>;
@@ -53,12 +59,17 @@ export async function rig(size: number, opts: { faults?: Faults; seed?: number; 
     url: `${proxy.url}/blob`,
     ...(digests ? { chunkDigests: async () => digests } : {}),
   });
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-transfer-'));
+  const root = await mkdtemp(join(tmpdir(), 'ferry-transfer-'));
+  const store = await openStore(root);
+  const digest = sha256(data);
   const started: Transfer[] = [];
   return {
-    data, digest: sha256(data), server, proxy, dir, source,
+    data, digest, server, proxy, store, source,
+    dir: store.paths.transfersDir,
+    partPath: store.paths.partial(digest, 'part'),
+    blobPath: store.paths.blob(digest),
     start(extra = {}) {
-      const t = startTransfer({ digest: sha256(data), size, source, dir, config: TEST_CONFIG, ...TEST_TIMING, ...extra });
+      const t = startTransfer({ digest, size, source, partials: store.partials, config: TEST_CONFIG, ...TEST_TIMING, ...extra });
       started.push(t);
       return t;
     },
@@ -68,7 +79,7 @@ export async function rig(size: number, opts: { faults?: Faults; seed?: number; 
       await source.close();
       await proxy.close();
       await server.close();
-      await rm(dir, { recursive: true, force: true });
+      await rm(root, { recursive: true, force: true });
     },
   };
 }

@@ -81,7 +81,7 @@ describe('link budget shared by transfers', function () {
       let most = 0;
       const sampler = setInterval(() => { most = Math.max(most, link.activeConnections); }, 5);
       const transfers = rigs.map((r) => startTransfer({
-        digest: r.digest, size: r.data.length, source: r.source, dir: r.dir, link,
+        digest: r.digest, size: r.data.length, source: r.source, partials: r.store.partials, link,
         config: { ...TEST_CONFIG, maxConnections: 6 }, ...TEST_TIMING,
       }));
       const results = await Promise.all(transfers.map((t) => t.done));

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LinkBudget } from '../../lib/transfer/link-budget.ts';
+import { openStore } from '../../lib/storage/store.ts';
 import { MiB, TEST_TIMING, rig, type Rig } from './harness.ts';
 
 describe('transfer: link bytes with no faults', function () {
@@ -36,9 +37,10 @@ describe('transfer: link bytes with no faults', function () {
     const config = { minChunkBytes: 4 * MiB, maxChunkBytes: 64 * MiB, minConnections: 8, maxConnections: 32 };
     const link = new LinkBudget({ minConnections: 8, maxConnections: 32, adaptIntervalMs: TEST_TIMING.adaptIntervalMs });
     const other = await mkdtemp(join(tmpdir(), 'ferry-transfer-'));
+    const otherStore = await openStore(other);
     try {
       const a = r.start({ config, link, ...TEST_TIMING, checkpointBytes: 256 * 1024 });
-      const b = r.start({ config, link, dir: other, ...TEST_TIMING, checkpointBytes: 256 * 1024 });
+      const b = r.start({ config, link, partials: otherStore.partials, ...TEST_TIMING, checkpointBytes: 256 * 1024 });
       await Promise.all([a.done, b.done]);
     } finally {
       await rm(other, { recursive: true, force: true });

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { engineTransferStarter } from '../../lib/mirror/transfer-starter.ts';
 import { LinkBudget } from '../../lib/transfer/link-budget.ts';
-import { LinkStateFile } from '../../lib/transfer/link-state.ts';
+import { LinkState } from '../../lib/transfer/link-state.ts';
+import { openStore } from '../../lib/storage/store.ts';
 import { MiB, TEST_CONFIG, rig, type Rig } from './harness.ts';
 
 describe('link state kept between transfers and restarts', function () {
@@ -32,26 +33,29 @@ describe('link state kept between transfers and restarts', function () {
   });
 
   it('writes the file atomically and reads it back; a torn or foreign file is ignored', async () => {
-    const path = join(dir, 'transfers', 'links.json');
-    const a = new LinkStateFile(path, dir, 60_000);
+    const store = await openStore(dir);
+    const path = store.paths.transferState('links');
+    const a = await LinkState.load(store.partials, 60_000);
     a.set('quay', { connections: 20, slowStart: false, rate: 1234 });
     await a.flush();
-    assert.deepEqual(new LinkStateFile(path, dir).get('quay'), { connections: 20, slowStart: false, rate: 1234 });
-    assert.deepEqual((await readdir(dir)).sort(), ['transfers'], 'a temp file was left behind');
+    assert.deepEqual((await LinkState.load(store.partials)).get('quay'), { connections: 20, slowStart: false, rate: 1234 });
+    assert.ok((await readFile(path, 'utf8')).includes('"quay"'));
+    assert.deepEqual(await readdir(store.paths.tmpDir), [], 'a temp file was left behind');
     const errors: unknown[] = [];
     await import('node:fs/promises').then((fs) => fs.writeFile(path, '{"quay": {"connec'));
-    assert.equal(new LinkStateFile(path, dir, 5000, (e) => errors.push(e)).get('quay'), undefined);
+    assert.equal((await LinkState.load(store.partials, 5000, (e) => errors.push(e))).get('quay'), undefined);
     assert.equal(errors.length, 1);
   });
 
   it('the first transfer after a restart starts at the connections the last one reached', async () => {
     r = await rig(8 * MiB, { faults: { rateBytesPerSec: 512 * 1024 } });
-    const path = join(dir, 'links.json');
+    const store = await openStore(dir);
+    const path = store.paths.transferState('links');
     const config = { ...TEST_CONFIG, minConnections: 2, maxConnections: 16 };
-    const before = new LinkStateFile(path, dir, 60_000);
+    const before = await LinkState.load(store.partials, 60_000);
     const transfer = engineTransferStarter(config, { linkState: before })({
-      digest: r.digest, size: r.data.length, source: r.source, dir: join(dir, 'parts'), label: 'test', upstream: 'hub',
-      commit: async (p) => p,
+      digest: r.digest, size: r.data.length, source: r.source, partials: store.partials, label: 'test', upstream: 'hub',
+      afterCommit: async () => {},
     });
     await transfer.done;
     await before.flush();
@@ -60,11 +64,10 @@ describe('link state kept between transfers and restarts', function () {
     assert.ok(saved.hub.connections > config.minConnections, `the link never grew (${saved.hub.connections})`);
     assert.ok(saved.hub.rate > 0);
     // A new process: a new state file object over the same path, a new transferStarter.
-    const after = new LinkStateFile(path, dir, 60_000);
-    await rm(join(dir, 'parts'), { recursive: true, force: true });
+    const after = await LinkState.load(store.partials, 60_000);
     const again = engineTransferStarter(config, { linkState: after })({
-      digest: r.digest, size: r.data.length, source: r.source, dir: join(dir, 'parts'), label: 'test', upstream: 'hub',
-      commit: async (p) => p,
+      digest: r.digest, size: r.data.length, source: r.source, partials: store.partials, label: 'test', upstream: 'hub',
+      afterCommit: async () => {},
     });
     assert.equal(again.snapshot().concurrency, saved.hub.connections);
     again.abort('test over');

@@ -5,7 +5,7 @@
  * same wrong bytes again and again fails with DigestMismatchError (sameBytes).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -13,6 +13,7 @@ import { DigestMismatchError } from '../../lib/transfer/errors.ts';
 import { startTransfer, type Transfer } from '../../lib/transfer/transfer.ts';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
 import { repairByAgreement } from '../../lib/transfer/piece-agreement.ts';
+import { openStore } from '../../lib/storage/store.ts';
 import { chunkDigestsOf, makeBlob, sha256 } from './range-server.ts';
 import { CHUNK, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 
@@ -42,11 +43,11 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     r.source.chunkDigests = async () => digests;
     const t = r.start();
     const reader = readAll(t);
-    const result = await t.done;
+    await t.done;
     const got = await reader;
     assert.ok(Buffer.isBuffer(got), `the reader was cut: ${String(got)}`);
     assert.ok(got.equals(r.data), 'the reader got other bytes than the blob');
-    assert.ok((await readFile(result.path)).equals(r.data));
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
     const s = t.snapshot();
     assert.ok(r.proxy.stats.corruptions >= 2, `only ${r.proxy.stats.corruptions} flips: the test shows nothing`);
     assert.ok(s.chunksRefetched >= 1, 'no piece was fetched again');
@@ -60,8 +61,8 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     const digests = chunkDigestsOf(r.data, CHUNK);
     r.source.chunkDigests = async () => digests;
     const t = r.start({ config: { ...TEST_CONFIG, smallBlobBytes: size } });
-    const result = await t.done;
-    assert.ok((await readFile(result.path)).equals(r.data));
+    await t.done;
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
     const s = t.snapshot();
     assert.equal(s.chunksRefetched, 1);
     assert.equal(s.bytesFetched, size + CHUNK);
@@ -107,8 +108,8 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     const digests = chunkDigestsOf(r.data, CHUNK);
     r.source.chunkDigests = async () => digests;
     const t = r.start({ config: { ...TEST_CONFIG, maxConnections: 1, minConnections: 1, repairSeconds: 0.3 } });
-    const result = await t.done;
-    assert.ok((await readFile(result.path)).equals(r.data));
+    await t.done;
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
     assert.equal(r.proxy.stats.corruptions, 1);
     assert.equal(t.snapshot().chunksRefetched, 1);
   });
@@ -128,8 +129,8 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.ok(err instanceof DigestMismatchError && !err.sameBytes, String(err));
     r.proxy.setFaults({}, { replace: true });
     const again = r.start({ config });
-    const result = await again.done;
-    assert.ok((await readFile(result.path)).equals(r.data));
+    await again.done;
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
     assert.ok(again.snapshot().resumedBytes >= size / 2, `resumed ${again.snapshot().resumedBytes} bytes: the checked half was thrown away`);
   });
 
@@ -148,8 +149,8 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
       r!.proxy.setFaults({ rateBytesPerSec: 1 * MiB }, { replace: true });
       retry = readAll(t);
     });
-    const result = await t.done;
-    assert.ok((await readFile(result.path)).equals(r.data));
+    await t.done;
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
     assert.ok((await first) instanceof Error, 'the reader that was sent a flipped byte was not cut');
     assert.ok(retry, 'no mismatch');
     const again = await retry;
@@ -167,9 +168,9 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     r = await rig(size, { faults: { corruptOffsets: [300_000] } });
     const t = r.start({ config: { ...TEST_CONFIG, smallBlobBytes: size } });
     t.on('mismatch', () => r!.proxy.clearFaults());
-    const result = await t.done;
+    await t.done;
     assert.equal(t.mode, 'single');
-    assert.ok((await readFile(result.path)).equals(r.data));
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
     assert.equal(t.snapshot().chunksRefetched, 1);
   });
 
@@ -184,7 +185,7 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
         const digests = chunkDigestsOf(wanted, CHUNK);
         r.source.chunkDigests = async () => digests;
       }
-      const t = startTransfer({ digest: sha256(wanted), size, source: r.source, dir: r.dir, config: TEST_CONFIG, ...TEST_TIMING });
+      const t = startTransfer({ digest: sha256(wanted), size, source: r.source, partials: r.store.partials, config: TEST_CONFIG, ...TEST_TIMING });
       const err = await t.done.then(() => undefined, (e: unknown) => e);
       assert.ok(err instanceof DigestMismatchError, String(err));
       assert.equal(err.sameBytes, true);
@@ -199,15 +200,16 @@ describe('piece repair by agreement (no piece digests)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
     const piece = 4 * 1024;
     const data = makeBlob(64 * piece, 3);
-    const part = await open(join(dir, 'part'), 'w+');
+    const digest = `sha256:${'0'.repeat(64)}`;
+    const part = await (await openStore(dir)).partials.open(digest, data.length);
     try {
-      await part.write(data, 0, data.length, 0);
+      await part.write(0, data);
       const pieces = Array.from({ length: 64 }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
       let running = 0;
       let most = 0;
       const outcome = await repairByAgreement({
-        part, size: data.length, pieces, algorithm: 'sha256', digest: `sha256:${'0'.repeat(64)}`,
-        scratchPath: join(dir, 'scratch'), deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
+        part, size: data.length, pieces, algorithm: 'sha256', digest,
+        deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
         fetchCopy: async (p, write) => {
           most = Math.max(most, ++running);
           await new Promise((resolve) => setImmediate(resolve));

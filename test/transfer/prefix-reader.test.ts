@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { rename } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
 import { KiB, MiB, TEST_CONFIG, rig, type Rig } from './harness.ts';
@@ -56,31 +54,24 @@ describe('prefix reader', function () {
     assert.deepEqual(['advance', 'reset', 'failed', 'verified'].map((e) => t.listenerCount(e)), [0, 0, 0, 0]);
   });
 
-  it('streams a range from the middle, and keeps reading after the part is renamed into the store', async () => {
+  it('streams a range from the middle, and keeps reading after the partial blob is committed into the store', async () => {
     r = await rig(2 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
-    const dir = r.dir;
-    const t = r.start({
-      onVerified: async (part) => {
-        const blob = join(dir, 'blob');
-        await rename(part, blob);
-        return blob;
-      },
-    });
+    const t = r.start();
     const middle = await collect(createPrefixReader(t, 300 * KiB, 1 * MiB + 5));
     assert.ok(middle.data.equals(r.data.subarray(300 * KiB, 1 * MiB + 6)));
     await t.done;
-    assert.equal(t.committedPath, join(dir, 'blob'));
+    assert.equal(await r.store.partials.has(r.digest), false, 'the part became the blob');
     const late = await collect(createPrefixReader(t, 2 * MiB - 10));
     assert.ok(late.data.equals(r.data.subarray(2 * MiB - 10)));
   });
 
-  it('errors rather than waiting forever when the part was moved and onVerified did not say where', async () => {
+  it('errors rather than waiting forever when the committed blob left the store', async () => {
     r = await rig(100 * KiB);
-    const dir = r.dir;
-    const t = r.start({ onVerified: async (part) => { await rename(part, join(dir, 'elsewhere')); } });
+    const t = r.start();
     await t.done;
+    assert.equal(await r.store.blobs.delete(r.digest), true);
     const got = await collect(createPrefixReader(t));
-    assert.match(String(got.error?.message), /onVerified must return its new path/);
+    assert.match(String(got.error?.message), /ENOENT/);
   });
 
   it('errors instead of completing when the transfer turns out corrupted', async () => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cleanOrphanedParts } from '../../lib/transfer/cleanup.ts';
 import { DigestMismatchError, SizeMismatchError, TransferAbortedError } from '../../lib/transfer/errors.ts';
 import { startTransfer } from '../../lib/transfer/transfer.ts';
 import { chunkDigestsOf } from './range-server.ts';
@@ -21,16 +20,16 @@ describe('chunked downloader', function () {
     r = undefined;
   });
 
-  it('downloads a blob byte-identical over a clean link and hands the verified part to onVerified', async () => {
+  it('downloads a blob byte-identical over a clean link, commits it into the blob store, then calls afterCommit', async () => {
     r = await rig(4 * MiB);
-    let handed: string | undefined;
-    const t = r.start({ onVerified: async (p) => { handed = p; } });
-    const result = await t.done;
-    assert.equal(handed, t.partPath);
-    assert.equal(result.path, t.partPath);
+    let committedFirst: boolean | undefined;
+    const rig_ = r;
+    const t = r.start({ afterCommit: async () => { committedFirst = await rig_.store.blobs.has(rig_.digest); } });
+    await t.done;
+    assert.equal(committedFirst, true);
     assert.equal(t.state, 'verified');
-    await assertIdentical(r, result.path);
-    assert.deepEqual((await readdir(r.dir)).sort(), [`${t.hex}.part`]);
+    await assertIdentical(r, r.blobPath);
+    assert.deepEqual(await readdir(r.dir), [], 'the part became the blob and the journal went'); 
     assert.equal(t.snapshot().chunksDone, 16);
   });
 
@@ -41,7 +40,7 @@ describe('chunked downloader', function () {
     assert.equal(t.mode, 'single');
     assert.equal(r.server.stats.requests, 1);
     assert.equal(r.server.stats.rangeRequests, 0);
-    await assertIdentical(r, t.partPath);
+    await assertIdentical(r, r.blobPath);
   });
 
   it('verifies an empty blob without a request', async () => {
@@ -49,7 +48,7 @@ describe('chunked downloader', function () {
     const t = r.start();
     await t.done;
     assert.equal(r.server.stats.requests, 0);
-    assert.equal((await stat(t.partPath)).size, 0);
+    assert.equal((await stat(r.blobPath)).size, 0);
   });
 
   it('opens more connections under a per-connection rate cap and beats one connection', async () => {
@@ -60,7 +59,7 @@ describe('chunked downloader', function () {
     let most = 0;
     t.on('progress', (s: { activeConnections: number }) => { most = Math.max(most, s.activeConnections); });
     const result = await t.done;
-    await assertIdentical(r, result.path);
+    await assertIdentical(r, r.blobPath);
     assert.ok(most > TEST_CONFIG.minConnections!, `concurrency stayed at ${most}`);
     assert.ok(result.durationMs < (size / perConnection) * 1000 * 0.6, `took ${result.durationMs} ms`);
     assert.ok(r.proxy.stats.connections >= most);
@@ -72,7 +71,7 @@ describe('chunked downloader', function () {
     r = await rig(size, { faults: { rateBytesPerSec: perConnection, latencyMs: 10 } });
     const t = r.start({ config: { ...TEST_CONFIG, minConnections: 8, maxConnections: 8 } });
     const result = await t.done;
-    await assertIdentical(r, result.path);
+    await assertIdentical(r, r.blobPath);
     assert.ok(r.server.stats.rangeRequests > 2, `${r.server.stats.rangeRequests} range requests for two chunks`);
     // Two connections alone would need a second per chunk.
     assert.ok(result.durationMs < (CHUNK / perConnection) * 1000 * 0.8, `took ${result.durationMs} ms`);
@@ -83,8 +82,8 @@ describe('chunked downloader', function () {
     const size = 8 * MiB;
     r = await rig(size, { faults: { resetMeanBytes: 200 * KiB, rateBytesPerSec: 8 * MiB } });
     const t = r.start();
-    const result = await t.done;
-    await assertIdentical(r, result.path);
+    await t.done;
+    await assertIdentical(r, r.blobPath);
     assert.ok(r.proxy.stats.resets >= 10, `only ${r.proxy.stats.resets} resets`);
     assert.ok(t.snapshot().retries >= r.proxy.stats.resets * 0.5);
     // Fetching whole chunks again would cost far more than the blob: 256 KiB chunks, resets every ~200 KiB.
@@ -94,8 +93,8 @@ describe('chunked downloader', function () {
   it('aborts a stalled connection and resumes the chunk elsewhere', async () => {
     r = await rig(4 * MiB, { faults: { stallMeanBytes: 1 * MiB } });
     const t = r.start();
-    const result = await t.done;
-    await assertIdentical(r, result.path);
+    await t.done;
+    await assertIdentical(r, r.blobPath);
     assert.ok(r.proxy.stats.stalls >= 1);
     assert.ok(t.snapshot().retries >= 1);
   });
@@ -103,16 +102,16 @@ describe('chunked downloader', function () {
   it('completes chunks cut short by clean closes (truncation)', async () => {
     r = await rig(4 * MiB, { faults: { truncateAfterBytes: 100 * KiB } });
     const t = r.start();
-    const result = await t.done;
-    await assertIdentical(r, result.path);
+    await t.done;
+    await assertIdentical(r, r.blobPath);
     assert.ok(r.proxy.stats.truncations >= 16 * 2);
   });
 
   it('falls back to one resumable stream when the server answers 200 to Range', async () => {
     r = await rig(4 * MiB, { behaviour: { ignoreRange: true } });
     const t = r.start();
-    const result = await t.done;
-    await assertIdentical(r, result.path);
+    await t.done;
+    await assertIdentical(r, r.blobPath);
     assert.equal(t.mode, 'stream');
     assert.ok(r.server.stats.requests <= 2 + TEST_CONFIG.minConnections!);
   });
@@ -124,7 +123,7 @@ describe('chunked downloader', function () {
     const watch = setInterval(() => { if (proxy.stats.truncations >= 3) proxy.clearFaults(); }, 1);
     const t = r.start();
     const result = await t.done.finally(() => clearInterval(watch));
-    await assertIdentical(r, result.path);
+    await assertIdentical(r, r.blobPath);
     assert.equal(t.mode, 'stream');
     assert.ok(r.proxy.stats.truncations >= 3);
     assert.equal(result.bytesFetched < 2 * MiB + 700 * KiB, true, `wrote ${result.bytesFetched}: held bytes were written again`);
@@ -133,8 +132,8 @@ describe('chunked downloader', function () {
   it('rejects a wrong Content-Range and retries', async () => {
     r = await rig(2 * MiB, { behaviour: { wrongContentRange: 3 } });
     const t = r.start();
-    const result = await t.done;
-    await assertIdentical(r, result.path);
+    await t.done;
+    await assertIdentical(r, r.blobPath);
     assert.ok(t.snapshot().retries >= 3);
   });
 
@@ -142,13 +141,13 @@ describe('chunked downloader', function () {
     r = await rig(1 * MiB, { behaviour: { unavailable: 3 } });
     const t = r.start();
     await t.done;
-    await assertIdentical(r, t.partPath);
+    await assertIdentical(r, r.blobPath);
     assert.ok(r.server.stats.statuses.filter((s) => s === 503).length === 3);
   });
 
   it('fails with SizeMismatchError when the upstream blob is not the size the descriptor says', async () => {
     r = await rig(1 * MiB);
-    const t = startTransfer({ digest: r.digest, size: 1 * MiB + 10, source: r.source, dir: r.dir, config: TEST_CONFIG, ...TEST_TIMING });
+    const t = startTransfer({ digest: r.digest, size: 1 * MiB + 10, source: r.source, partials: r.store.partials, config: TEST_CONFIG, ...TEST_TIMING });
     await assert.rejects(t.done, SizeMismatchError);
     assert.deepEqual(await readdir(r.dir), []);
   });
@@ -165,8 +164,8 @@ describe('chunked downloader', function () {
       flips = proxy.stats.corruptions;
       proxy.setFaults({ corruptPerMiB: 0 });
     });
-    const result = await t.done;
-    await assertIdentical(r, result.path);
+    await t.done;
+    await assertIdentical(r, r.blobPath);
     assert.equal(mismatches.length, 1);
     const replaced = t.snapshot().chunksRefetched;
     assert.ok(replaced >= 1 && replaced <= flips, `replaced ${replaced} pieces for ${flips} flips`);
@@ -176,7 +175,7 @@ describe('chunked downloader', function () {
     // Some 16 flips per piece: no two copies of a piece ever agree before the repair deadline.
     r = await rig(2 * MiB, { faults: { corruptPerMiB: 64 } });
     let committed = false;
-    const t = r.start({ config: { ...TEST_CONFIG, repairSeconds: 1 }, onVerified: async () => { committed = true; } });
+    const t = r.start({ config: { ...TEST_CONFIG, repairSeconds: 1 }, afterCommit: async () => { committed = true; } });
     let most = 0;
     t.on('advance', () => { most = Math.max(most, t.releasedBytes); });
     await assert.rejects(t.done, DigestMismatchError);
@@ -195,8 +194,8 @@ describe('chunked downloader', function () {
     const proxy = r.proxy;
     const t = r.start();
     const watch = setInterval(() => { if (proxy.stats.corruptions > 0) proxy.clearFaults(); }, 1);
-    const result = await t.done.finally(() => clearInterval(watch));
-    await assertIdentical(r, result.path);
+    await t.done.finally(() => clearInterval(watch));
+    await assertIdentical(r, r.blobPath);
     const refetched = t.snapshot().chunksRefetched;
     assert.ok(refetched >= 1 && refetched <= proxy.stats.corruptions, `refetched ${refetched} chunks for ${proxy.stats.corruptions} corruptions`);
   });
@@ -214,8 +213,8 @@ describe('chunked downloader', function () {
     const digests = chunkDigestsOf(r.data, CHUNK);
     r.source.chunkDigests = async () => digests;
     const t = r.start();
-    const result = await t.done;
-    await assertIdentical(r, result.path);
+    await t.done;
+    await assertIdentical(r, r.blobPath);
     const s = r.proxy.stats;
     assert.ok(s.resets > 0 && s.truncations > 0, JSON.stringify(s));
   });
@@ -242,7 +241,7 @@ describe('chunked downloader', function () {
     r.proxy.clearFaults();
     const second = r.start();
     const result = await second.done;
-    await assertIdentical(r, result.path);
+    await assertIdentical(r, r.blobPath);
     assert.ok(result.resumedBytes >= 1 * MiB, `resumed only ${result.resumedBytes}`);
     assert.equal(result.bytesFetched, size - result.resumedBytes);
   });
@@ -250,11 +249,12 @@ describe('chunked downloader', function () {
   it('removes orphaned parts and journals older than the limit, and keeps the rest', async () => {
     r = await rig(0);
     const old = new Date(Date.now() - 10 * 3600_000);
-    const names = ['aa.part', 'aa.journal', 'bb.part', 'cc.part', 'notes.txt'];
+    const [aa, bb, cc] = ['a', 'b', 'c'].map((c) => c.repeat(64)) as [string, string, string];
+    const names = [`${aa}.part`, `${aa}.journal`, `${bb}.part`, `${cc}.part`, 'notes.txt'];
     for (const n of names) await writeFile(join(r.dir, n), 'x');
-    for (const n of ['aa.part', 'aa.journal', 'cc.part', 'notes.txt']) await utimes(join(r.dir, n), old, old);
-    const removed = await cleanOrphanedParts(r.dir, 3600_000, (hex) => hex === 'cc');
-    assert.deepEqual(removed.sort(), ['aa.journal', 'aa.part']);
-    assert.deepEqual((await readdir(r.dir)).sort(), ['bb.part', 'cc.part', 'notes.txt']);
+    for (const n of [`${aa}.part`, `${aa}.journal`, `${cc}.part`, 'notes.txt']) await utimes(join(r.dir, n), old, old);
+    const removed = await r.store.partials.sweep(3600_000, (digest) => digest === `sha256:${cc}`);
+    assert.deepEqual(removed, [`sha256:${aa}`]);
+    assert.deepEqual((await readdir(r.dir)).sort(), [`${bb}.part`, `${cc}.part`, 'notes.txt']);
   });
 });

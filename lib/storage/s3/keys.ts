@@ -7,6 +7,7 @@
  *   sidecars/sha256/<hex>/<key>                          small records derived from a blob (the relay's chunk lists)
  *   tmp/<uuid>                                           an ingest whose digest is known only at its end
  *   partials/sha256/<hex>/...                            a pull-through transfer in progress (partial-blobs.ts)
+ *   transfer-state/<key>.json                            transfer state (what each upstream's link learned)
  *   uploads/<uuid>/state.json                            a push session: repository, client, start
  *   uploads/<uuid>/chunks/<offset, 16 digits>            the bytes of one PATCH, at that offset of the upload
  *   repositories/<name>/_tags/<tag>                      the manifest digest the tag points to (LastModified: checked at)
@@ -50,6 +51,11 @@ export const keys = {
   temp: (uuid: string): string => `tmp/${uuid}`,
 
   partials: 'partials/',
+  partial: (digest: string): string => `partials/${digestPath(digest)}/`,
+  transferState(key: string): string {
+    if (!/^[a-z0-9-]+$/.test(key)) throw new Error(`invalid transfer state key ${key}`);
+    return `transfer-state/${key}.json`;
+  },
 
   uploads: 'uploads/',
   upload(uuid: string): string {

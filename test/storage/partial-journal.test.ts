@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Journal, loadJournal } from '../../lib/transfer/journal.ts';
+import { Journal, loadJournal } from '../../lib/storage/partial-journal.ts';
 import { RangeSet } from '../../lib/transfer/range-set.ts';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;

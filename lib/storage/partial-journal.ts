@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
-import { RangeSet } from './range-set.ts';
+import { RangeSet } from '../transfer/range-set.ts';
 
 const MAGIC = 'ferry-journal 1';
 /** How often the ranges are made durable against a power loss. */
