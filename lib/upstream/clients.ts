@@ -6,16 +6,6 @@ import { UpstreamClient } from './client.ts';
 import { relayEndpoints } from './relay-endpoints.ts';
 import { RelayPool } from './relay-pool.ts';
 
-/** The client of each upstream; for one with several relays, the first relay's. */
-export function createUpstreamClients(config: LoadedConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Map<string, UpstreamClient> {
-  const clients = new Map<string, UpstreamClient>();
-  for (const [name, cfg] of Object.entries(config.upstreams)) {
-    const resolved = resolveSecrets(config.file, name, cfg, env);
-    clients.set(name, new UpstreamClient(name, relayEndpoints(resolved)[0] ?? resolved, { logger }));
-  }
-  return clients;
-}
-
 export interface Upstreams {
   /** The client of each upstream; for one with several relays, the first relay's. */
   clients: Map<string, UpstreamClient>;
@@ -25,7 +15,7 @@ export interface Upstreams {
   close(): Promise<void>;
 }
 
-/** The mirror's upstreams: a client each, and a RelayPool of one client per relay where there are several. */
+/** The upstreams of a mirror or a relay: a client each, and a RelayPool of one client per relay where there are several. */
 export function createUpstreams(config: LoadedConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Upstreams {
   const clients = new Map<string, UpstreamClient>();
   const pools = new Map<string, RelayPool>();

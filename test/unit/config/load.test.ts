@@ -7,7 +7,7 @@ import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from '../..
 import { configJsonSchema } from '../../../lib/config/json-schema.ts';
 import { relayEndpoints } from '../../../lib/upstream/relay-endpoints.ts';
 import { missingSecrets, resolveSecrets } from '../../../lib/config/secrets.ts';
-import { createUpstreamClients } from '../../../lib/upstream/clients.ts';
+import { createUpstreams } from '../../../lib/upstream/clients.ts';
 import { silentLogger } from '../../../lib/log/logger.ts';
 
 const FILE = '/etc/ferry/mirror.json';
@@ -115,7 +115,7 @@ describe('config', () => {
     assert.equal(resolveSecrets(FILE, 'relay', cfg.upstreams.relay!, { RELAY_TOKEN: 'tok' }).token, 'tok');
     assert.throws(() => resolveSecrets(FILE, 'quay', cfg.upstreams.quay!, {}),
       (e: unknown) => e instanceof ConfigError && /^\/etc\/ferry\/mirror\.json: upstreams\.quay\.passwordEnv: environment variable QUAY_PASSWORD is not set/.test(e.message));
-    assert.throws(() => createUpstreamClients(cfg, silentLogger, { QUAY_PASSWORD: 's3cret' }), /upstreams\.relay\.tokenEnv: environment variable RELAY_TOKEN is not set/);
+    assert.throws(() => createUpstreams(cfg, silentLogger, { QUAY_PASSWORD: 's3cret' }), /upstreams\.relay\.tokenEnv: environment variable RELAY_TOKEN is not set/);
     assert.deepEqual(missingSecrets(cfg.upstreams, { QUAY_PASSWORD: 's3cret' }), ['upstreams.relay.tokenEnv: RELAY_TOKEN']);
   });
 
