@@ -3,6 +3,7 @@ import { readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DigestMismatchError, SizeMismatchError, TransferAbortedError } from '../../lib/transfer/errors.ts';
 import { startTransfer } from '../../lib/transfer/transfer.ts';
+import { MemoryPartialBlobStorage } from '../../lib/storage/memory/partial-blobs.ts';
 import { chunkDigestsOf } from './range-server.ts';
 import { CHUNK, KiB, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 
@@ -31,6 +32,16 @@ describe('chunked downloader', function () {
     await assertIdentical(r, r.blobPath);
     assert.deepEqual(await readdir(r.dir), [], 'the part became the blob and the journal went'); 
     assert.equal(t.snapshot().chunksDone, 16);
+  });
+
+  it('runs over any PartialBlobStorage: partial blobs in memory, committed into the blob store', async () => {
+    r = await rig(2 * MiB, { faults: { resetMeanBytes: 512 * KiB, corruptOffsets: [300_000] }, seed: 3 });
+    const partials = new MemoryPartialBlobStorage(r.store.blobs);
+    const t = r.start({ partials });
+    await t.done;
+    assert.ok((await r.store.blobs.readBytes(r.digest)).equals(r.data));
+    assert.deepEqual(await readdir(r.dir), [], 'the filesystem partial blobs were used');
+    assert.equal(await partials.has(r.digest), false);
   });
 
   it('fetches a small blob in one plain request', async () => {
