@@ -1,0 +1,200 @@
+/**
+ * The partial blobs of a replica in a cluster: the backend's PartialBlobStorage (S3: pieces in
+ * the shared bucket) with single flight across replicas added, so that the transfer engine needs
+ * no change to be the holder of a transfer:
+ *
+ *   open     claims the digest (transfer-gate.ts). Holder: the backend's partial blob, wrapped so
+ *            that what it records is published as the transfer's progress. Another replica holds
+ *            it: TransferElsewhereError, carrying the watcher to follow it with
+ *            (follow-reader.ts) instead of transferring it again.
+ *   write    refused once the lease is lost (the engine's transfer fails; nothing more is written).
+ *   record   the backend records first, then the progress follows (at most every publishMs), so
+ *            the progress never claims a byte the backend does not hold.
+ *   commit   the backend commits, the progress says done, the lease is released.
+ *   close    unfinished: the lease is released, a follower takes over from what is held.
+ *   discard  the progress is emptied first (followers must not read what goes), then the bytes.
+ *
+ * Ranges: the seam's are inclusive, the progress record's half-open; converted here.
+ */
+import type { Readable } from 'node:stream';
+import type { ByteRange } from '../oci/range.ts';
+import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialScratch } from '../storage/partial-blobs.ts';
+import { RangeSet } from '../transfer/range-set.ts';
+import type { HeldLease } from './lease.ts';
+import type { ProgressWatcher } from './progress-watcher.ts';
+import type { ProgressWriter } from './progress.ts';
+import type { TransferGate } from './transfer-gate.ts';
+
+/** Another replica holds this digest's transfer: follow it (createFollowReader with `watcher`) instead. */
+export class TransferElsewhereError extends Error {
+  constructor(readonly digest: string, readonly watcher: ProgressWatcher) {
+    super(`${digest} is being transferred by another replica: follow it`);
+    this.name = 'TransferElsewhereError';
+  }
+}
+
+export class ClusterPartialBlobs implements PartialBlobStorage {
+  constructor(
+    private readonly inner: PartialBlobStorage,
+    private readonly gate: TransferGate,
+    /** Least time between two progress writes of one transfer (default 250 ms). */
+    private readonly publishMs = 250,
+  ) {}
+
+  async open(digest: string, size: number): Promise<PartialBlob> {
+    const claim = await this.gate.claim(digest);
+    if (claim.role === 'follower') throw new TransferElsewhereError(digest, claim.watcher);
+    let blob: PartialBlob;
+    try {
+      blob = await this.inner.open(digest, size);
+    } catch (err) {
+      await claim.lease.release();
+      throw err;
+    }
+    const held = new ClusterPartialBlob(blob, claim.lease, claim.progress, this.publishMs);
+    await held.publishNow();
+    return held;
+  }
+
+  has(digest: string): Promise<boolean> {
+    return this.inner.has(digest);
+  }
+
+  read(digest: string, range: ByteRange): Promise<Readable> {
+    return this.inner.read(digest, range);
+  }
+
+  list(): AsyncIterable<PartialBlobInfo> {
+    return this.inner.list();
+  }
+
+  sweep(maxAgeMs: number, keep?: (digest: string) => boolean): Promise<string[]> {
+    return this.inner.sweep(maxAgeMs, keep);
+  }
+
+  usage(): Promise<{ bytes: number; count: number }> {
+    return this.inner.usage();
+  }
+
+  readState(key: string): Promise<string | undefined> {
+    return this.inner.readState(key);
+  }
+
+  writeState(key: string, text: string): Promise<void> {
+    return this.inner.writeState(key, text);
+  }
+}
+
+class ClusterPartialBlob implements PartialBlob {
+  private readonly held: RangeSet;
+  private timer: NodeJS.Timeout | undefined;
+  private lastPublish = 0;
+  private publishing: Promise<void> = Promise.resolve();
+  /** A progress write failed for good (lease lost, fenced out): every later call fails with it. */
+  private failure: unknown;
+  private finished = false;
+
+  constructor(
+    private readonly inner: PartialBlob,
+    private readonly lease: HeldLease,
+    private readonly progress: ProgressWriter,
+    private readonly publishMs: number,
+  ) {
+    this.held = new RangeSet(inner.resumed.map((r) => ({ start: r.start, end: r.end + 1 })));
+  }
+
+  get digest(): string {
+    return this.inner.digest;
+  }
+
+  get size(): number {
+    return this.inner.size;
+  }
+
+  get resumed(): readonly ByteRange[] {
+    return this.inner.resumed;
+  }
+
+  read(pos: number, into: Uint8Array): Promise<number> {
+    return this.inner.read(pos, into);
+  }
+
+  async write(pos: number, bytes: Uint8Array): Promise<void> {
+    this.check();
+    await this.inner.write(pos, bytes);
+  }
+
+  async record(range: ByteRange): Promise<void> {
+    this.check();
+    await this.inner.record(range);
+    this.held.add(range.start, range.end + 1);
+    this.schedulePublish();
+  }
+
+  async flush(): Promise<void> {
+    await this.inner.flush();
+    await this.publishNow();
+  }
+
+  async resetHeld(held: readonly ByteRange[]): Promise<void> {
+    this.check();
+    await this.inner.resetHeld(held);
+    this.held.clear();
+    for (const r of held) this.held.add(r.start, r.end + 1);
+    await this.publishNow();
+  }
+
+  scratch(): Promise<PartialScratch> {
+    return this.inner.scratch();
+  }
+
+  async commit(hashed: string): Promise<void> {
+    this.check();
+    await this.inner.commit(hashed);
+    this.finished = true;
+    this.held.clear();
+    this.held.add(0, this.size);
+    await this.publishNow(true).catch(() => {});
+    await this.lease.release();
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    if (!this.finished) await this.publishNow().catch(() => {});
+    await this.inner.close();
+    await this.lease.release();
+  }
+
+  async discard(): Promise<void> {
+    clearTimeout(this.timer);
+    this.held.clear();
+    await this.publishNow().catch(() => {});
+    await this.inner.discard();
+    await this.lease.release();
+  }
+
+  /** @internal Publishes the ranges held now and waits for it. */
+  publishNow(done = false): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.lastPublish = performance.now();
+    const state = { size: this.size, ranges: [...this.held.intervals], done };
+    this.publishing = this.publishing.then(() => this.progress.publish(state)).catch((err: unknown) => {
+      this.failure ??= err;
+      throw err;
+    });
+    return this.publishing;
+  }
+
+  private schedulePublish(): void {
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastPublish + this.publishMs - performance.now());
+    this.timer = setTimeout(() => void this.publishNow().catch(() => {}), wait);
+    this.timer.unref();
+  }
+
+  private check(): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (!this.lease.valid) throw this.lease.signal.reason ?? new Error(`lease of ${this.digest} lost`);
+  }
+}

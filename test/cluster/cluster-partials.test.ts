@@ -1,0 +1,129 @@
+/**
+ * lib/cluster/cluster-partials.ts: two replicas, leases and progress on a real RGW, the partial
+ * blobs in one shared store (the filesystem backend in a temp dir, standing in for the bucket
+ * until the S3 backend writes partial blobs): one holder per digest, a follower streaming what
+ * the holder records, a takeover from what a dead holder left.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { ClusterPartialBlobs, TransferElsewhereError } from '../../lib/cluster/cluster-partials.ts';
+import { createFollowReader } from '../../lib/cluster/follow-reader.ts';
+import { Leases } from '../../lib/cluster/lease.ts';
+import type { ClusterObjects } from '../../lib/cluster/objects.ts';
+import { TransferGate } from '../../lib/cluster/transfer-gate.ts';
+import type { PartialBlob, PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
+import { openStore } from '../../lib/storage/store.ts';
+import { useRgw } from '../helpers/ceph.ts';
+import { accessOf, clusterObjects, GatedObjects, type S3Access } from './cluster-bucket.ts';
+
+const PIECE = 128 * 1024;
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function drain(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** What the engine does with a partial blob: write and record each piece not held, then commit. */
+async function fill(blob: Buffer, partial: PartialBlob, opts: { pieces?: number; delayMs?: number } = {}): Promise<number[]> {
+  const held = partial.resumed;
+  const written: number[] = [];
+  for (let at = 0; at < blob.length; at += PIECE) {
+    const end = Math.min(blob.length, at + PIECE) - 1;
+    if (held.some((r) => r.start <= at && r.end >= end)) continue;
+    if (opts.pieces !== undefined && written.length >= opts.pieces) return written;
+    await partial.write(at, blob.subarray(at, end + 1));
+    await partial.record({ start: at, end });
+    written.push(at);
+    if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
+  }
+  await partial.commit(sha(blob));
+  return written;
+}
+
+describe('single flight across replicas through the partial blobs (lib/cluster/cluster-partials.ts)', function () {
+  this.timeout(30_000);
+  const rgw = useRgw();
+  let access: S3Access;
+  let objects: ClusterObjects;
+  let dir: string;
+  let shared: PartialBlobStorage;
+
+  before(async () => {
+    access = accessOf(rgw(), await rgw().createBucket());
+    objects = clusterObjects(access);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-cluster-partials-'));
+    shared = (await openStore(dir)).partials;
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const replica = (id: string, o: ClusterObjects = objects, ttlMs = 5000): ClusterPartialBlobs =>
+    new ClusterPartialBlobs(shared, new TransferGate(o, new Leases(o, id, { ttlMs }), { minPollMs: 30, maxPollMs: 100, checkLeaseAfterMs: 200 }), 50);
+
+  it('opens a digest for one replica only; the other follows what the holder records and gets the blob once committed', async () => {
+    const blob = randomBytes(PIECE * 6 + 77);
+    const r1 = replica('r1');
+    const r2 = replica('r2');
+    const partial = await r1.open(sha(blob), blob.length);
+    const elsewhere = await r2.open(sha(blob), blob.length).then(() => undefined, (e: unknown) => e);
+    assert.ok(elsewhere instanceof TransferElsewhereError, String(elsewhere));
+
+    let during = 0;
+    let filling = true;
+    const reader = createFollowReader({
+      watcher: elsewhere.watcher,
+      start: 0,
+      end: blob.length,
+      readRange: (start, end) => r2.read(sha(blob), { start, end: end - 1 }),
+    });
+    reader.on('data', (c: Buffer) => {
+      if (filling) during += c.length;
+    });
+    const got = drain(reader);
+    await fill(blob, partial, { delayMs: 60 });
+    filling = false;
+    await partial.close();
+    assert.ok(during >= 3 * PIECE, `${during} bytes served while the holder filled`);
+    assert.ok((await got).equals(blob));
+    // Committed and released: the next open is a holder again (the caller checks the blob first).
+    const again = await r2.open(sha(blob), blob.length);
+    await again.close();
+  });
+
+  it('lets a follower take over a transfer whose holder died and continue from what it recorded', async () => {
+    const blob = randomBytes(PIECE * 8);
+    const ttlMs = 1000;
+    const dyingObjects = new GatedObjects(access);
+    const r1 = replica('dying', dyingObjects, ttlMs);
+    const r2 = replica('survivor', objects, ttlMs);
+    const partial = await r1.open(sha(blob), blob.length);
+    const elsewhere = await r2.open(sha(blob), blob.length).then(() => undefined, (e: unknown) => e);
+    assert.ok(elsewhere instanceof TransferElsewhereError);
+    assert.deepEqual(await fill(blob, partial, { pieces: 3 }), [0, 1, 2].map((i) => i * PIECE));
+    await partial.flush();
+    dyingObjects.close(); // dies: its renewals and progress no longer reach the bucket
+
+    let successor: Promise<number[]> | undefined;
+    const reader = createFollowReader({
+      watcher: elsewhere.watcher,
+      start: 0,
+      end: blob.length,
+      readRange: (start, end) => r2.read(sha(blob), { start, end: end - 1 }),
+      async onOrphaned() {
+        const mine = await r2.open(sha(blob), blob.length);
+        successor = fill(blob, mine).finally(() => mine.close());
+      },
+    });
+    const got = await drain(reader);
+    assert.ok(got.equals(blob));
+    assert.deepEqual(await successor, [3, 4, 5, 6, 7].map((i) => i * PIECE), 'the successor wrote only what the dead holder had not');
+    await assert.rejects(partial.write(0, blob.subarray(0, 1)), { name: 'LeaseLostError' });
+  });
+});
