@@ -19,6 +19,8 @@
 import { join } from 'node:path';
 import { requireDigest } from '../oci/digest.ts';
 import { requireName, requireTag } from '../oci/names.ts';
+import { requireSidecarKey } from './storage.ts';
+import { UPLOAD_ID } from './upload-sessions.ts';
 
 /** The files of a partial blob: its bytes, the journal of what is held (and its temp), a repair's scratch copy. */
 export type PartialFileKind = 'part' | 'journal' | 'journal.tmp' | 'repair';
@@ -58,8 +60,7 @@ export class StorePaths {
     return join(this.root, 'sidecars', requireDigest(digest).algorithm);
   }
   sidecar(digest: string, key: string): string {
-    if (!/^[a-z0-9][a-z0-9.-]*$/.test(key)) throw new Error(`invalid sidecar key ${key}`);
-    return join(this.sidecarsDir(digest), `${requireDigest(digest).hex}.${key}`);
+    return join(this.sidecarsDir(digest), `${requireDigest(digest).hex}.${requireSidecarKey(key)}`);
   }
 
   blob(digest: string): string {
@@ -68,7 +69,7 @@ export class StorePaths {
   }
 
   upload(uuid: string): string {
-    if (!/^[0-9a-f-]{36}$/.test(uuid)) throw new Error(`invalid upload id ${uuid}`);
+    if (!UPLOAD_ID.test(uuid)) throw new Error(`invalid upload id ${uuid}`);
     return join(this.uploadsDir, uuid);
   }
   uploadData(uuid: string): string { return join(this.upload(uuid), 'data'); }

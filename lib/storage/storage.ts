@@ -108,6 +108,12 @@ export interface BlobStorage {
   deleteSidecars(digest: string): Promise<void>;
 }
 
+/** A sidecar key as the contract allows it ([a-z0-9.-], not starting with . or -); throws otherwise. */
+export function requireSidecarKey(key: string): string {
+  if (!/^[a-z0-9][a-z0-9.-]*$/.test(key)) throw new Error(`invalid sidecar key ${key}`);
+  return key;
+}
+
 // --- repositories ------------------------------------------------------------------------------
 
 export interface ManifestMeta {

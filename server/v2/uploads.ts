@@ -6,7 +6,7 @@ import { isValidName } from '../../lib/oci/names.ts';
 import { parseContentRange } from '../../lib/oci/range.ts';
 import type { PushBackend } from '../../lib/registry/types.ts';
 import type { ByteRange, UploadState } from '../../lib/storage/storage.ts';
-import { uploadHeaders } from '../../lib/storage/uploads.ts';
+import { uploadHeaders } from '../../lib/storage/upload-sessions.ts';
 import { contentLength, hasBody } from '../body.ts';
 import type { MethodTable } from './router.ts';
 

@@ -1,0 +1,111 @@
+/**
+ * The memory backend's BlobStorage, for unit tests: a blob is a Buffer in a map, added only once
+ * its digest matched. Ingest gathers the source in memory first (tests store small blobs).
+ */
+import { Readable } from 'node:stream';
+import { RegistryError } from '../../oci/errors.ts';
+import { newHash, requireDigest } from '../../oci/digest.ts';
+import type { ByteRange } from '../../oci/range.ts';
+import { requireSidecarKey, type BlobInfo, type BlobStorage, type BlobStream, type IngestExpectation, type StoredBlob } from '../storage.ts';
+
+interface Held {
+  bytes: Buffer;
+  touchedAt: number;
+}
+
+export class MemoryBlobStorage implements BlobStorage {
+  private readonly held = new Map<string, Held>();
+  private readonly sidecars = new Map<string, Map<string, string>>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async stat(digest: string): Promise<BlobInfo | undefined> {
+    requireDigest(digest);
+    const h = this.held.get(digest);
+    return h && { digest, size: h.bytes.length, touchedAt: h.touchedAt };
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return (await this.stat(digest)) !== undefined;
+  }
+
+  async read(digest: string, range?: ByteRange): Promise<BlobStream | undefined> {
+    const h = this.held.get(requireDigest(digest).digest);
+    if (!h) return undefined;
+    const { start, end } = range ?? { start: 0, end: h.bytes.length - 1 };
+    if (end >= h.bytes.length) throw new RangeError(`range ${start}-${end} is past the end of ${digest} (${h.bytes.length} bytes)`);
+    return Readable.from(end < start ? [] : [h.bytes.subarray(start, end + 1)]);
+  }
+
+  async readBytes(digest: string): Promise<Buffer> {
+    const h = this.held.get(requireDigest(digest).digest);
+    if (!h) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
+    return Buffer.from(h.bytes);
+  }
+
+  async ingest(source: Readable | AsyncIterable<Buffer>, expect: IngestExpectation = {}): Promise<StoredBlob> {
+    const algorithm = expect.digest ? requireDigest(expect.digest).algorithm : 'sha256';
+    const hash = newHash(algorithm);
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (expect.size !== undefined && size > expect.size) {
+        throw new RegistryError('SIZE_INVALID', `content is longer than the expected ${expect.size} bytes`);
+      }
+      hash.update(chunk);
+      parts.push(Buffer.from(chunk));
+    }
+    const digest = `${algorithm}:${hash.digest('hex')}`;
+    if (expect.size !== undefined && size !== expect.size) {
+      throw new RegistryError('SIZE_INVALID', `content length ${size} does not match the expected ${expect.size}`);
+    }
+    if (expect.digest !== undefined && digest !== expect.digest) {
+      throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${expect.digest}`, { expected: expect.digest, actual: digest });
+    }
+    this.commit(digest, Buffer.concat(parts));
+    return { digest, size };
+  }
+
+  async putBytes(bytes: Buffer, expectDigest?: string): Promise<string> {
+    return (await this.ingest(Readable.from([bytes]), expectDigest === undefined ? {} : { digest: expectDigest })).digest;
+  }
+
+  async delete(digest: string): Promise<boolean> {
+    return this.held.delete(requireDigest(digest).digest);
+  }
+
+  async touch(digest: string): Promise<void> {
+    const h = this.held.get(digest);
+    if (h) h.touchedAt = this.now();
+  }
+
+  async *list(): AsyncGenerator<BlobInfo> {
+    for (const [digest, h] of [...this.held]) yield { digest, size: h.bytes.length, touchedAt: h.touchedAt };
+  }
+
+  /** Nothing is ever abandoned: an ingest holds its bytes in its own variables. */
+  async sweep(): Promise<number> {
+    return 0;
+  }
+
+  async readSidecar(digest: string, key: string): Promise<string | undefined> {
+    return this.sidecars.get(requireDigest(digest).digest)?.get(requireSidecarKey(key));
+  }
+
+  async writeSidecar(digest: string, key: string, text: string): Promise<void> {
+    const d = requireDigest(digest).digest;
+    let records = this.sidecars.get(d);
+    if (!records) this.sidecars.set(d, (records = new Map()));
+    records.set(requireSidecarKey(key), text);
+  }
+
+  async deleteSidecars(digest: string): Promise<void> {
+    this.sidecars.delete(requireDigest(digest).digest);
+  }
+
+  /** Adds verified bytes (a completed upload too); a blob already held is kept as it is. */
+  commit(digest: string, bytes: Buffer): void {
+    if (!this.held.has(digest)) this.held.set(digest, { bytes, touchedAt: this.now() });
+  }
+}
