@@ -57,7 +57,8 @@ export class LocalRegistry implements RegistryBackend {
     }
     const stat = await this.store.blobs.stat(digest);
     if (!stat) throw unknown;
-    return { digest, size: stat.size, open: (range) => openBlob(this.store.blobs, digest, range) };
+    // The size is known: the whole blob is opened as its range (no second stat).
+    return { digest, size: stat.size, open: (range) => openBlob(this.store.blobs, digest, range ?? { start: 0, end: stat.size - 1 }) };
   }
 
   async listTags(name: string, page: Page): Promise<PageResult<string>> {
