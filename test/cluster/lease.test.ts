@@ -91,7 +91,9 @@ describe('leases on RGW (lib/cluster/lease.ts)', function () {
     const taken = await firstTake;
     const takeoverMs = taken.at - killedAt;
     console.log(`      takeover ${takeoverMs} ms after the kill (ttl ${ttlMs} ms, poll 100 ms)`);
-    assert.ok(takeoverMs <= ttlMs + 600, `taken over after ${takeoverMs} ms`);
+    // At most ttl after the holder's last renew (before the kill), plus a poll and a request or
+    // two on a loaded machine.
+    assert.ok(takeoverMs <= ttlMs + 1000, `taken over after ${takeoverMs} ms`);
     // Exactly one: the others still wait a few polls later.
     await new Promise((r) => setTimeout(r, 500));
     let settled = 0;

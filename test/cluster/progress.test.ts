@@ -77,7 +77,9 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     const detectedMs = performance.now() - stoppedAt;
     assert.ok(orphaned instanceof TransferOrphanedError, String(orphaned));
     console.log(`      orphan detected ${Math.round(detectedMs)} ms after the holder's last write (ttl ${ttlMs} ms)`);
-    assert.ok(detectedMs >= ttlMs * 0.5 && detectedMs < ttlMs + 1000, `${detectedMs} ms`);
+    // Not before the lease could have expired (the last renew was at most ttl/3 before the cut),
+    // and soon after: ttl plus the lease check's delay and a few polls on a loaded machine.
+    assert.ok(detectedMs >= ttlMs * 0.5 && detectedMs < ttlMs + 2000, `${detectedMs} ms`);
 
     const successor = (await follower.tryTake(transferLeaseName(digest))) as HeldLease;
     assert.ok(successor, 'the follower takes the expired lease');
