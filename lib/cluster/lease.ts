@@ -88,6 +88,8 @@ function resolved(t: LeaseTiming): Required<LeaseTiming> {
 }
 
 const key = (name: string): string => `leases/${name}`;
+/** Sightings kept before old ones are dropped. */
+const SEEN_LIMIT = 1024;
 
 /** One replica's side of the cluster's leases: takes them, and judges others' expiry by its own clock. */
 export class Leases {
@@ -120,6 +122,7 @@ export class Leases {
     const ttlMs = body?.ttlMs ?? resolved(this.timing).ttlMs;
     const last = this.seen.get(name);
     if (!last || last.etag !== obj.etag) {
+      if (this.seen.size >= SEEN_LIMIT) this.forgetOld();
       this.seen.set(name, { etag: obj.etag, since: now(), ttlMs });
       return { state: 'held', holder: body?.holder, etag: obj.etag };
     }
@@ -149,6 +152,12 @@ export class Leases {
       if (lease) return lease;
       await sleep(every * (0.8 + 0.4 * Math.random()), undefined, { signal });
     }
+  }
+
+  /** Drops sightings far older than their ttl: a lease looked at once and never again (a transfer followed to its end). */
+  private forgetOld(): void {
+    const t = now();
+    for (const [name, s] of this.seen) if (t - s.since > 4 * s.ttlMs) this.seen.delete(name);
   }
 
   /** @internal */

@@ -57,11 +57,14 @@ export class Replicas<State> {
     this.ttlMs = opts.ttlMs ?? 3 * this.intervalMs;
   }
 
-  /** Beats once (so the view is current when this resolves), then keeps beating. */
+  /**
+   * Beats once (so the view is current when this resolves), then keeps beating. Never rejects: a
+   * store that is down now is reported to onError and tried again at the next beat.
+   */
   async start(): Promise<void> {
     if (this.running) return;
     this.running = new AbortController();
-    await this.beat();
+    await this.beat().catch((err: unknown) => this.opts.onError?.(err));
     const signal = this.running.signal;
     this.loop = (async () => {
       while (!signal.aborted) {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { SharedLinkBudget, SharedLinks, type LinkHeartbeat } from '../../lib/cluster/link-share.ts';
 import { Replicas } from '../../lib/cluster/replicas.ts';
-import { waitFor } from '../helpers/processes.ts';
+import { freePort, waitFor } from '../helpers/processes.ts';
 import type { ClusterObjects } from '../../lib/cluster/objects.ts';
 import { useRgw } from '../helpers/ceph.ts';
 import { accessOf, clusterObjects, type S3Access } from './cluster-bucket.ts';
@@ -94,5 +94,16 @@ describe('replicas and the shared link budget (lib/cluster/replicas.ts, link-sha
     for (const release of granted) release();
     share.close();
     assert.equal(budget.busy, false);
+  });
+
+  it('starts while the store is down, reporting the failed heartbeat instead of failing the replica\'s start', async () => {
+    const down = clusterObjects({ ...access, endpoint: `http://127.0.0.1:${await freePort()}` });
+    const errors: unknown[] = [];
+    const lonely = new Replicas<LinkHeartbeat>(down, { id: 'lonely', intervalMs: 10_000, state: () => ({ busyLinks: [] }), onError: (e) => errors.push(e) });
+    await lonely.start();
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /STORAGE_UNAVAILABLE|object store/);
+    assert.deepEqual(lonely.live().map((r) => r.id), ['lonely']);
+    await lonely.stop({ leave: false });
   });
 });
