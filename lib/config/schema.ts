@@ -3,6 +3,7 @@
  * editors (registry.schema.json) is generated from this file: `npm run schema`.
  */
 import { z } from 'zod';
+import { TRANSFER_DEFAULTS } from '../transfer/tuning.ts';
 
 const listen = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'host:port, e.g. 0.0.0.0:4000');
 const bytes = z.number().int().positive();
@@ -62,17 +63,17 @@ export const rewriteRuleSchema = z.strictObject({
 });
 
 export const transferSchema = z.strictObject({
-  chunksPerBlob: z.number().int().positive().default(500).describe('Chunk size starts at nextPow2(size / chunksPerBlob)'),
-  minChunkBytes: bytes.default(4 * 1024 * 1024),
-  maxChunkBytes: bytes.default(64 * 1024 * 1024),
-  smallBlobBytes: bytes.default(4 * 1024 * 1024).describe('Blobs up to this size are fetched in one request'),
-  minConnections: z.number().int().min(1).default(8).describe('Parallel chunk requests per upstream link, floor (it doubles from there while goodput follows)'),
-  maxConnections: z.number().int().min(1).default(32).describe('Parallel chunk requests per upstream link (all its transfers together) and per blob, cap; the upstream connections caps it too'),
-  stallSeconds: z.number().positive().default(20).describe('A connection with no byte for this long is aborted and resumed'),
-  retries: z.number().int().min(0).default(1000).describe('Attempts per chunk before the transfer fails'),
-  deadlineSeconds: z.number().positive().default(6 * 3600)
+  chunksPerBlob: z.number().int().positive().default(TRANSFER_DEFAULTS.chunksPerBlob).describe('Chunk size starts at nextPow2(size / chunksPerBlob)'),
+  minChunkBytes: bytes.default(TRANSFER_DEFAULTS.minChunkBytes),
+  maxChunkBytes: bytes.default(TRANSFER_DEFAULTS.maxChunkBytes),
+  smallBlobBytes: bytes.default(TRANSFER_DEFAULTS.smallBlobBytes).describe('Blobs up to this size are fetched in one request'),
+  minConnections: z.number().int().min(1).default(TRANSFER_DEFAULTS.minConnections).describe('Parallel chunk requests per upstream link, floor (it doubles from there while goodput follows)'),
+  maxConnections: z.number().int().min(1).default(TRANSFER_DEFAULTS.maxConnections).describe('Parallel chunk requests per upstream link (all its transfers together) and per blob, cap; the upstream connections caps it too'),
+  stallSeconds: z.number().positive().default(TRANSFER_DEFAULTS.stallSeconds).describe('A connection with no byte for this long is aborted and resumed'),
+  retries: z.number().int().min(0).default(TRANSFER_DEFAULTS.retries).describe('Attempts per chunk before the transfer fails'),
+  deadlineSeconds: z.number().positive().default(TRANSFER_DEFAULTS.deadlineSeconds)
     .describe('A transfer still running after this long fails (clients get 503 UNAVAILABLE); what it fetched stays, and the next request resumes it (formerly fillDeadlineSeconds, still accepted with a warning)'),
-  repairSeconds: z.number().positive().default(300)
+  repairSeconds: z.number().positive().default(TRANSFER_DEFAULTS.repairSeconds)
     .describe('Corrupted pieces are fetched again for as long as one arrived intact within this long (a link that flips bytes costs pieces, not the pull)'),
   partMaxAgeHours: z.number().positive().default(72).describe('Unfinished transfers older than this are removed'),
   badContentHoldSeconds: z.number().min(0).default(60)

@@ -3,7 +3,7 @@
  * (a "not found" included) means the upstream is healthy; a network error, a timeout, a 5xx, a
  * rate limit or refused credentials mean it is failing. Calls we aborted ourselves say nothing about the upstream.
  */
-import type { UpstreamPort } from '../mirror/ports.ts';
+import type { UpstreamPort } from '../mirror/upstream-port.ts';
 import type { RangeResponse, RangeSource } from '../transfer/range-source.ts';
 import type { UpstreamHealthRecorder } from './mirror-metrics.ts';
 

@@ -62,11 +62,6 @@ interface Tracked {
   lastLogAt: number;
 }
 
-/** Cache repositories are "<upstream key>/<upstream repository>". */
-export function upstreamOf(repository: string): string {
-  return repository.split('/')[0] ?? repository;
-}
-
 export class TransferTracker {
   private readonly tracked = new Map<string, Tracked>();
   private readonly timer: NodeJS.Timeout;
@@ -134,7 +129,7 @@ export class TransferTracker {
       return {
         digest: transfer.digest,
         repository: transfer.repository,
-        upstream: upstreamOf(transfer.repository),
+        upstream: transfer.upstream,
         size: transfer.size,
         startedAt: transfer.startedAt,
         elapsedMs: now - transfer.startedAt,
@@ -155,7 +150,7 @@ export class TransferTracker {
 
   private track(transfer: TransferHandle): void {
     if (this.tracked.has(transfer.digest)) return;
-    this.tracked.set(transfer.digest, { transfer, upstream: upstreamOf(transfer.repository), bytesFetched: 0, retries: 0, lastLogAt: Date.now() });
+    this.tracked.set(transfer.digest, { transfer, upstream: transfer.upstream, bytesFetched: 0, retries: 0, lastLogAt: Date.now() });
   }
 
   private account(t: Tracked, snap: TransferSnapshot): void {

@@ -17,7 +17,7 @@ import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, Reg
 import type { ByteRange, Storage, UploadState } from '../storage/storage.ts';
 import type { Transfers, TransferHandle } from './transfers.ts';
 import { DescriptorSizes } from './descriptor-sizes.ts';
-import type { UpstreamPort } from './ports.ts';
+import type { UpstreamPort } from './upstream-port.ts';
 import type { Prefetcher } from './prefetch.ts';
 import { noMirrorMetrics, type MirrorMetrics } from '../metrics/mirror-metrics.ts';
 import { UpstreamNotFoundError } from '../upstream/errors.ts';

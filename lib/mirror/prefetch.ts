@@ -12,7 +12,7 @@ import type { Logger } from '../log/logger.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { Transfers, TransferHandle } from './transfers.ts';
-import type { UpstreamPort } from './ports.ts';
+import type { UpstreamPort } from './upstream-port.ts';
 
 export interface PrefetchOptions {
   concurrency: number;

@@ -9,17 +9,70 @@ import type { Logger } from '../log/logger.ts';
 import type { FsStorage } from '../storage/store.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { DigestMismatchError, SizeMismatchError } from '../transfer/errors.ts';
-import type { RunningTransfer, TransferStarter, TransferSpec } from './ports.ts';
+import { LinkBudgets, type LinkBudgetsOptions } from '../transfer/link-budgets.ts';
+import type { RangeSource } from '../transfer/range-source.ts';
+import { startTransfer, type TransferSnapshot } from '../transfer/transfer.ts';
+import { TRANSFER_DEFAULTS, type TransferTuning } from '../transfer/tuning.ts';
+import type { PartialBlobStorage } from '../storage/partial-blobs.ts';
 
-export interface TransferRequest extends Omit<TransferSpec, 'partials' | 'afterCommit'> {
+/** One blob transfer in progress, as the table sees it (the engine's Transfer is one). */
+export interface RunningTransfer {
+  readonly digest: string;
+  readonly size: number;
+  /** Bytes start..end inclusive as they arrive; errors if the transfer fails (no bad bytes served whole). */
+  createReader(start: number, end: number): Readable;
+  /** Resolves once the verified blob was committed (and afterCommit ran). */
+  readonly done: Promise<unknown>;
+  /** Resolves when the first byte may be read (or the blob is in), rejects when the transfer failed first. */
+  readonly firstByte?: Promise<void>;
+  /** Stops; what is stored stays for a later resume. */
+  abort(reason?: string): void;
+  snapshot(): TransferSnapshot;
+}
+
+export interface TransferSpec {
+  digest: string;
+  size: number;
+  source: RangeSource;
+  /** Where the bytes go while they arrive; commits them into the blob store. */
+  partials: PartialBlobStorage;
+  /** For logs and progress. */
+  label: string;
+  /** The upstream's name: transfers to one upstream share its link's connections. */
+  upstream?: string;
+  /** Called once the verified blob is in the blob store, before its last byte goes out (links it into the cache repository). */
+  afterCommit(): Promise<void>;
+}
+
+/** Starts one transfer: the engine (engineTransferStarter), or a test's stand-in. */
+export type TransferStarter = (spec: TransferSpec) => RunningTransfer;
+
+/** The chunked transfer engine (lib/transfer), one link budget per upstream. */
+export function engineTransferStarter(tuning: Partial<TransferTuning>, opts: LinkBudgetsOptions = {}): TransferStarter {
+  const links = new LinkBudgets({ minConnections: tuning.minConnections ?? TRANSFER_DEFAULTS.minConnections, maxConnections: tuning.maxConnections ?? TRANSFER_DEFAULTS.maxConnections }, opts);
+  return (spec) => startTransfer({
+    digest: spec.digest,
+    size: spec.size,
+    source: spec.source,
+    partials: spec.partials,
+    config: tuning,
+    link: links.get(spec.upstream),
+    afterCommit: () => spec.afterCommit(),
+  });
+}
+
+export interface TransferRequest extends Omit<TransferSpec, 'partials' | 'afterCommit' | 'upstream'> {
   /** Cache repository that holds the blob once it is in. */
   repository: string;
+  /** The upstream's name (the link the transfer shares, the figures it counts in). */
+  upstream: string;
 }
 
 export interface TransferHandle {
   digest: string;
   size: number;
   repository: string;
+  upstream: string;
   startedAt: number;
   transfer: RunningTransfer;
   /** Resolves once the blob is in the store. */
@@ -87,7 +140,7 @@ export class Transfers extends EventEmitter {
     });
     // A transfer nobody awaits must not become an unhandled rejection.
     committed.catch(() => {});
-    const handle: TransferHandle = { digest: req.digest, size: req.size, repository: req.repository, startedAt, transfer, committed };
+    const handle: TransferHandle = { digest: req.digest, size: req.size, repository: req.repository, upstream: req.upstream, startedAt, transfer, committed };
     this.byDigest.set(req.digest, handle);
     this.emit('started', handle);
     return handle;

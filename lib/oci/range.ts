@@ -1,9 +1,15 @@
-/** HTTP byte ranges, pure: parse a Range header against a size, and a PATCH's Content-Range. */
+/** HTTP byte ranges, pure: the one range type, a Range header against a size, a Content-Range. */
 
+/** Bytes start..end, both inclusive (as HTTP writes them). The one byte-range type of ferry. */
 export interface ByteRange {
   start: number;
   /** Inclusive. */
   end: number;
+}
+
+/** What a Content-Range names: the bytes, and the whole length when it gives one (not "*"). */
+export interface ContentRange extends ByteRange {
+  total?: number;
 }
 
 export type RangeResult = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
@@ -31,13 +37,16 @@ export function parseRange(header: string | undefined, size: number): RangeResul
   return { kind: 'partial', range: { start, end } };
 }
 
-/** Content-Range of an upload chunk: "a-b" (Docker's form) or "bytes a-b" / "bytes a-b/size". */
-export function parseContentRange(header: string | undefined): ByteRange | undefined | 'invalid' {
+/**
+ * A Content-Range: a response's ("bytes a-b/size", "bytes a-b/*") or an upload chunk's ("a-b",
+ * Docker's form, or "bytes a-b"). undefined when there is none, 'invalid' when malformed.
+ */
+export function parseContentRange(header: string | undefined): ContentRange | undefined | 'invalid' {
   if (header === undefined || header === '') return undefined;
-  const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
+  const m = /^(?:bytes[ =]\s*)?(\d+)-(\d+)(?:\/(\d+|\*))?$/i.exec(header.trim());
   if (!m) return 'invalid';
   const start = Number(m[1]);
   const end = Number(m[2]);
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return 'invalid';
-  return { start, end };
+  return m[3] === undefined || m[3] === '*' ? { start, end } : { start, end, total: Number(m[3]) };
 }

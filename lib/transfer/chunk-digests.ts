@@ -1,7 +1,8 @@
 /** Per-piece digests (offered by a ferry relay): which pieces of a partial blob are wrong. */
 import type { PositionalReader } from '../storage/partial-blobs.ts';
 import type { Algorithm } from '../oci/digest.ts';
-import { planChunks, type ByteRange } from './chunk-plan.ts';
+import { planChunks } from './chunk-plan.ts';
+import type { ByteRange } from '../oci/range.ts';
 import { bareHex, hashRange } from './piece-check.ts';
 import type { ChunkDigests } from './range-source.ts';
 

@@ -3,16 +3,11 @@
  * size / chunksPerBlob, clamped to [minChunkBytes, maxChunkBytes]. Ranges here are inclusive
  * [start, end], as in an HTTP Range header.
  */
-import type { TransferConfig } from '../config/schema.ts';
+import type { TransferTuning } from './tuning.ts';
+import type { ByteRange } from '../oci/range.ts';
 import type { RangeSet } from './range-set.ts';
 
-export interface ByteRange {
-  start: number;
-  /** Inclusive. */
-  end: number;
-}
-
-export type ChunkSizing = Pick<TransferConfig, 'chunksPerBlob' | 'minChunkBytes' | 'maxChunkBytes'>;
+export type ChunkSizing = Pick<TransferTuning, 'chunksPerBlob' | 'minChunkBytes' | 'maxChunkBytes'>;
 
 export function nextPowerOfTwo(n: number): number {
   if (n <= 1) return 1;

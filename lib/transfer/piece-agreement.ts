@@ -12,7 +12,7 @@
 import type { PartialBlob } from '../storage/partial-blobs.ts';
 import pLimit from 'p-limit';
 import type { Algorithm } from '../oci/digest.ts';
-import type { ByteRange } from './chunk-plan.ts';
+import type { ByteRange } from '../oci/range.ts';
 import { linkedController } from './range-fetcher.ts';
 import { bareHex, hashRange } from './piece-check.ts';
 import { newHash } from '../oci/digest.ts';

@@ -5,7 +5,7 @@
  */
 import type { PositionalReader } from '../storage/partial-blobs.ts';
 import { newHash, type Algorithm } from '../oci/digest.ts';
-import type { ByteRange } from './chunk-plan.ts';
+import type { ByteRange } from '../oci/range.ts';
 
 const READ = 1024 * 1024;
 

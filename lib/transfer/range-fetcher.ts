@@ -7,13 +7,14 @@
  */
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ByteRange } from './chunk-plan.ts';
+import type { ByteRange } from '../oci/range.ts';
 import type { StallWatch } from './stall-watch.ts';
 import {
   ContentRangeError, PrematureEndError, RangeIgnoredError, RetriesExhaustedError, SizeMismatchError,
   StallError, UpstreamStatusError, isRetryable,
 } from './errors.ts';
-import { header, parseContentRange, type RangeResponse, type RangeSource } from './range-source.ts';
+import { header, type RangeResponse, type RangeSource } from './range-source.ts';
+import { parseContentRange } from '../oci/range.ts';
 import { backoffMs, parseRetryAfter, type RetryPolicy } from '../retry/policy.ts';
 
 export type FetchMode = 'range' | 'stream';
@@ -69,7 +70,7 @@ function checkResponse(ctx: FetchContext, res: RangeResponse, pos: number, end: 
   if (res.status === 206) {
     const got = header(res.headers, 'content-range');
     const cr = parseContentRange(got);
-    if (!cr || cr.start !== pos || cr.end !== end) throw new ContentRangeError(asked, got);
+    if (cr === undefined || cr === 'invalid' || cr.start !== pos || cr.end !== end) throw new ContentRangeError(asked, got);
     if (cr.total !== undefined && cr.total !== ctx.size) {
       if (ctx.sizeDisagrees(cr.total)) throw new SizeMismatchError(ctx.size, cr.total);
       throw new ContentRangeError(asked, got);

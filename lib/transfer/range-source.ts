@@ -54,20 +54,3 @@ export function header(headers: ResponseHeaders, name: string): string | undefin
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
-
-export interface ContentRange {
-  start: number;
-  end: number;
-  /** undefined for "*". */
-  total: number | undefined;
-}
-
-/** Parses "bytes 0-99/1000" (or "bytes 0-99/*"); undefined when malformed. */
-export function parseContentRange(value: string | undefined): ContentRange | undefined {
-  const m = value ? /^bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(value) : null;
-  if (!m) return undefined;
-  const start = Number(m[1]);
-  const end = Number(m[2]);
-  if (end < start) return undefined;
-  return { start, end, total: m[3] === '*' ? undefined : Number(m[3]) };
-}

@@ -21,9 +21,8 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { transferSchema, type TransferConfig } from '../config/schema.ts';
 import { requireDigest, type Algorithm } from '../oci/digest.ts';
-import { chunkSizeFor, planChunks, planMissing, type ByteRange } from './chunk-plan.ts';
+import { chunkSizeFor, planChunks, planMissing } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
@@ -35,7 +34,9 @@ import { RangeSet } from './range-set.ts';
 import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
 import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
-import type { ByteRange as StoredRange } from '../oci/range.ts';
+import { createPrefixReader } from './prefix-reader.ts';
+import { tuningOf, type TransferTuning } from './tuning.ts';
+import type { ByteRange } from '../oci/range.ts';
 import type { PartialBlob, PartialBlobStorage } from '../storage/partial-blobs.ts';
 
 export interface TransferOptions {
@@ -46,7 +47,8 @@ export interface TransferOptions {
   source: RangeSource;
   /** Where the bytes go while they arrive, and what commits them into the blob store. */
   partials: PartialBlobStorage;
-  config?: Partial<TransferConfig>;
+  /** Over TRANSFER_DEFAULTS (tuning.ts). */
+  config?: Partial<TransferTuning>;
   /**
    * Called once the verified blob is in the blob store, before its last byte is released (the
    * mirror links it into the cache repository). A throw fails the transfer.
@@ -148,7 +150,7 @@ export class Transfer extends EventEmitter {
   generation = 0;
   error: Error | undefined;
 
-  private readonly cfg: TransferConfig;
+  private readonly cfg: TransferTuning;
   private readonly opts: TransferOptions;
   private readonly algorithm: Algorithm;
   private readonly ctrl = new AbortController();
@@ -156,6 +158,8 @@ export class Transfer extends EventEmitter {
   private readonly meter = new RateMeter();
   private readonly link: LinkBudget;
   private share: LinkShare | undefined;
+  /** Resolves when the first byte may be read (or the blob is in); rejects when the transfer failed first. */
+  readonly firstByte: Promise<void>;
   private readonly startedAt = performance.now();
   private readonly chunkSize: number;
   private readonly pieces: ByteRange[];
@@ -179,7 +183,8 @@ export class Transfer extends EventEmitter {
   /** Pieces that came back wrong: the wrong digest and how often in a row. */
   private readonly wrongPieces = new Map<number, { actual: string; times: number }>();
   private part: PartialBlob | undefined;
-  private hasher: PrefixHasher | undefined;
+  /** Reads the partial blob once it is open (nothing is hashed before). */
+  private readonly hasher: PrefixHasher;
   private digestMatched = false;
   /** The blob as hashed did not match: nothing is released until the hash starts again. */
   private suspect = false;
@@ -201,7 +206,7 @@ export class Transfer extends EventEmitter {
     this.hex = parsed.hex;
     this.algorithm = parsed.algorithm;
     this.size = opts.size;
-    this.cfg = transferSchema.parse(opts.config ?? {});
+    this.cfg = tuningOf(opts.config);
     this.link = opts.link ?? new LinkBudget({
       minConnections: this.cfg.minConnections,
       maxConnections: this.cfg.maxConnections,
@@ -213,13 +218,27 @@ export class Transfer extends EventEmitter {
     setMaxListeners(0, this.ctrl.signal);
     // Every reader waiting for bytes listens here (a relay serves one reader per range request).
     this.setMaxListeners(0);
+    this.hasher = new PrefixHasher({ read: (pos, into) => this.partial.read(pos, into) }, this.held, this.algorithm, () => this.emit('advance', this.releasedBytes));
     this.done = this.run();
     this.done.catch(() => {});
+    this.firstByte = new Promise<void>((resolve, reject) => {
+      const onAdvance = (released: number): void => {
+        if (released > 0) resolve();
+      };
+      this.on('advance', onAdvance);
+      this.done.then(() => resolve(), reject).finally(() => this.off('advance', onAdvance));
+    });
+    this.firstByte.catch(() => {});
   }
 
   /** Bytes of the hashed prefix on disk. */
   get contiguousBytes(): number {
-    return this.hasher?.hashed ?? 0;
+    return this.hasher.hashed;
+  }
+
+  /** Bytes start..end (inclusive) as they become safe to send (prefix-reader.ts); errors if the transfer fails. */
+  createReader(start = 0, end = this.size - 1): Readable {
+    return createPrefixReader(this, start, end);
   }
 
   /** What readers may have: the prefix, holding back the last byte until the digest matched. */
@@ -233,7 +252,7 @@ export class Transfer extends EventEmitter {
    * Bytes of range (inclusive) as stored: of the partial blob, or of the blob once committed.
    * Only what releasedBytes covers is safe to send (prefix-reader.ts).
    */
-  readStored(range: StoredRange): Promise<Readable> {
+  readStored(range: ByteRange): Promise<Readable> {
     return this.opts.partials.read(this.digest, range);
   }
 
@@ -308,7 +327,7 @@ export class Transfer extends EventEmitter {
     await this.openPartial().catch((e: unknown) => {
       throw this.localIo(e);
     });
-    const hasher = this.hasher as PrefixHasher;
+    const hasher = this.hasher;
     for (;;) {
       await this.fetchMissing();
       await this.piecesAnswered;
@@ -344,15 +363,16 @@ export class Transfer extends EventEmitter {
     const list = await this.askPieceDigests();
     const bad = list ? await findBadChunks(this.partial, this.size, list, this.algorithm) : undefined;
     if (bad) {
-      this.pieceDigests = pieceDigestsFor(list, this.size, this.chunkSize) ?? null;
-      this.startChecks();
+      const expected = pieceDigestsFor(list, this.size, this.chunkSize);
+      this.pieceDigests = expected ?? null;
+      if (expected) this.startChecks(expected);
       for (const c of bad) {
         this.written.remove(c.start, c.end + 1);
         this.opts.source.rejected?.(c.start, c.end);
       }
       for (const i of this.intervalsOf(this.written)) this.held.add(i.start, i.end);
       this.chunksRefetched += bad.length;
-      (this.hasher as PrefixHasher).catchUp();
+      this.hasher.catchUp();
       return;
     }
     const outcome = await repairByAgreement({
@@ -385,7 +405,7 @@ export class Transfer extends EventEmitter {
     }
     if (outcome === 'same') throw new DigestMismatchError(this.digest, actual, { sameBytes: true, detail: 'every piece fetched twice came back the same' });
     this.held.add(0, this.size);
-    (this.hasher as PrefixHasher).catchUp();
+    this.hasher.catchUp();
   }
 
   private intervalsOf(set: RangeSet): Array<{ start: number; end: number }> {
@@ -402,7 +422,6 @@ export class Transfer extends EventEmitter {
     this.part = await this.opts.partials.open(this.digest, this.size);
     for (const r of this.part.resumed) this.written.add(r.start, r.end + 1);
     this.resumedBytes = this.written.size;
-    this.hasher = new PrefixHasher(this.part, this.held, this.algorithm, () => this.emit('advance', this.releasedBytes));
     if (this.pieces.length === 1) this.usePieceDigests([bareHex(this.digest)]);
     else if (!this.opts.source.chunkDigests) this.usePieceDigests(null);
     else this.piecesAnswered = this.waitForPieceDigests();
@@ -433,29 +452,36 @@ export class Transfer extends EventEmitter {
     this.pieceDigests = list;
     if (list === null) {
       for (const i of this.intervalsOf(this.written)) this.held.add(i.start, i.end);
-      (this.hasher as PrefixHasher).catchUp();
+      this.hasher.catchUp();
       return;
     }
-    this.startChecks();
+    this.startChecks(list);
     for (let i = 0; i < this.pieces.length; i++) this.checkIfComplete(i);
   }
 
-  private startChecks(): void {
-    this.checks = new PieceChecks(() => this.partial, this.pieces, this.pieceDigests as string[], this.algorithm, (i, good, actual) => this.pieceChecked(i, good, actual));
+  private startChecks(expected: readonly string[]): void {
+    this.checks = new PieceChecks(() => this.partial, this.pieces, expected, this.algorithm, (i, good, actual) => this.pieceChecked(i, good, actual));
+  }
+
+  /** Piece i of the plan. */
+  private piece(i: number): ByteRange {
+    const p = this.pieces[i];
+    if (!p) throw new Error(`internal: no piece ${i} of ${this.pieces.length}`);
+    return p;
   }
 
   private checkIfComplete(i: number): void {
-    const p = this.pieces[i] as ByteRange;
+    const p = this.piece(i);
     if (this.written.coveredEnd(p.start) > p.end && this.held.coveredEnd(p.start) <= p.end) this.checks?.check(i);
   }
 
   private pieceChecked(i: number, good: boolean, actual: string): void {
-    const p = this.pieces[i] as ByteRange;
+    const p = this.piece(i);
     if (good) {
       this.wrongPieces.delete(i);
       this.wrongSince = undefined;
       this.held.add(p.start, p.end + 1);
-      (this.hasher as PrefixHasher).catchUp();
+      this.hasher.catchUp();
       return;
     }
     this.written.remove(p.start, p.end + 1);
@@ -477,7 +503,7 @@ export class Transfer extends EventEmitter {
 
   /** After a mismatch: readers of the old bytes must fail, the partial blob must forget the bad ranges. */
   private async restartHash(): Promise<void> {
-    const hasher = this.hasher as PrefixHasher;
+    const hasher = this.hasher;
     await hasher.reset();
     this.suspect = false;
     this.generation++;
@@ -506,7 +532,8 @@ export class Transfer extends EventEmitter {
 
   /** Runs `fn` holding one of the link's connections. */
   private async withConnection<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-    const release = await (this.share as LinkShare).acquire(signal);
+    if (!this.share) throw new Error('internal: the transfer has no share of its link yet');
+    const release = await this.share.acquire(signal);
     try {
       return await fn();
     } finally {
@@ -659,7 +686,7 @@ export class Transfer extends EventEmitter {
   private wrote(pos: number, buf: Uint8Array): void {
     if (this.pieceDigests === null) {
       this.held.add(pos, pos + buf.length);
-      (this.hasher as PrefixHasher).wrote(pos, buf);
+      this.hasher.wrote(pos, buf);
       return;
     }
     // undefined: the digests are not here yet; the pieces are checked once they are.
@@ -693,7 +720,7 @@ export class Transfer extends EventEmitter {
 
   /** Closes the partial blob: kept for a later resume, or discarded (wrong content). */
   private async closePartial(discard: boolean): Promise<void> {
-    await this.hasher?.idle().catch(() => {});
+    await this.hasher.idle().catch(() => {});
     const part = this.part;
     this.part = undefined;
     await (discard ? part?.discard() : part?.close())?.catch(() => {});

@@ -7,7 +7,7 @@ import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { RecentErrors } from '../../lib/metrics/recent-errors.ts';
 import { recordingPort } from '../../lib/metrics/recording-port.ts';
 import { UpstreamHealth } from '../../lib/metrics/upstream-health.ts';
-import type { UpstreamPort } from '../../lib/mirror/ports.ts';
+import type { UpstreamPort } from '../../lib/mirror/upstream-port.ts';
 
 const sample = (text: string, line: string): number | undefined => {
   const m = new RegExp(`^${line.replace(/[{}"().]/g, '\\$&')} (\\S+)$`, 'm').exec(text);

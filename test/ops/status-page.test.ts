@@ -28,7 +28,7 @@ describe('status page during a pull-through transfer', function () {
     });
     // 4 connections x 96 KiB/s: about 16 s for the whole blob, long enough to watch.
     source = slowSource(blob.data, 96 * KiB);
-    transfer = ferry.mirror.transfers.ensure({ digest: blob.digest, size: blob.data.length, source, repository: 'hub/library/big', label: 'big' });
+    transfer = ferry.mirror.transfers.ensure({ digest: blob.digest, size: blob.data.length, source, repository: 'hub/library/big', upstream: 'hub', label: 'big' });
     ferry.mirror.ops.health.record('hub', true);
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
   });

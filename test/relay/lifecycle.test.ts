@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { TransferStarter } from '../../lib/mirror/ports.ts';
+import type { TransferStarter } from '../../lib/mirror/transfers.ts';
 import { generateToken } from '../../lib/relay/tokens.ts';
 import { LOCK_FILE } from '../../lib/storage/data-dir-lock.ts';
 import type { TransferSnapshot } from '../../lib/transfer/transfer.ts';

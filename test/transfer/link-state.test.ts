@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { engineTransferStarter } from '../../lib/mirror/transfer-starter.ts';
+import { engineTransferStarter } from '../../lib/mirror/transfers.ts';
 import { LinkBudget } from '../../lib/transfer/link-budget.ts';
 import { LinkState } from '../../lib/transfer/link-state.ts';
 import { openStore } from '../../lib/storage/store.ts';

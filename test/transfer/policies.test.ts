@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { ConcurrencyController } from '../../lib/transfer/concurrency.ts';
 import { backoffMs, parseRetryAfter, type RetryPolicy } from '../../lib/retry/policy.ts';
-import { parseContentRange } from '../../lib/transfer/range-source.ts';
+import { parseContentRange } from '../../lib/oci/range.ts';
 import { RateMeter } from '../../lib/transfer/rate-meter.ts';
 
 describe('transfer policies', () => {
@@ -28,8 +28,9 @@ describe('transfer policies', () => {
 
   it('parses Content-Range and rejects malformed ones', () => {
     assert.deepEqual(parseContentRange('bytes 0-99/1000'), { start: 0, end: 99, total: 1000 });
-    assert.deepEqual(parseContentRange('bytes 5-9/*'), { start: 5, end: 9, total: undefined });
-    for (const bad of [undefined, '', 'bytes 9-5/10', 'items 0-1/2', 'bytes */10']) assert.equal(parseContentRange(bad), undefined);
+    assert.deepEqual(parseContentRange('bytes 5-9/*'), { start: 5, end: 9 });
+    for (const none of [undefined, '']) assert.equal(parseContentRange(none), undefined);
+    for (const bad of ['bytes 9-5/10', 'items 0-1/2', 'bytes */10']) assert.equal(parseContentRange(bad), 'invalid');
   });
 
   it('doubles connections while goodput grows in proportion (slow start) and stops at the cap', () => {
