@@ -71,9 +71,10 @@ export interface RelaySnapshot {
   lastError?: string;
 }
 
-/** One open request on a relay, for the watchdog. */
+/** One open request on a relay, for the watchdog and the relay's rate. */
 interface OpenRequest {
   cut(err: Error): void;
+  sample(now: number): { bytes: number; ms: number };
 }
 
 export class RelayMember {
@@ -128,6 +129,25 @@ export class RelayMember {
 
   get label(): string {
     return new URL(this.url).host;
+  }
+
+  /**
+   * Goodput per connection, the relay's weight: the moving average of its finished requests;
+   * until one finished, what its open requests deliver since their first byte, once they carried
+   * MIN_SAMPLE_BYTES together; else 0 (unknown). A slow relay's first ranges take long to end:
+   * unmeasured until then, it would weigh as the best meanwhile, draw ranges faster than it ends
+   * them, and soon hold most connections, and with them the last, slowest ranges of a blob.
+   */
+  rate(now: number): number {
+    if (this.perConnection > 0) return this.perConnection;
+    let bytes = 0;
+    let ms = 0;
+    for (const r of this.open) {
+      const s = r.sample(now);
+      bytes += s.bytes;
+      ms += s.ms;
+    }
+    return bytes >= MIN_SAMPLE_BYTES && ms > 0 ? (bytes * 1000) / ms : 0;
   }
 
   /** Usable for a new request now. */
@@ -250,6 +270,11 @@ export class RelayRequest implements OpenRequest {
     this.member.received(n);
   }
 
+  /** Bytes so far and the ms since the first of them. */
+  sample(now: number): { bytes: number; ms: number } {
+    return { bytes: this.received, ms: this.received > 0 ? now - this.firstByteAt : 0 };
+  }
+
   cut(err: Error): void {
     this.end();
     this.onCut(err);
@@ -344,15 +369,32 @@ export class RelayPool {
 
   /** One of `candidates` at random, weighted by goodput per connection. */
   private weighted(candidates: RelayMember[]): RelayMember {
-    // Unmeasured relays weigh as much as the best measured one, so they get measured.
-    const best = Math.max(0, ...candidates.map((m) => m.perConnection));
-    const weights = candidates.map((m) => (m.perConnection === 0 || best === 0 ? Math.max(best, 1) : Math.max(m.perConnection, best * MIN_WEIGHT_SHARE)));
+    // An idle unmeasured relay weighs as much as the best measured one, so it gets measured; one
+    // being measured (its requests have not shown their rate yet) as little as the slowest may.
+    const now = this.now();
+    const rates = candidates.map((m) => m.rate(now));
+    const best = Math.max(0, ...rates);
+    if (best === 0) {
+      // Nothing measured yet: a draw at random, but the request goes to one of the relays with room
+      // that hold the fewest, so no relay starts with more than its share (a full relay drawn wanted more).
+      const drawn = this.anyOf(candidates);
+      return drawn.hasRoom() ? this.anyOf(leastOpen(candidates.filter((m) => m.hasRoom()))) : drawn;
+    }
+    const weights = candidates.map((m, i) => {
+      const r = rates[i] as number;
+      if (r > 0) return Math.max(r, best * MIN_WEIGHT_SHARE);
+      return m.open.size === 0 ? best : best * MIN_WEIGHT_SHARE;
+    });
     let x = this.random() * weights.reduce((a, b) => a + b, 0);
     for (const [i, w] of weights.entries()) {
       x -= w;
       if (x < 0) return candidates[i] as RelayMember;
     }
     return candidates[candidates.length - 1] as RelayMember;
+  }
+
+  private anyOf(members: RelayMember[]): RelayMember {
+    return members[Math.floor(this.random() * members.length)] as RelayMember;
   }
 
   /** Relays in the order to try for one small request (manifests, HEADs): healthy, delivering and fastest first; probing, then down, last. */
@@ -362,7 +404,7 @@ export class RelayPool {
       if (!m.available(now)) return m.state === 'down' ? 3 : 2;
       return m.state === 'healthy' && this.responsive(m, now) ? 0 : 1;
     };
-    return [...this.members].sort((a, b) => rank(a) - rank(b) || b.perConnection - a.perConnection);
+    return [...this.members].sort((a, b) => rank(a) - rank(b) || b.rate(now) - a.rate(now));
   }
 
   /** Not down, and delivering or idle. */
@@ -404,4 +446,10 @@ export class RelayPool {
       else m.failed(new Error(reason), 'now');
     }
   }
+}
+
+/** The members with the fewest open requests. */
+function leastOpen(members: RelayMember[]): RelayMember[] {
+  const fewest = Math.min(...members.map((m) => m.open.size));
+  return members.filter((m) => m.open.size === fewest);
 }

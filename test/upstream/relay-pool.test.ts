@@ -227,6 +227,63 @@ describe('relay pool: each relay a link of its own', () => {
     }
   });
 
+  it('spreads the first requests evenly while no relay is measured', () => {
+    const { pool: p } = pool(3, 3000, { min: 12, max: 12 });
+    try {
+      for (let i = 0; i < 12; i++) {
+        p.pick()!.begin(() => {});
+        const open = p.members.map((m) => m.open.size);
+        assert.ok(Math.max(...open) - Math.min(...open) <= 1, `after ${i + 1} requests: ${open.join(', ')}`);
+      }
+    } finally {
+      p.close();
+    }
+  });
+
+  it('weighs a relay by what its open requests deliver before the first of them ends, so a slow relay does not draw the ranges of the fast ones meanwhile', () => {
+    // The engine's 12 connections on one 32 MiB blob in 512 KiB ranges, over three relays capped
+    // at 8, 4 and 1 MiB/s (multi-relay.test): each relay's cap shared by its open requests, 10 ms steps.
+    const caps = [8 << 20, 4 << 20, 1 << 20];
+    const { pool: p, clock } = pool(3, 3000, { min: 12, max: 12 });
+    try {
+      const range = 512 << 10;
+      let left = 64;
+      const open: Array<{ req: RelayRequest; got: number }> = [];
+      const carried = [0, 0, 0];
+      let mostOnSlow = 0;
+      const start = clock.t;
+      while (left > 0 || open.length > 0) {
+        while (open.length < 12 && left > 0) {
+          left--;
+          open.push({ req: p.pick()!.begin(() => {}), got: 0 });
+        }
+        mostOnSlow = Math.max(mostOnSlow, p.members[2]!.open.size);
+        clock.t += 10;
+        for (const [i, cap] of caps.entries()) {
+          const mine = open.filter((o) => o.req.member === p.members[i]);
+          for (const o of mine) {
+            const n = Math.min(range - o.got, Math.floor(cap / 100 / mine.length));
+            o.req.bytes(n);
+            o.got += n;
+            carried[i]! += n;
+          }
+        }
+        for (const o of open.filter((x) => x.got === range)) {
+          o.req.succeeded();
+          open.splice(open.indexOf(o), 1);
+        }
+      }
+      const seconds = (clock.t - start) / 1000;
+      // Ideal: 32 MiB at 13 MiB/s, 2.5 s. Had the slow relay drawn ranges as the best until its
+      // first ended (2 s at 4 of the 12), it would hold all 12 by then: 6 MiB at 1 MiB/s more (7 s).
+      assert.ok(mostOnSlow < 12, `the slow relay never held every connection: it held ${mostOnSlow} at most`);
+      assert.ok(seconds < 5, `the blob took ${seconds} s`);
+      assert.ok(carried[0]! > carried[1]! && carried[1]! > 2 * carried[2]!, `bytes follow the caps 8:4:1: ${carried.join(', ')}`);
+    } finally {
+      p.close();
+    }
+  });
+
   it('sends a request to a relay with a free connection of its own, and marks the full one as wanting more', () => {
     const { pool: p } = pool(2);
     try {
