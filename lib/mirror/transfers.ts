@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
-import type { FsStorage } from '../storage/store.ts';
+import type { Storage } from '../storage/storage.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { DigestMismatchError, SizeMismatchError } from '../transfer/errors.ts';
 import { LinkBudgets, type LinkBudgetsOptions } from '../transfer/link-budgets.ts';
@@ -91,7 +91,7 @@ export class Transfers extends EventEmitter {
   private readonly badContent = new Map<string, { until: number; reason: string }>();
 
   constructor(
-    private readonly store: FsStorage,
+    private readonly store: Storage,
     private readonly transferStarter: TransferStarter,
     private readonly logger: Logger,
     /** How long a digest whose upstream content failed verification is refused without refetching. */
