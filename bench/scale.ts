@@ -1,0 +1,177 @@
+/**
+ * Scale-out bench (issue 15.4): 1 replica on the filesystem, 1 and 3 replicas on one RGW bucket,
+ * each behind haproxy, in the same run against the same link and the same RGW. Per setup:
+ *   cold   N skopeo clients pull one cold image through the link at once: link bytes / unique
+ *          bytes, time until every client is done;
+ *   warm   N curl clients fetch the now stored large layer through haproxy: aggregate MB/s,
+ *          beside RGW's own GET throughput for the same object with the same N clients;
+ *   kill   (several replicas) a second cold image: the replica holding its transfer is killed
+ *          (-9) half way; time until every client is done against the cold time, link bytes;
+ *   RSS    peak RSS (VmHWM) of each replica.
+ * Not a test: it prints a table. Run: npx tsx bench/scale.ts (see bench/README.md)
+ *   SCALE_CLIENTS (30)  SCALE_LAYER_MIB (64)  SCALE_SETUPS (fs-1,rgw-1,rgw-3)
+ *   SCALE_LINK_KIBPS (2048, per connection)  SCALE_LINK_RTT_MS (50)
+ */
+import { PutObjectAclCommand } from '@aws-sdk/client-s3';
+import { keys } from '../lib/storage/s3/keys.ts';
+import { linkConfig, readBlob, startLink, type BlobRead } from '../test/e2e/transfer-fixture.ts';
+import { startRgw, type Rgw } from '../test/helpers/ceph.ts';
+import { ensureBuilt } from '../test/helpers/ferry-entry.ts';
+import { buildImage, type BuiltImage } from '../test/helpers/oci-image.ts';
+import { waitFor } from '../test/helpers/processes.ts';
+import { startReferenceRegistry } from '../test/helpers/reference-registry.ts';
+import { startReplicas, type Replicas } from '../test/helpers/replicas.ts';
+import { pushImage } from '../test/helpers/skopeo.ts';
+import type { FaultProxy } from '../test/fault-proxy/proxy.ts';
+import { fanout } from './lib/fanout.ts';
+import { skopeoClient } from './lib/link-clients.ts';
+import { renderColumns } from './lib/table.ts';
+
+const MiB = 1 << 20;
+const env = process.env;
+const clients = Number(env.SCALE_CLIENTS ?? 30);
+const layerBytes = Number(env.SCALE_LAYER_MIB ?? 64) * MiB;
+const setups = (env.SCALE_SETUPS ?? 'fs-1,rgw-1,rgw-3').split(',').filter(Boolean);
+const LINK = { rateBytesPerSec: Number(env.SCALE_LINK_KIBPS ?? 2048) * 1024, latencyMs: Number(env.SCALE_LINK_RTT_MS ?? 50) };
+const TRANSFER = { minChunkBytes: 4 * MiB, maxChunkBytes: 4 * MiB, minConnections: 4, maxConnections: 4, stallSeconds: 5 };
+const PULL_DEADLINE_MS = 600_000;
+
+function log(msg: string): void {
+  process.stderr.write(`[scale] ${msg}\n`);
+}
+
+/** Everything a pull of the image moves: manifest, config, layers. */
+function imageBytes(image: BuiltImage): number {
+  return image.manifest.length + image.config.length + image.layers.reduce((n, l) => n + l.size, 0);
+}
+
+interface Burst {
+  seconds: number;
+  failed: string[];
+  linkRatio: number;
+}
+
+/** N skopeo pulls of host/repository:v1 at once (each retried until it succeeds or the deadline). */
+async function coldBurst(host: string, repository: string, image: BuiltImage, proxy: FaultProxy, during?: () => Promise<void>): Promise<Burst> {
+  const client = skopeoClient();
+  const before = proxy.stats.bytesFromUpstream;
+  const started = Date.now();
+  const failed: string[] = [];
+  const one = async (): Promise<void> => {
+    for (;;) {
+      const left = started + PULL_DEADLINE_MS - Date.now();
+      if (left < 1000) return void failed.push('deadline');
+      const r = await client.pull(host, repository, 'v1', left);
+      if (r.ok) return;
+      failed.push(r.error ?? 'failed');
+    }
+  };
+  await Promise.all([...Array.from({ length: clients }, one), during?.()]);
+  return { seconds: (Date.now() - started) / 1000, failed, linkRatio: (proxy.stats.bytesFromUpstream - before) / imageBytes(image) };
+}
+
+interface SetupResult {
+  setup: string;
+  cold: Burst;
+  warmMBps: number;
+  rgwGetMBps?: number;
+  kill?: Burst & { holderBytes: number };
+  peakRssMB: (number | undefined)[];
+}
+
+async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: string, cold: BuiltImage, killed: BuiltImage, seed: number): Promise<SetupResult> {
+  const [kind, countText] = setup.split('-') as [string, string];
+  const count = Number(countText);
+  if ((kind !== 'fs' && kind !== 'rgw') || !(count >= 1)) throw new Error(`SCALE_SETUPS: ${setup} is not fs-N or rgw-N`);
+  const proxy = await startLink(upstreamHost, LINK, seed);
+  let bucket: string | undefined;
+  let replicas: Replicas | undefined;
+  try {
+    if (kind === 'rgw') bucket = await rgw!.createBucket();
+    const config = { ...linkConfig(proxy.url, TRANSFER), log: { level: 'warn' as const, format: 'json' as const }, ...(bucket ? { storage: rgw!.storageConfig(bucket) } : {}) };
+    replicas = await startReplicas({ count, config, compiled: true, name: `bench-scale-${setup}`, ...(rgw ? { env: rgw.env } : {}) });
+    log(`${setup}: cold burst, ${clients} clients`);
+    const coldBurst1 = await coldBurst(replicas.host, 'bench/cold', cold, proxy);
+    const layer = cold.layers[0]!;
+    log(`${setup}: warm burst`);
+    const warm = await fanout(`${replicas.url}/v2/bench/cold/blobs/${layer.digest}`, clients, layer.size, undefined);
+    let rgwGetMBps: number | undefined;
+    if (bucket && rgw) {
+      // RGW's own GET of the same object, same clients: the layer made readable without a signature.
+      const key = keys.blob(layer.digest);
+      await rgw.client().send(new PutObjectAclCommand({ Bucket: bucket, Key: key, ACL: 'public-read' }));
+      rgwGetMBps = (await fanout(`${rgw.endpoint}/${bucket}/${key}`, clients, layer.size, undefined)).mbPerS;
+    }
+    const peakRssMB = (await replicas.peakRss()).map((b) => (b === undefined ? undefined : b / 1e6));
+    let kill: SetupResult['kill'];
+    if (count > 1) {
+      log(`${setup}: kill -9 of the replica holding the transfer half way`);
+      const big = killed.layers[0]!;
+      let holder: Promise<BlobRead> | undefined;
+      const killHalfway = async (): Promise<void> => {
+        const before = proxy.stats.bytesFromUpstream;
+        // Replica 0 asks for the layer itself, first, so it holds the transfer.
+        holder = readBlob(replicas!.replicas[0]!.url, 'bench/kill', big.digest);
+        await waitFor(() => proxy.stats.bytesFromUpstream - before >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
+        await replicas!.kill9(0);
+      };
+      const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, killHalfway);
+      kill = { ...burst, holderBytes: (await holder!).bytes };
+    }
+    return { setup, cold: coldBurst1, warmMBps: warm.mbPerS, ...(rgwGetMBps !== undefined ? { rgwGetMBps } : {}), ...(kill ? { kill } : {}), peakRssMB };
+  } finally {
+    await replicas?.stop();
+    await proxy.close();
+  }
+}
+
+function render(results: SetupResult[]): string {
+  const f = (n: number | undefined, d = 2): string => (n === undefined ? '-' : n.toFixed(d));
+  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'kill s', 'kill lost', 'kill link/unique', 'kill failed', 'peak RSS MB'];
+  const lines = results.map((r) => [
+    r.setup,
+    f(r.cold.seconds, 1),
+    f(r.cold.linkRatio, 3),
+    String(r.cold.failed.length),
+    f(r.warmMBps, 0),
+    f(r.rgwGetMBps, 0),
+    r.rgwGetMBps ? f(r.warmMBps / r.rgwGetMBps) : '-',
+    f(r.kill?.seconds, 1),
+    r.kill ? `${(((r.kill.seconds - r.cold.seconds) / r.cold.seconds) * 100).toFixed(0)}%` : '-',
+    f(r.kill?.linkRatio, 3),
+    r.kill ? String(r.kill.failed.length) : '-',
+    r.peakRssMB.map((m) => (m === undefined ? 'killed' : m.toFixed(0))).join('/'),
+  ]);
+  return renderColumns(header, lines, (i) => i > 0);
+}
+
+async function main(): Promise<void> {
+  await ensureBuilt();
+  log(`building images (${layerBytes / MiB} MiB layer)`);
+  const [cold, killed] = await Promise.all([
+    buildImage({ layers: [layerBytes, MiB], seed: 'bench-scale-cold', format: 'docker' }),
+    buildImage({ layers: [layerBytes, MiB], seed: 'bench-scale-kill', format: 'docker' }),
+  ]);
+  const upstream = await startReferenceRegistry({ name: 'bench-scale-upstream' });
+  const rgw = setups.some((s) => s.startsWith('rgw')) ? await startRgw({ objectstore: 'bluestore' }) : undefined;
+  const results: SetupResult[] = [];
+  try {
+    await pushImage(cold, upstream.host, 'bench/cold', 'v1');
+    await pushImage(killed, upstream.host, 'bench/kill', 'v1');
+    for (const [i, setup] of setups.entries()) results.push(await runSetup(setup, rgw, upstream.host, cold, killed, i + 1));
+  } finally {
+    await rgw?.stop();
+    await upstream.stop();
+  }
+  const link = `link ${LINK.rateBytesPerSec / 1024} KiB/s per connection, ${LINK.latencyMs} ms RTT, ferry ${TRANSFER.maxConnections} connections per replica`;
+  process.stdout.write(`scale-out: ${clients} clients, image ${(imageBytes(cold) / MiB).toFixed(1)} MiB, ${link}\n\n${render(results)}\n`);
+  for (const r of results) {
+    const errs = [...r.cold.failed, ...(r.kill?.failed ?? [])];
+    if (errs.length > 0) process.stdout.write(`${r.setup}: client failures (retried): ${[...new Set(errs)].slice(0, 5).join(' | ')}\n`);
+  }
+}
+
+main().then(() => process.exit(0), (e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
