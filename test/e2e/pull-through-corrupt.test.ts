@@ -65,7 +65,7 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
       transfer: { badContentHoldSeconds: HOLD_SECONDS },
     }), (m) => m.stop());
     // dockerd retries a failed layer transfer 5 times, 5 s apart and more: once is enough here.
-    dockerd = teardown.add(await startDockerd({ name: 'dockerd-corrupt', daemonConfig: { 'max-transfer-attempts': 1 } }), (d) => d.stop());
+    dockerd = teardown.add(await startDockerd({ name: 'dockerd-corrupt', daemonConfig: { 'max-download-attempts': 1 } }), (d) => d.stop());
   });
   after(() => teardown.run());
 
