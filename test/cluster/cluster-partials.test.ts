@@ -125,5 +125,6 @@ describe('single flight across replicas through the partial blobs (lib/cluster/c
     assert.ok(got.equals(blob));
     assert.deepEqual(await successor, [3, 4, 5, 6, 7].map((i) => i * PIECE), 'the successor wrote only what the dead holder had not');
     await assert.rejects(partial.write(0, blob.subarray(0, 1)), { name: 'LeaseLostError' });
+    await partial.close();
   });
 });

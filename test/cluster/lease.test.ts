@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { Leases, LeaseLostError, type HeldLease } from '../../lib/cluster/lease.ts';
+import { waitFor } from '../helpers/processes.ts';
 import type { ClusterObjects } from '../../lib/cluster/objects.ts';
 import { useRgw } from '../helpers/ceph.ts';
 import { accessOf, clusterObjects, GatedObjects, type S3Access } from './cluster-bucket.ts';
@@ -122,7 +123,7 @@ describe('leases on RGW (lib/cluster/lease.ts)', function () {
     // A's renew was held back (a partition); now it reaches RGW with the old etag.
     const before = gated.results.length;
     open();
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(() => gated.results.length > before, 10_000, 'the held-back renew to reach RGW');
     assert.deepEqual(gated.results.slice(before), [undefined], 'the late renew got 412');
     assert.equal(await held.renew(), false);
     const view = await b.inspect('fence');
