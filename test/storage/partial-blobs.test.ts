@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { FsPartialBlobStorage } from '../../lib/storage/partial-blobs-fs.ts';
-import { MemoryPartialBlobStorage } from '../../lib/storage/memory/partial-blobs.ts';
+import { MemoryStorage } from '../../lib/storage/memory/storage.ts';
 import { openStore } from '../../lib/storage/store.ts';
 import { partialBlobSuite } from './partial-blobs.suite.ts';
 
@@ -21,15 +21,13 @@ partialBlobSuite('filesystem', async () => {
 });
 
 partialBlobSuite('memory', async () => {
-  // The blobs it commits into: any BlobStorage (the filesystem's until the memory one is here).
-  const root = await mkdtemp(join(tmpdir(), 'ferry-partials-'));
-  const store = await openStore(root);
-  const partials = new MemoryPartialBlobStorage(store.blobs);
+  const storage = new MemoryStorage();
   return {
-    blobs: store.blobs,
-    partials,
-    restarted: async () => partials,
-    close: () => rm(root, { recursive: true, force: true }),
+    blobs: storage.blobs,
+    partials: storage.partials,
+    // Memory does not outlive its process: a restart is the same instance.
+    restarted: async () => storage.partials,
+    close: async () => {},
   };
 });
 
