@@ -101,14 +101,14 @@ export class S3Bucket {
     }
   }
 
-  /** A small object whole, in memory; undefined when absent. */
-  async getBytes(key: string): Promise<Buffer | undefined> {
-    return (await this.getVersion(key))?.bytes;
+  /** A small object (or a range of one) whole, in memory; undefined when absent. */
+  async getBytes(key: string, range?: ByteRange): Promise<Buffer | undefined> {
+    return (await this.getVersion(key, range))?.bytes;
   }
 
   /** A small object whole with its etag (for a compare-and-swap put); undefined when absent. */
-  async getVersion(key: string): Promise<{ bytes: Buffer; etag: string } | undefined> {
-    const r = await this.get(key);
+  async getVersion(key: string, range?: ByteRange): Promise<{ bytes: Buffer; etag: string } | undefined> {
+    const r = await this.get(key, range);
     if (!r) return undefined;
     const chunks: Buffer[] = [];
     try {

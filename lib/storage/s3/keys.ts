@@ -6,8 +6,9 @@
  *   touched/sha256/<hex>                                 empty; its LastModified is when the blob was last used (LRU)
  *   sidecars/sha256/<hex>/<key>                          small records derived from a blob (the relay's chunk lists)
  *   tmp/<uuid>                                           an ingest whose digest is known only at its end
- *   partials/sha256/<hex>/...                            a pull-through transfer in progress (partial-blobs.ts)
- *   transfer-state/<key>.json                            transfer state (what each upstream's link learned)
+ *   partials/sha256/<hex>/pieces/<start>-<end>-<gen>     bytes of a pull-through transfer in progress (partial-blobs.ts)
+ *   partials/sha256/<hex>/held                           the ranges of it recorded as held
+ *   transfer-state/<key>.json                            small state of the transfers (what each upstream's link learned)
  *   uploads/<uuid>/state.json                            a push session: repository, client, start
  *   uploads/<uuid>/chunks/<offset, 16 digits>            the bytes of one PATCH, at that offset of the upload
  *   repositories/<name>/_tags/<tag>                      the manifest digest the tag points to (LastModified: checked at)
