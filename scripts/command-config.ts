@@ -1,6 +1,7 @@
 /** How every command finds its config (lib/config/locate.ts) and says which config and store it uses. */
 import { loadConfig, type LoadedConfig } from '../lib/config/load.ts';
 import { describeChoice, locateConfig, type ConfigRole } from '../lib/config/locate.ts';
+import { describeStorage } from '../lib/storage/open-storage.ts';
 
 export const CONFIG_OPTION_HELP = 'config file (default: $FERRY_CONFIG, then /etc/ferry/mirror.json, then the embedded registry.config.json)';
 
@@ -11,6 +12,6 @@ export const CONFIG_OPTION_HELP = 'config file (default: $FERRY_CONFIG, then /et
 export function commandConfig(command: string, flag: string | undefined, opts: { role?: ConfigRole; uses?: (cfg: LoadedConfig) => string; quiet?: boolean } = {}): LoadedConfig {
   const choice = locateConfig(flag, { role: opts.role ?? 'mirror' });
   const config = loadConfig(choice.file);
-  if (!opts.quiet) console.error(describeChoice(command, choice, opts.uses ? opts.uses(config) : `store ${config.dataDir}`));
+  if (!opts.quiet) console.error(describeChoice(command, choice, opts.uses ? opts.uses(config) : `store ${describeStorage(config)}`));
   return config;
 }

@@ -5,7 +5,7 @@ import { exportDockerTar, exportOciDir, type ExportFormat } from '../lib/archive
 import { formatBytes, consoleProgress } from '../lib/archive/progress.ts';
 import { selectImages } from '../lib/archive/select.ts';
 import { readSince } from '../lib/archive/since.ts';
-import { openStore } from '../lib/storage/store.ts';
+import { openStorage } from '../lib/storage/open-storage.ts';
 
 interface ExportFlags {
   config?: string;
@@ -41,7 +41,7 @@ Examples:
   ferry export -o - lokolla/x:1 | ssh far 'cat > x.tar && ferry import x.tar'`)
     .action(async (refs: string[], flags: ExportFlags, cmd: Command) => {
       const config = commandConfig('export', flags.config);
-      const store = await openStore(config.dataDir);
+      const store = await openStorage(config);
       const format: ExportFormat = flags.format ?? (flags.output === '-' || flags.output.endsWith('.tar') ? 'docker-tar' : 'oci-dir');
       try {
         const images = await selectImages(store, refs, { includeCache: flags.includeCache === true });

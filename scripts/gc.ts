@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { formatBytes } from '../lib/archive/progress.ts';
 import { collectGarbage, parseDuration } from '../lib/storage/gc.ts';
-import { openStore } from '../lib/storage/store.ts';
+import { openStorage } from '../lib/storage/open-storage.ts';
 
 interface GcFlags {
   config?: string;
@@ -38,7 +38,7 @@ Examples:
         cmd.error(`ferry gc: --grace: ${(e as Error).message}`, { exitCode: 2 });
       }
       const config = commandConfig('gc', flags.config);
-      const store = await openStore(config.dataDir);
+      const store = await openStorage(config);
       const r = await collectGarbage(store, { graceMs, dryRun: flags.dryRun === true });
       if (flags.json) {
         console.log(JSON.stringify(r, null, 2));

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 import { importBundle } from '../lib/archive/import.ts';
 import { consoleProgress } from '../lib/archive/progress.ts';
-import { openStore } from '../lib/storage/store.ts';
+import { openStorage } from '../lib/storage/open-storage.ts';
 
 interface ImportFlags {
   config?: string;
@@ -40,7 +40,7 @@ Importing while the mirror runs is safe. A truncated or damaged bundle is refuse
 and no manifest appear (blobs verified before the damage stay for ferry gc).`)
     .action(async (bundles: string[], flags: ImportFlags, cmd: Command) => {
       const config = commandConfig('import', flags.config);
-      const store = await openStore(config.dataDir);
+      const store = await openStorage(config);
       for (const bundle of bundles) {
         try {
           const result = await importBundle(store, bundle, {

@@ -20,7 +20,7 @@ import type { MirrorOptions } from '../lib/mirror/mirror-registry.ts';
 import { relaysPort, upstreamPort, type UpstreamPort } from '../lib/mirror/upstream-port.ts';
 import { LocalRegistry } from '../lib/registry/local.ts';
 import { startLocked, type DataDirLock } from '../lib/storage/data-dir-lock.ts';
-import { openStore, type FsStorage } from '../lib/storage/store.ts';
+import { describeStorage, openStorage, type OpenedStorage } from '../lib/storage/open-storage.ts';
 import { startSweeper } from '../lib/storage/sweeper.ts';
 import { LinkState } from '../lib/transfer/link-state.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
@@ -35,7 +35,7 @@ import type { V2Backends } from './v2/router.ts';
 export interface ServiceCore {
   config: LoadedConfig;
   logger: Logger;
-  store: FsStorage;
+  store: OpenedStorage;
   transfers: Transfers;
   /**
    * What a pull-through backend (lib/mirror/mirror-registry.ts) stands on: the local registry, the
@@ -81,7 +81,7 @@ export interface ServiceDeps {
 export interface RunningService {
   server: Server;
   address: string;
-  store: FsStorage;
+  store: OpenedStorage;
   transfers: Transfers;
   upstreams: Map<string, UpstreamClient>;
   logger: Logger;
@@ -104,9 +104,7 @@ export function startService<Exposed>(config: LoadedConfig, role: Role<Exposed>,
 
 async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Exposed>, deps: ServiceDeps, lock: DataDirLock): Promise<RunningService & Exposed> {
   const logger = deps.logger ?? createLogger(config.log);
-  const store = await openStore(config.dataDir, {
-    uploadLimits: { perClient: config.limits.uploadSessionsPerClient, perRepository: config.limits.uploadSessionsPerRepository },
-  });
+  const store = await openStorage(config);
   const removed = await store.partials.sweep(config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
   const upstreams = createUpstreams(config, logger);
@@ -145,6 +143,7 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
     ops.close();
     await upstreams.close();
     await linkState.close();
+    store.close?.();
     throw e;
   }
   const address = boundAddress(server);
@@ -164,13 +163,14 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
     },
     flush: () => linkState.close(),
     clients: [upstreams],
-    sweeper,
+    // The store's own client (S3) closes after the last sweep.
+    sweeper: { stop: async () => { await sweeper.stop(); store.close?.(); } },
     lock,
   };
   // SIGTERM during close() (or the reverse) joins the stop under way.
   let stopping: Promise<ShutdownResult> | undefined;
   logger.info({
-    address, dataDir: config.dataDir, config: config.file, tls: Boolean(config.tls), upstreams: [...upstreams.clients.keys()], ...parts.describe,
+    address, dataDir: config.dataDir, store: describeStorage(config), config: config.file, tls: Boolean(config.tls), upstreams: [...upstreams.clients.keys()], ...parts.describe,
   }, `${role.name} listening`);
   return {
     ...parts.exposed,

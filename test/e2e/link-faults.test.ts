@@ -17,7 +17,7 @@ import { buildImage, blobsOf, type BuiltImage } from '../helpers/oci-image.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage, skopeoCopy } from '../helpers/skopeo.ts';
 import { startTestRelay, type TestRelay } from '../relay/fixture.ts';
-import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
+import { startTestMirror, type TestMirror, fsPaths } from './mirror-fixture.ts';
 import { Teardown, dockerPull } from './pull-through-fixture.ts';
 
 const MiB = 1024 * 1024;
@@ -158,7 +158,7 @@ describe('the link as it fails (issue 12)', function () {
       } finally {
         await first.stop({ keepData: true });
       }
-      const saved = (JSON.parse(await readFile(first.mirror.store.paths.linkStateFile, 'utf8')) as Record<string, { connections: number }>).hub;
+      const saved = (JSON.parse(await readFile(fsPaths(first.mirror.store).linkStateFile, 'utf8')) as Record<string, { connections: number }>).hub;
       assert.ok(saved && saved.connections > TRANSFER!.minConnections!, `the link did not grow or was not saved: ${JSON.stringify(saved)}`);
       const second = await mirror({}, dataDir);
       try {

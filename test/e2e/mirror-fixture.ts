@@ -6,6 +6,9 @@ import { parseConfig, type LoadedConfig } from '../../lib/config/load.ts';
 import type { ConfigInput } from '../../lib/config/schema.ts';
 import { createLogger, silentLogger } from '../../lib/log/logger.ts';
 import { startMirror, type MirrorDeps, type RunningMirror } from '../../server/mirror.ts';
+import type { StorePaths } from '../../lib/storage/paths.ts';
+import type { Storage } from '../../lib/storage/storage.ts';
+import { FsStorage } from '../../lib/storage/store.ts';
 
 export interface TestMirror {
   mirror: RunningMirror;
@@ -33,4 +36,10 @@ export async function startTestMirror(config: Omit<ConfigInput, 'listen'> = {}, 
       if (!opts.keepData) await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The data dir layout of a service running on the filesystem store (tests that look at its files). */
+export function fsPaths(store: Storage): StorePaths {
+  if (!(store instanceof FsStorage)) throw new Error('this test looks at the files of the fs store; the service runs on another backend');
+  return store.paths;
 }

@@ -11,7 +11,7 @@ import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { waitFor } from '../helpers/processes.ts';
 import { startReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
-import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
+import { startTestMirror, type TestMirror, fsPaths } from './mirror-fixture.ts';
 import { Teardown, dockerPull, storeTraces } from './pull-through-fixture.ts';
 
 /** Answers a GET of the layer with its bytes, one of them flipped, honouring a Range header. */
@@ -107,7 +107,7 @@ describe('pull-through: an upstream serving a corrupted blob', function () {
     corrupting = false;
     await new Promise((r) => setTimeout(r, HOLD_SECONDS * 1000));
     assert.equal(await dockerPull(dockerd, ref()), image.manifestDigest);
-    assert.deepEqual(await readFile(ferry.mirror.store.paths.blob(layer.digest)), layer.bytes);
+    assert.deepEqual(await readFile(fsPaths(ferry.mirror.store).blob(layer.digest)), layer.bytes);
     assert.equal(await dockerd.docker(['run', '--rm', '--network', 'none', ref()]), 'intact after all\n');
   });
 });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createLogger } from '../../lib/log/logger.ts';
 import { call } from '../relay/fixture.ts';
-import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
+import { startTestMirror, type TestMirror, fsPaths } from './mirror-fixture.ts';
 
 describe('pull-through: a full disk under a transfer', function () {
   this.timeout(30_000);
@@ -45,7 +45,7 @@ describe('pull-through: a full disk under a transfer', function () {
   });
 
   it('answers 500 naming ENOSPC and the part file within a second, logs the same, and transfers again when asked later', async () => {
-    const dir = mirror.mirror.store.paths.transfersDir;
+    const dir = fsPaths(mirror.mirror.store).transfersDir;
     const part = join(dir, `${digest.slice('sha256:'.length)}.part`);
     await mkdir(dir, { recursive: true });
     // A real ENOSPC: every write to /dev/full fails with it.

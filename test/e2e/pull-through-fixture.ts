@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net';
 import dc from 'node:diagnostics_channel';
 import type { Dockerd } from '../helpers/dockerd.ts';
 import type { TestMirror } from './mirror-fixture.ts';
+import { fsPaths } from './mirror-fixture.ts';
 
 /** Things to stop after a describe block, last started first stopped. */
 export class Teardown {
@@ -40,10 +41,10 @@ export async function dockerPull(d: Dockerd, ref: string, timeoutMs = 90_000): P
 
 /** Whether the mirror's store holds the blob file, or any transfer part of it. */
 export async function storeTraces(m: TestMirror, digest: string): Promise<{ blob: boolean; parts: string[] }> {
-  const store = m.mirror.store;
+  const paths = fsPaths(m.mirror.store);
   const hex = digest.slice(digest.indexOf(':') + 1);
-  const parts = (await readdir(store.paths.transfersDir).catch(() => [] as string[])).filter((f) => f.includes(hex));
-  return { blob: existsSync(store.paths.blob(digest)), parts };
+  const parts = (await readdir(paths.transfersDir).catch(() => [] as string[])).filter((f) => f.includes(hex));
+  return { blob: existsSync(paths.blob(digest)), parts };
 }
 
 export interface RawAnswer {

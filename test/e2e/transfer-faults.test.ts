@@ -11,7 +11,7 @@ import type { Faults } from '../fault-proxy/proxy.ts';
 import type { FaultProxy } from '../fault-proxy/proxy.ts';
 import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { skopeoCopy } from '../helpers/skopeo.ts';
-import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
+import { startTestMirror, type TestMirror, fsPaths } from './mirror-fixture.ts';
 import { MiB, blobsOfImage, linkConfig, sha256File, startLink, startUpstream, type Upstream } from './transfer-fixture.ts';
 
 const TRANSFER = { minChunkBytes: MiB, maxChunkBytes: MiB, smallBlobBytes: 256 * 1024, minConnections: 4, maxConnections: 8, stallSeconds: 1 };
@@ -76,7 +76,7 @@ describe('docker pull through ferry over a faulty link (dockerd -> ferry -> faul
         assert.equal((await dockerd.docker(['run', '--rm', '--network', 'none', ref])), upstream.image.runOutput);
         assert.ok(s.happened(proxy), `the proxy did not apply the fault: ${JSON.stringify(proxy.stats)}`);
         for (const b of blobsOfImage(upstream.image)) {
-          assert.equal(await sha256File(mirror.mirror.store.paths.blob(b.digest)), b.digest, `stored ${b.digest}`);
+          assert.equal(await sha256File(fsPaths(mirror.mirror.store).blob(b.digest)), b.digest, `stored ${b.digest}`);
         }
         await skopeoCopy(`docker://${ref}`, `dir:${dir}`);
         for (const l of upstream.image.layers) {

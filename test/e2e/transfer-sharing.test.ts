@@ -8,7 +8,7 @@ import { Prewarm } from '../../lib/prewarm/prewarm.ts';
 import { parsePlatform } from '../../lib/prewarm/platforms.ts';
 import type { FaultProxy } from '../fault-proxy/proxy.ts';
 import { waitFor } from '../helpers/processes.ts';
-import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
+import { startTestMirror, type TestMirror, fsPaths } from './mirror-fixture.ts';
 import { MiB, blobsOfImage, linkConfig, readBlob, sha256File, startLink, startUpstream, type Upstream } from './transfer-fixture.ts';
 
 const TRANSFER = { minChunkBytes: MiB, maxChunkBytes: MiB, smallBlobBytes: 256 * 1024, minConnections: 4, maxConnections: 8, stallSeconds: 2 };
@@ -46,7 +46,7 @@ describe('ferry transfers shared and verified (client -> ferry -> fault proxy ->
     // Headers and the bytes a reset leaves in flight cost a little; a second copy of the layer would cost 24 MiB.
     assert.ok(fetched >= imageBytes, `${fetched} < ${imageBytes}`);
     assert.ok(fetched < imageBytes + 2 * MiB, `${fetched - imageBytes} bytes over the image's ${imageBytes} crossed the link`);
-    assert.equal(await sha256File(mirror.mirror.store.paths.blob(layer.digest)), layer.digest);
+    assert.equal(await sha256File(fsPaths(mirror.mirror.store).blob(layer.digest)), layer.digest);
   });
 
   it('never hands a client the whole size of a corrupted blob, and keeps no bad blob', async () => {
@@ -65,7 +65,7 @@ describe('ferry transfers shared and verified (client -> ferry -> fault proxy ->
     }
     assert.match(String(await failed), /digest/i);
     assert.equal(await mirror.mirror.store.blobs.has(layer.digest), false);
-    await waitFor(async () => (await readdir(mirror!.mirror.store.paths.transfersDir)).length === 0, 5000, 'the bad part removed');
+    await waitFor(async () => (await readdir(fsPaths(mirror!.mirror.store).transfersDir)).length === 0, 5000, 'the bad part removed');
     assert.ok(proxy.stats.corruptions > 0);
   });
 });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TransferHandle } from '../../lib/mirror/transfers.ts';
 import { generateToken } from '../../lib/relay/tokens.ts';
-import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
+import { startTestMirror, type TestMirror, fsPaths } from '../e2e/mirror-fixture.ts';
 import { FaultProxy } from '../fault-proxy/proxy.ts';
 import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
@@ -98,7 +98,7 @@ describe('ferry relay in the chain dockerd -> mirror -> link -> relay (TLS) -> r
     const rootfs = JSON.parse(await dockerd.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', ref])) as string[];
     assert.deepEqual(rootfs, image.layers.map((l) => l.diffId));
     for (const layer of image.layers) {
-      assert.equal(await fileDigest(mirror.mirror.store.paths.blob(layer.digest)), layer.digest, 'the mirror holds the very bytes');
+      assert.equal(await fileDigest(fsPaths(mirror.mirror.store).blob(layer.digest)), layer.digest, 'the mirror holds the very bytes');
     }
     const out = await dockerd.docker(['run', '--rm', '--network', 'none', ref]);
     assert.equal(out, image.runOutput);

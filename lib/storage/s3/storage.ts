@@ -4,6 +4,8 @@
  * it. Credentials are read here (env or credentialsFile), never logged.
  */
 import type { S3StorageConfig } from '../../config/schema.ts';
+import { RegistryError } from '../../oci/errors.ts';
+import { OperatorError } from '../../operator-error.ts';
 import { resolveStorageCredentials } from '../../config/secrets.ts';
 import type { PartialBlobStorage } from '../partial-blobs.ts';
 import type { Storage, UploadLimits } from '../storage.ts';
@@ -53,7 +55,9 @@ export async function openS3Storage(config: S3StorageConfig, opts: S3StorageOpti
     await storage.init();
   } catch (e) {
     storage.close();
-    throw e;
+    // At start the operator must fix it: one line naming the store and why (no key, ever).
+    const why = e instanceof RegistryError ? e.message.replace(/^object store: .*? failed: /, '') : String(e);
+    throw new OperatorError(`storage: cannot use bucket ${config.bucket}${config.endpoint ? ` at ${config.endpoint}` : ''}: ${why}`, 'runtime', { cause: e });
   }
   return storage;
 }
