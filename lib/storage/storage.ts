@@ -22,7 +22,10 @@ export type { ByteRange } from '../oci/range.ts';
 export interface BlobInfo {
   digest: string;
   size: number;
-  /** When the blob was written or last touched (ms since the epoch): the cache's LRU order, gc's grace. */
+  /**
+   * When the blob was written or last touched (ms since the epoch, to the backend's clock
+   * resolution: S3 has whole seconds): the cache's LRU order, gc's grace.
+   */
   touchedAt: number;
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,9 +10,14 @@ import { storageSuite } from './suite.ts';
 
 storageSuite('fs', async (opts = {}) => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-storage-fs-'));
+  const storage = await openStore(dir, opts.uploadLimits ? { uploadLimits: opts.uploadLimits } : {});
   return {
-    storage: await openStore(dir, opts.uploadLimits ? { uploadLimits: opts.uploadLimits } : {}),
+    storage,
     cleanup: () => rm(dir, { recursive: true, force: true }),
+    ageBlob: async (digest, ms) => {
+      const at = new Date(Date.now() - ms);
+      await utimes(storage.paths.blob(digest), at, at);
+    },
   };
 });
 

@@ -104,6 +104,12 @@ export class MemoryBlobStorage implements BlobStorage {
     this.sidecars.delete(requireDigest(digest).digest);
   }
 
+  /** For tests: puts a blob's touchedAt at `at` (ageing it). */
+  setTouchedAt(digest: string, at: number): void {
+    const h = this.held.get(digest);
+    if (h) h.touchedAt = at;
+  }
+
   /** Adds verified bytes (a completed upload too); a blob already held is kept as it is. */
   commit(digest: string, bytes: Buffer): void {
     if (!this.held.has(digest)) this.held.set(digest, { bytes, touchedAt: this.now() });
