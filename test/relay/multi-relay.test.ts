@@ -81,6 +81,21 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
     return (await m.mirror.ops.status()).relays;
   }
 
+  /**
+   * Each relay fetches the image's layers from the registry first, so no range of the pull waits
+   * on a relay's own fill: on a machine short of CPU that can outlast darkMs, and a relay busy
+   * filling was drained as dark (another then carried nothing, or the one to go dark never
+   * reached its share).
+   */
+  async function warmRelays(key: keyof typeof images): Promise<void> {
+    for (const leg of legs) {
+      for (const layer of images[key].layers) {
+        const warm = await call(`${leg.relay.url}/v2/docker.io/kolla/multi-${key}/blobs/${layer.digest}`, { token: leg.token });
+        assert.equal(warm.body.length, layer.size, `relay ${leg.relay.url} holds ${layer.digest}`);
+      }
+    }
+  }
+
   /** skopeo pulls the image to a dir: one layer at a time, each checked against its digest. */
   async function pull(m: TestMirror, key: keyof typeof images): Promise<void> {
     const dest = join(work, `${key}-${Date.now()}`);
@@ -98,11 +113,7 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
     // there). The slow relay holds at first as many ranges as the others (nothing is measured
     // yet): 12 connections of 128 KiB keep that small beside the blob (0.5 MiB, 2.5 s at its cap).
     const caps = [1600 * 1024, 800 * 1024, 200 * 1024];
-    const layer = images.spread.layers[0]!;
-    for (const leg of legs) {
-      const warm = await call(`${leg.relay.url}/v2/docker.io/kolla/multi-spread/blobs/${layer.digest}`, { token: leg.token });
-      assert.equal(warm.body.length, layer.size, `relay ${leg.relay.url} holds the blob`);
-    }
+    await warmRelays('spread');
     legs.forEach((l, i) => l.link.setFaults({ latencyMs: 10, aggregateBytesPerSec: caps[i] as number }));
     const m = await startMirror({ minConnections: 12, maxConnections: 12, minChunkBytes: 128 * 1024, maxChunkBytes: 128 * 1024 });
     await pull(m, 'spread');
@@ -122,6 +133,7 @@ describe('several relays for one upstream (skopeo -> mirror -> 3 links -> 3 rela
 
   it('keeps a pull whole when one relay goes dark in the middle of it', async () => {
     legs.forEach((l) => l.link.setFaults({ latencyMs: 10, aggregateBytesPerSec: 6 * MiB }));
+    await warmRelays('dark');
     const m = await startMirror();
     const dark = legs[1]!;
     const pulling = pull(m, 'dark');
