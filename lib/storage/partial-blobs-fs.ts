@@ -14,10 +14,8 @@ import { RangeSet } from '../transfer/range-set.ts';
 import { readIfExists, writeFileAtomic } from './atomic.ts';
 import type { FsBlobStorage } from './blobs.ts';
 import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialScratch } from './partial-blobs.ts';
-import type { PartialFileKind, StorePaths } from './paths.ts';
+import type { StorePaths } from './paths.ts';
 import { Journal, loadJournal } from './partial-journal.ts';
-
-const PARTIAL_FILE = /^([a-f0-9]+)\.(part|journal|journal\.tmp|repair)$/;
 
 /** An fs error with the path it concerns (a write on a descriptor names none). */
 function withPath(e: unknown, path: string): unknown {
@@ -99,7 +97,7 @@ class FsPartialBlob implements PartialBlob {
   resetHeld(held: readonly ByteRange[]): Promise<void> {
     return guarded(this.journalPath, async () => {
       await this.journal.close();
-      this.journal = await Journal.create(this.journalPath, this.digest, this.size, toHalfOpen(held), this.part);
+      this.journal = await Journal.create(this.journalPath, this.paths.partial(this.digest, 'journal.tmp'), this.digest, this.size, toHalfOpen(held), this.part);
     });
   }
 
@@ -157,7 +155,7 @@ export class FsPartialBlobStorage implements PartialBlobStorage {
         }
       }
       part ??= await open(partPath, 'w+');
-      const journal = await Journal.create(journalPath, digest, size, held, part);
+      const journal = await Journal.create(journalPath, this.paths.partial(digest, 'journal.tmp'), digest, size, held, part);
       const resumed = held.intervals.map((i) => ({ start: i.start, end: i.end - 1 }));
       return new FsPartialBlob(digest, size, resumed, this.paths, this.blobs, part, journal);
     });
@@ -182,9 +180,9 @@ export class FsPartialBlobStorage implements PartialBlobStorage {
   async *list(): AsyncIterable<PartialBlobInfo> {
     const names = await readdir(this.paths.transfersDir).catch(() => [] as string[]);
     for (const name of names) {
-      const m = /^([a-f0-9]+)\.part$/.exec(name);
-      if (!m) continue;
-      const digest = `sha256:${m[1] as string}`;
+      const f = this.paths.partialFileOf(name);
+      if (f?.kind !== 'part') continue;
+      const digest = f.digest;
       const st = await stat(this.paths.partial(digest, 'part')).catch(() => undefined);
       if (st) yield { digest, bytes: st.size, touchedAt: st.mtimeMs };
     }
@@ -194,11 +192,11 @@ export class FsPartialBlobStorage implements PartialBlobStorage {
     const names = await readdir(this.paths.transfersDir).catch(() => [] as string[]);
     const removed = new Set<string>();
     for (const name of names) {
-      const m = PARTIAL_FILE.exec(name);
-      if (!m) continue;
-      const digest = `sha256:${m[1] as string}`;
+      const f = this.paths.partialFileOf(name);
+      if (!f) continue;
+      const digest = f.digest;
       if (keep(digest)) continue;
-      const path = this.paths.partial(digest, m[2] as PartialFileKind);
+      const path = this.paths.partial(digest, f.kind);
       const st = await stat(path).catch(() => undefined);
       if (!st || now - st.mtimeMs <= maxAgeMs) continue;
       await rm(path, { force: true });

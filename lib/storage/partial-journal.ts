@@ -72,9 +72,8 @@ export class Journal {
 
   private constructor(private readonly fh: FileHandle, private readonly part: FileHandle) {}
 
-  /** Writes a fresh journal holding `done` (atomically: temp, fsync, rename) and opens it for appending. */
-  static async create(path: string, digest: string, size: number, done: RangeSet, part: FileHandle): Promise<Journal> {
-    const tmp = `${path}.tmp`;
+  /** Writes a fresh journal holding `done` (atomically: `tmp`, fsync, rename) and opens it for appending. */
+  static async create(path: string, tmp: string, digest: string, size: number, done: RangeSet, part: FileHandle): Promise<Journal> {
     const body = `${headerLine(digest, size)}boot ${BOOT_ID}\n${done.intervals.map((i) => `${i.start} ${i.end}\n`).join('')}sync\n`;
     const t = await open(tmp, 'w');
     try {

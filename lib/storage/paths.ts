@@ -39,6 +39,12 @@ export class StorePaths {
     return join(this.transfersDir, `${requireDigest(digest).hex}.${kind}`);
   }
 
+  /** What a file name of transfersDir is: the partial blob's digest and which of its files; undefined for anything else. */
+  partialFileOf(name: string): { digest: string; kind: PartialFileKind } | undefined {
+    const m = /^([a-f0-9]{64})\.(part|journal|journal\.tmp|repair)$/.exec(name);
+    return m ? { digest: `sha256:${m[1] as string}`, kind: m[2] as PartialFileKind } : undefined;
+  }
+
   /** Small state beside the partial blobs, by key. */
   transferState(key: string): string {
     if (!/^[a-z0-9-]+$/.test(key)) throw new Error(`invalid transfer state key ${key}`);

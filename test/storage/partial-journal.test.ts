@@ -34,7 +34,7 @@ describe('transfer journal', () => {
 
   it('writes ranges at once and marks them synced on flush', async () => {
     const part = await open(join(dir, 'p'), 'w+');
-    const j = await Journal.create(join(dir, 'j'), DIGEST, 1000, new RangeSet(), part);
+    const j = await Journal.create(join(dir, 'j'), join(dir, 'j.tmp'), DIGEST, 1000, new RangeSet(), part);
     await j.record(0, 10);
     assert.match(await readFile(join(dir, 'j'), 'utf8'), /\n0 10\n$/);
     await j.flush();
