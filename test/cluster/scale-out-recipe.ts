@@ -34,3 +34,11 @@ export function recipeHaproxy(bind: string, servers: string[]): string {
 export function credentialsFileText(accessKeyId: string, secretAccessKey: string): string {
   return `[default]\naws_access_key_id = ${accessKeyId}\naws_secret_access_key = ${secretAccessKey}\n`;
 }
+
+/** The README's `radosgw-admin user create ...` as arguments (after the program name; quotes removed). */
+export function recipeUserCreateArgs(): string[] {
+  const line = readmeBlock(RECIPE, 'sh').split('\n').find((l) => l.startsWith('radosgw-admin '));
+  if (!line) throw new Error("the README's scale-out recipe has no radosgw-admin line");
+  const words = (line.replace(/\s+#.*$/, '').match(/(?:[^\s"]+|"[^"]*")+/g) ?? []).map((w) => w.replace(/"/g, ''));
+  return words.slice(1);
+}
