@@ -10,8 +10,9 @@
  *   RSS    peak RSS (VmHWM) of each replica.
  * Not a test: it prints a table. Run: npx tsx bench/scale.ts (see bench/README.md)
  *   SCALE_CLIENTS (30)  SCALE_LAYER_MIB (64)  SCALE_SETUPS (fs-1,rgw-1,rgw-3)
- *   SCALE_LINK_KIBPS (2048, per connection)  SCALE_LINK_RTT_MS (50)
+ *   SCALE_LINK_KIBPS (2048, per connection)  SCALE_LINK_RTT_MS (50)  SCALE_DEADLINE_S (600, per burst)
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { PutObjectAclCommand } from '@aws-sdk/client-s3';
 import { keys } from '../lib/storage/s3/keys.ts';
 import { linkConfig, readBlob, startLink, type BlobRead } from '../test/e2e/transfer-fixture.ts';
@@ -34,7 +35,7 @@ const layerBytes = Number(env.SCALE_LAYER_MIB ?? 64) * MiB;
 const setups = (env.SCALE_SETUPS ?? 'fs-1,rgw-1,rgw-3').split(',').filter(Boolean);
 const LINK = { rateBytesPerSec: Number(env.SCALE_LINK_KIBPS ?? 2048) * 1024, latencyMs: Number(env.SCALE_LINK_RTT_MS ?? 50) };
 const TRANSFER = { minChunkBytes: 4 * MiB, maxChunkBytes: 4 * MiB, minConnections: 4, maxConnections: 4, stallSeconds: 5 };
-const PULL_DEADLINE_MS = 600_000;
+const PULL_DEADLINE_MS = Number(env.SCALE_DEADLINE_S ?? 600) * 1000;
 
 function log(msg: string): void {
   process.stderr.write(`[scale] ${msg}\n`);
@@ -64,6 +65,7 @@ async function coldBurst(host: string, repository: string, image: BuiltImage, pr
       const r = await client.pull(host, repository, 'v1', left);
       if (r.ok) return;
       failed.push(r.error ?? 'failed');
+      await delay(1000);
     }
   };
   await Promise.all([...Array.from({ length: clients }, one), during?.()]);
