@@ -24,6 +24,8 @@ import { describeStorage, openStorage, type OpenedStorage } from '../lib/storage
 import { startSweeper } from '../lib/storage/sweeper.ts';
 import { LinkState } from '../lib/transfer/link-state.ts';
 import type { UpstreamClient } from '../lib/upstream/client.ts';
+import type { ClusterReplica } from '../lib/cluster/cluster-replica.ts';
+import type { Storage } from '../lib/storage/storage.ts';
 import { createUpstreams, type Upstreams } from '../lib/upstream/clients.ts';
 import { createApp } from './app.ts';
 import { boundAddress, listen, reloadTls } from './listen.ts';
@@ -107,10 +109,13 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
   const store = await openStorage(config);
   const removed = await store.partials.sweep(config.transfer.partMaxAgeHours * 3600_000);
   if (removed.length > 0) logger.info({ parts: removed.length }, 'removed orphaned transfer parts');
+  // Replicas on one bucket: one transfer per digest among them, the link shared (docs/cluster.md).
+  const cluster = await joinClusterIfShared(config, store, logger.child({ module: 'cluster' }));
   const upstreams = createUpstreams(config, logger);
   // What each upstream's link learned survives restarts: the first image after one starts at speed.
   const linkState = await LinkState.load(store.partials, 5000, (err) => logger.warn({ err }, 'link state not saved; links start from their floor'));
-  const transfers = new Transfers(store, deps.transferStarter ?? transferEngine(config, upstreams, linkState), logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
+  const engine = deps.transferStarter ?? transferEngine(config, upstreams, linkState, cluster);
+  const transfers = new Transfers(cluster ? { blobs: store.blobs, repositories: store.repositories, uploads: store.uploads, partials: cluster.partials } : store, cluster ? cluster.transfers(engine) : engine, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = createServiceOps(config, logger, store, transfers, upstreams.clients.values(), role.pinged);
   let ready = true;
   let parts: RoleParts<Exposed>;
@@ -143,6 +148,7 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
     ops.close();
     await upstreams.close();
     await linkState.close();
+    await cluster?.stop();
     store.close?.();
     throw e;
   }
@@ -161,7 +167,10 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
       parts.stopAccepting?.();
       ops.close();
     },
-    flush: () => linkState.close(),
+    flush: async () => {
+      await linkState.close();
+      await cluster?.stop();
+    },
     clients: [upstreams],
     // The store's own client (S3) closes after the last sweep.
     sweeper: { stop: async () => { await sweeper.stop(); store.close?.(); } },
@@ -194,16 +203,24 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
 }
 
 /** The chunked transfer engine over the upstreams' links, each capped by its upstream's connections. */
-function transferEngine(config: LoadedConfig, upstreams: Upstreams, linkState: LinkState): TransferStarter {
+function transferEngine(config: LoadedConfig, upstreams: Upstreams, linkState: LinkState, cluster: ClusterReplica | undefined): TransferStarter {
   return engineTransferStarter(config.transfer, {
     connectionsFor: (name) => config.upstreams[name]?.connections,
     linkState,
+    ...(cluster ? { linkBudget: cluster.linkBudget } : {}),
     // Several relays: each relay's route is its own link; the upstream carries what they sum to.
     capacityFor: (name) => {
       const pool = upstreams.pools.get(name);
       return pool ? () => pool.capacity() : undefined;
     },
   });
+}
+
+/** This replica's part in a cluster when its store is an S3 bucket (the cluster's modules loaded only then). */
+async function joinClusterIfShared(config: LoadedConfig, store: Storage, logger: Logger): Promise<ClusterReplica | undefined> {
+  if (config.storage.kind !== 's3') return undefined;
+  const [{ S3Storage }, { joinCluster }] = await Promise.all([import('../lib/storage/s3/storage.ts'), import('../lib/cluster/cluster-replica.ts')]);
+  return store instanceof S3Storage ? joinCluster(store.bucket, store, logger) : undefined;
 }
 
 /** One port per upstream (over its relays where it has several), every outcome fed to the upstream health. */

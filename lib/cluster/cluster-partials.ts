@@ -33,12 +33,22 @@ export class TransferElsewhereError extends Error {
   }
 }
 
+/** The blob was committed (by the previous holder) before this replica claimed its transfer: read it instead. */
+export class BlobCommittedError extends Error {
+  constructor(readonly digest: string) {
+    super(`${digest} is in the store already`);
+    this.name = 'BlobCommittedError';
+  }
+}
+
 export class ClusterPartialBlobs implements PartialBlobStorage {
   constructor(
     private readonly inner: PartialBlobStorage,
     private readonly gate: TransferGate,
     /** Least time between two progress writes of one transfer (default 250 ms). */
     private readonly publishMs = 250,
+    /** Whether the blob is in the store: asked once this replica holds the digest (BlobCommittedError then). */
+    private readonly committed: (digest: string) => Promise<boolean> = () => Promise.resolve(false),
   ) {}
 
   async open(digest: string, size: number): Promise<PartialBlob> {
@@ -46,6 +56,7 @@ export class ClusterPartialBlobs implements PartialBlobStorage {
     if (claim.role === 'follower') throw new TransferElsewhereError(digest, claim.watcher);
     let blob: PartialBlob;
     try {
+      if (await this.committed(digest)) throw new BlobCommittedError(digest);
       blob = await this.inner.open(digest, size);
     } catch (err) {
       await claim.lease.release();

@@ -3,7 +3,7 @@
  * restarts: what it learned about the link carries over, so the next image starts where the last
  * left off. A transfer without an upstream gets the link of no name.
  */
-import { LinkBudget } from './link-budget.ts';
+import { LinkBudget, type LinkBudgetOptions } from './link-budget.ts';
 import type { LinkState } from './link-state.ts';
 import type { TransferTuning } from './tuning.ts';
 
@@ -14,6 +14,8 @@ export interface LinkBudgetsOptions {
   linkState?: LinkState;
   /** The connections an upstream of several relays may carry now (the sum of its relays' own: RelayPool.capacity()). */
   capacityFor?: (upstream: string) => (() => number) | undefined;
+  /** Makes an upstream's budget (replicas sharing the link: lib/cluster/link-share.ts); a LinkBudget of its own by default. */
+  linkBudget?: (upstream: string, opts: LinkBudgetOptions) => LinkBudget;
 }
 
 export class LinkBudgets {
@@ -30,13 +32,14 @@ export class LinkBudgets {
     const state = this.opts.linkState;
     const learned = state?.get(key);
     const limitFrom = upstream === undefined ? undefined : this.opts.capacityFor?.(upstream);
-    link = new LinkBudget({
+    const opts: LinkBudgetOptions = {
       minConnections: this.tuning.minConnections,
       maxConnections: Math.min(this.tuning.maxConnections, cap ?? Infinity),
       ...(limitFrom ? { limitFrom } : {}),
       ...(learned && !limitFrom ? { learned } : {}),
       ...(state && !limitFrom ? { onLearned: (l) => state.set(key, l) } : {}),
-    });
+    };
+    link = upstream !== undefined && this.opts.linkBudget ? this.opts.linkBudget(upstream, opts) : new LinkBudget(opts);
     this.links.set(key, link);
     return link;
   }

@@ -16,6 +16,7 @@
  *   repositories/<name>/_layers/sha256/<hex>             this repository may serve that blob
  *   repositories/<name>/_referrers/sha256/<subject hex>/<alg>-<hex>   descriptor of a referrer
  *   repositories/<name>/_origin                          "local" (pushed, pinned) or "cache" (pull-through)
+ *   cluster/...                                          the replicas' leases, transfer progress, heartbeats (lib/cluster/); gc and eviction leave it
  *
  * Name components never start with "_" (OCI grammar), so the "_x" folders cannot clash with names.
  */
@@ -83,4 +84,6 @@ export const keys = {
     return `${keys.referrers(name, subject)}${d.algorithm}-${d.hex}`;
   },
   origin: (name: string): string => `${keys.repository(name)}_origin`,
+
+  cluster: 'cluster/',
 } as const;
