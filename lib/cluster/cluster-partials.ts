@@ -9,7 +9,8 @@
  *            (follow-reader.ts) instead of transferring it again.
  *   write    refused once the lease is lost (the engine's transfer fails; nothing more is written).
  *   record   the backend records first, then the progress follows (at most every publishMs), so
- *            the progress never claims a byte the backend does not hold.
+ *            the progress never claims a byte the backend does not hold where other replicas can
+ *            read it (PartialBlob.sharedRanges, when the backend has them).
  *   commit   the backend commits, the progress says done, the lease is released.
  *   close    unfinished: the lease is released, a follower takes over from what is held.
  *   discard  the progress is emptied first (followers must not read what goes), then the bytes.
@@ -189,7 +190,9 @@ class ClusterPartialBlob implements PartialBlob {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.lastPublish = performance.now();
-    const state = { size: this.size, ranges: [...this.held.intervals], done };
+    // Only what other replicas can read: the backend may hold recorded bytes where they cannot (S3: in memory).
+    const shared = done || !this.inner.sharedRanges ? this.held.intervals : this.inner.sharedRanges().map((r) => ({ start: r.start, end: r.end + 1 }));
+    const state = { size: this.size, ranges: [...shared], done };
     this.publishing = this.publishing.then(() => this.progress.publish(state)).catch((err: unknown) => {
       this.failure ??= err;
       throw err;

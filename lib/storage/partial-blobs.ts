@@ -41,6 +41,12 @@ export interface PartialBlob extends PositionalReader {
   write(pos: number, bytes: Uint8Array): Promise<void>;
   /** Records a range whose bytes were written as held; what a restart resumes. Cheap: one append. */
   record(range: ByteRange): Promise<void>;
+  /**
+   * The recorded ranges another process sharing the store can read now through `read`, where that
+   * lags what is recorded (S3: the bytes in pieces in the bucket, not those still gathering in
+   * memory). Absent: every recorded range (the cluster publishes these: lib/cluster/cluster-partials.ts).
+   */
+  sharedRanges?(): readonly ByteRange[];
   /** Resolves once every recorded range is durable, power loss included (the backend also does it now and then). */
   flush(): Promise<void>;
   /** Replaces what is recorded as held by exactly `held` (a repair forgot ranges that were wrong). */
