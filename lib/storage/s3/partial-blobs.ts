@@ -183,6 +183,11 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     this.throwIfFailed();
   }
 
+  /** The recorded ranges in pieces in the bucket: what another replica can read (runs still in memory are not). */
+  sharedRanges(): ByteRange[] {
+    return intersect(this.held, coverage(this.pieces).covered).intervals.map((i) => ({ start: i.start, end: i.end - 1 }));
+  }
+
   async resetHeld(held: readonly ByteRange[]): Promise<void> {
     this.held.clear();
     for (const r of held) this.held.add(r.start, r.end + 1);
