@@ -79,6 +79,8 @@ interface SetupResult {
   rgwGetMBps?: number;
   kill?: Burst & { holderBytes: number };
   peakRssMB: (number | undefined)[];
+  /** Replicas that died on their own. */
+  crashed: string[];
 }
 
 async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: string, cold: BuiltImage, killed: BuiltImage, seed: number): Promise<SetupResult> {
@@ -96,13 +98,18 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
     const coldBurst1 = await coldBurst(replicas.host, 'bench/cold', cold, proxy);
     const layer = cold.layers[0]!;
     log(`${setup}: warm burst`);
-    const warm = await fanout(`${replicas.url}/v2/bench/cold/blobs/${layer.digest}`, clients, layer.size, undefined);
+    // A setup whose replicas crashed in the cold burst has nothing to serve: reported, not thrown.
+    const warm = await fanout(`${replicas.url}/v2/bench/cold/blobs/${layer.digest}`, clients, layer.size, undefined).catch((e: unknown) => {
+      coldBurst1.failed.push(`warm: ${String(e).slice(0, 200)}`);
+      return { mbPerS: Number.NaN };
+    });
     let rgwGetMBps: number | undefined;
     if (bucket && rgw) {
       // RGW's own GET of the same object, same clients: the layer made readable without a signature.
       const key = keys.blob(layer.digest);
-      await rgw.client().send(new PutObjectAclCommand({ Bucket: bucket, Key: key, ACL: 'public-read' }));
-      rgwGetMBps = (await fanout(`${rgw.endpoint}/${bucket}/${key}`, clients, layer.size, undefined)).mbPerS;
+      rgwGetMBps = await rgw.client().send(new PutObjectAclCommand({ Bucket: bucket, Key: key, ACL: 'public-read' }))
+        .then(() => fanout(`${rgw.endpoint}/${bucket}/${key}`, clients, layer.size, undefined))
+        .then((r) => r.mbPerS, () => Number.NaN);
     }
     const peakRssMB = (await replicas.peakRss()).map((b) => (b === undefined ? undefined : b / 1e6));
     let kill: SetupResult['kill'];
@@ -117,10 +124,13 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
         await waitFor(() => proxy.stats.bytesFromUpstream - before >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
         await replicas!.kill9(0);
       };
-      const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, killHalfway);
-      kill = { ...burst, holderBytes: (await holder!).bytes };
+      const killNote: string[] = [];
+      // A replica that died on its own (or a link that never got half way) is reported, not thrown.
+      const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, () => killHalfway().catch((e: unknown) => void killNote.push(`kill: ${String(e)}`)));
+      burst.failed.push(...killNote);
+      kill = { ...burst, holderBytes: holder ? (await holder).bytes : 0 };
     }
-    return { setup, cold: coldBurst1, warmMBps: warm.mbPerS, ...(rgwGetMBps !== undefined ? { rgwGetMBps } : {}), ...(kill ? { kill } : {}), peakRssMB };
+    return { setup, cold: coldBurst1, warmMBps: warm.mbPerS, ...(rgwGetMBps !== undefined ? { rgwGetMBps } : {}), ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
   } finally {
     await replicas?.stop();
     await proxy.close();
@@ -170,6 +180,7 @@ async function main(): Promise<void> {
   for (const r of results) {
     const errs = [...r.cold.failed, ...(r.kill?.failed ?? [])];
     if (errs.length > 0) process.stdout.write(`${r.setup}: client failures (retried): ${[...new Set(errs)].slice(0, 5).join(' | ')}\n`);
+    if (r.crashed.length > 0) process.stdout.write(`${r.setup}: replicas that crashed: ${r.crashed.join(', ')} (their logs: test-output/bench-scale-${r.setup}-r*)\n`);
   }
 }
 

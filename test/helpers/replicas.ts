@@ -33,6 +33,8 @@ export interface Replicas {
   host: string;
   /** SIGKILL replica i; resolves once haproxy has taken it out. */
   kill9(i: number): Promise<void>;
+  /** Replicas that exited without kill9 or stop (a crash): 'r1: exit 1', in order. */
+  crashed(): string[];
   /** Each live replica's peak RSS (VmHWM), bytes; undefined for a dead one. */
   peakRss(): Promise<(number | undefined)[]>;
   stop(): Promise<void>;
@@ -64,6 +66,14 @@ export async function startReplicas(opts: ReplicasOptions): Promise<Replicas> {
   }
   const proxy = haproxy;
   const dead = new Set<number>();
+  let stopping = false;
+  const crashes: string[] = [];
+  for (const [i, r] of started.entries()) {
+    void r.process.exited.then((how) => {
+      if (!dead.has(i) && !stopping) crashes.push(`r${i}: ${how.signal ?? `exit ${how.code}`}`);
+      dead.add(i);
+    });
+  }
   return {
     replicas: started,
     haproxy: proxy,
@@ -72,11 +82,15 @@ export async function startReplicas(opts: ReplicasOptions): Promise<Replicas> {
     async kill9(i) {
       const r = started[i];
       if (!r) throw new Error(`no replica ${i}`);
-      await r.kill9();
       dead.add(i);
+      if (r.process.child.exitCode === null && r.process.child.signalCode === null) await r.kill9();
       await proxy.waitForState(proxy.servers[i] as string, 'DOWN');
     },
+    crashed: () => [...crashes],
     peakRss: () => Promise.all(started.map((r, i) => (dead.has(i) ? undefined : r.peakRss()))),
-    stop,
+    stop() {
+      stopping = true;
+      return stop();
+    },
   };
 }
