@@ -112,6 +112,9 @@ async function uploadPlanned(bucket: S3Bucket, target: string, uploadId: string,
   }
   const length = part.segments.reduce((n, s) => n + s.end - s.start + 1, 0);
   const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+  // A failed feed reaches the caller through `feeding`; the upload reading `body` may have no
+  // listener for its 'error' (unhandled, it would end the process).
+  body.on('error', () => undefined);
   const feeding = (async () => {
     for (const s of part.segments) {
       const got = await bucket.get(s.key, { start: s.start, end: s.end });
