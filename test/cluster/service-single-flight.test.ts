@@ -3,6 +3,7 @@
  * process on one RGW bucket, each with its own data dir, both asked for one cold blob at once
  * (client -> replica -> fault proxy -> reference registry, bytes counted at the proxy). The blob
  * crosses the link once: one replica holds the transfer, the other follows it from the bucket.
+ * The holder stopped half way: the follower takes the transfer over from the pieces in the bucket.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FaultProxy } from '../fault-proxy/proxy.ts';
 import { useRgw } from '../helpers/ceph.ts';
+import { waitFor } from '../helpers/processes.ts';
 import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { Teardown } from '../e2e/pull-through-fixture.ts';
 import { MiB, linkConfig, readBlob, startLink, startUpstream, type Upstream } from '../e2e/transfer-fixture.ts';
@@ -30,7 +32,7 @@ describe('replicas on one bucket: one transfer per blob in the cluster (service 
     await writeFile(credentialsFile, `[default]\naws_access_key_id = ${rgw().accessKeyId}\naws_secret_access_key = ${rgw().secretAccessKey}\n`);
     const bucket = await rgw().createBucket();
     // 12 MiB: more than two of the S3 backend's 5 MiB pieces, so a follower reads runs as they land.
-    upstream = teardown.add(await startUpstream({ layers: [12 * MiB], seed: 'cluster-single-flight', runnable: false }), (u) => u.stop());
+    upstream = teardown.add(await startUpstream({ layers: [12 * MiB, 12 * MiB], seed: 'cluster-single-flight', runnable: false }), (u) => u.stop());
     // A slow link (4 MiB/s): the transfer lasts ~3 s, long enough that both replicas ask while it runs.
     proxy = teardown.add(await startLink(upstream.registry.host, { rateBytesPerSec: 4 * MiB, latencyMs: 20 }, 3), (p) => p.close());
     const config = { ...linkConfig(proxy.url, TRANSFER), storage: rgw().storageConfig(bucket, { credentialsFile, prefix: 'ferry/' }) };
@@ -47,5 +49,24 @@ describe('replicas on one bucket: one transfer per blob in the cluster (service 
     assert.ok(fetched >= layer.size, `${fetched} < ${layer.size}`);
     assert.ok(fetched <= layer.size * 1.02 + 64 * 1024, `${fetched - layer.size} bytes over the layer's ${layer.size} crossed the link`);
     for (const r of replicas) assert.equal(await r.mirror.store.blobs.has(layer.digest), true);
+  });
+
+  it('lets the follower take the transfer over from the bucket when the holder stops half way', async () => {
+    const layer = upstream.image.layers[1]!;
+    const [holder, follower] = replicas as [TestMirror, TestMirror];
+    const before = proxy.stats.bytesFromUpstream;
+    const lost = readBlob(holder.url, upstream.repository, layer.digest).catch((e: unknown) => ({ error: String(e) }));
+    await waitFor(() => (holder.mirror.transfers.get(layer.digest)?.transfer.snapshot().bytesDone ?? 0) >= 6 * MiB, 20_000, 'the holder half way');
+    const following = readBlob(follower.url, upstream.repository, layer.digest);
+    await waitFor(() => follower.mirror.transfers.get(layer.digest) !== undefined, 5000, 'the follower following');
+    await holder.stop();
+    const read = await following;
+    assert.deepEqual({ status: read.status, bytes: read.bytes, digest: read.digest, error: read.error }, { status: 200, bytes: layer.size, digest: layer.digest, error: undefined });
+    await lost;
+    const fetched = proxy.stats.bytesFromUpstream - before;
+    // What the stopped holder had in flight (at most maxConnections chunks of 1 MiB) is lost; a
+    // second transfer from the start would cost 12 MiB more.
+    assert.ok(fetched <= layer.size + TRANSFER.maxConnections * MiB + 64 * 1024, `${fetched - layer.size} bytes over the layer's ${layer.size} crossed the link`);
+    assert.equal(await follower.mirror.store.blobs.has(layer.digest), true);
   });
 });
