@@ -10,7 +10,7 @@
  * CopyObject; pieces of a transfer (4 MiB and up) copy nearly all their bytes server side.
  */
 import { PassThrough } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
 import { MAX_PART_BYTES, MIN_PART_BYTES, type CompletedPart, type S3Bucket } from './bucket.ts';
 
 export interface Piece {
@@ -119,7 +119,9 @@ async function uploadPlanned(bucket: S3Bucket, target: string, uploadId: string,
     for (const s of part.segments) {
       const got = await bucket.get(s.key, { start: s.start, end: s.end });
       if (!got) throw new Error(`piece ${s.key} vanished while it was being assembled`);
-      await pipeline(got.body, body, { end: false });
+      for await (const chunk of got.body) {
+        if (!body.write(chunk)) await once(body, 'drain');
+      }
     }
     body.end();
   })();

@@ -2,8 +2,9 @@
  * The S3 backend's BlobStorage: a blob is the object blobs/<alg>/<hex>, written only once its
  * bytes matched the digest (a single put after the check, or a multipart upload completed after
  * it), so no replica ever reads one unverified. Reads are ranged GETs streamed as they arrive.
- * touchedAt is the later of the blob's LastModified and its touch record's (an empty object
- * rewritten at most once a minute per process: S3 cannot change a LastModified in place).
+ * touchedAt is the later of the blob's LastModified and its touch record's time (an empty object
+ * rewritten at most once a minute per process, its time in ms in its metadata: S3 cannot change a
+ * LastModified in place, and HEAD gives it in whole seconds).
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -17,6 +18,13 @@ import { digestOfPath, keys } from './keys.ts';
 import { writeObject } from './object-writer.ts';
 
 const TOUCH_EVERY_MS = 60_000;
+/** The touch record's metadata key: when it was touched, ms since the epoch. */
+const TOUCHED_AT = 'touched-at';
+
+function touchTime(touch: { lastModified: number; metadata?: Record<string, string> }): number {
+  const ms = Number(touch.metadata?.[TOUCHED_AT]);
+  return Number.isFinite(ms) && ms > 0 ? ms : touch.lastModified;
+}
 
 export class S3BlobStorage implements BlobStorage {
   /** digest -> when this process last wrote its touch record. */
@@ -27,7 +35,7 @@ export class S3BlobStorage implements BlobStorage {
   async stat(digest: string): Promise<BlobInfo | undefined> {
     const [blob, touch] = await Promise.all([this.bucket.head(keys.blob(digest)), this.bucket.head(keys.touch(digest))]);
     if (!blob) return undefined;
-    return { digest, size: blob.size, touchedAt: Math.max(blob.lastModified, touch?.lastModified ?? 0) };
+    return { digest, size: blob.size, touchedAt: Math.max(blob.lastModified, touch ? touchTime(touch) : 0) };
   }
 
   async has(digest: string): Promise<boolean> {
@@ -92,7 +100,7 @@ export class S3BlobStorage implements BlobStorage {
     if (now - (this.touched.get(digest) ?? 0) < TOUCH_EVERY_MS) return;
     this.touched.set(digest, now);
     try {
-      if (await this.has(digest)) await this.bucket.put(keys.touch(digest), '');
+      if (await this.has(digest)) await this.bucket.put(keys.touch(digest), '', { metadata: { [TOUCHED_AT]: String(now) } });
     } catch {
       // best effort: the LRU order is a hint
     }

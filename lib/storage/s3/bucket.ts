@@ -31,8 +31,10 @@ export interface ObjectInfo {
   size: number;
   /** Unquoted (RGW compares If-Match against the unquoted form only). */
   etag: string;
-  /** ms since the epoch, in whole seconds (HEAD's Last-Modified has no more; a listing's is cut to match). */
+  /** ms since the epoch (from HEAD in whole seconds: Last-Modified has no more). */
   lastModified: number;
+  /** User metadata (x-amz-meta-*), from HEAD only (a listing carries none). */
+  metadata?: Record<string, string>;
 }
 
 export interface GetResult {
@@ -77,7 +79,7 @@ export class S3Bucket {
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
-      return { key, size: r.ContentLength ?? 0, etag: unquote(r.ETag), lastModified: wholeSeconds(r.LastModified) };
+      return { key, size: r.ContentLength ?? 0, etag: unquote(r.ETag), lastModified: r.LastModified?.getTime() ?? 0, metadata: r.Metadata ?? {} };
     } catch (e) {
       if (isMissing(e)) return undefined;
       throw this.failure('HEAD', key, e);
@@ -190,7 +192,7 @@ export class S3Bucket {
     for await (const page of this.listPages(prefix, opts)) {
       for (const o of page.Contents ?? []) {
         if (o.Key === undefined) continue;
-        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, etag: unquote(o.ETag), lastModified: wholeSeconds(o.LastModified) };
+        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, etag: unquote(o.ETag), lastModified: o.LastModified?.getTime() ?? 0 };
       }
     }
   }
@@ -324,10 +326,6 @@ function bodyParams(body: Body): { Body: Buffer | string | Readable; ContentLeng
   if (typeof body === 'string') return { Body: body, ContentLength: Buffer.byteLength(body) };
   if (Buffer.isBuffer(body)) return { Body: body, ContentLength: body.length };
   return { Body: body.stream, ContentLength: body.length };
-}
-
-function wholeSeconds(date: Date | undefined): number {
-  return date ? Math.floor(date.getTime() / 1000) * 1000 : 0;
 }
 
 /** RGW returns quoted etags but compares If-Match against the unquoted form. */

@@ -3,7 +3,7 @@
  * and digests only. The layout follows the filesystem store's (lib/storage/paths.ts):
  *
  *   blobs/sha256/<hex>                                   immutable content, digest verified (visible only once whole)
- *   touched/sha256/<hex>                                 empty; its LastModified is when the blob was last used (LRU)
+ *   touched/sha256/<hex>                                 empty; its metadata touched-at: when the blob was last used (LRU)
  *   sidecars/sha256/<hex>/<key>                          small records derived from a blob (the relay's chunk lists)
  *   tmp/<uuid>                                           an ingest whose digest is known only at its end
  *   partials/sha256/<hex>/pieces/<start>-<end>-<gen>     bytes of a pull-through transfer in progress (partial-blobs.ts)
@@ -11,7 +11,7 @@
  *   transfer-state/<key>.json                            small state of the transfers (what each upstream's link learned)
  *   uploads/<uuid>/state.json                            a push session: repository, client, start
  *   uploads/<uuid>/chunks/<offset, 16 digits>            the bytes of one PATCH, at that offset of the upload
- *   repositories/<name>/_tags/<tag>                      the manifest digest the tag points to (LastModified: checked at)
+ *   repositories/<name>/_tags/<tag>                      the manifest digest the tag points to (metadata checked-at)
  *   repositories/<name>/_manifests/sha256/<hex>          this repository holds that manifest (JSON meta)
  *   repositories/<name>/_layers/sha256/<hex>             this repository may serve that blob
  *   repositories/<name>/_referrers/sha256/<subject hex>/<alg>-<hex>   descriptor of a referrer

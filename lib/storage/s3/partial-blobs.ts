@@ -7,11 +7,12 @@
  *
  * S3 has no positional write. The engine writes each of its requests front to back, so writes
  * that continue one another gather in memory into a run; a run becomes a piece object (one put)
- * once it reaches PIECE_BYTES, once it has been idle for a second (its request ended), at flush,
- * close and commit. A piece written again (a repair) gets a later generation, which wins where
- * pieces overlap. What is recorded as held is written to `held` at most once a second, and only
- * as far as pieces in the bucket cover it: after a kill -9 a resume never claims bytes that were
- * still in memory. Reads come from the runs in memory first (the prefix hash reads just behind the
+ * once it reaches PIECE_BYTES, and at each write-out. A record() is durable when the promise it
+ * returns resolves: at the next write-out, which puts every run as a piece, then `held` (the
+ * recorded ranges as far as pieces in the bucket cover them); write-outs run at most once per
+ * WRITE_OUT_MS (the engine records every 16 KiB and does not wait). So a kill -9 loses at most the
+ * last second of what was recorded, and a resume never claims a byte that was only in memory. A
+ * piece written again (a repair) gets a later generation, which wins where pieces overlap. Reads come from the runs in memory first (the prefix hash reads just behind the
  * writes), then from the pieces by ranged GETs. Commit assembles the pieces into the blob server
  * side (assemble.ts). Memory: at most MAX_BUFFERED_BYTES per partial blob.
  */
@@ -29,7 +30,7 @@ import { keys } from './keys.ts';
 const PIECE_BYTES = MIN_PART_BYTES;
 /** Above this many bytes in memory, the largest runs are written out at once. */
 const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
-const IDLE_FLUSH_MS = 1000;
+const WRITE_OUT_MS = 1000;
 const READ_BYTES = 1024 * 1024;
 
 /** A piece in the bucket: bytes start..end of the blob, generation orders rewrites. */
@@ -117,7 +118,9 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   private committed = false;
   private closed = false;
   private writing: Promise<void> = Promise.resolve();
-  private readonly timer: NodeJS.Timeout;
+  /** The write-out the next records wait for, and when the last one started. */
+  private nextWriteOut: Promise<void> | undefined;
+  private lastWriteOut = 0;
   private failure: unknown;
 
   constructor(
@@ -131,10 +134,6 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   ) {
     super(pieces, bucket);
     this.held = new RangeSet(resumed.map((r) => ({ start: r.start, end: r.end + 1 })));
-    this.timer = setInterval(() => {
-      this.enqueue(() => this.writeOut((run) => Date.now() - run.lastWrite >= IDLE_FLUSH_MS)).catch(() => undefined);
-    }, IDLE_FLUSH_MS);
-    this.timer.unref();
   }
 
   async write(pos: number, bytes: Uint8Array): Promise<void> {
@@ -173,9 +172,23 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     return this.readPieces(pos, into, limit);
   }
 
-  async record(range: ByteRange): Promise<void> {
+  /** Resolves once the range is in the bucket (the next write-out: at most WRITE_OUT_MS away). */
+  record(range: ByteRange): Promise<void> {
     this.held.add(range.start, range.end + 1);
     this.heldDirty = true;
+    this.nextWriteOut ??= new Promise<void>((resolve, reject) => {
+      const delay = Math.max(0, this.lastWriteOut + WRITE_OUT_MS - Date.now());
+      setTimeout(() => {
+        this.nextWriteOut = undefined;
+        this.lastWriteOut = Date.now();
+        if (this.closed) {
+          resolve();
+          return;
+        }
+        this.enqueue(() => this.writeOut(() => true)).then(resolve, reject);
+      }, delay).unref();
+    });
+    return this.nextWriteOut;
   }
 
   async flush(): Promise<void> {
@@ -214,7 +227,6 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.timer);
     this.onClose();
     if (this.committed) {
       await this.writing.catch(() => undefined);
@@ -260,7 +272,8 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       this.buffered -= run.bytes;
       run.bytes = 0;
     }
-    this.runs = this.runs.filter((r) => r.bytes > 0 || Date.now() - r.lastWrite < IDLE_FLUSH_MS);
+    // An emptied run stays a moment: its request may still be writing the bytes that follow.
+    this.runs = this.runs.filter((r) => r.bytes > 0 || Date.now() - r.lastWrite < WRITE_OUT_MS);
     if (chosen.length > 0) await this.dropShadowed();
     if (this.heldDirty) await this.writeHeld();
   }
@@ -345,6 +358,8 @@ export class S3PartialBlobStorage implements PartialBlobStorage {
       await removeAll(this.bucket, prefix);
       pieces.length = 0;
     }
+    // held exists from the start: has() is true, and the partial shows in listings, at once.
+    if (!held || held.size !== size) await this.bucket.put(`${prefix}held`, JSON.stringify({ size, held: [] }));
     const partial = new S3PartialBlob(digest, size, resumed, pieces, this.bucket, prefix, () => this.opened.delete(digest));
     this.opened.set(digest, partial);
     return partial;

@@ -1,7 +1,7 @@
 /**
  * The S3 backend's RepositoryStorage: one small object per record under repositories/<name>/
  * (keys.ts). Each put replaces a record whole, so a reader on any replica sees the old value or
- * the new one. A tag's LastModified is when it was last set or checked. No cache in front: every
+ * the new one. A tag's metadata says when it was last set or checked. No cache in front: every
  * replica must see another's writes at once.
  */
 import { isDigest } from '../../oci/digest.ts';
@@ -14,6 +14,12 @@ const MANIFESTS = '_manifests/';
 const LAYERS = '_layers/';
 const TAGS = '_tags/';
 const READ_PARALLEL = 8;
+/** A tag's metadata key: when it was set or last confirmed upstream, ms since the epoch. */
+const CHECKED_AT = 'checked-at';
+
+function checkedNow(): Record<string, string> {
+  return { [CHECKED_AT]: String(Date.now()) };
+}
 
 export class S3RepositoryStorage implements RepositoryStorage {
   constructor(private readonly bucket: S3Bucket) {}
@@ -59,18 +65,22 @@ export class S3RepositoryStorage implements RepositoryStorage {
   }
 
   async setTag(name: string, tag: string, digest: string): Promise<void> {
-    await this.bucket.put(keys.tag(name, tag), digest);
+    await this.bucket.put(keys.tag(name, tag), digest, { metadata: checkedNow() });
   }
 
+  /** From the tag's metadata (ms; HEAD's Last-Modified has whole seconds only). */
   async tagCheckedAt(name: string, tag: string): Promise<number | undefined> {
-    return (await this.bucket.head(keys.tag(name, tag)))?.lastModified;
+    const info = await this.bucket.head(keys.tag(name, tag));
+    if (!info) return undefined;
+    const ms = Number(info.metadata?.[CHECKED_AT]);
+    return Number.isFinite(ms) && ms > 0 ? ms : info.lastModified;
   }
 
   /** Rewrites the tag over the very version read (If-Match): a tag moved or deleted meanwhile stays as it is. */
   async markTagChecked(name: string, tag: string): Promise<void> {
     const key = keys.tag(name, tag);
     const current = await this.bucket.getVersion(key);
-    if (current) await this.bucket.put(key, current.bytes, { ifMatch: current.etag });
+    if (current) await this.bucket.put(key, current.bytes, { ifMatch: current.etag, metadata: checkedNow() });
   }
 
   async deleteTag(name: string, tag: string): Promise<boolean> {
