@@ -60,6 +60,9 @@ export function haproxyConfig(opts: HaproxyOptions, port: number, adminSocket: s
     '  mode http',
     '  option httplog',
     '  timeout connect 2s',
+    // Without it a check times out after `inter` (200 ms here): a replica whose event loop is busy
+    // that long on a loaded machine was taken out, and with one replica every request got 503.
+    '  timeout check 2s',
     `  timeout client ${idle}ms`,
     `  timeout server ${idle}ms`,
     '  retries 2',
