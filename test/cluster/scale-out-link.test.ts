@@ -1,0 +1,116 @@
+/**
+ * Three replicas on one RGW bucket pull one cold image through the link (a seeded fault proxy in
+ * front of a reference registry) at once: every client pull completes with the right bytes, and
+ * the image crosses the link once for the whole cluster (link bytes <= 1.02x the image). Then
+ * kill -9 of the replica holding a transfer half way: every client pull still completes with the
+ * right bytes (two dockerds across the kill, their own retries through haproxy count; skopeo
+ * just after it). The link bytes of the
+ * kill are bench/scale.ts's "kill link/unique" figure, not asserted here: the target (1.02x) is not
+ * met yet (1.37-1.42x measured: the S3 backend keeps up to 64 MiB of a transfer in memory before
+ * it is a piece in the bucket, and what the dead holder kept there crosses the link again).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FaultProxy } from '../fault-proxy/proxy.ts';
+import { verifyPulledDir } from '../e2e/core-fixture.ts';
+import { Teardown } from '../e2e/pull-through-fixture.ts';
+import { MiB, linkConfig, readBlob, startLink, startUpstream, type BlobRead, type Upstream } from '../e2e/transfer-fixture.ts';
+import { useRgw } from '../helpers/ceph.ts';
+import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
+import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
+import { waitFor } from '../helpers/processes.ts';
+import { startReplicas, type Replicas } from '../helpers/replicas.ts';
+import { pushImage, skopeoCopy } from '../helpers/skopeo.ts';
+
+const CHUNK = 2 * MiB;
+const TRANSFER = { minChunkBytes: CHUNK, maxChunkBytes: CHUNK, smallBlobBytes: 256 * 1024, minConnections: 4, maxConnections: 4, stallSeconds: 2 };
+/** 2 MiB/s a connection, 20 ms RTT: a 24 MiB layer takes a few seconds, long enough to overlap every client. */
+const LINK = { rateBytesPerSec: 2 * MiB, latencyMs: 20 };
+const BOUND = 1.02;
+
+/** Everything a pull of the image moves: manifest, config, layers. */
+function imageBytes(image: BuiltImage): number {
+  return image.manifest.length + image.config.length + image.layers.reduce((n, l) => n + l.size, 0);
+}
+
+/** skopeo copy to a temp dir (retrying a cut blob as skopeo does), then every blob's digest checked. */
+async function skopeoPull(ref: string): Promise<string[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-scale-link-'));
+  try {
+    await skopeoCopy(`docker://${ref}`, `dir:${dir}`, { extraArgs: ['--retry-times', '5'], timeoutMs: 150_000 });
+    return (await verifyPulledDir(dir)).verified;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe('scale-out through the link: 3 replicas, one cold image, one crossing', function () {
+  this.timeout(240_000);
+  const rgw = useRgw();
+  const teardown = new Teardown();
+  let upstream: Upstream;
+  let proxy: FaultProxy;
+  let replicas: Replicas;
+  let dockerd: Dockerd;
+  let secondDockerd: Dockerd;
+  let killImage: BuiltImage;
+
+  before(async function () {
+    this.timeout(150_000);
+    upstream = teardown.add(await startUpstream({ layers: [24 * MiB, 300_000], seed: 'scale-link-burst', repository: 'test/burst', runnable: false }), (u) => u.stop());
+    killImage = await buildImage({ layers: [32 * MiB], seed: 'scale-link-kill', format: 'docker' });
+    await pushImage(killImage, upstream.registry.host, 'test/kill', 'v1');
+    proxy = teardown.add(await startLink(upstream.registry.host, LINK, 7), (p) => p.close());
+    const bucket = await rgw().createBucket();
+    replicas = teardown.add(await startReplicas({
+      count: 3,
+      config: { ...linkConfig(proxy.url, TRANSFER), storage: rgw().storageConfig(bucket) },
+      env: rgw().env,
+      name: 'scale-link',
+    }), (r) => r.stop());
+    dockerd = teardown.add(await startDockerd({ name: 'dockerd-scale-link' }), (d) => d.stop());
+    secondDockerd = teardown.add(await startDockerd({ name: 'dockerd-scale-link-2' }), (d) => d.stop());
+  });
+  after(() => teardown.run());
+
+  it('6 clients, one on each replica and three through haproxy, all complete; the link carries the image once', async () => {
+    const image = upstream.image;
+    const before = proxy.stats.bytesFromUpstream;
+    const hosts = [...replicas.replicas.map((r) => r.host), replicas.host, replicas.host, replicas.host];
+    const pulls = await Promise.allSettled(hosts.map((h) => skopeoPull(`${h}/test/burst:v1`)));
+    const failed = pulls.flatMap((p, i) => (p.status === 'rejected' ? [`client ${i} (${hosts[i]}): ${String(p.reason).slice(0, 300)}`] : []));
+    assert.deepEqual(failed, []);
+    for (const p of pulls) assert.equal(p.status === 'fulfilled' ? p.value.length : 0, 1 + image.layers.length);
+    const ratio = (proxy.stats.bytesFromUpstream - before) / imageBytes(image);
+    assert.ok(ratio <= BOUND, `link bytes ${(ratio).toFixed(3)}x the image (bound ${BOUND}x)`);
+  });
+
+  it('kill -9 of the replica holding the transfer half way: every pull completes with the right bytes', async () => {
+    const layer = killImage.layers[0]!;
+    const before = proxy.stats.bytesFromUpstream;
+    const moved = (): number => proxy.stats.bytesFromUpstream - before;
+    // Replica 0 asks first, so it holds the transfer; the clients come through haproxy while it runs.
+    const holderReader: Promise<BlobRead> = readBlob(replicas.replicas[0]!.url, 'test/kill', layer.digest);
+    await waitFor(() => moved() >= layer.size / 10, 60_000, 'a tenth of the layer across the link');
+    const ref = `${replicas.host}/test/kill:v1`;
+    // dockerd retries a layer cut mid-stream (resuming it): those pulls run across the kill. skopeo
+    // does not retry a cut body, so its pull starts just after the kill, while the takeover is due.
+    const pulling = [dockerd, secondDockerd].map((d) => d.docker(['pull', ref], { timeoutMs: 150_000 }));
+    await waitFor(() => moved() >= layer.size / 2, 60_000, 'half the layer across the link');
+    await replicas.kill9(0);
+    const cut = await holderReader;
+    assert.ok(cut.bytes < layer.size, 'the holder died before it could serve the whole layer');
+    const done = await Promise.allSettled([...pulling, skopeoPull(ref)]);
+    const failed = done.flatMap((p, i) => (p.status === 'rejected' ? [`client ${i}: ${String(p.reason).slice(0, 300)}`] : []));
+    assert.deepEqual(failed, []);
+    for (const p of done.slice(0, 2)) assert.match(p.status === 'fulfilled' ? String(p.value) : '', new RegExp(killImage.manifestDigest));
+    assert.equal(done[2]?.status === 'fulfilled' ? (done[2].value as string[]).length : 0, 1 + killImage.layers.length);
+    // The takeover ran: the whole layer is in the bucket, served by each surviving replica alone.
+    for (const r of replicas.replicas.slice(1)) {
+      const read = await readBlob(r.url, 'test/kill', layer.digest);
+      assert.deepEqual({ status: read.status, bytes: read.bytes, digest: read.digest }, { status: 200, bytes: layer.size, digest: layer.digest });
+    }
+  });
+});
