@@ -263,14 +263,17 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       const generation = nextGeneration();
       const end = run.start + run.bytes - 1;
       const key = `${this.prefix}pieces/${String(run.start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
-      const body = Buffer.concat(run.chunks, run.bytes);
+      // Writes that continue the run while the put runs append chunks after these: only these go.
+      const taken = run.chunks.length;
+      const written = run.bytes;
+      const body = Buffer.concat(run.chunks, written);
       await this.bucket.put(key, body);
       this.pieces.push({ key, start: run.start, end, generation });
       // The run continues after what was written: later writes extend it from there.
       run.start = end + 1;
-      run.chunks = [];
-      this.buffered -= run.bytes;
-      run.bytes = 0;
+      run.chunks = run.chunks.slice(taken);
+      run.bytes -= written;
+      this.buffered -= written;
     }
     // An emptied run stays a moment: its request may still be writing the bytes that follow.
     this.runs = this.runs.filter((r) => r.bytes > 0 || Date.now() - r.lastWrite < WRITE_OUT_MS);
