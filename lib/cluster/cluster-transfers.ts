@@ -104,7 +104,11 @@ class ClusterTransfer implements RunningTransfer {
 
   /** The holder died: claim again (one claim at a time for every reader of this transfer). */
   private takeOver(): Promise<Mode> {
-    this.takingOver ??= this.startHere().finally(() => {
+    this.takingOver ??= this.startHere().then((mode) => {
+      // Readers from now on read what this replica holds (or follow the new holder).
+      this.mode = Promise.resolve(mode);
+      return mode;
+    }).finally(() => {
       this.takingOver = undefined;
     });
     return this.takingOver;
@@ -138,7 +142,6 @@ class ClusterTransfer implements RunningTransfer {
         if (!(err instanceof TransferOrphanedError)) throw err;
         this.ctrl.signal.throwIfAborted();
         mode = await this.takeOver();
-        this.mode = Promise.resolve(mode);
       }
     }
   }
