@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { MIN_PART_BYTES, type S3Bucket } from '../../lib/storage/s3/bucket.ts';
 import { planParts, wholePieces } from '../../lib/storage/s3/assemble.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
@@ -73,6 +73,30 @@ describe('S3 backend on Ceph RGW', function () {
       assert.equal((await storage.blobs.stat(sha256(small)))?.size, 1000);
       assert.deepEqual(await storage.blobs.readBytes(sha256(small)), small);
       assert.deepEqual((await leftovers()).multipart, []);
+    });
+
+    it('sends a blob by writeTo in batches, and stops without an error when the client goes away', async () => {
+      const data = randomBytes(6 * MiB);
+      await storage.blobs.ingest(pieces(data), { digest: sha256(data) });
+      const writes: number[] = [];
+      const whole = new Writable({
+        writev(chunks, cb) { writes.push(chunks.reduce((n, c) => n + (c.chunk as Buffer).length, 0)); cb(); },
+      });
+      const stream = await storage.blobs.read(sha256(data));
+      await stream!.writeTo!(whole);
+      assert.equal(writes.reduce((a, b) => a + b, 0), data.length);
+      assert.ok(writes.length < 20, `${writes.length} writes for 6 MiB: not batched`);
+      let got = 0;
+      const leaving = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          got += chunk.length;
+          if (got > MiB) this.destroy();
+          cb();
+        },
+      });
+      const second = await storage.blobs.read(sha256(data));
+      await second!.writeTo!(leaving);
+      assert.ok(got < data.length && second!.destroyed, 'stopped reading once the client was gone');
     });
 
     it('names a large blob by its content when no digest was given (tmp, then copied into place)', async () => {

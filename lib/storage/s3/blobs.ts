@@ -15,6 +15,7 @@ import type { BlobInfo, BlobStorage, BlobStream, IngestExpectation, StoredBlob }
 import { assemble } from './assemble.ts';
 import type { S3Bucket } from './bucket.ts';
 import { digestOfPath, keys } from './keys.ts';
+import { objectStream } from './object-stream.ts';
 import { writeObject } from './object-writer.ts';
 
 const TOUCH_EVERY_MS = 60_000;
@@ -46,7 +47,7 @@ export class S3BlobStorage implements BlobStorage {
     // An empty range (an empty blob's whole) is no valid HTTP Range: nothing to fetch.
     if (range && range.end < range.start) return (await this.has(digest)) ? Readable.from([]) : undefined;
     const got = await this.bucket.get(keys.blob(digest), range);
-    return got?.body;
+    return got ? objectStream(got.body) : undefined;
   }
 
   async readBytes(digest: string): Promise<Buffer> {
