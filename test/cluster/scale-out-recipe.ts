@@ -7,7 +7,7 @@ import { readmeBlock } from '../helpers/readme.ts';
 
 export const RECIPE = 'Scale-out: several mirrors on one Ceph bucket';
 /** The example site's addresses in the recipe. */
-export const RECIPE_VIP = '10.0.0.100:4000';
+export const RECIPE_VIP = '192.0.2.100:4000';
 export const RECIPE_ENDPOINT = 'http://rgw.example.lan:7480';
 export const RECIPE_BUCKET = 'ferry-mirror';
 
