@@ -14,6 +14,7 @@ import { RangeSet } from '../transfer/range-set.ts';
 import { readIfExists, writeFileAtomic } from './atomic.ts';
 import type { FsBlobStorage } from './blobs.ts';
 import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialScratch } from './partial-blobs.ts';
+import { usageOf } from './partial-blobs.ts';
 import type { StorePaths } from './paths.ts';
 import { Journal, loadJournal } from './partial-journal.ts';
 
@@ -205,14 +206,8 @@ export class FsPartialBlobStorage implements PartialBlobStorage {
     return [...removed];
   }
 
-  async usage(): Promise<{ bytes: number; count: number }> {
-    let bytes = 0;
-    let count = 0;
-    for await (const p of this.list()) {
-      bytes += p.bytes;
-      count++;
-    }
-    return { bytes, count };
+  usage(): Promise<{ bytes: number; count: number }> {
+    return usageOf(this.list());
   }
 
   readState(key: string): Promise<string | undefined> {

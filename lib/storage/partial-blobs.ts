@@ -100,3 +100,14 @@ export interface PartialBlobStorage extends TransferStateStore {
   /** Bytes held by partial blobs and how many there are (the store-size metric). */
   usage(): Promise<{ bytes: number; count: number }>;
 }
+
+/** PartialBlobStorage.usage for a backend whose list() already carries each partial's bytes. */
+export async function usageOf(partials: AsyncIterable<PartialBlobInfo>): Promise<{ bytes: number; count: number }> {
+  let bytes = 0;
+  let count = 0;
+  for await (const p of partials) {
+    bytes += p.bytes;
+    count++;
+  }
+  return { bytes, count };
+}

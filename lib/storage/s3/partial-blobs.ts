@@ -22,6 +22,7 @@ import { requireDigest } from '../../oci/digest.ts';
 import type { ByteRange } from '../../oci/range.ts';
 import { RangeSet } from '../../transfer/range-set.ts';
 import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialScratch } from '../partial-blobs.ts';
+import { usageOf } from '../partial-blobs.ts';
 import { assembleSegments, type Segment } from './assemble.ts';
 import { MIN_PART_BYTES, type S3Bucket } from './bucket.ts';
 import { keys } from './keys.ts';
@@ -425,14 +426,8 @@ export class S3PartialBlobStorage implements PartialBlobStorage {
     return removed;
   }
 
-  async usage(): Promise<{ bytes: number; count: number }> {
-    let bytes = 0;
-    let count = 0;
-    for await (const p of this.list()) {
-      bytes += p.bytes;
-      count++;
-    }
-    return { bytes, count };
+  usage(): Promise<{ bytes: number; count: number }> {
+    return usageOf(this.list());
   }
 
   readState(key: string): Promise<string | undefined> {
