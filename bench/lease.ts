@@ -8,6 +8,9 @@ import { performance } from 'node:perf_hooks';
 import { Leases, type HeldLease } from '../lib/cluster/lease.ts';
 import { ClusterObjects, type PutCondition } from '../lib/cluster/objects.ts';
 import { startRgw, type Rgw } from '../test/helpers/ceph.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const ops = Number(process.env.BENCH_OPS ?? 200);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 30);

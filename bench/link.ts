@@ -28,6 +28,9 @@ import { UPSTREAM, startDirectChain, startReferenceChain, startRelayChain, start
 import { dockerClient, skopeoClient, timedPull, type PullClient } from './lib/link-clients.ts';
 import { IMAGES, PROFILES, chainCap, describeLink, profileByName, type Cap, type ChainKind, type ImageName, type LinkProfile } from './lib/link-profiles.ts';
 import { renderColumns } from './lib/table.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const MB = 1e6;
 const mb = (n: number): string => (n / MB).toFixed(1);

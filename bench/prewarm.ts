@@ -20,6 +20,9 @@ import { pushImage } from '../test/helpers/skopeo.ts';
 import { REPO_ROOT, buildFerry, ferryArgs } from '../test/helpers/ferry-entry.ts';
 import { SYNTHETIC_KOLLA, SYNTHETIC_KOLLA_RELEASE as RELEASE, kollaAncestry } from '../test/e2e/kolla-synthetic.ts';
 import { MiB, linkConfig, startFerryProcess, startLink } from '../test/e2e/transfer-fixture.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const MB = 1e6;
 const LINK: Faults = { rateBytesPerSec: 1 * MB, aggregateBytesPerSec: 16 * MB, latencyMs: 200, resetMeanBytes: 32 * MB };

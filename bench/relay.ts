@@ -15,6 +15,9 @@ import { buildImage } from '../test/helpers/oci-image.ts';
 import { startReferenceRegistry } from '../test/helpers/reference-registry.ts';
 import { pushImage } from '../test/helpers/skopeo.ts';
 import { startTestRelay } from '../test/relay/fixture.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const env = process.env;
 const MiB = 1 << 20;

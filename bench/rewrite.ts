@@ -11,6 +11,9 @@ import { startReferenceRegistry, type ReferenceRegistry } from '../test/helpers/
 import { pushImage } from '../test/helpers/skopeo.ts';
 import { startTestMirror, type TestMirror } from '../test/e2e/mirror-fixture.ts';
 import { median, timePulls } from './lib/docker-pull.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const MiB = 1024 * 1024;
 const rounds = Number(process.env.BENCH_PULLS ?? 5);

@@ -15,6 +15,9 @@ import { S3Storage } from '../lib/storage/s3/storage.ts';
 import { keys } from '../lib/storage/s3/keys.ts';
 import { startFerryProcess } from '../test/e2e/transfer-fixture.ts';
 import { startRgw } from '../test/helpers/ceph.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const MiB = 1 << 20;
 const size = Number(process.env.S3SERVE_MIB ?? 256) * MiB;

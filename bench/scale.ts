@@ -27,6 +27,9 @@ import type { FaultProxy } from '../test/fault-proxy/proxy.ts';
 import { fanout } from './lib/fanout.ts';
 import { skopeoClient } from './lib/link-clients.ts';
 import { renderColumns } from './lib/table.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const MiB = 1 << 20;
 const env = process.env;

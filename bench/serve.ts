@@ -15,6 +15,9 @@ import { startFerry, startReference, type BenchServer } from './lib/servers.ts';
 import { buildFerry } from '../test/helpers/ferry-entry.ts';
 import { renderTable, type Row } from './lib/table.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
+import { exitWithUsageIfAsked } from './lib/usage.ts';
+
+exitWithUsageIfAsked(import.meta.url);
 
 const STAGES = ['manifest', 'blob1m', 'blob64m', 'pull', 'rss'] as const;
 type Stage = (typeof STAGES)[number];
