@@ -138,6 +138,29 @@ export function useRgw(opts: RgwOptions = {}): () => Rgw {
   };
 }
 
+export interface RgwBucket {
+  rgw(): Rgw;
+  /** The describe's bucket, at its root. */
+  root(): S3Bucket;
+  /** A fresh key prefix of the bucket, as another store (one per test). */
+  fresh(): S3Bucket;
+}
+
+/** useRgw with one bucket for the enclosing describe, created in before; each test takes its own prefix of it. */
+export function useRgwBucket(opts: RgwOptions = {}): RgwBucket {
+  const rgw = useRgw(opts);
+  let root: S3Bucket | undefined;
+  let n = 0;
+  before(async () => {
+    root = rgw().bucket(await rgw().createBucket());
+  });
+  const bucket = (): S3Bucket => {
+    if (!root) throw new Error('RGW bucket not created (useRgwBucket must be called in a describe, and used in tests or hooks)');
+    return root;
+  };
+  return { rgw, root: bucket, fresh: () => bucket().under(`t${++n}/`) };
+}
+
 /** SIGKILL of each daemon whose pid file is in dir and whose command line names dir (exit hook: synchronous). */
 function killDaemonsNow(dir: string): void {
   for (const name of DAEMONS) {

@@ -3,34 +3,28 @@
  * file, test/helpers/ceph.ts): each case gets a fresh key prefix of one bucket, as another store.
  */
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
-import type { S3Bucket } from '../../lib/storage/s3/bucket.ts';
-import { useRgw } from '../helpers/ceph.ts';
+import { useRgwBucket } from '../helpers/ceph.ts';
 import { partialBlobSuite } from './partial-blobs.suite.ts';
 import { storageSuite } from './suite.ts';
 
 describe('S3 backend on Ceph RGW: the storage suites', function () {
   this.timeout(60_000);
-  const rgw = useRgw();
-  let root: S3Bucket;
-  let n = 0;
-  before(async () => {
-    root = rgw().bucket(await rgw().createBucket());
-  });
+  const bucket = useRgwBucket();
 
   storageSuite('s3', async (opts = {}) => {
-    const storage = new S3Storage(root.under(`store-${++n}/`), opts.uploadLimits ? { uploadLimits: opts.uploadLimits } : {});
+    const storage = new S3Storage(bucket.fresh(), opts.uploadLimits ? { uploadLimits: opts.uploadLimits } : {});
     await storage.init();
     return { storage, cleanup: async () => {} };
   });
 
   partialBlobSuite('s3', async () => {
-    const bucket = root.under(`partials-${++n}/`);
-    const storage = new S3Storage(bucket);
+    const store = bucket.fresh();
+    const storage = new S3Storage(store);
     return {
       blobs: storage.blobs,
       partials: storage.partials,
       // A new process: only what reached the bucket.
-      restarted: async () => new S3Storage(bucket).partials,
+      restarted: async () => new S3Storage(store).partials,
       close: async () => {},
     };
   });
