@@ -25,11 +25,12 @@ export function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): Promis
 
 const mirrorRole: Role<{ backend: MirrorRegistry }> = {
   name: 'mirror',
-  async start({ config, logger, store, transfers, pullThrough, ops, ready }) {
+  async start({ config, logger, store, transfers, pullThrough, ops, cluster, ready }) {
     // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
+    // In a cluster the limit is the cluster's: every replica's fills and accesses count.
     const cache = config.cache.maxBytes === undefined
       ? undefined
-      : await CacheAccounting.open(store, { maxBytes: config.cache.maxBytes, logger: logger.child({ module: 'cache' }) });
+      : await CacheAccounting.open(store, { maxBytes: config.cache.maxBytes, shared: cluster !== undefined, logger: logger.child({ module: 'cache' }) });
     if (cache) {
       transfers.on('committed', ({ digest, size }: { digest: string; size: number }) => {
         afterFill(cache, digest, size).catch((err: unknown) => logger.error({ err, digest }, 'cache eviction failed'));

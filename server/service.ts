@@ -45,6 +45,8 @@ export interface ServiceCore {
    */
   pullThrough: PullThroughParts;
   ops: MirrorOps;
+  /** This replica's part in a cluster on a shared bucket; undefined on the filesystem store (one process). */
+  cluster: ClusterReplica | undefined;
   /** False once a stop began (/readyz). */
   ready(): boolean;
 }
@@ -131,7 +133,7 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
       manifestTtlMs: config.cache.manifestTtlSeconds * 1000,
       metrics: ops.metrics,
     };
-    parts = await role.start({ config, logger, store, transfers, pullThrough, ops, ready: () => ready });
+    parts = await role.start({ config, logger, store, transfers, pullThrough, ops, cluster, ready: () => ready });
     const app = createApp({
       pull: parts.pull,
       ...(parts.push ? { push: parts.push } : {}),

@@ -12,7 +12,18 @@
  * local. Access order survives restarts through blob mtimes (BlobStore.touch).
  *
  * Eviction stops at lowWaterRatio * maxBytes, so the rescan it starts with (repository folders,
- * new manifests only) happens once per batch of fills, not after every one.
+ * new manifests only) happens once per batch of fills, not after every one. Blobs are deleted
+ * only after a second rescan, once every victim's manifests are unlinked: a manifest linked
+ * meanwhile (a fill, a push, another replica) keeps the blobs it uses.
+ *
+ * On a store shared by replicas (`shared`: an S3 bucket), each eviction first takes the state of
+ * the whole cluster from the store: the cached bytes from the blobs there (every replica's fills,
+ * minus what another replica evicted), the order from their touch records (every replica's
+ * accesses; a blob is as recent as the latest of itself and the manifests that use it). Every
+ * access is touched (at most once per touchIntervalMs per blob and replica), also of a blob
+ * another replica filled. Two replicas evicting at once pick the same victims from the same
+ * order; both unlink and delete the same things, and the rescan before deleting makes the one
+ * that unlinks last delete a blob two victims shared.
  */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log/logger.ts';
@@ -25,6 +36,10 @@ export interface CacheAccountingOptions {
   lowWaterRatio?: number;
   /** Least time between two mtime updates of one blob on access (default 60 s). */
   touchIntervalMs?: number;
+  /** The store is shared by replicas: each eviction takes the cached bytes and the access order from it. */
+  shared?: boolean;
+  /** Shared store: least time between two looks at the cluster's cached bytes after fills (default 10 s). */
+  syncIntervalMs?: number;
   logger?: Logger;
   now?: () => number;
 }
@@ -48,8 +63,8 @@ interface CachedManifest {
 const key = (repo: string, digest: string): string => `${repo}@${digest}`;
 
 export class CacheAccounting {
-  /** Cached blob digest -> size, least recently used first; calculatedSize is the cached total. */
-  private readonly lru = new LRUCache<string, number>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (size) => Math.max(1, size) });
+  /** Cached blob digest -> size and last access here (ms), least recently used first; calculatedSize is the cached total. */
+  private readonly lru = new LRUCache<string, Cached>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (c) => Math.max(1, c.size) });
   private manifests = new Map<string, CachedManifest>();
   /** Digest -> keys of the cached manifests that are it or use it. */
   private usedBy = new Map<string, Set<string>>();
@@ -57,6 +72,8 @@ export class CacheAccounting {
   private readonly refsCache = new Map<string, ManifestRefs | null>();
   private readonly lastTouch = new Map<string, number>();
   private running: Promise<EvictionReport> | undefined;
+  /** When the shared store's state was last read (now() ms). */
+  private syncedAt = -Infinity;
   private readonly now: () => number;
 
   constructor(
@@ -83,6 +100,10 @@ export class CacheAccounting {
 
   async rebuild(): Promise<void> {
     this.lru.clear();
+    if (this.opts.shared) {
+      await this.syncShared();
+      return;
+    }
     await this.rescan();
     const found: Array<{ digest: string; size: number; touchedAt: number }> = [];
     for (const digest of this.usedBy.keys()) {
@@ -91,17 +112,22 @@ export class CacheAccounting {
       if (s) found.push({ digest, size: s.size, touchedAt: s.touchedAt });
     }
     found.sort((a, b) => a.touchedAt - b.touchedAt);
-    for (const f of found) this.lru.set(f.digest, f.size);
+    for (const f of found) this.lru.set(f.digest, { size: f.size, at: f.touchedAt });
   }
 
   /** A blob or manifest was served: it and, for a manifest, its blobs become most recent. */
   recordAccess(digest: string): void {
-    if (!this.lru.has(digest)) return;
-    this.lru.get(digest);
-    const refs = this.refsCache.get(digest);
-    for (const b of refs?.blobs ?? []) this.lru.get(b.digest);
     const now = this.now();
-    if (now - (this.lastTouch.get(digest) ?? 0) >= (this.opts.touchIntervalMs ?? 60_000)) {
+    const known = this.lru.get(digest);
+    // Shared store: another replica may have filled it; the touch tells every replica's eviction.
+    if (!known && !this.opts.shared) return;
+    if (known) known.at = now;
+    const refs = this.refsCache.get(digest);
+    for (const b of refs?.blobs ?? []) {
+      const blob = this.lru.get(b.digest);
+      if (blob) blob.at = now;
+    }
+    if (now - (this.lastTouch.get(digest) ?? -Infinity) >= (this.opts.touchIntervalMs ?? 60_000)) {
       this.lastTouch.set(digest, now);
       void this.store.blobs.touch(digest);
     }
@@ -110,13 +136,17 @@ export class CacheAccounting {
   /** A pull-through fill committed a blob (or a manifest) to the store. */
   recordAdded(digest: string, size: number): void {
     if (this.pinned.has(digest)) return;
-    this.lru.set(digest, size);
+    this.lru.set(digest, { size, at: this.now() });
   }
 
-  /** Evicts least recently used cached manifests while the cache is over maxBytes; one run at a time. */
+  /**
+   * Evicts least recently used cached manifests while the cache is over maxBytes; one run at a
+   * time. On a shared store it also looks at the cluster's cached bytes every syncIntervalMs.
+   */
   evictIfNeeded(): Promise<EvictionReport> {
     if (this.running) return this.running;
-    if (this.totalBytes <= this.opts.maxBytes) return Promise.resolve(this.emptyReport());
+    const stale = this.opts.shared === true && this.now() - this.syncedAt >= (this.opts.syncIntervalMs ?? 10_000);
+    if (this.totalBytes <= this.opts.maxBytes && !stale) return Promise.resolve(this.emptyReport());
     this.running = this.evict().finally(() => {
       this.running = undefined;
     });
@@ -129,13 +159,21 @@ export class CacheAccounting {
 
   private async evict(): Promise<EvictionReport> {
     const report = this.emptyReport();
-    await this.rescan();
-    for (const digest of [...this.lru.keys()]) {
-      if (this.pinned.has(digest)) this.lru.delete(digest);
+    if (this.opts.shared) {
+      await this.syncShared();
+    } else {
+      await this.rescan();
+      for (const digest of [...this.lru.keys()]) {
+        if (this.pinned.has(digest)) this.lru.delete(digest);
+      }
+      await this.accountUnseen();
     }
-    await this.accountUnseen();
     const lowWater = Math.floor(this.opts.maxBytes * (this.opts.lowWaterRatio ?? 0.9));
-    while (this.totalBytes > lowWater) {
+    /** Blobs of unlinked manifests -> their size and the repositories whose manifests used them. */
+    const candidates = new Map<string, { size: number; repos: Set<string> }>();
+    // A shared store's look may find the cluster under the limit: nothing to evict then.
+    const over = this.totalBytes > this.opts.maxBytes;
+    while (over && this.totalBytes > lowWater) {
       const victim = this.lru.rkeys().next().value;
       if (victim === undefined) break;
       const users = this.usedBy.get(victim);
@@ -144,10 +182,11 @@ export class CacheAccounting {
         this.lru.delete(victim);
         continue;
       }
-      await this.evictManifests(this.dependents(users), report);
+      await this.unlinkManifests(this.dependents(users), candidates, report);
       // A blob still linked elsewhere (another cache repository) must not stall the loop.
       if (this.lru.has(victim) && (this.usedBy.get(victim)?.size ?? 0) === 0) this.lru.delete(victim);
     }
+    if (candidates.size > 0) await this.deleteUnused(candidates, report);
     report.totalBytes = this.totalBytes;
     if (report.evictedManifests.length > 0) {
       this.opts.logger?.info({ evicted: report.evictedManifests.length, deletedBlobs: report.deletedBlobs, bytes: report.freedBytes, cachedBytes: report.totalBytes }, 'cache eviction');
@@ -173,12 +212,13 @@ export class CacheAccounting {
     return out;
   }
 
-  private async evictManifests(keys: Set<string>, report: EvictionReport): Promise<void> {
-    const candidates = new Map<string, Set<string>>();
+  /** Unlinks the manifests (tags with them); their blobs no other known manifest uses leave the count and become candidates. */
+  private async unlinkManifests(keys: Set<string>, candidates: Map<string, { size: number; repos: Set<string> }>, report: EvictionReport): Promise<void> {
+    const noted = new Map<string, Set<string>>();
     const note = (digest: string, repo: string): void => {
-      const repos = candidates.get(digest) ?? new Set<string>();
+      const repos = noted.get(digest) ?? new Set<string>();
       repos.add(repo);
-      candidates.set(digest, repos);
+      noted.set(digest, repos);
     };
     for (const k of keys) {
       const m = this.manifests.get(k);
@@ -189,8 +229,26 @@ export class CacheAccounting {
       note(m.digest, m.repo);
       for (const b of m.refs.blobs) note(b.digest, m.repo);
     }
-    for (const [digest, repos] of candidates) {
+    for (const [digest, repos] of noted) {
       if ((this.usedBy.get(digest)?.size ?? 0) > 0) continue;
+      const c = candidates.get(digest) ?? { size: this.lru.peek(digest)?.size ?? 0, repos: new Set<string>() };
+      for (const r of repos) c.repos.add(r);
+      candidates.set(digest, c);
+      this.lru.delete(digest);
+    }
+  }
+
+  /**
+   * Deletes the candidates no manifest uses once the store is read again: one linked since the
+   * first rescan (a fill, a push, another replica) keeps its blobs, which count again.
+   */
+  private async deleteUnused(candidates: Map<string, { size: number; repos: Set<string> }>, report: EvictionReport): Promise<void> {
+    await this.rescan();
+    for (const [digest, { size, repos }] of candidates) {
+      if ((this.usedBy.get(digest)?.size ?? 0) > 0) {
+        if (!this.pinned.has(digest) && size > 0) this.lru.set(digest, { size, at: this.now() });
+        continue;
+      }
       if (!this.pinned.has(digest)) {
         const s = await this.store.blobs.stat(digest);
         if (s && (await this.store.blobs.delete(digest))) {
@@ -198,7 +256,6 @@ export class CacheAccounting {
           report.freedBytes += s.size;
         }
       }
-      this.lru.delete(digest);
       for (const repo of repos) await this.store.repositories.unlinkBlob(repo, digest);
     }
   }
@@ -261,9 +318,43 @@ export class CacheAccounting {
     for (const digest of this.usedBy.keys()) {
       if (this.pinned.has(digest) || this.lru.has(digest)) continue;
       const s = await this.store.blobs.stat(digest);
-      if (s) this.lru.set(digest, s.size);
+      if (s) this.lru.set(digest, { size: s.size, at: this.now() });
     }
   }
+
+  /**
+   * Shared store: the cached blobs are those in the store that a cached manifest uses and nothing
+   * pins (one listing of the blobs with their touch times), each as recent as the latest access to
+   * it or to a manifest using it, by any replica (its touch) or here.
+   */
+  private async syncShared(): Promise<void> {
+    await this.rescan();
+    const touched = new Map<string, number>();
+    const sizes = new Map<string, number>();
+    for await (const b of this.store.blobs.list()) {
+      if (!this.usedBy.has(b.digest) || this.pinned.has(b.digest)) continue;
+      touched.set(b.digest, Math.max(b.touchedAt, this.lru.peek(b.digest)?.at ?? 0));
+      sizes.set(b.digest, b.size);
+    }
+    const recency = (digest: string): number => {
+      let at = touched.get(digest) ?? 0;
+      for (const k of this.usedBy.get(digest) ?? []) {
+        const m = this.manifests.get(k);
+        if (m) at = Math.max(at, touched.get(m.digest) ?? 0);
+      }
+      return at;
+    };
+    const order = [...sizes.keys()].map((digest) => ({ digest, at: recency(digest) })).sort((a, b) => a.at - b.at);
+    this.lru.clear();
+    for (const { digest, at } of order) this.lru.set(digest, { size: sizes.get(digest) ?? 0, at });
+    this.syncedAt = this.now();
+  }
+}
+
+interface Cached {
+  size: number;
+  /** Last access known here (ms since the epoch, by now()). */
+  at: number;
 }
 
 /**

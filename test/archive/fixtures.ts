@@ -10,6 +10,7 @@ import path from 'node:path';
 import tar from 'tar-stream';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { LocalRegistry } from '../../lib/registry/local.ts';
+import type { Storage } from '../../lib/storage/storage.ts';
 import { openStore, type FsStorage } from '../../lib/storage/store.ts';
 
 export const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -153,7 +154,7 @@ export async function writeTemp(dir: string, name: string, data: Buffer): Promis
 }
 
 /** Pushes a synthetic image into a store (local) or stores it as pull-through content (cache). */
-export async function putImage(store: FsStorage, name: string, tag: string, image: SyntheticImage, origin: 'local' | 'cache' = 'local'): Promise<string> {
+export async function putImage(store: Storage, name: string, tag: string, image: SyntheticImage, origin: 'local' | 'cache' = 'local'): Promise<string> {
   const registry = new LocalRegistry(store);
   for (const b of [image.config, ...image.layers]) {
     await store.blobs.putBytes(b);
