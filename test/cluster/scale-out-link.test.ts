@@ -24,7 +24,7 @@ import { useRgw } from '../helpers/ceph.ts';
 import { startDockerd, type Dockerd } from '../helpers/dockerd.ts';
 import type { BuiltImage } from '../helpers/oci-image.ts';
 import { waitFor } from '../helpers/processes.ts';
-import { startReplicas, type Replicas } from '../helpers/replicas.ts';
+import { startReplicasOnRgw, type Replicas } from '../helpers/replicas.ts';
 import { skopeoCopy } from '../helpers/skopeo.ts';
 
 const CHUNK = 2 * MiB;
@@ -59,13 +59,7 @@ describe('scale-out through the link: 3 replicas, the one holding a transfer kil
     upstream = teardown.add(await startUpstream({ layers: [32 * MiB], seed: 'scale-link-kill', repository: 'test/kill', runnable: false }), (u) => u.stop());
     killImage = upstream.image;
     proxy = teardown.add(await startLink(upstream.registry.host, LINK, 7), (p) => p.close());
-    const bucket = await rgw().createBucket();
-    replicas = teardown.add(await startReplicas({
-      count: 3,
-      config: { ...linkConfig(proxy.url, TRANSFER), storage: rgw().storageConfig(bucket) },
-      env: rgw().env,
-      name: 'scale-link',
-    }), (r) => r.stop());
+    replicas = teardown.add(await startReplicasOnRgw(rgw(), { count: 3, config: linkConfig(proxy.url, TRANSFER), name: 'scale-link' }), (r) => r.stop());
     dockerd = teardown.add(await startDockerd({ name: 'dockerd-scale-link' }), (d) => d.stop());
     secondDockerd = teardown.add(await startDockerd({ name: 'dockerd-scale-link-2' }), (d) => d.stop());
   });

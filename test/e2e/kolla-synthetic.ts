@@ -23,9 +23,12 @@ export const SYNTHETIC_KOLLA: KollaData = {
   '2.0.2 (mitaka)': { profiles: { synth: ['nova', 'glance', 'keystone'] }, images: IMAGES },
 };
 
-/** The image and its parents, root first: one layer each, so images share their parents' layers. */
-export function kollaAncestry(image: string): string[] {
+/**
+ * The image and its parents, root first (in the synthetic release, or in `images`, a release's
+ * parent map): one layer each, so images share their parents' layers.
+ */
+export function kollaAncestry(image: string, images: Readonly<Record<string, string | null>> = IMAGES): string[] {
   const chain: string[] = [];
-  for (let x: string | null | undefined = image; x; x = IMAGES[x]) chain.unshift(x);
+  for (let x: string | null | undefined = image; x; x = images[x]) chain.unshift(x);
   return chain;
 }

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ConfigInput } from '../../lib/config/schema.ts';
 import { startFerryProcess, type FerryProcess } from '../e2e/transfer-fixture.ts';
+import type { Rgw } from './ceph.ts';
 import { startHaproxy, type Haproxy, type HaproxyOptions } from './haproxy.ts';
 
 export interface ReplicasOptions {
@@ -38,6 +39,12 @@ export interface Replicas {
   /** Each live replica's peak RSS (VmHWM), bytes; undefined for a dead one. */
   peakRss(): Promise<(number | undefined)[]>;
   stop(): Promise<void>;
+}
+
+/** startReplicas on a fresh bucket of `rgw`: the bucket is every replica's store, its keys in their environment. */
+export async function startReplicasOnRgw(rgw: Rgw, opts: Omit<ReplicasOptions, 'env'>): Promise<Replicas> {
+  const bucket = await rgw.createBucket();
+  return startReplicas({ ...opts, config: { ...opts.config, storage: rgw.storageConfig(bucket) }, env: rgw.env });
 }
 
 export async function startReplicas(opts: ReplicasOptions): Promise<Replicas> {
