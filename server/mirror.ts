@@ -25,6 +25,8 @@ export function startMirror(config: LoadedConfig, deps: MirrorDeps = {}): Promis
 
 const mirrorRole: Role<{ backend: MirrorRegistry }> = {
   name: 'mirror',
+  // Its clients (skopeo, dockerd) fail a pull whose body was cut: only verified bytes go out.
+  holdsUnverified: true,
   async start({ config, logger, store, transfers, pullThrough, ops, cluster, ready }) {
     // cache.maxBytes: pull-through content is evicted least recently used first; pushed content is pinned.
     // In a cluster the limit is the cluster's: every replica's fills and accesses count.

@@ -62,6 +62,8 @@ function relayRole(config: LoadedConfig, deps: RelayDeps, logger: Logger): Role<
   return {
     name: 'relay',
     pinged: (name) => allowed.has(name),
+    // Its clients are mirrors that check each piece against /chunks: a blob streams as it arrives.
+    holdsUnverified: false,
     async start({ store, transfers, pullThrough, ops, ready }) {
       const chunkLists = new ChunkLists(store);
       const cache = await RelayBlobCache.open(store, {

@@ -73,6 +73,8 @@ export interface Role<Exposed> {
   name: 'mirror' | 'relay';
   /** The upstreams whose /v2/ ops pings (the relay: those it serves); all when absent. */
   pinged?: (upstream: string) => boolean;
+  /** Whether its transfers hold unchecked bytes until the blob verified where the config does not say (transfer.holdUnverified). */
+  holdsUnverified: boolean;
   start(core: ServiceCore): Promise<RoleParts<Exposed>>;
 }
 
@@ -116,7 +118,7 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
   const upstreams = createUpstreams(config, logger);
   // What each upstream's link learned survives restarts: the first image after one starts at speed.
   const linkState = await LinkState.load(store.partials, 5000, (err) => logger.warn({ err }, 'link state not saved; links start from their floor'));
-  const engine = deps.transferStarter ?? transferEngine(config, upstreams, linkState, cluster);
+  const engine = deps.transferStarter ?? transferEngine(config, role.holdsUnverified, upstreams, linkState, cluster);
   const transfers = new Transfers(cluster ? { blobs: store.blobs, repositories: store.repositories, uploads: store.uploads, partials: cluster.partials } : store, cluster ? cluster.transfers(engine) : engine, logger.child({ module: 'transfer' }), config.transfer.badContentHoldSeconds * 1000);
   const ops = createServiceOps(config, logger, store, transfers, upstreams.clients.values(), role.pinged);
   let ready = true;
@@ -205,8 +207,8 @@ async function startOnLockedDir<Exposed>(config: LoadedConfig, role: Role<Expose
 }
 
 /** The chunked transfer engine over the upstreams' links, each capped by its upstream's connections. */
-function transferEngine(config: LoadedConfig, upstreams: Upstreams, linkState: LinkState, cluster: ClusterReplica | undefined): TransferStarter {
-  return engineTransferStarter(config.transfer, {
+function transferEngine(config: LoadedConfig, holdsUnverified: boolean, upstreams: Upstreams, linkState: LinkState, cluster: ClusterReplica | undefined): TransferStarter {
+  return engineTransferStarter({ ...config.transfer, holdUnverified: config.transfer.holdUnverified ?? holdsUnverified }, {
     connectionsFor: (name) => config.upstreams[name]?.connections,
     linkState,
     ...(cluster ? { linkBudget: cluster.linkBudget } : {}),

@@ -75,6 +75,8 @@ export const transferSchema = z.strictObject({
     .describe('A transfer still running after this long fails (clients get 503 UNAVAILABLE); what it fetched stays, and the next request resumes it (formerly fillDeadlineSeconds, still accepted with a warning)'),
   repairSeconds: z.number().positive().default(TRANSFER_DEFAULTS.repairSeconds)
     .describe('Corrupted pieces are fetched again for as long as one arrived intact within this long (a link that flips bytes costs pieces, not the pull)'),
+  holdUnverified: z.boolean().optional()
+    .describe('Send a client no byte of a blob fetched without piece digests (a direct upstream) until the whole blob matched its digest: a flipped byte on the link then costs a repair, never the pull (skopeo does not retry a cut body). Default: true on a mirror; false on a relay, whose clients are mirrors that check every piece against its /chunks'),
   partMaxAgeHours: z.number().positive().default(72).describe('Unfinished transfers older than this are removed'),
   badContentHoldSeconds: z.number().min(0).default(60)
     .describe('After upstream content failed its digest, answer 502 for this long instead of fetching it again (clients retry at once)'),

@@ -1,8 +1,9 @@
 /**
  * Streams bytes [start, end] of a blob while its transfer is still running: it reads the partial
- * blob up to what the transfer releases (the hashed prefix, minus the last byte until the digest
- * matched) and waits for more. It errors when the transfer fails, or when bytes it already sent
- * may have been wrong (a refetch after a mismatch), so a client never completes a bad blob.
+ * blob up to what the transfer releases (Transfer.releasedBytes: checked bytes, minus the last
+ * until the digest matched) and waits for more. It errors when the transfer fails, or when bytes
+ * it already sent may have been wrong (a refetch after a mismatch), so a client never completes a
+ * bad blob.
  * Storage reads the committed blob once the partial became it (PartialBlobStorage.read).
  */
 import { Readable } from 'node:stream';

@@ -12,11 +12,13 @@
  * relay's /chunks at this transfer's piece size; a blob of one piece is its own digest) each piece
  * is checked as it completes, and only checked pieces reach the prefix hash and so the readers; a
  * bad piece is fetched again alone, for as long as repairSeconds allows since the last good one.
- * Without them, a whole-blob mismatch cuts the readers already sent bytes, fetches every piece
- * again and keeps what two copies agree on (piece-agreement.ts); the readers' retries are served
- * from the repaired copy. DigestMismatchError (sameBytes) when the upstream serves the same wrong
- * bytes again and again. Readers (prefix-reader.ts) see the hashed prefix, minus the last byte
- * until the digest matched.
+ * Without them (a direct upstream) only the blob digest proves a byte good: readers get nothing
+ * until it matched (transfer.holdUnverified, the mirror's default; a relay streams, its readers
+ * check pieces themselves), and a mismatch fetches pieces again and keeps what two copies agree
+ * on (piece-agreement.ts). Streaming such bytes, a mismatch cuts the readers already sent some;
+ * their retries are served from the repaired copy. DigestMismatchError (sameBytes) when the
+ * upstream serves the same wrong bytes again and again. Readers (prefix-reader.ts) see the hashed
+ * prefix, minus the last byte until the digest matched.
  */
 import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
@@ -158,8 +160,12 @@ export class Transfer extends EventEmitter {
   private readonly meter = new RateMeter();
   private readonly link: LinkBudget;
   private share: LinkShare | undefined;
-  /** Resolves when the first byte may be read (or the blob is in); rejects when the transfer failed first. */
+  /**
+   * Resolves when the first byte is here (fetched or resumed; readers may have to wait longer for
+   * it, see releasedBytes) or the blob is in; rejects when the transfer failed first.
+   */
   readonly firstByte: Promise<void>;
+  private firstByteHere: (() => void) | undefined;
   private readonly startedAt = performance.now();
   private readonly chunkSize: number;
   private readonly pieces: ByteRange[];
@@ -222,11 +228,8 @@ export class Transfer extends EventEmitter {
     this.done = this.run();
     this.done.catch(() => {});
     this.firstByte = new Promise<void>((resolve, reject) => {
-      const onAdvance = (released: number): void => {
-        if (released > 0) resolve();
-      };
-      this.on('advance', onAdvance);
-      this.done.then(() => resolve(), reject).finally(() => this.off('advance', onAdvance));
+      this.firstByteHere = resolve;
+      this.done.then(() => resolve(), reject);
     });
     this.firstByte.catch(() => {});
   }
@@ -241,10 +244,13 @@ export class Transfer extends EventEmitter {
     return createPrefixReader(this, start, end);
   }
 
-  /** What readers may have: the prefix, holding back the last byte until the digest matched. */
+  /**
+   * What readers may have: the prefix, holding back the last byte until the digest matched; none
+   * of it while no piece digest checks it and unverified bytes are held (transfer.holdUnverified).
+   */
   get releasedBytes(): number {
     if (this.digestMatched) return this.size;
-    if (this.suspect) return 0;
+    if (this.suspect || (this.cfg.holdUnverified && !this.pieceDigests)) return 0;
     return Math.min(this.contiguousBytes, Math.max(0, this.size - 1));
   }
 
@@ -422,6 +428,7 @@ export class Transfer extends EventEmitter {
     this.part = await this.opts.partials.open(this.digest, this.size);
     for (const r of this.part.resumed) this.written.add(r.start, r.end + 1);
     this.resumedBytes = this.written.size;
+    if (this.resumedBytes > 0) this.firstByteHere?.();
     if (this.pieces.length === 1) this.usePieceDigests([bareHex(this.digest)]);
     else if (!this.opts.source.chunkDigests) this.usePieceDigests(null);
     else this.piecesAnswered = this.waitForPieceDigests();
@@ -677,6 +684,7 @@ export class Transfer extends EventEmitter {
   /** Books `bytes` that crossed the link once `store` put them where they go. */
   private async fetched(bytes: number, store: () => Promise<void>): Promise<void> {
     await store();
+    this.firstByteHere?.();
     this.bytesFetched += bytes;
     this.meter.add(bytes);
     this.share?.record(bytes);

@@ -21,6 +21,13 @@ export interface TransferTuning {
   deadlineSeconds: number;
   /** Corrupted pieces are fetched again for as long as one arrived intact within this long. */
   repairSeconds: number;
+  /**
+   * Readers get no byte of a blob whose pieces are not checked against piece digests (a direct
+   * upstream) until the whole blob verified: only its digest proves those bytes good, and a client
+   * cut after bad bytes (skopeo) fails its pull. Off, such bytes stream as they arrive and a
+   * mismatch cuts the readers (a relay's readers are mirrors that check each piece themselves).
+   */
+  holdUnverified: boolean;
 }
 
 export const TRANSFER_DEFAULTS: Readonly<TransferTuning> = {
@@ -34,6 +41,7 @@ export const TRANSFER_DEFAULTS: Readonly<TransferTuning> = {
   retries: 1000,
   deadlineSeconds: 6 * 3600,
   repairSeconds: 300,
+  holdUnverified: true,
 };
 
 /** The defaults under what is given (keys given as undefined keep their default). */
@@ -41,7 +49,7 @@ export function tuningOf(given: Partial<TransferTuning> = {}): TransferTuning {
   const out: TransferTuning = { ...TRANSFER_DEFAULTS };
   for (const key of Object.keys(TRANSFER_DEFAULTS) as Array<keyof TransferTuning>) {
     const v = given[key];
-    if (v !== undefined) out[key] = v;
+    if (v !== undefined) Object.assign(out, { [key]: v });
   }
   return out;
 }

@@ -134,11 +134,28 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.ok(again.snapshot().resumedBytes >= size / 2, `resumed ${again.snapshot().resumedBytes} bytes: the checked half was thrown away`);
   });
 
-  it('without piece digests, repairs a flip by two agreeing copies; a reader sent bad bytes is cut and its retry gets the blob', async () => {
+  it('without piece digests (held by default), repairs a flip by two agreeing copies; a reader started with the transfer is never cut and gets the blob', async () => {
+    const size = 4 * MiB;
+    r = await rig(size, { faults: { corruptOffsets: [100_000] } });
+    const t = r.start({ config: { ...TEST_CONFIG, minConnections: 1, maxConnections: 1 } });
+    const first = readAll(t);
+    let mismatches = 0;
+    t.on('mismatch', () => {
+      mismatches++;
+      r!.proxy.setFaults({ rateBytesPerSec: 1 * MiB }, { replace: true });
+    });
+    await t.done;
+    const got = await first;
+    assert.equal(mismatches, 1, 'the blob did not fail its digest once: the test shows nothing');
+    assert.ok(Buffer.isBuffer(got) && got.equals(r.data), `the reader did not get the blob: ${String(got)}`);
+    assert.equal(t.snapshot().chunksRefetched, 1, 'one piece replaced');
+  });
+
+  it('without piece digests, streaming unverified bytes, repairs a flip by two agreeing copies; a reader sent bad bytes is cut and its retry gets the blob', async () => {
     const size = 4 * MiB;
     r = await rig(size, { faults: { corruptOffsets: [100_000] } });
     // One connection: one flip, in the first piece.
-    const t = r.start({ config: { ...TEST_CONFIG, minConnections: 1, maxConnections: 1 } });
+    const t = r.start({ config: { ...TEST_CONFIG, minConnections: 1, maxConnections: 1, holdUnverified: false } });
     const first = readAll(t);
     let retry: Promise<Buffer | Error> | undefined;
     let flips = 0;

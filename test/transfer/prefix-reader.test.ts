@@ -24,9 +24,12 @@ describe('prefix reader', function () {
     r = undefined;
   });
 
+  /** Bytes of a source without piece digests stream before the blob verified (a relay's transfers). */
+  const STREAM_UNVERIFIED = { config: { ...TEST_CONFIG, holdUnverified: false } };
+
   it('streams the right bytes while the transfer is still downloading', async () => {
     r = await rig(4 * MiB, { faults: { rateBytesPerSec: 1 * MiB } });
-    const t = r.start();
+    const t = r.start(STREAM_UNVERIFIED);
     let beforeVerified = 0;
     const got = await collect(createPrefixReader(t), () => { if (t.state === 'running') beforeVerified++; });
     await t.done;
@@ -84,9 +87,23 @@ describe('prefix reader', function () {
     assert.ok(got.data.length < r.data.length, 'the reader delivered a complete (corrupt) blob');
   });
 
+  it('sends no byte of a source without piece digests before the blob verified (the default), then all of it', async () => {
+    r = await rig(2 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
+    const t = r.start();
+    let beforeVerified = 0;
+    let released = 0;
+    // Until the digest matched, releasedBytes is below the size.
+    t.on('advance', () => { if (t.releasedBytes < t.size) released = Math.max(released, t.releasedBytes); });
+    const got = await collect(createPrefixReader(t), () => { if (t.state === 'running') beforeVerified++; });
+    assert.equal(got.error, undefined);
+    assert.ok(got.data.equals(r.data));
+    assert.equal(beforeVerified, 0, `${beforeVerified} reads happened before verification`);
+    assert.equal(released, 0, `${released} bytes were released before the digest matched`);
+  });
+
   it('holds back the last byte until the digest matched', async () => {
     r = await rig(1 * MiB, { faults: { rateBytesPerSec: 4 * MiB } });
-    const t = r.start();
+    const t = r.start(STREAM_UNVERIFIED);
     const seen: Array<[number, boolean]> = [];
     t.on('advance', () => seen.push([t.releasedBytes, t.contiguousBytes === t.size]));
     await t.done;
