@@ -66,6 +66,8 @@ export const transferSchema = z.strictObject({
   chunksPerBlob: z.number().int().positive().default(TRANSFER_DEFAULTS.chunksPerBlob).describe('Chunk size starts at nextPow2(size / chunksPerBlob)'),
   minChunkBytes: bytes.default(TRANSFER_DEFAULTS.minChunkBytes),
   maxChunkBytes: bytes.default(TRANSFER_DEFAULTS.maxChunkBytes),
+  pieceBytes: bytes.multipleOf(64 * 1024).default(TRANSFER_DEFAULTS.pieceBytes)
+    .describe('A corrupted byte costs a piece of this size fetched again (checked against a relay\'s piece digests; at most a chunk)'),
   smallBlobBytes: bytes.default(TRANSFER_DEFAULTS.smallBlobBytes).describe('Blobs up to this size are fetched in one request'),
   minConnections: z.number().int().min(1).default(TRANSFER_DEFAULTS.minConnections).describe('Parallel chunk requests per upstream link, floor (it doubles from there while goodput follows)'),
   maxConnections: z.number().int().min(1).default(TRANSFER_DEFAULTS.maxConnections).describe('Parallel chunk requests per upstream link (all its transfers together) and per blob, cap; the upstream connections caps it too'),

@@ -20,6 +20,18 @@ export function chunkSizeFor(size: number, cfg: ChunkSizing): number {
   return Math.min(Math.max(ideal, cfg.minChunkBytes), max);
 }
 
+/** A blob has at most this many pieces (a relay's /chunks list of as many digests), unless they are chunks. */
+export const MAX_PIECES = 4096;
+
+/**
+ * The pieces a corruption costs: `pieceBytes`, or the next power of two of size / MAX_PIECES for
+ * a larger blob, never more than a chunk. A chunk (a request) spans several pieces: a flipped byte
+ * costs its piece fetched again, not the chunk.
+ */
+export function pieceSizeFor(size: number, chunkSize: number, pieceBytes: number): number {
+  return Math.min(chunkSize, Math.max(pieceBytes, nextPowerOfTwo(Math.ceil(size / MAX_PIECES))));
+}
+
 /** The chunks of a blob of `size` bytes, lowest offset first. */
 export function planChunks(size: number, chunkSize: number): ByteRange[] {
   if (!(chunkSize > 0)) throw new RangeError(`chunk size must be positive, got ${chunkSize}`);

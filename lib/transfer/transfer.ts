@@ -8,10 +8,11 @@
  * -> commit the partial blob into the blob store -> afterCommit (the caller links it) -> release
  * the last byte.
  *
- * Pieces (the chunks of chunk-plan.ts) are what a corruption costs. With piece digests (a ferry
- * relay's /chunks at this transfer's piece size; a blob of one piece is its own digest) each piece
- * is checked as it completes, and only checked pieces reach the prefix hash and so the readers; a
- * bad piece is fetched again alone, for as long as repairSeconds allows since the last good one.
+ * Pieces (chunk-plan.ts:pieceSizeFor; a chunk, what a request asks, spans several) are what a
+ * corruption costs. With piece digests (a ferry relay's /chunks at this transfer's piece size; a
+ * blob of one piece is its own digest) each piece is checked as it completes, and only checked
+ * pieces reach the prefix hash and so the readers; a bad piece is fetched again alone, for as
+ * long as repairSeconds allows since the last good one.
  * Without them (a direct upstream) only the blob digest proves a byte good: readers get nothing
  * until it matched (transfer.holdUnverified, the mirror's default; a relay streams, its readers
  * check pieces themselves), and a mismatch fetches pieces again and keeps what two copies agree
@@ -24,7 +25,7 @@ import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireDigest, type Algorithm } from '../oci/digest.ts';
-import { chunkSizeFor, planChunks, planMissing } from './chunk-plan.ts';
+import { chunkSizeFor, pieceSizeFor, planChunks, planMissing } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
@@ -101,6 +102,7 @@ export interface TransferSnapshot {
   chunkSize: number;
   chunksTotal: number;
   chunksDone: number;
+  /** Pieces (of at most chunkSize) fetched again: they failed their check or a repair replaced them. */
   chunksRefetched: number;
   elapsedMs: number;
   error?: string;
@@ -167,7 +169,10 @@ export class Transfer extends EventEmitter {
   readonly firstByte: Promise<void>;
   private firstByteHere: (() => void) | undefined;
   private readonly startedAt = performance.now();
+  /** The size of the requests a fetch plans (chunk-plan.ts). */
   private readonly chunkSize: number;
+  /** The units that are checked, and fetched again when wrong (chunk-plan.ts:pieceSizeFor). */
+  private readonly pieceSize: number;
   private readonly pieces: ByteRange[];
   /**
    * What the prefix hash may read: the pieces checked against their digests, or, without piece
@@ -219,7 +224,8 @@ export class Transfer extends EventEmitter {
       ...(opts.adaptIntervalMs !== undefined ? { adaptIntervalMs: opts.adaptIntervalMs } : {}),
     });
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
-    this.pieces = planChunks(this.size, this.chunkSize);
+    this.pieceSize = pieceSizeFor(this.size, this.chunkSize, this.cfg.pieceBytes);
+    this.pieces = planChunks(this.size, this.pieceSize);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
     setMaxListeners(0, this.ctrl.signal);
     // Every reader waiting for bytes listens here (a relay serves one reader per range request).
@@ -271,7 +277,7 @@ export class Transfer extends EventEmitter {
   snapshot(): TransferSnapshot {
     const rate = this.meter.rate();
     const bytesDone = this.written.size;
-    const chunks = this.pieces;
+    const chunks = planChunks(this.size, this.chunkSize);
     const snap: TransferSnapshot = {
       digest: this.digest,
       size: this.size,
@@ -369,7 +375,7 @@ export class Transfer extends EventEmitter {
     const list = await this.askPieceDigests();
     const bad = list ? await findBadChunks(this.partial, this.size, list, this.algorithm) : undefined;
     if (bad) {
-      const expected = pieceDigestsFor(list, this.size, this.chunkSize);
+      const expected = pieceDigestsFor(list, this.size, this.pieceSize);
       this.pieceDigests = expected ?? null;
       if (expected) this.startChecks(expected);
       for (const c of bad) {
@@ -436,7 +442,7 @@ export class Transfer extends EventEmitter {
 
   /** The source's piece digests at this transfer's piece size, or undefined (none, or none yet). */
   private async askPieceDigests(): Promise<ChunkDigests | undefined> {
-    return this.opts.source.chunkDigests?.(this.chunkSize, this.ctrl.signal).catch(() => undefined);
+    return this.opts.source.chunkDigests?.(this.pieceSize, this.ctrl.signal).catch(() => undefined);
   }
 
   /**
@@ -446,7 +452,7 @@ export class Transfer extends EventEmitter {
    */
   private async waitForPieceDigests(): Promise<void> {
     for (;;) {
-      const got = pieceDigestsFor(await this.askPieceDigests(), this.size, this.chunkSize);
+      const got = pieceDigestsFor(await this.askPieceDigests(), this.size, this.pieceSize);
       if (got || this.ctrl.signal.aborted || this.written.coveredEnd(0) >= this.size) {
         this.usePieceDigests(got ?? null);
         return;
@@ -699,8 +705,8 @@ export class Transfer extends EventEmitter {
     }
     // undefined: the digests are not here yet; the pieces are checked once they are.
     if (this.pieceDigests === undefined) return;
-    const last = Math.floor((pos + buf.length - 1) / this.chunkSize);
-    for (let i = Math.floor(pos / this.chunkSize); i <= last; i++) this.checkIfComplete(i);
+    const last = Math.floor((pos + buf.length - 1) / this.pieceSize);
+    for (let i = Math.floor(pos / this.pieceSize); i <= last; i++) this.checkIfComplete(i);
   }
 
   private async commit(hashed: string): Promise<TransferResult> {

@@ -8,6 +8,12 @@ export interface TransferTuning {
   chunksPerBlob: number;
   minChunkBytes: number;
   maxChunkBytes: number;
+  /**
+   * What a corrupted byte costs: pieces of this size (at most a chunk; more for a blob of more than
+   * MAX_PIECES of them) are checked against the relay's piece digests and fetched again alone.
+   * A multiple of 64 KiB (the relay's /chunks unit).
+   */
+  pieceBytes: number;
   /** Blobs up to this size are fetched in one request. */
   smallBlobBytes: number;
   /** Parallel requests per link: floor and cap (a transfer alone on a link of its own, or per blob). */
@@ -34,6 +40,7 @@ export const TRANSFER_DEFAULTS: Readonly<TransferTuning> = {
   chunksPerBlob: 500,
   minChunkBytes: 4 * 1024 * 1024,
   maxChunkBytes: 64 * 1024 * 1024,
+  pieceBytes: 256 * 1024,
   smallBlobBytes: 4 * 1024 * 1024,
   minConnections: 8,
   maxConnections: 32,

@@ -185,7 +185,7 @@ describe('ferry relay per-chunk digests: a chunk corrupted on the link is fetche
       upstreams: { relay: { url: link.url, kind: 'relay', token: TOKEN, connections: 1, retries: 3 } },
       rewrite: [{ match: 'kolla/*', upstream: 'relay', upstreamName: 'docker.io/kolla/*' }],
       // Pieces of 1 MiB: the mirror asks the relay's digests at its own piece size.
-      transfer: { minConnections: 1, maxConnections: 1, minChunkBytes: MiB, maxChunkBytes: MiB },
+      transfer: { minConnections: 1, maxConnections: 1, minChunkBytes: MiB, maxChunkBytes: MiB, pieceBytes: MiB },
     });
   });
 

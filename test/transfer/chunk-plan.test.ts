@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chunkSizeFor, nextPowerOfTwo, planChunks, planMissing } from '../../lib/transfer/chunk-plan.ts';
+import { MAX_PIECES, chunkSizeFor, nextPowerOfTwo, pieceSizeFor, planChunks, planMissing } from '../../lib/transfer/chunk-plan.ts';
 import { RangeSet } from '../../lib/transfer/range-set.ts';
 
 const MiB = 1024 * 1024;
@@ -19,6 +19,15 @@ describe('chunk plan', () => {
   for (const [name, size, cfg, expected] of sizes) {
     it(`sizes chunks: ${name}`, () => assert.equal(chunkSizeFor(size, cfg), expected));
   }
+
+  it('sizes pieces: pieceBytes, never more than a chunk, larger past MAX_PIECES pieces', () => {
+    const KiB = 1024;
+    assert.equal(pieceSizeFor(80 * MiB, 4 * MiB, 256 * KiB), 256 * KiB);
+    assert.equal(pieceSizeFor(80 * MiB, 128 * KiB, 256 * KiB), 128 * KiB);
+    assert.equal(pieceSizeFor(MAX_PIECES * 256 * KiB, 4 * MiB, 256 * KiB), 256 * KiB);
+    assert.equal(pieceSizeFor(MAX_PIECES * 256 * KiB + 1, 4 * MiB, 256 * KiB), 512 * KiB);
+    assert.equal(pieceSizeFor(100 * 1024 * MiB, 64 * MiB, 256 * KiB), 32 * MiB);
+  });
 
   it('rounds to the next power of two', () => {
     assert.deepEqual([0, 1, 2, 3, 4, 5, 1000, 1024, 1025].map(nextPowerOfTwo), [1, 1, 2, 4, 4, 8, 1024, 1024, 2048]);

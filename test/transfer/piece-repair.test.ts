@@ -80,6 +80,27 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.deepEqual(asked, [CHUNK]);
   });
 
+  it('checks pieces smaller than its chunks: a flip costs a piece (transfer.pieceBytes), not the chunk its request asked', async () => {
+    const size = 4 * MiB;
+    const piece = 64 * 1024;
+    r = await rig(size, { faults: { corruptOffsets: [1_500_000] } });
+    const digests = chunkDigestsOf(r.data, piece);
+    const asked: number[] = [];
+    r.source.chunkDigests = async (pieceSize) => {
+      asked.push(pieceSize);
+      return digests;
+    };
+    // Requests of 1 MiB, pieces of 64 KiB; one connection, so one flip (at its stream's offset).
+    const t = r.start({ config: { ...TEST_CONFIG, minChunkBytes: MiB, maxChunkBytes: MiB, pieceBytes: piece, minConnections: 1, maxConnections: 1 } });
+    await t.done;
+    assert.ok((await readFile(r.blobPath)).equals(r.data));
+    assert.deepEqual(asked, [piece]);
+    const s = t.snapshot();
+    assert.equal(r.proxy.stats.corruptions, 1);
+    assert.equal(s.chunksRefetched, 1);
+    assert.equal(s.bytesFetched, size + piece);
+  });
+
   it('releases nothing before the piece digests come, then only checked pieces', async () => {
     const size = 2 * MiB;
     r = await rig(size, { faults: { corruptOffsets: [5000] } });
