@@ -11,7 +11,8 @@
  *   record   the backend records first, then the progress follows (at most every publishMs), so
  *            the progress never claims a byte the backend does not hold where other replicas can
  *            read it (PartialBlob.sharedRanges, when the backend has them).
- *   commit   the backend commits, the progress says done, the lease is released.
+ *   commit   the backend commits, the progress says done, the lease is released; the progress
+ *            is removed keepDoneMs later (followers have seen done by then).
  *   close    unfinished: the lease is released, a follower takes over from what is held.
  *   discard  the progress is emptied first (followers must not read what goes), then the bytes.
  *
@@ -50,6 +51,8 @@ export class ClusterPartialBlobs implements PartialBlobStorage {
     private readonly publishMs = 250,
     /** Whether the blob is in the store: asked once this replica holds the digest (BlobCommittedError then). */
     private readonly committed: (digest: string) => Promise<boolean> = () => Promise.resolve(false),
+    /** How long a done progress stays after the commit (default 5 s: followers poll every second at most). */
+    private readonly keepDoneMs = 5000,
   ) {}
 
   async open(digest: string, size: number): Promise<PartialBlob> {
@@ -63,7 +66,7 @@ export class ClusterPartialBlobs implements PartialBlobStorage {
       await claim.lease.release();
       throw err;
     }
-    const held = new ClusterPartialBlob(blob, claim.lease, claim.progress, this.publishMs);
+    const held = new ClusterPartialBlob(blob, claim.lease, claim.progress, this.publishMs, this.keepDoneMs);
     await held.publishNow();
     return held;
   }
@@ -111,6 +114,7 @@ class ClusterPartialBlob implements PartialBlob {
     private readonly lease: HeldLease,
     private readonly progress: ProgressWriter,
     private readonly publishMs: number,
+    private readonly keepDoneMs: number,
   ) {
     this.held = new RangeSet(inner.resumed.map((r) => ({ start: r.start, end: r.end + 1 })));
   }
@@ -168,6 +172,8 @@ class ClusterPartialBlob implements PartialBlob {
     this.held.add(0, this.size);
     await this.publishNow(true).catch(() => {});
     await this.lease.release();
+    // Best effort: a record left behind (this process gone meanwhile) is swept (sweepProgress).
+    setTimeout(() => void this.progress.remove().catch(() => {}), this.keepDoneMs).unref();
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,8 @@
  *   transfers(e)    the engine's transfers, each run here or followed (cluster-transfers.ts)
  *   linkBudget      each upstream's budget capped at this replica's share of the link (link-share.ts)
  *   stop()          leaves: heartbeat deleted (after the transfers are parked)
+ *
+ * Every minute it sweeps the transfer progress records nobody finishes or reads (progress.ts).
  */
 import type { Logger } from '../log/logger.ts';
 import type { TransferStarter } from '../mirror/transfers.ts';
@@ -20,8 +22,11 @@ import { clusterTransferStarter } from './cluster-transfers.ts';
 import { Leases } from './lease.ts';
 import { SharedLinks } from './link-share.ts';
 import { ClusterObjects } from './objects.ts';
+import { sweepProgress } from './progress.ts';
 import { Replicas } from './replicas.ts';
 import { TransferGate } from './transfer-gate.ts';
+
+const SWEEP_EVERY_MS = 60_000;
 
 export interface ClusterReplica {
   readonly id: string;
@@ -40,12 +45,20 @@ export async function joinCluster(bucket: S3Bucket, storage: Storage, logger: Lo
   links.attach(replicas);
   await replicas.start();
   const partials = new ClusterPartialBlobs(storage.partials, new TransferGate(objects, leases), undefined, (digest) => storage.blobs.has(digest));
+  const sweep = setInterval(() => {
+    sweepProgress(objects, leases, { doneAgeMs: SWEEP_EVERY_MS, resumable: (digest) => storage.partials.has(digest) })
+      .catch((err: unknown) => logger.warn({ err }, 'sweeping transfer progress failed'));
+  }, SWEEP_EVERY_MS);
+  sweep.unref();
   logger.info({ replica: replicas.id }, 'joined the cluster');
   return {
     id: replicas.id,
     partials,
     transfers: clusterTransferStarter,
     linkBudget: (upstream, opts) => links.budget(upstream, opts),
-    stop: () => replicas.stop(),
+    stop: () => {
+      clearInterval(sweep);
+      return replicas.stop();
+    },
   };
 }

@@ -24,6 +24,8 @@ export interface ListedObject {
   /** The key below the cluster prefix. */
   key: string;
   etag: string;
+  /** ms since the epoch, by RGW's clock. */
+  lastModified: number;
 }
 
 /** Create only if absent, or replace only the version with this (unquoted) etag. */
@@ -64,7 +66,7 @@ export class ClusterObjects {
   /** Every object whose key starts with prefix (below the cluster prefix), with its etag. */
   async list(prefix: string): Promise<ListedObject[]> {
     const out: ListedObject[] = [];
-    for await (const o of this.bucket.list(prefix)) out.push({ key: o.key, etag: o.etag });
+    for await (const o of this.bucket.list(prefix)) out.push({ key: o.key, etag: o.etag, lastModified: o.lastModified });
     return out;
   }
 

@@ -14,9 +14,13 @@
  * Only the transfer's lease holder writes, and every write is a compare-and-swap on the etag it last
  * wrote (or read, when it took the transfer over): a holder that lost its lease without noticing (a
  * paused process) cannot overwrite its successor's progress (TransferFencedError).
+ *
+ * Removal: the holder removes the record a few seconds after `done` (followers poll every second at
+ * most, so they have seen it; one that has not finds the lease released, claims, and reads the
+ * committed blob). What a dead holder left is swept (sweepProgress).
  */
 import { RangeSet, type Interval } from '../transfer/range-set.ts';
-import type { HeldLease } from './lease.ts';
+import type { HeldLease, Leases } from './lease.ts';
 import type { ClusterObjects } from './objects.ts';
 
 export interface TransferProgress<Parts = unknown> {
@@ -42,7 +46,8 @@ export class TransferFencedError extends Error {
 
 /** The lease of a transfer's digest. */
 export const transferLeaseName = (digest: string): string => `transfer-${digest}`;
-const key = (digest: string): string => `progress/${digest}`;
+const PREFIX = 'progress/';
+const key = (digest: string): string => `${PREFIX}${digest}`;
 
 export function parseProgress<Parts>(text: string): TransferProgress<Parts> | undefined {
   try {
@@ -82,9 +87,40 @@ export async function readProgress<Parts = unknown>(
   return progress && progress.digest === digest ? { progress, etag: obj.etag } : undefined;
 }
 
-/** Removes a finished transfer's progress (after its blob was committed and readers had time to see `done`). */
+/** Removes a transfer's progress (nobody finishes or follows it: see sweepProgress). */
 export function removeProgress(objects: ClusterObjects, digest: string): Promise<void> {
   return objects.delete(key(digest));
+}
+
+export interface ProgressSweepOptions {
+  /** A done record older than this (by its LastModified) was left by a holder that died before removing it. */
+  doneAgeMs: number;
+  /** Whether the transfer's bytes are still in the bucket for a new holder to continue from. */
+  resumable(digest: string): Promise<boolean>;
+  now?: () => number;
+}
+
+/**
+ * Removes the progress records nobody will finish or read: those whose lease nobody holds and that
+ * are done (older than doneAgeMs) or whose bytes are gone. A record under a held lease is never
+ * removed: its holder writes it. RGW has no conditional delete: a transfer claimed between the look
+ * at its lease and the delete loses its record and fails with TransferFencedError (its client's
+ * retry starts it again). The digests removed.
+ */
+export async function sweepProgress(objects: ClusterObjects, leases: Leases, opts: ProgressSweepOptions): Promise<string[]> {
+  const now = opts.now ?? Date.now;
+  const removed: string[] = [];
+  for (const listed of await objects.list(PREFIX)) {
+    const digest = listed.key.slice(PREFIX.length);
+    const found = await readProgress(objects, digest);
+    if (!found || found.etag !== listed.etag) continue;
+    if ((await leases.inspect(transferLeaseName(digest))).state === 'held') continue;
+    const gone = found.progress.done ? now() - listed.lastModified >= opts.doneAgeMs : !(await opts.resumable(digest));
+    if (!gone) continue;
+    await removeProgress(objects, digest);
+    removed.push(digest);
+  }
+  return removed;
 }
 
 /**
@@ -113,6 +149,13 @@ export class ProgressWriter<Parts = unknown> {
   static async open<Parts = unknown>(objects: ClusterObjects, lease: HeldLease, digest: string): Promise<ProgressWriter<Parts>> {
     const found = await readProgress<Parts>(objects, digest, lease.signal);
     return new ProgressWriter<Parts>(objects, lease, digest, found?.progress, found?.etag);
+  }
+
+  /** After done: removes the progress unless another holder wrote it since (a transfer of the digest begun anew). */
+  async remove(): Promise<void> {
+    await this.writing?.catch(() => {});
+    const found = await this.objects.get(key(this.digest));
+    if (found !== undefined && found.etag === this.etag) await removeProgress(this.objects, this.digest);
   }
 
   /**

@@ -15,9 +15,11 @@ import { createFollowReader } from '../../lib/cluster/follow-reader.ts';
 import { Leases } from '../../lib/cluster/lease.ts';
 import type { ClusterObjects } from '../../lib/cluster/objects.ts';
 import { TransferGate } from '../../lib/cluster/transfer-gate.ts';
+import { sweepProgress } from '../../lib/cluster/progress.ts';
 import type { PartialBlob, PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
 import { openStore } from '../../lib/storage/store.ts';
 import { useRgw } from '../helpers/ceph.ts';
+import { waitFor } from '../helpers/processes.ts';
 import { accessOf, clusterObjects, GatedObjects, type S3Access } from './cluster-bucket.ts';
 
 const PIECE = 128 * 1024;
@@ -64,8 +66,8 @@ describe('single flight across replicas through the partial blobs (lib/cluster/c
     await rm(dir, { recursive: true, force: true });
   });
 
-  const replica = (id: string, o: ClusterObjects = objects, ttlMs = 5000): ClusterPartialBlobs =>
-    new ClusterPartialBlobs(shared, new TransferGate(o, new Leases(o, id, { ttlMs }), { minPollMs: 30, maxPollMs: 100, checkLeaseAfterMs: 200 }), 50);
+  const replica = (id: string, o: ClusterObjects = objects, ttlMs = 5000, keepDoneMs = 5000): ClusterPartialBlobs =>
+    new ClusterPartialBlobs(shared, new TransferGate(o, new Leases(o, id, { ttlMs }), { minPollMs: 30, maxPollMs: 100, checkLeaseAfterMs: 200 }), 50, undefined, keepDoneMs);
 
   it('opens a digest for one replica only; the other follows what the holder records and gets the blob once committed', async () => {
     const blob = randomBytes(PIECE * 6 + 77);
@@ -126,5 +128,38 @@ describe('single flight across replicas through the partial blobs (lib/cluster/c
     assert.deepEqual(await successor, [3, 4, 5, 6, 7].map((i) => i * PIECE), 'the successor wrote only what the dead holder had not');
     await assert.rejects(partial.write(0, blob.subarray(0, 1)), { name: 'LeaseLostError' });
     await partial.close();
+  });
+
+  it('removes a transfer\'s progress after its commit, and sweeps what holders left: done, or unfinished with nothing to continue from', async () => {
+    const progressOf = async (digest: string): Promise<string | undefined> => (await objects.get(`progress/${digest}`))?.body.toString();
+    // Removed by its holder once followers had time to see done.
+    const blob = randomBytes(PIECE * 2 + 5);
+    const r1 = replica('p1', objects, 5000, 300);
+    await fill(blob, await r1.open(sha(blob), blob.length));
+    assert.match((await progressOf(sha(blob))) ?? '', /"done":true/);
+    await waitFor(async () => (await progressOf(sha(blob))) === undefined, 5000, 'the progress removed');
+    assert.deepEqual(await drain(await replica('p2').read(sha(blob), { start: 0, end: blob.length - 1 })), blob);
+
+    // Left behind: a done record (its holder gone before removing it), a transfer abandoned with
+    // its bytes gone, and one still held (kept: its holder writes it).
+    const keeper = replica('p3', objects, 5000, 3600_000);
+    const done = randomBytes(PIECE + 1);
+    await fill(done, await keeper.open(sha(done), done.length));
+    const abandoned = randomBytes(PIECE * 2);
+    const dropped = await keeper.open(sha(abandoned), abandoned.length);
+    await fill(abandoned, dropped, { pieces: 1 });
+    await dropped.discard();
+    const running = randomBytes(PIECE * 2);
+    const held = await keeper.open(sha(running), running.length);
+    await fill(running, held, { pieces: 1 });
+    await held.flush();
+    const leases = new Leases(objects, 'sweeper');
+    const removed = await sweepProgress(objects, leases, { doneAgeMs: 0, resumable: (d) => shared.has(d) });
+    // (Earlier tests' records may go too: this bucket is theirs as well.)
+    assert.deepEqual([sha(done), sha(abandoned), sha(running)].map((d) => removed.includes(d)), [true, true, false]);
+    assert.equal(await progressOf(sha(done)), undefined);
+    assert.equal(await progressOf(sha(abandoned)), undefined);
+    assert.ok(await progressOf(sha(running)), 'the record of a held transfer was removed');
+    await held.close();
   });
 });
