@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { S3Bucket } from '../../lib/storage/s3/bucket.ts';
+import { MEMORY_BYTES } from '../../lib/storage/s3/partial-blobs.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
+import { RangeSet } from '../../lib/transfer/range-set.ts';
 import { useRgw } from '../helpers/ceph.ts';
 import { collect, rejection } from './expect.ts';
 
@@ -102,6 +104,35 @@ describe('S3 partial blobs on Ceph RGW', function () {
     await second.commit(digest);
     await second.close();
     assert.deepEqual(await replica().blobs.readBytes(digest), data);
+  });
+
+  it('holds at most about one piece only in memory: a kill -9 loses no more, and a replica resumes the rest', async () => {
+    const data = randomBytes(12 * MiB);
+    const digest = sha256(data);
+    const part = await replica().partials.open(digest, data.length);
+    const bound = 2 * MEMORY_BYTES + 3 * 16 * KiB;
+    let worst = 0;
+    const onlyInMemory = (): number => {
+      const shared = (part.sharedRanges?.() ?? []).reduce((n, r) => n + r.end + 1 - r.start, 0);
+      return written.size - shared;
+    };
+    const written = new RangeSet();
+    // Three connections as fast as memory goes: no time-based write-out can keep up.
+    const connection = async (start: number, end: number): Promise<void> => {
+      for (let pos = start; pos < end; pos += 16 * KiB) {
+        await part.write(pos, data.subarray(pos, pos + 16 * KiB));
+        written.add(pos, pos + 16 * KiB);
+        void part.record({ start: pos, end: pos + 16 * KiB - 1 });
+        worst = Math.max(worst, onlyInMemory());
+      }
+    };
+    await Promise.all([connection(0, 4 * MiB), connection(4 * MiB, 8 * MiB), connection(8 * MiB, 12 * MiB)]);
+    assert.ok(worst <= bound, `${worst} bytes recorded only in memory at worst (bound ${bound})`);
+    // Killed now (no flush, no close): what the bucket says is held is all but a write-out or two.
+    const resumed = (await replica().partials.open(digest, data.length)).resumed;
+    const lost = data.length - resumed.reduce((n, r) => n + r.end + 1 - r.start, 0);
+    assert.ok(lost <= 2 * bound, `${lost} bytes lost to a kill (bound ${2 * bound})`);
+    await part.close();
   });
 
   it('lets a rewrite (a repair) win over the bytes it replaces, in reads and in the blob', async () => {

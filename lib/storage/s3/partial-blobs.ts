@@ -6,15 +6,20 @@
  *   partials/<alg>/<hex>/held                                  { size, held: [[start, end), ...] } the ranges recorded
  *
  * S3 has no positional write. The engine writes each of its requests front to back, so writes
- * that continue one another gather in memory into a run; a run becomes a piece object (one put)
- * once it reaches PIECE_BYTES, and at each write-out. A record() is durable when the promise it
- * returns resolves: at the next write-out, which puts every run as a piece, then `held` (the
- * recorded ranges as far as pieces in the bucket cover them); write-outs run at most once per
- * WRITE_OUT_MS (the engine records every 16 KiB and does not wait). So a kill -9 loses at most the
- * last second of what was recorded, and a resume never claims a byte that was only in memory. A
- * piece written again (a repair) gets a later generation, which wins where pieces overlap. Reads come from the runs in memory first (the prefix hash reads just behind the
- * writes), then from the pieces by ranged GETs. Commit assembles the pieces into the blob server
- * side (assemble.ts). Memory: at most MAX_BUFFERED_BYTES per partial blob.
+ * that continue one another gather in memory into a run. What a replica holds only in memory is
+ * bounded, because a takeover after a kill -9 fetches it across the link again: once the runs hold
+ * MEMORY_BYTES not yet in the bucket, their new bytes go out as small pieces (and at least every
+ * WRITE_OUT_MS while ranges are recorded). A run stays in memory until it makes PIECE_BYTES (S3's
+ * minimum part, so assembly copies it server side); then it goes out whole as one piece, which
+ * shadows its small ones (removed). Writes go on while a write-out runs, and wait for it past twice
+ * those bounds, so memory stays flat: about PIECE_BYTES a run, 2 x MEMORY_BYTES not yet in the bucket.
+ * A record() is durable when the promise it returns resolves: at the next write-out, which puts the
+ * runs' new bytes, then `held` (the recorded ranges as far as pieces in the bucket cover them). So a
+ * resume never claims a byte that was only in memory. A piece written again (a repair, or a run
+ * whole) gets a later generation, which wins where pieces overlap. Reads come from the runs in
+ * memory first (the prefix hash reads just behind the writes), then from the pieces by ranged GETs;
+ * a piece removed under a read (shadowed) is looked up again. Commit assembles the pieces into the
+ * blob server side (assemble.ts).
  */
 import { Readable } from 'node:stream';
 import { RegistryError } from '../../oci/errors.ts';
@@ -27,11 +32,15 @@ import { assembleSegments, type Segment } from './assemble.ts';
 import { MIN_PART_BYTES, type S3Bucket } from './bucket.ts';
 import { keys } from './keys.ts';
 
-/** A run becomes a piece at this size: S3's minimum part, so assembly copies it server side. */
+/** A run goes out whole as one piece at this size: S3's minimum part, so assembly copies it server side. */
 const PIECE_BYTES = MIN_PART_BYTES;
-/** Above this many bytes in memory, the largest runs are written out at once. */
-const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+/** At most this many bytes only in memory (what a takeover after a kill fetches again): then they go out as small pieces. */
+export const MEMORY_BYTES = 1024 * 1024;
 const WRITE_OUT_MS = 1000;
+/** Past this many bytes in all runs (many connections), the largest runs leave memory once in the bucket. */
+const RUNS_BYTES = 4 * PIECE_BYTES;
+/** Times a read looks a piece up again after it was removed under it (shadowed by a newer one). */
+const LOOKUPS = 3;
 const READ_BYTES = 1024 * 1024;
 
 /** A piece in the bucket: bytes start..end of the blob, generation orders rewrites. */
@@ -42,11 +51,13 @@ interface PieceInfo {
   generation: string;
 }
 
-/** Bytes arriving front to back at start.., not yet in the bucket. */
+/** Bytes arriving front to back at start.., in memory until they go out whole as one piece. */
 interface Run {
   start: number;
   chunks: Buffer[];
   bytes: number;
+  /** The first `durable` bytes are in the bucket already, as small pieces. */
+  durable: number;
   lastWrite: number;
 }
 
@@ -90,35 +101,50 @@ function intersect(a: RangeSet, b: RangeSet): RangeSet {
 
 /** Positional reads of the pieces in the bucket (the newest piece wins where they overlap). */
 class PieceReader {
-  constructor(protected pieces: PieceInfo[], protected readonly bucket: S3Bucket) {}
+  constructor(protected pieces: PieceInfo[], protected readonly bucket: S3Bucket, private readonly reload?: () => Promise<PieceInfo[]>) {}
 
   /** Up to into.length bytes at pos, not past limit (exclusive); 0 where no piece holds pos. */
   async readPieces(pos: number, into: Uint8Array, limit = Infinity): Promise<number> {
-    const seg = coverage(this.pieces).segments.find((s) => s.at <= pos && pos <= s.at + s.end - s.start);
-    if (!seg) return 0;
-    const want = Math.min(into.length, seg.at + seg.end - seg.start + 1 - pos, limit - pos);
-    if (want <= 0) return 0;
-    const from = seg.start + (pos - seg.at);
-    const got = await this.bucket.getBytes(seg.key, { start: from, end: from + want - 1 });
-    if (!got) return 0;
-    const n = Math.min(want, got.length);
-    into.set(got.subarray(0, n));
-    return n;
+    for (let lookup = 0; lookup < LOOKUPS; lookup++) {
+      const seg = coverage(this.pieces).segments.find((s) => s.at <= pos && pos <= s.at + s.end - s.start);
+      if (!seg) return 0;
+      const want = Math.min(into.length, seg.at + seg.end - seg.start + 1 - pos, limit - pos);
+      if (want <= 0) return 0;
+      const from = seg.start + (pos - seg.at);
+      const got = await this.bucket.getBytes(seg.key, { start: from, end: from + want - 1 });
+      if (got) {
+        const n = Math.min(want, got.length);
+        into.set(got.subarray(0, n));
+        return n;
+      }
+      // Removed meanwhile: shadowed by a newer piece (look again), or the partial went (committed, discarded).
+      if (!(await this.forgotten(seg.key))) return 0;
+    }
+    return 0;
   }
 
   read(pos: number, into: Uint8Array): Promise<number> {
     return this.readPieces(pos, into);
   }
+
+  /** Whether the pieces known now no longer include key (worth a second look). */
+  protected async forgotten(key: string): Promise<boolean> {
+    if (this.reload) this.pieces = await this.reload();
+    return !this.pieces.some((p) => p.key === key);
+  }
 }
 
 class S3PartialBlob extends PieceReader implements PartialBlob {
   private runs: Run[] = [];
-  private buffered = 0;
+  /** Bytes of the runs not yet in the bucket. */
+  private pending = 0;
   private readonly held: RangeSet;
   private heldDirty = false;
   private committed = false;
   private closed = false;
   private writing: Promise<void> = Promise.resolve();
+  /** A write-out queued and not started yet: every caller who needs one joins it. */
+  private queuedOut: Promise<void> | undefined;
   /** The write-out the next records wait for, and when the last one started. */
   private nextWriteOut: Promise<void> | undefined;
   private lastWriteOut = 0;
@@ -142,21 +168,22 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     if (bytes.length === 0) return;
     // The caller may reuse its buffer once this resolves: keep a copy.
     const copy = Buffer.from(bytes);
-    const run = this.runs.find((r) => r.start + r.bytes === pos);
+    let run = this.runs.find((r) => r.start + r.bytes === pos);
     if (run) {
       run.chunks.push(copy);
       run.bytes += copy.length;
       run.lastWrite = Date.now();
     } else {
-      this.runs.push({ start: pos, chunks: [copy], bytes: copy.length, lastWrite: Date.now() });
+      run = { start: pos, chunks: [copy], bytes: copy.length, durable: 0, lastWrite: Date.now() };
+      this.runs.push(run);
     }
-    this.buffered += copy.length;
-    const full = (r: Run): boolean => r.bytes >= PIECE_BYTES;
-    if (this.runs.some(full)) await this.enqueue(() => this.writeOut(full));
-    if (this.buffered > MAX_BUFFERED_BYTES) {
-      const largest = [...this.runs].sort((a, b) => b.bytes - a.bytes).slice(0, 4);
-      await this.enqueue(() => this.writeOut((r) => largest.includes(r)));
-    }
+    this.pending += copy.length;
+    if (run.bytes < PIECE_BYTES && this.pending < MEMORY_BYTES) return;
+    const out = this.writeOutSoon();
+    // Writes go on while one write-out runs; past twice the bound they wait for it: memory stays
+    // flat however fast the link is. A failure is kept for the next write (throwIfFailed).
+    if (run.bytes >= PIECE_BYTES + MEMORY_BYTES || this.pending >= 2 * MEMORY_BYTES) await out;
+    else out.catch(() => {});
   }
 
   override async read(pos: number, into: Uint8Array): Promise<number> {
@@ -186,14 +213,14 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
           resolve();
           return;
         }
-        this.enqueue(() => this.writeOut(() => true)).then(resolve, reject);
+        this.writeOutSoon().then(resolve, reject);
       }, delay).unref();
     });
     return this.nextWriteOut;
   }
 
   async flush(): Promise<void> {
-    await this.enqueue(() => this.writeOut(() => true));
+    await this.writeOutSoon();
     this.throwIfFailed();
   }
 
@@ -234,13 +261,22 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       await removeAll(this.bucket, this.prefix);
       return;
     }
-    await this.enqueue(() => this.writeOut(() => true)).catch(() => undefined);
+    await this.writeOutSoon().catch(() => undefined);
   }
 
   async discard(): Promise<void> {
     await this.close();
     if (this.committed) return;
     await removeAll(this.bucket, this.prefix);
+  }
+
+  /** A write-out that starts after whatever runs now (the one already queued, if any). */
+  private writeOutSoon(): Promise<void> {
+    this.queuedOut ??= this.enqueue(() => {
+      this.queuedOut = undefined;
+      return this.writeOut();
+    });
+    return this.queuedOut;
   }
 
   /** Bucket writes one after the other (a run is never written twice at once). */
@@ -256,30 +292,56 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  /** Writes the chosen runs as pieces, then the held ranges the bucket now covers. */
-  private async writeOut(choose: (run: Run) => boolean): Promise<void> {
-    const chosen = this.runs.filter(choose);
-    for (const run of chosen) {
-      if (run.bytes === 0) continue;
-      const generation = nextGeneration();
-      const end = run.start + run.bytes - 1;
-      const key = `${this.prefix}pieces/${String(run.start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
-      // Writes that continue the run while the put runs append chunks after these: only these go.
-      const taken = run.chunks.length;
-      const written = run.bytes;
-      const body = Buffer.concat(run.chunks, written);
-      await this.bucket.put(key, body);
-      this.pieces.push({ key, start: run.start, end, generation });
-      // The run continues after what was written: later writes extend it from there.
-      run.start = end + 1;
-      run.chunks = run.chunks.slice(taken);
-      run.bytes -= written;
-      this.buffered -= written;
+  /**
+   * Puts what the runs hold that the bucket does not: a run of PIECE_BYTES whole as one piece,
+   * others' new bytes as small pieces; then removes what the whole ones shadow, then writes the
+   * held ranges the bucket now covers.
+   */
+  private async writeOut(): Promise<void> {
+    const puts = this.runs.filter((r) => r.bytes >= PIECE_BYTES || r.bytes > r.durable).map((run) => this.putRun(run));
+    const failed = (await Promise.allSettled(puts)).find((p) => p.status === 'rejected');
+    if (failed) throw failed.reason;
+    // A run all in the bucket leaves memory once its request stopped writing (it may still write the bytes that follow).
+    this.runs = this.runs.filter((r) => r.bytes > r.durable || Date.now() - r.lastWrite < WRITE_OUT_MS);
+    // Many connections: the largest runs all in the bucket leave memory (their small pieces stay as they are).
+    let inMemory = this.runs.reduce((n, r) => n + r.bytes, 0);
+    for (const r of [...this.runs].sort((a, b) => b.bytes - a.bytes)) {
+      if (inMemory <= RUNS_BYTES) break;
+      if (r.durable !== r.bytes) continue;
+      inMemory -= r.bytes;
+      r.start += r.bytes;
+      r.chunks = [];
+      r.bytes = 0;
+      r.durable = 0;
     }
-    // An emptied run stays a moment: its request may still be writing the bytes that follow.
-    this.runs = this.runs.filter((r) => r.bytes > 0 || Date.now() - r.lastWrite < WRITE_OUT_MS);
-    if (chosen.length > 0) await this.dropShadowed();
+    if (puts.length > 0) await this.dropShadowed();
     if (this.heldDirty) await this.writeHeld();
+  }
+
+  /** One run's piece: the run whole once it makes PIECE_BYTES (it then continues empty after it), else its new bytes. */
+  private async putRun(run: Run): Promise<void> {
+    // Writes that continue the run while the put runs append chunks after these: only these go.
+    const taken = run.chunks.length;
+    const bytes = run.bytes;
+    const durable = run.durable;
+    const whole = bytes >= PIECE_BYTES;
+    const from = whole ? 0 : durable;
+    const start = run.start + from;
+    const end = run.start + bytes - 1;
+    const generation = nextGeneration();
+    const key = `${this.prefix}pieces/${String(start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
+    await this.bucket.put(key, bytesOf(run.chunks.slice(0, taken), from, bytes));
+    this.pieces.push({ key, start, end, generation });
+    this.pending -= bytes - durable;
+    if (!whole) {
+      run.durable = bytes;
+      return;
+    }
+    // The run continues after what went: later writes extend it from there.
+    run.start = end + 1;
+    run.chunks = run.chunks.slice(taken);
+    run.bytes -= bytes;
+    run.durable = 0;
   }
 
   /** The recorded ranges, as far as pieces in the bucket cover them. */
@@ -297,6 +359,20 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     this.pieces = this.pieces.filter((p) => used.has(p.key));
     await this.bucket.deleteMany(shadowed.map((p) => p.key));
   }
+}
+
+/** Bytes from..to (exclusive) of chunks laid end to end, as one buffer. */
+function bytesOf(chunks: readonly Buffer[], from: number, to: number): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const c of chunks) {
+    const s = Math.max(from, at);
+    const e = Math.min(to, at + c.length);
+    if (s < e) parts.push(s === at && e === at + c.length ? c : c.subarray(s - at, e - at));
+    at += c.length;
+    if (at >= to) break;
+  }
+  return Buffer.concat(parts, to - from);
 }
 
 function copyFromRun(run: Run, pos: number, into: Uint8Array): number {
@@ -321,7 +397,7 @@ class MemoryScratch implements PartialScratch {
   private readonly runs: Run[] = [];
 
   async write(pos: number, bytes: Uint8Array): Promise<void> {
-    this.runs.push({ start: pos, chunks: [Buffer.from(bytes)], bytes: bytes.length, lastWrite: 0 });
+    this.runs.push({ start: pos, chunks: [Buffer.from(bytes)], bytes: bytes.length, durable: 0, lastWrite: 0 });
   }
 
   async read(pos: number, into: Uint8Array): Promise<number> {
@@ -364,7 +440,10 @@ export class S3PartialBlobStorage implements PartialBlobStorage {
     }
     // held exists from the start: has() is true, and the partial shows in listings, at once.
     if (!held || held.size !== size) await this.bucket.put(`${prefix}held`, JSON.stringify({ size, held: [] }));
-    const partial = new S3PartialBlob(digest, size, resumed, pieces, this.bucket, prefix, () => this.opened.delete(digest));
+    // A partial closed late (its lease lost, the digest opened again here) must not unlist the new one.
+    const partial: S3PartialBlob = new S3PartialBlob(digest, size, resumed, pieces, this.bucket, prefix, () => {
+      if (this.opened.get(digest) === partial) this.opened.delete(digest);
+    });
     this.opened.set(digest, partial);
     return partial;
   }
@@ -457,7 +536,8 @@ export class S3PartialBlobStorage implements PartialBlobStorage {
   /** Positional reads of a partial blob open elsewhere (another replica): its pieces in the bucket. */
   private async bucketReader(digest: string): Promise<PieceReader | undefined> {
     const { pieces } = await this.load(keys.partial(digest));
-    return pieces.length === 0 ? undefined : new PieceReader(pieces, this.bucket);
+    const prefix = keys.partial(digest);
+    return pieces.length === 0 ? undefined : new PieceReader(pieces, this.bucket, async () => (await this.load(prefix)).pieces);
   }
 }
 
