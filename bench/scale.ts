@@ -5,6 +5,9 @@
  *          bytes, time until every client is done;
  *   warm   N curl clients fetch the now stored large layer through haproxy: aggregate MB/s,
  *          beside RGW's own GET throughput for the same object with the same N clients;
+ *   prewarm  every replica runs `ferry prewarm --kolla-profile` (Kolla mitaka's mesos profile, 9
+ *          made-up images sharing base layers: SCALE_LAYER_MIB/2 base, 60 MiB unique at 64)
+ *          against itself, all at once: link bytes / unique bytes, time until every one is done;
  *   kill   (several replicas) a second cold image: the replica holding its transfer is killed
  *          (-9) half way; time until every client is done against the cold time, link bytes;
  *   RSS    peak RSS (VmHWM) of each replica.
@@ -15,7 +18,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { PutObjectAclCommand } from '@aws-sdk/client-s3';
 import { keys } from '../lib/storage/s3/keys.ts';
-import { linkConfig, readBlob, startLink, type BlobRead } from '../test/e2e/transfer-fixture.ts';
+import { runFerry } from '../test/e2e/ferry-cli.ts';
+import { MESOS_PROFILE, pushMesosProfile } from '../test/e2e/kolla-synthetic.ts';
+import { linkConfig, readBlob, startLink, uniqueBlobBytes, type BlobRead } from '../test/e2e/transfer-fixture.ts';
 import { startRgw, type Rgw } from '../test/helpers/ceph.ts';
 import { ensureBuilt } from '../test/helpers/ferry-entry.ts';
 import { buildImage, type BuiltImage } from '../test/helpers/oci-image.ts';
@@ -75,9 +80,19 @@ async function coldBurst(host: string, repository: string, image: BuiltImage, pr
   return { seconds: (Date.now() - started) / 1000, failed, linkRatio: (proxy.stats.bytesFromUpstream - before) / imageBytes(image) };
 }
 
+/** Every live replica prewarms the Kolla profile from itself, all at once (the CLI, compiled). */
+async function prewarmBurst(replicas: Replicas, proxy: FaultProxy, uniqueBytes: number): Promise<Burst> {
+  const before = proxy.stats.bytesFromUpstream;
+  const started = Date.now();
+  const runs = await Promise.all(replicas.replicas.map((r) => runFerry(['prewarm', '-m', r.url, ...MESOS_PROFILE], { compiled: true })));
+  const failed = runs.flatMap((r, i) => (r.code === 0 ? [] : [`prewarm of r${i}: exit ${r.code}: ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-1)[0]}`]));
+  return { seconds: (Date.now() - started) / 1000, failed, linkRatio: (proxy.stats.bytesFromUpstream - before) / uniqueBytes };
+}
+
 interface SetupResult {
   setup: string;
   cold: Burst;
+  prewarm: Burst;
   warmMBps: number;
   rgwGetMBps?: number;
   kill?: Burst & { holderBytes: number };
@@ -86,7 +101,7 @@ interface SetupResult {
   crashed: string[];
 }
 
-async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: string, cold: BuiltImage, killed: BuiltImage, seed: number): Promise<SetupResult> {
+async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: string, cold: BuiltImage, killed: BuiltImage, kollaBytes: number, seed: number): Promise<SetupResult> {
   const [kind, countText] = setup.split('-') as [string, string];
   const count = Number(countText);
   if ((kind !== 'fs' && kind !== 'rgw') || !(count >= 1)) throw new Error(`SCALE_SETUPS: ${setup} is not fs-N or rgw-N`);
@@ -114,6 +129,8 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
         .then(() => fanout(`${rgw.endpoint}/${bucket}/${key}`, clients, layer.size, undefined))
         .then((r) => r.mbPerS, () => Number.NaN);
     }
+    log(`${setup}: ferry prewarm of the Kolla profile by ${count} replica(s) at once`);
+    const prewarm = await prewarmBurst(replicas, proxy, kollaBytes);
     const peakRssMB = (await replicas.peakRss()).map((b) => (b === undefined ? undefined : b / 1e6));
     let kill: SetupResult['kill'];
     if (count > 1) {
@@ -133,7 +150,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       burst.failed.push(...killNote);
       kill = { ...burst, holderBytes: holder ? (await holder).bytes : 0 };
     }
-    return { setup, cold: coldBurst1, warmMBps: warm.mbPerS, ...(rgwGetMBps !== undefined ? { rgwGetMBps } : {}), ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
+    return { setup, cold: coldBurst1, prewarm, warmMBps: warm.mbPerS, ...(rgwGetMBps !== undefined ? { rgwGetMBps } : {}), ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
   } finally {
     await replicas?.stop();
     await proxy.close();
@@ -142,7 +159,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
 
 function render(results: SetupResult[]): string {
   const f = (n: number | undefined, d = 2): string => (n === undefined ? '-' : n.toFixed(d));
-  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'kill s', 'kill lost', 'kill link/unique', 'kill failed', 'peak RSS MB'];
+  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'prewarm s', 'prewarm link/unique', 'prewarm failed', 'kill s', 'kill lost', 'kill link/unique', 'kill failed', 'peak RSS MB'];
   const lines = results.map((r) => [
     r.setup,
     f(r.cold.seconds, 1),
@@ -151,6 +168,9 @@ function render(results: SetupResult[]): string {
     f(r.warmMBps, 0),
     f(r.rgwGetMBps, 0),
     r.rgwGetMBps ? f(r.warmMBps / r.rgwGetMBps) : '-',
+    f(r.prewarm.seconds, 1),
+    f(r.prewarm.linkRatio, 3),
+    String(r.prewarm.failed.length),
     f(r.kill?.seconds, 1),
     r.kill ? `${(((r.kill.seconds - r.cold.seconds) / r.cold.seconds) * 100).toFixed(0)}%` : '-',
     f(r.kill?.linkRatio, 3),
@@ -173,7 +193,9 @@ async function main(): Promise<void> {
   try {
     await pushImage(cold, upstream.host, 'bench/cold', 'v1');
     await pushImage(killed, upstream.host, 'bench/kill', 'v1');
-    for (const [i, setup] of setups.entries()) results.push(await runSetup(setup, rgw, upstream.host, cold, killed, i + 1));
+    const kolla = await pushMesosProfile(upstream.host, (x) => (x === 'base' ? layerBytes / 2 : x.endsWith('-base') ? layerBytes / 8 : layerBytes / 32), 'bench-scale-kolla');
+    const kollaBytes = uniqueBlobBytes(kolla.values());
+    for (const [i, setup] of setups.entries()) results.push(await runSetup(setup, rgw, upstream.host, cold, killed, kollaBytes, i + 1));
   } finally {
     await rgw?.stop();
     await upstream.stop();
@@ -181,7 +203,7 @@ async function main(): Promise<void> {
   const link = `link ${LINK.rateBytesPerSec / 1024} KiB/s per connection, ${LINK.latencyMs} ms RTT, ferry ${TRANSFER.maxConnections} connections per replica`;
   process.stdout.write(`scale-out: ${clients} clients, image ${(imageBytes(cold) / MiB).toFixed(1)} MiB, ${link}\n\n${render(results)}\n`);
   for (const r of results) {
-    const errs = [...r.cold.failed, ...(r.kill?.failed ?? [])];
+    const errs = [...r.cold.failed, ...r.prewarm.failed, ...(r.kill?.failed ?? [])];
     if (errs.length > 0) process.stdout.write(`${r.setup}: client failures (retried): ${[...new Set(errs)].slice(0, 5).join(' | ')}\n`);
     if (r.crashed.length > 0) process.stdout.write(`${r.setup}: replicas that crashed: ${r.crashed.join(', ')} (their logs: test-output/bench-scale-${r.setup}-r*)\n`);
   }

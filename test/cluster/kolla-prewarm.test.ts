@@ -12,23 +12,19 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadKollaData, resolveKollaRelease } from '../../lib/kolla/profile.ts';
-import { kollaImageRefs } from '../../lib/kolla/naming.ts';
 import type { FaultProxy } from '../fault-proxy/proxy.ts';
 import { verifyPulledDir } from '../e2e/core-fixture.ts';
 import { runFerry } from '../e2e/ferry-cli.ts';
-import { kollaAncestry } from '../e2e/kolla-synthetic.ts';
+import { MESOS_PROFILE, pushMesosProfile } from '../e2e/kolla-synthetic.ts';
 import { Teardown } from '../e2e/pull-through-fixture.ts';
-import { MiB, blobsOfImage, linkConfig, startLink } from '../e2e/transfer-fixture.ts';
+import { MiB, blobsOfImage, linkConfig, startLink, uniqueBlobBytes } from '../e2e/transfer-fixture.ts';
 import { useRgw } from '../helpers/ceph.ts';
-import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
+import type { BuiltImage } from '../helpers/oci-image.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { startReplicasOnRgw, type Replicas } from '../helpers/replicas.ts';
 import { runChecked } from '../helpers/processes.ts';
-import { pushImage, skopeoEnv } from '../helpers/skopeo.ts';
+import { skopeoEnv } from '../helpers/skopeo.ts';
 
-const KOLLA = ['--kolla-profile', 'mesos', '--kolla-release', 'mitaka', '--kolla-distro', 'centos'];
-const PARENTS = loadKollaData()[resolveKollaRelease('mitaka')]!.images;
 /** Layer sizes by ancestor: the root base largest, as Kolla's are; 13 MiB of unique layers in all. */
 const LAYER_BYTES: Record<string, number> = { base: 6 * MiB, 'mesosphere-base': 2 * MiB, 'mesos-base': 2 * MiB };
 const LEAF_BYTES = MiB / 2;
@@ -54,7 +50,7 @@ describe('Kolla profile prewarmed by 3 replicas at once through the link', funct
   // Registered before useRgw's: the replicas stop before the store they write to.
   after(() => teardown.run());
   const rgw = useRgw();
-  const images = new Map<string, BuiltImage>();
+  let images: Map<string, BuiltImage>;
   let refs: string[];
   let upstream: ReferenceRegistry;
   let proxy: FaultProxy;
@@ -62,32 +58,19 @@ describe('Kolla profile prewarmed by 3 replicas at once through the link', funct
 
   before(async function () {
     this.timeout(90_000);
-    refs = kollaImageRefs({ release: 'mitaka', profile: 'mesos', distro: 'centos' });
-    assert.equal(refs.length, 9);
     upstream = teardown.add(await startReferenceRegistry({ name: 'kolla-prewarm-upstream' }), (u) => u.stop());
-    await Promise.all(refs.map(async (ref) => {
-      const name = /centos-binary-(.+):/.exec(ref)![1]!;
-      const chain = kollaAncestry(name, PARENTS);
-      const built = await buildImage({
-        seed: `kolla-prewarm/${name}`,
-        layers: chain.map((x) => LAYER_BYTES[x] ?? LEAF_BYTES),
-        layerSeeds: chain.map((x) => `kolla-prewarm-layer/${x}`),
-        runnable: false,
-      });
-      images.set(ref, built);
-      await pushImage(built, upstream.host, ref.replace(/:.*$/, ''), '2.0.2');
-    }));
+    images = await pushMesosProfile(upstream.host, (x) => LAYER_BYTES[x] ?? LEAF_BYTES, 'kolla-prewarm');
+    refs = [...images.keys()];
+    assert.equal(refs.length, 9);
     proxy = teardown.add(await startLink(upstream.host, LINK, 15), (p) => p.close());
     replicas = teardown.add(await startReplicasOnRgw(rgw(), { count: 3, config: linkConfig(proxy.url, TRANSFER), name: 'kolla-prewarm' }), (r) => r.stop());
   });
 
   it('3 prewarms at once all exit 0 and the link carries each unique blob once, through resets', async () => {
-    const unique = new Map<string, number>();
-    for (const image of images.values()) for (const b of blobsOfImage(image)) unique.set(b.digest, b.size);
-    const uniqueBytes = [...unique.values()].reduce((a, b) => a + b, 0);
+    const uniqueBytes = uniqueBlobBytes(images.values());
     const before = { ...proxy.stats };
     const started = performance.now();
-    const runs = await Promise.all(replicas.replicas.map((r) => runFerry(['prewarm', '-m', r.url, ...KOLLA])));
+    const runs = await Promise.all(replicas.replicas.map((r) => runFerry(['prewarm', '-m', r.url, ...MESOS_PROFILE])));
     const seconds = (performance.now() - started) / 1000;
     for (const [i, run] of runs.entries()) {
       assert.equal(run.code, 0, `prewarm of r${i}:\n${run.stdout}\n${run.stderr}`);

@@ -8,10 +8,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** `as`: run as this user (the tests run as root; an operator's service user is not). */
-export function runFerry(args: string[], opts: { as?: { uid: number; gid: number } } = {}): Promise<CliResult> {
+/**
+ * `as`: run as this user (the tests run as root; an operator's service user is not).
+ * `compiled`: run dist/ (benchmarks, after ensureBuilt()) rather than the sources through tsx.
+ */
+export function runFerry(args: string[], opts: { as?: { uid: number; gid: number }; compiled?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...ferryArgs(), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts.as });
+    const child = spawn(process.execPath, [...ferryArgs(opts.compiled), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts.as });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });

@@ -152,6 +152,13 @@ export async function readBlob(base: string, repository: string, digest: string,
   return { status: res.statusCode, bytes, digest: `sha256:${h.digest('hex')}`, ...(error !== undefined ? { error } : {}) };
 }
 
+/** The bytes of the distinct blobs (configs and layers) of these images: what a link should carry once. */
+export function uniqueBlobBytes(images: Iterable<BuiltImage>): number {
+  const unique = new Map<string, number>();
+  for (const image of images) for (const b of blobsOfImage(image)) unique.set(b.digest, b.size);
+  return [...unique.values()].reduce((a, b) => a + b, 0);
+}
+
 /** The image's blobs, config first, largest layer last if asked. */
 export function blobsOfImage(image: BuiltImage): Array<{ digest: string; size: number }> {
   return [{ digest: image.configDigest, size: image.config.length }, ...image.layers.map((l) => ({ digest: l.digest, size: l.size }))];
