@@ -122,6 +122,12 @@ export const s3StorageSchema = z.strictObject({
   requestTimeoutSeconds: z.number().positive().max(600).default(30)
     .describe('A request to the store with no byte moving for this long fails (a full RGW hangs writes rather than failing them)'),
   maxSockets: z.number().int().min(1).max(4096).default(256).describe('Most connections open to the endpoint (blob reads stream, one connection each)'),
+  redirect: z.strictObject({
+    expirySeconds: z.number().int().min(10).max(3600).default(300)
+      .describe('How long a redirect URL may be used (the fetch must start within it; it then runs to its end)'),
+    endpoint: httpUrl.optional().describe('The store as clients reach it, when not at endpoint (URLs are signed for this address)'),
+  }).optional()
+    .describe('Off when left out (the mirror streams every blob). Set: a GET of a stored blob is answered 307 to a presigned URL of its object, after the repository check, so clients fetch from the store itself; they must reach it'),
 });
 
 export const storageSchema = z.discriminatedUnion('kind', [

@@ -9,7 +9,7 @@ import { digestOf, requireDigest } from '../oci/digest.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
 import { parseReadReference, parseReference, requireName } from '../oci/names.ts';
 import { openBlob } from '../storage/open-blob.ts';
-import type { ByteRange, Origin, Storage, UploadState } from '../storage/storage.ts';
+import type { BlobStream, ByteRange, Origin, Storage, UploadState } from '../storage/storage.ts';
 import { paginate } from './paginate.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, ReferrersResult, RegistryBackend } from './types.ts';
 
@@ -58,7 +58,9 @@ export class LocalRegistry implements RegistryBackend {
     const stat = await this.store.blobs.stat(digest);
     if (!stat) throw unknown;
     // The size is known: the whole blob is opened as its range (no second stat).
-    return { digest, size: stat.size, open: (range) => openBlob(this.store.blobs, digest, range ?? { start: 0, end: stat.size - 1 }) };
+    const open = (range?: ByteRange): Promise<BlobStream> => openBlob(this.store.blobs, digest, range ?? { start: 0, end: stat.size - 1 });
+    const redirect = this.store.blobs.redirectUrl?.bind(this.store.blobs);
+    return { digest, size: stat.size, open, ...(redirect ? { redirectUrl: () => redirect(digest) } : {}) };
   }
 
   async listTags(name: string, page: Page): Promise<PageResult<string>> {

@@ -26,6 +26,11 @@ export interface BlobHandle {
    * an error response rather than a cut connection.
    */
   ready?(timeoutMs: number): Promise<void>;
+  /**
+   * Only for a stored blob on a store set to redirect: a short-lived URL where the client may
+   * fetch it itself (answered 307). Given only once the name was allowed to see the blob.
+   */
+  redirectUrl?(): Promise<string>;
 }
 
 export interface Page {

@@ -89,6 +89,12 @@ export interface BlobStorage {
   /** Removes the blob; false when it was not held. Readers that already opened it may finish. */
   delete(digest: string): Promise<boolean>;
 
+  /**
+   * Only on a store set to redirect (S3 with storage.redirect): a short-lived URL from which a
+   * client may fetch the blob itself. It names the object, held or not: the caller checks first.
+   */
+  redirectUrl?(digest: string): Promise<string>;
+
   /** Marks the blob as used now (touchedAt); nothing when it is not held. Best effort. */
   touch(digest: string): Promise<void>;
 

@@ -21,6 +21,12 @@ export function blobHandlers(backend: PullBackend): Required<Pick<MethodTable, '
       const etag = `"${blob.digest}"`;
       const range = parseRange(req.headers.range, blob.size);
       const sendsBody = req.method !== 'HEAD' && blob.size > 0 && req.headers['if-none-match'] !== etag && range.kind !== 'unsatisfiable';
+      if (sendsBody && blob.redirectUrl) {
+        // The store set to redirect: the client fetches the bytes from it (ranges too).
+        const location = await blob.redirectUrl();
+        res.status(307).setHeader('Location', location).setHeader('Docker-Content-Digest', blob.digest).setHeader('Content-Length', 0).end();
+        return;
+      }
       let start = 0;
       let end = blob.size - 1;
       if (range.kind === 'partial') ({ start, end } = range.range);

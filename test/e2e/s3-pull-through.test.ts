@@ -4,7 +4,7 @@
  * digest, a second replica on the bucket serves the image without asking the upstream. Issue 15.1.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useRgw } from '../helpers/ceph.ts';
@@ -24,8 +24,7 @@ describe('pull-through on Ceph RGW: transfers as pieces in the bucket', function
 
   it('pulls an image through once, stores it in the bucket, and a second replica serves it from there', async () => {
     const dir = teardown.add(await mkdtemp(join(tmpdir(), 'ferry-s3-pull-')), (d) => rm(d, { recursive: true, force: true }));
-    const credentialsFile = join(dir, 'credentials');
-    await writeFile(credentialsFile, `[default]\naws_access_key_id = ${rgw().accessKeyId}\naws_secret_access_key = ${rgw().secretAccessKey}\n`);
+    const credentialsFile = await rgw().writeCredentialsFile(dir);
     const bucket = await rgw().createBucket();
     const image = await buildImage({ layers: [9 << 20, 40_000], seed: 's3-pull-through' });
     const registry = teardown.add(await startReferenceRegistry(), (r) => r.stop());

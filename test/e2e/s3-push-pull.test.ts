@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useRgw } from '../helpers/ceph.ts';
@@ -31,8 +31,7 @@ describe('mirror replicas on Ceph RGW behind haproxy: docker push, pull from eac
 
   before(async () => {
     const dir = teardown.add(await mkdtemp(join(tmpdir(), 'ferry-s3-e2e-')), (d) => rm(d, { recursive: true, force: true }));
-    const credentialsFile = join(dir, 'credentials');
-    await writeFile(credentialsFile, `[default]\naws_access_key_id = ${rgw().accessKeyId}\naws_secret_access_key = ${rgw().secretAccessKey}\n`);
+    const credentialsFile = await rgw().writeCredentialsFile(dir);
     bucket = await rgw().createBucket();
     [image, replicas] = await Promise.all([
       // A layer past S3's 5 MiB part minimum: multipart writes and server-side assembly.

@@ -5,7 +5,7 @@
  * its own bucket or key prefix. Needs Debian's ceph-mon ceph-osd radosgw ceph-common.
  */
 import { readFileSync, rmSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -43,6 +43,8 @@ export interface Rgw {
   bucket(name: string, prefix?: string): S3Bucket;
   /** A config storage section for this RGW (credentials come from env). */
   storageConfig(bucket: string, extra?: Partial<S3StorageConfig>): S3StorageConfig;
+  /** Writes this RGW's keys as an AWS shared credentials file in dir (for storage.credentialsFile); returns its path. */
+  writeCredentialsFile(dir: string): Promise<string>;
   /** Stops the daemons (SIGKILL by pid file: nothing to keep) and removes dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -107,6 +109,11 @@ export async function startRgw(opts: RgwOptions = {}): Promise<Rgw> {
       kind: 's3', endpoint, bucket, region, forcePathStyle: true, prefix: '', profile: 'default',
       requestTimeoutSeconds: 30, maxSockets: 64, ...extra,
     }),
+    async writeCredentialsFile(into) {
+      const file = path.join(into, 'credentials');
+      await writeFile(file, `[default]\naws_access_key_id = ${accessKeyId}\naws_secret_access_key = ${secretAccessKey}\n`);
+      return file;
+    },
     stop() {
       stopping ??= (async () => {
         client?.destroy();

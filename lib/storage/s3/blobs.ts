@@ -27,11 +27,17 @@ function touchTime(touch: { lastModified: number; metadata?: Record<string, stri
   return Number.isFinite(ms) && ms > 0 ? ms : touch.lastModified;
 }
 
+/** Signs a GET of the object key (relative to the bucket's prefix) for a client to use (presign.ts). */
+export type SignGet = (key: string) => Promise<string>;
+
 export class S3BlobStorage implements BlobStorage {
   /** digest -> when this process last wrote its touch record. */
   private readonly touched = new Map<string, number>();
+  readonly redirectUrl?: (digest: string) => Promise<string>;
 
-  constructor(private readonly bucket: S3Bucket) {}
+  constructor(private readonly bucket: S3Bucket, signGet?: SignGet) {
+    if (signGet) this.redirectUrl = (digest) => signGet(keys.blob(digest));
+  }
 
   async stat(digest: string): Promise<BlobInfo | undefined> {
     const [blob, touch] = await Promise.all([this.bucket.head(keys.blob(digest)), this.bucket.head(keys.touch(digest))]);

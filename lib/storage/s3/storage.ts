@@ -9,9 +9,10 @@ import { OperatorError } from '../../operator-error.ts';
 import { resolveStorageCredentials } from '../../config/secrets.ts';
 import type { PartialBlobStorage } from '../partial-blobs.ts';
 import type { Storage, UploadLimits } from '../storage.ts';
-import { S3BlobStorage } from './blobs.ts';
+import { S3BlobStorage, type SignGet } from './blobs.ts';
 import { S3Bucket } from './bucket.ts';
 import { createS3Client } from './client.ts';
+import { presignGet } from './presign.ts';
 import { S3PartialBlobStorage } from './partial-blobs.ts';
 import { S3RepositoryStorage } from './repositories.ts';
 import { S3UploadStorage } from './uploads.ts';
@@ -29,8 +30,9 @@ export class S3Storage implements Storage {
   readonly uploads: S3UploadStorage;
   readonly partials: PartialBlobStorage;
 
-  constructor(readonly bucket: S3Bucket, opts: { uploadLimits?: UploadLimits } = {}) {
-    this.blobs = new S3BlobStorage(bucket);
+  /** signGet: blob GETs are redirected to URLs it signs (storage.redirect); without, blobs are streamed. */
+  constructor(readonly bucket: S3Bucket, opts: { uploadLimits?: UploadLimits; signGet?: SignGet } = {}) {
+    this.blobs = new S3BlobStorage(bucket, opts.signGet);
     this.repositories = new S3RepositoryStorage(bucket);
     this.uploads = new S3UploadStorage(bucket, this.repositories, opts.uploadLimits);
     this.partials = new S3PartialBlobStorage(bucket);
@@ -50,7 +52,12 @@ export class S3Storage implements Storage {
 /** The S3 store the config describes, checked and ready. */
 export async function openS3Storage(config: S3StorageConfig, opts: S3StorageOptions): Promise<S3Storage> {
   const credentials = resolveStorageCredentials(opts.configFile, config, opts.env);
-  const storage = new S3Storage(new S3Bucket(createS3Client(config, credentials), config.bucket, config.prefix), opts);
+  const client = createS3Client(config, credentials);
+  const { redirect } = config;
+  // URLs for clients are signed for the address they reach the store at (no connection is made to it).
+  const signer = redirect?.endpoint ? createS3Client({ ...config, endpoint: redirect.endpoint }, credentials) : client;
+  const signGet: SignGet | undefined = redirect ? (key) => presignGet(signer, config.bucket, config.prefix + key, redirect.expirySeconds) : undefined;
+  const storage = new S3Storage(new S3Bucket(client, config.bucket, config.prefix), { ...opts, ...(signGet ? { signGet } : {}) });
   try {
     await storage.init();
   } catch (e) {
