@@ -4,7 +4,9 @@
  * the copy held; two copies that agree win (a flipped byte on the link is random, the right bytes
  * are not). A new copy goes to a scratch file and replaces the held one only once it has won, under
  * a lock shared with the whole-blob check, so that check always reads a consistent part: when it
- * matches, the pieces not yet compared are not fetched.
+ * matches, the pieces not yet compared are not fetched. Pieces are compared in order, at most an
+ * eighth of the blob's pieces at once: a flip somewhere in the blob costs the pieces up to it plus
+ * the ones in flight when its copy came, not every piece fetched at once.
  *
  * The result: 'repaired' when some piece changed, 'same' when every piece was fetched again and
  * agreed with what is held, so the upstream serves the same wrong bytes again and again.
@@ -28,8 +30,8 @@ export interface AgreementRepair {
   /** performance.now() after which a piece still disagreeing fails the repair (its first copy is always fetched). */
   deadline: number;
   /**
-   * Pieces compared at once (each holds a read buffer, and a connection while its copy comes):
-   * a blob has up to hundreds of pieces, and the link runs only so many requests anyway.
+   * Pieces compared at once, at most (each holds a read buffer, and a connection while its copy
+   * comes): a blob has up to thousands of pieces, and the link runs only so many requests anyway.
    */
   concurrency: number;
   signal: AbortSignal;
@@ -45,6 +47,13 @@ export class RepairDeadlineError extends Error {
     this.name = 'RepairDeadlineError';
   }
 }
+
+/**
+ * Pieces in flight when the differing one's copy arrives are fetched for nothing: at most
+ * 1/IN_FLIGHT_PARTS of the blob's pieces are compared at once, and no fewer than IN_FLIGHT_MIN.
+ */
+const IN_FLIGHT_PARTS = 8;
+const IN_FLIGHT_MIN = 4;
 
 /** A one-at-a-time lock. */
 class Mutex {
@@ -128,7 +137,7 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   };
 
   try {
-    const limit = pLimit(Math.max(1, r.concurrency));
+    const limit = pLimit(Math.max(1, Math.min(r.concurrency, Math.max(IN_FLIGHT_MIN, Math.ceil(r.pieces.length / IN_FLIGHT_PARTS)))));
     const results = await Promise.allSettled(r.pieces.map((p, i) => limit(() => repairPiece(p, i))));
     while (checking) await checking;
     for (const [i, state] of held.entries()) {

@@ -263,4 +263,40 @@ describe('piece repair by agreement (no piece digests)', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('fetches the pieces up to the differing one and an eighth of the blob in flight, not every piece at once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
+    const piece = 4 * 1024;
+    const count = 64;
+    const data = makeBlob(count * piece, 4);
+    const part = await (await openStore(dir)).partials.open(sha256(data), data.length);
+    try {
+      // Held with a flipped byte in piece 2.
+      const held = Buffer.from(data);
+      held[2 * piece + 100] = (held[2 * piece + 100] as number) ^ 0x01;
+      await part.write(0, held);
+      const pieces = Array.from({ length: count }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
+      let started = 0;
+      const outcome = await repairByAgreement({
+        part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+        deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 32,
+        fetchCopy: async (p, write, signal) => {
+          started++;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          signal.throwIfAborted();
+          await write(p.start, data.subarray(p.start, p.end + 1));
+        },
+      });
+      assert.equal(outcome, 'repaired');
+      const buf = Buffer.alloc(data.length);
+      assert.equal(await part.read(0, buf), data.length);
+      assert.ok(buf.equals(data), 'the part was not repaired');
+      // The flip is in piece 2: pieces 0-2, what was in flight beside them (count/8 at most) and
+      // what started in their place while the whole blob was hashed (as many).
+      assert.ok(started <= 3 + 2 * (count / 8), `${started} of ${count} pieces were fetched again`);
+    } finally {
+      await part.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
