@@ -115,7 +115,15 @@ export interface RegistryErrorOptions {
 }
 
 /** A failure a registry client is told about, by situation; code and status come from the table. */
+/**
+ * Marks a RegistryError for isRegistryError across copies of this module: tsx under mocha loads a
+ * dynamically imported graph (the S3 backend, open-storage.ts) apart from the static one, so an
+ * in-process test service's S3 errors are another copy's instances.
+ */
+const BRAND = Symbol.for('ferry.RegistryError');
+
 export class RegistryError extends Error {
+  readonly [BRAND] = true;
   readonly situation: Situation;
   readonly detail: unknown;
   readonly headers: Record<string, string>;
@@ -143,7 +151,8 @@ export class RegistryError extends Error {
   }
 }
 
-export const isRegistryError = (e: unknown): e is RegistryError => e instanceof RegistryError;
+export const isRegistryError = (e: unknown): e is RegistryError =>
+  e instanceof RegistryError || (typeof e === 'object' && e !== null && (e as { [BRAND]?: unknown })[BRAND] === true);
 
 /** The codes that say "no such thing here" (asking elsewhere may find it). */
 export function isNotFoundCode(code: ErrorCode): boolean {
