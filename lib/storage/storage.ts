@@ -207,8 +207,8 @@ export interface UploadLimits {
  * repository.
  */
 export interface UploadStorage {
-  /** Open sessions: all of them, or those of one repository or one client. */
-  count(of?: { name?: string; client?: string }): number;
+  /** Open sessions: all of them, or those of one repository or one client (S3: of every replica on the bucket). */
+  count(of?: { name?: string; client?: string }): Promise<number>;
   /** A new empty session, unless the client or the repository already holds as many as the limits allow. */
   create(name: string, client?: string): Promise<UploadState>;
   get(name: string, uuid: string): Promise<UploadState>;

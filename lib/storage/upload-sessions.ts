@@ -64,7 +64,7 @@ export function checkChunkLength(written: number, range?: ByteRange): void {
   }
 }
 
-/** The open sessions this process knows of (for the limits) and the ones a request is working on. */
+/** The open sessions known here (for the limits: this process's, or a bucket's as last listed) and the ones a request is working on. */
 export class UploadSessions {
   private readonly open = new Map<string, { name: string; client?: string }>();
   private readonly busy = new Set<string>();
@@ -73,7 +73,7 @@ export class UploadSessions {
 
   count(of: { name?: string; client?: string } = {}): number {
     let n = 0;
-    for (const s of this.open.values()) if ((of.name === undefined || s.name === of.name) && (of.client === undefined || s.client === of.client)) n++;
+    for (const uuid of this.open.keys()) if (this.matches(uuid, of)) n++;
     return n;
   }
 
@@ -82,15 +82,35 @@ export class UploadSessions {
    * pass the limits together), unless the client or the repository holds as many as allowed.
    */
   admit(uuid: string, name: string, client?: string): void {
-    const byRepository = this.count({ name });
+    this.refuseOverLimits(name, client);
+    this.add(uuid, { name, ...(client === undefined ? {} : { client }) });
+  }
+
+  /** Whether any limit is set (else nothing needs counting). */
+  get limited(): boolean {
+    return Number.isFinite(this.limits.perRepository) || Number.isFinite(this.limits.perClient);
+  }
+
+  /** UPLOAD_SESSIONS_EXHAUSTED when the sessions counted here (but `except`) leave no room for one more of name and client. */
+  refuseOverLimits(name: string, client?: string, except?: string): void {
+    const others = (of: { name?: string; client?: string }): number => this.count(of) - (except !== undefined && this.matches(except, of) ? 1 : 0);
+    const byRepository = others({ name });
     if (byRepository >= this.limits.perRepository) {
       throw new RegistryError('UPLOAD_SESSIONS_EXHAUSTED', `${name} has ${byRepository} open upload sessions, the most allowed; complete or cancel one, or wait for idle ones to expire`, { limit: this.limits.perRepository });
     }
-    const byClient = client === undefined ? 0 : this.count({ client });
+    const byClient = client === undefined ? 0 : others({ client });
     if (byClient >= this.limits.perClient) {
       throw new RegistryError('UPLOAD_SESSIONS_EXHAUSTED', `you have ${byClient} open upload sessions, the most allowed; complete or cancel one, or wait for idle ones to expire`, { limit: this.limits.perClient });
     }
-    this.add(uuid, { name, ...(client === undefined ? {} : { client }) });
+  }
+
+  has(uuid: string): boolean {
+    return this.open.has(uuid);
+  }
+
+  private matches(uuid: string, of: { name?: string; client?: string }): boolean {
+    const s = this.open.get(uuid);
+    return s !== undefined && (of.name === undefined || s.name === of.name) && (of.client === undefined || s.client === of.client);
   }
 
   /** A session found in the store (at start). */

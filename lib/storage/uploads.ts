@@ -50,7 +50,7 @@ export class FsUploadStorage implements UploadStorage {
   }
 
   /** Open sessions: all of them, or those of one repository or one client. */
-  count(of: { name?: string; client?: string } = {}): number {
+  async count(of: { name?: string; client?: string } = {}): Promise<number> {
     return this.sessions.count(of);
   }
 

@@ -228,7 +228,7 @@ describe('api: hostile requests', function () {
 
     it('still counts the sessions a restart finds on disk', async () => {
       const store = await openStore(sdir, { uploadLimits: limits });
-      assert.equal(store.uploads.count(), limits.perClient);
+      assert.equal(await store.uploads.count(), limits.perClient);
       await assert.rejects(store.uploads.create('flood/d', 'address:127.0.0.1'), { code: 'TOOMANYREQUESTS' });
     });
 
@@ -257,8 +257,8 @@ describe('api: hostile requests', function () {
       assert.equal((await appending).offset, 'late bytes'.length);
       assert.deepEqual((await readdir(uploads)).sort(), [fresh.uuid, inUse].sort());
       assert.deepEqual(await readdir(join(sdir, 'tmp')), ['being-written']);
-      assert.equal(store.uploads.count(), 2);
-      assert.equal(store.uploads.count({ name: 'flood/idle' }), 0);
+      assert.equal(await store.uploads.count(), 2);
+      assert.equal(await store.uploads.count({ name: 'flood/idle' }), 0);
     });
   });
 });

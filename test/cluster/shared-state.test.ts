@@ -1,8 +1,9 @@
 /**
- * What replicas on one bucket share besides the transfers (issue 15.2): cache eviction judged on
- * the cluster's cached bytes and accesses, two replicas evicting at once, and `ferry gc` over the
- * bucket. Each replica's view is its own S3Storage and CacheAccounting over one RGW bucket, as
- * each replica process holds them (server/mirror.ts wires them).
+ * What replicas on one bucket share besides the transfers (issue 15.2): tag revalidation and the
+ * upload session limits (two mirror services in this process, each with its own data dir, on one
+ * RGW bucket), cache eviction judged on the cluster's cached bytes and accesses, two replicas
+ * evicting at once (each replica's S3Storage and CacheAccounting, as server/mirror.ts wires them),
+ * and `ferry gc` over the bucket.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -14,7 +15,13 @@ import { readManifestRefs } from '../../lib/storage/references.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
 import type { Storage } from '../../lib/storage/storage.ts';
 import { putImage, sha256, syntheticImage, type SyntheticImage } from '../archive/fixtures.ts';
+import { MirrorRegistry } from '../../lib/mirror/mirror-registry.ts';
+import type { S3Bucket } from '../../lib/storage/s3/bucket.ts';
 import { useRgwBucket } from '../helpers/ceph.ts';
+import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.ts';
+import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
+import { Teardown } from '../e2e/pull-through-fixture.ts';
+import { linkConfig, startUpstream, type Upstream } from '../e2e/transfer-fixture.ts';
 import { REPO_ROOT, ferryArgs } from '../helpers/ferry-entry.ts';
 import { run, waitFor } from '../helpers/processes.ts';
 import { collect } from '../storage/expect.ts';
@@ -93,6 +100,75 @@ describe('replicas on one bucket: shared cache state and gc (issue 15.2)', funct
     return out;
   }
 
+  describe('two mirror services on the bucket', () => {
+    const teardown = new Teardown();
+    let dir: string;
+    let upstream: Upstream;
+    let counted: CountingProxy;
+    let bucket: S3Bucket;
+    let a: TestMirror;
+    let b: TestMirror;
+    const limits = { uploadSessionsPerClient: 2 };
+
+    before(async () => {
+      dir = teardown.add(await mkdtemp(join(tmpdir(), 'ferry-shared-state-')), (d) => rm(d, { recursive: true, force: true }));
+      const credentialsFile = await rgw().writeCredentialsFile(dir);
+      upstream = teardown.add(await startUpstream({ layers: [1000], seed: 'shared-state', runnable: false }), (u) => u.stop());
+      counted = teardown.add(await startCountingProxy(upstream.registry.url), (p) => p.close());
+      bucket = fresh();
+      const config = {
+        ...linkConfig(counted.url, undefined),
+        storage: rgw().storageConfig(root().bucket, { credentialsFile, prefix: bucket.prefix }),
+        cache: { manifestTtlSeconds: 60 },
+        limits,
+      };
+      const started = await Promise.all(['a', 'b'].map(async (id) => teardown.add(await startTestMirror(config, {}, join(dir, id)), (m) => m.stop())));
+      [a, b] = [started[0]!, started[1]!];
+    });
+    after(() => teardown.run());
+
+    const manifestPath = (): string => `/v2/${upstream.repository}/manifests/${upstream.tag}`;
+    async function getTag(m: TestMirror): Promise<string | null> {
+      const res = await fetch(`${m.url}${manifestPath()}`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+      await res.arrayBuffer();
+      assert.equal(res.status, 200);
+      return res.headers.get('docker-content-digest');
+    }
+
+    it('revalidates a tag upstream once for the cluster: the other replica trusts it within the interval', async () => {
+      const asked = (): number => counted.count('HEAD', manifestPath()) + counted.count('GET', manifestPath());
+      assert.equal(await getTag(a), upstream.image.manifestDigest);
+      assert.equal(asked(), 1);
+      assert.equal(await getTag(b), upstream.image.manifestDigest);
+      assert.equal(asked(), 1, 'B asked upstream for a tag A had just fetched');
+      // The tag's last check, aged past the interval (as time would): A revalidates it.
+      const tagKey = `repositories/${MirrorRegistry.cacheName('up', upstream.repository)}/_tags/${upstream.tag}`;
+      await bucket.put(tagKey, upstream.image.manifestDigest, { metadata: { 'checked-at': String(Date.now() - 120_000) } });
+      assert.equal(await getTag(a), upstream.image.manifestDigest);
+      assert.equal(counted.count('HEAD', manifestPath()), 1, 'A revalidated the aged tag');
+      assert.equal(await getTag(b), upstream.image.manifestDigest);
+      assert.equal(asked(), 2, 'B asked upstream again for a tag A had just revalidated');
+    });
+
+    it('holds the upload session limits across replicas', async () => {
+      const start = async (m: TestMirror, repo: string): Promise<{ status: number; location: string }> => {
+        const res = await fetch(`${m.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+        await res.arrayBuffer();
+        return { status: res.status, location: res.headers.get('location') ?? '' };
+      };
+      const opened = [await start(a, 'app/one'), await start(a, 'app/two')];
+      assert.deepEqual(opened.map((o) => o.status), [202, 202]);
+      assert.equal((await start(b, 'app/three')).status, 429, 'B let the client open more sessions than the limit');
+      assert.equal(await b.mirror.store.uploads.count(), limits.uploadSessionsPerClient, 'B counts the sessions A opened');
+      // Cancelled on B: A counts them no more.
+      for (const o of opened) assert.equal((await fetch(`${b.url}${o.location}`, { method: 'DELETE' })).status, 204);
+      const again = [await start(a, 'app/one'), await start(b, 'app/two')];
+      assert.deepEqual(again.map((o) => o.status), [202, 202]);
+      assert.equal((await start(a, 'app/three')).status, 429);
+      for (const o of again) await fetch(`${a.url}${o.location}`, { method: 'DELETE' });
+    });
+  });
+
   describe('cache eviction (cache.maxBytes) over the bucket', () => {
     it('keeps an image another replica serves, evicting older ones this replica never served', async () => {
       const [a, b] = replicaStores();
@@ -164,8 +240,7 @@ describe('replicas on one bucket: shared cache state and gc (issue 15.2)', funct
     it('removes exactly the unreferenced blobs older than the grace period (dry run, then for real)', async () => {
       const bucket = fresh();
       const store = new S3Storage(bucket);
-      const credentialsFile = join(dir, 'credentials');
-      await writeFile(credentialsFile, `[default]\naws_access_key_id = ${rgw().accessKeyId}\naws_secret_access_key = ${rgw().secretAccessKey}\n`);
+      const credentialsFile = await rgw().writeCredentialsFile(dir);
       const configFile = join(dir, 'ferry.json');
       await writeFile(configFile, JSON.stringify({ dataDir: join(dir, 'data'), storage: rgw().storageConfig(root().bucket, { credentialsFile, prefix: bucket.prefix }) }));
       const kept = await cacheImages(store, ['gc-kept']);

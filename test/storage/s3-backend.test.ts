@@ -225,24 +225,36 @@ describe('S3 backend on Ceph RGW', function () {
       assert.deepEqual((await leftovers()).multipart, []);
     });
 
-    it('cancels, and sweeps sessions idle on any replica (counted by the replica that opened them)', async () => {
+    it('cancels, and sweeps sessions idle on any replica (counted by every replica)', async () => {
       const a = await storage.uploads.create('app', 'alice');
       const b = await storage.uploads.create('app', 'bob');
-      assert.equal(storage.uploads.count({ name: 'app' }), 2);
-      assert.equal(storage.uploads.count({ client: 'alice' }), 1);
+      assert.equal(await storage.uploads.count({ name: 'app' }), 2);
+      assert.equal(await storage.uploads.count({ client: 'alice' }), 1);
       await new S3Storage(bucket).uploads.cancel('app', a.uuid);
       await assert.rejects(storage.uploads.get('app', a.uuid), /unknown/);
       const restarted = new S3Storage(bucket);
       await restarted.init();
-      assert.equal(restarted.uploads.count(), 1);
+      assert.equal(await restarted.uploads.count(), 1);
       assert.equal(await restarted.uploads.sweep(60_000), 0);
       await new Promise((r) => setTimeout(r, 1100));
       assert.equal(await restarted.uploads.sweep(500), 1);
-      assert.equal(restarted.uploads.count(), 0);
+      assert.equal(await restarted.uploads.count(), 0);
       await assert.rejects(storage.uploads.get('app', b.uuid), /unknown/);
       assert.equal(await storage.uploads.sweep(500), 0);
-      assert.equal(storage.uploads.count(), 0, 'a session removed elsewhere no longer counts here');
+      assert.equal(await storage.uploads.count(), 0, 'a session removed elsewhere no longer counts here');
       assert.deepEqual(await leftovers(), { objects: [], multipart: [] });
+    });
+
+    it('never admits sessions past a limit when replicas start them at once', async () => {
+      const replicas = [0, 1, 2].map(() => new S3Storage(bucket, { uploadLimits: { perClient: 2, perRepository: 100 } }));
+      const results = await Promise.allSettled(replicas.flatMap((r) => [r.uploads.create('app', 'alice'), r.uploads.create('app', 'alice')]));
+      const admitted = results.filter((r) => r.status === 'fulfilled').length;
+      assert.ok(admitted <= 2, `${admitted} sessions admitted past the limit of 2`);
+      for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { situation?: string }).situation, 'UPLOAD_SESSIONS_EXHAUSTED');
+      assert.equal(await replicas[0]!.uploads.count({ client: 'alice' }), admitted, 'a refused session stayed in the bucket');
+      // Room again: the next start is admitted.
+      if (admitted === 2) await replicas[1]!.uploads.cancel('app', (results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ uuid: string }>).value.uuid);
+      await replicas[2]!.uploads.create('app', 'alice');
     });
   });
 

@@ -342,8 +342,8 @@ export function storageSuite(name: string, factory: StorageFactory): void {
         const started = await u.create('app', 'alice');
         assert.equal(started.offset, 0);
         assert.equal(started.name, 'app');
-        assert.equal(u.count(), 1);
-        assert.equal(u.count({ client: 'alice' }), 1);
+        assert.equal(await u.count(), 1);
+        assert.equal(await u.count({ client: 'alice' }), 1);
         assert.equal((await u.append('app', started.uuid, Readable.from([bytes.subarray(0, 100_000)]), { start: 0, end: 99_999 }, 100_000)).offset, 100_000);
         assert.equal((await u.append('app', started.uuid, Readable.from([bytes.subarray(100_000)]))).offset, bytes.length);
         assert.equal((await u.get('app', started.uuid)).offset, bytes.length);
@@ -351,7 +351,7 @@ export function storageSuite(name: string, factory: StorageFactory): void {
         assert.ok((await s.blobs.readBytes(digest)).equals(bytes));
         assert.equal(await s.repositories.hasBlob('app', digest), true);
         await assert.rejects(u.get('app', started.uuid), situation('BLOB_UPLOAD_UNKNOWN'));
-        assert.equal(u.count(), 0);
+        assert.equal(await u.count(), 0);
       });
 
       it('refuses a wrong digest, keeps the session and makes no blob', async () => {
@@ -407,7 +407,7 @@ export function storageSuite(name: string, factory: StorageFactory): void {
         await u.cancel('app', uuid);
         await assert.rejects(u.get('app', uuid), situation('BLOB_UPLOAD_UNKNOWN'));
         await assert.rejects(u.cancel('app', uuid), situation('BLOB_UPLOAD_UNKNOWN'));
-        assert.equal(u.count(), 0);
+        assert.equal(await u.count(), 0);
       });
 
       it('takes one request at a time per session, and sweeps idle sessions but not a busy one', async () => {
@@ -445,7 +445,7 @@ export function storageSuite(name: string, factory: StorageFactory): void {
         await u.create('app', 'bob');
         await assert.rejects(u.create('app', 'carol'), situation('UPLOAD_SESSIONS_EXHAUSTED'));
         await u.create('other', 'bob');
-        assert.equal(u.count({ name: 'app' }), 3);
+        assert.equal(await u.count({ name: 'app' }), 3);
         await u.cancel('app', first.uuid);
         await u.create('app', 'carol');
       });

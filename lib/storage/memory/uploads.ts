@@ -28,7 +28,7 @@ export class MemoryUploadStorage implements UploadStorage {
     this.sessions = new UploadSessions(limits);
   }
 
-  count(of: { name?: string; client?: string } = {}): number {
+  async count(of: { name?: string; client?: string } = {}): Promise<number> {
     return this.sessions.count(of);
   }
 

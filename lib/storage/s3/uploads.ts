@@ -12,8 +12,11 @@
  * them into blobs/<alg>/<hex> server side (assemble.ts: S3's 5 MiB minimum part is met by
  * streaming small chunks together, never by buffering), links the blob and removes the session.
  *
- * The session limits count the sessions this replica opened (and found at start): each replica
- * enforces its own share.
+ * The session limits hold across replicas: they count the sessions in the bucket (one LIST of
+ * uploads/, each session's record read once per replica). A new session's record is written first,
+ * then the others are counted, and it is removed again when they leave no room: two replicas
+ * starting sessions at once may both refuse at the limit, never both admit past it. Starts on one
+ * replica go one at a time.
  */
 import { randomUUID, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -37,7 +40,10 @@ interface RunningHash {
 
 export class S3UploadStorage implements UploadStorage {
   private readonly hashes = new Map<string, RunningHash>();
+  /** The bucket's sessions as last listed, with their records (for the limits). */
   private readonly sessions: UploadSessions;
+  /** Session starts on this replica, one at a time. */
+  private starting: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly bucket: S3Bucket,
@@ -47,31 +53,51 @@ export class S3UploadStorage implements UploadStorage {
     this.sessions = new UploadSessions(limits);
   }
 
-  /** Counts the sessions already in the bucket (a restart keeps its limits). */
+  /** Lists the sessions already in the bucket. */
   async init(): Promise<void> {
-    for await (const prefix of this.bucket.listPrefixes(keys.uploads)) {
-      const uuid = prefix.slice(keys.uploads.length, -1);
-      const state = await this.readState(uuid).catch(() => undefined);
-      if (state) this.sessions.add(uuid, state);
-    }
+    await this.listSessions();
   }
 
-  count(of: { name?: string; client?: string } = {}): number {
+  async count(of: { name?: string; client?: string } = {}): Promise<number> {
+    await this.listSessions();
     return this.sessions.count(of);
   }
 
-  async create(name: string, client?: string): Promise<UploadState> {
+  create(name: string, client?: string): Promise<UploadState> {
+    const started = this.starting.then(() => this.start(name, client));
+    this.starting = started.catch(() => {});
+    return started;
+  }
+
+  private async start(name: string, client?: string): Promise<UploadState> {
     const uuid = randomUUID();
-    this.sessions.admit(uuid, name, client);
     const record = newSessionRecord(name, client);
-    try {
-      await this.bucket.put(keys.uploadState(uuid), JSON.stringify(record));
-    } catch (e) {
-      this.forget(uuid);
-      throw e;
+    await this.bucket.put(keys.uploadState(uuid), JSON.stringify(record));
+    if (this.sessions.limited) {
+      try {
+        await this.listSessions();
+        this.sessions.add(uuid, record);
+        this.sessions.refuseOverLimits(name, client, uuid);
+      } catch (e) {
+        await this.remove(uuid);
+        throw e;
+      }
     }
+    this.sessions.add(uuid, record);
     this.hashes.set(uuid, { hash: newHash('sha256'), offset: 0, chunks: [] });
     return { uuid, name, startedAt: record.startedAt, offset: 0 };
+  }
+
+  /** The sessions in the bucket now (any replica's): records read once, those gone forgotten. */
+  private async listSessions(): Promise<void> {
+    const listed = new Set<string>();
+    for await (const prefix of this.bucket.listPrefixes(keys.uploads)) listed.add(prefix.slice(keys.uploads.length, -1));
+    for (const uuid of this.sessions.uuids()) if (!listed.has(uuid) && !this.sessions.isBusy(uuid)) this.forget(uuid);
+    const unknown = [...listed].filter((uuid) => UPLOAD_ID.test(uuid) && !this.sessions.has(uuid));
+    await Promise.all(unknown.map(async (uuid) => {
+      const state = await this.readState(uuid).catch(() => undefined);
+      if (state) this.sessions.add(uuid, state);
+    }));
   }
 
   async get(name: string, uuid: string): Promise<UploadState> {
