@@ -114,7 +114,6 @@ export interface RegistryErrorOptions {
   cause?: unknown;
 }
 
-/** A failure a registry client is told about, by situation; code and status come from the table. */
 /**
  * Marks a RegistryError for isRegistryError across copies of this module: tsx under mocha loads a
  * dynamically imported graph (the S3 backend, open-storage.ts) apart from the static one, so an
@@ -122,6 +121,7 @@ export interface RegistryErrorOptions {
  */
 const BRAND = Symbol.for('ferry.RegistryError');
 
+/** A failure a registry client is told about, by situation; code and status come from the table. */
 export class RegistryError extends Error {
   readonly [BRAND] = true;
   readonly situation: Situation;
