@@ -22,7 +22,7 @@ import type { Readable } from 'node:stream';
 import type { ByteRange } from '../oci/range.ts';
 import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialScratch } from '../storage/partial-blobs.ts';
 import { RangeSet } from '../transfer/range-set.ts';
-import type { HeldLease } from './lease.ts';
+import { LeaseLostError, type HeldLease } from './lease.ts';
 import type { ProgressWatcher } from './progress-watcher.ts';
 import type { ProgressWriter } from './progress.ts';
 import type { TransferGate } from './transfer-gate.ts';
@@ -215,6 +215,7 @@ class ClusterPartialBlob implements PartialBlob {
 
   private check(): void {
     if (this.failure !== undefined) throw this.failure;
-    if (!this.lease.valid) throw this.lease.signal.reason ?? new Error(`lease of ${this.digest} lost`);
+    // Past its time by this replica's clock, the lease may not have aborted yet: it is lost all the same.
+    if (!this.lease.valid) throw this.lease.signal.reason ?? new LeaseLostError(this.lease.name, 'expired');
   }
 }

@@ -12,15 +12,19 @@
  *   committed  the blob went in between the mirror's check and the claim (BlobCommittedError):
  *              readers read it, `done` links it.
  *
- * A holder that loses its lease fails its writes: the engine's transfer fails, so do its readers
- * here, mid-stream (the client's retry lands on a replica that follows the new holder).
+ * A holder that loses its lease (a pause past its ttl, a store too slow to renew it) fails its
+ * writes: the engine's transfer fails, and the replica that takes the lease continues it. Readers
+ * here do not fail with it: each goes on from its offset in the mode a new claim finds (following
+ * the new holder, mostly), and so does `done`.
  */
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { RunningTransfer, TransferSpec, TransferStarter } from '../mirror/transfers.ts';
 import type { TransferSnapshot } from '../transfer/transfer.ts';
 import { BlobCommittedError, TransferElsewhereError } from './cluster-partials.ts';
 import { createFollowReader } from './follow-reader.ts';
+import { LeaseLostError } from './lease.ts';
 import { TransferOrphanedError, type ProgressWatcher } from './progress-watcher.ts';
+import { TransferFencedError } from './progress.ts';
 
 type Mode = { kind: 'holder'; transfer: RunningTransfer } | { kind: 'elsewhere'; watcher: ProgressWatcher } | { kind: 'committed' };
 
@@ -56,16 +60,7 @@ class ClusterTransfer implements RunningTransfer {
   }
 
   createReader(start: number, end: number): Readable {
-    const out = new PassThrough();
-    this.mode.then(async (mode) => {
-      const source = mode.kind === 'holder'
-        ? mode.transfer.createReader(start, end)
-        : mode.kind === 'committed'
-          ? await this.spec.partials.read(this.digest, { start, end })
-          : this.follow(mode.watcher, start, end + 1);
-      pipeline(source, out, () => {});
-    }).catch((err: unknown) => out.destroy(err as Error));
-    return out;
+    return Readable.from(this.read(start, end), { objectMode: false });
   }
 
   abort(reason = 'transfer aborted'): void {
@@ -102,11 +97,45 @@ class ClusterTransfer implements RunningTransfer {
     return { kind: 'holder', transfer };
   }
 
+  /** Bytes start..end (inclusive): from the holder here, the store, or the bucket as the holder elsewhere fills it. */
+  private async *read(start: number, end: number): AsyncGenerator<Buffer> {
+    let offset = start;
+    for (;;) {
+      const mode = await this.mode;
+      const source = mode.kind === 'holder'
+        ? mode.transfer.createReader(offset, end)
+        : mode.kind === 'committed'
+          ? await this.spec.partials.read(this.digest, { start: offset, end })
+          : this.follow(mode.watcher, offset, end + 1);
+      try {
+        for await (const chunk of source) {
+          offset += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
+        return;
+      } catch (err) {
+        if (mode.kind !== 'holder' || !(await this.lostLease(mode.transfer))) throw err;
+      } finally {
+        source.destroy();
+      }
+    }
+  }
+
+  /** Whether the holder here failed because it lost its lease; then the transfer is claimed again (once for every reader). */
+  private async lostLease(transfer: RunningTransfer): Promise<boolean> {
+    const err = await transfer.done.then(() => undefined, (e: unknown) => e);
+    if (!(err instanceof LeaseLostError || err instanceof TransferFencedError) || this.ctrl.signal.aborted) return false;
+    const mode = await this.mode;
+    if (mode.kind === 'holder' && mode.transfer === transfer) await this.takeOver();
+    return true;
+  }
+
   /** The holder died: claim again (one claim at a time for every reader of this transfer). */
   private takeOver(): Promise<Mode> {
     this.takingOver ??= this.startHere().then((mode) => {
       // Readers from now on read what this replica holds (or follow the new holder).
       this.mode = Promise.resolve(mode);
+      if (mode.kind !== 'holder') this.current = undefined;
       return mode;
     }).finally(() => {
       this.takingOver = undefined;
@@ -133,7 +162,16 @@ class ClusterTransfer implements RunningTransfer {
   private async run(): Promise<unknown> {
     let mode = await this.mode;
     for (;;) {
-      if (mode.kind === 'holder') return mode.transfer.done;
+      if (mode.kind === 'holder') {
+        const transfer = mode.transfer;
+        try {
+          return await transfer.done;
+        } catch (err) {
+          if (!(await this.lostLease(transfer))) throw err;
+          mode = await this.mode;
+          continue;
+        }
+      }
       if (mode.kind === 'committed') return this.spec.afterCommit();
       try {
         const progress = await mode.watcher.until(this.size, this.ctrl.signal);

@@ -41,10 +41,10 @@ export interface Replicas {
   stop(): Promise<void>;
 }
 
-/** startReplicas on a fresh bucket of `rgw`: the bucket is every replica's store, its keys in their environment. */
-export async function startReplicasOnRgw(rgw: Rgw, opts: Omit<ReplicasOptions, 'env'>): Promise<Replicas> {
+/** startReplicas on a fresh bucket of `rgw` (its name in `bucket`): the bucket is every replica's store, its keys in their environment. */
+export async function startReplicasOnRgw(rgw: Rgw, opts: Omit<ReplicasOptions, 'env'>): Promise<Replicas & { bucket: string }> {
   const bucket = await rgw.createBucket();
-  return startReplicas({ ...opts, config: { ...opts.config, storage: rgw.storageConfig(bucket) }, env: rgw.env });
+  return { ...(await startReplicas({ ...opts, config: { ...opts.config, storage: rgw.storageConfig(bucket) }, env: rgw.env })), bucket };
 }
 
 export async function startReplicas(opts: ReplicasOptions): Promise<Replicas> {
