@@ -13,6 +13,9 @@ import type { ChunkDigests } from '../transfer/range-source.ts';
 
 const KiB64 = 64 * 1024;
 
+/** How long a relay holds a piece-list request for a blob its own transfer is still fetching. */
+export const CHUNK_LIST_WAIT_MS = 20_000;
+
 /** Chunk sizes a client may ask for: multiples of 64 KiB up to 1 GiB (each new size costs a pass over the blob). */
 export function isValidChunkSize(n: number): boolean {
   return Number.isSafeInteger(n) && n >= KiB64 && n <= 1024 ** 3 && n % KiB64 === 0;

@@ -12,13 +12,13 @@ import type { Route } from '../rewrite/route.ts';
 import type { BlobHandle, ManifestResult, Page, PageResult, PullBackend, RequestContext } from '../registry/types.ts';
 import type { ChunkDigests } from '../transfer/range-source.ts';
 import { MirrorRegistry, type MirrorOptions, type RoutePolicy } from '../mirror/mirror-registry.ts';
-import type { ChunkLists } from './chunk-list.ts';
+import { CHUNK_LIST_WAIT_MS, type ChunkLists } from './chunk-list.ts';
 
 export interface RelayBackendOptions extends Omit<MirrorOptions, 'routePolicy' | 'transferOnHead' | 'prefetch'> {
   /** Keys of upstreams served; all configured ones when empty. */
   allow: readonly string[];
   chunkLists: ChunkLists;
-  /** How long a chunk list request waits for a transfer in flight (default 20 s: under a client's 30 s headers timeout). */
+  /** How long a chunk list request waits for a transfer in flight (default CHUNK_LIST_WAIT_MS, 20 s: under a client's 30 s headers timeout). */
   chunkWaitMs?: number;
 }
 
@@ -74,7 +74,7 @@ export class RelayBackend implements PullBackend {
     if (transfer) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.opts.chunkWaitMs ?? 20_000);
+        timer = setTimeout(resolve, this.opts.chunkWaitMs ?? CHUNK_LIST_WAIT_MS);
       });
       await Promise.race([transfer.committed.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
     }

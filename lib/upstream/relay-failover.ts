@@ -14,7 +14,8 @@ export const SMALL_REQUEST_MS = 8000;
 /** Without an answer by then, the next relay is asked as well. */
 export const HEDGE_MS = 2000;
 
-export function firstRelay<T>(pool: RelayPool, fn: (client: UpstreamClient, signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+/** `timeoutMs`: longest one relay may take (longer for what a relay holds on purpose, a piece list it is still fetching). */
+export function firstRelay<T>(pool: RelayPool, fn: (client: UpstreamClient, signal: AbortSignal) => Promise<T>, signal?: AbortSignal, timeoutMs = SMALL_REQUEST_MS): Promise<T> {
   const order = pool.ordered();
   const all = new AbortController();
   const onAbort = (): void => all.abort(signal?.reason);
@@ -43,7 +44,7 @@ export function firstRelay<T>(pool: RelayPool, fn: (client: UpstreamClient, sign
       }
       pending++;
       hedge = setTimeout(launch, HEDGE_MS);
-      const timeout = AbortSignal.timeout(SMALL_REQUEST_MS);
+      const timeout = AbortSignal.timeout(timeoutMs);
       fn(member.client, AbortSignal.any([all.signal, timeout])).then((value) => {
         member.succeeded(0, 0);
         finish(true, value);

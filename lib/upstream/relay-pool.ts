@@ -11,10 +11,14 @@
  *   down --(backoff elapsed: 2 s (30 s after a refusal or corrupt pieces), doubling to 60 s)--> probing (GET /v2/)
  *   probing --(answered)--> healthy;  probing --(fails or silent for darkMs)--> down (longer backoff)
  *
- * "Dark": a relay with requests open that delivered no byte for darkMs while another relay did.
- * Its open requests are then cut (their bodies fail with a retryable error, so the engine
- * resumes the range at once, on another relay). A relay that is the only one left is never
- * drained: with every relay failing the engine's own retries decide.
+ * "Dark": a relay with requests open that delivered no byte for a while (a few of its round
+ * trips, at most darkMs) while another relay did, and that does not answer its /v2/ within that
+ * while either. A relay that answers is alive: it is filling the blob from its own registry (a
+ * cold relay sends a range only once its own transfer reached it) or its link is slow, and it
+ * keeps its requests; it is asked again after as long a silence. A dark relay's open requests
+ * are cut (their bodies fail with a retryable error, so the engine resumes the range at once, on
+ * another relay). A relay that is the only one left is never drained: with every relay failing
+ * the engine's own retries decide.
  */
 import { ConcurrencyController } from '../transfer/concurrency.ts';
 import { RateMeter } from '../transfer/rate-meter.ts';
@@ -39,9 +43,16 @@ const EWMA = 0.3;
 const MIN_WEIGHT_SHARE = 0.1;
 /** How often each relay's concurrency is reconsidered. */
 const ADAPT_INTERVAL_MS = 1000;
+/** A relay silent this many of its round trips (at least QUIET_MIN_MS, at most darkMs) is asked whether it is alive. */
+const QUIET_RTT_FACTOR = 4;
+const QUIET_MIN_MS = 1000;
 
 export interface RelayPoolOptions {
-  /** No byte for this long on all of a relay's requests, while another relay delivers: drained. */
+  /**
+   * No byte for this long on all of a relay's requests (less once its round trip is known: a few
+   * of them), while another relay delivers: the relay is asked its /v2/, and drained unless it
+   * answers within as long.
+   */
   darkMs?: number;
   random?: () => number;
   now?: () => number;
@@ -94,6 +105,12 @@ export class RelayMember {
    */
   unanswered: { since: number; endedAt: number } | undefined;
   readonly open = new Set<OpenRequest>();
+  /** Least time from a request to its response headers: the relay's round trip (and its answer). */
+  rttMs: number | undefined;
+  /** Last time the relay answered while its requests were silent (it is alive: filling, or slow). */
+  aliveAt = -Infinity;
+  /** Asked whether it is alive, no answer yet. */
+  private asking = false;
   /** This relay's own concurrency: its route is a link of its own. */
   readonly concurrency: ConcurrencyController;
   /** Since the last adaptation: bytes, most requests open at once, and whether a request wanted this relay while it was full. */
@@ -168,6 +185,25 @@ export class RelayMember {
       this.setState('healthy', 'answered its probe');
     }, (err: unknown) => {
       if (this.state === 'probing') this.failed(err, err instanceof UpstreamAuthError ? 'long' : 'now');
+    });
+  }
+
+  /**
+   * Its requests are silent while other relays deliver: its /v2/ decides, within `ms`. Answered:
+   * alive (its requests wait for its own transfer, or its link is slow), left alone for another
+   * such silence. Not answered: dark, drained now.
+   */
+  askAlive(ms: number, silentMs: number): void {
+    if (this.asking || this.state !== 'healthy') return;
+    this.asking = true;
+    this.client.ping(AbortSignal.timeout(Math.ceil(ms))).then(() => {
+      this.aliveAt = this.pool.now();
+    }, () => {
+      if (this.state === 'healthy' && this.pool.now() - this.lastProgressAt >= silentMs) {
+        this.failed(new Error(`no byte for ${Math.round(silentMs / 1000)} s while other relays delivered, and no answer to /v2/ within ${(ms / 1000).toFixed(1)} s`), 'now');
+      }
+    }).finally(() => {
+      this.asking = false;
     });
   }
 
@@ -261,6 +297,12 @@ export class RelayRequest implements OpenRequest {
     if (member.open.size === 0) member.lastProgressAt = silent ?? this.firstByteAt;
     member.open.add(this);
     member.peakOpen = Math.max(member.peakOpen, member.open.size);
+  }
+
+  /** Response headers arrived. */
+  answered(): void {
+    const ms = this.pool.now() - this.beganAt;
+    this.member.rttMs = this.member.rttMs === undefined ? ms : Math.min(this.member.rttMs, ms);
   }
 
   bytes(n: number): void {
@@ -433,17 +475,23 @@ export class RelayPool {
     return rest.find((m) => m.state !== 'down') ?? rest[0];
   }
 
-  private checkDark(): void {
+  /** How long a relay may be silent before it is asked whether it is alive: a few of its round trips, at most darkMs. */
+  quietMs(m: RelayMember): number {
+    return m.rttMs === undefined ? this.darkMs : Math.min(this.darkMs, Math.max(QUIET_MIN_MS, Math.ceil(QUIET_RTT_FACTOR * m.rttMs)));
+  }
+
+  /** @internal The watchdog's round: probes due, silent relays asked whether they are alive. */
+  checkDark(): void {
     const now = this.now();
     for (const m of this.members) {
       m.probeIfDue(now);
       if (m.open.size === 0) continue;
+      const quiet = this.quietMs(m);
       const silent = now - m.lastProgressAt;
       // Dark only while another relay could take the work: a link that stalls for all is not this relay's fault.
-      if (silent < this.darkMs || !this.members.some((o) => o !== m && this.responsive(o, now))) continue;
-      const reason = `no byte for ${Math.round(silent / 1000)} s while other relays delivered`;
-      if (m.state === 'down') m.cutOpen(reason);
-      else m.failed(new Error(reason), 'now');
+      if (now - Math.max(m.lastProgressAt, m.aliveAt) < quiet || !this.members.some((o) => o !== m && this.responsive(o, now))) continue;
+      if (m.state === 'down') m.cutOpen(`no byte for ${Math.round(silent / 1000)} s while other relays delivered`);
+      else m.askAlive(quiet, silent);
     }
   }
 }

@@ -6,6 +6,12 @@
  * answered. A body that a drained relay was serving fails with a retryable RelayDrainedError, so
  * the engine resumes the range at once, elsewhere. Bytes that fail verification are blamed on
  * the relays that served them (rejected()).
+ *
+ * A range is answered to the engine once its first byte is here, not at the relay's headers: a
+ * cold relay answers at once but sends a range only when its own transfer from its registry
+ * reached it. Until then the engine's stall watch, which judges answered requests against their
+ * peers, leaves the request alone; the pool tells a filling relay from a dark one (it asks the
+ * relay's /v2/), and the engine's fixed stall timer bounds the wait.
  */
 import type { Readable } from 'node:stream';
 import { TransferError, UpstreamStatusError } from '../transfer/errors.ts';
@@ -14,7 +20,8 @@ import { discard, firstHeader, type Answer } from './http.ts';
 import { UpstreamError } from './errors.ts';
 import { errorCode, isRetryableStatus, parseRetryAfter } from '../retry/policy.ts';
 import { UpstreamRequestError, toTransferError } from './range-source.ts';
-import { firstRelay } from './relay-failover.ts';
+import { CHUNK_LIST_WAIT_MS } from '../relay/chunk-list.ts';
+import { SMALL_REQUEST_MS, firstRelay } from './relay-failover.ts';
 import type { RelayMember, RelayPool, RelayRequest } from './relay-pool.ts';
 
 /** The relay serving a body was drained: resume the range on another. */
@@ -98,8 +105,9 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
         req.released();
         return { status, headers: answer.headers, body: answer.body };
       }
+      req.answered();
       const from = status === 206 ? start : 0;
-      return { status, headers: answer.headers, body: metered(answer.body, req, ctrl.signal, signal, from, remember, done) };
+      return { status, headers: answer.headers, body: await fromFirstByte(metered(answer.body, req, ctrl.signal, signal, from, remember, done)) };
     }
     throw last ?? new UpstreamStatusError(503);
   };
@@ -107,7 +115,8 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
   return {
     fetchRange: (start, end, signal) => request(start, end, signal),
     fetchAll: (signal, fromOffset = 0) => request(fromOffset, undefined, signal),
-    chunkDigests: (chunkSize, signal): Promise<ChunkDigests | undefined> => firstRelay(pool, (client, s) => client.chunkDigests(repo, digest, chunkSize, s), signal),
+    // A relay holds the request while its own transfer of the blob runs (a cold relay): not a failure of the relay.
+    chunkDigests: (chunkSize, signal): Promise<ChunkDigests | undefined> => firstRelay(pool, (client, s) => client.chunkDigests(repo, digest, chunkSize, s), signal, CHUNK_LIST_WAIT_MS + SMALL_REQUEST_MS),
     rejected(start, end) {
       const blamed = new Set<RelayMember>();
       for (let i = served.length - 1; i >= 0; i--) {
@@ -133,6 +142,16 @@ class RelayRefusedError extends UpstreamError {
 /** Errors that say the relay (or the way to it) failed, rather than our request. */
 function isRelayFault(err: UpstreamError): boolean {
   return err.status === undefined || err.status >= 500 || err.status === 401 || err.status === 403 || err.status === 429;
+}
+
+/** `body` once its first chunk arrived (or it ended or failed), whole. */
+async function fromFirstByte(body: AsyncGenerator<Uint8Array>): Promise<AsyncGenerator<Uint8Array>> {
+  const first = await body.next();
+  return (async function* () {
+    if (first.done) return;
+    yield first.value;
+    yield* body;
+  })();
 }
 
 /** The body, counted into the relay's figures; a drained relay's body fails with the reason. */

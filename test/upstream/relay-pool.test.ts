@@ -91,6 +91,8 @@ describe('relay pool', () => {
 
   it('cuts the open requests of a relay silent for darkMs while another delivers, but not when all are silent', async () => {
     const { pool: p, clock } = pool(2, 200);
+    // Dark: its /v2/ does not answer either.
+    probe.ok = false;
     try {
       const cut: string[] = [];
       p.members[0]!.begin((e) => cut.push(`0: ${e.message}`));
@@ -102,8 +104,90 @@ describe('relay pool', () => {
       live.bytes(1000);
       await new Promise((r) => setTimeout(r, 150));
       assert.equal(cut.length, 1);
-      assert.match(cut[0]!, /^0: no byte for 1 s while other relays delivered/);
+      assert.match(cut[0]!, /^0: no byte for 1 s while other relays delivered, and no answer to \/v2\//);
       assert.equal(p.members[0]!.state, 'down');
+    } finally {
+      probe.ok = true;
+      p.close();
+    }
+  });
+});
+
+describe('relay pool: a cold relay filling the blob from its own registry', () => {
+  /** A relay's /v2/ that answers (ok) or never does (dark), each call counted. */
+  function relayClient(answers: { ok: boolean; asked: number }): UpstreamClient {
+    return {
+      ping: (signal: AbortSignal) => {
+        answers.asked++;
+        if (answers.ok) return Promise.resolve();
+        return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+      },
+    } as unknown as UpstreamClient;
+  }
+
+  /** A relay whose /v2/ answers as `answers` says, beside a warm one, on a fake clock. */
+  function besideWarm(answers: { ok: boolean; asked: number }): { p: RelayPool; clock: { t: number }; m: RelayMember; warm: RelayMember } {
+    const clock = { t: 1000 };
+    const p = new RelayPool('up', [{ url: 'http://cold.example', client: relayClient(answers) }, { url: 'http://warm.example', client }], { darkMs: 3000, now: () => clock.t });
+    const [m, warm] = p.members as [RelayMember, RelayMember];
+    return { p, clock, m, warm };
+  }
+
+  it('keeps a relay whose ranges wait for its own transfer (silent, but it answers its /v2/), and drains it once it stops answering', async () => {
+    const filling = { ok: true, asked: 0 };
+    const { p, clock, m: cold, warm } = besideWarm(filling);
+    try {
+      const cut: string[] = [];
+      // Both answered their headers within 100 ms (their round trip); only the warm one sends bytes.
+      const waiting = cold.begin((e) => cut.push(e.message));
+      const delivering = warm.begin(() => {});
+      clock.t += 100;
+      waiting.answered();
+      delivering.answered();
+      for (let s = 0; s < 20; s++) {
+        clock.t += 500;
+        delivering.bytes(512 * 1024);
+        p.checkDark();
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.deepEqual(cut, [], 'ten seconds of silence while it fills: not dark');
+      assert.equal(cold.state, 'healthy');
+      assert.ok(filling.asked >= 3, `asked whether it is alive every few silent seconds (${filling.asked} times)`);
+      // Its /v2/ stops answering too: dark, drained within its quiet time plus the answer's.
+      filling.ok = false;
+      const askedBefore = filling.asked;
+      for (let s = 0; s < 8 && cold.state === 'healthy'; s++) {
+        clock.t += 500;
+        delivering.bytes(512 * 1024);
+        p.checkDark();
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      assert.equal(cold.state, 'down');
+      assert.ok(filling.asked > askedBefore);
+      assert.match(cut[0] ?? '', /no byte for \d+ s while other relays delivered, and no answer to \/v2\/ within 1\.0 s/);
+    } finally {
+      p.close();
+    }
+  });
+
+  it('asks a silent relay after a few of its round trips, not after darkMs', async () => {
+    const dark = { ok: false, asked: 0 };
+    const { p, clock, m, warm } = besideWarm(dark);
+    try {
+      const req = m.begin(() => {});
+      const delivering = warm.begin(() => {});
+      clock.t += 300.1;
+      req.answered();
+      req.bytes(1000);
+      delivering.bytes(1000);
+      for (const [ms, asked] of [[1100, 0], [200, 1]] as const) {
+        clock.t += ms;
+        delivering.bytes(1000);
+        p.checkDark();
+        assert.equal(dark.asked, asked, asked === 0 ? 'not before 4 round trips' : 'asked after 4 round trips of 300 ms, long before darkMs');
+      }
+      await new Promise((r) => setTimeout(r, 1300));
+      assert.equal(m.state, 'down', 'no answer within as long: dark');
     } finally {
       p.close();
     }
@@ -113,6 +197,7 @@ describe('relay pool', () => {
 describe('relay pool: a dark relay whose requests the engine cuts', () => {
   it('is drained although each of its requests is cut before its first byte (the stall watch) and a new one follows at once', async () => {
     const { pool: p, clock } = pool(2, 200);
+    probe.ok = false;
     try {
       const [dark, live] = p.members as [RelayMember, RelayMember];
       const delivering = live.begin(() => {});
@@ -130,6 +215,7 @@ describe('relay pool: a dark relay whose requests the engine cuts', () => {
       last.released();
       assert.equal(live.state, 'healthy');
     } finally {
+      probe.ok = true;
       p.close();
     }
   });
