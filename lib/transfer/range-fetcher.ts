@@ -42,11 +42,23 @@ export interface FetchContext {
 /**
  * A range being fetched. `end` may be lowered while the fetch runs (the transfer hands the rest
  * to another connection); the fetch then stops there. `pos` is the first byte not yet written,
- * `claimed` the end of a write in progress: a split must start past both.
+ * `claimed` the end of a write in progress: a split must start past both. `askedAt` and
+ * `firstByte`: when the current attempt was sent, and where and when its first byte arrived, so
+ * the range's own rate is known (the tail is split by time left, which a slow connection makes long).
  */
 export interface LiveRange extends ByteRange {
   pos: number;
   claimed: number;
+  firstByte?: { pos: number; at: number } | undefined;
+  /** When the current attempt was sent. */
+  askedAt?: number | undefined;
+}
+
+/** Bytes/s the range's current attempt delivers since its first byte, once it has run for `minMs`; else undefined. */
+export function rangeRate(r: LiveRange, now: number, minMs: number): number | undefined {
+  const f = r.firstByte;
+  if (!f || now - f.at < minMs) return undefined;
+  return ((r.pos - f.pos) * 1000) / (now - f.at);
 }
 
 export function liveRange(r: ByteRange): LiveRange {
@@ -92,6 +104,8 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, si
   // What this request asks for; cursor.end may shrink below it while the body arrives.
   const end = cursor.end;
   cursor.claimed = cursor.pos;
+  cursor.firstByte = undefined;
+  cursor.askedAt = performance.now();
   let saved = cursor.pos;
   let failure: unknown;
   let cut = false;
@@ -107,6 +121,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, si
     for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
       stall.refresh();
       watched?.gotBytes();
+      cursor.firstByte ??= { pos: cursor.pos, at: performance.now() };
       let buf = chunk;
       if (skip > 0) {
         const drop = Math.min(skip, buf.length);

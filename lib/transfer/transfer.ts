@@ -32,13 +32,14 @@ import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
-import { fetchRange, linkedController, liveRange, type FetchContext, type LiveRange } from './range-fetcher.ts';
+import { fetchRange, linkedController, liveRange, rangeRate, type FetchContext, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
 import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
 import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 import { createPrefixReader } from './prefix-reader.ts';
 import { tuningOf, type TransferTuning } from './tuning.ts';
+import { planTail, TAIL_MIN_PIECE_BYTES } from './tail-plan.ts';
 import type { ByteRange } from '../oci/range.ts';
 import type { PartialBlob, PartialBlobStorage } from '../storage/partial-blobs.ts';
 
@@ -123,19 +124,6 @@ const PIECE_DIGESTS_RETRY_MS = 2000;
 /** A piece that comes back wrong the same way this often: the upstream serves it so. */
 const SAME_WRONG_PIECE_TIMES = 3;
 
-/** The tail is split down to pieces of this size, so its last percent never waits on one connection. */
-const TAIL_MIN_PIECE_BYTES = 64 * 1024;
-
-/** A running range is split among free connections only if it would take longer than this alone. */
-const TAIL_SPLIT_MIN_SECONDS = 0.5;
-
-/**
- * A split cuts the running request at the split point, and what the link held in flight for it
- * past there (about its rate times the round trip) is lost: the half handed off must be at least
- * this many times that, so a split costs at most a few percent of what it hands off.
- */
-const TAIL_SPLIT_IN_FLIGHT_FACTOR = 16;
-
 /** Faults that say the far end is overloaded, not that the link dropped a connection. */
 function isOverload(err: unknown): boolean {
   if (err instanceof UpstreamStatusError) return err.status === 429 || err.status === 503;
@@ -207,6 +195,8 @@ export class Transfer extends EventEmitter {
   private resumedBytes = 0;
   private bytesFetched = 0;
   private sizeDisagreements = 0;
+  /** Bytes/s of this transfer's requests that ended, from their first byte (moving average): what a new connection delivers. */
+  private requestRate = 0;
   private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: TransferOptions) {
@@ -559,6 +549,9 @@ export class Transfer extends EventEmitter {
     const signal = phase.controller.signal;
     const ctx = this.fetchContext();
     const running = new Set<LiveRange>();
+    /** A range copied at the tail and its copy, each to the other; each running one's own controller. */
+    const pairs = new Map<LiveRange, LiveRange>();
+    const own = new Map<LiveRange, AbortController>();
     const pending: Array<Promise<void>> = [];
     let queued = 0;
     let first: { error: unknown } | undefined;
@@ -566,14 +559,29 @@ export class Transfer extends EventEmitter {
       queued++;
       pending.push(this.withConnection(signal, async () => {
         queued--;
+        const mine = linkedController(signal);
+        // Its copy ended first while it waited for a connection.
+        if (r.pos > r.end || this.written.coveredEnd(r.pos) > r.end) mine.controller.abort();
         running.add(r);
+        own.set(r, mine.controller);
         try {
-          await fetchRange(ctx, r, 'range', signal);
+          await fetchRange(ctx, r, 'range', mine.controller.signal);
+          const rate = rangeRate(r, performance.now(), 0);
+          if (rate !== undefined && rate > 0) this.requestRate = this.requestRate === 0 ? rate : this.requestRate * 0.7 + rate * 0.3;
+          // First copy wins: the other is cancelled (what it lacks, this one wrote).
+          const other = pairs.get(r);
+          if (other) own.get(other)?.abort();
+          if (other) other.end = Math.min(other.end, other.pos - 1);
+        } catch (e) {
+          if (signal.aborted || !mine.controller.signal.aborted) throw e;
         } finally {
           running.delete(r);
+          own.delete(r);
+          pairs.delete(r);
+          mine.dispose();
         }
       }).then(() => {
-        if (queued === 0 && !signal.aborted) this.splitTail(running, launch);
+        if (queued === 0 && !signal.aborted) tailSteps();
       }, (e: unknown) => {
         if (first) return;
         first = { error: e };
@@ -583,12 +591,13 @@ export class Transfer extends EventEmitter {
     };
     // Connections also come free when other transfers on the link finish: look now and then.
     const tail = setInterval(() => {
-      if (queued === 0 && !signal.aborted) this.splitTail(running, launch);
+      if (queued === 0 && !signal.aborted) tailSteps();
     }, 200);
     tail.unref();
     this.refetch = (r) => {
       if (!signal.aborted) launch(liveRange(r));
     };
+    const tailSteps = (): void => this.splitTail(running, pairs, launch);
     try {
       // Every chunk queues on the link at once, lowest offset first; the link says how many run.
       for (const t of planMissing(this.size, this.requestBytes(), this.written)) launch(liveRange(t));
@@ -604,35 +613,31 @@ export class Transfer extends EventEmitter {
 
   /**
    * The tail of a transfer: nothing of ours waits for a connection, yet the link has some free.
-   * Hand the second half of the largest range still running to each free connection, so the last
-   * chunks do not crawl on one connection each while the others idle.
+   * The free connections take over the straggling ranges, by the time each still needs
+   * (tail-plan.ts): split where both parts end together, or, too small to split, copied (the
+   * first copy to end wins, the other is cancelled).
    */
-  private splitTail(running: Set<LiveRange>, launch: (r: LiveRange) => void): void {
-    const perConnection = this.meter.rate() / Math.max(1, running.size);
+  private splitTail(running: Set<LiveRange>, pairs: Map<LiveRange, LiveRange>, launch: (r: LiveRange) => void): void {
     // Nothing measured yet (no rate or no round trip): what a split would cut is unknown, wait.
     const rttMs = this.link.stalls.rtt;
-    if (!(perConnection > 0) || rttMs === undefined) return;
-    const minPiece = Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * perConnection * (rttMs / 1000));
-    for (let free = this.link.limit - this.link.activeConnections - this.link.waiting; free > 0; free--) {
-      let best: { r: LiveRange; from: number; left: number } | undefined;
-      let total = 0;
-      for (const r of running) {
-        const from = Math.max(r.pos, r.claimed);
-        const left = r.end + 1 - from;
-        total += left;
-        if (!best || left > best.left) best = { r, from, left };
+    if (rttMs === undefined) return;
+    const steps = planTail(running, {
+      free: this.link.limit - this.link.activeConnections - this.link.waiting,
+      now: performance.now(),
+      rttMs,
+      perConnection: this.requestRate || this.meter.rate() / Math.max(1, running.size),
+      paired: (r) => pairs.has(r),
+    });
+    for (const step of steps) {
+      if (step.kind === 'split') {
+        step.range.end = step.rest.start - 1;
+        launch(step.rest);
+      } else {
+        const copy = liveRange({ start: step.from, end: step.range.end });
+        pairs.set(copy, step.range);
+        pairs.set(step.range, copy);
+        launch(copy);
       }
-      if (!best || best.left < 2 * minPiece) return;
-      // Only a straggler is split: ranges that end about together gain nothing from it (the link
-      // gave the transfer what it had; free connections then come from its limit growing).
-      if (running.size > 1 && best.left < (2 * total) / running.size) return;
-      // Splitting re-asks for bytes the running request may already have in flight (what the
-      // socket buffers hold past the split point): worth it only when the rest would crawl.
-      if (best.left / perConnection < TAIL_SPLIT_MIN_SECONDS) return;
-      const at = best.from + Math.floor(best.left / 2);
-      const rest = { start: at, end: best.r.end };
-      best.r.end = at - 1;
-      launch(liveRange(rest));
     }
   }
 

@@ -1,0 +1,120 @@
+/**
+ * The tail of a transfer: nothing of it waits for a connection, yet the link has some free. What
+ * to do with them, judged by the time each running range still needs at its own rate (bytes left
+ * alone say nothing when one connection is four times slower than the next, a relay on a slow
+ * route, or stalled):
+ *
+ * - split the straggler (the range that needs the longest, at least twice as long as the others
+ *   on average) where both parts end together: its own connection keeps what it does in the time
+ *   a new connection, at the transfer's rate per connection, needs for the rest after a round trip;
+ * - a straggler too small to split (the part handed off would not outweigh what the link holds in
+ *   flight for it) that a new connection would still end in less than half its time is copied:
+ *   the rest of it is asked again on a new connection, the first copy to end wins and the other
+ *   is cancelled (the transfer does that).
+ *
+ * Pure: ranges and figures in, steps out.
+ */
+import { liveRange, rangeRate, type LiveRange } from './range-fetcher.ts';
+
+/** The tail is split down to pieces of this size, so its last percent never waits on one connection. */
+export const TAIL_MIN_PIECE_BYTES = 64 * 1024;
+
+/** A running range is split or copied only if it would take longer than this alone. */
+export const TAIL_SPLIT_MIN_SECONDS = 0.5;
+
+/**
+ * A split cuts the running request at the split point, and what the link held in flight for it
+ * past there (about its rate times the round trip) is lost: the part handed off must be at least
+ * this many times that, so a split costs at most a few percent of what it hands off.
+ */
+export const TAIL_SPLIT_IN_FLIGHT_FACTOR = 16;
+
+/** A range's own rate counts once its attempt delivered for this many round trips (and this long at least). */
+const OWN_RATE_RTTS = 4;
+const OWN_RATE_MIN_MS = 300;
+
+/** A request with no byte after this many round trips (1 s at least) is taken as needing as long again. */
+const SILENT_RTTS = 4;
+const SILENT_MIN_MS = 1000;
+
+/**
+ * split: `range` ends before `rest` now, and `rest` goes to a new connection (a later step may
+ * split `rest` again before it started). copy: a new connection asks `range` from `from` to its end too.
+ */
+export type TailStep =
+  | { kind: 'split'; range: LiveRange; rest: LiveRange }
+  | { kind: 'copy'; range: LiveRange; from: number };
+
+export interface TailFigures {
+  /** Connections of the link free now. */
+  free: number;
+  now: number;
+  /** The link's round trip (least time to response headers). */
+  rttMs: number;
+  /** Bytes/s a new connection is expected to deliver (what the transfer's requests did). */
+  perConnection: number;
+  /** Ranges that have a copy running, or are one: neither split nor copied again. */
+  paired: (r: LiveRange) => boolean;
+}
+
+interface Item {
+  range: LiveRange;
+  from: number;
+  left: number;
+  /** Bytes/s expected of it. */
+  rate: number;
+  /** Seconds it still needs. */
+  time: number;
+  fixed: boolean;
+}
+
+/** What each free connection should take over, in order. */
+export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep[] {
+  const rtt = f.rttMs / 1000;
+  if (!(f.free > 0)) return [];
+  const a = f.perConnection;
+  if (!(a > 0)) return [];
+  const items: Item[] = [];
+  for (const r of running) {
+    const from = Math.max(r.pos, r.claimed);
+    const left = r.end + 1 - from;
+    if (left <= 0) continue;
+    items.push({ range: r, from, left, ...expected(r, left, a, f), fixed: f.paired(r) });
+  }
+  const steps: TailStep[] = [];
+  for (let free = f.free; free > 0; free--) {
+    const best = items.reduce<Item | undefined>((b, i) => (!b || i.time > b.time ? i : b), undefined);
+    if (!best || best.fixed || best.time < TAIL_SPLIT_MIN_SECONDS) break;
+    // Only a straggler: ranges that end about together gain nothing (the link gave the transfer what it had).
+    const others = items.filter((i) => i !== best);
+    if (others.length > 0 && best.time < (2 * others.reduce((n, i) => n + i.time, 0)) / others.length) break;
+    const r = best.rate;
+    const keep = Math.ceil(((rtt * a + best.left) * r) / (a + r));
+    const handOff = best.left - keep;
+    // A connection that delivers (next to) nothing keeps no part: its range is copied whole instead.
+    if (handOff >= Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * r * rtt) && keep >= TAIL_MIN_PIECE_BYTES) {
+      const rest = liveRange({ start: best.from + keep, end: best.range.end });
+      steps.push({ kind: 'split', range: best.range, rest });
+      best.left = keep;
+      best.time = keep / r;
+      items.push({ range: rest, from: rest.start, left: handOff, rate: a, time: rtt + handOff / a, fixed: false });
+      continue;
+    }
+    const copyTime = rtt + best.left / a;
+    if (best.time < 2 * copyTime) break;
+    steps.push({ kind: 'copy', range: best.range, from: best.from });
+    best.fixed = true;
+    best.time = copyTime;
+  }
+  return steps;
+}
+
+/** The rate and time left expected of a running range: its own once measured, else a new connection's (`a`). */
+function expected(r: LiveRange, left: number, a: number, f: TailFigures): { rate: number; time: number } {
+  const own = rangeRate(r, f.now, Math.max(OWN_RATE_MIN_MS, OWN_RATE_RTTS * f.rttMs));
+  // A connection that stopped delivering, or a request with no byte for many round trips: no end in sight.
+  const silent = !r.firstByte && r.askedAt !== undefined && f.now - r.askedAt > Math.max(SILENT_MIN_MS, SILENT_RTTS * f.rttMs);
+  if (own === 0 || silent) return { rate: 0, time: Infinity };
+  if (own !== undefined) return { rate: own, time: left / own };
+  return { rate: a, time: f.rttMs / 1000 + left / a };
+}

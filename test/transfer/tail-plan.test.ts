@@ -1,0 +1,90 @@
+/** The tail's free connections go to the ranges that need the longest, by time left at their own rate (fake clock). */
+import assert from 'node:assert/strict';
+import { liveRange, type LiveRange } from '../../lib/transfer/range-fetcher.ts';
+import { planTail, type TailFigures } from '../../lib/transfer/tail-plan.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const NOW = 100_000;
+
+/** A range of `size` bytes whose attempt delivered `bytes/s` for the last `ms` (and has `left` bytes to go). */
+function running(start: number, left: number, bytesPerSec: number, ms = 2000): LiveRange {
+  const done = Math.round((bytesPerSec * ms) / 1000);
+  const r = liveRange({ start, end: start + done + left - 1 });
+  r.pos = start + done;
+  r.claimed = r.pos;
+  r.askedAt = NOW - ms - 150;
+  r.firstByte = { pos: start, at: NOW - ms };
+  return r;
+}
+
+function figures(over: Partial<TailFigures> = {}): TailFigures {
+  return { free: 1, now: NOW, rttMs: 150, perConnection: 1 * MiB, paired: () => false, ...over };
+}
+
+describe('tail plan', () => {
+  it('splits the range on the slow connection although it has no more bytes left than the fast ones', () => {
+    // A relay on a slow route: 256 KiB/s per connection; the others 1 MiB/s. Same bytes left each.
+    const fast = [0, 1, 2].map((i) => running(i * 8 * MiB, 1 * MiB, 1 * MiB));
+    const slow = running(32 * MiB, 1 * MiB, 256 * KiB);
+    const steps = planTail([...fast, slow], figures());
+    assert.equal(steps.length, 1, JSON.stringify(steps));
+    const step = steps[0]!;
+    assert.equal(step.kind, 'split');
+    assert.equal(step.range, slow);
+    // Both parts end together: the slow connection keeps about a fifth (256 KiB/s against 1 MiB/s, plus a round trip).
+    const kept = step.kind === 'split' ? step.rest.start - slow.pos : 0;
+    const handed = slow.end + 1 - slow.pos - kept;
+    const keptSeconds = kept / (256 * KiB);
+    const handedSeconds = 0.15 + handed / MiB;
+    assert.ok(Math.abs(keptSeconds - handedSeconds) < 0.05, `kept ${kept} (${keptSeconds.toFixed(2)} s), handed ${handed} (${handedSeconds.toFixed(2)} s)`);
+  });
+
+  it('leaves ranges that end about together alone', () => {
+    const ranges = [0, 1, 2, 3].map((i) => running(i * 8 * MiB, 1 * MiB, 1 * MiB));
+    assert.deepEqual(planTail(ranges, figures({ free: 4 })), []);
+  });
+
+  it('copies a straggler too small to split once a new connection would end it in less than half its time, and never copies a pair again', () => {
+    // 96 KiB left at 32 KiB/s: 3 s; a new connection: 0.15 s + 0.1 s.
+    const crawling = running(0, 96 * KiB, 32 * KiB);
+    const steps = planTail([crawling], figures({ free: 2 }));
+    assert.deepEqual(steps.map((s) => s.kind), ['copy']);
+    assert.equal(steps[0]!.range, crawling);
+    assert.equal(steps[0]!.kind === 'copy' && steps[0]!.from, crawling.pos);
+    assert.deepEqual(planTail([crawling], figures({ free: 2, paired: (r) => r === crawling })), []);
+  });
+
+  it('copies a range whose request has had no byte for many round trips', () => {
+    const silent = liveRange({ start: 0, end: 4 * MiB - 1 });
+    silent.askedAt = NOW - 5000;
+    const others = [1, 2].map((i) => running(i * 8 * MiB, 512 * KiB, 1 * MiB));
+    const steps = planTail([silent, ...others], figures());
+    assert.equal(steps.length, 1);
+    assert.equal(steps[0]!.range, silent);
+    // It delivers nothing: it keeps no part of its range, a new connection takes all of it as a copy.
+    assert.equal(steps[0]!.kind, 'copy');
+  });
+
+  it('hands several free connections to the stragglers in turn, longest first, never a part smaller than 64 KiB', () => {
+    const slow1 = running(0, 1 * MiB, 256 * KiB);
+    const slow2 = running(8 * MiB, 2 * MiB, 256 * KiB);
+    const fast = [1, 2].map((i) => running((16 + i * 8) * MiB, 256 * KiB, 1 * MiB));
+    const steps = planTail([slow1, slow2, ...fast], figures({ free: 4 }));
+    assert.deepEqual(steps.slice(0, 2).map((s) => s.range), [slow2, slow1], 'the 8 s range first, then the 4 s one');
+    // Applied in order, as the transfer does (a copy: whichever copy ends first).
+    const parts = new Set([slow1, slow2]);
+    const copied = new Set<LiveRange>();
+    for (const s of steps) {
+      assert.ok(parts.has(s.range), JSON.stringify(s));
+      if (s.kind === 'split') {
+        s.range.end = s.rest.start - 1;
+        parts.add(s.rest);
+      } else copied.add(s.range);
+    }
+    const onNew = (p: LiveRange): number => 0.15 + (p.end + 1 - p.pos) / MiB;
+    const seconds = [...parts].map((p) => (p === slow1 || p === slow2 ? Math.min((p.end + 1 - p.pos) / (256 * KiB), copied.has(p) ? onNew(p) : Infinity) : onNew(p)));
+    for (const p of parts) assert.ok(p.end + 1 - p.pos >= 64 * KiB);
+    assert.ok(Math.max(...seconds) < 2, `the tail ends in ${Math.max(...seconds).toFixed(2)} s instead of 8: ${seconds.map((x) => x.toFixed(2)).join(', ')}`);
+  });
+});
