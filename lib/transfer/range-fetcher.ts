@@ -98,7 +98,9 @@ function checkResponse(ctx: FetchContext, res: RangeResponse, pos: number, end: 
   throw new UpstreamStatusError(res.status, parseRetryAfter(header(res.headers, 'retry-after')));
 }
 
-async function attempt(ctx: FetchContext, cursor: LiveRange, mode: FetchMode, signal: AbortSignal, patience = 1): Promise<void> {
+async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, signal: AbortSignal, patience = 1): Promise<void> {
+  // A stream the transfer split (its end lowered) is a range from then on.
+  const mode: FetchMode = asked === 'stream' && cursor.end < ctx.size - 1 ? 'range' : asked;
   const { controller, dispose } = linkedController(signal);
   const stall = setTimeout(() => controller.abort(new StallError(ctx.stallMs / 1000)), ctx.stallMs);
   // What this request asks for; cursor.end may shrink below it while the body arrives.

@@ -4,9 +4,11 @@
  * alone say nothing when one connection is four times slower than the next, a relay on a slow
  * route, or stalled):
  *
- * - split the straggler (the range that needs the longest, at least twice as long as the others
- *   on average) where both parts end together: its own connection keeps what it does in the time
- *   a new connection, at the transfer's rate per connection, needs for the rest after a round trip;
+ * - split the range that needs the longest where both parts end together: its own connection
+ *   keeps what it does in the time a new connection, at the transfer's rate per connection, needs
+ *   for the rest after a round trip. A free connection of the link is one its budget found worth
+ *   having (link-budget.ts), so ranges that would end together are split too: each part then
+ *   ends sooner where connections are capped one by one;
  * - a straggler too small to split (the part handed off would not outweigh what the link holds in
  *   flight for it) that a new connection would still end in less than half its time is copied:
  *   the rest of it is asked again on a new connection, the first copy to end wins and the other
@@ -25,9 +27,10 @@ export const TAIL_SPLIT_MIN_SECONDS = 0.5;
 /**
  * A split cuts the running request at the split point, and what the link held in flight for it
  * past there (about its rate times the round trip) is lost: the part handed off must be at least
- * this many times that, so a split costs at most a few percent of what it hands off.
+ * this many times that, and all splits of a transfer together may lose at most its loss budget
+ * (TailFigures.lossBudget).
  */
-export const TAIL_SPLIT_IN_FLIGHT_FACTOR = 16;
+export const TAIL_SPLIT_IN_FLIGHT_FACTOR = 4;
 
 /** A range's own rate counts once its attempt delivered for this many round trips (and this long at least). */
 const OWN_RATE_RTTS = 4;
@@ -42,7 +45,7 @@ const SILENT_MIN_MS = 1000;
  * split `rest` again before it started). copy: a new connection asks `range` from `from` to its end too.
  */
 export type TailStep =
-  | { kind: 'split'; range: LiveRange; rest: LiveRange }
+  | { kind: 'split'; range: LiveRange; rest: LiveRange; risk: number }
   | { kind: 'copy'; range: LiveRange; from: number };
 
 export interface TailFigures {
@@ -55,6 +58,8 @@ export interface TailFigures {
   perConnection: number;
   /** Ranges that have a copy running, or are one: neither split nor copied again. */
   paired: (r: LiveRange) => boolean;
+  /** Bytes the splits may still lose (in flight past their split points), for the whole transfer. */
+  lossBudget: number;
 }
 
 interface Item {
@@ -82,19 +87,19 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
     items.push({ range: r, from, left, ...expected(r, left, a, f), fixed: f.paired(r) });
   }
   const steps: TailStep[] = [];
+  let budget = f.lossBudget;
   for (let free = f.free; free > 0; free--) {
     const best = items.reduce<Item | undefined>((b, i) => (!b || i.time > b.time ? i : b), undefined);
     if (!best || best.fixed || best.time < TAIL_SPLIT_MIN_SECONDS) break;
-    // Only a straggler: ranges that end about together gain nothing (the link gave the transfer what it had).
-    const others = items.filter((i) => i !== best);
-    if (others.length > 0 && best.time < (2 * others.reduce((n, i) => n + i.time, 0)) / others.length) break;
     const r = best.rate;
     const keep = Math.ceil(((rtt * a + best.left) * r) / (a + r));
     const handOff = best.left - keep;
     // A connection that delivers (next to) nothing keeps no part: its range is copied whole instead.
-    if (handOff >= Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * r * rtt) && keep >= TAIL_MIN_PIECE_BYTES) {
+    const risk = r * rtt;
+    if (handOff >= Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * risk) && keep >= TAIL_MIN_PIECE_BYTES && risk <= budget) {
       const rest = liveRange({ start: best.from + keep, end: best.range.end });
-      steps.push({ kind: 'split', range: best.range, rest });
+      steps.push({ kind: 'split', range: best.range, rest, risk });
+      budget -= risk;
       best.left = keep;
       best.time = keep / r;
       items.push({ range: rest, from: rest.start, left: handOff, rate: a, time: rtt + handOff / a, fixed: false });

@@ -32,7 +32,7 @@ import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
-import { fetchRange, linkedController, liveRange, rangeRate, type FetchContext, type LiveRange } from './range-fetcher.ts';
+import { fetchRange, linkedController, liveRange, rangeRate, type FetchContext, type FetchMode, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
 import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
@@ -121,6 +121,9 @@ export interface TransferResult {
 /** How often a source with piece digests is asked again while it has none yet. */
 const PIECE_DIGESTS_RETRY_MS = 2000;
 
+/** The least the tail's splits of a transfer may lose in flight (tail-plan.ts), whatever the blob's size. */
+const TAIL_LOSS_MIN_BYTES = 512 * 1024;
+
 /** A piece that comes back wrong the same way this often: the upstream serves it so. */
 const SAME_WRONG_PIECE_TIMES = 3;
 
@@ -197,6 +200,8 @@ export class Transfer extends EventEmitter {
   private sizeDisagreements = 0;
   /** Bytes/s of this transfer's requests that ended, from their first byte (moving average): what a new connection delivers. */
   private requestRate = 0;
+  /** What the tail's splits may still lose in flight: 1% of the blob, 512 KiB at least. */
+  private tailLossBudget: number;
   private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: TransferOptions) {
@@ -216,6 +221,7 @@ export class Transfer extends EventEmitter {
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
     this.pieceSize = pieceSizeFor(this.size, this.chunkSize, this.cfg.pieceBytes);
     this.pieces = planChunks(this.size, this.pieceSize);
+    this.tailLossBudget = Math.max(this.size / 100, TAIL_LOSS_MIN_BYTES);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
     setMaxListeners(0, this.ctrl.signal);
     // Every reader waiting for bytes listens here (a relay serves one reader per range request).
@@ -518,17 +524,18 @@ export class Transfer extends EventEmitter {
   private async fetchMissing(): Promise<void> {
     if (this.written.coveredEnd(0) >= this.size) return;
     // A blob fetched in one request that lacks a piece (it failed its check, or a restart left
-    // gaps) gets the missing ranges only, never the rest of the blob again.
-    if ((this.mode === 'chunked' || this.written.size > 0) && !this.rangeIgnored) {
+    // gaps) gets the missing ranges only, never the rest of the blob again. A small blob is one
+    // request (to a source that may ignore Range too), which the tail still splits if it crawls.
+    if (!this.rangeIgnored) {
       try {
-        return await this.fetchChunks();
+        return await this.fetchChunks(this.mode === 'single' && this.written.size === 0);
       } catch (e) {
         if (!(e instanceof RangeIgnoredError) || this.ctrl.signal.aborted) throw e;
         this.rangeIgnored = true;
         this.mode = 'stream';
       }
     }
-    // One request from the first missing byte to the end (a small blob, or a source without ranges).
+    // One request from the first missing byte to the end (a source without ranges).
     const from = this.written.coveredEnd(0);
     await this.withConnection(this.ctrl.signal, () => fetchRange(this.fetchContext(), liveRange({ start: from, end: this.size - 1 }), 'stream', this.ctrl.signal));
   }
@@ -544,7 +551,8 @@ export class Transfer extends EventEmitter {
     }
   }
 
-  private async fetchChunks(): Promise<void> {
+  /** The missing ranges in parallel, or, `whole`, the blob in one request (that the tail may split). */
+  private async fetchChunks(whole: boolean): Promise<void> {
     const phase = linkedController(this.ctrl.signal);
     const signal = phase.controller.signal;
     const ctx = this.fetchContext();
@@ -555,7 +563,7 @@ export class Transfer extends EventEmitter {
     const pending: Array<Promise<void>> = [];
     let queued = 0;
     let first: { error: unknown } | undefined;
-    const launch = (r: LiveRange): void => {
+    const launch = (r: LiveRange, mode: FetchMode = 'range'): void => {
       queued++;
       pending.push(this.withConnection(signal, async () => {
         queued--;
@@ -565,7 +573,7 @@ export class Transfer extends EventEmitter {
         running.add(r);
         own.set(r, mine.controller);
         try {
-          await fetchRange(ctx, r, 'range', mine.controller.signal);
+          await fetchRange(ctx, r, mode, mine.controller.signal);
           const rate = rangeRate(r, performance.now(), 0);
           if (rate !== undefined && rate > 0) this.requestRate = this.requestRate === 0 ? rate : this.requestRate * 0.7 + rate * 0.3;
           // First copy wins: the other is cancelled (what it lacks, this one wrote).
@@ -600,7 +608,8 @@ export class Transfer extends EventEmitter {
     const tailSteps = (): void => this.splitTail(running, pairs, launch);
     try {
       // Every chunk queues on the link at once, lowest offset first; the link says how many run.
-      for (const t of planMissing(this.size, this.requestBytes(), this.written)) launch(liveRange(t));
+      if (whole) launch(liveRange({ start: 0, end: this.size - 1 }), 'stream');
+      else for (const t of planMissing(this.size, this.requestBytes(), this.written)) launch(liveRange(t));
       // Splits add to `pending` while we wait.
       while (pending.length > 0) await pending.shift();
     } finally {
@@ -627,9 +636,11 @@ export class Transfer extends EventEmitter {
       rttMs,
       perConnection: this.requestRate || this.meter.rate() / Math.max(1, running.size),
       paired: (r) => pairs.has(r),
+      lossBudget: this.tailLossBudget,
     });
     for (const step of steps) {
       if (step.kind === 'split') {
+        this.tailLossBudget -= step.risk;
         step.range.end = step.rest.start - 1;
         launch(step.rest);
       } else {

@@ -54,6 +54,20 @@ describe('chunked downloader', function () {
     await assertIdentical(r, r.blobPath);
   });
 
+  it('splits a small blob\'s one request among free connections when it crawls', async () => {
+    const size = 512 * KiB;
+    const perConnection = 32 * KiB;
+    r = await rig(size, { faults: { rateBytesPerSec: perConnection, latencyMs: 10 } });
+    // The fixed stall timer well above the gaps of a 32 KiB/s link on a crowded machine.
+    const t = r.start({ config: { ...TEST_CONFIG, smallBlobBytes: size, minConnections: 8, maxConnections: 8, stallSeconds: 5 } });
+    const result = await t.done;
+    await assertIdentical(r, r.blobPath);
+    assert.equal(t.mode, 'single');
+    assert.ok(r.server.stats.rangeRequests >= 2, `${r.server.stats.requests} requests, ${r.server.stats.rangeRequests} of them ranges`);
+    // One connection alone: 16 s.
+    assert.ok(result.durationMs < (size / perConnection) * 1000 * 0.5, `took ${result.durationMs} ms`);
+  });
+
   it('verifies an empty blob without a request', async () => {
     r = await rig(0);
     const t = r.start();
@@ -78,9 +92,12 @@ describe('chunked downloader', function () {
 
   it('splits the last chunks among free connections instead of leaving them to one connection each', async () => {
     const size = 2 * CHUNK;
-    const perConnection = 256 * KiB;
+    // A link slow enough that the machine's own delays (load 16 and more on 2 cores) stay small
+    // beside it, and a fixed stall timer above its gaps: at 0.4 s it cut connections that were
+    // only waiting for the CPU, and the test failed 4 runs of 6 on a crowded machine.
+    const perConnection = 64 * KiB;
     r = await rig(size, { faults: { rateBytesPerSec: perConnection, latencyMs: 10 } });
-    const t = r.start({ config: { ...TEST_CONFIG, minConnections: 8, maxConnections: 8 } });
+    const t = r.start({ config: { ...TEST_CONFIG, minConnections: 8, maxConnections: 8, stallSeconds: 5 } });
     const result = await t.done;
     await assertIdentical(r, r.blobPath);
     assert.ok(r.server.stats.rangeRequests > 2, `${r.server.stats.rangeRequests} range requests for two chunks`);
