@@ -3,6 +3,8 @@
  * open sessions, kept in memory), one request at a time per session, where a chunk may start,
  * and the session record's shape.
  */
+import type { Hash } from 'node:crypto';
+import { newHash, requireDigest } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
 import type { ByteRange, UploadLimits } from './storage.ts';
 
@@ -54,6 +56,33 @@ export function checkChunkStart(name: string, state: { uuid: string; offset: num
   }
   if (range && length !== undefined && range.end - range.start + 1 !== length) {
     throw new RegistryError('SIZE_INVALID', `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`);
+  }
+}
+
+/** A session's sha256 as its bytes arrived (kept in memory by the process that received them). */
+export interface RunningHash {
+  hash: Hash;
+  /** How many bytes it has seen. */
+  offset: number;
+}
+
+/**
+ * Completion's check: the session's bytes must have `digest`. The running hash serves when it is
+ * sha256 and `inStep` (it saw exactly the bytes held); else the bytes are read back and hashed.
+ * DIGEST_INVALID otherwise.
+ */
+export async function verifyUpload(digest: string, running: RunningHash | undefined, inStep: boolean, bytes: () => AsyncIterable<Buffer>): Promise<void> {
+  const { algorithm } = requireDigest(digest);
+  let actual: string;
+  if (algorithm === 'sha256' && running && inStep) {
+    actual = `sha256:${running.hash.digest('hex')}`;
+  } else {
+    const h = newHash(algorithm);
+    for await (const chunk of bytes()) h.update(chunk);
+    actual = `${algorithm}:${h.digest('hex')}`;
+  }
+  if (actual !== digest) {
+    throw new RegistryError('DIGEST_INVALID', `upload digest ${actual} does not match ${digest}`, { expected: digest, actual });
   }
 }
 

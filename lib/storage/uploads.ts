@@ -6,25 +6,19 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
-import { randomUUID, type Hash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { RegistryError } from '../oci/errors.ts';
 import { newHash, requireDigest } from '../oci/digest.ts';
 import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
 import { readdirOr, type FsBlobStorage } from './blobs.ts';
 import type { StorePaths } from './paths.ts';
 import type { ByteRange, RepositoryStorage, StoredBlob, UploadLimits, UploadState, UploadStorage } from './storage.ts';
 import {
-  UPLOAD_ID, UploadSessions, checkChunkLength, checkChunkStart, newSessionRecord, parseSessionRecord, unknownUpload,
+  UPLOAD_ID, UploadSessions, checkChunkLength, checkChunkStart, newSessionRecord, parseSessionRecord, unknownUpload, verifyUpload, type RunningHash,
 } from './upload-sessions.ts';
 
 export { uploadHeaders } from './upload-sessions.ts';
-
-interface RunningHash {
-  hash: Hash;
-  offset: number;
-}
 
 export class FsUploadStorage implements UploadStorage {
   private readonly hashes = new Map<string, RunningHash>();
@@ -132,25 +126,13 @@ export class FsUploadStorage implements UploadStorage {
 
   /** Verifies the whole upload against digest and moves it into the blob store. */
   async complete(name: string, uuid: string, digest: string): Promise<StoredBlob> {
-    const parsed = requireDigest(digest);
+    requireDigest(digest);
     return this.sessions.exclusive(uuid, async () => {
       const state = await this.get(name, uuid);
       const dataPath = this.paths.uploadData(uuid);
       const running = this.hashes.get(uuid);
-      let actual: string;
-      if (parsed.algorithm === 'sha256' && running && running.offset === state.offset) {
-        actual = `sha256:${running.hash.digest('hex')}`;
-      } else {
-        const h = newHash(parsed.algorithm);
-        await pipeline(createReadStream(dataPath, { highWaterMark: 1024 * 1024 }), async (src: AsyncIterable<Buffer>) => {
-          for await (const chunk of src) h.update(chunk);
-        });
-        actual = `${parsed.algorithm}:${h.digest('hex')}`;
-      }
       this.hashes.delete(uuid);
-      if (actual !== digest) {
-        throw new RegistryError('DIGEST_INVALID', `upload digest ${actual} does not match ${digest}`, { expected: digest, actual });
-      }
+      await verifyUpload(digest, running, running?.offset === state.offset, () => createReadStream(dataPath, { highWaterMark: 1024 * 1024 }));
       await this.blobs.commitFile(dataPath, digest);
       await this.repositories.linkBlob(name, digest);
       await this.remove(uuid);

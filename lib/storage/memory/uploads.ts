@@ -1,10 +1,9 @@
 /** The memory backend's UploadStorage, for unit tests: each session's bytes in memory. */
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { newHash, requireDigest } from '../../oci/digest.ts';
+import { Readable } from 'node:stream';
+import { requireDigest } from '../../oci/digest.ts';
 import type { ByteRange, RepositoryStorage, StoredBlob, UploadLimits, UploadState, UploadStorage } from '../storage.ts';
-import { RegistryError } from '../../oci/errors.ts';
-import { UPLOAD_ID, UploadSessions, checkChunkLength, checkChunkStart, unknownUpload } from '../upload-sessions.ts';
+import { UPLOAD_ID, UploadSessions, checkChunkLength, checkChunkStart, unknownUpload, verifyUpload } from '../upload-sessions.ts';
 import type { MemoryBlobStorage } from './blobs.ts';
 
 interface Session {
@@ -71,13 +70,12 @@ export class MemoryUploadStorage implements UploadStorage {
   }
 
   async complete(name: string, uuid: string, digest: string): Promise<StoredBlob> {
-    const { algorithm } = requireDigest(digest);
+    requireDigest(digest);
     return this.sessions.exclusive(uuid, async () => {
       await this.get(name, uuid);
       const s = this.data.get(uuid) as Session;
       const bytes = Buffer.concat(s.parts);
-      const actual = `${algorithm}:${newHash(algorithm).update(bytes).digest('hex')}`;
-      if (actual !== digest) throw new RegistryError('DIGEST_INVALID', `upload digest ${actual} does not match ${digest}`, { expected: digest, actual });
+      await verifyUpload(digest, undefined, false, () => Readable.from([bytes]));
       this.blobs.commit(digest, bytes);
       await this.repositories.linkBlob(name, digest);
       this.remove(uuid);

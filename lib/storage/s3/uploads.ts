@@ -18,28 +18,27 @@
  * starting sessions at once may both refuse at the limit, never both admit past it. Starts on one
  * replica go one at a time.
  */
-import { randomUUID, type Hash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../../oci/errors.ts';
 import { newHash, requireDigest } from '../../oci/digest.ts';
 import type { ByteRange, RepositoryStorage, StoredBlob, UploadLimits, UploadState, UploadStorage } from '../storage.ts';
 import {
-  UPLOAD_ID, UploadSessions, checkChunkLength, checkChunkStart, newSessionRecord, parseSessionRecord, unknownUpload, type SessionRecord,
+  UPLOAD_ID, UploadSessions, checkChunkLength, checkChunkStart, newSessionRecord, parseSessionRecord, unknownUpload, verifyUpload,
+  type RunningHash, type SessionRecord,
 } from '../upload-sessions.ts';
 import { assemble, type Piece } from './assemble.ts';
 import type { ObjectInfo, S3Bucket } from './bucket.ts';
 import { keys } from './keys.ts';
 import { writeObject } from './object-writer.ts';
 
-interface RunningHash {
-  hash: Hash;
-  offset: number;
+interface ChunksHash extends RunningHash {
   /** The chunks this replica wrote, in order, by key and etag: the hash is valid only over exactly them. */
   chunks: Array<{ key: string; etag: string }>;
 }
 
 export class S3UploadStorage implements UploadStorage {
-  private readonly hashes = new Map<string, RunningHash>();
+  private readonly hashes = new Map<string, ChunksHash>();
   /** The bucket's sessions as last listed, with their records (for the limits). */
   private readonly sessions: UploadSessions;
   /** Session starts on this replica, one at a time. */
@@ -141,26 +140,13 @@ export class S3UploadStorage implements UploadStorage {
   }
 
   async complete(name: string, uuid: string, digest: string): Promise<StoredBlob> {
-    const parsed = requireDigest(digest);
+    requireDigest(digest);
     return this.sessions.exclusive(uuid, async () => {
       const { state, chunks } = await this.load(name, uuid);
       const running = this.hashes.get(uuid);
-      let actual: string;
-      if (parsed.algorithm === 'sha256' && running && running.offset === state.offset && sameChunks(running.chunks, chunks)) {
-        actual = `sha256:${running.hash.digest('hex')}`;
-      } else {
-        const h = newHash(parsed.algorithm);
-        for (const c of chunks) {
-          const got = await this.bucket.get(c.key);
-          if (!got) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${uuid} lost a chunk while completing`, { uuid });
-          for await (const b of got.body) h.update(b as Buffer);
-        }
-        actual = `${parsed.algorithm}:${h.digest('hex')}`;
-      }
       this.hashes.delete(uuid);
-      if (actual !== digest) {
-        throw new RegistryError('DIGEST_INVALID', `upload digest ${actual} does not match ${digest}`, { expected: digest, actual });
-      }
+      const inStep = running?.offset === state.offset && sameChunks(running.chunks, chunks);
+      await verifyUpload(digest, running, inStep, () => this.readChunks(uuid, chunks));
       if ((await this.bucket.head(keys.blob(digest)))?.size !== state.offset) {
         await assemble(this.bucket, chunks.map((c): Piece => ({ key: c.key, size: c.size })), keys.blob(digest));
       }
@@ -168,6 +154,14 @@ export class S3UploadStorage implements UploadStorage {
       await this.remove(uuid);
       return { digest, size: state.offset };
     });
+  }
+
+  private async *readChunks(uuid: string, chunks: readonly ObjectInfo[]): AsyncGenerator<Buffer> {
+    for (const c of chunks) {
+      const got = await this.bucket.get(c.key);
+      if (!got) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${uuid} lost a chunk while completing`, { uuid });
+      for await (const b of got.body) yield b as Buffer;
+    }
   }
 
   async cancel(name: string, uuid: string): Promise<void> {
