@@ -40,11 +40,12 @@ const LINK_FIXED = 64 * 1024;
 /**
  * What one reset costs the link: the fault proxy's read-ahead (256 KiB and a 16 KiB slice, its
  * bytesDropped), and what had crossed but still sat in the replica's socket when the RST came
- * (the kernel discards it; the replica asks again from the last byte it has): about the link's
- * rate times how far the replica's event loop lags, ~30 KB here at 1 MiB/s a connection (measured
- * at load 17; 0.35-0.9 MB at 4 MiB/s). Measured in all: 230-250 KB a reset.
+ * (the kernel discards it; the replica asks again from the last byte it has): the link's rate
+ * times how far the replica's event loop lags. Measured at 1 MiB/s a connection: 30 KB at load
+ * 17, up to 340 KB at load 22 (at 4 MiB/s: 0.35-0.94 MB at load 15). 1 MiB allows a replica
+ * starved for 0.75 s; the replicas' own count (kept, below) is the sharp check.
  */
-const LOST_PER_RESET = 512 * 1024;
+const LOST_PER_RESET = MiB;
 /** Room for a small config fetched twice, far below one layer (512 KiB at least); measured: 0, the unique bytes exactly. */
 const KEPT_SLACK = 64 * 1024;
 /** 1 MiB/s a connection (the replicas' overheads, not the link, take most of the time), 20 ms RTT; a reset every 2 MiB on average (seeded per connection: 2-7 in a run). */
