@@ -123,6 +123,8 @@ class ClusterTransfer implements RunningTransfer {
 
   /** Whether the holder here failed because it lost its lease; then the transfer is claimed again (once for every reader). */
   private async lostLease(transfer: RunningTransfer): Promise<boolean> {
+    // A reader failing while the transfer runs (bytes it sent were fetched again) fails as before.
+    if (transfer.snapshot().state === 'running') return false;
     const err = await transfer.done.then(() => undefined, (e: unknown) => e);
     if (!(err instanceof LeaseLostError || err instanceof TransferFencedError) || this.ctrl.signal.aborted) return false;
     const mode = await this.mode;

@@ -153,6 +153,26 @@ describe('S3 partial blobs on Ceph RGW', function () {
     assert.deepEqual(await replica().blobs.readBytes(digest), good);
   });
 
+  it('keeps another replica\'s reader reading when the piece it was about to read is shadowed and removed', async () => {
+    const good = randomBytes(2 * MiB);
+    const bad = Buffer.from(good);
+    bad.fill(0xee, 0, 1000);
+    const digest = sha256(good);
+    const part = await replica().partials.open(digest, good.length);
+    await fetchRange(part, bad, 0, MiB - 1);
+    await part.flush();
+    await fetchRange(part, good, MiB, good.length - 1);
+    await part.flush();
+    // The reader starts on the pieces the bucket lists now...
+    const reading = await replica().partials.read(digest, { start: 0, end: MiB - 1 });
+    // ...then a repair writes the first MiB again: its piece shadows the first one, which goes.
+    await part.resetHeld([{ start: MiB, end: good.length - 1 }]);
+    await fetchRange(part, good, 0, MiB - 1);
+    await part.flush();
+    assert.deepEqual(await bytesOf(reading), good.subarray(0, MiB));
+    await part.discard();
+  });
+
   it('serves a growing partial blob to another replica, and the blob once it is committed', async () => {
     const data = randomBytes(6 * MiB);
     const digest = sha256(data);
