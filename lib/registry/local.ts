@@ -51,11 +51,11 @@ export class LocalRegistry implements RegistryBackend {
     requireName(name);
     requireDigest(digest);
     const unknown = new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
-    if (!(await this.store.repositories.hasBlob(name, digest))) {
-      // A manifest is a blob of its repository too (clients may GET it under /blobs/).
-      if (!(await this.store.repositories.getManifestMeta(name, digest))) throw unknown;
-    }
-    const stat = await this.store.blobs.stat(digest);
+    // Asked together (one round trip to an object store, not two); the size counts only once the
+    // repository is known to hold the blob.
+    const [linked, stat] = await Promise.all([this.store.repositories.hasBlob(name, digest), this.store.blobs.stat(digest)]);
+    // A manifest is a blob of its repository too (clients may GET it under /blobs/).
+    if (!linked && !(await this.store.repositories.getManifestMeta(name, digest))) throw unknown;
     if (!stat) throw unknown;
     // The size is known: the whole blob is opened as its range (no second stat).
     const open = (range?: ByteRange): Promise<BlobStream> => openBlob(this.store.blobs, digest, range ?? { start: 0, end: stat.size - 1 });
