@@ -1,8 +1,9 @@
 /**
  * Blob GET throughput on the S3 backend: one blob in a throwaway RGW (memstore), fetched whole by
- * N clients at once straight from RGW (GetObject, the SDK ferry uses) and through a ferry mirror
- * process on that bucket (GET /v2/<name>/blobs/<digest> by node:http), alternately, same run. Prints MB/s and the ratio
- * (issue 15's target: ferry >= 0.8x RGW). Not a test.
+ * N clients at once straight from RGW (GetObject, the SDK ferry uses), through a ferry mirror
+ * process on that bucket (GET /v2/<name>/blobs/<digest> by node:http, streamed by ferry), and
+ * through a second one with storage.redirect (its 307 followed to RGW), in turn, same run. Prints
+ * MB/s and the ratios to RGW direct (issue 15's target: ferry >= 0.8x RGW). Not a test.
  * Run: npx tsx bench/s3-serve.ts   S3SERVE_MIB (256)  S3SERVE_CLIENTS (1,4)  S3SERVE_ROUNDS (3)
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -49,26 +50,38 @@ try {
   await store.blobs.ingest(Readable.from([data]), { digest });
   await store.repositories.linkBlob('bench/app', digest);
   await store.repositories.setOrigin('bench/app', 'local');
-  const mirror = await startFerryProcess({ storage: rgw.storageConfig(bucketName) }, join(dir, 'data'), 'ferry-s3-bench', { env: rgw.env });
+  const storage = rgw.storageConfig(bucketName);
+  const mirror = await startFerryProcess({ storage }, join(dir, 'data'), 'ferry-s3-bench', { env: rgw.env });
+  const redirecting = await startFerryProcess({ storage: { ...storage, redirect: { expirySeconds: 60 } } }, join(dir, 'data-redirect'), 'ferry-s3-bench-redirect', { env: rgw.env });
   const direct = (): Promise<number> => bucket.get(keys.blob(digest)).then((r) => drain(r!.body));
-  const viaFerry = (): Promise<number> => new Promise((resolve, reject) => {
-    get(`${mirror.url}/v2/bench/app/blobs/${digest}`, (res) => {
-      if (res.statusCode !== 200) reject(new Error(`ferry answered ${res.statusCode}`));
+  /** GET of url, its body drained; a 307 is followed once (to RGW). */
+  const fetchBody = (url: string, expect: 200 | 307): Promise<number> => new Promise((resolve, reject) => {
+    get(url, (res) => {
+      if (res.statusCode !== expect) return reject(new Error(`${url} answered ${res.statusCode}`));
+      if (expect === 307) {
+        res.resume();
+        return resolve(fetchBody(res.headers.location ?? '', 200));
+      }
       drain(res).then(resolve, reject);
     }).on('error', reject);
   });
+  const viaFerry = (): Promise<number> => fetchBody(`${mirror.url}/v2/bench/app/blobs/${digest}`, 200);
+  const redirected = (): Promise<number> => fetchBody(`${redirecting.url}/v2/bench/app/blobs/${digest}`, 307);
   console.log(`blob ${size / MiB} MiB, RGW memstore on 127.0.0.1, ${rounds} rounds (best of each)`);
-  console.log('clients  RGW direct MB/s  through ferry MB/s  ratio');
+  console.log('clients  RGW direct MB/s  through ferry MB/s  ratio  redirected by ferry MB/s  ratio');
   for (const clients of clientCounts) {
     let bestDirect = 0;
     let bestFerry = 0;
+    let bestRedirected = 0;
     for (let i = 0; i < rounds; i++) {
       bestDirect = Math.max(bestDirect, await measure(clients, direct));
       bestFerry = Math.max(bestFerry, await measure(clients, viaFerry));
+      bestRedirected = Math.max(bestRedirected, await measure(clients, redirected));
     }
-    console.log(`${String(clients).padStart(7)}  ${bestDirect.toFixed(0).padStart(15)}  ${bestFerry.toFixed(0).padStart(18)}  ${(bestFerry / bestDirect).toFixed(2)}`);
+    console.log(`${String(clients).padStart(7)}  ${bestDirect.toFixed(0).padStart(15)}  ${bestFerry.toFixed(0).padStart(18)}  ${(bestFerry / bestDirect).toFixed(2)}  `
+      + `${bestRedirected.toFixed(0).padStart(24)}  ${(bestRedirected / bestDirect).toFixed(2)}`);
   }
-  await mirror.stop();
+  await Promise.all([mirror.stop(), redirecting.stop()]);
 } finally {
   await rgw.stop();
   await rm(dir, { recursive: true, force: true });

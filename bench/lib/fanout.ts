@@ -1,4 +1,4 @@
-/** Many curl clients fetching one URL at once, each to /dev/null. */
+/** Many curl clients fetching one URL at once, each to /dev/null (following a redirect: storage.redirect). */
 import { run } from '../../test/helpers/processes.ts';
 import { pinned } from './pinning.ts';
 
@@ -12,7 +12,7 @@ export interface FanoutResult {
 export async function fanout(url: string, clients: number, expectBytes: number, cpus: string | undefined): Promise<FanoutResult> {
   const started = process.hrtime.bigint();
   const results = await Promise.all(Array.from({ length: clients }, () => {
-    const { command, args } = pinned(cpus, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', url]);
+    const { command, args } = pinned(cpus, 'curl', ['-sSL', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', url]);
     return run(command, args, { timeoutMs: 600_000 });
   }));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
