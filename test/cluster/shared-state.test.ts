@@ -21,7 +21,9 @@ import { useRgwBucket } from '../helpers/ceph.ts';
 import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.ts';
 import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { Teardown } from '../e2e/pull-through-fixture.ts';
-import { linkConfig, startUpstream, type Upstream } from '../e2e/transfer-fixture.ts';
+import { linkConfig, readBlob, startUpstream, type Upstream } from '../e2e/transfer-fixture.ts';
+import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
+import { pushImage } from '../helpers/skopeo.ts';
 import { REPO_ROOT, ferryArgs } from '../helpers/ferry-entry.ts';
 import { run, waitFor } from '../helpers/processes.ts';
 import { collect } from '../storage/expect.ts';
@@ -109,17 +111,25 @@ describe('replicas on one bucket: shared cache state and gc (issue 15.2)', funct
     let a: TestMirror;
     let b: TestMirror;
     const limits = { uploadSessionsPerClient: 2 };
+    /** Images of 24 KiB (a layer) the eviction case pulls, and the cache limit: 3.5 of them. */
+    const EVICTION_LAYER = 24 * 1024;
+    const evictionImages: Array<{ repository: string; image: BuiltImage }> = [];
 
     before(async () => {
       dir = teardown.add(await mkdtemp(join(tmpdir(), 'ferry-shared-state-')), (d) => rm(d, { recursive: true, force: true }));
       const credentialsFile = await rgw().writeCredentialsFile(dir);
       upstream = teardown.add(await startUpstream({ layers: [1000], seed: 'shared-state', runnable: false }), (u) => u.stop());
       counted = teardown.add(await startCountingProxy(upstream.registry.url), (p) => p.close());
+      for (const i of [1, 2, 3, 4]) {
+        const image = await buildImage({ layers: [EVICTION_LAYER], seed: `shared-evict-${i}`, format: 'docker' });
+        await pushImage(image, upstream.registry.host, `evict/img${i}`, 'v1');
+        evictionImages.push({ repository: `evict/img${i}`, image });
+      }
       bucket = fresh();
       const config = {
         ...linkConfig(counted.url, undefined),
         storage: rgw().storageConfig(root().bucket, { credentialsFile, prefix: bucket.prefix }),
-        cache: { manifestTtlSeconds: 60 },
+        cache: { manifestTtlSeconds: 60, maxBytes: Math.floor(3.5 * (EVICTION_LAYER + 2048)) },
         limits,
       };
       const started = await Promise.all(['a', 'b'].map(async (id) => teardown.add(await startTestMirror(config, {}, join(dir, id)), (m) => m.stop())));
@@ -148,6 +158,30 @@ describe('replicas on one bucket: shared cache state and gc (issue 15.2)', funct
       assert.equal(counted.count('HEAD', manifestPath()), 1, 'A revalidated the aged tag');
       assert.equal(await getTag(b), upstream.image.manifestDigest);
       assert.equal(asked(), 2, 'B asked upstream again for a tag A had just revalidated');
+    });
+
+    it('evicts by the cluster\'s accesses: the image B serves outlives an older one A alone pulled', async () => {
+      const pull = async (m: TestMirror, { repository, image }: { repository: string; image: BuiltImage }): Promise<void> => {
+        const res = await fetch(`${m.url}/v2/${repository}/manifests/v1`, { headers: { accept: image.mediaType } });
+        await res.arrayBuffer();
+        assert.equal(res.status, 200);
+        for (const d of [image.configDigest, ...image.layers.map((l) => l.digest)]) {
+          const read = await readBlob(m.url, repository, d);
+          assert.deepEqual([read.status, read.digest], [200, d]);
+        }
+      };
+      const [img1, img2, img3, img4] = evictionImages as [typeof evictionImages[0], typeof evictionImages[0], typeof evictionImages[0], typeof evictionImages[0]];
+      for (const img of [img1, img2, img3]) await pull(a, img);
+      // B serves the oldest of A's fills; its touches reach the bucket.
+      const layer1 = img1.image.layers[0]!.digest;
+      const filled = (await a.mirror.store.blobs.stat(layer1))!.touchedAt;
+      await pull(b, img1);
+      await waitFor(async () => ((await a.mirror.store.blobs.stat(layer1))?.touchedAt ?? 0) > filled, 10_000, 'B\'s touch of the layer in the bucket');
+      await pull(a, img4);
+      const cached = (img: typeof img1): Promise<boolean> => a.mirror.store.repositories.getTag(`up/${img.repository}`, 'v1').then((d) => d !== undefined);
+      // Unlinked first, its blobs deleted once every victim is unlinked.
+      await waitFor(async () => !(await a.mirror.store.blobs.has(img2.image.layers[0]!.digest)), 10_000, 'A\'s eviction of img2');
+      assert.deepEqual(await Promise.all([img1, img2, img3, img4].map(cached)), [true, false, true, true], 'the image B served was evicted');
     });
 
     it('holds the upload session limits across replicas', async () => {
