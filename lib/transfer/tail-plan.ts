@@ -65,6 +65,8 @@ export interface TailFigures {
 interface Item {
   range: LiveRange;
   from: number;
+  /** Its end once the steps so far are applied. */
+  end: number;
   left: number;
   /** Bytes/s expected of it. */
   rate: number;
@@ -84,7 +86,7 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
     const from = Math.max(r.pos, r.claimed);
     const left = r.end + 1 - from;
     if (left <= 0) continue;
-    items.push({ range: r, from, left, ...expected(r, left, a, f), fixed: f.paired(r) });
+    items.push({ range: r, from, end: r.end, left, ...expected(r, left, a, f), fixed: f.paired(r) });
   }
   const steps: TailStep[] = [];
   let budget = f.lossBudget;
@@ -97,12 +99,13 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
     // A connection that delivers (next to) nothing keeps no part: its range is copied whole instead.
     const risk = r * rtt;
     if (handOff >= Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * risk) && keep >= TAIL_MIN_PIECE_BYTES && risk <= budget) {
-      const rest = liveRange({ start: best.from + keep, end: best.range.end });
+      const rest = liveRange({ start: best.from + keep, end: best.end });
       steps.push({ kind: 'split', range: best.range, rest, risk });
       budget -= risk;
+      best.end = rest.start - 1;
       best.left = keep;
       best.time = keep / r;
-      items.push({ range: rest, from: rest.start, left: handOff, rate: a, time: rtt + handOff / a, fixed: false });
+      items.push({ range: rest, from: rest.start, end: rest.end, left: handOff, rate: a, time: rtt + handOff / a, fixed: false });
       continue;
     }
     const copyTime = rtt + best.left / a;

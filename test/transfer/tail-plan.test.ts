@@ -91,6 +91,11 @@ describe('tail plan', () => {
         parts.add(s.rest);
       } else copied.add(s.range);
     }
+    // The parts cover each range once: no byte asked twice.
+    for (const whole of [slow1, slow2]) {
+      const mine = [...parts].filter((p) => p.start >= whole.start && p.start <= whole.start + 4 * MiB).sort((x, y) => x.pos - y.pos);
+      for (let i = 1; i < mine.length; i++) assert.equal(mine[i]!.pos, mine[i - 1]!.end + 1, `parts ${JSON.stringify(mine)}`);
+    }
     const onNew = (p: LiveRange): number => 0.15 + (p.end + 1 - p.pos) / MiB;
     const seconds = [...parts].map((p) => (p === slow1 || p === slow2 ? Math.min((p.end + 1 - p.pos) / (256 * KiB), copied.has(p) ? onNew(p) : Infinity) : onNew(p)));
     for (const p of parts) assert.ok(p.end + 1 - p.pos >= 64 * KiB);
