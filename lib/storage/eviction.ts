@@ -61,6 +61,8 @@ interface CachedManifest {
 }
 
 const key = (repo: string, digest: string): string => `${repo}@${digest}`;
+/** Past this many remembered touches, those older than the touch interval are dropped. */
+const TOUCHES_KEPT = 4096;
 
 export class CacheAccounting {
   /** Cached blob digest -> size and last access here (ms), least recently used first; calculatedSize is the cached total. */
@@ -127,7 +129,10 @@ export class CacheAccounting {
       const blob = this.lru.get(b.digest);
       if (blob) blob.at = now;
     }
-    if (now - (this.lastTouch.get(digest) ?? -Infinity) >= (this.opts.touchIntervalMs ?? 60_000)) {
+    const every = this.opts.touchIntervalMs ?? 60_000;
+    if (now - (this.lastTouch.get(digest) ?? -Infinity) >= every) {
+      // Memory stays flat however many digests are served: entries past the interval decide nothing.
+      if (this.lastTouch.size >= TOUCHES_KEPT) for (const [d, at] of this.lastTouch) if (now - at >= every) this.lastTouch.delete(d);
       this.lastTouch.set(digest, now);
       void this.store.blobs.touch(digest);
     }
