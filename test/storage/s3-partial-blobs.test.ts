@@ -153,6 +153,29 @@ describe('S3 partial blobs on Ceph RGW', function () {
     assert.deepEqual(await replica().blobs.readBytes(digest), good);
   });
 
+  it('never puts a run\'s bytes that a repair wrote over again, when the run grows to a whole piece', async () => {
+    const good = randomBytes(6 * MiB);
+    const bad = Buffer.from(good);
+    bad.fill(0xee, 1000, 2000);
+    const digest = sha256(good);
+    const part = await replica().partials.open(digest, good.length);
+    // Back to back, as connections write (no pause that would let the first run leave memory):
+    const write = async (from: Buffer, start: number, end: number): Promise<void> => {
+      for (let pos = start; pos < end; pos += 16 * KiB) await part.write(pos, from.subarray(pos, pos + 16 * KiB));
+      void part.record({ start, end: end - 1 });
+    };
+    // a connection writes the first MiB (a flipped byte in it); the piece check fails and the
+    // first 64 KiB are fetched again, right; the first connection goes on past a whole piece.
+    await write(bad, 0, MiB);
+    await write(good, 0, 64 * KiB);
+    await write(good, MiB, good.length);
+    await part.flush();
+    assert.deepEqual(await bytesOf(await replica().partials.read(digest, { start: 0, end: 64 * KiB - 1 })), good.subarray(0, 64 * KiB));
+    await part.commit(digest);
+    await part.close();
+    assert.deepEqual(await replica().blobs.readBytes(digest), good);
+  });
+
   it('keeps another replica\'s reader reading when the piece it was about to read is shadowed and removed', async () => {
     const good = randomBytes(2 * MiB);
     const bad = Buffer.from(good);

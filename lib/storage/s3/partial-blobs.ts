@@ -11,7 +11,8 @@
  * MEMORY_BYTES not yet in the bucket, their new bytes go out as small pieces (and at least every
  * WRITE_OUT_MS while ranges are recorded). A run stays in memory until it makes PIECE_BYTES (S3's
  * minimum part, so assembly copies it server side); then it goes out whole as one piece, which
- * shadows its small ones (removed). Writes go on while a write-out runs, and wait for it past twice
+ * shadows its small ones (removed), unless another run wrote over some of its bytes meanwhile (a
+ * repair: its bytes there are stale and must not win again). Writes go on while a write-out runs, and wait for it past twice
  * those bounds, so memory stays flat: about PIECE_BYTES a run, 2 x MEMORY_BYTES not yet in the bucket.
  * A record() is durable when the promise it returns resolves: at the next write-out, which puts the
  * runs' new bytes, then `held` (the recorded ranges as far as pieces in the bucket cover them). So a
@@ -58,6 +59,8 @@ interface Run {
   bytes: number;
   /** The first `durable` bytes are in the bucket already, as small pieces. */
   durable: number;
+  /** Another run wrote some of the same bytes since (a repair): this one's are stale there, so it never goes out whole. */
+  overwritten: boolean;
   lastWrite: number;
 }
 
@@ -174,9 +177,10 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       run.bytes += copy.length;
       run.lastWrite = Date.now();
     } else {
-      run = { start: pos, chunks: [copy], bytes: copy.length, durable: 0, lastWrite: Date.now() };
+      run = { start: pos, chunks: [copy], bytes: copy.length, durable: 0, overwritten: false, lastWrite: Date.now() };
       this.runs.push(run);
     }
+    for (const r of this.runs) if (r !== run && pos < r.start + r.bytes && r.start < pos + copy.length) r.overwritten = true;
     this.pending += copy.length;
     if (run.bytes < PIECE_BYTES && this.pending < MEMORY_BYTES) return;
     const out = this.writeOutSoon();
@@ -318,30 +322,36 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     if (this.heldDirty) await this.writeHeld();
   }
 
-  /** One run's piece: the run whole once it makes PIECE_BYTES (it then continues empty after it), else its new bytes. */
+  /**
+   * One run's piece: the run whole once it makes PIECE_BYTES (it then leaves memory and continues
+   * after), else its new bytes. A run written over meanwhile puts only its new bytes, even full.
+   */
   private async putRun(run: Run): Promise<void> {
     // Writes that continue the run while the put runs append chunks after these: only these go.
     const taken = run.chunks.length;
     const bytes = run.bytes;
     const durable = run.durable;
-    const whole = bytes >= PIECE_BYTES;
-    const from = whole ? 0 : durable;
-    const start = run.start + from;
-    const end = run.start + bytes - 1;
-    const generation = nextGeneration();
-    const key = `${this.prefix}pieces/${String(start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
-    await this.bucket.put(key, bytesOf(run.chunks.slice(0, taken), from, bytes));
-    this.pieces.push({ key, start, end, generation });
+    const full = bytes >= PIECE_BYTES;
+    const from = full && !run.overwritten ? 0 : durable;
+    if (from < bytes) {
+      const start = run.start + from;
+      const end = run.start + bytes - 1;
+      const generation = nextGeneration();
+      const key = `${this.prefix}pieces/${String(start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
+      await this.bucket.put(key, bytesOf(run.chunks.slice(0, taken), from, bytes));
+      this.pieces.push({ key, start, end, generation });
+    }
     this.pending -= bytes - durable;
-    if (!whole) {
+    if (!full) {
       run.durable = bytes;
       return;
     }
     // The run continues after what went: later writes extend it from there.
-    run.start = end + 1;
+    run.start += bytes;
     run.chunks = run.chunks.slice(taken);
     run.bytes -= bytes;
     run.durable = 0;
+    run.overwritten = false;
   }
 
   /** The recorded ranges, as far as pieces in the bucket cover them. */
@@ -397,7 +407,7 @@ class MemoryScratch implements PartialScratch {
   private readonly runs: Run[] = [];
 
   async write(pos: number, bytes: Uint8Array): Promise<void> {
-    this.runs.push({ start: pos, chunks: [Buffer.from(bytes)], bytes: bytes.length, durable: 0, lastWrite: 0 });
+    this.runs.push({ start: pos, chunks: [Buffer.from(bytes)], bytes: bytes.length, durable: 0, overwritten: false, lastWrite: 0 });
   }
 
   async read(pos: number, into: Uint8Array): Promise<number> {
