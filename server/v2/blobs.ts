@@ -1,5 +1,5 @@
 /** GET/HEAD /v2/<name>/blobs/<digest>, with single byte ranges; DELETE where pushes are served. */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../../lib/oci/errors.ts';
 import { parseRange } from '../../lib/oci/range.ts';
@@ -21,9 +21,9 @@ export function blobHandlers(backend: PullBackend): Required<Pick<MethodTable, '
       const etag = `"${blob.digest}"`;
       const range = parseRange(req.headers.range, blob.size);
       const sendsBody = req.method !== 'HEAD' && blob.size > 0 && req.headers['if-none-match'] !== etag && range.kind !== 'unsatisfiable';
-      if (sendsBody && blob.redirectUrl) {
-        // The store set to redirect: the client fetches the bytes from it (ranges too).
-        const location = await blob.redirectUrl();
+      // The store set to redirect: the client fetches the bytes from it (ranges too).
+      const location = sendsBody && blob.redirectUrl ? await blob.redirectUrl() : undefined;
+      if (location !== undefined && followable(req, location)) {
         res.status(307).setHeader('Location', location).setHeader('Docker-Content-Digest', blob.digest).setHeader('Content-Length', 0).end();
         return;
       }
@@ -72,6 +72,16 @@ export function blobPushHandlers(backend: PushBackend): Required<Pick<MethodTabl
       res.status(202).setHeader('Content-Length', 0).end();
     },
   };
+}
+
+/**
+ * Whether a client may follow a redirect to location. One that sent an Authorization header sends
+ * it again to a URL on the same host name (Go's clients drop it only for another host), and RGW
+ * answers a presigned request that carries one 400 InvalidArgument: such a request is streamed.
+ */
+function followable(req: IncomingMessage, location: string): boolean {
+  if (req.headers.authorization === undefined) return true;
+  return new URL(location).hostname !== new URL(`http://${req.headers.host ?? ''}`).hostname;
 }
 
 /**

@@ -73,13 +73,17 @@ describe('storage.redirect on Ceph RGW: blob GETs answered by presigned URLs, of
     const forged = location.replace(layer.digest.slice('sha256:'.length), other);
     assert.notEqual(forged, location);
     assert.equal((await fetch(forged)).status, 403, 'the signature covers the key');
+    assert.equal((await fetch(location, { headers: { authorization: 'Bearer t' } })).status, 400, 'RGW refuses a presigned request that carries a token too');
   });
 
-  it('checks the repository before redirecting: a blob held for another one is unknown here', async () => {
+  it('checks the repository before redirecting, streams to a client whose token RGW would refuse, answers HEAD itself', async () => {
     const res = await fetch(`${redirecting.url}/v2/team/app/blobs/${secret.layers[0]!.digest}`, { redirect: 'manual' });
     assert.equal(res.status, 404);
     assert.equal(res.headers.get('location'), null);
     assert.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'BLOB_UNKNOWN');
+    const withToken = await fetch(`${redirecting.url}/v2/team/app/blobs/${image.layers[0]!.digest}`, { redirect: 'manual', headers: { authorization: 'Bearer t' } });
+    assert.equal(withToken.status, 200, 'a client that would send its token on to RGW (same host name) is streamed to');
+    assert.equal(Buffer.from(await withToken.arrayBuffer()).length, image.layers[0]!.size);
     const head = await fetch(`${redirecting.url}/v2/team/app/blobs/${image.layers[0]!.digest}`, { method: 'HEAD', redirect: 'manual' });
     assert.equal(head.status, 200, 'a HEAD is answered by the mirror');
     assert.equal(head.headers.get('content-length'), String(image.layers[0]!.size));
