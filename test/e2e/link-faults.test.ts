@@ -26,6 +26,12 @@ const TOKEN = generateToken();
 /** Pieces of 1 MiB: a flip costs 1 MiB. */
 const TRANSFER: ConfigInput['transfer'] = { minChunkBytes: MiB, maxChunkBytes: MiB, minConnections: 2, maxConnections: 8 };
 
+/**
+ * Flipped bytes: at random (0.5 per MiB), and at 700 kB into each connection's stream, so that a
+ * run always has one (a connection carries more than that of a 9 MiB image).
+ */
+const FLIPS = { corruptPerMiB: 0.5, corruptOffsets: [700_000] };
+
 /** Every transfer the mirror starts, by digest. */
 function recordFills(m: TestMirror): Map<string, TransferHandle> {
   const transfers = new Map<string, TransferHandle>();
@@ -113,17 +119,22 @@ describe('the link as it fails (issue 12)', function () {
     it('repairs flipped bytes without piece digests: docker pull completes on its first attempt, byte-identical', async () => {
       const dockerd = teardown.add(await startDockerd({ name: 'dockerd-link-faults' }), (d) => d.stop());
       const m = await mirror();
+      // What dockerd asks of the mirror: a layer cut after bad bytes is asked again (dockerd retries it).
+      const front = await startCountingProxy(m.url);
       try {
         const transfers = recordFills(m);
-        link.setFaults({ corruptPerMiB: 0.5 }, { replace: true });
-        const digest = await dockerPull(dockerd, `${m.host}/kolla/link:v1`, 150_000);
+        link.setFaults(FLIPS, { replace: true });
+        const digest = await dockerPull(dockerd, `${front.host}/kolla/link:v1`, 150_000);
         link.clearFaults();
         assert.equal(digest, image.manifestDigest);
-        assert.equal((await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', `${m.host}/kolla/link:v1`])).trim(), image.configDigest);
+        assert.equal((await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', `${front.host}/kolla/link:v1`])).trim(), image.configDigest);
         assert.ok(link.stats.corruptions >= 1, 'no byte was flipped: the test shows nothing');
         const repaired = [...transfers.values()].reduce((n, f) => n + f.transfer.snapshot().chunksRefetched, 0);
         assert.ok(repaired >= 1, 'no piece was repaired');
+        const gets = front.blobGets();
+        for (const l of image.layers) assert.equal(gets.get(l.digest), 1, `dockerd asked for layer ${l.digest} ${gets.get(l.digest)} times`);
       } finally {
+        await front.close();
         await m.stop();
       }
     });
@@ -132,7 +143,7 @@ describe('the link as it fails (issue 12)', function () {
       const m = await mirror();
       try {
         const transfers = recordFills(m);
-        link.setFaults({ corruptPerMiB: 0.5 }, { replace: true });
+        link.setFaults(FLIPS, { replace: true });
         const flipsBefore = link.stats.corruptions;
         // skopeo reads each blob as it arrives and fails on a cut body (unexpected EOF): sent only
         // verified bytes, its one attempt completes although blobs were repaired on the way.
@@ -214,7 +225,7 @@ describe('the link as it fails (issue 12)', function () {
 
     it('sends only checked pieces: skopeo copies byte-identical on its first attempt, each flip costing one piece', async () => {
       const transfers = recordFills(m);
-      link.setFaults({ corruptPerMiB: 0.5 }, { replace: true });
+      link.setFaults(FLIPS, { replace: true });
       await skopeoPullIdentical(`${m.host}/kolla/link:v1`, image);
       link.clearFaults();
       assert.ok(link.stats.corruptions >= 1, 'no byte was flipped: the test shows nothing');
