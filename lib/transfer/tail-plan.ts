@@ -6,13 +6,18 @@
  *
  * - split the range that needs the longest where both parts end together: its own connection
  *   keeps what it does in the time a new connection, at the transfer's rate per connection, needs
- *   for the rest after a round trip. A free connection of the link is one its budget found worth
- *   having (link-budget.ts), so ranges that would end together are split too: each part then
- *   ends sooner where connections are capped one by one;
+ *   for the rest after a round trip. While the transfer runs on half the link's connections or
+ *   more, only a straggler (twice the others' time on average): ranges that end together gain
+ *   nothing where the link's total is what binds. On fewer, the link's budget found more
+ *   connections worth having than run: ranges that would end together are split too (each part
+ *   ends sooner where connections are capped one by one);
  * - a straggler too small to split (the part handed off would not outweigh what the link holds in
  *   flight for it) that a new connection would still end in less than half its time is copied:
  *   the rest of it is asked again on a new connection, the first copy to end wins and the other
  *   is cancelled (the transfer does that).
+ *
+ * Splits and copies cost link bytes (what a cut request held in flight, what both copies fetch):
+ * together at most the transfer's loss budget.
  *
  * Pure: ranges and figures in, steps out.
  */
@@ -46,11 +51,12 @@ const SILENT_MIN_MS = 1000;
  */
 export type TailStep =
   | { kind: 'split'; range: LiveRange; rest: LiveRange; risk: number }
-  | { kind: 'copy'; range: LiveRange; from: number };
+  | { kind: 'copy'; range: LiveRange; from: number; risk: number };
 
 export interface TailFigures {
-  /** Connections of the link free now. */
+  /** Connections of the link free now, and all it may use now. */
   free: number;
+  linkLimit: number;
   now: number;
   /** The link's round trip (least time to response headers). */
   rttMs: number;
@@ -58,7 +64,7 @@ export interface TailFigures {
   perConnection: number;
   /** Ranges that have a copy running, or are one: neither split nor copied again. */
   paired: (r: LiveRange) => boolean;
-  /** Bytes the splits may still lose (in flight past their split points), for the whole transfer. */
+  /** Bytes the splits and copies may still cost (in flight past split points, fetched by both copies), for the whole transfer. */
   lossBudget: number;
 }
 
@@ -93,6 +99,8 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
   for (let free = f.free; free > 0; free--) {
     const best = items.reduce<Item | undefined>((b, i) => (!b || i.time > b.time ? i : b), undefined);
     if (!best || best.fixed || best.time < TAIL_SPLIT_MIN_SECONDS) break;
+    const others = items.filter((i) => i !== best);
+    if (items.length >= f.linkLimit / 2 && others.length > 0 && best.time < (2 * others.reduce((n, i) => n + i.time, 0)) / others.length) break;
     const r = best.rate;
     const keep = Math.ceil(((rtt * a + best.left) * r) / (a + r));
     const handOff = best.left - keep;
@@ -109,8 +117,12 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
       continue;
     }
     const copyTime = rtt + best.left / a;
-    if (best.time < 2 * copyTime) break;
-    steps.push({ kind: 'copy', range: best.range, from: best.from });
+    // Both copies run until the first ends: the bytes the original fetches meanwhile are fetched
+    // twice (all of them, should a silent one wake up).
+    const copyRisk = r > 0 ? Math.min(best.left, r * (copyTime + rtt)) : best.left;
+    if (best.time < 2 * copyTime || copyRisk > budget) break;
+    steps.push({ kind: 'copy', range: best.range, from: best.from, risk: copyRisk });
+    budget -= copyRisk;
     best.fixed = true;
     best.time = copyTime;
   }

@@ -121,7 +121,7 @@ export interface TransferResult {
 /** How often a source with piece digests is asked again while it has none yet. */
 const PIECE_DIGESTS_RETRY_MS = 2000;
 
-/** The least the tail's splits of a transfer may lose in flight (tail-plan.ts), whatever the blob's size. */
+/** The least the tail's splits and copies of a transfer may cost in link bytes (tail-plan.ts), whatever the blob's size. */
 const TAIL_LOSS_MIN_BYTES = 512 * 1024;
 
 /** A piece that comes back wrong the same way this often: the upstream serves it so. */
@@ -200,7 +200,7 @@ export class Transfer extends EventEmitter {
   private sizeDisagreements = 0;
   /** Bytes/s of this transfer's requests that ended, from their first byte (moving average): what a new connection delivers. */
   private requestRate = 0;
-  /** What the tail's splits may still lose in flight: 1% of the blob, 512 KiB at least. */
+  /** What the tail's splits and copies may still cost in link bytes: 1% of the blob, 512 KiB at least. */
   private tailLossBudget: number;
   private progressTimer: NodeJS.Timeout | undefined;
 
@@ -632,6 +632,7 @@ export class Transfer extends EventEmitter {
     if (rttMs === undefined) return;
     const steps = planTail(running, {
       free: this.link.limit - this.link.activeConnections - this.link.waiting,
+      linkLimit: this.link.limit,
       now: performance.now(),
       rttMs,
       perConnection: this.requestRate || this.meter.rate() / Math.max(1, running.size),
@@ -639,8 +640,8 @@ export class Transfer extends EventEmitter {
       lossBudget: this.tailLossBudget,
     });
     for (const step of steps) {
+      this.tailLossBudget -= step.risk;
       if (step.kind === 'split') {
-        this.tailLossBudget -= step.risk;
         step.range.end = step.rest.start - 1;
         launch(step.rest);
       } else {

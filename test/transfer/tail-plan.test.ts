@@ -19,7 +19,7 @@ function running(start: number, left: number, bytesPerSec: number, ms = 2000): L
 }
 
 function figures(over: Partial<TailFigures> = {}): TailFigures {
-  return { free: 1, now: NOW, rttMs: 150, perConnection: 1 * MiB, paired: () => false, lossBudget: 4 * MiB, ...over };
+  return { free: 1, linkLimit: 16, now: NOW, rttMs: 150, perConnection: 1 * MiB, paired: () => false, lossBudget: 4 * MiB, ...over };
 }
 
 describe('tail plan', () => {
@@ -40,11 +40,16 @@ describe('tail plan', () => {
     assert.ok(Math.abs(keptSeconds - handedSeconds) < 0.05, `kept ${kept} (${keptSeconds.toFixed(2)} s), handed ${handed} (${handedSeconds.toFixed(2)} s)`);
   });
 
-  it('leaves ranges that end within half a second alone, and splits ranges that end together but late', () => {
+  it('leaves ranges that end within half a second alone, and splits ranges that end together but late while they hold less than half the link', () => {
     const ending = [0, 1, 2, 3].map((i) => running(i * 8 * MiB, 400 * KiB, 1 * MiB));
     assert.deepEqual(planTail(ending, figures({ free: 4 })), []);
     const late = [0, 1].map((i) => running(i * 8 * MiB, 2 * MiB, 1 * MiB));
     assert.deepEqual(planTail(late, figures({ free: 2 })).map((s) => s.kind === 'split' && late.indexOf(s.range)), [0, 1]);
+    // On half the link's connections or more, what binds may be the link's total: only a straggler is split.
+    const busy = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => running(i * 8 * MiB, 2 * MiB, 1 * MiB));
+    assert.deepEqual(planTail(busy, figures({ free: 8 })), []);
+    const straggler = running(64 * MiB, 2 * MiB, 256 * KiB);
+    assert.deepEqual(planTail([...busy, straggler], figures({ free: 8 })).map((s) => s.range), [straggler]);
   });
 
   it('splits no more than the loss budget allows: each split loses about its rate times the round trip', () => {
@@ -62,6 +67,10 @@ describe('tail plan', () => {
     assert.equal(steps[0]!.range, crawling);
     assert.equal(steps[0]!.kind === 'copy' && steps[0]!.from, crawling.pos);
     assert.deepEqual(planTail([crawling], figures({ free: 2, paired: (r) => r === crawling })), []);
+    // 32 KiB/s for the 0.24 s the copy needs, plus a round trip: 12.6 KiB fetched twice at most.
+    const risk = steps[0]!.kind === 'copy' ? steps[0]!.risk : 0;
+    assert.ok(Math.abs(risk - 32 * KiB * (0.15 + (96 * KiB) / MiB + 0.15)) < 2, `risk ${risk}`);
+    assert.deepEqual(planTail([crawling], figures({ free: 2, lossBudget: 12 * KiB })), [], 'not beyond the loss budget');
   });
 
   it('copies a range whose request has had no byte for many round trips', () => {
