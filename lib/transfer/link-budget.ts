@@ -3,7 +3,10 @@
  * pulls three layers at once and a pre-warm pulls several images: each transfer adapting alone
  * would overshoot together, or each would start from the floor again. Here the total adapts
  * (concurrency.ts) on the goodput of all of them, and free connections go round-robin to the
- * transfers waiting, lowest chunk first within each, so every blob's prefix keeps moving.
+ * transfers waiting, lowest chunk first within each, so every blob's prefix keeps moving. A
+ * transfer a client is reading goes before those nobody reads yet (a prefetch): skopeo reads one
+ * layer at a time, so the layer it waits for finishes first and is read while the link carries
+ * the next ones, instead of every layer finishing together at the end and being read after it.
  */
 import { ConcurrencyController, type LearnedConcurrency } from './concurrency.ts';
 import { StallWatch } from './stall-watch.ts';
@@ -41,7 +44,11 @@ export class LinkShare {
   readonly queue: Waiter[] = [];
   active = 0;
 
-  constructor(private readonly link: LinkBudget, readonly cap: number) {}
+  /**
+   * @param read Whether a client is reading the transfer now: such shares are served before the
+   *   others (a prefetch nobody asked for yet).
+   */
+  constructor(private readonly link: LinkBudget, readonly cap: number, readonly read: () => boolean = () => false) {}
 
   /** Resolves with a release function once a connection is free for this share; rejects when `signal` aborts first. */
   acquire(signal: AbortSignal): Promise<() => void> {
@@ -132,9 +139,9 @@ export class LinkBudget {
     return this.shares.reduce((n, s) => n + (s.active < s.cap ? s.queue.length : 0), 0);
   }
 
-  /** A new transfer's share, with at most `cap` connections of its own. */
-  share(cap = Infinity): LinkShare {
-    const s = new LinkShare(this, Math.max(1, cap));
+  /** A new transfer's share, with at most `cap` connections of its own; `read` says whether a client reads it now. */
+  share(cap = Infinity, read?: () => boolean): LinkShare {
+    const s = new LinkShare(this, Math.max(1, cap), read);
     this.shares.push(s);
     return s;
   }
@@ -143,7 +150,7 @@ export class LinkBudget {
     this.bytes += bytes;
   }
 
-  /** @internal Grants free connections, round-robin over the shares with waiters. */
+  /** @internal Grants free connections, round-robin over the shares with waiters, those a client reads first. */
   pump(): void {
     while (this.active < this.limit) {
       const share = this.nextShare();
@@ -174,11 +181,15 @@ export class LinkBudget {
   }
 
   private nextShare(): LinkShare | undefined {
+    return this.nextShareWhere((s) => s.read()) ?? this.nextShareWhere(() => true);
+  }
+
+  private nextShareWhere(eligible: (s: LinkShare) => boolean): LinkShare | undefined {
     const n = this.shares.length;
     for (let k = 0; k < n; k++) {
       const i = (this.next + k) % n;
       const s = this.shares[i] as LinkShare;
-      if (s.queue.length > 0 && s.active < s.cap) {
+      if (s.queue.length > 0 && s.active < s.cap && eligible(s)) {
         this.next = (i + 1) % n;
         return s;
       }

@@ -203,6 +203,8 @@ export class Transfer extends EventEmitter {
   /** What the tail's splits and copies may still cost in link bytes: 1% of the blob, 512 KiB at least. */
   private tailLossBudget: number;
   private progressTimer: NodeJS.Timeout | undefined;
+  /** Readers open now: a client waits for this blob, so its requests go before a prefetch's (link-budget.ts). */
+  private readers = 0;
 
   constructor(opts: TransferOptions) {
     super();
@@ -243,7 +245,10 @@ export class Transfer extends EventEmitter {
 
   /** Bytes start..end (inclusive) as they become safe to send (prefix-reader.ts); errors if the transfer fails. */
   createReader(start = 0, end = this.size - 1): Readable {
-    return createPrefixReader(this, start, end);
+    const reader = createPrefixReader(this, start, end);
+    this.readers++;
+    reader.once('close', () => this.readers--);
+    return reader;
   }
 
   /**
@@ -302,7 +307,7 @@ export class Transfer extends EventEmitter {
     await Promise.resolve(); // let the caller attach listeners before the first event
     this.progressTimer = setInterval(() => this.emit('progress', this.snapshot()), this.opts.progressIntervalMs ?? 500);
     this.progressTimer.unref();
-    const share = this.link.share(this.cfg.maxConnections);
+    const share = this.link.share(this.cfg.maxConnections, () => this.readers > 0);
     this.share = share;
     // Every transfer has a wall-clock bound: past it, it fails cleanly (the part stays to resume).
     const deadline = setTimeout(() => {

@@ -30,24 +30,50 @@ describe('link budget shared by transfers', function () {
     b.close();
   });
 
-  it('hands free connections round-robin, so a second transfer is not stuck behind the first', async () => {
+  /** Shares a and b of a link of 2 connections asking 3 each, a first; `release(n)` frees n connections in turn. */
+  async function twoShares(bRead: () => boolean): Promise<{ order: string[]; release(n: number): Promise<void>; close(): void }> {
     const link = new LinkBudget({ minConnections: 2, maxConnections: 2, adaptIntervalMs: 60_000 });
     const a = link.share();
-    const b = link.share();
+    const b = link.share(Infinity, bRead);
     const signal = new AbortController().signal;
     const order: string[] = [];
     const releases: Array<() => void> = [];
     for (let i = 0; i < 3; i++) void a.acquire(signal).then((r) => { order.push('a'); releases.push(r); });
     for (let i = 0; i < 3; i++) void b.acquire(signal).then((r) => { order.push('b'); releases.push(r); });
     await tick();
-    for (let i = 0; i < 4; i++) {
-      releases.shift()?.();
-      await tick();
-    }
+    return {
+      order,
+      async release(n) {
+        for (let i = 0; i < n; i++) {
+          releases.shift()?.();
+          await tick();
+        }
+      },
+      close() {
+        a.close();
+        b.close();
+      },
+    };
+  }
+
+  it('hands free connections round-robin, so a second transfer is not stuck behind the first', async () => {
+    const s = await twoShares(() => false);
+    await s.release(4);
     // a took both free connections before b asked; from then on they alternate.
-    assert.deepEqual(order, ['a', 'a', 'b', 'a', 'b', 'b']);
-    a.close();
-    b.close();
+    assert.deepEqual(s.order, ['a', 'a', 'b', 'a', 'b', 'b']);
+    s.close();
+  });
+
+  it('hands free connections to a share a client reads before one nobody reads yet (a prefetch)', async () => {
+    let bRead = false;
+    const s = await twoShares(() => bRead);
+    await s.release(1);
+    // Nobody reads b yet: round-robin, as between equals.
+    assert.deepEqual(s.order, ['a', 'a', 'b']);
+    bRead = true;
+    await s.release(3);
+    assert.deepEqual(s.order, ['a', 'a', 'b', 'b', 'b', 'a'], 'b, read by a client, took every connection freed while it waited');
+    s.close();
   });
 
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
