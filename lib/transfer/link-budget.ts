@@ -203,12 +203,27 @@ export class LinkBudget {
     if (busy && !this.timer) {
       this.bytes = 0;
       this.lastTickAt = performance.now();
-      this.timer = setInterval(() => this.tick(), this.adaptIntervalMs);
-      this.timer.unref();
+      this.scheduleTick();
     } else if (!busy && this.timer) {
-      clearInterval(this.timer);
+      clearTimeout(this.timer);
       this.timer = undefined;
     }
+  }
+
+  /**
+   * The next tick: after half the interval while slow start doubles (a fresh link reaches 32
+   * connections from 8 in 1 s instead of 2: on a 10 s image at 300 ms RTT that second cost ~0.3 s
+   * of the link), after the interval once it judges over several ticks.
+   */
+  private scheduleTick(): void {
+    const ms = this.controller.slowStart && !this.limitFrom ? this.adaptIntervalMs / 2 : this.adaptIntervalMs;
+    const timer = setTimeout(() => {
+      this.tick();
+      // tick() stopped the clock (the link went idle) or it goes on.
+      if (this.timer === timer) this.scheduleTick();
+    }, ms);
+    timer.unref();
+    this.timer = timer;
   }
 
   private tick(): void {

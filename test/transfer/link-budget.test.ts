@@ -76,6 +76,21 @@ describe('link budget shared by transfers', function () {
     s.close();
   });
 
+  it('doubles after half an interval in slow start, so a fresh link is not held at its floor for a whole one', async () => {
+    const interval = 2000;
+    const link = new LinkBudget({ minConnections: 2, maxConnections: 8, adaptIntervalMs: interval });
+    const a = link.share();
+    const signal = new AbortController().signal;
+    for (let i = 0; i < 8; i++) a.acquire(signal).then(() => a.record(1), () => {});
+    const started = performance.now();
+    while (link.limit === 2) await new Promise((r) => setTimeout(r, 20));
+    const first = performance.now() - started;
+    // Old code: its first doubling came after the whole interval (2 s).
+    assert.ok(first < interval * 0.75, `slow start first doubled after ${Math.round(first)} ms with ticks every ${interval} ms`);
+    assert.equal(link.limit, 4);
+    a.close();
+  });
+
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
     const link = new LinkBudget({ minConnections: 8, maxConnections: 8, adaptIntervalMs: 60_000 });
     const a = link.share(2);
