@@ -81,7 +81,9 @@ export function blobPushHandlers(backend: PushBackend): Required<Pick<MethodTabl
  */
 function followable(req: IncomingMessage, location: string): boolean {
   if (req.headers.authorization === undefined) return true;
-  return new URL(location).hostname !== new URL(`http://${req.headers.host ?? ''}`).hostname;
+  // No Host (HTTP/1.0) or one that is no host: the client cannot be told apart, so it is streamed to.
+  const asked = `http://${req.headers.host ?? ''}`;
+  return URL.canParse(asked) && new URL(location).hostname !== new URL(asked).hostname;
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,22 @@ import { pushImage } from '../helpers/skopeo.ts';
 import { pullAndVerify } from './core-fixture.ts';
 import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
 import { Teardown } from './pull-through-fixture.ts';
+
+/** The status line and headers of a request written as is (no Host unless the template has one). */
+function rawGet(host: string, path: string, template: string): Promise<string> {
+  const [hostname, port] = host.split(':') as [string, string];
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const socket = connect(Number(port), hostname, () => socket.write(template.replace('%s', path)));
+    socket.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (got.includes('\r\n\r\n')) {
+        socket.destroy();
+        resolve(got.slice(0, got.indexOf('\r\n\r\n')));
+      }
+    }).on('error', reject);
+  });
+}
 
 describe('storage.redirect on Ceph RGW: blob GETs answered by presigned URLs, off by default', function () {
   this.timeout(60_000);
@@ -84,6 +101,9 @@ describe('storage.redirect on Ceph RGW: blob GETs answered by presigned URLs, of
     const withToken = await fetch(`${redirecting.url}/v2/team/app/blobs/${image.layers[0]!.digest}`, { redirect: 'manual', headers: { authorization: 'Bearer t' } });
     assert.equal(withToken.status, 200, 'a client that would send its token on to RGW (same host name) is streamed to');
     assert.equal(Buffer.from(await withToken.arrayBuffer()).length, image.layers[0]!.size);
+    // HTTP/1.0 without Host: whether the store has the client's host name is unknown, so it is streamed.
+    const raw = await rawGet(redirecting.host, `/v2/team/app/blobs/${image.layers[0]!.digest}`, 'GET %s HTTP/1.0\r\nAuthorization: Bearer t\r\n\r\n');
+    assert.match(raw, /^HTTP\/1\.1 200 /);
     const head = await fetch(`${redirecting.url}/v2/team/app/blobs/${image.layers[0]!.digest}`, { method: 'HEAD', redirect: 'manual' });
     assert.equal(head.status, 200, 'a HEAD is answered by the mirror');
     assert.equal(head.headers.get('content-length'), String(image.layers[0]!.size));
