@@ -108,6 +108,8 @@ class ClusterPartialBlob implements PartialBlob {
   /** A progress write failed for good (lease lost, fenced out): every later call fails with it. */
   private failure: unknown;
   private finished = false;
+  /** What the transfer released to its readers: published for the followers' readers. */
+  private released = 0;
 
   constructor(
     private readonly inner: PartialBlob,
@@ -160,6 +162,12 @@ class ClusterPartialBlob implements PartialBlob {
     await this.publishNow();
   }
 
+  release(bytes: number): void {
+    if (bytes === this.released) return;
+    this.released = bytes;
+    if (!this.finished) this.schedulePublish();
+  }
+
   scratch(): Promise<PartialScratch> {
     return this.inner.scratch();
   }
@@ -198,7 +206,7 @@ class ClusterPartialBlob implements PartialBlob {
     this.lastPublish = performance.now();
     // Only what other replicas can read: the backend may hold recorded bytes where they cannot (S3: in memory).
     const shared = done || !this.inner.sharedRanges ? this.held.intervals : this.inner.sharedRanges().map((r) => ({ start: r.start, end: r.end + 1 }));
-    const state = { size: this.size, ranges: [...shared], done };
+    const state = { size: this.size, ranges: [...shared], released: this.released, done };
     this.publishing = this.publishing.then(() => this.progress.publish(state)).catch((err: unknown) => {
       this.failure ??= err;
       throw err;

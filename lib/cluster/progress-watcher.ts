@@ -100,11 +100,15 @@ export class ProgressWatcher<Parts = unknown> {
 
 /**
  * End (exclusive) of the run of progress a follower may serve from offset; offset itself when it
- * has to wait. The blob's last byte is served only once the transfer is done: as on a lone
- * mirror, a client never receives a whole blob whose digest was not checked. Pure.
+ * has to wait. Only bytes that are in the bucket and that the holder released (verified: checked
+ * pieces, or nothing before the digest matched when no piece digest checks them) are served, and
+ * the blob's last byte only once the transfer is done: as on a lone mirror, a client never
+ * receives a byte that was not checked, nor a whole blob whose digest was not. Pure.
  */
 export function availableEnd(progress: TransferProgress, offset: number): number {
   if (progress.done) return progress.size;
-  for (const r of progress.ranges) if (r.start <= offset && offset < r.end) return Math.max(offset, Math.min(r.end, progress.size - 1));
+  const limit = Math.min(progress.released, progress.size - 1);
+  if (offset >= limit) return offset;
+  for (const r of progress.ranges) if (r.start <= offset && offset < r.end) return Math.min(r.end, limit);
   return offset;
 }

@@ -32,6 +32,11 @@ export interface TransferProgress<Parts = unknown> {
   seq: number;
   /** Readable from the bucket now: sorted, merged, half-open. */
   ranges: Interval[];
+  /**
+   * Bytes [0, released) its holder verified: all a follower may serve before done (a transfer
+   * without piece digests verifies nothing before its digest matched). 0 in a record without it.
+   */
+  released: number;
   done: boolean;
   parts?: Parts;
 }
@@ -51,7 +56,7 @@ const key = (digest: string): string => `${PREFIX}${digest}`;
 
 export function parseProgress<Parts>(text: string): TransferProgress<Parts> | undefined {
   try {
-    const p = JSON.parse(text) as { digest?: unknown; size?: unknown; holder?: unknown; seq?: unknown; ranges?: unknown; done?: unknown; parts?: Parts };
+    const p = JSON.parse(text) as { digest?: unknown; size?: unknown; holder?: unknown; seq?: unknown; ranges?: unknown; released?: unknown; done?: unknown; parts?: Parts };
     if (typeof p.digest !== 'string' || typeof p.size !== 'number' || !Array.isArray(p.ranges)) return undefined;
     const set = new RangeSet();
     for (const r of p.ranges as unknown[]) {
@@ -63,6 +68,7 @@ export function parseProgress<Parts>(text: string): TransferProgress<Parts> | un
       holder: typeof p.holder === 'string' ? p.holder : '',
       seq: typeof p.seq === 'number' ? p.seq : 0,
       ranges: [...set.intervals],
+      released: typeof p.released === 'number' ? Math.max(0, Math.min(p.size, p.released)) : 0,
       done: p.done === true,
       ...(p.parts === undefined ? {} : { parts: p.parts }),
     };
@@ -163,13 +169,14 @@ export class ProgressWriter<Parts = unknown> {
    * lease's LeaseLostError when the lease is no longer valid, with TransferFencedError when another
    * replica wrote the progress meanwhile.
    */
-  publish(state: { size: number; ranges: readonly Interval[]; done?: boolean; parts?: Parts }): Promise<void> {
+  publish(state: { size: number; ranges: readonly Interval[]; released?: number; done?: boolean; parts?: Parts }): Promise<void> {
     this.pending = {
       digest: this.digest,
       size: state.size,
       holder: this.lease.holder,
       seq: 0,
       ranges: [...new RangeSet(state.ranges).intervals],
+      released: state.done ? state.size : (state.released ?? 0),
       done: state.done ?? false,
       ...(state.parts === undefined ? {} : { parts: state.parts }),
     };

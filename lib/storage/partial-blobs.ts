@@ -47,6 +47,11 @@ export interface PartialBlob extends PositionalReader {
    * memory). Absent: every recorded range (the cluster publishes these: lib/cluster/cluster-partials.ts).
    */
   sharedRanges?(): readonly ByteRange[];
+  /**
+   * The transfer's readers may now have bytes [0, bytes) (Transfer.releasedBytes: verified).
+   * Storage that other replicas read from publishes it for their readers (cluster-partials.ts).
+   */
+  release?(bytes: number): void;
   /** Resolves once every recorded range is durable, power loss included (the backend also does it now and then). */
   flush(): Promise<void>;
   /** Replaces what is recorded as held by exactly `held` (a repair forgot ranges that were wrong). */

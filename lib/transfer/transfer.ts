@@ -228,7 +228,7 @@ export class Transfer extends EventEmitter {
     setMaxListeners(0, this.ctrl.signal);
     // Every reader waiting for bytes listens here (a relay serves one reader per range request).
     this.setMaxListeners(0);
-    this.hasher = new PrefixHasher({ read: (pos, into) => this.partial.read(pos, into) }, this.held, this.algorithm, () => this.emit('advance', this.releasedBytes));
+    this.hasher = new PrefixHasher({ read: (pos, into) => this.partial.read(pos, into) }, this.held, this.algorithm, () => this.advanced());
     this.done = this.run();
     this.done.catch(() => {});
     this.firstByte = new Promise<void>((resolve, reject) => {
@@ -259,6 +259,13 @@ export class Transfer extends EventEmitter {
     if (this.digestMatched) return this.size;
     if (this.suspect || (this.cfg.holdUnverified && !this.pieceDigests)) return 0;
     return Math.min(this.contiguousBytes, Math.max(0, this.size - 1));
+  }
+
+  /** What readers may have changed: tell them, and the partial blob (a cluster publishes it for other replicas' readers). */
+  private advanced(): void {
+    const released = this.releasedBytes;
+    this.part?.release?.(released);
+    this.emit('advance', released);
   }
 
   /**
@@ -358,6 +365,7 @@ export class Transfer extends EventEmitter {
       const actual = hasher.digest();
       if (actual === this.digest) return this.commit(actual);
       this.suspect = true;
+      this.part?.release?.(0);
       this.emit('mismatch', { expected: this.digest, actual });
       // Checked pieces that still make a wrong blob: the piece list contradicts the digest.
       if (this.pieceDigests) throw new DigestMismatchError(this.digest, actual, { detail: 'every piece matched the piece digests the source gave' });

@@ -41,6 +41,8 @@ async function fill(blob: Buffer, partial: PartialBlob, opts: { pieces?: number;
     if (opts.pieces !== undefined && written.length >= opts.pieces) return written;
     await partial.write(at, blob.subarray(at, end + 1));
     await partial.record({ start: at, end });
+    // As a transfer with piece digests does: each checked piece of the prefix is released to readers.
+    partial.release?.(end + 1);
     written.push(at);
     if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
   }
@@ -69,7 +71,7 @@ describe('single flight across replicas through the partial blobs (lib/cluster/c
   const replica = (id: string, o: ClusterObjects = objects, ttlMs = 5000, keepDoneMs = 5000): ClusterPartialBlobs =>
     new ClusterPartialBlobs(shared, new TransferGate(o, new Leases(o, id, { ttlMs }), { minPollMs: 30, maxPollMs: 100, checkLeaseAfterMs: 200 }), 50, undefined, keepDoneMs);
 
-  it('opens a digest for one replica only; the other follows what the holder records and gets the blob once committed', async () => {
+  it('opens a digest for one replica only; the other follows what the holder records and releases, and gets the blob once committed', async () => {
     const blob = randomBytes(PIECE * 6 + 77);
     const r1 = replica('r1');
     const r2 = replica('r2');

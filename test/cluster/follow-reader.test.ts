@@ -51,7 +51,7 @@ async function transfer(blob: Buffer, pieces: Pieces, progress: ProgressWriter, 
     if (opts.stopAfter !== undefined && written++ >= opts.stopAfter) return;
     await pieces.write(blob, offset);
     held.add(offset, Math.min(blob.length, offset + PIECE));
-    await progress.publish({ size: blob.length, ranges: held.intervals });
+    await progress.publish({ size: blob.length, ranges: held.intervals, released: held.coveredEnd(0) });
     if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
   }
   await progress.publish({ size: blob.length, ranges: held.intervals, done: true });

@@ -30,7 +30,7 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     const watcher = new ProgressWatcher(objects, new Leases(objects, 'follower'), digest, { minPollMs: 50 });
 
     const first = watcher.until(0);
-    await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: 10 * MiB }], parts: { uploadId: 'u1' } });
+    await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: 10 * MiB }], released: 10 * MiB, parts: { uploadId: 'u1' } });
     const p1 = await first;
     assert.equal(availableEnd(p1, 0), 10 * MiB);
     assert.deepEqual(p1.parts, { uploadId: 'u1' });
@@ -41,10 +41,10 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(got.second, undefined, 'byte 10 MiB is not there yet');
     // Out of order: the range after a gap does not make the gap readable.
-    await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: 10 * MiB }, { start: 20 * MiB, end: 30 * MiB }] });
+    await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: 10 * MiB }, { start: 20 * MiB, end: 30 * MiB }], released: 10 * MiB });
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(got.second, undefined);
-    await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: 30 * MiB }] });
+    await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: 30 * MiB }], released: 30 * MiB - 1 });
     await waiting;
     assert.equal(availableEnd(await waiting, 10 * MiB), 30 * MiB - 1, 'all but the last byte before the digest is checked');
 
@@ -66,7 +66,7 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     const dying = new Leases(gated, 'dying', { ttlMs });
     const lease = (await dying.tryTake(transferLeaseName(digest))) as HeldLease;
     const oldWriter = await ProgressWriter.open(gated, lease, digest);
-    await oldWriter.publish({ size: 8 * MiB, ranges: [{ start: 0, end: 3 * MiB }] });
+    await oldWriter.publish({ size: 8 * MiB, ranges: [{ start: 0, end: 3 * MiB }], released: 3 * MiB });
 
     const follower = new Leases(objects, 'follower', { ttlMs });
     const watcher = new ProgressWatcher(objects, follower, digest, { minPollMs: 50, maxPollMs: 200, checkLeaseAfterMs: 200 });
@@ -85,7 +85,7 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     assert.ok(successor, 'the follower takes the expired lease');
     const writer = await ProgressWriter.open(objects, successor, digest);
     assert.deepEqual(writer.previous?.ranges, [{ start: 0, end: 3 * MiB }]);
-    await writer.publish({ size: 8 * MiB, ranges: [...(writer.previous?.ranges ?? []), { start: 3 * MiB, end: 6 * MiB }] });
+    await writer.publish({ size: 8 * MiB, ranges: [...(writer.previous?.ranges ?? []), { start: 3 * MiB, end: 6 * MiB }], released: 6 * MiB });
 
     // The old holder comes back from its pause: its lease is gone and its progress cannot overwrite the successor's.
     assert.equal(lease.valid, false);
@@ -102,9 +102,9 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     const a = (await new Leases(objects, 'a').tryTake(transferLeaseName(digest))) as HeldLease;
     const b = (await new Leases(objects, 'b').tryTake('unrelated')) as HeldLease;
     const first = await ProgressWriter.open(objects, a, digest);
-    await first.publish({ size: MiB, ranges: [{ start: 0, end: 100 }] });
+    await first.publish({ size: MiB, ranges: [{ start: 0, end: 100 }], released: 100 });
     const second = await ProgressWriter.open(objects, b, digest);
-    await second.publish({ size: MiB, ranges: [{ start: 0, end: 200 }] });
+    await second.publish({ size: MiB, ranges: [{ start: 0, end: 200 }], released: 200 });
     assert.equal(a.valid, true);
     await assert.rejects(first.publish({ size: MiB, ranges: [{ start: 0, end: 300 }] }), TransferFencedError);
     const seen = await new ProgressWatcher(objects, new Leases(objects, 'c'), digest).until(0);
@@ -121,7 +121,7 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     assert.equal(first.role, 'holder');
     assert.equal(second.role, 'follower');
     if (first.role !== 'holder' || second.role !== 'follower') return;
-    await first.progress.publish({ size: 4 * MiB, ranges: [{ start: 0, end: MiB }] });
+    await first.progress.publish({ size: 4 * MiB, ranges: [{ start: 0, end: MiB }], released: MiB });
     assert.equal(availableEnd(await second.watcher.until(0), 0), MiB);
     await first.lease.release(); // stopped unfinished (its process is shutting down)
     await assert.rejects(second.watcher.until(MiB), TransferOrphanedError);
@@ -131,5 +131,25 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     assert.deepEqual(again.progress.previous?.ranges, [{ start: 0, end: MiB }]);
     assert.equal(again.progress.previous?.holder, 'r1');
     await again.lease.release();
+  });
+
+  it('serves a follower only what the holder released: bytes in the bucket but not yet verified wait (a flipped byte never reaches its clients)', async () => {
+    const digest = `sha256:${'e'.repeat(64)}`;
+    const lease = (await new Leases(objects, 'holder').tryTake(transferLeaseName(digest))) as HeldLease;
+    const writer = await ProgressWriter.open(objects, lease, digest);
+    const watcher = new ProgressWatcher(objects, new Leases(objects, 'follower'), digest, { minPollMs: 50 });
+    // A transfer without piece digests: every byte in the bucket, none verified.
+    await writer.publish({ size: 8 * MiB, ranges: [{ start: 0, end: 8 * MiB }] });
+    const got: { p?: TransferProgress } = {};
+    const waiting = watcher.until(0).then((p) => (got.p = p));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(got.p, undefined, 'nothing released: the follower waits');
+    // With piece digests: the checked prefix.
+    await writer.publish({ size: 8 * MiB, ranges: [{ start: 0, end: 8 * MiB }], released: 2 * MiB });
+    assert.equal(availableEnd(await waiting, 0), 2 * MiB);
+    assert.equal(availableEnd(await watcher.until(0), MiB), 2 * MiB);
+    await writer.publish({ size: 8 * MiB, ranges: [{ start: 0, end: 8 * MiB }], done: true });
+    assert.equal(availableEnd(await watcher.until(2 * MiB), 2 * MiB), 8 * MiB);
+    await lease.release();
   });
 });
