@@ -29,6 +29,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log/logger.ts';
 import type { Storage } from './storage.ts';
 import { readManifestRefs, type ManifestRefs } from './references.ts';
+import { TouchThrottle } from './touch-throttle.ts';
 
 export interface CacheAccountingOptions {
   maxBytes: number;
@@ -61,8 +62,6 @@ interface CachedManifest {
 }
 
 const key = (repo: string, digest: string): string => `${repo}@${digest}`;
-/** Past this many remembered touches, those older than the touch interval are dropped. */
-const TOUCHES_KEPT = 4096;
 
 export class CacheAccounting {
   /** Cached blob digest -> size and last access here (ms), least recently used first; calculatedSize is the cached total. */
@@ -72,7 +71,7 @@ export class CacheAccounting {
   private usedBy = new Map<string, Set<string>>();
   private pinned = new Set<string>();
   private readonly refsCache = new Map<string, ManifestRefs | null>();
-  private readonly lastTouch = new Map<string, number>();
+  private readonly touches: TouchThrottle;
   private running: Promise<EvictionReport> | undefined;
   /** When the shared store's state was last read (now() ms). */
   private syncedAt = -Infinity;
@@ -83,6 +82,7 @@ export class CacheAccounting {
     private readonly opts: CacheAccountingOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.touches = new TouchThrottle(opts.touchIntervalMs ?? 60_000);
   }
 
   /** Builds the accounting from the store (blob mtimes as last access). */
@@ -129,13 +129,7 @@ export class CacheAccounting {
       const blob = this.lru.get(b.digest);
       if (blob) blob.at = now;
     }
-    const every = this.opts.touchIntervalMs ?? 60_000;
-    if (now - (this.lastTouch.get(digest) ?? -Infinity) >= every) {
-      // Memory stays flat however many digests are served: entries past the interval decide nothing.
-      if (this.lastTouch.size >= TOUCHES_KEPT) for (const [d, at] of this.lastTouch) if (now - at >= every) this.lastTouch.delete(d);
-      this.lastTouch.set(digest, now);
-      void this.store.blobs.touch(digest);
-    }
+    if (this.touches.due(digest, now)) void this.store.blobs.touch(digest);
   }
 
   /** A pull-through fill committed a blob (or a manifest) to the store. */

@@ -17,6 +17,7 @@ import type { S3Bucket } from './bucket.ts';
 import { digestOfPath, keys } from './keys.ts';
 import { objectStream } from './object-stream.ts';
 import { writeObject } from './object-writer.ts';
+import { TouchThrottle } from '../touch-throttle.ts';
 
 const TOUCH_EVERY_MS = 60_000;
 /** The touch record's metadata key: when it was touched, ms since the epoch. */
@@ -31,8 +32,8 @@ function touchTime(touch: { lastModified: number; metadata?: Record<string, stri
 export type SignGet = (key: string) => Promise<string>;
 
 export class S3BlobStorage implements BlobStorage {
-  /** digest -> when this process last wrote its touch record. */
-  private readonly touched = new Map<string, number>();
+  /** When this process last wrote each digest's touch record. */
+  private readonly touched = new TouchThrottle(TOUCH_EVERY_MS);
   readonly redirectUrl?: (digest: string) => Promise<string>;
 
   constructor(private readonly bucket: S3Bucket, signGet?: SignGet) {
@@ -98,14 +99,13 @@ export class S3BlobStorage implements BlobStorage {
   async delete(digest: string): Promise<boolean> {
     if (!(await this.has(digest))) return false;
     await this.bucket.deleteMany([keys.blob(digest), keys.touch(digest)]);
-    this.touched.delete(digest);
+    this.touched.forget(digest);
     return true;
   }
 
   async touch(digest: string): Promise<void> {
     const now = Date.now();
-    if (now - (this.touched.get(digest) ?? 0) < TOUCH_EVERY_MS) return;
-    this.touched.set(digest, now);
+    if (!this.touched.due(digest, now)) return;
     try {
       if (await this.has(digest)) await this.bucket.put(keys.touch(digest), '', { metadata: { [TOUCHED_AT]: String(now) } });
     } catch {
