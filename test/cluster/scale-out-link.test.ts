@@ -129,9 +129,10 @@ describe('scale-out through the link: 3 replicas, a cold burst, the one holding 
     const failed = done.flatMap((p, i) => (p.status === 'rejected' ? [`client ${i}: ${String(p.reason).slice(0, 300)}`] : []));
     assert.deepEqual(failed, []);
     // What crosses again is what the dead holder had only in memory (twice MEMORY_BYTES waiting, as
-    // much being put) and what the link's buffers held for it (256 KiB a connection).
+    // much being put) and what the link held for it: the fault proxy's queue (256 KiB a connection)
+    // and as much again in socket buffers. 1.02-1.13x measured at load 14-22; the old code 1.22x.
     const again = moved() - imageBytes(killImage);
-    const allowed = 4 * MEMORY_BYTES + TRANSFER.maxConnections * 256 * 1024;
+    const allowed = 4 * MEMORY_BYTES + TRANSFER.maxConnections * 2 * 256 * 1024;
     assert.ok(again <= allowed, `${again} bytes crossed the link again (${(moved() / imageBytes(killImage)).toFixed(3)}x the image), allowed ${allowed}`);
     for (const p of done.slice(0, 2)) assert.match(p.status === 'fulfilled' ? String(p.value) : '', new RegExp(killImage.manifestDigest));
     assert.equal(done[2]?.status === 'fulfilled' ? (done[2].value as string[]).length : 0, 1 + killImage.layers.length);
