@@ -122,7 +122,7 @@ export interface TransferResult {
 const PIECE_DIGESTS_RETRY_MS = 2000;
 
 /** The least the tail's splits and copies of a transfer may cost in link bytes (tail-plan.ts), whatever the blob's size. */
-const TAIL_LOSS_MIN_BYTES = 512 * 1024;
+const TAIL_LOSS_MIN_BYTES = 256 * 1024;
 
 /** A piece that comes back wrong the same way this often: the upstream serves it so. */
 const SAME_WRONG_PIECE_TIMES = 3;
@@ -200,7 +200,7 @@ export class Transfer extends EventEmitter {
   private sizeDisagreements = 0;
   /** Bytes/s of this transfer's requests that ended, from their first byte (moving average): what a new connection delivers. */
   private requestRate = 0;
-  /** What the tail's splits and copies may still cost in link bytes: 1% of the blob, 512 KiB at least. */
+  /** What the tail's splits and copies may still cost in link bytes: 0.5% of the blob, 256 KiB at least. */
   private tailLossBudget: number;
   private progressTimer: NodeJS.Timeout | undefined;
   /** Readers open now: a client waits for this blob, so its requests go before a prefetch's (link-budget.ts). */
@@ -223,7 +223,7 @@ export class Transfer extends EventEmitter {
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
     this.pieceSize = pieceSizeFor(this.size, this.chunkSize, this.cfg.pieceBytes);
     this.pieces = planChunks(this.size, this.pieceSize);
-    this.tailLossBudget = Math.max(this.size / 100, TAIL_LOSS_MIN_BYTES);
+    this.tailLossBudget = Math.max(this.size / 200, TAIL_LOSS_MIN_BYTES);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
     setMaxListeners(0, this.ctrl.signal);
     // Every reader waiting for bytes listens here (a relay serves one reader per range request).
