@@ -17,11 +17,12 @@
  * here do not fail with it: each goes on from its offset in the mode a new claim finds (following
  * the new holder, mostly), and so does `done`.
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { RunningTransfer, TransferSpec, TransferStarter } from '../mirror/transfers.ts';
 import type { TransferSnapshot } from '../transfer/transfer.ts';
 import { BlobCommittedError, TransferElsewhereError } from './cluster-partials.ts';
 import { createFollowReader } from './follow-reader.ts';
+import { interruptibleFrom } from './interruptible-from.ts';
 import { LeaseLostError } from './lease.ts';
 import { TransferOrphanedError, type ProgressWatcher } from './progress-watcher.ts';
 import { TransferFencedError } from './progress.ts';
@@ -60,7 +61,9 @@ class ClusterTransfer implements RunningTransfer {
   }
 
   createReader(start: number, end: number): Readable {
-    return Readable.from(this.read(start, end), { objectMode: false });
+    const reading: { source?: Readable } = {};
+    // A client gone is a reader gone, also while the source waits (a body held until verified).
+    return interruptibleFrom(this.read(start, end, reading), () => reading.source?.destroy());
   }
 
   abort(reason = 'transfer aborted'): void {
@@ -98,7 +101,7 @@ class ClusterTransfer implements RunningTransfer {
   }
 
   /** Bytes start..end (inclusive): from the holder here, the store, or the bucket as the holder elsewhere fills it. */
-  private async *read(start: number, end: number): AsyncGenerator<Buffer> {
+  private async *read(start: number, end: number, reading: { source?: Readable }): AsyncGenerator<Buffer> {
     let offset = start;
     for (;;) {
       const mode = await this.mode;
@@ -107,6 +110,7 @@ class ClusterTransfer implements RunningTransfer {
         : mode.kind === 'committed'
           ? await this.spec.partials.read(this.digest, { start: offset, end })
           : this.follow(mode.watcher, offset, end + 1);
+      reading.source = source;
       try {
         for await (const chunk of source) {
           offset += (chunk as Buffer).length;

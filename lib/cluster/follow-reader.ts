@@ -7,7 +7,8 @@
  * holder publishes progress too) and the stream goes on following; without it, or when it fails,
  * the stream fails with the error.
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { interruptibleFrom } from './interruptible-from.ts';
 import { availableEnd, TransferOrphanedError, type ProgressWatcher } from './progress-watcher.ts';
 
 export interface FollowReaderOptions {
@@ -43,7 +44,5 @@ export function createFollowReader(opts: FollowReaderOptions): Readable {
       if (offset !== runEnd) throw new Error(`bucket read of ${opts.watcher.digest} [${offset}, ${runEnd}) ended short`);
     }
   }
-  const stream = Readable.from(follow(), { objectMode: false });
-  stream.once('close', () => abort.abort(new Error('follow reader closed')));
-  return stream;
+  return interruptibleFrom(follow(), () => abort.abort(new Error('follow reader closed')));
 }
