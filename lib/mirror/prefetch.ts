@@ -5,8 +5,8 @@
  * per layer. Prefetch transfers are ordinary transfers (transfers.ts: one transfer per digest, which a
  * client's request joins); a blob held or already being transferred is left alone. Bounded: at most
  * `concurrency` blobs of one image at a time, `maxBytes` per image. An image no client asked a
- * blob of for `unclaimedSeconds` (and none is still receiving one) has its unclaimed prefetches
- * stopped (their parts stay, so a later request resumes them).
+ * blob of for `unclaimedSeconds` (and none is still receiving one, nor got one within that time)
+ * has its unclaimed prefetches stopped (their parts stay, so a later request resumes them).
  */
 import type { Logger } from '../log/logger.ts';
 import { parseManifest, type Descriptor } from '../oci/manifest.ts';
@@ -111,6 +111,9 @@ export class Prefetcher {
     if (!image) return fetchedAhead;
     image.lastAskedAt = Date.now();
     image.asked.add(digest);
+    // The client gets that blob once it is in (a body is held until verified), and only then asks
+    // for the next one: the image is in use until then, and for unclaimedSeconds after.
+    this.transfers.get(digest)?.committed.then(() => { image.lastAskedAt = Date.now(); }, () => {});
     return image.unclaimed.delete(digest) || fetchedAhead;
   }
 
