@@ -176,6 +176,27 @@ describe('S3 partial blobs on Ceph RGW', function () {
     assert.deepEqual(await replica().blobs.readBytes(digest), good);
   });
 
+  it('lets a repair of a range that continues another connection\'s run win over the old bytes (found in review)', async () => {
+    const good = randomBytes(2 * MiB);
+    const bad = Buffer.from(good);
+    bad.fill(0xee, MiB + 1000, MiB + 2000);
+    const digest = sha256(good);
+    const part = await replica().partials.open(digest, good.length);
+    // Two connections: A writes [0, 1 MiB), B writes [1 MiB, 2 MiB) with a flip; A ends where B
+    // starts. The piece at 1 MiB is fetched again: its bytes follow A's, but must beat B's.
+    await part.write(0, good.subarray(0, MiB / 2));
+    await part.write(MiB, bad.subarray(MiB, 2 * MiB));
+    await part.write(MiB / 2, good.subarray(MiB / 2, MiB));
+    await part.write(MiB, good.subarray(MiB, MiB + 64 * KiB));
+    assert.deepEqual(await readAt(part, MiB + 1000, 1000), good.subarray(MiB + 1000, MiB + 2000), 'read in this replica');
+    void part.record({ start: 0, end: 2 * MiB - 1 });
+    await part.flush();
+    assert.deepEqual(await bytesOf(await replica().partials.read(digest, { start: MiB, end: MiB + 64 * KiB - 1 })), good.subarray(MiB, MiB + 64 * KiB), 'read by another replica');
+    await part.commit(digest);
+    await part.close();
+    assert.deepEqual(await replica().blobs.readBytes(digest), good);
+  });
+
   it('keeps another replica\'s reader reading when the piece it was about to read is shadowed and removed', async () => {
     const good = randomBytes(2 * MiB);
     const bad = Buffer.from(good);

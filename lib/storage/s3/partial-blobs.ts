@@ -171,7 +171,13 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     if (bytes.length === 0) return;
     // The caller may reuse its buffer once this resolves: keep a copy.
     const copy = Buffer.from(bytes);
-    let run = this.runs.find((r) => r.start + r.bytes === pos);
+    // Continue the newest run ending here, unless a newer run holds some of these bytes (a repair
+    // of a range another connection wrote): then a new run, the newest, so that these bytes win in
+    // reads (newest run first) and in the bucket (generations follow the runs' order).
+    const end = pos + copy.length;
+    const at = this.runs.findLastIndex((r) => r.start + r.bytes === pos);
+    const newerOverlaps = this.runs.some((r, i) => i > at && pos < r.start + r.bytes && r.start < end);
+    let run = at >= 0 && !newerOverlaps ? this.runs[at] : undefined;
     if (run) {
       run.chunks.push(copy);
       run.bytes += copy.length;
@@ -180,7 +186,7 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       run = { start: pos, chunks: [copy], bytes: copy.length, durable: 0, overwritten: false, lastWrite: Date.now() };
       this.runs.push(run);
     }
-    for (const r of this.runs) if (r !== run && pos < r.start + r.bytes && r.start < pos + copy.length) r.overwritten = true;
+    for (const r of this.runs) if (r !== run && pos < r.start + r.bytes && r.start < end) r.overwritten = true;
     this.pending += copy.length;
     if (run.bytes < PIECE_BYTES && this.pending < MEMORY_BYTES) return;
     const out = this.writeOutSoon();
