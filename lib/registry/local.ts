@@ -53,9 +53,15 @@ export class LocalRegistry implements RegistryBackend {
     const unknown = new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
     // Asked together (one round trip to an object store, not two); the size counts only once the
     // repository is known to hold the blob.
-    const [linked, stat] = await Promise.all([this.store.repositories.hasBlob(name, digest), this.store.blobs.stat(digest)]);
+    // A store failure of the stat counts only for a blob the repository holds (else it is unknown here).
+    const [linked, stated] = await Promise.all([
+      this.store.repositories.hasBlob(name, digest),
+      this.store.blobs.stat(digest).then((s) => ({ s }), (err: unknown) => ({ err })),
+    ]);
     // A manifest is a blob of its repository too (clients may GET it under /blobs/).
     if (!linked && !(await this.store.repositories.getManifestMeta(name, digest))) throw unknown;
+    if ('err' in stated) throw stated.err;
+    const stat = stated.s;
     if (!stat) throw unknown;
     // The size is known: the whole blob is opened as its range (no second stat).
     const open = (range?: ByteRange): Promise<BlobStream> => openBlob(this.store.blobs, digest, range ?? { start: 0, end: stat.size - 1 });

@@ -19,4 +19,15 @@ describe('TouchThrottle: one touch per digest per interval, memory flat', () => 
     assert.ok(t.size <= 201, `${t.size} digests remembered`);
     assert.equal(t.due('d9999', 99_995), false, 'a recent one is still throttled');
   });
+
+  it('does not sweep on every call while more digests than its bound are within the interval (review: each new digest scanned the whole map)', () => {
+    const t = new TouchThrottle(60_000, 100);
+    let scans = 0;
+    const map = (t as unknown as { last: Map<string, number> }).last;
+    const entries = map.entries.bind(map);
+    map[Symbol.iterator] = () => { scans++; return entries(); };
+    for (let i = 0; i < 1000; i++) t.due(`d${i}`, i);
+    assert.equal(t.size, 1000, 'all within the interval: all remembered');
+    assert.ok(scans <= 5, `${scans} sweeps for 1000 touches`);
+  });
 });
