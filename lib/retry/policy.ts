@@ -63,10 +63,14 @@ export function errorCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/** A network failure of the list (or an HTTP parser error of a garbled answer). */
+/** A network failure of the list, or an HTTP parser error of a garbled answer (undici's carries no code for some). */
 export function isRetryableError(err: unknown): boolean {
   const code = errorCode(err);
-  return code !== undefined && (RETRY_ERROR_CODES.has(code) || code.startsWith('HPE_'));
+  if (code !== undefined && (RETRY_ERROR_CODES.has(code) || code.startsWith('HPE_'))) return true;
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { name?: unknown }).name === 'HTTPParserError') return true;
+  }
+  return false;
 }
 
 /**

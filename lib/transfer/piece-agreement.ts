@@ -18,6 +18,9 @@ import type { ByteRange } from '../oci/range.ts';
 import { linkedController } from './range-fetcher.ts';
 import { bareHex, hashRange } from './piece-check.ts';
 import { newHash } from '../oci/digest.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RETRY_POLICIES, backoffMs } from '../retry/policy.ts';
+import { isRetryable } from './errors.ts';
 
 export interface AgreementRepair {
   /** The partial blob (its scratch area holds the new copies). */
@@ -35,7 +38,7 @@ export interface AgreementRepair {
    */
   concurrency: number;
   signal: AbortSignal;
-  /** Fetches `piece` over the link, handing each buffer to `write` in order (retries included). */
+  /** Fetches `piece` over the link, handing each buffer to `write` in order; a retryable failure is fetched again here. */
   fetchCopy(piece: ByteRange, write: (pos: number, buf: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void>;
   /** Called when a piece ended up other than it was held (two copies agreed on other bytes). */
   replaced?(piece: ByteRange): void;
@@ -117,14 +120,24 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
     const seen = new Set<string>([original]);
     const state = { original, current: original };
     held[i] = state;
-    for (;;) {
+    for (let failures = 0; ;) {
       phase.controller.signal.throwIfAborted();
       if (seen.size > 1 && performance.now() > r.deadline) throw new RepairDeadlineError(piece);
       const hash = newHash(r.algorithm);
-      await r.fetchCopy(piece, async (pos, buf) => {
-        await scratch.write(pos, buf);
-        hash.update(buf);
-      }, phase.controller.signal);
+      try {
+        await r.fetchCopy(piece, async (pos, buf) => {
+          await scratch.write(pos, buf);
+          hash.update(buf);
+        }, phase.controller.signal);
+        failures = 0;
+      } catch (err) {
+        // The link that flips bytes also resets and garbles headers: a copy cut short is fetched
+        // again (until the deadline), as a chunk would be; before, the first one failed the transfer.
+        if (phase.controller.signal.aborted || !isRetryable(err)) throw err;
+        if (performance.now() > r.deadline) throw new RepairDeadlineError(piece);
+        await sleep(backoffMs(++failures, RETRY_POLICIES.transfer), undefined, { signal: phase.controller.signal });
+        continue;
+      }
       const copy = hash.digest('hex');
       if (copy !== state.current) {
         await adopt(piece);

@@ -166,8 +166,14 @@ describe('the link as it fails (issue 12)', function () {
         const carriedBefore = link.stats.bytesToClient;
         const transfers = recordFills(m);
         await skopeoPullIdentical(`${m.host}/kolla/link:v1`, image);
-        // Each blob written once: a cut connection resumes where it stopped.
-        for (const f of transfers.values()) assert.equal(f.transfer.snapshot().bytesFetched, f.size);
+        // Each blob written about once: a cut connection resumes where it stopped; only the tail's
+        // copies (issue 12.2: first copy wins, the other is cancelled) may cost more, within the
+        // tail's loss budget (max(0.5% of the blob, 256 KiB), transfer.ts) and what the cancelled
+        // copy had in flight (at most that much again). Seen once in CI: 339 KB over a 6.3 MB blob.
+        for (const f of transfers.values()) {
+          const fetched = f.transfer.snapshot().bytesFetched;
+          assert.ok(fetched >= f.size && fetched <= f.size + 2 * Math.max(f.size / 200, 256 * 1024), `${fetched} bytes fetched for a ${f.size} byte blob`);
+        }
         assert.ok(link.stats.stalls > stallsBefore, 'nothing stalled: the test shows nothing');
         const imageBytes = blobsOf(image).reduce((n, b) => n + b.size, 0);
         const carried = link.stats.bytesToClient - carriedBefore;

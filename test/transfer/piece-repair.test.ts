@@ -265,6 +265,40 @@ describe('piece repair by agreement (no piece digests)', () => {
     }
   });
 
+  it('fetches a copy cut by the link again instead of failing the repair (a reset or a garbled header failed the transfer)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
+    const piece = 4 * 1024;
+    const data = makeBlob(8 * piece, 5);
+    const part = await (await openStore(dir)).partials.open(sha256(data), data.length);
+    try {
+      const held = Buffer.from(data);
+      held[piece + 7] = (held[piece + 7] as number) ^ 0x01;
+      await part.write(0, held);
+      const pieces = Array.from({ length: 8 }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
+      let cuts = 0;
+      const outcome = await repairByAgreement({
+        part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+        deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
+        fetchCopy: async (p, write) => {
+          if (p.start === piece && cuts++ < 2) {
+            await write(p.start, data.subarray(p.start, p.start + 100));
+            throw Object.assign(new Error('other side closed'), { code: cuts === 1 ? 'ECONNRESET' : 'UND_ERR_SOCKET' });
+          }
+          await write(p.start, data.subarray(p.start, p.end + 1));
+        },
+      });
+      assert.equal(outcome, 'repaired');
+      // Two copies cut, then two whole ones that agree (the held one differs).
+      assert.equal(cuts, 4, 'the cut piece was fetched until copies came whole');
+      const buf = Buffer.alloc(data.length);
+      assert.equal(await part.read(0, buf), data.length);
+      assert.ok(buf.equals(data), 'the part was not repaired');
+    } finally {
+      await part.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('fetches the pieces up to the differing one and an eighth of the blob in flight, not every piece at once', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
     const piece = 4 * 1024;
