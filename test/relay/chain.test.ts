@@ -135,7 +135,9 @@ describe('ferry relay in the chain dockerd -> mirror -> link -> relay (TLS) -> r
 
   it('completes a pull when the relay is stopped and started again (same port, same data) mid-transfer', async () => {
     const big = images.b.layers.reduce((a, l) => (l.size > a.size ? l : a));
-    upstreamLink.setFaults({ aggregateBytesPerSec: 16 * MiB });
+    // The relay's side at 4 MiB/s: its 32 MiB fill takes ~8 s, so the mirror's 2 MiB come while the
+    // relay is still mid-transfer (at 16 MiB/s, with today's faster slow start, it had finished first).
+    upstreamLink.setFaults({ aggregateBytesPerSec: 4 * MiB });
     link.setFaults({ aggregateBytesPerSec: 16 * MiB });
     const mirrorFills = recordFills(mirror.mirror.transfers);
     const pulling = pullAndCheck('b');

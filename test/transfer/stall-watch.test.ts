@@ -103,8 +103,10 @@ describe('stall watch', function () {
       assert.ok(r.proxy.stats.stalls >= 1, 'nothing stalled: the test shows nothing');
       const s = t.snapshot();
       assert.ok(s.retries >= r.proxy.stats.stalls - s.activeConnections, `${s.retries} retries for ${r.proxy.stats.stalls} stalls`);
-      // Cut connections resume where they stopped: almost nothing crosses twice.
-      assert.ok(s.bytesFetched <= size * 1.02, `fetched ${s.bytesFetched} for ${size}`);
+      // Cut connections resume where they stopped: almost nothing crosses twice, beyond the tail's
+      // copies of a silent range (first copy wins), which may cost up to 256 KiB (transfer.ts
+      // TAIL_LOSS_MIN_BYTES; CI saw 1.0296x of this 8 MiB blob).
+      assert.ok(s.bytesFetched <= size * 1.02 + 256 * 1024, `fetched ${s.bytesFetched} for ${size}`);
     });
   });
 });
