@@ -7,7 +7,7 @@
  * a fast relay fills up to what it carries and the rest spills to slower ones) and when a relay is
  * drained:
  *
- *   healthy --(refused, corrupt piece, dark, or FAILURES_TO_DRAIN failures in a row)--> down
+ *   healthy --(refused, corrupt piece, dark, silent for silentMaxMs, or FAILURES_TO_DRAIN failures in a row)--> down
  *   down --(backoff elapsed: 2 s (30 s after a refusal or corrupt pieces), doubling to 60 s)--> probing (GET /v2/)
  *   probing --(answered)--> healthy;  probing --(fails or silent for darkMs)--> down (longer backoff)
  *
@@ -15,7 +15,8 @@
  * trips, at most darkMs) while another relay did, and that does not answer its /v2/ within that
  * while either. A relay that answers is alive: it is filling the blob from its own registry (a
  * cold relay sends a range only once its own transfer reached it) or its link is slow, and it
- * keeps its requests; it is asked again after as long a silence. A dark relay's open requests
+ * keeps its requests; it is asked again after as long a silence, up to silentMaxMs of silence in
+ * all: then it is drained although it answers (its ranges stall). A dark relay's open requests
  * are cut (their bodies fail with a retryable error, so the engine resumes the range at once, on
  * another relay). A relay that is the only one left is never drained: with every relay failing
  * the engine's own retries decide.
@@ -46,6 +47,8 @@ const ADAPT_INTERVAL_MS = 1000;
 /** A relay silent this many of its round trips (at least QUIET_MIN_MS, at most darkMs) is asked whether it is alive. */
 const QUIET_RTT_FACTOR = 4;
 const QUIET_MIN_MS = 1000;
+/** A relay silent this many darkMs is drained even though its /v2/ answers (default silentMaxMs). */
+const SILENT_MAX_DARK_FACTOR = 4;
 
 export interface RelayPoolOptions {
   /**
@@ -54,6 +57,12 @@ export interface RelayPoolOptions {
    * answers within as long.
    */
   darkMs?: number;
+  /**
+   * No byte for this long on all of a relay's requests while another relay delivers: drained even
+   * though its /v2/ answers (it is alive, but its ranges stall: its own registry hangs, or its
+   * transfer does). Default 4 darkMs (12 s): longer than a relay filling a cold blob should stay silent.
+   */
+  silentMaxMs?: number;
   random?: () => number;
   now?: () => number;
   /** Told when a relay changes state (logs). */
@@ -207,6 +216,14 @@ export class RelayMember {
     });
   }
 
+  /**
+   * Silent for `maxMs` although it answered its /v2/ during the silence (and no question is
+   * pending, whose answer would say whether it is dark instead): its ranges stall.
+   */
+  stallsWhileAlive(now: number, maxMs: number): boolean {
+    return !this.asking && this.aliveAt > this.lastProgressAt && now - this.lastProgressAt >= maxMs;
+  }
+
   /** A request begins: returns what it must report to. */
   begin(onCut: (err: Error) => void): RelayRequest {
     return new RelayRequest(this, this.pool, onCut);
@@ -350,6 +367,7 @@ export class RelayRequest implements OpenRequest {
 export class RelayPool {
   readonly members: RelayMember[];
   readonly darkMs: number;
+  readonly silentMaxMs: number;
   private readonly random: () => number;
   readonly now: () => number;
   private readonly watchdog: NodeJS.Timeout;
@@ -360,6 +378,7 @@ export class RelayPool {
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
     this.darkMs = opts.darkMs ?? 3000;
+    this.silentMaxMs = opts.silentMaxMs ?? SILENT_MAX_DARK_FACTOR * this.darkMs;
     const connections = opts.connectionsPerRelay ?? { min: 8, max: 32 };
     this.members = relays.map((r) => new RelayMember(r.url, r.client, this, connections));
     this.watchdog = setInterval(() => this.checkDark(), Math.max(100, Math.floor(this.darkMs / 4)));
@@ -491,6 +510,7 @@ export class RelayPool {
       // Dark only while another relay could take the work: a link that stalls for all is not this relay's fault.
       if (now - Math.max(m.lastProgressAt, m.aliveAt) < quiet || !this.members.some((o) => o !== m && this.responsive(o, now))) continue;
       if (m.state === 'down') m.cutOpen(`no byte for ${Math.round(silent / 1000)} s while other relays delivered`);
+      else if (m.stallsWhileAlive(now, this.silentMaxMs)) m.failed(new Error(`no byte for ${Math.round(silent / 1000)} s while other relays delivered, though it answers its /v2/ (its ranges stall)`), 'now');
       else m.askAlive(quiet, silent);
     }
   }

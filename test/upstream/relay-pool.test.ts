@@ -170,6 +170,31 @@ describe('relay pool: a cold relay filling the blob from its own registry', () =
     }
   });
 
+  it('drains a relay that answers its /v2/ but whose ranges stay silent for silentMaxMs (4 darkMs), not before', async () => {
+    const alive = { ok: true, asked: 0 };
+    const { p, clock, m: stuck, warm } = besideWarm(alive);
+    try {
+      const cut: string[] = [];
+      stuck.begin((e) => cut.push(e.message)).answered();
+      const delivering = warm.begin(() => {});
+      let silentMs = 0;
+      while (stuck.state === 'healthy' && silentMs < 20_000) {
+        clock.t += 500;
+        silentMs += 500;
+        delivering.bytes(512 * 1024);
+        p.checkDark();
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(stuck.state, 'down');
+      assert.equal(silentMs, 12_000, 'drained at 4 x darkMs of silence');
+      assert.ok(alive.asked >= 3, 'it answered whenever asked');
+      assert.match(cut[0] ?? '', /^no byte for 12 s while other relays delivered, though it answers its \/v2\/ \(its ranges stall\)$/);
+      assert.equal(warm.state, 'healthy');
+    } finally {
+      p.close();
+    }
+  });
+
   it('asks a silent relay after a few of its round trips, not after darkMs', async () => {
     const dark = { ok: false, asked: 0 };
     const { p, clock, m, warm } = besideWarm(dark);
