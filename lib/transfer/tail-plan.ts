@@ -96,10 +96,12 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
   }
   const steps: TailStep[] = [];
   let budget = f.lossBudget;
-  for (let free = f.free; free > 0; free--) {
-    const best = items.reduce<Item | undefined>((b, i) => (!b || i.time > b.time ? i : b), undefined);
-    if (!best || best.fixed || best.time < TAIL_SPLIT_MIN_SECONDS) break;
-    const others = items.filter((i) => i !== best);
+  while (steps.length < f.free) {
+    // A range that has a copy already is left to it: the next longest may still gain from a connection.
+    const best = items.reduce<Item | undefined>((b, i) => (!i.fixed && (!b || i.time > b.time) ? i : b), undefined);
+    if (!best || best.time < TAIL_SPLIT_MIN_SECONDS) break;
+    // A silent range (no end in sight) says nothing of how long the others take.
+    const others = items.filter((i) => i !== best && Number.isFinite(i.time));
     if (items.length >= f.linkLimit / 2 && others.length > 0 && best.time < (2 * others.reduce((n, i) => n + i.time, 0)) / others.length) break;
     const r = best.rate;
     const keep = Math.ceil(((rtt * a + best.left) * r) / (a + r));
@@ -120,7 +122,11 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
     // Both copies run until the first ends: the bytes the original fetches meanwhile are fetched
     // twice (all of them, should a silent one wake up).
     const copyRisk = r > 0 ? Math.min(best.left, r * (copyTime + rtt)) : best.left;
-    if (best.time < 2 * copyTime || copyRisk > budget) break;
+    if (best.time < 2 * copyTime || copyRisk > budget) {
+      // Not worth a copy (or beyond the budget): a shorter range with fewer bytes left may be.
+      best.fixed = true;
+      continue;
+    }
     steps.push({ kind: 'copy', range: best.range, from: best.from, risk: copyRisk });
     budget -= copyRisk;
     best.fixed = true;

@@ -84,6 +84,23 @@ describe('tail plan', () => {
     assert.equal(steps[0]!.kind, 'copy');
   });
 
+  it('goes on to the next straggler when the longest already has a copy, or is not worth one', () => {
+    // A silent range with its copy running: nothing more to do for it, but the slow one still needs 8 s.
+    const silent = liveRange({ start: 0, end: 4 * MiB - 1 });
+    silent.askedAt = NOW - 5000;
+    const slow = running(8 * MiB, 2 * MiB, 256 * KiB);
+    const steps = planTail([silent, slow], figures({ free: 1, paired: (r) => r === silent }));
+    assert.deepEqual(steps.map((s) => [s.kind, s.range]), [['split', slow]]);
+    // On half the link or more, the others' times without the silent one decide who is a straggler.
+    const busy = [0, 1, 2, 3, 4, 5, 6].map((i) => running((16 + i * 8) * MiB, 2 * MiB, 1 * MiB));
+    assert.deepEqual(planTail([silent, slow, ...busy], figures({ free: 1, paired: (r) => r === silent })).map((s) => s.range), [slow]);
+    // The longest too costly to copy (more than the budget at risk): the next, smaller one is copied.
+    const big = running(64 * MiB, 192 * KiB, 32 * KiB);
+    const small = running(72 * MiB, 96 * KiB, 32 * KiB);
+    const copies = planTail([big, small], figures({ free: 1, lossBudget: 14 * KiB }));
+    assert.deepEqual(copies.map((s) => [s.kind, s.range]), [['copy', small]]);
+  });
+
   it('hands several free connections to the stragglers in turn, longest first, never a part smaller than 64 KiB', () => {
     const slow1 = running(0, 1 * MiB, 256 * KiB);
     const slow2 = running(8 * MiB, 2 * MiB, 256 * KiB);
