@@ -165,6 +165,8 @@ export class Transfer extends EventEmitter {
   /** The units that are checked, and fetched again when wrong (chunk-plan.ts:pieceSizeFor). */
   private readonly pieceSize: number;
   private readonly pieces: ByteRange[];
+  /** The blob in chunks, as snapshot() counts them (built once: progress is sampled every 500 ms per transfer). */
+  private readonly chunks: readonly ByteRange[];
   /**
    * What the prefix hash may read: the pieces checked against their digests, or, without piece
    * digests, every byte written.
@@ -223,6 +225,7 @@ export class Transfer extends EventEmitter {
     this.chunkSize = chunkSizeFor(this.size, this.cfg);
     this.pieceSize = pieceSizeFor(this.size, this.chunkSize, this.cfg.pieceBytes);
     this.pieces = planChunks(this.size, this.pieceSize);
+    this.chunks = planChunks(this.size, this.chunkSize);
     this.tailLossBudget = Math.max(this.size / 200, TAIL_LOSS_MIN_BYTES);
     this.mode = this.size <= this.cfg.smallBlobBytes ? 'single' : 'chunked';
     setMaxListeners(0, this.ctrl.signal);
@@ -285,7 +288,7 @@ export class Transfer extends EventEmitter {
   snapshot(): TransferSnapshot {
     const rate = this.meter.rate();
     const bytesDone = this.written.size;
-    const chunks = planChunks(this.size, this.chunkSize);
+    const chunks = this.chunks;
     const snap: TransferSnapshot = {
       digest: this.digest,
       size: this.size,
