@@ -16,6 +16,11 @@
  *   close    unfinished: the lease is released, a follower takes over from what is held.
  *   discard  the progress is emptied first (followers must not read what goes), then the bytes.
  *
+ * A holder whose lease is lost (at close or discard, or before its commit finished) abandons the
+ * backend's partial blob (PartialBlob.abandon): the replica that took the transfer over resumed
+ * from the stored bytes, so this one writes and removes nothing more (it committed: the successor
+ * commits the same bytes and cleans up).
+ *
  * Ranges: the seam's are inclusive, the progress record's half-open; converted here.
  */
 import type { Readable } from 'node:stream';
@@ -108,6 +113,8 @@ class ClusterPartialBlob implements PartialBlob {
   /** A progress write failed for good (lease lost, fenced out): every later call fails with it. */
   private failure: unknown;
   private finished = false;
+  /** The lease was lost before the transfer was done with the store: another replica owns the partial blob. */
+  private lostLease = false;
   /** What the transfer released to its readers: published for the followers' readers. */
   private released = 0;
 
@@ -175,6 +182,8 @@ class ClusterPartialBlob implements PartialBlob {
   async commit(hashed: string): Promise<void> {
     this.check();
     await this.inner.commit(hashed);
+    // Lost while committing: another replica may be writing the partial blob; close leaves it be.
+    this.lostLease ||= !this.lease.valid;
     this.finished = true;
     this.held.clear();
     this.held.add(0, this.size);
@@ -187,7 +196,7 @@ class ClusterPartialBlob implements PartialBlob {
   async close(): Promise<void> {
     clearTimeout(this.timer);
     if (!this.finished) await this.publishNow().catch(() => {});
-    await this.inner.close();
+    await (this.ours() ? this.inner.close() : this.abandonInner());
     await this.lease.release();
   }
 
@@ -195,8 +204,18 @@ class ClusterPartialBlob implements PartialBlob {
     clearTimeout(this.timer);
     this.held.clear();
     await this.publishNow().catch(() => {});
-    await this.inner.discard();
+    await (this.ours() ? this.inner.discard() : this.abandonInner());
     await this.lease.release();
+  }
+
+  /** Whether this replica still holds the transfer (a finished one: whether it held it to the end of its commit). */
+  private ours(): boolean {
+    this.lostLease ||= !this.finished && !this.lease.valid;
+    return !this.lostLease;
+  }
+
+  private abandonInner(): Promise<void> {
+    return this.inner.abandon ? this.inner.abandon() : this.inner.close();
   }
 
   /** @internal Publishes the ranges held now and waits for it. */

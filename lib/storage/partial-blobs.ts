@@ -69,6 +69,12 @@ export interface PartialBlob extends PositionalReader {
   close(): Promise<void>;
   /** Closes and removes the partial blob (wrong content). */
   discard(): Promise<void>;
+  /**
+   * Lets go without writing or removing anything more: another writer owns the partial blob now
+   * (the cluster's lease was lost, lib/cluster/cluster-partials.ts) and reads what is stored.
+   * Absent: close() instead (a store only one process writes).
+   */
+  abandon?(): Promise<void>;
 }
 
 export interface PartialBlobInfo {

@@ -2,7 +2,8 @@
  * lib/cluster/cluster-partials.ts: two replicas, leases and progress on a real RGW, the partial
  * blobs in one shared store (the filesystem backend in a temp dir, standing in for the bucket
  * until the S3 backend writes partial blobs): one holder per digest, a follower streaming what
- * the holder records, a takeover from what a dead holder left.
+ * the holder records, a takeover from what a dead holder left; and on the S3 backend's partial
+ * blobs, a holder that lost its lease leaving the bucket to the replica that took over.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -17,6 +18,7 @@ import type { ClusterObjects } from '../../lib/cluster/objects.ts';
 import { TransferGate } from '../../lib/cluster/transfer-gate.ts';
 import { sweepProgress } from '../../lib/cluster/progress.ts';
 import type { PartialBlob, PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
+import { S3Storage } from '../../lib/storage/s3/storage.ts';
 import { openStore } from '../../lib/storage/store.ts';
 import { useRgw } from '../helpers/ceph.ts';
 import { waitFor } from '../helpers/processes.ts';
@@ -130,6 +132,29 @@ describe('single flight across replicas through the partial blobs (lib/cluster/c
     assert.deepEqual(await successor, [3, 4, 5, 6, 7].map((i) => i * PIECE), 'the successor wrote only what the dead holder had not');
     await assert.rejects(partial.write(0, blob.subarray(0, 1)), { name: 'LeaseLostError' });
     await partial.close();
+  });
+
+  it('leaves the store to the replica that took the transfer over: a holder that lost its lease writes and removes nothing', async () => {
+    const blob = randomBytes(PIECE * 8);
+    const ttlMs = 1000;
+    // The S3 backend's partial blobs, one store for each replica on one bucket.
+    const data = rgw().bucket(access.bucket, 'lost-lease/');
+    const dyingObjects = new GatedObjects(access);
+    const r1 = new ClusterPartialBlobs(new S3Storage(data).partials, new TransferGate(dyingObjects, new Leases(dyingObjects, 'paused', { ttlMs })), 50);
+    const r2 = new ClusterPartialBlobs(new S3Storage(data).partials, new TransferGate(objects, new Leases(objects, 'successor', { ttlMs })), 50);
+    const partial = await r1.open(sha(blob), blob.length);
+    await fill(blob, partial, { pieces: 3 });
+    await partial.flush();
+    dyingObjects.close(); // paused: its renewals no longer reach the bucket
+    await waitFor(() => partial.write(0, blob.subarray(0, 1)).then(() => false, () => true), 10_000, 'the paused holder\'s lease lost');
+    let successor: PartialBlob | undefined;
+    await waitFor(async () => (successor = await r2.open(sha(blob), blob.length).catch(() => undefined)) !== undefined, 10_000, 'the transfer taken over');
+    assert.deepEqual(successor!.resumed, [{ start: 0, end: 3 * PIECE - 1 }]);
+    // The old holder gives up on content it thinks wrong: the bucket is the successor's now.
+    await partial.discard();
+    assert.deepEqual(await fill(blob, successor!), [3, 4, 5, 6, 7].map((i) => i * PIECE));
+    await successor!.close();
+    assert.deepEqual(await new S3Storage(data).blobs.readBytes(sha(blob)), blob);
   });
 
   it('removes a transfer\'s progress after its commit, and sweeps what holders left: done, or unfinished with nothing to continue from', async () => {

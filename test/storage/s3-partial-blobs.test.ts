@@ -135,6 +135,30 @@ describe('S3 partial blobs on Ceph RGW', function () {
     await part.close();
   });
 
+  it('keeps a run\'s small pieces until the commit: a replica that resumed them while the old writer went on commits from what it listed', async () => {
+    const data = randomBytes(8 * MiB);
+    const digest = sha256(data);
+    const old = await replica().partials.open(digest, data.length);
+    await fetchRange(old, data, 0, 3 * MiB - 1);
+    await old.flush();
+    // Its lease lost, another replica takes the transfer over and resumes the small pieces...
+    const successor = await replica().partials.open(digest, data.length);
+    assert.deepEqual(successor.resumed, [{ start: 0, end: 3 * MiB - 1 }]);
+    // ...while the old writer, not told yet, completes its run: it goes out whole as one piece,
+    // shadowing the small pieces the successor reads and assembles.
+    await fetchRange(old, data, 3 * MiB, 6 * MiB - 1);
+    await old.flush();
+    assert.deepEqual(await readAt(successor, 0, 3 * MiB), data.subarray(0, 3 * MiB));
+    await fetchRange(successor, data, 3 * MiB, data.length - 1);
+    await successor.commit(digest);
+    await successor.close();
+    // Told at last, the old writer lets go without a write: nothing of the partial blob is left.
+    await old.abandon?.();
+    assert.deepEqual(await replica().blobs.readBytes(digest), data);
+    assert.equal(await replica().partials.has(digest), false);
+    assert.deepEqual(await collect(bucket.list('')).then((l) => l.map((o) => o.key).filter((k) => k.startsWith('partials/'))), []);
+  });
+
   it('lets a rewrite (a repair) win over the bytes it replaces, in reads and in the blob', async () => {
     const good = randomBytes(7 * MiB);
     const bad = Buffer.from(good);

@@ -11,16 +11,21 @@
  * MEMORY_BYTES not yet in the bucket, their new bytes go out as small pieces (and at least every
  * WRITE_OUT_MS while ranges are recorded). A run stays in memory until it makes PIECE_BYTES (S3's
  * minimum part, so assembly copies it server side); then it goes out whole as one piece, which
- * shadows its small ones (removed), unless another run wrote over some of its bytes meanwhile (a
- * repair: its bytes there are stale and must not win again). Writes go on while a write-out runs, and wait for it past twice
+ * shadows its small ones, unless another run wrote over some of its bytes meanwhile (a
+ * repair: its bytes there are stale and must not win again). The small pieces a whole run shadows
+ * stay in the bucket until the commit removes the partial blob: a replica that took the transfer
+ * over (this one's lease lost, this one still running) reads and assembles the pieces it listed.
+ * Only pieces a rewrite shadows (other bytes: a repair) are removed at once, so that no reader
+ * meets those bytes again. A writer told its transfer is someone else's now (abandon) writes and
+ * removes nothing more. Writes go on while a write-out runs, and wait for it past twice
  * those bounds, so memory stays flat: about PIECE_BYTES a run, 2 x MEMORY_BYTES not yet in the bucket.
  * A record() is durable when the promise it returns resolves: at the next write-out, which puts the
  * runs' new bytes, then `held` (the recorded ranges as far as pieces in the bucket cover them). So a
  * resume never claims a byte that was only in memory. A piece written again (a repair, or a run
  * whole) gets a later generation, which wins where pieces overlap. Reads come from the runs in
  * memory first (the prefix hash reads just behind the writes), then from the pieces by ranged GETs;
- * a piece removed under a read (shadowed) is looked up again. Commit assembles the pieces into the
- * blob server side (assemble.ts).
+ * a piece removed under a read (shadowed by a rewrite) is looked up again. Commit
+ * assembles the pieces into the blob server side (assemble.ts).
  */
 import { Readable } from 'node:stream';
 import { RegistryError } from '../../oci/errors.ts';
@@ -61,6 +66,8 @@ interface Run {
   durable: number;
   /** Another run wrote some of the same bytes since (a repair): this one's are stale there, so it never goes out whole. */
   overwritten: boolean;
+  /** Its small pieces since it last went out whole: the whole piece holds the same bytes. */
+  smallPieces: string[];
   lastWrite: number;
 }
 
@@ -120,7 +127,7 @@ class PieceReader {
         into.set(got.subarray(0, n));
         return n;
       }
-      // Removed meanwhile: shadowed by a newer piece (look again), or the partial went (committed, discarded).
+      // Removed meanwhile: shadowed by a rewrite (look again), or the partial went (committed, discarded).
       if (!(await this.forgotten(seg.key))) return 0;
     }
     return 0;
@@ -145,6 +152,10 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   private heldDirty = false;
   private committed = false;
   private closed = false;
+  /** Another writer owns the partial blob now: nothing more is written or removed. */
+  private abandoned = false;
+  /** Small pieces a whole piece of their run shadows (same bytes): kept in the bucket until the commit. */
+  private readonly sameBytes = new Set<string>();
   private writing: Promise<void> = Promise.resolve();
   /** A write-out queued and not started yet: every caller who needs one joins it. */
   private queuedOut: Promise<void> | undefined;
@@ -183,7 +194,7 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       run.bytes += copy.length;
       run.lastWrite = Date.now();
     } else {
-      run = { start: pos, chunks: [copy], bytes: copy.length, durable: 0, overwritten: false, lastWrite: Date.now() };
+      run = { start: pos, chunks: [copy], bytes: copy.length, durable: 0, overwritten: false, smallPieces: [], lastWrite: Date.now() };
       this.runs.push(run);
     }
     for (const r of this.runs) if (r !== run && pos < r.start + r.bytes && r.start < end) r.overwritten = true;
@@ -276,8 +287,17 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
 
   async discard(): Promise<void> {
     await this.close();
-    if (this.committed) return;
+    if (this.committed || this.abandoned) return;
     await removeAll(this.bucket, this.prefix);
+  }
+
+  async abandon(): Promise<void> {
+    this.abandoned = true;
+    this.runs = [];
+    this.pending = 0;
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose();
   }
 
   /** A write-out that starts after whatever runs now (the one already queued, if any). */
@@ -308,6 +328,7 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
    * held ranges the bucket now covers.
    */
   private async writeOut(): Promise<void> {
+    if (this.abandoned) return;
     const puts = this.runs.filter((r) => r.bytes >= PIECE_BYTES || r.bytes > r.durable).map((run) => this.putRun(run));
     const failed = (await Promise.allSettled(puts)).find((p) => p.status === 'rejected');
     if (failed) throw failed.reason;
@@ -346,6 +367,8 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       const key = `${this.prefix}pieces/${String(start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
       await this.bucket.put(key, bytesOf(run.chunks.slice(0, taken), from, bytes));
       this.pieces.push({ key, start, end, generation });
+      if (from > 0 || !full) run.smallPieces.push(key);
+      else for (const k of run.smallPieces) this.sameBytes.add(k);
     }
     this.pending -= bytes - durable;
     if (!full) {
@@ -358,22 +381,29 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     run.bytes -= bytes;
     run.durable = 0;
     run.overwritten = false;
+    run.smallPieces = [];
   }
 
   /** The recorded ranges, as far as pieces in the bucket cover them. */
   private async writeHeld(): Promise<void> {
+    if (this.abandoned) return;
     this.heldDirty = false;
     const durable = intersect(this.held, coverage(this.pieces).covered);
     await this.bucket.put(`${this.prefix}held`, JSON.stringify({ size: this.size, held: durable.intervals.map((i) => [i.start, i.end]) }));
   }
 
-  /** Removes pieces that newer ones cover whole (a repair rewrote them). */
+  /**
+   * Forgets pieces that newer ones cover whole. Those a rewrite shadowed (a repair: other bytes)
+   * are removed; a run's small pieces shadowed by its whole piece stay until the commit.
+   */
   private async dropShadowed(): Promise<void> {
     const used = new Set(coverage(this.pieces).segments.map((s) => s.key));
     const shadowed = this.pieces.filter((p) => !used.has(p.key));
     if (shadowed.length === 0) return;
     this.pieces = this.pieces.filter((p) => used.has(p.key));
-    await this.bucket.deleteMany(shadowed.map((p) => p.key));
+    const stale = shadowed.filter((p) => !this.sameBytes.has(p.key));
+    for (const p of shadowed) this.sameBytes.delete(p.key);
+    if (stale.length > 0 && !this.abandoned) await this.bucket.deleteMany(stale.map((p) => p.key));
   }
 }
 
@@ -413,7 +443,7 @@ class MemoryScratch implements PartialScratch {
   private readonly runs: Run[] = [];
 
   async write(pos: number, bytes: Uint8Array): Promise<void> {
-    this.runs.push({ start: pos, chunks: [Buffer.from(bytes)], bytes: bytes.length, durable: 0, overwritten: false, lastWrite: 0 });
+    this.runs.push({ start: pos, chunks: [Buffer.from(bytes)], bytes: bytes.length, durable: 0, overwritten: false, smallPieces: [], lastWrite: 0 });
   }
 
   async read(pos: number, into: Uint8Array): Promise<number> {
