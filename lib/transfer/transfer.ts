@@ -14,7 +14,7 @@
  * pieces reach the prefix hash and so the readers; a bad piece is fetched again alone, for as
  * long as repairSeconds allows since the last good one.
  * Without them (a direct upstream) only the blob digest proves a byte good: readers get nothing
- * until it matched (transfer.holdUnverified, the mirror's default; a relay streams, its readers
+ * until it matched (transfer.holdUnverified, on by default on a mirror; a relay streams, its readers
  * check pieces themselves), and a mismatch fetches pieces again and keeps what two copies agree
  * on (piece-agreement.ts). Streaming such bytes, a mismatch cuts the readers already sent some;
  * their retries are served from the repaired copy. DigestMismatchError (sameBytes) when the

@@ -32,8 +32,10 @@ export interface TransferTuning {
    * upstream) until the whole blob verified: only its digest proves those bytes good, and a client
    * cut after bad bytes (skopeo) fails its pull. Off, such bytes stream as they arrive and a
    * mismatch cuts the readers (a relay's readers are mirrors that check each piece themselves).
+   * No default here: the role decides where the config does not say (Role.holdsUnverified,
+   * server/service.ts); a transfer started without it streams.
    */
-  holdUnverified: boolean;
+  holdUnverified?: boolean;
 }
 
 export const TRANSFER_DEFAULTS: Readonly<TransferTuning> = {
@@ -48,14 +50,12 @@ export const TRANSFER_DEFAULTS: Readonly<TransferTuning> = {
   retries: 1000,
   deadlineSeconds: 6 * 3600,
   repairSeconds: 300,
-  holdUnverified: true,
 };
 
 /** The defaults under what is given (keys given as undefined keep their default). */
 export function tuningOf(given: Partial<TransferTuning> = {}): TransferTuning {
   const out: TransferTuning = { ...TRANSFER_DEFAULTS };
-  for (const key of Object.keys(TRANSFER_DEFAULTS) as Array<keyof TransferTuning>) {
-    const v = given[key];
+  for (const [key, v] of Object.entries(given)) {
     if (v !== undefined) Object.assign(out, { [key]: v });
   }
   return out;

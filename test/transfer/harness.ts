@@ -23,6 +23,8 @@ export const TEST_CONFIG: Partial<TransferConfig> = {
   maxConnections: 8,
   stallSeconds: 0.4,
   retries: 1000,
+  // As a mirror (server/mirror.ts): bytes no piece digest checks reach readers once the blob verified.
+  holdUnverified: true,
 };
 
 export const TEST_TIMING: Pick<TransferOptions, 'checkpointBytes' | 'adaptIntervalMs' | 'retryPolicy' | 'progressIntervalMs'> = {
