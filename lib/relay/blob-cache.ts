@@ -11,6 +11,7 @@
  */
 import type { Logger } from '../log/logger.ts';
 import type { Storage } from '../storage/storage.ts';
+import { TouchThrottle } from '../storage/touch-throttle.ts';
 
 export interface RelayBlobCacheOptions {
   maxBytes: number;
@@ -26,12 +27,13 @@ export class RelayBlobCache {
   /** digest -> size, in access order: the first key is the least recently used. */
   private readonly entries = new Map<string, number>();
   private total = 0;
-  private readonly lastTouch = new Map<string, number>();
+  private readonly touches: TouchThrottle;
   private evicting: Promise<void> = Promise.resolve();
   private readonly now: () => number;
 
   constructor(private readonly store: Storage, private readonly opts: RelayBlobCacheOptions) {
     this.now = opts.now ?? Date.now;
+    this.touches = new TouchThrottle(opts.touchIntervalMs);
   }
 
   /** The cache of what the store holds now: every blob but manifests, ordered by mtime. */
@@ -77,11 +79,7 @@ export class RelayBlobCache {
     const size = this.entries.get(digest);
     if (size === undefined) return;
     this.put(digest, size);
-    const now = this.now();
-    if (now - (this.lastTouch.get(digest) ?? -Infinity) >= (this.opts.touchIntervalMs ?? 60_000)) {
-      this.lastTouch.set(digest, now);
-      void this.store.blobs.touch(digest);
-    }
+    if (this.touches.due(digest, this.now())) void this.store.blobs.touch(digest);
   }
 
   /**
@@ -118,7 +116,7 @@ export class RelayBlobCache {
       if (victim === undefined) break;
       const size = this.entries.get(victim) ?? 0;
       this.entries.delete(victim);
-      this.lastTouch.delete(victim);
+      this.touches.forget(victim);
       this.total -= size;
       await this.store.blobs.delete(victim);
       await this.opts.onEvict?.(victim);

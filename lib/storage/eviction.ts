@@ -82,7 +82,7 @@ export class CacheAccounting {
     private readonly opts: CacheAccountingOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    this.touches = new TouchThrottle(opts.touchIntervalMs ?? 60_000);
+    this.touches = new TouchThrottle(opts.touchIntervalMs);
   }
 
   /** Builds the accounting from the store (blob mtimes as last access). */

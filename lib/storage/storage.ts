@@ -95,7 +95,7 @@ export interface BlobStorage {
    */
   redirectUrl?(digest: string): Promise<string>;
 
-  /** Marks the blob as used now (touchedAt); nothing when it is not held. Best effort. */
+  /** Marks the blob as used now (touchedAt), each call (how often is the caller's: TouchThrottle); nothing when it is not held. Best effort. */
   touch(digest: string): Promise<void>;
 
   /** Every blob held, in no particular order; blobs added or removed meanwhile may or may not appear. */

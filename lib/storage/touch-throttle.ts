@@ -9,7 +9,8 @@ export class TouchThrottle {
   /** Size after the last sweep: the next one waits until it doubled (a sweep that frees nothing is not redone per call). */
   private sweptAt = 0;
 
-  constructor(private readonly everyMs: number, private readonly kept = 4096) {}
+  /** everyMs: the least time between two touches of one blob (a minute unless the caller says). */
+  constructor(private readonly everyMs = 60_000, private readonly kept = 4096) {}
 
   /** True when `digest` was not touched within the interval (and counts it touched at `now`). */
   due(digest: string, now: number): boolean {

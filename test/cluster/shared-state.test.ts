@@ -239,6 +239,17 @@ describe('replicas on one bucket: shared cache state and gc (issue 15.2)', funct
       await assertConsistent(a);
     });
 
+    it('touches an access again once touchIntervalMs passed, however short (the bucket adds no interval of its own)', async () => {
+      const [a] = replicaStores();
+      const [image] = await cacheImages(a, ['touch-again']);
+      let now = Date.now();
+      const cache = await CacheAccounting.open(a, { maxBytes: Number.MAX_SAFE_INTEGER, shared: true, touchIntervalMs: 1000, now: () => now });
+      await serve(cache, a, [image!.digest]);
+      now += 1000;
+      // The S3 store threw away every touch of a blob within 60 s of its last one.
+      await serve(cache, a, [image!.digest]);
+    });
+
     it('two replicas evicting at once evict the least recently used by either, lose nothing a repository uses and leak nothing', async () => {
       const [a, b] = replicaStores();
       const pinned = await syntheticImage('pin', 2);

@@ -3,8 +3,9 @@
  * bytes matched the digest (a single put after the check, or a multipart upload completed after
  * it), so no replica ever reads one unverified. Reads are ranged GETs streamed as they arrive.
  * touchedAt is the later of the blob's LastModified and its touch record's time (an empty object
- * rewritten at most once a minute per process, its time in ms in its metadata: S3 cannot change a
- * LastModified in place, and HEAD gives it in whole seconds).
+ * rewritten on each touch, its time in ms in its metadata: S3 cannot change a LastModified in
+ * place, and HEAD gives it in whole seconds). How often a blob is touched is the caller's
+ * decision (CacheAccounting's and RelayBlobCache's touchIntervalMs), as on every store.
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -17,9 +18,7 @@ import type { S3Bucket } from './bucket.ts';
 import { digestOfPath, keys } from './keys.ts';
 import { objectStream } from './object-stream.ts';
 import { writeObject } from './object-writer.ts';
-import { TouchThrottle } from '../touch-throttle.ts';
 
-const TOUCH_EVERY_MS = 60_000;
 /** The touch record's metadata key: when it was touched, ms since the epoch. */
 const TOUCHED_AT = 'touched-at';
 
@@ -32,8 +31,6 @@ function touchTime(touch: { lastModified: number; metadata?: Record<string, stri
 export type SignGet = (key: string) => Promise<string>;
 
 export class S3BlobStorage implements BlobStorage {
-  /** When this process last wrote each digest's touch record. */
-  private readonly touched = new TouchThrottle(TOUCH_EVERY_MS);
   readonly redirectUrl?: (digest: string) => Promise<string>;
 
   constructor(private readonly bucket: S3Bucket, signGet?: SignGet) {
@@ -99,13 +96,11 @@ export class S3BlobStorage implements BlobStorage {
   async delete(digest: string): Promise<boolean> {
     if (!(await this.has(digest))) return false;
     await this.bucket.deleteMany([keys.blob(digest), keys.touch(digest)]);
-    this.touched.forget(digest);
     return true;
   }
 
   async touch(digest: string): Promise<void> {
     const now = Date.now();
-    if (!this.touched.due(digest, now)) return;
     try {
       if (await this.has(digest)) await this.bucket.put(keys.touch(digest), '', { metadata: { [TOUCHED_AT]: String(now) } });
     } catch {
