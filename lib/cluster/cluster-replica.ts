@@ -26,7 +26,10 @@ import { sweepProgress } from './progress.ts';
 import { Replicas } from './replicas.ts';
 import { TransferGate } from './transfer-gate.ts';
 
+/** How often a replica sweeps the progress records nobody will finish or read. */
 const SWEEP_EVERY_MS = 60_000;
+/** A done progress record this old was left by a holder that died before removing it (its followers have long read done). */
+const DONE_RECORD_MAX_AGE_MS = 60_000;
 
 export interface ClusterReplica {
   readonly id: string;
@@ -46,7 +49,7 @@ export async function joinCluster(bucket: S3Bucket, storage: Storage, logger: Lo
   await replicas.start();
   const partials = new ClusterPartialBlobs(storage.partials, new TransferGate(objects, leases), undefined, (digest) => storage.blobs.has(digest));
   const sweep = setInterval(() => {
-    sweepProgress(objects, leases, { doneAgeMs: SWEEP_EVERY_MS, resumable: (digest) => storage.partials.has(digest) })
+    sweepProgress(objects, leases, { doneAgeMs: DONE_RECORD_MAX_AGE_MS, resumable: (digest) => storage.partials.has(digest) })
       .catch((err: unknown) => logger.warn({ err }, 'sweeping transfer progress failed'));
   }, SWEEP_EVERY_MS);
   sweep.unref();
