@@ -114,16 +114,8 @@ export interface RegistryErrorOptions {
   cause?: unknown;
 }
 
-/**
- * Marks a RegistryError for isRegistryError across copies of this module: tsx under mocha loads a
- * dynamically imported graph (the S3 backend, open-storage.ts) apart from the static one, so an
- * in-process test service's S3 errors are another copy's instances.
- */
-const BRAND = Symbol.for('ferry.RegistryError');
-
 /** A failure a registry client is told about, by situation; code and status come from the table. */
 export class RegistryError extends Error {
-  readonly [BRAND] = true;
   readonly situation: Situation;
   readonly detail: unknown;
   readonly headers: Record<string, string>;
@@ -151,8 +143,7 @@ export class RegistryError extends Error {
   }
 }
 
-export const isRegistryError = (e: unknown): e is RegistryError =>
-  e instanceof RegistryError || (typeof e === 'object' && e !== null && (e as { [BRAND]?: unknown })[BRAND] === true);
+export const isRegistryError = (e: unknown): e is RegistryError => e instanceof RegistryError;
 
 /** The codes that say "no such thing here" (asking elsewhere may find it). */
 export function isNotFoundCode(code: ErrorCode): boolean {
