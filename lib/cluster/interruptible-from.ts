@@ -8,11 +8,43 @@
 import { Readable } from 'node:stream';
 
 export function interruptibleFrom(gen: AsyncGenerator<Buffer>, interrupt: () => void): Readable {
-  const out = Readable.from(gen, { objectMode: false });
-  const destroy = out._destroy.bind(out);
-  out._destroy = (err, cb) => {
-    interrupt();
-    destroy(err, cb);
-  };
-  return out;
+  return new InterruptibleReadable(gen, interrupt);
+}
+
+class InterruptibleReadable extends Readable {
+  /** A pull loop runs: _read asks again only once it stopped (push said enough, or the end). */
+  private pulling = false;
+
+  constructor(private readonly gen: AsyncGenerator<Buffer>, private readonly interrupt: () => void) {
+    super();
+  }
+
+  override _read(): void {
+    if (this.pulling) return;
+    this.pulling = true;
+    void this.pull();
+  }
+
+  private async pull(): Promise<void> {
+    try {
+      for (;;) {
+        const next = await this.gen.next();
+        if (next.done) {
+          this.push(null);
+          return;
+        }
+        if (!this.push(next.value)) return;
+      }
+    } catch (err) {
+      this.destroy(err as Error);
+    } finally {
+      this.pulling = false;
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.interrupt();
+    // Resolves once the interrupted wait is over and the generator's finally blocks ran.
+    this.gen.return(undefined).then(() => cb(err), (e: unknown) => cb((e as Error | null) ?? err));
+  }
 }
