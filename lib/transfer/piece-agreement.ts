@@ -4,15 +4,16 @@
  * the copy held; two copies that agree win (a flipped byte on the link is random, the right bytes
  * are not). A new copy goes to a scratch file and replaces the held one only once it has won, under
  * a lock shared with the whole-blob check, so that check always reads a consistent part: when it
- * matches, the pieces not yet compared are not fetched. Pieces are compared in order, at most an
- * eighth of the blob's pieces at once: a flip somewhere in the blob costs the pieces up to it plus
- * the ones in flight when its copy came, not every piece fetched at once.
+ * matches, the pieces not yet compared are not fetched, and no piece starts while that check
+ * runs. Pieces are compared in order, at most an eighth of the blob's pieces at once: a flip
+ * somewhere in the blob costs the pieces up to it plus the ones in flight when its copy came, not
+ * every piece fetched at once. Where the bytes show where the damage is (a gzip layer: `locate`),
+ * pieces are compared from there back, two at first: a flip costs a piece or two.
  *
  * The result: 'repaired' when some piece changed, 'same' when every piece was fetched again and
  * agreed with what is held, so the upstream serves the same wrong bytes again and again.
  */
 import type { PartialBlob } from '../storage/partial-blobs.ts';
-import pLimit from 'p-limit';
 import type { Algorithm } from '../oci/digest.ts';
 import type { ByteRange } from '../oci/range.ts';
 import { linkedController } from './range-fetcher.ts';
@@ -40,6 +41,12 @@ export interface AgreementRepair {
   signal: AbortSignal;
   /** Fetches `piece` over the link, handing each buffer to `write` in order; a retryable failure is fetched again here. */
   fetchCopy(piece: ByteRange, write: (pos: number, buf: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void>;
+  /**
+   * Where the bytes as held show damage, if anywhere (gzip-damage.ts: the offset it showed by, the
+   * damage is before it): pieces are compared from there back, a few at a time, and it is asked
+   * again after each piece that changed. Without it, or once it says nothing, in order.
+   */
+  locate?(signal: AbortSignal): Promise<number | undefined>;
   /** Called when a piece ended up other than it was held (two copies agreed on other bytes). */
   replaced?(piece: ByteRange): void;
 }
@@ -57,6 +64,21 @@ export class RepairDeadlineError extends Error {
  */
 const IN_FLIGHT_PARTS = 8;
 const IN_FLIGHT_MIN = 4;
+/** Pieces compared at once around where the damage showed, at first (doubled as they agree). */
+const LOCATED_WIDTH = 2;
+
+/**
+ * The order pieces are compared in: without a place, first to last; with one (`at`, the damage is
+ * before it), from the piece holding byte at-1 back to the first, then the rest.
+ */
+export function suspicionOrder(pieces: readonly ByteRange[], at: number | undefined): number[] {
+  const count = pieces.length;
+  const all = Array.from({ length: count }, (_, i) => i);
+  if (at === undefined || at <= 0) return all;
+  let last = pieces.findIndex((p) => p.end >= at - 1);
+  if (last < 0) last = count - 1;
+  return [...all.slice(0, last + 1).reverse(), ...all.slice(last + 1)];
+}
 
 /** A one-at-a-time lock. */
 class Mutex {
@@ -112,17 +134,21 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   // The part always holds the newest copy that differs from it: the held one is in a blob known
   // to be wrong, so a differing copy is the likelier right one, and the whole-blob check may
   // confirm it before a third copy does.
-  const held: Array<{ original: string; current: string }> = [];
-  const repairPiece = async (piece: ByteRange, i: number): Promise<void> => {
+  const held: Array<{ original: string; current: string; seen: Set<string> }> = [];
+  /** Fetches copies of piece i until one agrees with a copy seen before; true when the part's bytes changed. */
+  const repairPiece = async (piece: ByteRange, i: number): Promise<boolean> => {
     // The blob may have verified while this piece waited its turn.
     phase.controller.signal.throwIfAborted();
-    const original = await hashRange(r.part, piece, r.algorithm);
-    const seen = new Set<string>([original]);
-    const state = { original, current: original };
-    held[i] = state;
+    let state = held[i];
+    if (!state) {
+      const original = await hashRange(r.part, piece, r.algorithm);
+      state = { original, current: original, seen: new Set<string>([original]) };
+      held[i] = state;
+    }
+    const before = state.current;
     for (let failures = 0; ;) {
       phase.controller.signal.throwIfAborted();
-      if (seen.size > 1 && performance.now() > r.deadline) throw new RepairDeadlineError(piece);
+      if (state.seen.size > 1 && performance.now() > r.deadline) throw new RepairDeadlineError(piece);
       const hash = newHash(r.algorithm);
       try {
         await r.fetchCopy(piece, async (pos, buf) => {
@@ -144,14 +170,52 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
         state.current = copy;
         checkWhole();
       }
-      if (seen.has(copy)) return;
-      seen.add(copy);
+      if (state.seen.has(copy)) return state.current !== before;
+      state.seen.add(copy);
     }
   };
 
+  const wide = Math.max(1, Math.min(r.concurrency, Math.max(IN_FLIGHT_MIN, Math.ceil(r.pieces.length / IN_FLIGHT_PARTS))));
+  /** Pieces whose copies agreed: never fetched again. */
+  const settled = new Set<number>();
+  const running = new Map<number, Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  /** A piece changed in a round that followed where the damage showed: look again before going on. */
+  let lookAgain = false;
+  const stopped = (): boolean => matched || failure !== undefined || lookAgain || phase.controller.signal.aborted;
+  /** Until a piece ends or the whole-blob check answers. */
+  const settle = (): Promise<unknown> => Promise.race([...running.values(), ...(checking ? [checking] : [])]);
   try {
-    const limit = pLimit(Math.max(1, Math.min(r.concurrency, Math.max(IN_FLIGHT_MIN, Math.ceil(r.pieces.length / IN_FLIGHT_PARTS)))));
-    const results = await Promise.allSettled(r.pieces.map((p, i) => limit(() => repairPiece(p, i))));
+    for (let located = r.locate !== undefined; ;) {
+      while (checking) await checking;
+      if (matched || failure || phase.controller.signal.aborted) break;
+      // Where the bytes as held show damage (under the lock: no piece changes meanwhile). Once
+      // they show none, the rest is compared in order.
+      const at = located ? await lock.run(() => r.locate!(phase.controller.signal)) : undefined;
+      located = at !== undefined;
+      lookAgain = false;
+      // Around a damage the piece is most likely one of the first few: a few at a time, more as they agree.
+      let width = located ? Math.min(wide, LOCATED_WIDTH) : wide;
+      for (const i of suspicionOrder(r.pieces, at)) {
+        if (settled.has(i) || running.has(i)) continue;
+        // A changed piece may have made the blob whole: nothing new starts until the check said.
+        while ((running.size >= width || checking) && !stopped()) await settle();
+        if (stopped()) break;
+        running.set(i, repairPiece(r.pieces[i] as ByteRange, i).then((didChange) => {
+          settled.add(i);
+          if (!didChange) width = Math.min(wide, width * 2);
+          else if (located) lookAgain = true;
+        }, (e: unknown) => {
+          if (!phase.controller.signal.aborted) failure ??= { error: e };
+        }).finally(() => {
+          running.delete(i);
+        }));
+      }
+      while (running.size > 0 && !stopped()) await settle();
+      while (checking) await checking;
+      if (!lookAgain) break;
+    }
+    await Promise.allSettled(running.values());
     while (checking) await checking;
     for (const [i, state] of held.entries()) {
       if (state && state.current !== state.original) {
@@ -161,8 +225,7 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
     }
     if (matched) return 'repaired';
     r.signal.throwIfAborted();
-    const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-    if (failed) throw failed.reason;
+    if (failure) throw failure.error;
     return changed ? 'repaired' : 'same';
   } finally {
     phase.dispose();

@@ -16,7 +16,7 @@
  * Without them (a direct upstream) only the blob digest proves a byte good: readers get nothing
  * until it matched (transfer.holdUnverified, on by default on a mirror; a relay streams, its readers
  * check pieces themselves), and a mismatch fetches pieces again and keeps what two copies agree
- * on (piece-agreement.ts). Streaming such bytes, a mismatch cuts the readers already sent some;
+ * on (piece-agreement.ts), starting where a gzip layer's bytes show the damage (gzip-damage.ts). Streaming such bytes, a mismatch cuts the readers already sent some;
  * their retries are served from the repaired copy. DigestMismatchError (sameBytes) when the
  * upstream serves the same wrong bytes again and again. Readers (prefix-reader.ts) see the hashed
  * prefix, minus the last byte until the digest matched.
@@ -28,6 +28,7 @@ import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, pieceSizeFor, planChunks, planMissing } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
+import { firstDamage } from './gzip-damage.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
@@ -409,6 +410,8 @@ export class Transfer extends EventEmitter {
       deadline: performance.now() + this.cfg.repairSeconds * 1000,
       concurrency: this.cfg.maxConnections,
       signal: this.ctrl.signal,
+      // A gzip layer's bytes say where a flip most likely is (a whole copy has no place to look).
+      ...(this.rangeIgnored ? {} : { locate: (signal: AbortSignal) => firstDamage(this.partial, this.size, signal) }),
       // Pieces are asked as ranges even of a blob first fetched in one request ('single').
       fetchCopy: (piece, write, signal) => this.withConnection(signal, () => fetchRange(
         { ...this.fetchContext(), write: (pos, buf) => this.fetched(buf.length, () => write(pos, buf)), checkpoint: () => {} },

@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { MEDIA } from '../../lib/oci/media-types.ts';
 import { digestOf } from '../../lib/oci/digest.ts';
 import { helloElf } from './hello-elf.ts';
-import { writeTarGz, type TarEntry } from './tar-gz-layer.ts';
+import { seededBytes, writeTarGz, type SeededContent, type TarEntry } from './tar-gz-layer.ts';
 
 export type ImageFormat = 'oci' | 'docker';
 
@@ -67,8 +67,13 @@ export interface BuildImageOptions {
   /** Adds a first layer holding /hello, a static executable set as entrypoint, which prints this line. */
   runnable?: boolean | { message: string };
   platform?: Platform;
-  /** 0 (stored, fast; default) to 9. */
+  /** 0 (stored, fast; default for random content) to 9 (6, as docker, for `like-files`). */
   gzipLevel?: number;
+  /**
+   * random (default): one file of random bytes a layer. like-files: files of 256 bytes to 256 KiB whose
+   * bytes compress as a real layer's (tar-gz-layer.ts:seededLikeFiles), gzipped at level 6.
+   */
+  content?: SeededContent;
 }
 
 export const IN_MEMORY_LIMIT = 1 << 20;
@@ -92,6 +97,22 @@ export function buildRandomLayer(seed: string, size: number, gzipLevel = 0): Pro
   const name = `data-${createHash('sha256').update(seed).digest('hex').slice(0, 16)}.bin`;
   const entries: TarEntry[] = [{ type: 'dir', name: 'ferry' }, { type: 'file', name: `ferry/${name}`, size, seed }];
   return cachedLayer(`random:${seed}:${size}:${gzipLevel}`, entries, gzipLevel);
+}
+
+/**
+ * Builds (or finds in the cache) a layer of files holding `size` bytes in all, each of 256 bytes
+ * to 256 KiB (sizes seeded, log-uniform), whose content compresses as a real layer's: headers every few KiB on
+ * average, as in /usr of a distribution.
+ */
+export function buildLikeFilesLayer(seed: string, size: number, gzipLevel = 6): Promise<Omit<LayerBlob, 'mediaType'>> {
+  const entries: TarEntry[] = [{ type: 'dir', name: 'ferry' }];
+  const sizes = seededBytes(`${seed}/sizes`, Math.max(64, Math.ceil(size / 1024) * 2)).next().value as Buffer;
+  for (let left = size, i = 0; left > 0; i++) {
+    const n = Math.min(left, Math.round(256 * 2 ** ((((sizes[(2 * i) % sizes.length] as number) * 256 + (sizes[(2 * i + 1) % sizes.length] as number)) / 65536) * 10)));
+    entries.push({ type: 'file', name: `ferry/f${i}`, size: n, seed: `${seed}/${i}`, content: 'like-files' });
+    left -= n;
+  }
+  return cachedLayer(`like-files:${seed}:${size}:${gzipLevel}`, entries, gzipLevel);
 }
 
 function cachedLayer(key: string, entries: TarEntry[], gzipLevel: number): Promise<Omit<LayerBlob, 'mediaType'>> {
@@ -153,7 +174,10 @@ export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
   }
   const raw = await Promise.all([
     ...(message !== undefined ? [helloLayer(message)] : []),
-    ...opts.layers.map((size, i) => buildRandomLayer(opts.layerSeeds?.[i] ?? `${opts.seed}/${i}`, size, opts.gzipLevel ?? 0)),
+    ...opts.layers.map((size, i) => {
+      const seed = opts.layerSeeds?.[i] ?? `${opts.seed}/${i}`;
+      return opts.content === 'like-files' ? buildLikeFilesLayer(seed, size, opts.gzipLevel) : buildRandomLayer(seed, size, opts.gzipLevel ?? 0);
+    }),
   ]);
   const layers: LayerBlob[] = raw.map((l) => ({ mediaType: types.layer, ...l }));
 

@@ -50,8 +50,10 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function rig(size: number, opts: { faults?: Faults; seed?: number; behaviour?: ServerBehaviour; chunkDigests?: ChunkDigests } = {}): Promise<Rig> {
-  const data = makeBlob(size, opts.seed ?? 7);
+/** `data`: the blob served (its length must be `size`); else seeded random bytes. */
+export async function rig(size: number, opts: { faults?: Faults; seed?: number; behaviour?: ServerBehaviour; chunkDigests?: ChunkDigests; data?: Buffer } = {}): Promise<Rig> {
+  const data = opts.data ?? makeBlob(size, opts.seed ?? 7);
+  if (data.length !== size) throw new Error(`rig: data of ${data.length} bytes for a size of ${size}`);
   const server = await startRangeServer(data, opts.behaviour);
   const port = Number(new URL(server.url).port);
   const proxy = new FaultProxy({ target: { host: '127.0.0.1', port }, seed: opts.seed ?? 1, faults: opts.faults });

@@ -5,6 +5,7 @@
  * same wrong bytes again and again fails with DigestMismatchError (sameBytes).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,8 @@ import { DigestMismatchError } from '../../lib/transfer/errors.ts';
 import { startTransfer, type Transfer } from '../../lib/transfer/transfer.ts';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
 import { repairByAgreement } from '../../lib/transfer/piece-agreement.ts';
+import { firstDamage } from '../../lib/transfer/gzip-damage.ts';
+import { buildLikeFilesLayer } from '../helpers/oci-image.ts';
 import { openStore } from '../../lib/storage/store.ts';
 import { chunkDigestsOf, makeBlob, sha256 } from './range-server.ts';
 import { CHUNK, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
@@ -200,6 +203,33 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     // The first piece fetched again differs from the held one; with it the blob verifies, and
     // the other pieces are not fetched again.
     assert.ok(s.bytesFetched <= size + 2 * CHUNK, `fetched ${s.bytesFetched} bytes for a ${size} byte blob: more than the bad piece was fetched again`);
+  });
+
+  it('without piece digests, a flip late in a gzip layer costs the pieces where the layer shows damage, not every piece before it', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('piece-repair-gzip', 16 * MiB)).path);
+    const size = layer.length;
+    const piece = 64 * 1024;
+    const flipAt = Math.floor(size * 0.85);
+    r = await rig(size, { data: layer, faults: { corruptOffsets: [flipAt] }, seed: 3 });
+    // One request from the start (one connection): the flip lands at flipAt of the blob.
+    const t = r.start({ config: { ...TEST_CONFIG, smallBlobBytes: size, pieceBytes: piece, minConnections: 1, maxConnections: 4 } });
+    let held: Buffer | undefined;
+    t.on('mismatch', () => {
+      r!.proxy.setFaults({ rateBytesPerSec: 4 * MiB }, { replace: true });
+      // The blob as fetched, before the repair changed a byte of it.
+      held = readFileSync(r!.partPath);
+    });
+    await t.done;
+    assert.ok(held, 'no mismatch');
+    const bytes = held;
+    const placed = await firstDamage({ read: async (pos, into) => bytes.copy(into, 0, pos, Math.min(bytes.length, pos + into.length)) }, size);
+    assert.ok((await readFile(r.blobPath)).equals(layer));
+    assert.equal(r.proxy.stats.corruptions, 1);
+    assert.ok(placed !== undefined && placed > flipAt, `the flip at ${flipAt} was placed at ${placed}: the test shows nothing`);
+    const again = t.snapshot().bytesFetched - size;
+    // The pieces from where the damage showed back to the flip, and the one beside them in flight.
+    const most = (Math.floor((placed - 1) / piece) - Math.floor(flipAt / piece) + 2) * piece;
+    assert.ok(again <= most, `${again} bytes fetched again (at most ${most}); ${Math.floor(flipAt / piece)} pieces precede the flip`);
   });
 
   it('repairs a blob fetched in one request (several pieces, no piece digests) by ranges of its pieces', async () => {

@@ -1,0 +1,58 @@
+/**
+ * Issue 12 point 1 (cost): a gzip layer's own bytes say where a flipped byte most likely is, so a
+ * repair without piece digests compares the pieces there first (gzip-damage.ts).
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { firstDamage } from '../../lib/transfer/gzip-damage.ts';
+import { buildLikeFilesLayer, buildRandomLayer } from '../helpers/oci-image.ts';
+import { makeBlob } from './range-server.ts';
+
+const KiB = 1024;
+const PIECE = 256 * KiB;
+
+function reader(b: Buffer): { read(pos: number, into: Uint8Array): Promise<number> } {
+  return {
+    read: async (pos, into) => {
+      const s = b.subarray(pos, pos + into.length);
+      into.set(s);
+      return s.length;
+    },
+  };
+}
+
+/** Positions spread over the blob (seeded by a step, not by chance). */
+function flipsOf(size: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => Math.floor(((i + 0.37) / count) * size));
+}
+
+describe('gzip damage: where a flipped byte shows in a gzip layer', function () {
+  this.timeout(60_000);
+
+  it('says nothing of an intact layer, of a blob that is no gzip, or of a flip in random stored bytes', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 4 * 1024 * KiB)).path);
+    assert.equal(await firstDamage(reader(layer), layer.length), undefined);
+    const plain = makeBlob(512 * KiB, 3);
+    plain[1000] = (plain[1000] as number) ^ 0x10;
+    assert.equal(await firstDamage(reader(plain), plain.length), undefined);
+    // A layer of random bytes, stored (gzip level 0): nothing but the CRC at the end sees a flip.
+    const random = Buffer.from(await readFile((await buildRandomLayer('gzip-damage-random', 1024 * KiB)).path));
+    random[300_000] = (random[300_000] as number) ^ 0x10;
+    assert.equal(await firstDamage(reader(random), random.length), undefined);
+  });
+
+  it('places most flips of a compressible layer within a piece after them, and never before one', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 4 * 1024 * KiB)).path);
+    const flips = flipsOf(layer.length, 16);
+    let near = 0;
+    for (const [i, pos] of flips.entries()) {
+      const damaged = Buffer.from(layer);
+      damaged[pos] = (damaged[pos] as number) ^ (0x11 + i * 13);
+      const at = await firstDamage(reader(damaged), damaged.length);
+      if (at === undefined) continue;
+      assert.ok(at > pos, `a flip at ${pos} placed at ${at}, before it`);
+      if (at - pos <= PIECE + 64 * KiB) near++;
+    }
+    assert.ok(near >= flips.length / 2, `only ${near} of ${flips.length} flips placed within a piece`);
+  });
+});
