@@ -64,12 +64,17 @@ function pct(row: RunRow): number {
 /** Prints the links' delivery rate every few seconds to stderr, so a long run shows life. */
 function watch(label: string, links: FaultProxy[], total: number): () => void {
   const sum = (f: (p: FaultProxy) => number): number => links.reduce((n, p) => n + f(p), 0);
-  let last = sum((p) => p.stats.bytesToClient);
+  // Several relays: every 2 s (a cold relay filling, a dark one, show within seconds).
+  const everyMs = links.length > 1 ? 2000 : 5000;
+  let last = links.map((p) => p.stats.bytesToClient);
   const t = setInterval(() => {
-    const now = sum((p) => p.stats.bytesToClient);
-    process.stderr.write(`  [${label}] ${mb(now)} / ${mb(total)} MB across the link, ${mb((now - last) / 5)} MB/s, ${sum((p) => p.stats.resets)} resets, ${sum((p) => p.stats.stalls)} stalls, ${sum((p) => p.stats.corruptions)} flips\n`);
-    last = now;
-  }, 5000);
+    const each = links.map((p) => p.stats.bytesToClient);
+    const now = each.reduce((a, b) => a + b, 0);
+    const rates = each.map((n, i) => mb(((n - (last[i] ?? 0)) * 1000) / everyMs));
+    const per = links.length > 1 ? ` (${rates.join(' + ')})` : '';
+    process.stderr.write(`  [${label}] ${mb(now)} / ${mb(total)} MB across the link, ${mb(((now - last.reduce((a, b) => a + b, 0)) * 1000) / everyMs)} MB/s${per}, ${sum((p) => p.stats.resets)} resets, ${sum((p) => p.stats.stalls)} stalls, ${sum((p) => p.stats.corruptions)} flips\n`);
+    last = each;
+  }, everyMs);
   return () => clearInterval(t);
 }
 
