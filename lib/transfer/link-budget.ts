@@ -7,9 +7,18 @@
  * transfer a client is reading goes before those nobody reads yet (a prefetch): skopeo reads one
  * layer at a time, so the layer it waits for finishes first and is read while the link carries
  * the next ones, instead of every layer finishing together at the end and being read after it.
+ * A small blob (a config) goes before both, past the limit if need be (SMALL_EXTRA_CONNECTIONS).
  */
 import { ConcurrencyController, type LearnedConcurrency } from './concurrency.ts';
 import { StallWatch } from './stall-watch.ts';
+import type { ByteRange } from '../oci/range.ts';
+
+/**
+ * Connections a link may carry beyond its limit for small blobs (link.share's `small`): a 1 KB
+ * config asked while every connection carries a layer's range would wait for one of them to end,
+ * seconds on a slow link or behind a cold relay; one request of a small blob costs the link little.
+ */
+export const SMALL_EXTRA_CONNECTIONS = 4;
 
 /** What a link learned: its connections and goodput, kept between transfers and restarts (link-state.ts). */
 export interface LearnedLink extends LearnedConcurrency {
@@ -37,6 +46,8 @@ export interface LinkBudgetOptions {
 interface Waiter {
   grant(release: () => void): void;
   fail(reason: unknown): void;
+  /** The bytes the request will ask, if said (LinkShare.prefer). */
+  range: ByteRange | undefined;
 }
 
 /** One transfer's claim on a link: its queue of chunks waiting for a connection, and its own cap. */
@@ -48,10 +59,13 @@ export class LinkShare {
    * @param read Whether a client is reading the transfer now: such shares are served before the
    *   others (a prefetch nobody asked for yet).
    */
-  constructor(private readonly link: LinkBudget, readonly cap: number, readonly read: () => boolean = () => false) {}
+  constructor(private readonly link: LinkBudget, readonly cap: number, readonly read: () => boolean = () => false, readonly small = false) {}
 
-  /** Resolves with a release function once a connection is free for this share; rejects when `signal` aborts first. */
-  acquire(signal: AbortSignal): Promise<() => void> {
+  /**
+   * Resolves with a release function once a connection is free for this share; rejects when
+   * `signal` aborts first. `range`: the bytes the request will ask (read when prefer() looks).
+   */
+  acquire(signal: AbortSignal, range?: ByteRange): Promise<() => void> {
     signal.throwIfAborted();
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
@@ -68,11 +82,18 @@ export class LinkShare {
           signal.removeEventListener('abort', onAbort);
           reject(reason);
         },
+        range,
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.queue.push(waiter);
       this.link.pump();
     });
+  }
+
+  /** The waiting request whose range holds byte `pos` goes first among this share's (a reader waits for it). */
+  prefer(pos: number): void {
+    const i = this.queue.findIndex((w) => w.range !== undefined && w.range.start <= pos && pos <= w.range.end);
+    if (i > 0) this.queue.unshift(...this.queue.splice(i, 1));
   }
 
   /** Goodput of this share's connections, for the link's adaptation. */
@@ -139,9 +160,12 @@ export class LinkBudget {
     return this.shares.reduce((n, s) => n + (s.active < s.cap ? s.queue.length : 0), 0);
   }
 
-  /** A new transfer's share, with at most `cap` connections of its own; `read` says whether a client reads it now. */
-  share(cap = Infinity, read?: () => boolean): LinkShare {
-    const s = new LinkShare(this, Math.max(1, cap), read);
+  /**
+   * A new transfer's share, with at most `cap` connections of its own; `read` says whether a client
+   * reads it now; `small`, a small blob's: served first, and beyond the limit (SMALL_EXTRA_CONNECTIONS).
+   */
+  share(cap = Infinity, read?: () => boolean, small = false): LinkShare {
+    const s = new LinkShare(this, Math.max(1, cap), read, small);
     this.shares.push(s);
     return s;
   }
@@ -150,9 +174,9 @@ export class LinkBudget {
     this.bytes += bytes;
   }
 
-  /** @internal Grants free connections, round-robin over the shares with waiters, those a client reads first. */
+  /** @internal Grants free connections, round-robin over the shares with waiters: small blobs first, then those a client reads. */
   pump(): void {
-    while (this.active < this.limit) {
+    for (;;) {
       const share = this.nextShare();
       if (!share) break;
       const waiter = share.queue.shift() as Waiter;
@@ -181,6 +205,9 @@ export class LinkBudget {
   }
 
   private nextShare(): LinkShare | undefined {
+    if (this.active >= this.limit + SMALL_EXTRA_CONNECTIONS) return undefined;
+    const small = this.nextShareWhere((s) => s.small);
+    if (small || this.active >= this.limit) return small;
     return this.nextShareWhere((s) => s.read()) ?? this.nextShareWhere(() => true);
   }
 

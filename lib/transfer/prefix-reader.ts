@@ -1,7 +1,8 @@
 /**
  * Streams bytes [start, end] of a blob while its transfer is still running: it reads the partial
- * blob up to what the transfer releases (Transfer.releasedBytes: checked bytes, minus the last
- * until the digest matched) and waits for more. It errors when the transfer fails, or when bytes
+ * blob up to what the transfer releases from where it is (Transfer.releasedEnd: checked bytes,
+ * minus the last until the digest matched) and waits for more, asking the transfer to fetch them
+ * first (Transfer.want). It errors when the transfer fails, or when bytes
  * it already sent may have been wrong (a refetch after a mismatch), so a client never completes a
  * bad blob.
  * Storage reads the committed blob once the partial became it (PartialBlobStorage.read).
@@ -18,19 +19,26 @@ interface Sent {
   any: boolean;
 }
 
-/** Resolves with the released byte count once it reaches `need`; rejects once the transfer failed or refetched bytes already sent. */
-function released(t: Transfer, need: number, sent: Sent, reader: Readable): Promise<number> {
+/**
+ * Resolves with where the released bytes from `pos` end (Transfer.releasedEnd) once there is at
+ * least one; rejects once the transfer failed or refetched bytes already sent.
+ */
+function released(t: Transfer, pos: number, sent: Sent, reader: Readable): Promise<number> {
+  let unwant: (() => void) | undefined;
   return new Promise((resolve, reject) => {
     const check = (): boolean => {
       // Before the first byte went out, a refetch only means reading the new bytes.
       if (!sent.any) sent.generation = t.generation;
       const err = unsafe(t, sent.generation);
       if (err) return finish(err);
-      if (t.releasedBytes >= need) return finish(undefined, t.releasedBytes);
+      const end = t.releasedEnd(pos);
+      if (end > pos) return finish(undefined, end);
       if (reader.destroyed) return finish(new TransferAbortedError('reader closed'));
+      unwant ??= t.want(pos);
       return false;
     };
     const finish = (err: Error | undefined, n = 0): true => {
+      unwant?.();
       t.off('advance', check);
       t.off('reset', check);
       t.off('failed', check);
@@ -59,7 +67,7 @@ async function* prefix(t: Transfer, start: number, end: number, reader: () => Re
   let pos = start;
   const sent: Sent = { generation: t.generation, any: false };
   while (pos <= end) {
-    const available = await released(t, pos + 1, sent, reader());
+    const available = await released(t, pos, sent, reader());
     const last = Math.min(end, available - 1);
     const stored = await t.readStored({ start: pos, end: last });
     try {

@@ -208,6 +208,8 @@ export class Transfer extends EventEmitter {
   private progressTimer: NodeJS.Timeout | undefined;
   /** Readers open now: a client waits for this blob, so its requests go before a prefetch's (link-budget.ts). */
   private readers = 0;
+  /** Bytes readers wait for past what is released (want()): their requests go first once queued. */
+  private readonly wanted = new Set<number>();
 
   constructor(opts: TransferOptions) {
     super();
@@ -261,8 +263,36 @@ export class Transfer extends EventEmitter {
    */
   get releasedBytes(): number {
     if (this.digestMatched) return this.size;
-    if (this.suspect || (this.cfg.holdUnverified && !this.pieceDigests)) return 0;
+    if (this.withheld) return 0;
     return Math.min(this.contiguousBytes, Math.max(0, this.size - 1));
+  }
+
+  /** Nothing is released until the digest matched: the hash starts again, or no piece digest checks unverified bytes that are held. */
+  private get withheld(): boolean {
+    return this.suspect || (this.cfg.holdUnverified === true && !this.pieceDigests);
+  }
+
+  /**
+   * Where the bytes a reader at `pos` may have now end (exclusive): past the released prefix too,
+   * the run of held bytes from `pos` (checked pieces, or every byte written where unverified bytes
+   * stream: as safe as the prefix), so a relay serves a range of a blob it is still filling as soon
+   * as its own transfer has those bytes, not once every byte before them arrived. Never the last
+   * byte before the digest matched.
+   */
+  releasedEnd(pos: number): number {
+    if (this.digestMatched || this.withheld) return this.releasedBytes;
+    return Math.max(this.releasedBytes, Math.min(this.held.coveredEnd(pos), this.size - 1));
+  }
+
+  /**
+   * A reader waits for byte `pos`: the queued request that would fetch it goes first among this
+   * transfer's, now or once queued (a relay filling a blob fetches what its mirror asks before the
+   * rest). Returns what the reader calls once it no longer waits.
+   */
+  want(pos: number): () => void {
+    this.wanted.add(pos);
+    this.share?.prefer(pos);
+    return () => this.wanted.delete(pos);
   }
 
   /** What readers may have changed: tell them, and the partial blob (a cluster publishes it for other replicas' readers). */
@@ -318,7 +348,8 @@ export class Transfer extends EventEmitter {
     await Promise.resolve(); // let the caller attach listeners before the first event
     this.progressTimer = setInterval(() => this.emit('progress', this.snapshot()), this.opts.progressIntervalMs ?? 500);
     this.progressTimer.unref();
-    const share = this.link.share(this.cfg.maxConnections, () => this.readers > 0);
+    // A blob of one piece (a config) is small: its request does not wait behind other blobs' ranges.
+    const share = this.link.share(this.cfg.maxConnections, () => this.readers > 0, this.pieces.length === 1);
     this.share = share;
     // Every transfer has a wall-clock bound: past it, it fails cleanly (the part stays to resume).
     const deadline = setTimeout(() => {
@@ -509,6 +540,7 @@ export class Transfer extends EventEmitter {
       this.wrongPieces.delete(i);
       this.wrongSince = undefined;
       this.held.add(p.start, p.end + 1);
+      this.heldAhead(p.start);
       this.hasher.catchUp();
       return;
     }
@@ -559,10 +591,10 @@ export class Transfer extends EventEmitter {
     await this.withConnection(this.ctrl.signal, () => fetchRange(this.fetchContext(), liveRange({ start: from, end: this.size - 1 }), 'stream', this.ctrl.signal));
   }
 
-  /** Runs `fn` holding one of the link's connections. */
-  private async withConnection<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  /** Runs `fn` holding one of the link's connections; `range`, the bytes it fetches (a reader waiting for them puts it first: want()). */
+  private async withConnection<T>(signal: AbortSignal, fn: () => Promise<T>, range?: ByteRange): Promise<T> {
     if (!this.share) throw new Error('internal: the transfer has no share of its link yet');
-    const release = await this.share.acquire(signal);
+    const release = await this.share.acquire(signal, range);
     try {
       return await fn();
     } finally {
@@ -607,7 +639,7 @@ export class Transfer extends EventEmitter {
           pairs.delete(r);
           mine.dispose();
         }
-      }).then(() => {
+      }, r).then(() => {
         if (queued === 0 && !signal.aborted) tailSteps();
       }, (e: unknown) => {
         if (first) return;
@@ -629,6 +661,7 @@ export class Transfer extends EventEmitter {
       // Every chunk queues on the link at once, lowest offset first; the link says how many run.
       if (whole) launch(liveRange({ start: 0, end: this.size - 1 }), 'stream');
       else for (const t of planMissing(this.size, this.requestBytes(), this.written)) launch(liveRange(t));
+      for (const pos of this.wanted) this.share?.prefer(pos);
       // Splits add to `pending` while we wait.
       while (pending.length > 0) await pending.shift();
     } finally {
@@ -732,10 +765,16 @@ export class Transfer extends EventEmitter {
     this.share?.record(bytes);
   }
 
+  /** Bytes held from `pos` on: readers past the hashed prefix may have them now (releasedEnd). */
+  private heldAhead(pos: number): void {
+    if (pos > this.hasher.hashed && !this.withheld) this.emit('advance', this.releasedBytes);
+  }
+
   /** Bytes now in the part: to the prefix hash at once, or to the piece checks. */
   private wrote(pos: number, buf: Uint8Array): void {
     if (this.pieceDigests === null) {
       this.held.add(pos, pos + buf.length);
+      this.heldAhead(pos);
       this.hasher.wrote(pos, buf);
       return;
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { LinkBudget } from '../../lib/transfer/link-budget.ts';
+import { LinkBudget, SMALL_EXTRA_CONNECTIONS } from '../../lib/transfer/link-budget.ts';
 import { startTransfer } from '../../lib/transfer/transfer.ts';
 import { MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 
@@ -74,6 +74,22 @@ describe('link budget shared by transfers', function () {
     await s.release(3);
     assert.deepEqual(s.order, ['a', 'a', 'b', 'b', 'b', 'a'], 'b, read by a client, took every connection freed while it waited');
     s.close();
+  });
+
+  it('grants a small blob\'s request at once, beyond the limit while every connection carries a big one, up to SMALL_EXTRA_CONNECTIONS more', async () => {
+    const link = new LinkBudget({ minConnections: 2, maxConnections: 2, adaptIntervalMs: 60_000 });
+    const big = link.share(Infinity, () => true);
+    const signal = new AbortController().signal;
+    const granted: string[] = [];
+    for (let i = 0; i < 4; i++) void big.acquire(signal).then(() => granted.push('big'));
+    await tick();
+    const smalls = Array.from({ length: SMALL_EXTRA_CONNECTIONS + 1 }, () => link.share(Infinity, () => false, true));
+    for (const [i, s] of smalls.entries()) void s.acquire(signal).then(() => granted.push(`small ${i}`));
+    await tick();
+    assert.deepEqual(granted, ['big', 'big', ...smalls.slice(0, SMALL_EXTRA_CONNECTIONS).map((_, i) => `small ${i}`)], 'the small blobs did not wait for the big one\'s connections');
+    assert.equal(link.activeConnections, 2 + SMALL_EXTRA_CONNECTIONS);
+    big.close();
+    for (const s of smalls) s.close();
   });
 
   it('doubles after half an interval in slow start, so a fresh link is not held at its floor for a whole one', async () => {

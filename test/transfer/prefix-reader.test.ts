@@ -60,6 +60,18 @@ describe('prefix reader', function () {
     assert.ok(beforeVerified > 10, `only ${beforeVerified} reads happened before verification`);
   });
 
+  it('streams a range deep in a blob still filling as soon as its bytes are in, fetched before the bytes ahead of it (a relay a mirror asks ranges of)', async () => {
+    // 32 chunks of 256 KiB over 2 connections of 1 MiB/s: lowest first, byte 7 MiB would come after ~3.5 s.
+    r = await rig(8 * MiB, { faults: { rateBytesPerSec: 1 * MiB } });
+    const t = r.start(STREAM_UNVERIFIED);
+    let prefixAtFirstByte: number | undefined;
+    const deep = await collect(createPrefixReader(t, 7 * MiB, 7 * MiB + 100 * KiB - 1), () => { prefixAtFirstByte ??= t.contiguousBytes; });
+    assert.equal(deep.error, undefined);
+    assert.ok(deep.data.equals(r.data.subarray(7 * MiB, 7 * MiB + 100 * KiB)));
+    assert.ok(prefixAtFirstByte !== undefined && prefixAtFirstByte < 4 * MiB, `the range's first byte went out with ${prefixAtFirstByte} bytes of the prefix in, not long before byte 7 MiB`);
+    await t.done;
+  });
+
   it('serves many readers of one transfer at once without a listener-leak warning, and leaves no listener behind', async () => {
     r = await rig(2 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
     const t = r.start();
