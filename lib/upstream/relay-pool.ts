@@ -2,10 +2,10 @@
  * The relays of one upstream and what the mirror knows of each: state, goodput, bytes. Each relay's
  * route is a link of its own, with its own cap: each learns its own concurrency (concurrency.ts,
  * on its own goodput), and the upstream's total is their sum (capacity(), which the engine's link
- * budget takes as its limit). It decides which relay the next request goes to (at random, weighted
- * by each relay's goodput per connection, among the relays with a free connection of their own, so
- * a fast relay fills up to what it carries and the rest spills to slower ones) and when a relay is
- * drained:
+ * budget takes as its limit). It decides which relay the next request goes to (among the relays
+ * with a free connection of their own, the one expected to end the range first: a fast relay fills
+ * up to what it carries, the rest spills to slower ones, and the last ranges of a blob go to the
+ * fast ones) and when a relay is drained:
  *
  *   healthy --(refused, corrupt piece, dark, silent for silentMaxMs, or FAILURES_TO_DRAIN failures in a row)--> down
  *   down --(backoff elapsed: 2 s (30 s after a refusal or corrupt pieces), doubling to 60 s)--> probing (GET /v2/)
@@ -406,24 +406,29 @@ export class RelayPool {
   }
 
   /**
-   * A relay for the next request, weighted by goodput per connection among those with a free
-   * connection of their own; `except` those tried already. With none available: the relay whose
-   * backoff ends first, unless `availableOnly`.
+   * A relay for the next request among those with a free connection of their own; `except` those
+   * tried already. A request of `bytes` goes to the one expected to end it first (its round trip
+   * plus the bytes at its goodput per connection), so the last ranges of a blob do not go to a
+   * slow relay while a fast one has room; while every relay is busy, a relay gets a request
+   * whenever one of its connections comes free, so each carries what its route carries. Without a
+   * size (a stream to the end), at random, weighted by goodput per connection. With none
+   * available: the relay whose backoff ends first, unless `availableOnly`.
    */
-  pick(except: ReadonlySet<RelayMember> = new Set(), availableOnly = false): RelayMember | undefined {
+  pick(except: ReadonlySet<RelayMember> = new Set(), availableOnly = false, bytes?: number): RelayMember | undefined {
     const now = this.now();
     const usable = this.members.filter((m) => !except.has(m) && m.available(now));
     // A relay silent for a while gets no new work while another delivers (the watchdog may drain it soon).
     const responsive = usable.filter((m) => this.responsive(m, now));
     const candidates = responsive.length > 0 ? responsive : usable;
     if (candidates.length === 0) return availableOnly ? undefined : this.fallback(except);
-    const chosen = this.weighted(candidates);
+    const choose = (among: RelayMember[]): RelayMember => (bytes === undefined ? this.weighted(among) : this.soonest(among, bytes));
+    const chosen = choose(candidates);
     if (chosen.hasRoom()) return chosen;
     // The relay drawn is full: it wanted more connections. The request goes to one with room;
     // with none, every relay wanted more, and the one drawn carries it.
     chosen.wanted = true;
     const roomy = candidates.filter((m) => m.hasRoom());
-    if (roomy.length > 0) return this.weighted(roomy);
+    if (roomy.length > 0) return choose(roomy);
     for (const m of candidates) m.wanted = true;
     return chosen;
   }
@@ -452,6 +457,25 @@ export class RelayPool {
       if (x < 0) return candidates[i] as RelayMember;
     }
     return candidates[candidates.length - 1] as RelayMember;
+  }
+
+  /**
+   * The one of `candidates` expected to end a request of `bytes` first. Unmeasured, a relay is
+   * expected to do as well as the best measured one while idle (so it gets measured), as the
+   * slowest may while its first requests run; with none measured, one of those holding the fewest.
+   */
+  private soonest(candidates: RelayMember[], bytes: number): RelayMember {
+    const now = this.now();
+    const rates = candidates.map((m) => m.rate(now));
+    const best = Math.max(0, ...rates);
+    if (best === 0) return this.anyOf(leastOpen(candidates));
+    const seconds = candidates.map((m, i) => {
+      const r = rates[i] as number;
+      const rate = r > 0 ? r : m.open.size === 0 ? best : best * MIN_WEIGHT_SHARE;
+      return (m.rttMs ?? 0) / 1000 + bytes / rate;
+    });
+    const least = Math.min(...seconds);
+    return this.anyOf(candidates.filter((_, i) => seconds[i] === least));
   }
 
   private anyOf(members: RelayMember[]): RelayMember {

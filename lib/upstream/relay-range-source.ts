@@ -55,7 +55,8 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
     const range = end === undefined ? (start > 0 ? `bytes=${start}-` : undefined) : `bytes=${start}-${end}`;
     const tried = new Set<RelayMember>();
     let last: unknown;
-    for (let member = pool.pick(tried); member; member = pool.pick(tried, true)) {
+    const bytes = end === undefined ? undefined : end + 1 - start;
+    for (let member = pool.pick(tried, false, bytes); member; member = pool.pick(tried, true, bytes)) {
       tried.add(member);
       signal.throwIfAborted();
       const ctrl = new AbortController();

@@ -395,6 +395,24 @@ describe('relay pool: each relay a link of its own', () => {
     }
   });
 
+  it('sends a range to the relay with room that ends it first, so the last ranges of a blob do not wait on a slow relay', () => {
+    const { pool: p, clock } = pool(3);
+    try {
+      serve(p, clock, 0, 1 << 20, 1000);
+      serve(p, clock, 1, 512 << 10, 1000);
+      serve(p, clock, 2, 256 << 10, 1000);
+      const [fast, middle, slow] = p.members as [RelayMember, RelayMember, RelayMember];
+      for (let i = 0; i < 200; i++) assert.equal(p.pick(new Set(), false, 256 << 10), fast, 'a fast relay with room takes every range');
+      for (let i = 0; i < fast.limit; i++) fast.begin(() => {});
+      for (let i = 0; i < 200; i++) assert.equal(p.pick(new Set(), false, 256 << 10), middle, 'then the next fastest');
+      assert.equal(fast.wanted, true, 'the full fast relay would have taken it');
+      for (let i = 0; i < middle.limit; i++) middle.begin(() => {});
+      assert.equal(p.pick(new Set(), false, 256 << 10), slow, 'the slow one gets what the others have no room for');
+    } finally {
+      p.close();
+    }
+  });
+
   it('sends a request to a relay with a free connection of its own, and marks the full one as wanting more', () => {
     const { pool: p } = pool(2);
     try {
