@@ -7,7 +7,8 @@
  *            that what it records is published as the transfer's progress. Another replica holds
  *            it: TransferElsewhereError, carrying the watcher to follow it with
  *            (follow-reader.ts) instead of transferring it again.
- *   write    refused once the lease is lost (the engine's transfer fails; nothing more is written).
+ *   write    waits while a renewal of the lease is late, refused once the lease is lost (the
+ *            engine's transfer fails; nothing more is written).
  *   record   the backend records first, then the progress follows (at most every publishMs), so
  *            the progress never claims a byte the backend does not hold where other replicas can
  *            read it (PartialBlob.sharedRanges, when the backend has them).
@@ -27,7 +28,7 @@ import type { Readable } from 'node:stream';
 import type { ByteRange } from '../oci/range.ts';
 import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialScratch } from '../storage/partial-blobs.ts';
 import { RangeSet } from '../transfer/range-set.ts';
-import { LeaseLostError, type HeldLease } from './lease.ts';
+import type { HeldLease } from './lease.ts';
 import type { ProgressWatcher } from './progress-watcher.ts';
 import type { ProgressWriter } from './progress.ts';
 import type { TransferGate } from './transfer-gate.ts';
@@ -145,12 +146,12 @@ class ClusterPartialBlob implements PartialBlob {
   }
 
   async write(pos: number, bytes: Uint8Array): Promise<void> {
-    this.check();
+    await this.ready();
     await this.inner.write(pos, bytes);
   }
 
   async record(range: ByteRange): Promise<void> {
-    this.check();
+    await this.ready();
     await this.inner.record(range);
     this.held.add(range.start, range.end + 1);
     this.schedulePublish();
@@ -162,7 +163,7 @@ class ClusterPartialBlob implements PartialBlob {
   }
 
   async resetHeld(held: readonly ByteRange[]): Promise<void> {
-    this.check();
+    await this.ready();
     await this.inner.resetHeld(held);
     this.held.clear();
     for (const r of held) this.held.add(r.start, r.end + 1);
@@ -180,7 +181,7 @@ class ClusterPartialBlob implements PartialBlob {
   }
 
   async commit(hashed: string): Promise<void> {
-    this.check();
+    await this.ready();
     await this.inner.commit(hashed);
     // Lost while committing: another replica may be writing the partial blob; close leaves it be.
     this.lostLease ||= !this.lease.valid;
@@ -240,9 +241,11 @@ class ClusterPartialBlob implements PartialBlob {
     this.timer.unref();
   }
 
-  private check(): void {
+  /** Resolves when this replica may write: at once, or once a late renewal of the lease landed; rejects once it is lost. */
+  private async ready(): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
-    // Past its time by this replica's clock, the lease may not have aborted yet: it is lost all the same.
-    if (!this.lease.valid) throw this.lease.signal.reason ?? new LeaseLostError(this.lease.name, 'expired');
+    if (this.lease.valid) return;
+    await this.lease.untilValid();
+    if (this.failure !== undefined) throw this.failure;
   }
 }

@@ -18,6 +18,13 @@
  * paused longer than that (SIGSTOP, a swapped-out process) comes back to a lost lease: its next
  * renew fails the If-Match and its signal aborts; writes it had in flight are fenced by the
  * conditional writes of whatever it protects (progress.ts).
+ *
+ * A renewal merely late (a store slow to answer under load, an event loop stalled) is not a
+ * death: past its deadline the holder is no longer `valid` (it writes nothing: untilValid() waits)
+ * but it keeps the lease until the renewal in flight has its verdict. Landed, the If-Match proves
+ * nobody took the lease meanwhile, and the holder goes on (valid again from when that renewal was
+ * sent); 412, it was taken (stolen); failed, or no verdict within another ttl, it expired. So a
+ * holder gives up only a lease it cannot keep, never one nobody else took.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -154,6 +161,12 @@ export class Leases {
     }
   }
 
+  /** @internal The lease's etag when its object is exactly `body` (every write's nonce is new: that write landed). */
+  async written(name: string, body: string): Promise<string | undefined> {
+    const obj = await this.objects.get(key(name));
+    return obj?.body.toString('utf8') === body ? obj.etag : undefined;
+  }
+
   /** Drops sightings far older than their ttl: a lease looked at once and never again (a transfer followed to its end). */
   private forgetOld(): void {
     const t = now();
@@ -176,6 +189,10 @@ export class HeldLease {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private renewing: Promise<boolean> | undefined;
   private released = false;
+  /** When the deadline passed (monotonic); undefined while valid. */
+  private overdueSince: number | undefined;
+  /** Callers of untilValid() waiting for a renewal's verdict. */
+  private waiters: Array<() => void> = [];
 
   /** @internal Made by Leases.tryTake. */
   constructor(
@@ -205,6 +222,14 @@ export class HeldLease {
     return !this.signal.aborted && now() < this.validUntil;
   }
 
+  /** Resolves once the lease is valid (at once, unless a renewal is late); rejects with the LeaseLostError once it is lost instead. */
+  async untilValid(): Promise<void> {
+    while (!this.valid) {
+      if (this.signal.aborted) throw this.signal.reason;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
   /** Renews now (the loop does it on its own); false when it could not (the lease may be lost: see signal). */
   renew(): Promise<boolean> {
     this.renewing ??= this.renewOnce().finally(() => {
@@ -225,10 +250,14 @@ export class HeldLease {
   private async renewOnce(): Promise<boolean> {
     if (this.signal.aborted) return false;
     const sentAt = now();
+    const body = this.leases.body('held', this.timing.ttlMs, ++this.seq);
     let etag: string | undefined;
     try {
-      etag = await this.leases.objects.put(key(this.name), this.leases.body('held', this.timing.ttlMs, ++this.seq), { ifMatch: this.etag });
+      // 412: taken, unless the write is there after all (the client sent it again after an answer was lost).
+      etag = (await this.leases.objects.put(key(this.name), body, { ifMatch: this.etag })) ?? (await this.leases.written(this.name, body));
     } catch {
+      // Past the deadline, a renewal that failed gets no verdict: expired.
+      if (this.overdueSince !== undefined) this.lose('expired');
       // RGW unreachable or slow: try again soon; the deadline decides when it is lost.
       if (!this.signal.aborted) this.scheduleRenew(Math.min(this.timing.renewEveryMs / 2, 500));
       return false;
@@ -244,8 +273,13 @@ export class HeldLease {
       return false;
     }
     this.validUntil = sentAt + this.timing.ttlMs - this.timing.marginMs;
+    // A renewal that took longer than the lease's validity leaves it past due: the deadline renews again at once.
     this.armDeadline();
-    this.scheduleRenew(this.timing.renewEveryMs);
+    if (this.validUntil > now()) {
+      this.overdueSince = undefined;
+      this.scheduleRenew(this.timing.renewEveryMs);
+      this.wake();
+    }
     return true;
   }
 
@@ -258,8 +292,29 @@ export class HeldLease {
 
   private armDeadline(): void {
     clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = setTimeout(() => this.lose('expired'), Math.max(0, this.validUntil - now()));
+    this.deadlineTimer = setTimeout(() => this.overdue(), Math.max(0, this.validUntil - now()));
     this.deadlineTimer.unref();
+  }
+
+  /** The deadline passed: a renewal (the one in flight, or one now) decides, within another ttl; then it expired. */
+  private overdue(): void {
+    if (this.signal.aborted) return;
+    this.overdueSince ??= now();
+    const left = this.overdueSince + this.timing.ttlMs - now();
+    if (left <= 0) {
+      this.lose('expired');
+      return;
+    }
+    void this.renew();
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(() => this.overdue(), left);
+    this.deadlineTimer.unref();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
   }
 
   private lose(reason: 'stolen' | 'expired'): void {
@@ -273,5 +328,6 @@ export class HeldLease {
     clearTimeout(this.renewTimer);
     clearTimeout(this.deadlineTimer);
     this.controller.abort(reason);
+    this.wake();
   }
 }

@@ -165,9 +165,9 @@ export class ProgressWriter<Parts = unknown> {
   }
 
   /**
-   * Publishes this state (resolves once it, or a later one, is in the bucket). Rejects with the
-   * lease's LeaseLostError when the lease is no longer valid, with TransferFencedError when another
-   * replica wrote the progress meanwhile.
+   * Publishes this state (resolves once it, or a later one, is in the bucket; held back while a
+   * renewal of the lease is late). Rejects with the lease's LeaseLostError once the lease is lost,
+   * with TransferFencedError when another replica wrote the progress meanwhile.
    */
   publish(state: { size: number; ranges: readonly Interval[]; released?: number; done?: boolean; parts?: Parts }): Promise<void> {
     this.pending = {
@@ -194,7 +194,8 @@ export class ProgressWriter<Parts = unknown> {
     while (this.pending) {
       const next = this.pending;
       this.pending = undefined;
-      if (!this.lease.valid) throw this.lease.signal.reason ?? new TransferFencedError(this.digest);
+      // A renewal merely late holds the write back; a lost lease fails it (LeaseLostError).
+      if (!this.lease.valid) await this.lease.untilValid();
       next.seq = ++this.seq;
       const etag = await this.objects.put(key(this.digest), serialize(next), this.etag === undefined ? { ifAbsent: true } : { ifMatch: this.etag });
       if (etag === undefined) throw new TransferFencedError(this.digest);
