@@ -62,6 +62,27 @@ describe('S3 partial blobs on Ceph RGW', function () {
   beforeEach(() => { bucket = root.under(`t${++n}/`); });
   const replica = (): S3Storage => new S3Storage(bucket);
 
+  /**
+   * A partial blob of `size` random bytes (good) in this test's part of the bucket, and a copy of
+   * them with [flip.start, flip.end) overwritten (bad: what a link that flips bytes delivered).
+   * committedGood() commits it under the good digest and checks the blob holds the good bytes.
+   */
+  async function withPart(size: number, flip: { start: number; end: number }) {
+    const good = randomBytes(size);
+    const bad = Buffer.from(good);
+    bad.fill(0xee, flip.start, flip.end);
+    const digest = sha256(good);
+    const part = await replica().partials.open(digest, good.length);
+    return {
+      good, bad, digest, part,
+      async committedGood(): Promise<void> {
+        await part.commit(digest);
+        await part.close();
+        assert.deepEqual(await replica().blobs.readBytes(digest), good);
+      },
+    };
+  }
+
   it('gathers interleaved writes of three connections into pieces and commits them as the blob', async () => {
     const data = randomBytes(13 * MiB + 77);
     const store = replica();
@@ -160,11 +181,7 @@ describe('S3 partial blobs on Ceph RGW', function () {
   });
 
   it('lets a rewrite (a repair) win over the bytes it replaces, in reads and in the blob', async () => {
-    const good = randomBytes(7 * MiB);
-    const bad = Buffer.from(good);
-    bad.fill(0xee, 3 * MiB, 3 * MiB + 1000);
-    const digest = sha256(good);
-    const part = await replica().partials.open(digest, good.length);
+    const { good, bad, part, committedGood } = await withPart(7 * MiB, { start: 3 * MiB, end: 3 * MiB + 1000 });
     await fetchRange(part, bad, 0, good.length - 1);
     await part.flush();
     assert.equal(await rejection(part.commit(sha256(bad))).then((e) => e.situation), 'DIGEST_INVALID');
@@ -172,17 +189,11 @@ describe('S3 partial blobs on Ceph RGW', function () {
     await fetchRange(part, good, 3 * MiB, 4 * MiB - 1);
     await part.flush();
     assert.deepEqual(await readAt(part, 3 * MiB - 10, 1020), good.subarray(3 * MiB - 10, 3 * MiB + 1010));
-    await part.commit(digest);
-    await part.close();
-    assert.deepEqual(await replica().blobs.readBytes(digest), good);
+    await committedGood();
   });
 
   it('never puts a run\'s bytes that a repair wrote over again, when the run grows to a whole piece', async () => {
-    const good = randomBytes(6 * MiB);
-    const bad = Buffer.from(good);
-    bad.fill(0xee, 1000, 2000);
-    const digest = sha256(good);
-    const part = await replica().partials.open(digest, good.length);
+    const { good, bad, digest, part, committedGood } = await withPart(6 * MiB, { start: 1000, end: 2000 });
     // Back to back, as connections write (no pause that would let the first run leave memory):
     const write = async (from: Buffer, start: number, end: number): Promise<void> => {
       for (let pos = start; pos < end; pos += 16 * KiB) await part.write(pos, from.subarray(pos, pos + 16 * KiB));
@@ -195,17 +206,11 @@ describe('S3 partial blobs on Ceph RGW', function () {
     await write(good, MiB, good.length);
     await part.flush();
     assert.deepEqual(await bytesOf(await replica().partials.read(digest, { start: 0, end: 64 * KiB - 1 })), good.subarray(0, 64 * KiB));
-    await part.commit(digest);
-    await part.close();
-    assert.deepEqual(await replica().blobs.readBytes(digest), good);
+    await committedGood();
   });
 
   it('lets a repair of a range that continues another connection\'s run win over the old bytes (found in review)', async () => {
-    const good = randomBytes(2 * MiB);
-    const bad = Buffer.from(good);
-    bad.fill(0xee, MiB + 1000, MiB + 2000);
-    const digest = sha256(good);
-    const part = await replica().partials.open(digest, good.length);
+    const { good, bad, digest, part, committedGood } = await withPart(2 * MiB, { start: MiB + 1000, end: MiB + 2000 });
     // Two connections: A writes [0, 1 MiB), B writes [1 MiB, 2 MiB) with a flip; A ends where B
     // starts. The piece at 1 MiB is fetched again: its bytes follow A's, but must beat B's.
     await part.write(0, good.subarray(0, MiB / 2));
@@ -216,17 +221,11 @@ describe('S3 partial blobs on Ceph RGW', function () {
     void part.record({ start: 0, end: 2 * MiB - 1 });
     await part.flush();
     assert.deepEqual(await bytesOf(await replica().partials.read(digest, { start: MiB, end: MiB + 64 * KiB - 1 })), good.subarray(MiB, MiB + 64 * KiB), 'read by another replica');
-    await part.commit(digest);
-    await part.close();
-    assert.deepEqual(await replica().blobs.readBytes(digest), good);
+    await committedGood();
   });
 
   it('keeps another replica\'s reader reading when the piece it was about to read is shadowed and removed', async () => {
-    const good = randomBytes(2 * MiB);
-    const bad = Buffer.from(good);
-    bad.fill(0xee, 0, 1000);
-    const digest = sha256(good);
-    const part = await replica().partials.open(digest, good.length);
+    const { good, bad, digest, part } = await withPart(2 * MiB, { start: 0, end: 1000 });
     await fetchRange(part, bad, 0, MiB - 1);
     await part.flush();
     await fetchRange(part, good, MiB, good.length - 1);
