@@ -6,13 +6,13 @@
  * The holder stopped half way: the follower takes the transfer over from the pieces in the bucket.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FaultProxy } from '../fault-proxy/proxy.ts';
 import { useRgw } from '../helpers/ceph.ts';
 import { waitFor } from '../helpers/processes.ts';
-import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
+import { startTestMirrorsOnRgw, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { Teardown } from '../e2e/pull-through-fixture.ts';
 import { MiB, linkConfig, readBlob, startLink, startUpstream, type Upstream } from '../e2e/transfer-fixture.ts';
 
@@ -28,15 +28,12 @@ describe('replicas on one bucket: one transfer per blob in the cluster (service 
 
   before(async () => {
     const dir = teardown.add(await mkdtemp(join(tmpdir(), 'ferry-cluster-sf-')), (d) => rm(d, { recursive: true, force: true }));
-    const credentialsFile = join(dir, 'credentials');
-    await writeFile(credentialsFile, `[default]\naws_access_key_id = ${rgw().accessKeyId}\naws_secret_access_key = ${rgw().secretAccessKey}\n`);
-    const bucket = await rgw().createBucket();
     // 12 MiB: more than two of the S3 backend's 5 MiB pieces, so a follower reads runs as they land.
     upstream = teardown.add(await startUpstream({ layers: [12 * MiB, 12 * MiB], seed: 'cluster-single-flight', runnable: false }), (u) => u.stop());
     // A slow link (4 MiB/s): the transfer lasts ~3 s, long enough that both replicas ask while it runs.
     proxy = teardown.add(await startLink(upstream.registry.host, { rateBytesPerSec: 4 * MiB, latencyMs: 20 }, 3), (p) => p.close());
-    const config = { ...linkConfig(proxy.url, TRANSFER), storage: rgw().storageConfig(bucket, { credentialsFile, prefix: 'ferry/' }) };
-    replicas = await Promise.all([0, 1].map(async (i) => teardown.add(await startTestMirror(config, {}, join(dir, `replica-${i}`)), (m) => m.stop())));
+    const config = linkConfig(proxy.url, TRANSFER);
+    replicas = await startTestMirrorsOnRgw(rgw(), { dir, teardown, prefix: 'ferry/', configs: [config, config] });
   });
   after(() => teardown.run());
 

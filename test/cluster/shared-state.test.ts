@@ -19,7 +19,7 @@ import { MirrorRegistry } from '../../lib/mirror/mirror-registry.ts';
 import type { S3Bucket } from '../../lib/storage/s3/bucket.ts';
 import { useRgwBucket } from '../helpers/ceph.ts';
 import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.ts';
-import { startTestMirror, type TestMirror } from '../e2e/mirror-fixture.ts';
+import { startTestMirrorsOnRgw, type TestMirror } from '../e2e/mirror-fixture.ts';
 import { Teardown } from '../e2e/pull-through-fixture.ts';
 import { linkConfig, readBlob, startUpstream, type Upstream } from '../e2e/transfer-fixture.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
@@ -117,7 +117,6 @@ describe('replicas on one bucket: shared cache state and gc (issue 15.2)', funct
 
     before(async () => {
       dir = teardown.add(await mkdtemp(join(tmpdir(), 'ferry-shared-state-')), (d) => rm(d, { recursive: true, force: true }));
-      const credentialsFile = await rgw().writeCredentialsFile(dir);
       upstream = teardown.add(await startUpstream({ layers: [1000], seed: 'shared-state', runnable: false }), (u) => u.stop());
       counted = teardown.add(await startCountingProxy(upstream.registry.url), (p) => p.close());
       for (const i of [1, 2, 3, 4]) {
@@ -128,12 +127,10 @@ describe('replicas on one bucket: shared cache state and gc (issue 15.2)', funct
       bucket = fresh();
       const config = {
         ...linkConfig(counted.url, undefined),
-        storage: rgw().storageConfig(root().bucket, { credentialsFile, prefix: bucket.prefix }),
         cache: { manifestTtlSeconds: 60, maxBytes: Math.floor(3.5 * (EVICTION_LAYER + 2048)) },
         limits,
       };
-      const started = await Promise.all(['a', 'b'].map(async (id) => teardown.add(await startTestMirror(config, {}, join(dir, id)), (m) => m.stop())));
-      [a, b] = [started[0]!, started[1]!];
+      [a, b] = await startTestMirrorsOnRgw(rgw(), { dir, teardown, bucket: root().bucket, prefix: bucket.prefix, configs: [config, config] });
     });
     after(() => teardown.run());
 

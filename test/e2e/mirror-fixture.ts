@@ -9,6 +9,8 @@ import { startMirror, type MirrorDeps, type RunningMirror } from '../../server/m
 import type { StorePaths } from '../../lib/storage/paths.ts';
 import type { Storage } from '../../lib/storage/storage.ts';
 import { FsStorage } from '../../lib/storage/store.ts';
+import type { Rgw } from '../helpers/ceph.ts';
+import type { Teardown } from './pull-through-fixture.ts';
 
 export interface TestMirror {
   mirror: RunningMirror;
@@ -36,6 +38,33 @@ export async function startTestMirror(config: Omit<ConfigInput, 'listen'> = {}, 
       if (!opts.keepData) await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A mirror's config on the bucket of startTestMirrorsOnRgw: its `storage` is merged over the bucket's section. */
+export type MirrorOnRgwConfig = Omit<ConfigInput, 'listen' | 'dataDir' | 'storage'> & { storage?: Partial<Extract<ConfigInput['storage'], { kind: 's3' }>> };
+
+/**
+ * Mirrors in this process on one RGW bucket, as replicas of a cluster: one per config, each with
+ * its own data dir under `dir` (replica-0, ...), the RGW's keys in a credentials file there, each
+ * one's stop registered in `teardown` as it starts.
+ */
+export async function startTestMirrorsOnRgw<const C extends readonly MirrorOnRgwConfig[]>(rgw: Rgw, opts: {
+  dir: string;
+  teardown: Teardown;
+  configs: C;
+  /** Default: a new bucket. */
+  bucket?: string;
+  prefix?: string;
+}): Promise<{ -readonly [K in keyof C]: TestMirror }> {
+  const storage = rgw.storageConfig(opts.bucket ?? (await rgw.createBucket()), {
+    credentialsFile: await rgw.writeCredentialsFile(opts.dir),
+    ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}),
+  });
+  const started = await Promise.all(opts.configs.map(async (config, i) => opts.teardown.add(
+    await startTestMirror({ ...config, storage: { ...storage, ...config.storage } }, {}, join(opts.dir, `replica-${i}`)),
+    (m) => m.stop(),
+  )));
+  return started as { -readonly [K in keyof C]: TestMirror };
 }
 
 /** The data dir layout of a service running on the filesystem store (tests that look at its files). */

@@ -14,7 +14,7 @@ import { useRgw } from '../helpers/ceph.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { pushImage } from '../helpers/skopeo.ts';
 import { pullAndVerify } from './core-fixture.ts';
-import { startTestMirror, type TestMirror } from './mirror-fixture.ts';
+import { startTestMirrorsOnRgw, type TestMirror } from './mirror-fixture.ts';
 import { Teardown } from './pull-through-fixture.ts';
 
 /** The status line and headers of a request written as is (no Host unless the template has one). */
@@ -46,13 +46,10 @@ describe('storage.redirect on Ceph RGW: blob GETs answered by presigned URLs, of
 
   before(async () => {
     const dir = teardown.add(await mkdtemp(join(tmpdir(), 'ferry-s3-redirect-')), (d) => rm(d, { recursive: true, force: true }));
-    const bucket = await rgw().createBucket();
-    const storage = rgw().storageConfig(bucket, { prefix: 'ferry/', credentialsFile: await rgw().writeCredentialsFile(dir) });
-    [image, secret, plain, redirecting] = await Promise.all([
+    [image, secret, [plain, redirecting]] = await Promise.all([
       buildImage({ layers: [300_000, 2_000], seed: 's3-redirect', format: 'oci' }),
       buildImage({ layers: [1_000], seed: 's3-redirect-secret', format: 'oci' }),
-      startTestMirror({ storage }, {}, join(dir, 'plain')).then((m) => teardown.add(m, (x) => x.stop())),
-      startTestMirror({ storage: { ...storage, redirect: { expirySeconds: 60 } } }, {}, join(dir, 'redirecting')).then((m) => teardown.add(m, (x) => x.stop())),
+      startTestMirrorsOnRgw(rgw(), { dir, teardown, prefix: 'ferry/', configs: [{}, { storage: { redirect: { expirySeconds: 60 } } }] }),
     ]);
     for (const m of [plain, redirecting]) {
       blobGets.set(m, []);

@@ -45,7 +45,7 @@ export async function startLink(upstreamHost: string, faults: Faults, seed = 1):
 }
 
 /** The mirror config that sends every name to `upstreamUrl` (the fault proxy). */
-export function linkConfig(upstreamUrl: string, transfer: ConfigInput['transfer'], upstream: Partial<NonNullable<ConfigInput['upstreams']>[string]> = {}): Omit<ConfigInput, 'listen'> {
+export function linkConfig(upstreamUrl: string, transfer: ConfigInput['transfer'], upstream: Partial<NonNullable<ConfigInput['upstreams']>[string]> = {}): Omit<ConfigInput, 'listen' | 'storage'> {
   return {
     upstreams: { up: { url: upstreamUrl, retries: 10, headersTimeoutMs: 5000, bodyTimeoutMs: 5000, ...upstream } },
     defaultUpstream: 'up',
