@@ -36,6 +36,7 @@ export function createUpstreams(config: LoadedConfig, logger: Logger, env: NodeJ
       // Each relay's route is a link of its own: the floor and cap of one link.
       connectionsPerRelay: { min: config.transfer.minConnections, max: Math.min(config.transfer.maxConnections, cfg.connections) },
       onState: (relay, state, reason) => log[state === 'down' ? 'warn' : 'info']({ relay: relay.url, state, reason }, `relay ${state}`),
+      onRequest: (relay, r) => log.debug({ relay: relay.label, ...r }, 'relay range'),
     }));
     clients.set(name, members[0]?.client as UpstreamClient);
   }

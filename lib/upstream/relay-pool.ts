@@ -67,6 +67,8 @@ export interface RelayPoolOptions {
   now?: () => number;
   /** Told when a relay changes state (logs). */
   onState?: (relay: RelayMember, state: RelayState, reason: string) => void;
+  /** Told when a request on a relay ended (debug logs: where a blob's time goes). */
+  onRequest?: (relay: RelayMember, request: RequestOutcome) => void;
   /**
    * Each relay's link: the connections it starts from (doubling while its goodput follows) and
    * the most it may carry; as for an upstream of one link, transfer.minConnections and
@@ -89,6 +91,19 @@ export interface RelaySnapshot {
   failures: number;
   drained: number;
   lastError?: string;
+}
+
+/** How one request on a relay went. */
+export interface RequestOutcome {
+  /** The blob (its digest, short) and the bytes asked (end undefined: to the end of the blob). */
+  blob?: string;
+  start: number;
+  end: number | undefined;
+  bytes: number;
+  /** From the request to its first byte, if one came, and to its end. */
+  firstByteMs: number | undefined;
+  ms: number;
+  outcome: 'succeeded' | 'failed' | 'released' | 'cut';
 }
 
 /** One open request on a relay, for the watchdog and the relay's rate. */
@@ -224,9 +239,9 @@ export class RelayMember {
     return !this.asking && this.aliveAt > this.lastProgressAt && now - this.lastProgressAt >= maxMs;
   }
 
-  /** A request begins: returns what it must report to. */
-  begin(onCut: (err: Error) => void): RelayRequest {
-    return new RelayRequest(this, this.pool, onCut);
+  /** A request (of bytes start..end, when said) begins: returns what it must report to. */
+  begin(onCut: (err: Error) => void, range?: Pick<RequestOutcome, 'blob' | 'start' | 'end'>): RelayRequest {
+    return new RelayRequest(this, this.pool, onCut, range);
   }
 
   received(bytes: number): void {
@@ -307,7 +322,7 @@ export class RelayRequest implements OpenRequest {
   private received = 0;
   private ended = false;
 
-  constructor(readonly member: RelayMember, private readonly pool: RelayPool, private readonly onCut: (err: Error) => void) {
+  constructor(readonly member: RelayMember, private readonly pool: RelayPool, private readonly onCut: (err: Error) => void, private readonly range?: Pick<RequestOutcome, 'blob' | 'start' | 'end'>) {
     this.firstByteAt = pool.now();
     this.beganAt = this.firstByteAt;
     const silent = member.unanswered && this.beganAt - member.unanswered.endedAt < pool.darkMs ? member.unanswered.since : undefined;
@@ -335,31 +350,38 @@ export class RelayRequest implements OpenRequest {
   }
 
   cut(err: Error): void {
-    this.end();
+    this.end('cut');
     this.onCut(err);
   }
 
   succeeded(): void {
-    if (this.end()) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
+    if (this.end('succeeded')) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
   }
 
   failed(err: unknown, drain: Drain = 'count'): void {
-    if (this.end()) this.member.failed(err, drain);
+    if (this.end('failed')) this.member.failed(err, drain);
   }
 
   /** Ended without a verdict (the caller cancelled, or the range was cut short by a split). */
   released(): void {
-    if (!this.end()) return;
+    if (!this.end('released')) return;
     if (this.received >= MIN_SAMPLE_BYTES) this.member.succeeded(this.received, this.pool.now() - this.firstByteAt);
     if (this.received > 0) return;
     const prev = this.member.unanswered;
     this.member.unanswered = { since: prev && this.beganAt - prev.endedAt < this.pool.darkMs ? Math.min(prev.since, this.beganAt) : this.beganAt, endedAt: this.pool.now() };
   }
 
-  private end(): boolean {
+  private end(outcome: RequestOutcome['outcome']): boolean {
     if (this.ended) return false;
     this.ended = true;
     this.member.open.delete(this);
+    if (this.range && this.pool.opts.onRequest) {
+      const now = this.pool.now();
+      this.pool.opts.onRequest(this.member, {
+        ...this.range, bytes: this.received, outcome, ms: Math.round(now - this.beganAt),
+        firstByteMs: this.received > 0 ? Math.round(this.firstByteAt - this.beganAt) : undefined,
+      });
+    }
     return true;
   }
 }

@@ -60,7 +60,7 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
       tried.add(member);
       signal.throwIfAborted();
       const ctrl = new AbortController();
-      const req = member.begin((err) => ctrl.abort(new RelayDrainedError(member.label, err.message)));
+      const req = member.begin((err) => ctrl.abort(new RelayDrainedError(member.label, err.message)), { blob: digest.slice(7, 19), start, end });
       // The caller's abort ends the request even when its body was never read (a refused Content-Range).
       const onAbort = (): void => {
         req.released();
