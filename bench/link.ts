@@ -6,10 +6,10 @@
  * Each run prints goodput as % of the link's cap, link bytes / image bytes, failed client pulls
  * and peak RSS; then a table per profile and seed, and the worst and best seed per profile. The
  * default profile also kills ferry with -9 at half of its largest layer and counts the bytes
- * fetched again. Prints figures; not a test.
+ * fetched again (`--chains kill`: that alone). Prints figures; not a test.
  *
  *   npx tsx bench/link.ts [--profile NAME[,NAME...]|all] [--seeds 1,2,3] [--skip-reference]
- *                         [--reference-seeds 1] [--reference-minutes N] [--chains direct,relay,relays,reference] [--list]
+ *                         [--reference-seeds 1] [--reference-minutes N] [--chains direct,relay,relays,reference,kill] [--list]
  *
  * Without --profile it runs the default profile (the original bench/link.ts) with seed 1.
  */
@@ -194,10 +194,13 @@ async function killAtHalf(up: Upstream, link: Faults, seed: number): Promise<str
     const droppedByResets = end.bytesDropped - droppedByKill;
     const gross = end.bytesFromUpstream - layer.size;
     const cost = deliveredTwice + droppedByKill;
+    const piece = transferSchema.parse({}).pieceBytes;
+    const lost = atKill.bytesToClient - kept;
     console.log(`    killed with ${mb(atKill.bytesToClient)} MB delivered to ferry, ${mb(kept)} MB of it in ferry's journal; whole layer verified after ${seconds(performance.now() - started)} s`);
+    console.log(`    delivered to ferry and not in its journal: ${(lost / 1024).toFixed(0)} KiB = ${(lost / piece).toFixed(2)} pieces of ${piece / 1024} KiB (target <= 1 piece; response headers and what sat in ferry's socket buffers included)`);
     console.log(`    cost of the kill: ${mb(cost)} MB = ${chunks(cost)} of ${mb(chunk)} MB (target <= 2 chunks) = ${mb(deliveredTwice)} MB ferry had received and fetched again (${chunks(deliveredTwice)}; headers included) + ${mb(droppedByKill)} MB the link held in flight at the kill (${chunks(droppedByKill)}; ${openAtKill} connections open, ${busy} carrying ranges)`);
     console.log(`    gross, with the resets of both runs: ${mb(gross)} MB = ${chunks(gross)} read twice from upstream (the kill's ${mb(cost)} MB + ${mb(droppedByResets)} MB the link dropped at ${end.resets} resets)`);
-    return `kill -9: ${chunks(cost)} fetched again (${chunks(gross)} gross)`;
+    return `kill -9: ${(lost / piece).toFixed(2)} pieces lost by ferry; ${chunks(cost)} fetched again (${chunks(gross)} gross)`;
   } finally {
     stopWatch();
     await ferry.stop();
@@ -271,7 +274,7 @@ async function main(): Promise<void> {
       let up = upstreams.get(profile.image);
       if (!up) {
         const spec = IMAGES[profile.image];
-        up = await startUpstream({ layers: spec.layers, seed: spec.seed, repository: spec.repository, tag: 'v1', runnable: spec.runnable });
+        up = await startUpstream({ layers: spec.layers, seed: spec.seed, repository: spec.repository, tag: 'v1', runnable: spec.runnable, ...('content' in spec ? { content: spec.content } : {}) });
         upstreams.set(profile.image, up);
       }
       const imageBytes = blobsOfImage(up.image).reduce((n, b) => n + b.size, 0) + up.image.manifest.length;
@@ -287,7 +290,7 @@ async function main(): Promise<void> {
             console.log(`  ${chain}: not run: ${(e as Error).message}`);
           }
         }
-        if (profile.kill9 && chosen.has('direct')) {
+        if (profile.kill9 && (chosen.has('direct') || chosen.has('kill'))) {
           const note = await killAtHalf(up, profile.link!, seed);
           const direct = mine.find((r) => r.chain === 'direct');
           if (direct) direct.note = [direct.note, note].filter(Boolean).join('; ');

@@ -4,6 +4,7 @@
  * profile and seed takes a few minutes at most on a small machine.
  */
 import type { Faults } from '../../test/fault-proxy/proxy.ts';
+import type { SeededContent } from '../../test/helpers/tar-gz-layer.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -17,6 +18,13 @@ export interface ImageSpec {
   repository: string;
   /** A tiny runnable layer on top (docker run works); without it the image is exactly `layers`. */
   runnable: boolean;
+  /**
+   * random (default): one file of random bytes per layer, stored gzip (level 0): nothing in it
+   * says where a flipped byte is. like-files: files of 256 B to 256 KiB that gzip -6 as real
+   * layers do (~3.3x; test/helpers/tar-gz-layer.ts:seededLikeFiles); layer sizes are then the
+   * bytes before compression.
+   */
+  content?: SeededContent;
 }
 
 export const IMAGES = {
@@ -24,6 +32,8 @@ export const IMAGES = {
   default: { layers: [256, 128, 64, 32, 16, 8, 4, 4].map((n) => n * MiB), seed: 'bench-link', repository: 'bench/link', runnable: true },
   /** ~80 MiB, 5 layers: short enough that start-up, per-blob round trips and tails show. */
   small: { layers: [32, 24, 12, 8, 4].map((n) => n * MiB), seed: 'bench-link-small', repository: 'bench/small', runnable: false },
+  /** ~80 MiB, 5 layers, as `small` but realistic: compressible files, gzip -6 (265 MiB of files). */
+  'small-files': { layers: [106, 80, 40, 26, 13].map((n) => n * MiB), seed: 'bench-link-small-files', repository: 'bench/small-files', runnable: false, content: 'like-files' },
   /** ~423 MiB, 7 layers. */
   large: { layers: [160, 128, 64, 40, 20, 8, 3].map((n) => n * MiB), seed: 'bench-link-large', repository: 'bench/large', runnable: false },
 } satisfies Record<string, ImageSpec>;
@@ -121,7 +131,17 @@ export const PROFILES: LinkProfile[] = [
   },
   {
     name: 'flips',
-    about: '80 MiB by skopeo; 512 KiB/s per connection, 8 MiB/s in total, 200 ms RTT, a flipped byte every ~20 MiB per connection (0.05 per MiB)',
+    about: '80 MiB of realistic layers (files gzipped -6) by skopeo; 512 KiB/s per connection, 8 MiB/s in total, 200 ms RTT, a flipped byte every ~20 MiB per connection (0.05 per MiB)',
+    image: 'small-files',
+    client: 'skopeo',
+    link: { rateBytesPerSec: 512 * KiB, aggregateBytesPerSec: 8 * MiB, latencyMs: 200, corruptPerMiB: 0.05 },
+    chains: ['direct', 'relay'],
+    referenceMinutes: 1.5,
+    deadlineSeconds: 150,
+  },
+  {
+    name: 'flips-random',
+    about: 'flips over layers of random bytes (stored gzip: nothing in a layer says where a flip is, as with zstd or incompressible content); 80 MiB by skopeo; 512 KiB/s per connection, 8 MiB/s in total, 200 ms RTT, a flipped byte every ~20 MiB per connection (0.05 per MiB)',
     image: 'small',
     client: 'skopeo',
     link: { rateBytesPerSec: 512 * KiB, aggregateBytesPerSec: 8 * MiB, latencyMs: 200, corruptPerMiB: 0.05 },

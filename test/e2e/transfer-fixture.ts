@@ -14,6 +14,7 @@ import type { ConfigInput } from '../../lib/config/schema.ts';
 import { FaultProxy, type Faults } from '../fault-proxy/proxy.ts';
 import { buildImage, type BuiltImage } from '../helpers/oci-image.ts';
 import { freePort, startProcess, type ManagedProcess } from '../helpers/processes.ts';
+import type { SeededContent } from '../helpers/tar-gz-layer.ts';
 import { startReferenceRegistry, type ReferenceRegistry } from '../helpers/reference-registry.ts';
 import { pushImage } from '../helpers/skopeo.ts';
 import { REPO_ROOT, ferryArgs } from '../helpers/ferry-entry.ts';
@@ -29,10 +30,10 @@ export interface Upstream {
 }
 
 /** A reference registry holding one synthetic image at `repository:tag`. */
-export async function startUpstream(opts: { layers: number[]; seed: string; repository?: string; tag?: string; runnable?: boolean }): Promise<Upstream> {
+export async function startUpstream(opts: { layers: number[]; seed: string; repository?: string; tag?: string; runnable?: boolean; content?: SeededContent }): Promise<Upstream> {
   const repository = opts.repository ?? 'test/link';
   const tag = opts.tag ?? 'v1';
-  const image = await buildImage({ layers: opts.layers, seed: opts.seed, runnable: opts.runnable ?? true, format: 'docker' });
+  const image = await buildImage({ layers: opts.layers, seed: opts.seed, runnable: opts.runnable ?? true, format: 'docker', ...(opts.content ? { content: opts.content } : {}) });
   const registry = await startReferenceRegistry({ name: 'transfer-upstream' });
   await pushImage(image, registry.host, repository, tag);
   return { registry, image, repository, tag, stop: () => registry.stop() };
