@@ -142,13 +142,16 @@ async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up
   return row;
 }
 
-/** Connections carrying ranges for ferry's transfers now, from its status document. */
-async function transferConnections(url: string): Promise<string> {
+/** Connections carrying ranges for ferry's transfers now, and the bytes they wrote, from its status document. */
+async function transferConnections(url: string): Promise<{ text: string; written: number | undefined }> {
   try {
-    const status = (await (await fetch(`${url}/status.json`)).json()) as { transfers: Array<{ connections: number; concurrency: number }> };
-    return status.transfers.map((t) => `${t.connections} (link budget ${t.concurrency})`).join(', ') || '0';
+    const status = (await (await fetch(`${url}/status.json`)).json()) as { transfers: Array<{ connections: number; concurrency: number; bytesDone: number }> };
+    return {
+      text: status.transfers.map((t) => `${t.connections} (link budget ${t.concurrency})`).join(', ') || '0',
+      written: status.transfers.reduce((n, t) => n + t.bytesDone, 0),
+    };
   } catch (err) {
-    return `unknown (${String(err)})`;
+    return { text: `unknown (${String(err)})`, written: undefined };
   }
 }
 
@@ -171,7 +174,8 @@ async function killAtHalf(up: Upstream, link: Faults, seed: number): Promise<str
     const started = performance.now();
     const first = readBlob(ferry.url, up.repository, layer.digest).catch(() => undefined);
     await waitUntil(() => proxy.stats.bytesToClient >= layer.size / 2, 50);
-    const busy = await transferConnections(ferry.url);
+    const deliveredBeforeStatus = proxy.stats.bytesToClient;
+    const { text: busy, written } = await transferConnections(ferry.url);
     const droppedBefore = proxy.stats.bytesDropped;
     const openAtKill = proxy.openConnections;
     await ferry.kill9();
@@ -198,6 +202,10 @@ async function killAtHalf(up: Upstream, link: Faults, seed: number): Promise<str
     const lost = atKill.bytesToClient - kept;
     console.log(`    killed with ${mb(atKill.bytesToClient)} MB delivered to ferry, ${mb(kept)} MB of it in ferry's journal; whole layer verified after ${seconds(performance.now() - started)} s`);
     console.log(`    delivered to ferry and not in its journal: ${(lost / 1024).toFixed(0)} KiB = ${(lost / piece).toFixed(2)} pieces of ${piece / 1024} KiB (target <= 1 piece; response headers and what sat in ferry's socket buffers included)`);
+    if (written !== undefined) {
+      const kib = (n: number): string => `${(n / 1024).toFixed(0)} KiB`;
+      console.log(`    at ferry's last status before the kill it had written ${kib(written)}, the link had delivered ${kib(deliveredBeforeStatus)} (${kib(deliveredBeforeStatus - written)} not yet written: headers, socket and body buffers); the journal kept ${kib(kept - written)} more than that status said written`);
+    }
     console.log(`    cost of the kill: ${mb(cost)} MB = ${chunks(cost)} of ${mb(chunk)} MB (target <= 2 chunks) = ${mb(deliveredTwice)} MB ferry had received and fetched again (${chunks(deliveredTwice)}; headers included) + ${mb(droppedByKill)} MB the link held in flight at the kill (${chunks(droppedByKill)}; ${openAtKill} connections open, ${busy} carrying ranges)`);
     console.log(`    gross, with the resets of both runs: ${mb(gross)} MB = ${chunks(gross)} read twice from upstream (the kill's ${mb(cost)} MB + ${mb(droppedByResets)} MB the link dropped at ${end.resets} resets)`);
     return `kill -9: ${(lost / piece).toFixed(2)} pieces lost by ferry; ${chunks(cost)} fetched again (${chunks(gross)} gross)`;
