@@ -102,7 +102,9 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
   // A stream the transfer split (its end lowered) is a range from then on.
   const mode: FetchMode = asked === 'stream' && cursor.end < ctx.size - 1 ? 'range' : asked;
   const { controller, dispose } = linkedController(signal);
-  const stall = setTimeout(() => controller.abort(new StallError(ctx.stallMs / 1000)), ctx.stallMs);
+  // Time spent waiting on our own store (a write) is not the link's silence: the timer waits it out.
+  let storing = false;
+  const stall: NodeJS.Timeout = setTimeout(() => (storing ? stall.refresh() : controller.abort(new StallError(ctx.stallMs / 1000))), ctx.stallMs);
   // What this request asks for; cursor.end may shrink below it while the body arrives.
   const end = cursor.end;
   cursor.claimed = cursor.pos;
@@ -138,7 +140,15 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
       // Split: the bytes past the new end belong to another connection now.
       if (cursor.pos + buf.length > cursor.end + 1) buf = buf.subarray(0, Math.max(0, cursor.end + 1 - cursor.pos));
       cursor.claimed = cursor.pos + buf.length;
-      await ctx.write(cursor.pos, buf);
+      storing = true;
+      const stored = watched?.storing();
+      try {
+        await ctx.write(cursor.pos, buf);
+      } finally {
+        storing = false;
+        stored?.();
+        stall.refresh();
+      }
       cursor.pos += buf.length;
       if (cursor.pos - saved >= ctx.checkpointBytes) {
         ctx.checkpoint(saved, cursor.pos);

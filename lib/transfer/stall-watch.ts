@@ -28,6 +28,8 @@ export interface WatchedAttempt {
   gotHeaders(): void;
   /** Body bytes arrived. */
   gotBytes(): void;
+  /** Its bytes are being written to our own store: not silent until the returned function says the write is done. */
+  storing(): () => void;
   /** The attempt is over (whatever the outcome). */
   end(): void;
 }
@@ -39,6 +41,8 @@ interface Attempt {
   /** Multiplies the silence allowed (a range cut before waits longer). */
   patience: number;
   lastAt: number;
+  /** Waiting on our own store's write: never silent meanwhile. */
+  storing: boolean;
   /** Moving average of the gap between reads, once there were two. */
   gapMs: number | undefined;
   cut(reason: Error): void;
@@ -62,7 +66,7 @@ export class StallWatch {
   /** Watches one attempt; `cut` aborts it. `patience` multiplies the silence it is allowed. */
   start(cut: (reason: Error) => void, patience = 1): WatchedAttempt {
     const t = this.now();
-    const a: Attempt = { startedAt: t, answered: false, patience, lastAt: t, gapMs: undefined, cut };
+    const a: Attempt = { startedAt: t, answered: false, patience, lastAt: t, storing: false, gapMs: undefined, cut };
     this.attempts.add(a);
     this.timer ??= setInterval(() => this.check(), CHECK_MS);
     this.timer.unref();
@@ -81,6 +85,14 @@ export class StallWatch {
         a.lastAt = now;
         this.lastBy = a;
         this.lastByAt = now;
+      },
+      storing: () => {
+        a.storing = true;
+        return () => {
+          a.storing = false;
+          // The wait was ours, not a gap of the link's: silence counts from its end.
+          a.lastAt = Math.max(a.lastAt, this.now());
+        };
       },
       end: () => {
         this.attempts.delete(a);
@@ -122,7 +134,7 @@ export class StallWatch {
   /** @internal Cuts the attempts silent past what is allowed while a peer delivered. */
   check(now = this.now()): void {
     for (const a of this.attempts) {
-      if (!a.answered) continue;
+      if (!a.answered || a.storing) continue;
       const silent = now - a.lastAt;
       if (silent <= this.allowedMs(a)) continue;
       if (!this.linkWorksWithout(a, now)) continue;

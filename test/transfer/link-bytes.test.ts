@@ -3,8 +3,24 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LinkBudget } from '../../lib/transfer/link-budget.ts';
+import type { PartialBlob, PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
 import { openStore } from '../../lib/storage/store.ts';
 import { MiB, TEST_TIMING, rig, type Rig } from './harness.ts';
+
+/** The store's partial blobs, whose writes wait while `held` says so (an object store slow to take a write-out). */
+function slowWrites(inner: PartialBlobStorage, held: (pos: number) => Promise<void> | undefined): PartialBlobStorage {
+  return Object.assign(Object.create(inner) as PartialBlobStorage, {
+    async open(digest: string, size: number): Promise<PartialBlob> {
+      const blob = await inner.open(digest, size);
+      return Object.assign(Object.create(blob) as PartialBlob, {
+        async write(pos: number, bytes: Uint8Array): Promise<void> {
+          await held(pos);
+          return blob.write(pos, bytes);
+        },
+      });
+    },
+  });
+}
 
 describe('transfer: link bytes with no faults', function () {
   this.timeout(30_000);
@@ -50,5 +66,29 @@ describe('transfer: link bytes with no faults', function () {
     const ratio = bytesFromUpstream / (2 * size);
     console.log(`      link bytes ${ratio.toFixed(3)}x the blobs, ${connections} connections`);
     assert.ok(ratio <= 1.05, `link bytes ${ratio.toFixed(3)}x the blobs over ${connections} connections`);
+  });
+
+  it('time a connection waits on its own store is not link silence: nothing is cut, nothing crosses twice', async () => {
+    // A store slow to take a write for longer than stallSeconds: once every connection's writes
+    // wait together (S3 partial blobs past their memory bound), once one connection's alone (a
+    // run waiting for its piece to go out) while the others deliver.
+    const size = 8 * MiB;
+    r = await rig(size, { faults: { rateBytesPerSec: 2 * MiB, latencyMs: 20 } });
+    const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1500));
+    let all: Promise<void> | undefined;
+    let one: Promise<void> | undefined;
+    const partials = slowWrites(r.store.partials, (pos) => {
+      if (pos >= 2 * MiB && pos < 4 * MiB) return (all ??= pause());
+      if (pos >= 6 * MiB && !one) return (one = pause());
+      return undefined;
+    });
+    const config = { minChunkBytes: MiB, maxChunkBytes: MiB, minConnections: 4, maxConnections: 4, stallSeconds: 0.5 };
+    const t = r.start({ config, partials });
+    await t.done;
+    await r.proxy.close();
+    const ratio = r.proxy.stats.bytesFromUpstream / size;
+    console.log(`      link bytes ${ratio.toFixed(3)}x the blob, ${t.snapshot().retries} retries`);
+    assert.equal(t.snapshot().retries, 0);
+    assert.ok(ratio <= 1.02, `link bytes ${ratio.toFixed(3)}x the blob`);
   });
 });
