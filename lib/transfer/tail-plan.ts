@@ -8,7 +8,9 @@
  *   keeps what it does in the time a new connection, at the transfer's rate per connection, needs
  *   for the rest after a round trip. While the transfer runs on half the link's connections or
  *   more, only a straggler (twice the others' time on average): ranges that end together gain
- *   nothing where the link's total is what binds. On fewer, the link's budget found more
+ *   nothing where the link's total is what binds; but a range a new connection would end in less
+ *   than half its time is a straggler whatever its peers do (the ranges of a slow relay, all
+ *   ending late together, while a fast relay has room). On fewer, the link's budget found more
  *   connections worth having than run: ranges that would end together are split too (each part
  *   ends sooner where connections are capped one by one);
  * - a straggler too small to split (the part handed off would not outweigh what the link holds in
@@ -102,7 +104,9 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
     if (!best || best.time < TAIL_SPLIT_MIN_SECONDS) break;
     // A silent range (no end in sight) says nothing of how long the others take.
     const others = items.filter((i) => i !== best && Number.isFinite(i.time));
-    if (items.length >= f.linkLimit / 2 && others.length > 0 && best.time < (2 * others.reduce((n, i) => n + i.time, 0)) / others.length) break;
+    // A new connection would end it in less than half its time (a slow relay's range while a fast one has room): a straggler whatever its peers do.
+    const behindNew = best.time >= 2 * (rtt + best.left / a);
+    if (!behindNew && items.length >= f.linkLimit / 2 && others.length > 0 && best.time < (2 * others.reduce((n, i) => n + i.time, 0)) / others.length) break;
     const r = best.rate;
     const keep = Math.ceil(((rtt * a + best.left) * r) / (a + r));
     const handOff = best.left - keep;

@@ -52,6 +52,15 @@ describe('tail plan', () => {
     assert.deepEqual(planTail([...busy, straggler], figures({ free: 8 })).map((s) => s.range), [straggler]);
   });
 
+  it('splits the ranges of a slow relay that end late together, although they hold half the link, while a new connection would end them in half their time', () => {
+    // The last ranges of a blob: 8 on a relay of 256 KiB/s a connection (4 s to go each), 4 ending on one of 1 MiB/s.
+    const slow = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => running(i * 8 * MiB, 1 * MiB, 256 * KiB));
+    const ending = [8, 9, 10, 11].map((i) => running(i * 8 * MiB, 300 * KiB, 1 * MiB));
+    const steps = planTail([...slow, ...ending], figures({ free: 4, linkLimit: 17 }));
+    assert.equal(steps.length, 4, JSON.stringify(steps.map((s) => s.kind)));
+    for (const step of steps) assert.ok(step.kind === 'split' && slow.includes(step.range), 'a slow relay\'s range split');
+  });
+
   it('splits no more than the loss budget allows: each split loses about its rate times the round trip', () => {
     const late = [0, 1].map((i) => running(i * 8 * MiB, 2 * MiB, 1 * MiB));
     const steps = planTail(late, figures({ free: 2, lossBudget: 200 * KiB }));
