@@ -1,12 +1,18 @@
 /**
  * kill -9 of a ferry process in the middle of a transfer: the next process on the same data dir
- * resumes from its journal, and the link carries at most two chunks a second time.
+ * resumes from its journal, and the link carries at most two chunks a second time; of what the
+ * link had delivered to the killed process, at most a piece per connection is fetched again (what
+ * sat in socket and body buffers, and the journal's last few KiB: issue 12's "kill -9 <= 1 piece").
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FaultProxy } from '../fault-proxy/proxy.ts';
+import { StorePaths } from '../../lib/storage/paths.ts';
+import { loadJournal } from '../../lib/storage/partial-journal.ts';
+import { pieceSizeFor } from '../../lib/transfer/chunk-plan.ts';
+import { TRANSFER_DEFAULTS } from '../../lib/transfer/tuning.ts';
 import { waitFor } from '../helpers/processes.ts';
 import { MiB, linkConfig, readBlob, startFerryProcess, startLink, startUpstream, type FerryProcess, type Upstream } from './transfer-fixture.ts';
 
@@ -32,7 +38,7 @@ describe('kill -9 of the ferry process mid-transfer', function () {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('resumes after a restart on the same data dir, fetching at most two chunks again', async () => {
+  it('resumes after a restart on the same data dir, fetching at most two chunks again, and at most a piece per connection of what it had been delivered', async () => {
     const layer = upstream.image.layers[0]!;
     const config = linkConfig(proxy.url, TRANSFER);
     ferry = await startFerryProcess(config, dataDir, 'ferry-crash-1');
@@ -41,7 +47,12 @@ describe('kill -9 of the ferry process mid-transfer', function () {
     await ferry.kill9();
     const cut = await first.catch((e: unknown) => ({ bytes: -1, error: String(e) }));
     assert.ok(cut.bytes < layer.size, 'the first client could not have the whole blob');
+    await waitFor(() => proxy.openConnections === 0, 10_000, 'the link to see the killed process\'s connections close');
     const beforeRestart = proxy.stats.bytesFromUpstream;
+    const kept = (await loadJournal(new StorePaths(dataDir).partial(layer.digest, 'journal'), layer.digest, layer.size))?.size ?? 0;
+    const lost = proxy.stats.bytesToClient - kept;
+    const piece = pieceSizeFor(layer.size, CHUNK, TRANSFER_DEFAULTS.pieceBytes);
+    assert.ok(lost <= TRANSFER.maxConnections * piece, `the killed process had been delivered ${lost} bytes it did not journal: more than a piece (${piece}) per connection`);
     await ferry.stop();
 
     ferry = await startFerryProcess(config, dataDir, 'ferry-crash-2');
