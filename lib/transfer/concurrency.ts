@@ -4,8 +4,9 @@
  * limit. Two phases, as in TCP:
  *
  * - slow start: double every tick while goodput grows about in proportion (at least half the
- *   gain the extra connections would bring at the old per-connection rate). The first tick that
- *   does not ends it, and keeps the connections the measured goodput justifies plus a margin,
+ *   gain the extra connections would bring at the old per-connection rate). Two ticks in a row
+ *   that do not end it (one alone is noise: a stalled disk write or a busy CPU books a tick's
+ *   bytes in the next), keeping the connections the measured goodput justifies plus a margin,
  *   since on a reset-prone link some connections are always between a reset and a retry.
  * - avoidance: judged over a few ticks at once (one tick is noisy): grow by a quarter while
  *   goodput rises by more than 5%; a growth that did not raise it is undone (the connections it
@@ -36,8 +37,10 @@ export class ConcurrencyController {
   private readonly avoidanceTicks: number;
   private readonly margin: number;
   private slowStartOn = true;
-  /** Goodput and concurrency of the previous slow-start tick. */
+  /** Goodput and concurrency of the previous slow-start tick (the one before a doubling while it is judged again). */
   private last: { rate: number; concurrency: number } | undefined;
+  /** The last doubling did not pay off in one tick: the next judges it again, and ends slow start if it does not either. */
+  private doubted = false;
   /** Avoidance: rates of the ticks of the current round, and the previous round's average. */
   private round: number[] = [];
   private lastRoundRate: number | undefined;
@@ -98,8 +101,15 @@ export class ConcurrencyController {
     const perConnection = last.rate / last.concurrency;
     const promised = perConnection * (this.current - last.concurrency);
     if (rate - last.rate >= promised / 2) {
+      this.doubted = false;
       if (this.current >= this.max || !hasWaitingWork) return this.current;
       return this.change(this.current * 2, 'up');
+    }
+    if (!this.doubted) {
+      // One tick says little (its bytes may be booked in the next): judge the doubling again on the next.
+      this.doubted = true;
+      this.last = last;
+      return this.current;
     }
     // The link stopped giving each connection its rate: keep what the goodput needs, plus a margin.
     this.endSlowStart();
@@ -125,6 +135,7 @@ export class ConcurrencyController {
   private endSlowStart(): void {
     this.slowStartOn = false;
     this.last = undefined;
+    this.doubted = false;
     this.round = [];
     this.lastRoundRate = undefined;
   }

@@ -46,6 +46,8 @@ describe('transfer policies', () => {
     // 1 per connection up to an aggregate of 16: 4 -> 8 -> 16 -> 32 brings nothing more.
     for (const r of [4, 8, 15]) c.tick(r, true);
     assert.equal(c.current, 32);
+    assert.equal(c.tick(16, true), 32, 'one tick that did not follow is judged again');
+    assert.equal(c.slowStart, true);
     const kept = c.tick(16, true);
     assert.equal(c.slowStart, false);
     assert.equal(kept, Math.ceil((16 / (15 / 16)) * 1.25));
@@ -55,7 +57,8 @@ describe('transfer policies', () => {
   it('after slow start, grows by a quarter per round while goodput rises and undoes a growth that made it worse', () => {
     const c = new ConcurrencyController(4, 64, { avoidanceTicks: 1 });
     c.tick(400, true);
-    c.tick(500, true); // 8 connections brought 100 of the promised 400: slow start ends
+    c.tick(500, true);
+    c.tick(500, true); // 8 connections brought 100 of the promised 400, twice: slow start ends
     assert.equal(c.slowStart, false);
     const base = c.current;
     c.tick(500, true); // the first round only sets the reference
@@ -68,7 +71,7 @@ describe('transfer policies', () => {
   it('undoes a growth or a probe that left goodput flat, so a capped link does not creep to the maximum', () => {
     const c = new ConcurrencyController(4, 64, { avoidanceTicks: 1 });
     // 1 per connection, the aggregate capped at 16.
-    for (const r of [4, 8, 15, 16]) c.tick(r, true);
+    for (const r of [4, 8, 15, 16, 16]) c.tick(r, true);
     assert.equal(c.slowStart, false);
     const kept = c.current;
     const seen: number[] = [];
@@ -80,11 +83,21 @@ describe('transfer policies', () => {
 
   it('judges several ticks at once after slow start, so one noisy interval does not move it', () => {
     const c = new ConcurrencyController(4, 64, { avoidanceTicks: 3 });
-    c.tick(400, true);
-    c.tick(450, true);
+    for (const r of [400, 450, 450]) c.tick(r, true);
+    assert.equal(c.slowStart, false);
     const base = c.current;
     for (const r of [450, 450, 450, 900, 0, 450]) c.tick(r, true);
     assert.equal(c.current, base);
+  });
+
+  it('keeps doubling past one tick that did not follow when the next makes up for it (its bytes were booked late: a stalled disk write, a busy CPU)', () => {
+    const c = new ConcurrencyController(2, 8);
+    assert.equal(c.tick(5, true), 4);
+    // 4 connections: the machine stalled, the link did not; the next tick carries what this one missed.
+    assert.equal(c.tick(5.2, true), 4);
+    assert.equal(c.slowStart, true);
+    assert.equal(c.tick(12, true), 8);
+    assert.equal(c.slowStart, true);
   });
 
   it('cuts hard on overload and leaves slow start', () => {
@@ -101,7 +114,8 @@ describe('transfer policies', () => {
     const c = new ConcurrencyController(8, 32);
     assert.equal(c.tick(6.5, true), 16);
     assert.equal(c.tick(14, true), 32);
-    // 32 busy, 16 MB/s: the doubling brought 2.6 of the 14 it promised; no chunk waits.
+    // 32 busy, 16 MB/s: the doubling brought 2.6 of the 14 it promised (twice); no chunk waits.
+    assert.equal(c.tick(16.6, false, true), 32);
     const kept = c.tick(16.6, false, true);
     assert.equal(c.slowStart, false);
     assert.equal(kept, Math.ceil((16.6 / (14 / 16)) * 1.25));
