@@ -3,10 +3,11 @@
  * pulls three layers at once and a pre-warm pulls several images: each transfer adapting alone
  * would overshoot together, or each would start from the floor again. Here the total adapts
  * (concurrency.ts) on the goodput of all of them, and free connections go round-robin to the
- * transfers waiting, lowest chunk first within each, so every blob's prefix keeps moving. A
- * transfer a client is reading goes before those nobody reads yet (a prefetch): skopeo reads one
- * layer at a time, so the layer it waits for finishes first and is read while the link carries
- * the next ones, instead of every layer finishing together at the end and being read after it.
+ * transfers clients read, lowest chunk first within each, so every client's blob keeps moving. A
+ * transfer a client is reading goes before those nobody reads yet (a prefetch), and those go
+ * oldest first: skopeo reads one layer at a time, so the layer it waits for finishes first and is
+ * read while the link carries the next ones, in the order it will ask for them, instead of every
+ * layer finishing together at the end and being read after the link went quiet.
  * A small blob (a config) goes before both, past the limit if need be (SMALL_EXTRA_CONNECTIONS).
  */
 import { ConcurrencyController, type LearnedConcurrency } from './concurrency.ts';
@@ -174,7 +175,7 @@ export class LinkBudget {
     this.bytes += bytes;
   }
 
-  /** @internal Grants free connections, round-robin over the shares with waiters: small blobs first, then those a client reads. */
+  /** @internal Grants free connections: small blobs first, then round-robin over the shares clients read, then to the oldest share nobody reads. */
   pump(): void {
     for (;;) {
       const share = this.nextShare();
@@ -208,7 +209,17 @@ export class LinkBudget {
     if (this.active >= this.limit + SMALL_EXTRA_CONNECTIONS) return undefined;
     const small = this.nextShareWhere((s) => s.small);
     if (small || this.active >= this.limit) return small;
-    return this.nextShareWhere((s) => s.read()) ?? this.nextShareWhere(() => true);
+    return this.nextShareWhere((s) => s.read()) ?? this.oldestWaiting();
+  }
+
+  /**
+   * Of the shares nobody reads (prefetches), the oldest: a prefetch starts an image's blobs in the
+   * order the client will ask for them, so each finishes in turn (its tail overlapping the next
+   * one's start) and the client reads it while the link carries the next, instead of all of them
+   * finishing together at the end and being read one by one after the link went quiet.
+   */
+  private oldestWaiting(): LinkShare | undefined {
+    return this.shares.find((s) => s.queue.length > 0 && s.active < s.cap);
   }
 
   private nextShareWhere(eligible: (s: LinkShare) => boolean): LinkShare | undefined {

@@ -30,16 +30,17 @@ describe('link budget shared by transfers', function () {
     b.close();
   });
 
-  /** Shares a and b of a link of 2 connections asking 3 each, a first; `release(n)` frees n connections in turn. */
-  async function twoShares(bRead: () => boolean): Promise<{ order: string[]; release(n: number): Promise<void>; close(): void }> {
+  /** Shares of a link of 2 connections, in this order, each asking `asks` connections; `release(n)` frees n connections in turn. */
+  async function shares(read: Array<() => boolean>, asks = 3): Promise<{ order: string[]; release(n: number): Promise<void>; close(): void }> {
     const link = new LinkBudget({ minConnections: 2, maxConnections: 2, adaptIntervalMs: 60_000 });
-    const a = link.share();
-    const b = link.share(Infinity, bRead);
+    const all = read.map((r) => link.share(Infinity, r));
     const signal = new AbortController().signal;
     const order: string[] = [];
     const releases: Array<() => void> = [];
-    for (let i = 0; i < 3; i++) void a.acquire(signal).then((r) => { order.push('a'); releases.push(r); });
-    for (let i = 0; i < 3; i++) void b.acquire(signal).then((r) => { order.push('b'); releases.push(r); });
+    all.forEach((share, k) => {
+      const name = String.fromCharCode(97 + k);
+      for (let i = 0; i < asks; i++) void share.acquire(signal).then((r) => { order.push(name); releases.push(r); });
+    });
     await tick();
     return {
       order,
@@ -50,14 +51,13 @@ describe('link budget shared by transfers', function () {
         }
       },
       close() {
-        a.close();
-        b.close();
+        for (const share of all) share.close();
       },
     };
   }
 
-  it('hands free connections round-robin, so a second transfer is not stuck behind the first', async () => {
-    const s = await twoShares(() => false);
+  it('hands free connections round-robin between shares clients read, so a second client is not stuck behind the first', async () => {
+    const s = await shares([() => true, () => true]);
     await s.release(4);
     // a took both free connections before b asked; from then on they alternate.
     assert.deepEqual(s.order, ['a', 'a', 'b', 'a', 'b', 'b']);
@@ -66,13 +66,20 @@ describe('link budget shared by transfers', function () {
 
   it('hands free connections to a share a client reads before one nobody reads yet (a prefetch)', async () => {
     let bRead = false;
-    const s = await twoShares(() => bRead);
+    const s = await shares([() => false, () => bRead], 4);
     await s.release(1);
-    // Nobody reads b yet: round-robin, as between equals.
-    assert.deepEqual(s.order, ['a', 'a', 'b']);
+    // Nobody reads either: the older goes first.
+    assert.deepEqual(s.order, ['a', 'a', 'a']);
     bRead = true;
-    await s.release(3);
-    assert.deepEqual(s.order, ['a', 'a', 'b', 'b', 'b', 'a'], 'b, read by a client, took every connection freed while it waited');
+    await s.release(5);
+    assert.deepEqual(s.order, ['a', 'a', 'a', 'b', 'b', 'b', 'b', 'a'], 'b, read by a client, took every connection freed while it waited');
+    s.close();
+  });
+
+  it('hands free connections to the oldest share nobody reads: prefetched blobs finish in the order they started, not all together', async () => {
+    const s = await shares([() => false, () => false, () => false], 2);
+    await s.release(4);
+    assert.deepEqual(s.order, ['a', 'a', 'b', 'b', 'c', 'c']);
     s.close();
   });
 
