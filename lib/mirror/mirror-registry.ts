@@ -260,7 +260,15 @@ export class MirrorRegistry implements RegistryBackend {
       digest: transfer.digest,
       size: transfer.size,
       open: async (range) => transfer.transfer.createReader(range?.start ?? 0, range?.end ?? transfer.size - 1),
-      ready: (timeoutMs) => firstByteWithin(transfer.transfer.firstByte, timeoutMs),
+      ready: async (timeoutMs) => {
+        // The client waits from now, not from its first byte: the link serves its blob before a prefetch's.
+        const stopWaiting = transfer.transfer.clientWaits?.();
+        try {
+          await firstByteWithin(transfer.transfer.firstByte, timeoutMs);
+        } finally {
+          stopWaiting?.();
+        }
+      },
     };
   }
 

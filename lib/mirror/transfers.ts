@@ -25,6 +25,8 @@ export interface RunningTransfer {
   readonly done: Promise<unknown>;
   /** Resolves when the first byte may be read (or the blob is in), rejects when the transfer failed first. */
   readonly firstByte?: Promise<void>;
+  /** A client waits for the first byte: the transfer goes before those nobody reads until the returned function is called. */
+  clientWaits?(): () => void;
   /** Stops; what is stored stays for a later resume. */
   abort(reason?: string): void;
   snapshot(): TransferSnapshot;

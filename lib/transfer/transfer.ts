@@ -206,7 +206,7 @@ export class Transfer extends EventEmitter {
   /** What the tail's splits and copies may still cost in link bytes: 0.5% of the blob, 256 KiB at least. */
   private tailLossBudget: number;
   private progressTimer: NodeJS.Timeout | undefined;
-  /** Readers open now: a client waits for this blob, so its requests go before a prefetch's (link-budget.ts). */
+  /** Readers open now and clients waiting for a first byte: a client waits for this blob, so its requests go before a prefetch's (link-budget.ts). */
   private readers = 0;
   /** Bytes readers wait for past what is released (want()): their requests go first once queued. */
   private readonly wanted = new Set<number>();
@@ -247,6 +247,21 @@ export class Transfer extends EventEmitter {
   /** Bytes of the hashed prefix on disk. */
   get contiguousBytes(): number {
     return this.hasher.hashed;
+  }
+
+  /**
+   * A client asked for this blob and waits for its first byte (its reader opens only then): its
+   * requests go before a prefetch's from now on, not only once a byte came (a blob nobody reads
+   * yet gets a connection only when no read blob waits for one, so it would wait for its own first
+   * byte behind every other blob's requests). Call the returned function once it stops waiting.
+   */
+  clientWaits(): () => void {
+    this.readers++;
+    let done = false;
+    return () => {
+      if (!done) this.readers--;
+      done = true;
+    };
   }
 
   /** Bytes start..end (inclusive) as they become safe to send (prefix-reader.ts); errors if the transfer fails. */

@@ -139,6 +139,18 @@ describe('link budget shared by transfers', function () {
       rigs = [];
     });
 
+    it('serves a blob a client waits for before a prefetch from the request on, not only once its first byte came', async () => {
+      // One connection: the prefetch, started first, holds it; the blob the client asked for must get every connection freed after.
+      rigs = [await rig(1 * MiB, { faults: { rateBytesPerSec: 4 * MiB }, seed: 5 }), await rig(1 * MiB, { faults: { rateBytesPerSec: 4 * MiB }, seed: 6 })];
+      const link = new LinkBudget({ minConnections: 1, maxConnections: 1, adaptIntervalMs: 60_000 });
+      const [prefetch, asked] = rigs.map((r) => r.start({ link }));
+      const stopWaiting = asked!.clientWaits();
+      const ended: string[] = [];
+      await Promise.all([prefetch!.done.then(() => ended.push('prefetch')), asked!.done.then(() => ended.push('asked'))]);
+      stopWaiting();
+      assert.deepEqual(ended, ['asked', 'prefetch']);
+    });
+
     it('adapts the total over concurrent transfers: they share the connections instead of each taking its own', async () => {
       const perConnection = 2 * MiB;
       rigs = [await rig(4 * MiB, { faults: { rateBytesPerSec: perConnection }, seed: 3 }), await rig(4 * MiB, { faults: { rateBytesPerSec: perConnection }, seed: 4 })];
