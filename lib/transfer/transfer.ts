@@ -721,17 +721,20 @@ export class Transfer extends EventEmitter {
   }
 
   /**
-   * The size of the requests a fetch starts with: a chunk, or less when the link has more free
-   * connections than the blob has chunks, so each starts busy instead of splitting requests
-   * already under way (a split cuts one, losing what it had in flight); and at most a quarter of a
-   * chunk (1 MiB at least), so the connections the link's limit gains as it learns find requests
-   * waiting instead of splitting running ones. What is missing of a
-   * blob already partly held (a resume, a piece fetched again) is asked chunk by chunk.
+   * The size of the requests a fetch starts with: the blob spread over the connections it may use
+   * (transfer.maxConnections), at most a chunk, so its requests end together on all of them however
+   * busy the link is when it starts: a blob that waits its turn behind others (a prefetch, which
+   * the link serves oldest first) gets connections one by one as theirs end, and requests a quarter
+   * of what it is, planned for the one connection free then, would leave its last bytes on a few
+   * of them for seconds while the rest of the link idles (small-docker: the last 4 MiB layer
+   * asked as 4 requests of 1 MiB at 256 KiB/s a connection). At most a quarter of a chunk (1 MiB
+   * at least), so the connections the link's limit gains as it learns find requests waiting
+   * instead of splitting running ones (a split cuts one, losing what it had in flight). What is
+   * missing of a blob already partly held (a resume, a piece fetched again) is asked chunk by chunk.
    */
   private requestBytes(): number {
     if (this.written.size > 0) return this.chunkSize;
-    const free = Math.max(1, this.link.limit - this.link.activeConnections - this.link.waiting);
-    const even = Math.ceil(this.size / free / TAIL_MIN_PIECE_BYTES) * TAIL_MIN_PIECE_BYTES;
+    const even = Math.ceil(this.size / this.cfg.maxConnections / TAIL_MIN_PIECE_BYTES) * TAIL_MIN_PIECE_BYTES;
     return Math.min(this.chunkSize, Math.max(TAIL_MIN_PIECE_BYTES, Math.min(even, Math.max(this.chunkSize / 4, 1024 * 1024))));
   }
 

@@ -151,6 +151,21 @@ describe('link budget shared by transfers', function () {
       assert.deepEqual(ended, ['asked', 'prefetch']);
     });
 
+    it('spreads a blob that starts on a busy link over the connections it may use, not over the one free then', async () => {
+      rigs = [await rig(1 * MiB, { seed: 7 })];
+      const link = new LinkBudget({ minConnections: 2, maxConnections: 2, adaptIntervalMs: 60_000 });
+      // Another transfer holds every connection when this one plans its requests.
+      const other = link.share();
+      const signal = new AbortController().signal;
+      const held = await Promise.all([other.acquire(signal), other.acquire(signal)]);
+      const t = rigs[0]!.start({ link });
+      setTimeout(() => held.forEach((release) => release()), 50);
+      await t.done;
+      other.close();
+      // transfer.maxConnections 8: eight requests of 128 KiB (planned for one free connection: four of a 256 KiB chunk).
+      assert.ok(rigs[0]!.server.stats.rangeRequests >= 8, `${rigs[0]!.server.stats.rangeRequests} requests`);
+    });
+
     it('adapts the total over concurrent transfers: they share the connections instead of each taking its own', async () => {
       const perConnection = 2 * MiB;
       rigs = [await rig(4 * MiB, { faults: { rateBytesPerSec: perConnection }, seed: 3 }), await rig(4 * MiB, { faults: { rateBytesPerSec: perConnection }, seed: 4 })];
