@@ -8,11 +8,12 @@
  * carries each unique blob once, and then each replica alone serves every image of the profile
  * with the upstream stopped (skopeo, every digest checked).
  *
- * Known to fail the link bound on a starved machine (seen once in 3 runs at load 22 on 2 cores):
- * a holder whose event loop was stalled past its lease's deadline (ttl 5 s - margin 1 s since its
- * last renew) fails its transfer ("lease of <digest> lost"), and the replica that takes it over
- * fetches again what had not reached the bucket: link 1.39x, the replicas still keeping exactly
- * the unique bytes and every prewarm exiting 0.
+ * Failed the link bound once on a starved machine (1 in 3 runs at load 22 on 2 cores, before
+ * ed6507f): a holder whose event loop was stalled past its lease's deadline (ttl 5 s - margin 1 s
+ * since its last renew) failed its transfer ("lease of <digest> lost"), and the replica that took
+ * it over fetched again what had not reached the bucket: link 1.39x. Since ed6507f a renewal late
+ * past the deadline holds the holder's writes back until it lands (lib/cluster/lease.ts); only a
+ * renewal that gets no verdict within another ttl, or a steal, ends the holder's transfer.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
