@@ -55,6 +55,8 @@ interface RunRow {
   failed: number;
   rss?: number;
   note: string;
+  /** The wall time at the cap (as it was, with a relay gone dark half way). */
+  idealMs: number;
 }
 
 function pct(row: RunRow): number {
@@ -119,15 +121,16 @@ async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up
     if (!t.finished) notes.push(`NOT finished: ${mb(useful)} of ${mb(imageBytes)} MB of blobs complete`);
     if (t.errors.length > 0) notes.push(`first error: ${t.errors[0]}`);
     const darkAt = dark.at();
+    let idealMs = (imageBytes * 1000) / cap.bytesPerSec;
     if (darkAt !== undefined) {
       // The cap as it was: the whole sum for the first half of the image, without the dark relays for the second.
       const rest = chainCap({ ...profile, relays: (profile.relays ?? []).filter((r) => !r.darkAtHalf) }, 'relays', CONNECTIONS).bytesPerSec;
-      const ideal = (imageBytes / 2 / cap.bytesPerSec + imageBytes / 2 / rest) * 1000;
-      notes.push(`dark at ${seconds(darkAt)} s; ${((ideal / t.wallMs) * 100).toFixed(1)}% of the cap as it was (${mb(cap.bytesPerSec)} then ${mb(rest)} MB/s)`);
+      idealMs = (imageBytes / 2 / cap.bytesPerSec + imageBytes / 2 / rest) * 1000;
+      notes.push(`dark at ${seconds(darkAt)} s; ${((idealMs / t.wallMs) * 100).toFixed(1)}% of the cap as it was (${mb(cap.bytesPerSec)} then ${mb(rest)} MB/s)`);
     }
     row = {
       profile: profile.name, seed, chain, client: client.name, finished: t.finished, wallMs: t.wallMs, goodput, cap,
-      linkRatio: 0, failed: t.failed, rss: await running.peakRss(), note: notes.join('; '),
+      linkRatio: 0, failed: t.failed, rss: await running.peakRss(), note: notes.join('; '), idealMs,
     };
   } finally {
     dark.stop();
@@ -228,6 +231,20 @@ function table(rows: RunRow[]): string {
   return renderColumns(HEADER, rows.map(tableLine), (i) => i >= 4 && i <= 9);
 }
 
+/**
+ * What a relay going dark cost, per seed run with and without it (relays3 beside relays3-steady):
+ * the time the dark run took beyond the steady one, less what the relay's lost capacity alone
+ * explains (the difference of their times at the cap), as a share of the dark run's time.
+ */
+function darkCosts(rows: RunRow[]): string[] {
+  return rows.filter((r) => r.note.includes('dark at')).flatMap((r) => {
+    const steady = rows.find((s) => s.profile === `${r.profile}-steady` && s.seed === r.seed && s.chain === r.chain);
+    if (!steady) return [];
+    const extra = r.wallMs - steady.wallMs - (r.idealMs - steady.idealMs);
+    return [`${r.profile} seed ${r.seed}: the dark relay cost ${seconds(extra)} s = ${((extra / r.wallMs) * 100).toFixed(1)}% of the time (${seconds(r.wallMs)} s against ${seconds(steady.wallMs)} s without it; its lost capacity alone explains ${seconds(r.idealMs - steady.idealMs)} s)`];
+  });
+}
+
 /** Worst and best seed per profile and chain. */
 function summary(rows: RunRow[]): string {
   const groups = new Map<string, RunRow[]>();
@@ -317,6 +334,8 @@ async function main(): Promise<void> {
   }
   console.log(`\nAll runs (cap = ${CONNECTIONS} connections x the per-connection cap or the aggregate cap, whichever is lower; the sum of the relays' caps for several relays):\n${table(rows)}`);
   console.log(`\nWorst and best seed per profile and chain:\n${summary(rows)}`);
+  const dark = darkCosts(rows);
+  if (dark.length > 0) console.log(`\nWhat a relay going dark cost (target < 5% of the time):\n${dark.join('\n')}`);
 }
 
 main().then(() => process.exit(0), (e: unknown) => {
