@@ -8,7 +8,7 @@
  * runs. Pieces are compared in order, at most an eighth of the blob's pieces at once: a flip
  * somewhere in the blob costs the pieces up to it plus the ones in flight when its copy came, not
  * every piece fetched at once. Where the bytes show where the damage is (a gzip layer: `locate`),
- * pieces are compared from there back, two at first: a flip costs a piece or two.
+ * pieces are compared from there back, one at first: a flip costs a piece or two.
  *
  * The result: 'repaired' when some piece changed, 'same' when every piece was fetched again and
  * agreed with what is held, so the upstream serves the same wrong bytes again and again.
@@ -64,8 +64,8 @@ export class RepairDeadlineError extends Error {
  */
 const IN_FLIGHT_PARTS = 8;
 const IN_FLIGHT_MIN = 4;
-/** Pieces compared at once around where the damage showed, at first (doubled as they agree). */
-const LOCATED_WIDTH = 2;
+/** Pieces compared at once around where the damage showed, at first (doubled as they agree): most often the first is the one. */
+const LOCATED_WIDTH = 1;
 
 /**
  * The order pieces are compared in: without a place, first to last; with one (`at`, the damage is
