@@ -64,10 +64,9 @@ interface Burst {
   linkRatio: number;
 }
 
-/** N skopeo pulls of host/repository:v1 at once (each retried until it succeeds or the deadline). */
-async function coldBurst(host: string, repository: string, image: BuiltImage, proxy: FaultProxy, during?: () => Promise<void>): Promise<Burst> {
+/** N skopeo pulls of host/repository:v1 at once (each retried until it succeeds or the deadline); link bytes since `before` (default: now). */
+async function coldBurst(host: string, repository: string, image: BuiltImage, proxy: FaultProxy, during?: () => Promise<void>, before = proxy.stats.bytesFromUpstream): Promise<Burst> {
   const client = skopeoClient();
-  const before = proxy.stats.bytesFromUpstream;
   const started = Date.now();
   const failed: string[] = [];
   const one = async (): Promise<void> => {
@@ -173,19 +172,23 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
     if (count > 1) {
       log(`${setup}: kill -9 of the replica holding the transfer half way`);
       const big = killed.layers[0]!;
-      let holder: Promise<BlobRead> | undefined;
+      const before = proxy.stats.bytesFromUpstream;
+      const moved = (): number => proxy.stats.bytesFromUpstream - before;
+      const killNote: string[] = [];
+      // Replica 0 asks for the layer itself and a tenth of it crosses before the clients start, so
+      // it holds the transfer (else the kill would hit a follower, and cost nothing to measure).
+      const holder: Promise<BlobRead> = readBlob(replicas.replicas[0]!.url, 'bench/kill', big.digest);
+      await waitFor(() => moved() >= big.size / 10, PULL_DEADLINE_MS, 'a tenth of the layer across the link');
+      const lease = bucket ? await rgw!.bucket(bucket, keys.cluster).getText(`leases/transfer-${big.digest}`) : undefined;
+      if (!lease?.includes(`-${replicas.replicas[0]!.pid}-`)) killNote.push('kill: replica 0 did not hold the transfer');
       const killHalfway = async (): Promise<void> => {
-        const before = proxy.stats.bytesFromUpstream;
-        // Replica 0 asks for the layer itself, first, so it holds the transfer.
-        holder = readBlob(replicas!.replicas[0]!.url, 'bench/kill', big.digest);
-        await waitFor(() => proxy.stats.bytesFromUpstream - before >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
+        await waitFor(() => moved() >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
         await replicas!.kill9(0);
       };
-      const killNote: string[] = [];
       // A replica that died on its own (or a link that never got half way) is reported, not thrown.
-      const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, () => killHalfway().catch((e: unknown) => void killNote.push(`kill: ${String(e)}`)));
+      const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, () => killHalfway().catch((e: unknown) => void killNote.push(`kill: ${String(e)}`)), before);
       burst.failed.push(...killNote);
-      kill = { ...burst, holderBytes: holder ? (await holder).bytes : 0 };
+      kill = { ...burst, holderBytes: (await holder).bytes };
     }
     return { setup, cold: coldBurst1, prewarm, ...warm, ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
   } finally {
