@@ -34,6 +34,30 @@ describe('chunked downloader', function () {
     assert.equal(t.snapshot().chunksDone, 16);
   });
 
+  it('asks a relay for the piece digests again once the first byte came, not a retry interval later', async () => {
+    // A relay knows a blob's pieces once a range of it started its own transfer; the first ask goes out beside the first range.
+    r = await rig(1 * MiB, { faults: { latencyMs: 20 } });
+    const digests = chunkDigestsOf(r.data, CHUNK);
+    const source = r.source;
+    const fetchRange = source.fetchRange.bind(source);
+    let rangeAsked = false;
+    source.fetchRange = (start, end, signal) => {
+      rangeAsked = true;
+      return fetchRange(start, end, signal);
+    };
+    const asks: number[] = [];
+    source.chunkDigests = async () => {
+      asks.push(performance.now());
+      return rangeAsked && asks.length > 1 ? digests : undefined;
+    };
+    const t = r.start({ config: { ...TEST_CONFIG, pieceBytes: CHUNK } });
+    await t.done;
+    assert.equal(asks.length, 2, 'asked once before the first range and once after its first byte');
+    // The retry interval is 2 s; the first byte of a range on this link comes within a few of its 20 ms round trips.
+    assert.ok(asks[1]! - asks[0]! < 1000, `asked again after ${Math.round(asks[1]! - asks[0]!)} ms`);
+    await assertIdentical(r, r.blobPath);
+  });
+
   it('runs over any PartialBlobStorage: partial blobs in memory, committed into the blob store', async () => {
     r = await rig(2 * MiB, { faults: { resetMeanBytes: 512 * KiB, corruptOffsets: [300_000] }, seed: 3 });
     const partials = new MemoryPartialBlobStorage(r.store.blobs);
