@@ -8,12 +8,13 @@ import { mkdir, open, readdir, rm, stat, unlink, utimes } from 'node:fs/promises
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../oci/errors.ts';
-import { digestOf, newHash, requireDigest } from '../oci/digest.ts';
+import { requireDigest } from '../oci/digest.ts';
 import type { ByteRange } from '../oci/range.ts';
 import { commitFile, isNotFound, readIfExists, tempPath, writeFileAtomic } from './atomic.ts';
 import { FileBlobStream } from './file-blob-stream.ts';
 import type { StorePaths } from './paths.ts';
 import type { BlobInfo, BlobStorage, BlobStream, IngestExpectation, StoredBlob } from './storage.ts';
+import { ContentCheck, checkedDigestOf } from './content-check.ts';
 
 export class FsBlobStorage implements BlobStorage {
   constructor(private readonly paths: StorePaths) {}
@@ -78,16 +79,14 @@ export class FsBlobStorage implements BlobStorage {
    * Without an expected digest, the computed one names the blob.
    */
   async ingest(source: Readable | AsyncIterable<Buffer>, expect: IngestExpectation = {}): Promise<StoredBlob> {
-    const algorithm = expect.digest ? requireDigest(expect.digest).algorithm : 'sha256';
-    const hash = newHash(algorithm);
-    let size = 0;
+    const check = new ContentCheck(expect);
     const tmp = tempPath(this.paths.tmpDir);
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        size += chunk.length;
-        if (expect.size !== undefined && size > expect.size) {
-          cb(new RegistryError('SIZE_INVALID', `content is longer than the expected ${expect.size} bytes`));
+        try {
+          check.update(chunk);
+        } catch (err) {
+          cb(err as Error);
           return;
         }
         cb(null, chunk);
@@ -96,15 +95,9 @@ export class FsBlobStorage implements BlobStorage {
     const out = createWriteStream(tmp, { flags: 'wx' });
     try {
       await pipeline(source, counter, out);
-      const digest = `${algorithm}:${hash.digest('hex')}`;
-      if (expect.size !== undefined && size !== expect.size) {
-        throw new RegistryError('SIZE_INVALID', `content length ${size} does not match the expected ${expect.size}`);
-      }
-      if (expect.digest !== undefined && digest !== expect.digest) {
-        throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${expect.digest}`, { expected: expect.digest, actual: digest });
-      }
+      const digest = check.verify();
       await this.commitFile(tmp, digest);
-      return { digest, size };
+      return { digest, size: check.size };
     } catch (e) {
       await unlink(tmp).catch(() => {});
       throw e;
@@ -112,10 +105,7 @@ export class FsBlobStorage implements BlobStorage {
   }
 
   async putBytes(bytes: Buffer, expectDigest?: string): Promise<string> {
-    const digest = digestOf(bytes, expectDigest ? requireDigest(expectDigest).algorithm : 'sha256');
-    if (expectDigest !== undefined && digest !== expectDigest) {
-      throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${expectDigest}`, { expected: expectDigest, actual: digest });
-    }
+    const digest = checkedDigestOf(bytes, expectDigest);
     if (await this.has(digest)) return digest;
     const tmp = tempPath(this.paths.tmpDir);
     const fh = await open(tmp, 'wx');

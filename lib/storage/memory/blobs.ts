@@ -4,9 +4,10 @@
  */
 import { Readable } from 'node:stream';
 import { RegistryError } from '../../oci/errors.ts';
-import { newHash, requireDigest } from '../../oci/digest.ts';
+import { requireDigest } from '../../oci/digest.ts';
 import type { ByteRange } from '../../oci/range.ts';
 import { requireSidecarKey, type BlobInfo, type BlobStorage, type BlobStream, type IngestExpectation, type StoredBlob } from '../storage.ts';
+import { ContentCheck } from '../content-check.ts';
 
 interface Held {
   bytes: Buffer;
@@ -44,27 +45,15 @@ export class MemoryBlobStorage implements BlobStorage {
   }
 
   async ingest(source: Readable | AsyncIterable<Buffer>, expect: IngestExpectation = {}): Promise<StoredBlob> {
-    const algorithm = expect.digest ? requireDigest(expect.digest).algorithm : 'sha256';
-    const hash = newHash(algorithm);
+    const check = new ContentCheck(expect);
     const parts: Buffer[] = [];
-    let size = 0;
     for await (const chunk of source as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (expect.size !== undefined && size > expect.size) {
-        throw new RegistryError('SIZE_INVALID', `content is longer than the expected ${expect.size} bytes`);
-      }
-      hash.update(chunk);
+      check.update(chunk);
       parts.push(Buffer.from(chunk));
     }
-    const digest = `${algorithm}:${hash.digest('hex')}`;
-    if (expect.size !== undefined && size !== expect.size) {
-      throw new RegistryError('SIZE_INVALID', `content length ${size} does not match the expected ${expect.size}`);
-    }
-    if (expect.digest !== undefined && digest !== expect.digest) {
-      throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${expect.digest}`, { expected: expect.digest, actual: digest });
-    }
+    const digest = check.verify();
     this.commit(digest, Buffer.concat(parts));
-    return { digest, size };
+    return { digest, size: check.size };
   }
 
   async putBytes(bytes: Buffer, expectDigest?: string): Promise<string> {

@@ -10,9 +10,9 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../../oci/errors.ts';
-import { digestOf, newHash, requireDigest } from '../../oci/digest.ts';
 import type { ByteRange } from '../../oci/range.ts';
 import type { BlobInfo, BlobStorage, BlobStream, IngestExpectation, StoredBlob } from '../storage.ts';
+import { ContentCheck, checkedDigestOf } from '../content-check.ts';
 import { assemble } from './assemble.ts';
 import type { S3Bucket } from './bucket.ts';
 import { digestOfPath, keys } from './keys.ts';
@@ -85,10 +85,7 @@ export class S3BlobStorage implements BlobStorage {
   }
 
   async putBytes(bytes: Buffer, expectDigest?: string): Promise<string> {
-    const digest = digestOf(bytes, expectDigest ? requireDigest(expectDigest).algorithm : 'sha256');
-    if (expectDigest !== undefined && digest !== expectDigest) {
-      throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${expectDigest}`, { expected: expectDigest, actual: digest });
-    }
+    const digest = checkedDigestOf(bytes, expectDigest);
     if (!(await this.has(digest))) await this.bucket.put(keys.blob(digest), bytes);
     return digest;
   }
@@ -151,42 +148,5 @@ export class S3BlobStorage implements BlobStorage {
     const found: string[] = [];
     for await (const o of this.bucket.list(keys.sidecars(digest))) found.push(o.key);
     await this.bucket.deleteMany(found);
-  }
-}
-
-/**
- * The digest and length of content as it streams, against what was expected: SIZE_INVALID as
- * soon as it runs past the size, DIGEST_INVALID or SIZE_INVALID at the end.
- */
-export class ContentCheck {
-  size = 0;
-  digest: string | undefined;
-  private readonly hash;
-  private readonly algorithm;
-
-  constructor(private readonly expect: IngestExpectation) {
-    this.algorithm = expect.digest ? requireDigest(expect.digest).algorithm : 'sha256';
-    this.hash = newHash(this.algorithm);
-  }
-
-  update(chunk: Buffer): void {
-    this.hash.update(chunk);
-    this.size += chunk.length;
-    if (this.expect.size !== undefined && this.size > this.expect.size) {
-      throw new RegistryError('SIZE_INVALID', `content is longer than the expected ${this.expect.size} bytes`);
-    }
-  }
-
-  /** The digest, once the content ended; throws when it is not what was expected. */
-  verify(): string {
-    const digest = `${this.algorithm}:${this.hash.digest('hex')}`;
-    if (this.expect.size !== undefined && this.size !== this.expect.size) {
-      throw new RegistryError('SIZE_INVALID', `content length ${this.size} does not match the expected ${this.expect.size}`);
-    }
-    if (this.expect.digest !== undefined && digest !== this.expect.digest) {
-      throw new RegistryError('DIGEST_INVALID', `content digest ${digest} does not match ${this.expect.digest}`, { expected: this.expect.digest, actual: digest });
-    }
-    this.digest = digest;
-    return digest;
   }
 }
