@@ -183,8 +183,8 @@ class ClusterPartialBlob implements PartialBlob {
   async commit(hashed: string): Promise<void> {
     await this.ready();
     await this.inner.commit(hashed);
-    // Lost while committing: another replica may be writing the partial blob; close leaves it be.
-    this.lostLease ||= !this.lease.valid;
+    // Lost while committing (a late renewal's verdict decides): another replica may be writing the partial blob; close leaves it be.
+    this.lostLease ||= !(await this.lease.untilValid().then(() => true, () => false));
     this.finished = true;
     this.held.clear();
     this.held.add(0, this.size);
