@@ -9,7 +9,7 @@ import { Readable, Writable } from 'node:stream';
 import { MIN_PART_BYTES, type S3Bucket } from '../../lib/storage/s3/bucket.ts';
 import { planParts, wholePieces } from '../../lib/storage/s3/assemble.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
-import { useRgw } from '../helpers/ceph.ts';
+import { useRgwBucket } from '../helpers/ceph.ts';
 import { collect, rejection } from './expect.ts';
 
 const MiB = 1024 * 1024;
@@ -39,17 +39,12 @@ function cutAfter(data: Buffer): Readable {
 
 describe('S3 backend on Ceph RGW', function () {
   this.timeout(60_000);
-  const rgw = useRgw();
-  let root: S3Bucket;
+  const { fresh } = useRgwBucket();
   let bucket: S3Bucket;
   let storage: S3Storage;
-  let n = 0;
 
-  before(async () => {
-    root = rgw().bucket(await rgw().createBucket());
-  });
   beforeEach(async () => {
-    bucket = root.under(`t${++n}/`);
+    bucket = fresh();
     storage = new S3Storage(bucket);
     await storage.init();
   });

@@ -10,7 +10,7 @@ import type { S3Bucket } from '../../lib/storage/s3/bucket.ts';
 import { MEMORY_BYTES } from '../../lib/storage/s3/partial-blobs.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
 import { RangeSet } from '../../lib/transfer/range-set.ts';
-import { useRgw } from '../helpers/ceph.ts';
+import { useRgwBucket } from '../helpers/ceph.ts';
 import { collect, rejection } from './expect.ts';
 
 const KiB = 1024;
@@ -51,15 +51,10 @@ async function readAt(part: { read(pos: number, into: Uint8Array): Promise<numbe
 
 describe('S3 partial blobs on Ceph RGW', function () {
   this.timeout(60_000);
-  const rgw = useRgw();
-  let root: S3Bucket;
+  const { fresh } = useRgwBucket();
   let bucket: S3Bucket;
-  let n = 0;
 
-  before(async () => {
-    root = rgw().bucket(await rgw().createBucket());
-  });
-  beforeEach(() => { bucket = root.under(`t${++n}/`); });
+  beforeEach(() => { bucket = fresh(); });
   const replica = (): S3Storage => new S3Storage(bucket);
 
   /**
