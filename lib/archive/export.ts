@@ -14,7 +14,7 @@
  *   (docker load needs every layer, so docker-tar with --since is for ferry only.)
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { once } from 'node:events';
@@ -22,7 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { newHash, requireDigest } from '../oci/digest.ts';
 import { isIndexMediaType } from '../oci/media-types.ts';
-import { fsyncDir } from '../storage/atomic.ts';
+import { fsyncPath } from '../storage/atomic.ts';
 import { manifestClosure, type ManifestClosure } from '../storage/references.ts';
 import type { Storage } from '../storage/storage.ts';
 import { blobPath } from './bundle.ts';
@@ -155,12 +155,7 @@ async function copyVerified(store: Storage, digest: string, target: string, onBy
   const tmp = join(dirname(target), `.${requireDigest(digest).hex}.partial`);
   try {
     await pipeline(await openBlob(store.blobs, digest), verifier(digest, onBytes), createWriteStream(tmp));
-    const fh = await open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await fsyncPath(tmp);
     await rename(tmp, target);
   } catch (e) {
     await rm(tmp, { force: true });
@@ -184,7 +179,7 @@ async function writeIndex(dir: string, added: IndexDescriptor[]): Promise<void> 
   const tmp = join(dir, '.index.json.partial');
   await writeFile(tmp, JSON.stringify(index, null, 2));
   await rename(tmp, path);
-  await fsyncDir(dir);
+  await fsyncPath(dir);
 }
 
 async function readText(path: string): Promise<string> {
@@ -263,8 +258,7 @@ export async function exportDockerTar(store: Storage, images: readonly SelectedI
     pack.finalize();
     await piping;
     if (tmp) {
-      const fh = await open(tmp, 'r+');
-      await fh.sync().finally(() => fh.close());
+      await fsyncPath(tmp);
       await rename(tmp, output as string);
     }
   } catch (e) {

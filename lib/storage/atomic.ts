@@ -6,8 +6,9 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+/** Makes a file's content, or a directory's entries, durable (fsync needs no write access). */
+export async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
   try {
     await fh.sync();
   } finally {
@@ -23,7 +24,7 @@ export function tempPath(tmpDir: string): string {
 export async function commitFile(from: string, to: string): Promise<void> {
   await mkdir(dirname(to), { recursive: true });
   await rename(from, to);
-  await fsyncDir(dirname(to));
+  await fsyncPath(dirname(to));
 }
 
 export async function writeFileAtomic(tmpDir: string, to: string, data: Buffer | string): Promise<void> {

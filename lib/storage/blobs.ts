@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../oci/errors.ts';
 import { requireDigest } from '../oci/digest.ts';
 import type { ByteRange } from '../oci/range.ts';
-import { commitFile, isNotFound, readIfExists, tempPath, writeFileAtomic } from './atomic.ts';
+import { commitFile, fsyncPath, isNotFound, readIfExists, tempPath, writeFileAtomic } from './atomic.ts';
 import { FileBlobStream } from './file-blob-stream.ts';
 import type { StorePaths } from './paths.ts';
 import type { BlobInfo, BlobStorage, BlobStream, IngestExpectation, StoredBlob } from './storage.ts';
@@ -107,15 +107,7 @@ export class FsBlobStorage implements BlobStorage {
   async putBytes(bytes: Buffer, expectDigest?: string): Promise<string> {
     const digest = checkedDigestOf(bytes, expectDigest);
     if (await this.has(digest)) return digest;
-    const tmp = tempPath(this.paths.tmpDir);
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await this.commitFile(tmp, digest);
+    await writeFileAtomic(this.paths.tmpDir, this.paths.blob(digest), bytes);
     return digest;
   }
 
@@ -125,12 +117,7 @@ export class FsBlobStorage implements BlobStorage {
    * fsync'd here. Safe when the blob already exists.
    */
   async commitFile(verifiedPath: string, digest: string): Promise<void> {
-    const fh = await open(verifiedPath, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await fsyncPath(verifiedPath);
     await commitFile(verifiedPath, this.paths.blob(digest));
   }
 
