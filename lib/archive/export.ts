@@ -64,7 +64,8 @@ interface BlobToWrite {
   size: number;
 }
 
-async function plan(store: Storage, images: readonly SelectedImage[]): Promise<{ planned: Planned[]; blobs: BlobToWrite[] }> {
+/** What an export writes: the images, the blobs the target does not have yet (`since`), and its result so far. */
+async function plan(store: Storage, images: readonly SelectedImage[], since: ExportOptions['since']): Promise<{ planned: Planned[]; wanted: BlobToWrite[]; result: ExportResult }> {
   const planned: Planned[] = [];
   const blobs = new Map<string, number>();
   for (const image of images) {
@@ -79,7 +80,9 @@ async function plan(store: Storage, images: readonly SelectedImage[]): Promise<{
     }
     planned.push({ image, closure, mediaType: root.mediaType, size: root.size });
   }
-  return { planned, blobs: [...blobs].map(([digest, size]) => ({ digest, size })) };
+  const wanted = [...blobs].filter(([digest]) => !since?.has(digest)).map(([digest, size]) => ({ digest, size }));
+  const result: ExportResult = { images: planned.length, blobsWritten: 0, bytesWritten: 0, blobsPresent: 0, blobsOmitted: blobs.size - wanted.length };
+  return { planned, wanted, result };
 }
 
 function refName(image: SelectedImage): string {
@@ -123,10 +126,7 @@ const OCI_LAYOUT = JSON.stringify({ imageLayoutVersion: '1.0.0' });
 // --- oci-dir ---------------------------------------------------------------------------------
 
 export async function exportOciDir(store: Storage, images: readonly SelectedImage[], dir: string, opts: ExportOptions = {}): Promise<ExportResult> {
-  const { planned, blobs } = await plan(store, images);
-  const result: ExportResult = { images: planned.length, blobsWritten: 0, bytesWritten: 0, blobsPresent: 0, blobsOmitted: 0 };
-  const wanted = blobs.filter((b) => !opts.since?.has(b.digest));
-  result.blobsOmitted = blobs.length - wanted.length;
+  const { planned, wanted, result } = await plan(store, images, opts.since);
   await mkdir(join(dir, 'blobs'), { recursive: true });
   await writeFile(join(dir, 'oci-layout'), OCI_LAYOUT);
   const progress = (opts.progress ?? silentProgress)(`export ${dir}`, wanted.reduce((n, b) => n + b.size, 0));
@@ -231,10 +231,7 @@ function legacyManifest(planned: readonly Planned[], platform: string): { entrie
 
 /** Writes the tarball to a file (via a temp file renamed at the end) or to a stream ('-' is stdout). */
 export async function exportDockerTar(store: Storage, images: readonly SelectedImage[], output: string | Writable, opts: ExportOptions = {}): Promise<ExportResult> {
-  const { planned, blobs } = await plan(store, images);
-  const result: ExportResult = { images: planned.length, blobsWritten: 0, bytesWritten: 0, blobsPresent: 0, blobsOmitted: 0 };
-  const wanted = blobs.filter((b) => !opts.since?.has(b.digest));
-  result.blobsOmitted = blobs.length - wanted.length;
+  const { planned, wanted, result } = await plan(store, images, opts.since);
   const legacy = legacyManifest(planned, opts.platform ?? 'linux/amd64');
   const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: indexDescriptors(planned) };
 
