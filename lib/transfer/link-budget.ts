@@ -126,6 +126,8 @@ export class LinkBudget {
   private peakActive = 0;
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The link delivered a byte since its clock started (it went busy). */
+  private answered = false;
   /** Goodput of the last interval that carried something, bytes/s. */
   private lastRate = 0;
   private readonly onLearned: ((learned: LearnedLink) => void) | undefined;
@@ -173,6 +175,17 @@ export class LinkBudget {
 
   record(bytes: number): void {
     this.bytes += bytes;
+    if (this.answered || bytes <= 0) return;
+    this.answered = true;
+    // The link answered: slow start doubles now rather than at its first tick (half an interval
+    // from the first request), with nothing measured yet (as that tick, which saw mostly the round
+    // trip, would have): the ticks after judge the goodput.
+    if (this.controller.slowStart && !this.limitFrom && this.timer && this.peakActive >= this.limit) {
+      clearTimeout(this.timer);
+      this.scheduleTick();
+      this.controller.tick(0, this.waiting > 0, true);
+      this.pump();
+    }
   }
 
   /** @internal Grants free connections: small blobs first, then round-robin over the shares clients read, then to the oldest share nobody reads. */
@@ -241,6 +254,7 @@ export class LinkBudget {
     if (busy && !this.timer) {
       this.bytes = 0;
       this.lastTickAt = performance.now();
+      this.answered = false;
       this.scheduleTick();
     } else if (!busy && this.timer) {
       clearTimeout(this.timer);

@@ -115,6 +115,23 @@ describe('link budget shared by transfers', function () {
     a.close();
   });
 
+  it('doubles in slow start as soon as the link answered, not half an interval after its first request', async () => {
+    const interval = 4000;
+    const link = new LinkBudget({ minConnections: 2, maxConnections: 8, adaptIntervalMs: interval });
+    const a = link.share();
+    const signal = new AbortController().signal;
+    for (let i = 0; i < 8; i++) a.acquire(signal).catch(() => {});
+    const started = performance.now();
+    // The first bytes come a round trip later.
+    setTimeout(() => a.record(16 * 1024), 100);
+    while (link.limit === 2) await new Promise((r) => setTimeout(r, 20));
+    const first = performance.now() - started;
+    // Half an interval is 2 s: old code doubled only then.
+    assert.ok(first < 1000, `slow start first doubled after ${Math.round(first)} ms, its first bytes came after 100 ms`);
+    assert.equal(link.limit, 4);
+    a.close();
+  });
+
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
     const link = new LinkBudget({ minConnections: 8, maxConnections: 8, adaptIntervalMs: 60_000 });
     const a = link.share(2);
