@@ -32,36 +32,22 @@ export class RelayFigures {
     const registers = [registry];
     const rows = (): RelayRow[] => this.rows();
     const labelNames = ['upstream', 'relay'] as const;
-    new Gauge({
-      name: 'ferry_relay_goodput_bytes_per_second',
-      help: 'Blob bytes per second received from each relay of an upstream with several, over the last 5 s',
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of rows()) this.set({ upstream: r.upstream, relay: r.url }, r.goodput);
-      },
-    });
-    new Gauge({
-      name: 'ferry_relay_bytes_total',
-      help: 'Blob bytes received from each relay of an upstream with several, since start',
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of rows()) this.set({ upstream: r.upstream, relay: r.url }, r.bytes);
-      },
-    });
-    new Gauge({
-      name: 'ferry_relay_connections',
-      help: 'Connections each relay of an upstream with several may carry now, learned on its own goodput (each relay is a link of its own)',
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of rows()) this.set({ upstream: r.upstream, relay: r.url }, r.connections);
-      },
-    });
+    // A gauge of one figure per relay.
+    const perRelay = (name: string, help: string, value: (r: RelayRow) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset();
+          for (const r of rows()) this.set({ upstream: r.upstream, relay: r.url }, value(r));
+        },
+      });
+    };
+    perRelay('ferry_relay_goodput_bytes_per_second', 'Blob bytes per second received from each relay of an upstream with several, over the last 5 s', (r) => r.goodput);
+    perRelay('ferry_relay_bytes_total', 'Blob bytes received from each relay of an upstream with several, since start', (r) => r.bytes);
+    perRelay('ferry_relay_connections', 'Connections each relay of an upstream with several may carry now, learned on its own goodput (each relay is a link of its own)', (r) => r.connections);
     new Gauge({
       name: 'ferry_relay_state',
       help: 'State of each relay of an upstream with several: 1 for its state (healthy, probing, down), 0 for the others',
