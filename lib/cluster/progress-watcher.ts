@@ -33,6 +33,13 @@ export interface ProgressWatcherOptions {
   maxPollMs?: number;
   /** How long without movement before the lease is looked at (default 1000 ms). */
   checkLeaseAfterMs?: number;
+  /**
+   * How often the lease is glanced at while the progress moves (default 1000 ms): an observer
+   * counts a holder's ttl from its first sight of the holder's last renewal (lease.ts), so a
+   * follower that looks only once the progress stopped takes over a dead holder's transfer a ttl
+   * after that, not a ttl after the renewal (1-2 s later).
+   */
+  leaseEveryMs?: number;
 }
 
 export class ProgressWatcher<Parts = unknown> {
@@ -43,6 +50,8 @@ export class ProgressWatcher<Parts = unknown> {
   private readonly minPollMs: number;
   private readonly maxPollMs: number;
   private readonly checkLeaseAfterMs: number;
+  private readonly leaseEveryMs: number;
+  private leaseLookedAt = -Infinity;
 
   constructor(
     private readonly objects: ClusterObjects,
@@ -53,6 +62,7 @@ export class ProgressWatcher<Parts = unknown> {
     this.minPollMs = opts.minPollMs ?? 200;
     this.maxPollMs = opts.maxPollMs ?? 1000;
     this.checkLeaseAfterMs = opts.checkLeaseAfterMs ?? 1000;
+    this.leaseEveryMs = opts.leaseEveryMs ?? 1000;
     this.pollMs = this.minPollMs;
   }
 
@@ -70,8 +80,12 @@ export class ProgressWatcher<Parts = unknown> {
     for (;;) {
       signal?.throwIfAborted();
       const p = await this.poll(signal);
-      if (p && (p.done || availableEnd(p, offset) > offset)) return p;
+      if (p && (p.done || availableEnd(p, offset) > offset)) {
+        this.glanceAtLease();
+        return p;
+      }
       if (performance.now() - this.movedAt >= this.checkLeaseAfterMs) {
+        this.leaseLookedAt = performance.now();
         const lease = await this.leases.inspect(transferLeaseName(this.digest), signal);
         if (lease.state !== 'held') {
           // Read once more: the holder may have finished between the two reads.
@@ -80,9 +94,18 @@ export class ProgressWatcher<Parts = unknown> {
           throw new TransferOrphanedError(this.digest, last);
         }
       }
+      this.glanceAtLease();
       await sleep(this.pollMs, undefined, { signal });
       this.pollMs = Math.min(this.maxPollMs, this.pollMs * 1.5);
     }
+  }
+
+  /** Looks at the lease in the background, at most every leaseEveryMs: the sighting of its etag is what its expiry is judged from. */
+  private glanceAtLease(): void {
+    const t = performance.now();
+    if (t - this.leaseLookedAt < this.leaseEveryMs) return;
+    this.leaseLookedAt = t;
+    void this.leases.inspect(transferLeaseName(this.digest)).catch(() => {});
   }
 
   /** Reads the progress; a change of etag is movement. */

@@ -97,6 +97,28 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     await successor.release();
   });
 
+  it('glances at the lease while the progress moves, so a dead holder\'s ttl runs from its last renewal, not from when its progress stopped', async () => {
+    const digest = `sha256:${'e'.repeat(64)}`;
+    const lease = (await new Leases(objects, 'busy').tryTake(transferLeaseName(digest))) as HeldLease;
+    const writer = await ProgressWriter.open(objects, lease, digest);
+    let looks = 0;
+    const follower = new (class extends Leases {
+      override inspect(name: string, signal?: AbortSignal): ReturnType<Leases['inspect']> {
+        looks++;
+        return super.inspect(name, signal);
+      }
+    })(objects, 'follower');
+    const watcher = new ProgressWatcher(objects, follower, digest, { minPollMs: 20, leaseEveryMs: 200 });
+    // A holder publishing every 50 ms for a second: the progress never stops long enough for a look (checkLeaseAfterMs 1 s).
+    for (let i = 1; i <= 20; i++) {
+      await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: i * MiB }], released: i * MiB });
+      await watcher.until((i - 1) * MiB);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(looks >= 3, `${looks} looks at the lease in a second of moving progress`);
+    await lease.release();
+  });
+
   it('fences a writer out once another wrote the progress, even while its own lease still looks valid (a clock that ran slow)', async () => {
     const digest = `sha256:${'c'.repeat(64)}`;
     const a = (await new Leases(objects, 'a').tryTake(transferLeaseName(digest))) as HeldLease;
