@@ -212,7 +212,7 @@ export class Transfer extends EventEmitter {
   /** Readers open now and clients waiting for a first byte: a client waits for this blob, so its requests go before a prefetch's (link-budget.ts). */
   private readers = 0;
   /** Bytes readers wait for past what is released (want()): their requests go first once queued. */
-  private readonly wanted = new Set<number>();
+  private readonly wanted = new Map<number, number>();
 
   constructor(opts: TransferOptions) {
     super();
@@ -311,9 +311,14 @@ export class Transfer extends EventEmitter {
    * rest). Returns what the reader calls once it no longer waits.
    */
   want(pos: number): () => void {
-    this.wanted.add(pos);
+    // Counted: two readers may wait for the same byte, and the first to stop waiting must not drop the other's.
+    this.wanted.set(pos, (this.wanted.get(pos) ?? 0) + 1);
     this.share?.prefer(pos);
-    return () => this.wanted.delete(pos);
+    return () => {
+      const n = (this.wanted.get(pos) ?? 1) - 1;
+      if (n > 0) this.wanted.set(pos, n);
+      else this.wanted.delete(pos);
+    };
   }
 
   /** What readers may have changed: tell them, and the partial blob (a cluster publishes it for other replicas' readers). */
@@ -689,7 +694,7 @@ export class Transfer extends EventEmitter {
       // Every chunk queues on the link at once, lowest offset first; the link says how many run.
       if (whole) launch(liveRange({ start: 0, end: this.size - 1 }), 'stream');
       else for (const t of planMissing(this.size, this.requestBytes(), this.written)) launch(liveRange(t));
-      for (const pos of this.wanted) this.share?.prefer(pos);
+      for (const pos of this.wanted.keys()) this.share?.prefer(pos);
       // Splits add to `pending` while we wait.
       while (pending.length > 0) await pending.shift();
     } finally {
