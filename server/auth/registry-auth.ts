@@ -16,6 +16,7 @@
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import { RegistryError } from '../../lib/oci/errors.ts';
 import { sendError } from '../errors.ts';
+import { safeDecode } from '../v2/router.ts';
 import type { Htpasswd } from './htpasswd.ts';
 import { TokenIssuer, allows, parseScope, type Action, type Grant } from './tokens.ts';
 
@@ -50,7 +51,7 @@ function needOf(req: Request): Need {
   if (path === '/' || path === '') return {};
   const action: Action = req.method === 'DELETE' ? 'delete' : req.method === 'GET' || req.method === 'HEAD' ? 'pull' : 'push';
   if (path === '/_catalog') return { grant: { type: 'registry', name: 'catalog', action: 'pull' } };
-  const m = REPO_PATH.exec(decodeSafe(path));
+  const m = REPO_PATH.exec(safeDecode(path));
   return { grant: { type: 'repository', name: m?.[1] ?? path.slice(1), action } };
 }
 
@@ -144,13 +145,5 @@ export class RegistryAuth {
     }
     const { token, expiresIn } = this.issuer.issue(user, access);
     res.json({ token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString() });
-  }
-}
-
-function decodeSafe(p: string): string {
-  try {
-    return decodeURIComponent(p);
-  } catch {
-    return p;
   }
 }

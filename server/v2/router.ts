@@ -86,7 +86,8 @@ export function v2Router({ pull, push, routes: extra = [] }: V2Backends): Reques
   };
 }
 
-function safeDecode(p: string): string {
+/** A /v2/ path or path segment, percent-decoded where it decodes (as it came where it does not). */
+export function safeDecode(p: string): string {
   try {
     return decodeURIComponent(p);
   } catch {
