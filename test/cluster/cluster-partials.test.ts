@@ -134,6 +134,30 @@ describe('single flight across replicas through the partial blobs (lib/cluster/c
     await partial.close();
   });
 
+  it('holds a holder\'s writes back while its lease\'s renewal is late, and goes on once it lands: no takeover, nothing fetched again', async () => {
+    const blob = randomBytes(PIECE * 4);
+    const slowObjects = new GatedObjects(access);
+    const r1 = replica('slow-store', slowObjects, 2000);
+    const partial = await r1.open(sha(blob), blob.length);
+    await fill(blob, partial, { pieces: 2 });
+    // Its renewals (and progress) reach the bucket late: past the lease's deadline (ttl - margin =
+    // 1.6 s after the last renewal sent), nobody took it; the renewal lands within another ttl.
+    const open = slowObjects.close();
+    await new Promise((r) => setTimeout(r, 1700));
+    let wrote = false;
+    const writing = partial.write(2 * PIECE, blob.subarray(2 * PIECE, 3 * PIECE)).then(() => (wrote = true));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(wrote, false, 'a write waits while the renewal is late');
+    open();
+    await writing;
+    await partial.record({ start: 2 * PIECE, end: 3 * PIECE - 1 });
+    await partial.write(3 * PIECE, blob.subarray(3 * PIECE));
+    await partial.record({ start: 3 * PIECE, end: blob.length - 1 });
+    await partial.commit(sha(blob));
+    await partial.close();
+    assert.deepEqual(await drain(await shared.read(sha(blob), { start: 0, end: blob.length - 1 })), blob);
+  });
+
   it('leaves the store to the replica that took the transfer over: a holder that lost its lease writes and removes nothing', async () => {
     const blob = randomBytes(PIECE * 8);
     const ttlMs = 1000;
