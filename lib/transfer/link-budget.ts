@@ -126,7 +126,7 @@ export class LinkBudget {
   private peakActive = 0;
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** The link delivered a byte since its clock started (it went busy). */
+  /** The link delivered a byte (ever: only a fresh link's first answer speeds slow start up). */
   private answered = false;
   /** Goodput of the last interval that carried something, bytes/s. */
   private lastRate = 0;
@@ -254,7 +254,6 @@ export class LinkBudget {
     if (busy && !this.timer) {
       this.bytes = 0;
       this.lastTickAt = performance.now();
-      this.answered = false;
       this.scheduleTick();
     } else if (!busy && this.timer) {
       clearTimeout(this.timer);
