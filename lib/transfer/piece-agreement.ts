@@ -64,7 +64,7 @@ export class RepairDeadlineError extends Error {
  */
 const IN_FLIGHT_PARTS = 8;
 const IN_FLIGHT_MIN = 4;
-/** Pieces compared at once around where the damage showed, at first (doubled as they agree): most often the first is the one. */
+/** Pieces compared at once around where the damage showed, at first (one more for each that agreed): most often the first is the one. */
 const LOCATED_WIDTH = 1;
 
 /**
@@ -147,6 +147,8 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
     }
     const before = state.current;
     for (let failures = 0; ;) {
+      // A changed piece may have made the blob whole: no copy is fetched until the check said.
+      while (checking) await checking;
       phase.controller.signal.throwIfAborted();
       if (state.seen.size > 1 && performance.now() > r.deadline) throw new RepairDeadlineError(piece);
       const hash = newHash(r.algorithm);
@@ -194,7 +196,8 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
       const at = located ? await lock.run(() => r.locate!(phase.controller.signal)) : undefined;
       located = at !== undefined;
       lookAgain = false;
-      // Around a damage the piece is most likely one of the first few: a few at a time, more as they agree.
+      // Around a damage the piece is most likely one of the first few: one at a time, one more
+      // for each that agreed (what is in flight when the differing copy comes is fetched for nothing).
       let width = located ? Math.min(wide, LOCATED_WIDTH) : wide;
       for (const i of suspicionOrder(r.pieces, at)) {
         if (settled.has(i) || running.has(i)) continue;
@@ -203,7 +206,7 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
         if (stopped()) break;
         running.set(i, repairPiece(r.pieces[i] as ByteRange, i).then((didChange) => {
           settled.add(i);
-          if (!didChange) width = Math.min(wide, width * 2);
+          if (!didChange) width = Math.min(wide, width + 1);
           else if (located) lookAgain = true;
         }, (e: unknown) => {
           if (!phase.controller.signal.aborted) failure ??= { error: e };
