@@ -72,7 +72,7 @@ export interface FerryProcess {
  * mirror ...`: benchmarks, after buildFerry(); `role: 'relay'` runs `ferry relay`) on 127.0.0.1:random,
  * storing in dataDir; `env` is added to the child's environment (the S3 keys of a bucket store).
  */
-export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'dataDir'>, dataDir: string, name = 'ferry-child', opts: { compiled?: boolean; role?: 'mirror' | 'relay'; env?: Record<string, string> } = {}): Promise<FerryProcess> {
+export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'dataDir'>, dataDir: string, name = 'ferry-child', opts: { compiled?: boolean; role?: 'mirror' | 'relay'; env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<FerryProcess> {
   const work = await mkdtemp(join(tmpdir(), 'ferry-child-'));
   const configPath = join(work, 'config.json');
   await writeFile(configPath, JSON.stringify({ log: { level: process.env.FERRY_TEST_LOG ?? 'warn', format: 'json' }, ...config }));
@@ -83,7 +83,7 @@ export async function startFerryProcess(config: Omit<ConfigInput, 'listen' | 'da
       proc = await startProcess({
         name,
         command: process.execPath,
-        args: [...ferryArgs(opts.compiled), opts.role ?? 'mirror', '--config', configPath],
+        args: [...(opts.nodeArgs ?? []), ...ferryArgs(opts.compiled), opts.role ?? 'mirror', '--config', configPath],
         cwd: REPO_ROOT,
         env: { ...process.env, ...opts.env, FERRY_LISTEN: `127.0.0.1:${port}`, FERRY_DATA_DIR: dataDir },
         ready: { url: `http://127.0.0.1:${port}/v2/` },
