@@ -17,6 +17,8 @@ import { repairByAgreement } from '../../lib/transfer/piece-agreement.ts';
 import { firstDamage } from '../../lib/transfer/gzip-damage.ts';
 import { buildLikeFilesLayer } from '../helpers/oci-image.ts';
 import { openStore } from '../../lib/storage/store.ts';
+import type { PartialBlob } from '../../lib/storage/partial-blobs.ts';
+import type { ByteRange } from '../../lib/oci/range.ts';
 import { chunkDigestsOf, makeBlob, sha256 } from './range-server.ts';
 import { CHUNK, MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
 
@@ -269,148 +271,121 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
 });
 
 describe('piece repair by agreement (no piece digests)', () => {
-  it('compares at most `concurrency` pieces at once, however many the blob has', async () => {
+  const PIECE = 4 * 1024;
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0)) await c();
+  });
+
+  /** A partial blob of `count` seeded pieces of 4 KiB, held with a flipped byte in each piece of `flipped`; removed after the test. */
+  async function heldBlob(count: number, seed: number, flipped: number[], digest?: string): Promise<{ data: Buffer; part: PartialBlob; pieces: ByteRange[] }> {
     const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
-    const piece = 4 * 1024;
-    const data = makeBlob(64 * piece, 3);
-    const digest = `sha256:${'0'.repeat(64)}`;
-    const part = await (await openStore(dir)).partials.open(digest, data.length);
-    try {
-      await part.write(0, data);
-      const pieces = Array.from({ length: 64 }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
-      let running = 0;
-      let most = 0;
-      const outcome = await repairByAgreement({
-        part, size: data.length, pieces, algorithm: 'sha256', digest,
-        deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
-        fetchCopy: async (p, write) => {
-          most = Math.max(most, ++running);
-          await new Promise((resolve) => setImmediate(resolve));
-          await write(p.start, data.subarray(p.start, p.end + 1));
-          running--;
-        },
-      });
-      // Every copy agrees with what is held: the upstream serves these bytes.
-      assert.equal(outcome, 'same');
-      assert.equal(most, 4);
-    } finally {
+    const data = makeBlob(count * PIECE, seed);
+    const part = await (await openStore(dir)).partials.open(digest ?? sha256(data), data.length);
+    cleanups.push(async () => {
       await part.close();
       await rm(dir, { recursive: true, force: true });
-    }
+    });
+    const held = Buffer.from(data);
+    for (const i of flipped) held[i * PIECE + 100] = (held[i * PIECE + 100] as number) ^ 0x01;
+    await part.write(0, held);
+    const pieces = Array.from({ length: count }, (_, i) => ({ start: i * PIECE, end: (i + 1) * PIECE - 1 }));
+    return { data, part, pieces };
+  }
+
+  async function assertHolds(part: PartialBlob, data: Buffer): Promise<void> {
+    const buf = Buffer.alloc(data.length);
+    assert.equal(await part.read(0, buf), data.length);
+    assert.ok(buf.equals(data), 'the part was not repaired');
+  }
+
+  it('compares at most `concurrency` pieces at once, however many the blob has', async () => {
+    const digest = `sha256:${'0'.repeat(64)}`;
+    const { data, part, pieces } = await heldBlob(64, 3, [], digest);
+    let running = 0;
+    let most = 0;
+    const outcome = await repairByAgreement({
+      part, size: data.length, pieces, algorithm: 'sha256', digest,
+      deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
+      fetchCopy: async (p, write) => {
+        most = Math.max(most, ++running);
+        await new Promise((resolve) => setImmediate(resolve));
+        await write(p.start, data.subarray(p.start, p.end + 1));
+        running--;
+      },
+    });
+    // Every copy agrees with what is held: the upstream serves these bytes.
+    assert.equal(outcome, 'same');
+    assert.equal(most, 4);
   });
 
   it('fetches a copy cut by the link again instead of failing the repair (a reset or a garbled header failed the transfer)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
-    const piece = 4 * 1024;
-    const data = makeBlob(8 * piece, 5);
-    const part = await (await openStore(dir)).partials.open(sha256(data), data.length);
-    try {
-      const held = Buffer.from(data);
-      held[piece + 7] = (held[piece + 7] as number) ^ 0x01;
-      await part.write(0, held);
-      const pieces = Array.from({ length: 8 }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
-      let cuts = 0;
-      const outcome = await repairByAgreement({
-        part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
-        deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
-        fetchCopy: async (p, write) => {
-          if (p.start === piece && cuts++ < 2) {
-            await write(p.start, data.subarray(p.start, p.start + 100));
-            throw Object.assign(new Error('other side closed'), { code: cuts === 1 ? 'ECONNRESET' : 'UND_ERR_SOCKET' });
-          }
-          await write(p.start, data.subarray(p.start, p.end + 1));
-        },
-      });
-      assert.equal(outcome, 'repaired');
-      // Two copies cut, then a whole one: it differs from the held one, and with it the blob verifies.
-      assert.equal(cuts, 3, 'the cut piece was fetched until a copy came whole');
-      const buf = Buffer.alloc(data.length);
-      assert.equal(await part.read(0, buf), data.length);
-      assert.ok(buf.equals(data), 'the part was not repaired');
-    } finally {
-      await part.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    const { data, part, pieces } = await heldBlob(8, 5, [1]);
+    let cuts = 0;
+    const outcome = await repairByAgreement({
+      part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+      deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
+      fetchCopy: async (p, write) => {
+        if (p.start === PIECE && cuts++ < 2) {
+          await write(p.start, data.subarray(p.start, p.start + 100));
+          throw Object.assign(new Error('other side closed'), { code: cuts === 1 ? 'ECONNRESET' : 'UND_ERR_SOCKET' });
+        }
+        await write(p.start, data.subarray(p.start, p.end + 1));
+      },
+    });
+    assert.equal(outcome, 'repaired');
+    // Two copies cut, then a whole one: it differs from the held one, and with it the blob verifies.
+    assert.equal(cuts, 3, 'the cut piece was fetched until a copy came whole');
+    await assertHolds(part, data);
   });
 
   it('starts no piece while the whole blob is checked after a piece changed (on a large blob that check takes a while)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
-    const piece = 4 * 1024;
-    const count = 64;
-    const data = makeBlob(count * piece, 6);
-    const part = await (await openStore(dir)).partials.open(sha256(data), data.length);
-    try {
-      // Held with a flipped byte in piece 2 and in piece 40: the check after piece 2 fails.
-      const held = Buffer.from(data);
-      held[2 * piece + 100] = (held[2 * piece + 100] as number) ^ 0x01;
-      held[40 * piece + 100] = (held[40 * piece + 100] as number) ^ 0x01;
-      await part.write(0, held);
-      const pieces = Array.from({ length: count }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
-      let checking = false;
-      let startedWhileChecking = 0;
-      // Reads of the whole blob (the check) take 300 ms; a piece's own reads are quick.
-      const slowWhole = Object.create(part) as typeof part;
-      slowWhole.read = async (pos, into) => {
-        if (into.length <= piece) return part.read(pos, into);
-        checking = true;
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        checking = false;
-        return part.read(pos, into);
-      };
-      const outcome = await repairByAgreement({
-        part: slowWhole, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
-        deadline: performance.now() + 30_000, signal: new AbortController().signal, concurrency: 8,
-        fetchCopy: async (p, write, signal) => {
-          if (checking) startedWhileChecking++;
-          await new Promise((resolve) => setTimeout(resolve, 5));
-          signal.throwIfAborted();
-          await write(p.start, data.subarray(p.start, p.end + 1));
-        },
-      });
-      assert.equal(outcome, 'repaired');
-      const buf = Buffer.alloc(data.length);
-      assert.equal(await part.read(0, buf), data.length);
-      assert.ok(buf.equals(data), 'the part was not repaired');
-      assert.equal(startedWhileChecking, 0, `${startedWhileChecking} pieces started while the whole blob was checked`);
-    } finally {
-      await part.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    // Flips in pieces 2 and 40: the check after piece 2 fails.
+    const { data, part, pieces } = await heldBlob(64, 6, [2, 40]);
+    let checking = false;
+    let startedWhileChecking = 0;
+    // Reads of the whole blob (the check) take 300 ms; a piece's own reads are quick.
+    const slowWhole = Object.create(part) as PartialBlob;
+    slowWhole.read = async (pos, into) => {
+      if (into.length <= PIECE) return part.read(pos, into);
+      checking = true;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      checking = false;
+      return part.read(pos, into);
+    };
+    const outcome = await repairByAgreement({
+      part: slowWhole, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+      deadline: performance.now() + 30_000, signal: new AbortController().signal, concurrency: 8,
+      fetchCopy: async (p, write, signal) => {
+        if (checking) startedWhileChecking++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        signal.throwIfAborted();
+        await write(p.start, data.subarray(p.start, p.end + 1));
+      },
+    });
+    assert.equal(outcome, 'repaired');
+    await assertHolds(part, data);
+    assert.equal(startedWhileChecking, 0, `${startedWhileChecking} pieces started while the whole blob was checked`);
   });
 
   it('fetches the pieces up to the differing one and an eighth of the blob in flight, not every piece at once', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ferry-agreement-'));
-    const piece = 4 * 1024;
     const count = 64;
-    const data = makeBlob(count * piece, 4);
-    const part = await (await openStore(dir)).partials.open(sha256(data), data.length);
-    try {
-      // Held with a flipped byte in piece 2.
-      const held = Buffer.from(data);
-      held[2 * piece + 100] = (held[2 * piece + 100] as number) ^ 0x01;
-      await part.write(0, held);
-      const pieces = Array.from({ length: count }, (_, i) => ({ start: i * piece, end: (i + 1) * piece - 1 }));
-      let started = 0;
-      const outcome = await repairByAgreement({
-        part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
-        deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 32,
-        fetchCopy: async (p, write, signal) => {
-          started++;
-          await new Promise((resolve) => setTimeout(resolve, 5));
-          signal.throwIfAborted();
-          await write(p.start, data.subarray(p.start, p.end + 1));
-        },
-      });
-      assert.equal(outcome, 'repaired');
-      const buf = Buffer.alloc(data.length);
-      assert.equal(await part.read(0, buf), data.length);
-      assert.ok(buf.equals(data), 'the part was not repaired');
-      // The flip is in piece 2: pieces 0-2, what was in flight beside them (count/8 at most) and
-      // what started in their place while the whole blob was hashed (as many).
-      assert.ok(started <= 3 + 2 * (count / 8), `${started} of ${count} pieces were fetched again`);
-    } finally {
-      await part.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    const { data, part, pieces } = await heldBlob(count, 4, [2]);
+    let started = 0;
+    const outcome = await repairByAgreement({
+      part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+      deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 32,
+      fetchCopy: async (p, write, signal) => {
+        started++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        signal.throwIfAborted();
+        await write(p.start, data.subarray(p.start, p.end + 1));
+      },
+    });
+    assert.equal(outcome, 'repaired');
+    await assertHolds(part, data);
+    // The flip is in piece 2: pieces 0-2, what was in flight beside them (count/8 at most) and
+    // what started in their place while the whole blob was hashed (as many).
+    assert.ok(started <= 3 + 2 * (count / 8), `${started} of ${count} pieces were fetched again`);
   });
 });
