@@ -55,6 +55,9 @@ interface Waiter {
 export class LinkShare {
   readonly queue: Waiter[] = [];
   active = 0;
+  /** When the share joined the link, and whether it asked for a connection since. */
+  readonly joinedAt = performance.now();
+  asked = false;
 
   /**
    * @param read Whether a client is reading the transfer now: such shares are served before the
@@ -87,7 +90,8 @@ export class LinkShare {
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.queue.push(waiter);
-      this.link.pump();
+      this.asked = true;
+      this.link.pumpSoon();
     });
   }
 
@@ -113,6 +117,9 @@ export class LinkShare {
   }
 }
 
+/** How long a share that joined the link and asked nothing yet (opening its partial blob) holds younger prefetches back. */
+const OPENING_MS = 100;
+
 export class LinkBudget {
   readonly controller: ConcurrencyController;
   /** Judges every connection of the link against its peers (stall-watch.ts). */
@@ -126,6 +133,9 @@ export class LinkBudget {
   private peakActive = 0;
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  private pumpQueued = false;
+  /** A pump waiting for a share that has not asked yet (oldestWaiting). */
+  private opening: NodeJS.Timeout | undefined;
   /** The link delivered a byte (ever: only a fresh link's first answer speeds slow start up). */
   private answered = false;
   /** Goodput of the last interval that carried something, bytes/s. */
@@ -188,6 +198,20 @@ export class LinkBudget {
     }
   }
 
+  /**
+   * @internal A pump once the caller's synchronous work is done: a transfer queues all its
+   * requests in one go, and granting the first at once would hand the rest of the free connections
+   * to a younger share before the older one's other requests were queued.
+   */
+  pumpSoon(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
+  }
+
   /** @internal Grants free connections: small blobs first, then round-robin over the shares clients read, then to the oldest share nobody reads. */
   pump(): void {
     for (;;) {
@@ -232,7 +256,28 @@ export class LinkBudget {
    * finishing together at the end and being read one by one after the link went quiet.
    */
   private oldestWaiting(): LinkShare | undefined {
-    return this.shares.find((s) => s.queue.length > 0 && s.active < s.cap);
+    const now = performance.now();
+    for (const s of this.shares) {
+      if (s.queue.length > 0 && s.active < s.cap) return s;
+      // Blobs started together (a prefetch of an image) open their partial blobs in whatever order
+      // the disk answers: the first to ask took every free connection, not the oldest (a client's
+      // first layer got none of the first 8). A share that has not asked yet holds the younger
+      // ones back for a moment.
+      if (!s.asked && now - s.joinedAt < OPENING_MS) {
+        this.pumpAfter(s.joinedAt + OPENING_MS - now);
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  private pumpAfter(ms: number): void {
+    if (this.opening) return;
+    this.opening = setTimeout(() => {
+      this.opening = undefined;
+      this.pump();
+    }, Math.max(1, Math.ceil(ms)));
+    this.opening.unref();
   }
 
   private nextShareWhere(eligible: (s: LinkShare) => boolean): LinkShare | undefined {

@@ -37,11 +37,12 @@ describe('link budget shared by transfers', function () {
     const signal = new AbortController().signal;
     const order: string[] = [];
     const releases: Array<() => void> = [];
-    all.forEach((share, k) => {
+    // Each share asks in turn, after the one before was served what was free.
+    for (const [k, share] of all.entries()) {
       const name = String.fromCharCode(97 + k);
       for (let i = 0; i < asks; i++) void share.acquire(signal).then((r) => { order.push(name); releases.push(r); });
-    });
-    await tick();
+      await tick();
+    }
     return {
       order,
       async release(n) {
@@ -97,6 +98,30 @@ describe('link budget shared by transfers', function () {
     assert.equal(link.activeConnections, 2 + SMALL_EXTRA_CONNECTIONS);
     big.close();
     for (const s of smalls) s.close();
+  });
+
+  it('gives the oldest prefetch the first connections though a younger one asked first, while the older is still opening', async () => {
+    const link = new LinkBudget({ minConnections: 2, maxConnections: 2, adaptIntervalMs: 60_000 });
+    const older = link.share();
+    const younger = link.share();
+    const signal = new AbortController().signal;
+    const order: string[] = [];
+    for (let i = 0; i < 2; i++) void younger.acquire(signal).then(() => order.push('younger'));
+    await tick();
+    assert.equal(order.length, 0, 'the younger took the connections while the older opened its partial blob');
+    for (let i = 0; i < 2; i++) void older.acquire(signal).then(() => order.push('older'));
+    await tick();
+    assert.deepEqual(order, ['older', 'older']);
+    // A share that never asks holds the others back only for a moment.
+    const idle = new LinkBudget({ minConnections: 1, maxConnections: 1, adaptIntervalMs: 60_000 });
+    const silent = idle.share();
+    const asking = idle.share();
+    const granted = asking.acquire(signal);
+    await granted;
+    older.close();
+    younger.close();
+    silent.close();
+    asking.close();
   });
 
   it('doubles after half an interval in slow start, so a fresh link is not held at its floor for a whole one', async () => {
