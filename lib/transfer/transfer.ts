@@ -290,7 +290,7 @@ export class Transfer extends EventEmitter {
 
   /** Nothing is released until the digest matched: the hash starts again, or no piece digest checks unverified bytes that are held. */
   private get withheld(): boolean {
-    return this.suspect || (this.cfg.holdUnverified === true && !this.pieceDigests);
+    return this.suspect || (this.cfg.holdUnverified !== false && !this.pieceDigests);
   }
 
   /**
@@ -534,8 +534,12 @@ export class Transfer extends EventEmitter {
         this.usePieceDigests(got ?? null);
         return;
       }
-      const retry = sleep(PIECE_DIGESTS_RETRY_MS, undefined, { signal: this.ctrl.signal });
+      // Its own timer, cleared when another wake-up wins: no 2 s timer left behind per ask.
+      const wait = new AbortController();
+      const retry = sleep(PIECE_DIGESTS_RETRY_MS, undefined, { signal: AbortSignal.any([this.ctrl.signal, wait.signal]) });
       await Promise.race([retry, this.allWritten, ...(firstByte ? [firstByte] : [])]).catch(() => {});
+      wait.abort();
+      retry.catch(() => {});
       firstByte = undefined;
     }
   }

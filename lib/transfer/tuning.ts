@@ -33,7 +33,8 @@ export interface TransferTuning {
    * cut after bad bytes (skopeo) fails its pull. Off, such bytes stream as they arrive and a
    * mismatch cuts the readers (a relay's readers are mirrors that check each piece themselves).
    * No default here: the role decides where the config does not say (Role.holdsUnverified,
-   * server/service.ts); a transfer started without it streams.
+   * server/service.ts: a relay says false). A transfer started without it holds: a caller that
+   * forgets it never sends a client unchecked bytes.
    */
   holdUnverified?: boolean;
 }

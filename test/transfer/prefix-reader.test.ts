@@ -135,6 +135,16 @@ describe('prefix reader', function () {
     assert.equal(released, 0, `${released} bytes were released before the digest matched`);
   });
 
+  it('holds unverified bytes when the config does not say (a caller that forgets holdUnverified fails closed)', async () => {
+    r = await rig(2 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
+    const t = r.start({ config: { ...TEST_CONFIG, holdUnverified: undefined } });
+    let beforeVerified = 0;
+    const got = await collect(createPrefixReader(t), () => { if (t.state === 'running') beforeVerified++; });
+    assert.equal(got.error, undefined);
+    assert.ok(got.data.equals(r.data));
+    assert.equal(beforeVerified, 0, `${beforeVerified} reads happened before verification`);
+  });
+
   it('holds back the last byte until the digest matched', async () => {
     r = await rig(1 * MiB, { faults: { rateBytesPerSec: 4 * MiB } });
     const t = r.start(STREAM_UNVERIFIED);
