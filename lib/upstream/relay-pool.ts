@@ -203,7 +203,7 @@ export class RelayMember {
   probeIfDue(now: number): void {
     if (this.state !== 'down' || now < this.downUntil) return;
     this.setState('probing', 'backoff over');
-    this.client.ping(AbortSignal.timeout(Math.max(this.pool.darkMs, 1000))).then(() => {
+    pingWithin(this.client, Math.max(this.pool.darkMs, 1000)).then(() => {
       if (this.state !== 'probing') return;
       this.failuresInARow = 0;
       this.setState('healthy', 'answered its probe');
@@ -220,7 +220,7 @@ export class RelayMember {
   askAlive(ms: number, silentMs: number): void {
     if (this.asking || this.state !== 'healthy') return;
     this.asking = true;
-    this.client.ping(AbortSignal.timeout(Math.ceil(ms))).then(() => {
+    pingWithin(this.client, Math.ceil(ms)).then(() => {
       this.aliveAt = this.pool.now();
     }, () => {
       if (this.state === 'healthy' && this.pool.now() - this.lastProgressAt >= silentMs) {
@@ -560,6 +560,18 @@ export class RelayPool {
       else m.askAlive(quiet, silent);
     }
   }
+}
+
+/**
+ * The relay's /v2/ answered within `ms`. Rejects at `ms` whatever the client does: a dark relay's
+ * ping may wait in its client's queue behind the relay's own stuck requests (one connection pool
+ * per relay), and a question that never ends would keep the relay from ever being drained
+ * (relays3: 15 s with 31 ranges on a dark relay).
+ */
+function pingWithin(client: UpstreamClient, ms: number): Promise<void> {
+  const signal = AbortSignal.timeout(ms);
+  const late = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+  return Promise.race([client.ping(signal), late]);
 }
 
 /** The members with the fewest open requests. */

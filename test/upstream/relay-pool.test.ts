@@ -195,6 +195,29 @@ describe('relay pool: a cold relay filling the blob from its own registry', () =
     }
   });
 
+  it('drains a silent relay whose /v2/ question never ends (queued behind its own stuck requests), within the time it was given', async () => {
+    // The ping ignores its signal: it waits in the relay client's queue for a connection its own stuck ranges hold.
+    const stuck = { ping: () => new Promise<void>(() => {}) } as unknown as UpstreamClient;
+    const clock = { t: 1000 };
+    const p = new RelayPool('up', [{ url: 'http://dark.example', client: stuck }, { url: 'http://warm.example', client }], { darkMs: 1000, now: () => clock.t });
+    try {
+      const [dark, warm] = p.members as [RelayMember, RelayMember];
+      const cut: string[] = [];
+      dark.begin((e) => cut.push(e.message));
+      const delivering = warm.begin(() => {});
+      for (let s = 0; s < 12 && dark.state === 'healthy'; s++) {
+        clock.t += 250;
+        delivering.bytes(64 * 1024);
+        p.checkDark();
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.equal(dark.state, 'down', 'still healthy 3 s after its question, given 1 s, went unanswered');
+      assert.match(cut[0] ?? '', /no answer to \/v2\/ within 1\.0 s/);
+    } finally {
+      p.close();
+    }
+  });
+
   it('asks a silent relay after a few of its round trips, not after darkMs', async () => {
     const dark = { ok: false, asked: 0 };
     const { p, clock, m, warm } = besideWarm(dark);
