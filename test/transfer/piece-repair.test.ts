@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import { DigestMismatchError } from '../../lib/transfer/errors.ts';
 import { startTransfer, type Transfer } from '../../lib/transfer/transfer.ts';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
-import { repairByAgreement } from '../../lib/transfer/piece-agreement.ts';
+import { repairByAgreement, suspicionOrder } from '../../lib/transfer/piece-agreement.ts';
 import { firstDamage } from '../../lib/transfer/gzip-damage.ts';
 import { buildLikeFilesLayer } from '../helpers/oci-image.ts';
 import { openStore } from '../../lib/storage/store.ts';
@@ -298,6 +298,20 @@ describe('piece repair by agreement (no piece digests)', () => {
     assert.equal(await part.read(0, buf), data.length);
     assert.ok(buf.equals(data), 'the part was not repaired');
   }
+
+  it('orders the pieces from where the damage showed back to the first, then the rest; in order without a place', () => {
+    const pieces = Array.from({ length: 5 }, (_, i) => ({ start: i * 10, end: i * 10 + 9 }));
+    const cases: Array<[number | undefined, number[]]> = [
+      [undefined, [0, 1, 2, 3, 4]],
+      [0, [0, 1, 2, 3, 4]],
+      [1, [0, 1, 2, 3, 4]],
+      [30, [2, 1, 0, 3, 4]],
+      [31, [3, 2, 1, 0, 4]],
+      [50, [4, 3, 2, 1, 0]],
+      [999, [4, 3, 2, 1, 0]],
+    ];
+    for (const [at, order] of cases) assert.deepEqual(suspicionOrder(pieces, at), order, `damage shown by ${at}`);
+  });
 
   it('compares at most `concurrency` pieces at once, however many the blob has', async () => {
     const digest = `sha256:${'0'.repeat(64)}`;
