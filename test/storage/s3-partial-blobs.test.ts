@@ -151,6 +151,23 @@ describe('S3 partial blobs on Ceph RGW', function () {
     await part.close();
   });
 
+  it('lets the runs of 8 connections each grow to a whole piece, so that the commit copies nearly all bytes server side', async () => {
+    // 8 connections of 5.25 MiB: each run makes a whole 5 MiB piece before its connection ends
+    // (when the runs were bounded at 20 MiB together, none did: every byte went through the replica at commit).
+    const each = 5 * MiB + 256 * KiB;
+    const data = randomBytes(8 * each);
+    const digest = sha256(data);
+    const part = await replica().partials.open(digest, data.length);
+    await Promise.all(Array.from({ length: 8 }, (_, i) => fetchRange(part, data, i * each, (i + 1) * each - 1)));
+    await part.flush();
+    const pieces = await collect(bucket.list(`partials/sha256/${digest.slice(7)}/pieces/`));
+    const whole = pieces.filter((p) => p.size >= 5 * MiB).reduce((n, p) => n + p.size, 0);
+    assert.ok(whole >= 0.9 * 8 * 5 * MiB, `${whole} of ${data.length} bytes in pieces of 5 MiB or more`);
+    await part.commit(digest);
+    await part.close();
+    assert.deepEqual(await replica().blobs.readBytes(digest), data);
+  });
+
   it('keeps a run\'s small pieces until the commit: a replica that resumed them while the old writer went on commits from what it listed', async () => {
     const data = randomBytes(8 * MiB);
     const digest = sha256(data);

@@ -43,8 +43,17 @@ const PIECE_BYTES = MIN_PART_BYTES;
 /** At most this many bytes only in memory (what a takeover after a kill fetches again): then they go out as small pieces. */
 export const MEMORY_BYTES = 1024 * 1024;
 const WRITE_OUT_MS = 1000;
-/** Past this many bytes in all runs (many connections), the largest runs leave memory once in the bucket. */
-const RUNS_BYTES = 4 * PIECE_BYTES;
+/**
+ * Runs in memory, counted by the runs written within WRITE_OUT_MS (about one per connection
+ * writing the blob: each may grow to a whole piece, so nearly all bytes copy server side at
+ * commit), at least RUNS_MIN and at most RUNS_MAX of them, each up to RUN_BYTES: past that the
+ * largest runs all in the bucket leave memory (their bytes then go through the replica at commit).
+ * So one partial blob holds at most RUNS_MAX x RUN_BYTES (96 MiB) in memory, and the connections
+ * of one upstream link (transfer.maxConnections, all its transfers together) about one run each.
+ */
+const RUN_BYTES = PIECE_BYTES + MEMORY_BYTES;
+const RUNS_MIN = 4;
+const RUNS_MAX = 16;
 /** Times a read looks a piece up again after it was removed under it (shadowed by a newer one). */
 const LOOKUPS = 3;
 const READ_BYTES = 1024 * 1024;
@@ -334,10 +343,12 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     if (failed) throw failed.reason;
     // A run all in the bucket leaves memory once its request stopped writing (it may still write the bytes that follow).
     this.runs = this.runs.filter((r) => r.bytes > r.durable || Date.now() - r.lastWrite < WRITE_OUT_MS);
-    // Many connections: the largest runs all in the bucket leave memory (their small pieces stay as they are).
+    // Past a run per connection writing: the largest runs all in the bucket leave memory (their small pieces stay as they are).
+    const writing = this.runs.filter((r) => Date.now() - r.lastWrite < WRITE_OUT_MS).length;
+    const budget = Math.min(Math.max(writing, RUNS_MIN), RUNS_MAX) * RUN_BYTES;
     let inMemory = this.runs.reduce((n, r) => n + r.bytes, 0);
     for (const r of [...this.runs].sort((a, b) => b.bytes - a.bytes)) {
-      if (inMemory <= RUNS_BYTES) break;
+      if (inMemory <= budget) break;
       if (r.durable !== r.bytes) continue;
       inMemory -= r.bytes;
       r.start += r.bytes;
