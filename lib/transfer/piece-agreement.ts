@@ -193,7 +193,8 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
       if (matched || failure || phase.controller.signal.aborted) break;
       // Where the bytes as held show damage (under the lock: no piece changes meanwhile). Once
       // they show none, the rest is compared in order.
-      const at = located ? await lock.run(() => r.locate!(phase.controller.signal)) : undefined;
+      // A hint only: a locate that fails (a store read) leaves the pieces to be compared in order.
+      const at = located ? await lock.run(() => r.locate!(phase.controller.signal)).catch(() => undefined) : undefined;
       located = at !== undefined;
       lookAgain = false;
       // Around a damage the piece is most likely one of the first few: one at a time, one more
@@ -231,6 +232,9 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
     if (failure) throw failure.error;
     return changed ? 'repaired' : 'same';
   } finally {
+    // Whatever ended the repair (a piece's error, the check's), no copy goes on fetching after it.
+    phase.controller.abort(new Error('the repair ended'));
+    await Promise.allSettled([...running.values(), ...(checking ? [checking] : [])]);
     phase.dispose();
     await scratch.close().catch(() => {});
   }

@@ -353,6 +353,51 @@ describe('piece repair by agreement (no piece digests)', () => {
     await assertHolds(part, data);
   });
 
+  it('takes a locate that fails (a store read) for no hint: the pieces are compared in order and the blob is repaired', async () => {
+    const { data, part, pieces } = await heldBlob(8, 7, [5]);
+    const outcome = await repairByAgreement({
+      part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+      deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
+      locate: () => Promise.reject(new Error('S3 GET failed')),
+      fetchCopy: async (p, write) => write(p.start, data.subarray(p.start, p.end + 1)),
+    });
+    assert.equal(outcome, 'repaired');
+    await assertHolds(part, data);
+  });
+
+  it('leaves no copy fetching once the repair failed (its whole-blob check could not read the part)', async () => {
+    const { data, part, pieces } = await heldBlob(16, 8, [0, 12]);
+    // Once the first copy came, the part's reads fail (after 100 ms): the check after piece 0
+    // changed rejects while the repair waits on it and pieces 2 and 3 are in flight (piece 1 agreed at once).
+    let broken = false;
+    const unreadable = new Proxy(part, {
+      get(target, prop, receiver) {
+        if (prop === 'read' && broken) return () => new Promise((_, reject) => setTimeout(() => reject(new Error('disk read failed')), 100));
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    let active = 0;
+    await assert.rejects(repairByAgreement({
+      part: unreadable, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+      deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 4,
+      fetchCopy: async (p, write, signal) => {
+        active++;
+        try {
+          if (p.start > PIECE) await new Promise((resolve, reject) => {
+            const timer = setTimeout(resolve, 1000);
+            signal.addEventListener('abort', () => { clearTimeout(timer); reject(signal.reason as Error); }, { once: true });
+          });
+          await write(p.start, data.subarray(p.start, p.end + 1));
+          broken = true;
+        } finally {
+          active--;
+        }
+      },
+    }), /disk read failed/);
+    assert.equal(active, 0, `${active} piece copies still fetching after the repair failed`);
+  });
+
   it('starts no piece while the whole blob is checked after a piece changed (on a large blob that check takes a while)', async () => {
     // Flips in pieces 2 and 40: the check after piece 2 fails.
     const { data, part, pieces } = await heldBlob(64, 6, [2, 40]);
