@@ -12,6 +12,8 @@ import type { PositionalReader } from '../storage/partial-blobs.ts';
 
 /** Compressed bytes fed at a time: how closely a damage is placed. */
 const FEED_BYTES = 64 * 1024;
+/** Bytes read from the store at a time (an S3 partial blob answers each read with a ranged GET). */
+const READ_BYTES = 1024 * 1024;
 const TAR_BLOCK = 512;
 /** The tar header's checksum field: bytes [148, 156), counted as spaces. */
 const CHECKSUM_AT = 148;
@@ -100,7 +102,7 @@ function isEndCheck(err: Error): boolean {
  * damage: the damage is before it. Undefined when it is no gzip or showed none before its end.
  */
 export async function firstDamage(stored: PositionalReader, size: number, signal?: AbortSignal): Promise<number | undefined> {
-  const buf = Buffer.allocUnsafe(FEED_BYTES);
+  const buf = Buffer.allocUnsafe(READ_BYTES);
   if ((await stored.read(0, buf.subarray(0, 2))) < 2 || buf[0] !== 0x1f || buf[1] !== 0x8b) return undefined;
   const gunzip = createGunzip();
   const tar = new TarHeaders();
@@ -119,11 +121,15 @@ export async function firstDamage(stored: PositionalReader, size: number, signal
   try {
     while (fed < size && shown === undefined && !failed) {
       signal?.throwIfAborted();
-      const n = await stored.read(fed, buf.subarray(0, Math.min(FEED_BYTES, size - fed)));
+      const n = await stored.read(fed, buf.subarray(0, Math.min(READ_BYTES, size - fed)));
       if (n === 0) break;
-      fed += n;
-      // The copy: zlib keeps the chunk until it is processed, and buf is read into again.
-      await Promise.race([new Promise<void>((resolve) => gunzip.write(Buffer.from(buf.subarray(0, n)), () => resolve())), closed]);
+      // Fed a slice at a time, so a damage is placed within FEED_BYTES.
+      for (let at = 0; at < n && shown === undefined && !failed; at += FEED_BYTES) {
+        const slice = buf.subarray(at, Math.min(n, at + FEED_BYTES));
+        fed += slice.length;
+        // The copy: zlib keeps the chunk until it is processed, and buf is read into again.
+        await Promise.race([new Promise<void>((resolve) => gunzip.write(Buffer.from(slice), () => resolve())), closed]);
+      }
     }
     if (shown === undefined && !failed) {
       gunzip.end();

@@ -55,4 +55,19 @@ describe('gzip damage: where a flipped byte shows in a gzip layer', function () 
     }
     assert.ok(near >= flips.length / 2, `only ${near} of ${flips.length} flips placed within a piece`);
   });
+
+  it('reads the store a MiB at a time (each read of an S3 partial blob is a ranged GET), placing as closely', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 4 * 1024 * KiB)).path);
+    const intact = reader(layer);
+    let reads = 0;
+    const counted = { read: (pos: number, into: Uint8Array) => { reads++; return intact.read(pos, into); } };
+    assert.equal(await firstDamage(counted, layer.length), undefined);
+    // The gzip magic, then the blob a MiB at a time.
+    assert.ok(reads <= 1 + Math.ceil(layer.length / (1024 * KiB)), `${reads} reads of a ${layer.length}-byte layer`);
+    const pos = Math.floor(layer.length * 0.6);
+    const damaged = Buffer.from(layer);
+    damaged[pos] = (damaged[pos] as number) ^ 0x5a;
+    const at = await firstDamage(reader(damaged), damaged.length);
+    assert.ok(at !== undefined && at > pos && at - pos <= PIECE + 64 * KiB, `a flip at ${pos} placed at ${String(at)}`);
+  });
 });
