@@ -193,6 +193,8 @@ export class HeldLease {
   private overdueSince: number | undefined;
   /** Callers of untilValid() waiting for a renewal's verdict. */
   private waiters: Array<() => void> = [];
+  /** The body of the last renewal that failed without an answer: it may have landed all the same. */
+  private unanswered: string | undefined;
 
   /** @internal Made by Leases.tryTake. */
   constructor(
@@ -253,9 +255,10 @@ export class HeldLease {
     const body = this.leases.body('held', this.timing.ttlMs, ++this.seq);
     let etag: string | undefined;
     try {
-      // 412: taken, unless the write is there after all (the client sent it again after an answer was lost).
-      etag = (await this.leases.objects.put(key(this.name), body, { ifMatch: this.etag })) ?? (await this.leases.written(this.name, body));
+      etag = await this.putRenewal(body);
+      this.unanswered = undefined;
     } catch {
+      this.unanswered = body;
       // Past the deadline, a renewal that failed gets no verdict: expired.
       if (this.overdueSince !== undefined) this.lose('expired');
       // RGW unreachable or slow: try again soon; the deadline decides when it is lost.
@@ -281,6 +284,22 @@ export class HeldLease {
       this.wake();
     }
     return true;
+  }
+
+  /**
+   * Writes `body` over the lease we hold; its etag, or undefined when another replica took it. A
+   * 412 is not yet a theft: the write may be there after all (the client sent it again after an
+   * answer was lost), or an earlier renewal whose answer was lost landed and moved the etag: then
+   * the lease is still ours, and this renewal is written again over that one.
+   */
+  private async putRenewal(body: string): Promise<string | undefined> {
+    const put = (ifMatch: string): Promise<string | undefined> => this.leases.objects.put(key(this.name), body, { ifMatch });
+    const etag = (await put(this.etag)) ?? (await this.leases.written(this.name, body));
+    if (etag !== undefined || this.unanswered === undefined) return etag;
+    const earlier = await this.leases.written(this.name, this.unanswered);
+    if (earlier === undefined) return undefined;
+    this.etag = earlier;
+    return (await put(earlier)) ?? (await this.leases.written(this.name, body));
   }
 
   private scheduleRenew(ms: number): void {

@@ -60,3 +60,21 @@ export class GatedObjects extends ClusterObjects {
     return etag;
   }
 }
+
+/** Objects whose next write lands in the bucket but whose answer is lost (the client sees an error). */
+export class AnswerLosingObjects extends ClusterObjects {
+  loseNext = false;
+
+  constructor(access: S3Access) {
+    super(s3Bucket(access));
+  }
+
+  override async put(key: string, body: string | Buffer, condition?: PutCondition): Promise<string | undefined> {
+    const etag = await super.put(key, body, condition);
+    if (this.loseNext) {
+      this.loseNext = false;
+      throw new Error('socket hang up (the write landed, its answer was lost)');
+    }
+    return etag;
+  }
+}

@@ -5,7 +5,7 @@ import { Leases, LeaseLostError, type HeldLease } from '../../lib/cluster/lease.
 import { waitFor } from '../helpers/processes.ts';
 import type { ClusterObjects } from '../../lib/cluster/objects.ts';
 import { useRgw } from '../helpers/ceph.ts';
-import { accessOf, clusterObjects, GatedObjects, type S3Access } from './cluster-bucket.ts';
+import { accessOf, AnswerLosingObjects, clusterObjects, GatedObjects, type S3Access } from './cluster-bucket.ts';
 
 interface Reply { id: number; ok: boolean; at: number; error?: string }
 
@@ -125,6 +125,22 @@ describe('leases on RGW (lib/cluster/lease.ts)', function () {
     assert.equal(held.signal.aborted, false);
     assert.deepEqual(await new Leases(objects, 'observer').inspect('late').then((v) => [v.state, v.holder]), ['held', 'late']);
     await held.release();
+  });
+
+  it('keeps a lease whose renewal landed but whose answer was lost: the next renewal is no theft', async () => {
+    const losing = new AnswerLosingObjects(access);
+    const lost: LeaseLostError[] = [];
+    const a = new Leases(losing, 'lossy', { ttlMs: 5000 }, (e) => lost.push(e));
+    const held = (await a.tryTake('lossy')) as HeldLease;
+    assert.ok(held?.valid);
+    losing.loseNext = true;
+    assert.equal(await held.renew(), false, 'the renewal whose answer was lost');
+    assert.equal(await held.renew(), true, 'the next renewal found the lease still ours');
+    assert.deepEqual(lost.map((e) => e.reason), []);
+    assert.equal(held.signal.aborted, false);
+    assert.deepEqual(await new Leases(objects, 'observer').inspect('lossy').then((v) => [v.state, v.holder]), ['held', 'lossy']);
+    await held.release();
+    assert.equal((await new Leases(objects, 'observer').inspect('lossy')).state, 'free');
   });
 
   it('stops a holder whose renewals do not get through before anyone may steal it; its late renew then fails the If-Match', async () => {
