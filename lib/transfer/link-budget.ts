@@ -189,7 +189,8 @@ export class LinkBudget {
     this.answered = true;
     // The link answered: slow start doubles now rather than at its first tick (half an interval
     // from the first request), with nothing measured yet (as that tick, which saw mostly the round
-    // trip, would have): the ticks after judge the goodput.
+    // trip, would have). The next tick has no rate to compare with either and doubles again
+    // unjudged; from the one after, each doubling is judged by the goodput it brought.
     if (this.controller.slowStart && !this.limitFrom && this.timer && this.peakActive >= this.limit) {
       clearTimeout(this.timer);
       this.scheduleTick();
