@@ -468,11 +468,7 @@ export class RelayPool {
       const drawn = this.anyOf(candidates);
       return drawn.hasRoom() ? this.anyOf(leastOpen(candidates.filter((m) => m.hasRoom()))) : drawn;
     }
-    const weights = candidates.map((m, i) => {
-      const r = rates[i] as number;
-      if (r > 0) return Math.max(r, best * MIN_WEIGHT_SHARE);
-      return m.open.size === 0 ? best : best * MIN_WEIGHT_SHARE;
-    });
+    const weights = candidates.map((m, i) => expectedRate(m, rates[i] as number, best));
     let x = this.random() * weights.reduce((a, b) => a + b, 0);
     for (const [i, w] of weights.entries()) {
       x -= w;
@@ -490,12 +486,12 @@ export class RelayPool {
     const now = this.now();
     const rates = candidates.map((m) => m.rate(now));
     const best = Math.max(0, ...rates);
-    if (best === 0) return this.anyOf(leastOpen(candidates));
-    const seconds = candidates.map((m, i) => {
-      const r = rates[i] as number;
-      const rate = r > 0 ? r : m.open.size === 0 ? best : best * MIN_WEIGHT_SHARE;
-      return (m.rttMs ?? 0) / 1000 + bytes / rate;
-    });
+    if (best === 0) {
+      // Nothing measured: one of those with room holding the fewest (a full relay picked would be marked as wanting more).
+      const roomy = candidates.filter((m) => m.hasRoom());
+      return this.anyOf(leastOpen(roomy.length > 0 ? roomy : candidates));
+    }
+    const seconds = candidates.map((m, i) => (m.rttMs ?? 0) / 1000 + bytes / expectedRate(m, rates[i] as number, best));
     const least = Math.min(...seconds);
     return this.anyOf(candidates.filter((_, i) => seconds[i] === least));
   }
@@ -575,6 +571,16 @@ function pingWithin(client: UpstreamClient, ms: number): Promise<void> {
 }
 
 /** The members with the fewest open requests. */
+/**
+ * What a relay is expected to deliver per connection, `rate` measured and `best` the best measured:
+ * at least a share of the best; unmeasured, as much as the best while idle (so it gets measured), as
+ * little as the slowest may while its first requests run.
+ */
+function expectedRate(m: RelayMember, rate: number, best: number): number {
+  if (rate > 0) return Math.max(rate, best * MIN_WEIGHT_SHARE);
+  return m.open.size === 0 ? best : best * MIN_WEIGHT_SHARE;
+}
+
 function leastOpen(members: RelayMember[]): RelayMember[] {
   const fewest = Math.min(...members.map((m) => m.open.size));
   return members.filter((m) => m.open.size === fewest);
