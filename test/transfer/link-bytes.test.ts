@@ -71,15 +71,16 @@ describe('transfer: link bytes with no faults', function () {
   it('time a connection waits on its own store is not link silence: nothing is cut, nothing crosses twice', async () => {
     // A store slow to take a write for longer than stallSeconds: once every connection's writes
     // wait together (S3 partial blobs past their memory bound), once one connection's alone (a
-    // run waiting for its piece to go out) while the others deliver.
-    const size = 8 * MiB;
+    // run waiting for its piece to go out) while the others deliver. Both well before the blob's
+    // tail, whose copies of a slow range are a loss budget of their own (tail-plan.ts).
+    const size = 16 * MiB;
     r = await rig(size, { faults: { rateBytesPerSec: 2 * MiB, latencyMs: 20 } });
     const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1500));
     let all: Promise<void> | undefined;
     let one: Promise<void> | undefined;
     const partials = slowWrites(r.store.partials, (pos) => {
       if (pos >= 2 * MiB && pos < 4 * MiB) return (all ??= pause());
-      if (pos >= 6 * MiB && !one) return (one = pause());
+      if (pos >= 5 * MiB && !one) return (one = pause());
       return undefined;
     });
     const config = { minChunkBytes: MiB, maxChunkBytes: MiB, minConnections: 4, maxConnections: 4, stallSeconds: 0.5 };
@@ -89,6 +90,7 @@ describe('transfer: link bytes with no faults', function () {
     const ratio = r.proxy.stats.bytesFromUpstream / size;
     console.log(`      link bytes ${ratio.toFixed(3)}x the blob, ${t.snapshot().retries} retries`);
     assert.equal(t.snapshot().retries, 0);
-    assert.ok(ratio <= 1.02, `link bytes ${ratio.toFixed(3)}x the blob`);
+    // Beyond the blob, only what the tail's copies may cost (twice TAIL_LOSS_MIN_BYTES, as link-faults allows).
+    assert.ok(r.proxy.stats.bytesFromUpstream <= size + 2 * 256 * 1024, `link bytes ${ratio.toFixed(3)}x the blob`);
   });
 });
