@@ -162,6 +162,7 @@ export const configSchema = z.strictObject({
   prefetch: z.strictObject({
     enabled: z.boolean().default(true).describe('When a manifest of an image is served, fetch its blobs not held ahead (skopeo and containerd pull one layer at a time)'),
     concurrency: z.number().int().min(1).max(64).default(16).describe('Blobs of one image fetched ahead at once (the link serves them oldest first, after the blobs clients read)'),
+    maxTransfers: z.number().int().min(1).max(1024).default(64).describe('Blobs fetched ahead at once over every image (each holds a partial blob open): a prewarm of many images waits its turn, oldest image first'),
     maxBytes: bytes.default(4 * 1024 * 1024 * 1024).describe('Most bytes of one image fetched ahead; later layers wait for a client'),
     unclaimedSeconds: z.number().positive().default(60)
       .describe('Stop the prefetches of an image no client asked a blob of for this long (the parts stay; a request resumes them)'),

@@ -4,7 +4,7 @@
  * with one transfer at a time) finds each next layer under way instead of paying the link's ramp
  * per layer. Prefetch transfers are ordinary transfers (transfers.ts: one transfer per digest, which a
  * client's request joins); a blob held or already being transferred is left alone. Bounded: at most
- * `concurrency` blobs of one image at a time, `maxBytes` per image. An image no client asked a
+ * `concurrency` blobs of one image at a time, `maxTransfers` over all images, `maxBytes` per image. An image no client asked a
  * blob of for `unclaimedSeconds` (and none is still receiving one, nor got one within that time)
  * has its unclaimed prefetches stopped (their parts stay, so a later request resumes them).
  */
@@ -16,6 +16,8 @@ import type { UpstreamPort } from './upstream-port.ts';
 
 export interface PrefetchOptions {
   concurrency: number;
+  /** Prefetch transfers at once over every image (each holds a partial blob open): a prewarm of many images waits its turn. */
+  maxTransfers: number;
   maxBytes: number;
   unclaimedSeconds: number;
 }
@@ -58,6 +60,8 @@ export class Prefetcher {
   private readonly timer: NodeJS.Timeout;
   /** Closed: no image starts to prefetch (a manifest served while the service stops). */
   private closed = false;
+  /** Prefetch transfers running over every image (at most maxTransfers). */
+  private running = 0;
 
   constructor(
     private readonly transfers: Transfers,
@@ -124,15 +128,18 @@ export class Prefetcher {
   }
 
   private pump(image: ImagePrefetch): void {
-    while (!image.stopped && image.running < this.opts.concurrency && image.queue.length > 0) {
+    while (!image.stopped && image.running < this.opts.concurrency && this.running < this.opts.maxTransfers && image.queue.length > 0) {
       const blob = image.queue.shift() as Descriptor;
       image.running++;
+      this.running++;
       this.start(image, blob).catch((err: unknown) => {
         this.logger.debug({ err, digest: blob.digest }, 'prefetch not started');
       }).finally(() => {
         image.running--;
-        this.pump(image);
+        this.running--;
         this.forgetIfDone(image);
+        // The slot goes to the oldest image still waiting (the map keeps the order images came in).
+        for (const waiting of [...this.images.values()]) this.pump(waiting);
       });
     }
     this.forgetIfDone(image);

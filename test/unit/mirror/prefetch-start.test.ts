@@ -42,4 +42,46 @@ describe('prefetch with the default settings', () => {
       assert.deepEqual(started, [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]);
     });
   });
+
+  it('runs at most prefetch.maxTransfers over every image; a slot freed goes to the oldest image waiting', async () => {
+    const started: string[] = [];
+    const ends = new Map<string, () => void>();
+    const transfers = {
+      get: () => undefined,
+      ensure: (req: TransferRequest) => {
+        started.push(req.digest);
+        const committed = new Promise<void>((resolve) => ends.set(req.digest, resolve));
+        return { digest: req.digest, committed, transfer: { abort: () => {} } } as unknown as TransferHandle;
+      },
+    } as unknown as Transfers;
+    const store = { blobs: { has: async () => false } } as unknown as Storage;
+    const upstream = { rangeSource: () => ({}) } as unknown as UpstreamPort;
+    const opts = { ...configSchema.parse({}).prefetch, concurrency: 16, maxTransfers: 20 };
+    const prefetcher = new Prefetcher(transfers, store, opts, silentLogger);
+    /** Image i: a config and 15 layers, every digest its own. */
+    const images = [0, 1, 2].map((i) => ({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(`config ${i}`), size: 947 },
+      layers: Array.from({ length: 15 }, (_, l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(`image ${i} layer ${l}`), size: 1024 })),
+    }));
+    const blobsOf = (m: (typeof images)[number]): string[] => [m.config.digest, ...m.layers.map((l) => l.digest)];
+    const settle = async (): Promise<void> => { for (let k = 0; k < 10; k++) await new Promise((resolve) => setImmediate(resolve)); };
+    try {
+      for (const [i, m] of images.entries()) {
+        prefetcher.manifestServed({ upstreamKey: 'hub', upstream, repository: `bench/i${i}`, cache: `hub/bench/i${i}`, bytes: Buffer.from(JSON.stringify(m)), mediaType: m.mediaType });
+      }
+      await settle();
+      // 16 of image 0 (its concurrency), then 4 of image 1: 20 in all; image 2 waits.
+      assert.deepEqual(started, [...blobsOf(images[0]!), ...blobsOf(images[1]!).slice(0, 4)]);
+      // Two of image 0 end: image 1, the oldest waiting, gets both slots.
+      ends.get(blobsOf(images[0]!)[0]!)!();
+      ends.get(blobsOf(images[0]!)[1]!)!();
+      await settle();
+      assert.deepEqual(started.slice(20), blobsOf(images[1]!).slice(4, 6));
+      assert.equal(started.length, 22, 'no more than maxTransfers at once');
+    } finally {
+      prefetcher.close();
+    }
+  });
 });
