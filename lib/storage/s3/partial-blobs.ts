@@ -44,8 +44,8 @@ const PIECE_BYTES = MIN_PART_BYTES;
 export const MEMORY_BYTES = 1024 * 1024;
 const WRITE_OUT_MS = 1000;
 /**
- * Runs in memory, counted by the runs written within WRITE_OUT_MS (about one per connection
- * writing the blob: each may grow to a whole piece, so nearly all bytes copy server side at
+ * Runs in memory, counted by the runs still there (a run all in the bucket and not written for
+ * WRITE_OUT_MS has left: about one per connection writing the blob: each may grow to a whole piece, so nearly all bytes copy server side at
  * commit), at least RUNS_MIN and at most RUNS_MAX of them, each up to RUN_BYTES: past that the
  * largest runs all in the bucket leave memory (their bytes then go through the replica at commit).
  * So one partial blob holds at most RUNS_MAX x RUN_BYTES (96 MiB) in memory, and the connections
@@ -344,8 +344,7 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     // A run all in the bucket leaves memory once its request stopped writing (it may still write the bytes that follow).
     this.runs = this.runs.filter((r) => r.bytes > r.durable || Date.now() - r.lastWrite < WRITE_OUT_MS);
     // Past a run per connection writing: the largest runs all in the bucket leave memory (their small pieces stay as they are).
-    const writing = this.runs.filter((r) => Date.now() - r.lastWrite < WRITE_OUT_MS).length;
-    const budget = Math.min(Math.max(writing, RUNS_MIN), RUNS_MAX) * RUN_BYTES;
+    const budget = Math.min(Math.max(this.runs.length, RUNS_MIN), RUNS_MAX) * RUN_BYTES;
     let inMemory = this.runs.reduce((n, r) => n + r.bytes, 0);
     for (const r of [...this.runs].sort((a, b) => b.bytes - a.bytes)) {
       if (inMemory <= budget) break;
