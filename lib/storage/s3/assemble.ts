@@ -87,6 +87,13 @@ export async function assembleSegments(bucket: S3Bucket, segments: readonly Segm
     return;
   }
   const plan = planParts(segments);
+  if (plan.length === 1 && !(plan[0] as PlannedPart).copy) {
+    // All of it below one part (a small blob): one PutObject of its bytes, not a multipart upload
+    // (create, part, complete: two requests more, one after the other).
+    const { body, length, feeding } = feed(bucket, (plan[0] as PlannedPart).segments);
+    await Promise.all([bucket.put(target, { stream: body, length }), feeding]);
+    return;
+  }
   const uploadId = await bucket.createMultipart(target);
   try {
     const done: CompletedPart[] = [];
@@ -110,13 +117,20 @@ async function uploadPlanned(bucket: S3Bucket, target: string, uploadId: string,
     const s = part.segments[0] as Segment;
     return bucket.uploadPartCopy(target, uploadId, partNumber, s.key, { start: s.start, end: s.end });
   }
-  const length = part.segments.reduce((n, s) => n + s.end - s.start + 1, 0);
+  const { body, length, feeding } = feed(bucket, part.segments);
+  const [uploaded] = await Promise.all([bucket.uploadPart(target, uploadId, partNumber, { stream: body, length }), feeding]);
+  return uploaded;
+}
+
+/** The segments' bytes as one stream (ranged GETs, one after the other), and the promise of feeding it. */
+function feed(bucket: S3Bucket, segments: readonly Segment[]): { body: PassThrough; length: number; feeding: Promise<void> } {
+  const length = segments.reduce((n, s) => n + s.end - s.start + 1, 0);
   const body = new PassThrough({ highWaterMark: 1024 * 1024 });
-  // A failed feed reaches the caller through `feeding`; the upload reading `body` may have no
+  // A failed feed reaches the caller through `feeding`; the request reading `body` may have no
   // listener for its 'error' (unhandled, it would end the process).
   body.on('error', () => undefined);
   const feeding = (async () => {
-    for (const s of part.segments) {
+    for (const s of segments) {
       const got = await bucket.get(s.key, { start: s.start, end: s.end });
       if (!got) throw new Error(`piece ${s.key} vanished while it was being assembled`);
       for await (const chunk of got.body) {
@@ -126,6 +140,5 @@ async function uploadPlanned(bucket: S3Bucket, target: string, uploadId: string,
     body.end();
   })();
   feeding.catch((e: unknown) => body.destroy(e as Error));
-  const [uploaded] = await Promise.all([bucket.uploadPart(target, uploadId, partNumber, { stream: body, length }), feeding]);
-  return uploaded;
+  return { body, length, feeding };
 }
