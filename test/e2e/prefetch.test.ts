@@ -112,9 +112,19 @@ describe('prefetch: a served manifest starts the image\'s other blobs', function
     assert.equal(snap.state, 'aborted');
     assert.ok(snap.bytesDone < big.size, 'stopped before it was complete');
     assert.equal(await mirror.mirror.store.blobs.has(big.digest), false);
-    // The stopped transfer's connections close 60-160 ms after it leaves the map (measured: each of up
-    // to ~16 connections takes one more 16-32 KiB pacer slice meanwhile); from then on the link is quiet.
-    await new Promise((r) => setTimeout(r, 300));
+    // The stopped transfer's connections close 60-160 ms after it leaves the map when idle (measured:
+    // each of up to ~16 connections takes one more 16-32 KiB pacer slice meanwhile), later on a busy
+    // machine (CI: more than 256 KiB after 300 ms): wait until the link has been quiet for 300 ms (a
+    // prefetch still running never lets it be), then it must stay quiet.
+    let seen = link.stats.bytesToClient;
+    let quietSince = Date.now();
+    await waitFor(() => {
+      if (link.stats.bytesToClient !== seen) {
+        seen = link.stats.bytesToClient;
+        quietSince = Date.now();
+      }
+      return Date.now() - quietSince >= 300;
+    }, 5_000, 'the link quiet after the prefetch stopped');
     const carried = link.stats.bytesToClient;
     await new Promise((r) => setTimeout(r, 1500));
     assert.ok(link.stats.bytesToClient - carried < 256 * 1024, 'nothing more crosses the link');
