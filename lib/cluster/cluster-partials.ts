@@ -19,8 +19,10 @@
  *
  * A holder whose lease is lost (at close or discard, or before its commit finished) abandons the
  * backend's partial blob (PartialBlob.abandon): the replica that took the transfer over resumed
- * from the stored bytes, so this one writes and removes nothing more (it committed: the successor
- * commits the same bytes and cleans up).
+ * from the stored bytes, so this one writes and removes nothing more. Before that, the backend's
+ * own writes wait while a renewal is late (PartialBlob.fence). If it had committed, the successor
+ * finds the blob there and never opens the partial blob: its pieces stay until the sweep of old
+ * partial blobs (transfer.partMaxAgeHours), since the successor may have written to it meanwhile.
  *
  * Ranges: the seam's are inclusive, the progress record's half-open; converted here.
  */
@@ -127,6 +129,8 @@ class ClusterPartialBlob implements PartialBlob {
     private readonly keepDoneMs: number,
   ) {
     this.held = new RangeSet(inner.resumed.map((r) => ({ start: r.start, end: r.end + 1 })));
+    // The backend's own writes (its background write-outs too) go out only while the lease is valid.
+    inner.fence?.(() => lease.untilValid());
   }
 
   get digest(): string {
@@ -184,7 +188,7 @@ class ClusterPartialBlob implements PartialBlob {
     await this.ready();
     await this.inner.commit(hashed);
     // Lost while committing (a late renewal's verdict decides): another replica may be writing the partial blob; close leaves it be.
-    this.lostLease ||= !(await this.lease.untilValid().then(() => true, () => false));
+    this.lostLease ||= !(await this.leaseHolds());
     this.finished = true;
     this.held.clear();
     this.held.add(0, this.size);
@@ -197,7 +201,7 @@ class ClusterPartialBlob implements PartialBlob {
   async close(): Promise<void> {
     clearTimeout(this.timer);
     if (!this.finished) await this.publishNow().catch(() => {});
-    await (this.ours() ? this.inner.close() : this.abandonInner());
+    await ((await this.ours()) ? this.inner.close() : this.abandonInner());
     await this.lease.release();
   }
 
@@ -205,14 +209,23 @@ class ClusterPartialBlob implements PartialBlob {
     clearTimeout(this.timer);
     this.held.clear();
     await this.publishNow().catch(() => {});
-    await (this.ours() ? this.inner.discard() : this.abandonInner());
+    await ((await this.ours()) ? this.inner.discard() : this.abandonInner());
     await this.lease.release();
   }
 
-  /** Whether this replica still holds the transfer (a finished one: whether it held it to the end of its commit). */
-  private ours(): boolean {
-    this.lostLease ||= !this.finished && !this.lease.valid;
+  /**
+   * Whether this replica still holds the transfer (a finished one: whether it held it to the end
+   * of its commit), by the same verdict as commit's: a renewal late now is waited for, not taken
+   * for a loss.
+   */
+  private async ours(): Promise<boolean> {
+    if (!this.finished && !this.lostLease) this.lostLease = !(await this.leaseHolds());
     return !this.lostLease;
+  }
+
+  /** The lease's verdict: valid now, or once a late renewal landed; false once it is lost. */
+  private leaseHolds(): Promise<boolean> {
+    return this.lease.untilValid().then(() => true, () => false);
   }
 
   private abandonInner(): Promise<void> {

@@ -75,6 +75,13 @@ export interface PartialBlob extends PositionalReader {
    * Absent: close() instead (a store only one process writes).
    */
   abandon?(): Promise<void>;
+  /**
+   * Every write to the shared store from now on (the background write-outs too) waits for
+   * `until` first, and fails with its rejection: a cluster holder writes only while its lease is
+   * valid (a renewal late past its deadline holds them; a lease lost fails them). Absent: a store
+   * only one process writes.
+   */
+  fence?(until: () => Promise<void>): void;
 }
 
 export interface PartialBlobInfo {

@@ -192,6 +192,34 @@ describe('S3 partial blobs on Ceph RGW', function () {
     assert.deepEqual(await collect(bucket.list('')).then((l) => l.map((o) => o.key).filter((k) => k.startsWith('partials/'))), []);
   });
 
+  it('writes nothing to the bucket past its fence (a cluster holder whose lease renewal is late), and fails the writes once the fence rejects', async () => {
+    const data = randomBytes(3 * MiB);
+    const digest = sha256(data);
+    const pieces = (): Promise<unknown[]> => collect(bucket.list(`partials/sha256/${digest.slice(7)}/pieces/`));
+    const part = await replica().partials.open(digest, data.length);
+    let open!: () => void;
+    let asked = 0;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    part.fence?.(() => { asked++; return gate; });
+    // Past MEMORY_BYTES a write-out is due: it waits at the fence.
+    const recorded: Array<Promise<void>> = [];
+    for (let pos = 0; pos < 1.5 * MiB; pos += 64 * KiB) {
+      await part.write(pos, data.subarray(pos, pos + 64 * KiB));
+      recorded.push(part.record({ start: pos, end: pos + 64 * KiB - 1 }));
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(asked >= 1, 'no write-out came to the fence');
+    assert.deepEqual(await pieces(), [], 'a piece went out past the fence');
+    open();
+    await Promise.all(recorded);
+    assert.ok((await pieces()).length > 0, 'the write-out went out once the fence opened');
+    // Lost: the fence rejects, and so does every write-out after it.
+    part.fence?.(() => Promise.reject(new Error('lease lost')));
+    await part.write(1.5 * MiB, data.subarray(1.5 * MiB, 2 * MiB));
+    await assert.rejects(part.record({ start: 1.5 * MiB, end: 2 * MiB - 1 }), /lease lost/);
+    await part.abandon?.();
+  });
+
   it('lets a rewrite (a repair) win over the bytes it replaces, in reads and in the blob', async () => {
     const { good, bad, part, committedGood } = await withPart(7 * MiB, { start: 3 * MiB, end: 3 * MiB + 1000 });
     await fetchRange(part, bad, 0, good.length - 1);

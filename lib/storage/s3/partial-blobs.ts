@@ -163,6 +163,8 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   private closed = false;
   /** Another writer owns the partial blob now: nothing more is written or removed. */
   private abandoned = false;
+  /** What every bucket write waits for first (PartialBlob.fence). */
+  private fenceUntil: (() => Promise<void>) | undefined;
   /** Small pieces a whole piece of their run shadows (same bytes): kept in the bucket until the commit. */
   private readonly sameBytes = new Set<string>();
   private writing: Promise<void> = Promise.resolve();
@@ -318,9 +320,16 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     return this.queuedOut;
   }
 
-  /** Bucket writes one after the other (a run is never written twice at once). */
+  fence(until: () => Promise<void>): void {
+    this.fenceUntil = until;
+  }
+
+  /** Bucket writes one after the other (a run is never written twice at once), each past the fence. */
   private enqueue(fn: () => Promise<void>): Promise<void> {
-    const next = this.writing.then(fn);
+    const next = this.writing.then(async () => {
+      await this.fenceUntil?.();
+      await fn();
+    });
     this.writing = next.catch((e: unknown) => {
       this.failure ??= e;
     });
