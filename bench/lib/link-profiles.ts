@@ -77,6 +77,18 @@ const RELAYS3: Faults[] = [
   { rateBytesPerSec: 256 * KiB, aggregateBytesPerSec: 2 * MiB, latencyMs: 400 },
 ];
 
+/** Flipped bytes over realistic layers; flips-random is the same over random ones. */
+const FLIPS: LinkProfile = {
+  name: 'flips',
+  about: '80 MiB of realistic layers (files gzipped -6) by skopeo; 512 KiB/s per connection, 8 MiB/s in total, 200 ms RTT, a flipped byte every ~20 MiB per connection (0.05 per MiB)',
+  image: 'small-files',
+  client: 'skopeo',
+  link: { rateBytesPerSec: 512 * KiB, aggregateBytesPerSec: 8 * MiB, latencyMs: 200, corruptPerMiB: 0.05 },
+  chains: ['direct', 'relay'],
+  referenceMinutes: 1.5,
+  deadlineSeconds: 150,
+};
+
 export const PROFILES: LinkProfile[] = [
   {
     name: 'default',
@@ -129,25 +141,12 @@ export const PROFILES: LinkProfile[] = [
     referenceMinutes: 1.5,
     deadlineSeconds: 150,
   },
+  FLIPS,
   {
-    name: 'flips',
-    about: '80 MiB of realistic layers (files gzipped -6) by skopeo; 512 KiB/s per connection, 8 MiB/s in total, 200 ms RTT, a flipped byte every ~20 MiB per connection (0.05 per MiB)',
-    image: 'small-files',
-    client: 'skopeo',
-    link: { rateBytesPerSec: 512 * KiB, aggregateBytesPerSec: 8 * MiB, latencyMs: 200, corruptPerMiB: 0.05 },
-    chains: ['direct', 'relay'],
-    referenceMinutes: 1.5,
-    deadlineSeconds: 150,
-  },
-  {
+    ...FLIPS,
     name: 'flips-random',
     about: 'flips over layers of random bytes (stored gzip: nothing in a layer says where a flip is, as with zstd or incompressible content); 80 MiB by skopeo; 512 KiB/s per connection, 8 MiB/s in total, 200 ms RTT, a flipped byte every ~20 MiB per connection (0.05 per MiB)',
     image: 'small',
-    client: 'skopeo',
-    link: { rateBytesPerSec: 512 * KiB, aggregateBytesPerSec: 8 * MiB, latencyMs: 200, corruptPerMiB: 0.05 },
-    chains: ['direct', 'relay'],
-    referenceMinutes: 1.5,
-    deadlineSeconds: 150,
   },
   {
     name: 'large',

@@ -16,8 +16,9 @@
  * Without them (a direct upstream) only the blob digest proves a byte good: readers get nothing
  * until it matched (transfer.holdUnverified, on by default on a mirror; a relay streams, its readers
  * check pieces themselves), and a mismatch fetches pieces again and keeps what two copies agree
- * on (piece-agreement.ts), starting where a gzip layer's bytes show the damage (gzip-damage.ts). Streaming such bytes, a mismatch cuts the readers already sent some;
- * their retries are served from the repaired copy. DigestMismatchError (sameBytes) when the
+ * on (piece-agreement.ts), starting where a gzip layer's bytes show the damage (gzip-damage.ts).
+ * Streaming such bytes, a mismatch cuts the readers already sent some; their retries are served
+ * from the repaired copy. DigestMismatchError (sameBytes) when the
  * upstream serves the same wrong bytes again and again. Readers (prefix-reader.ts) see the hashed
  * prefix, minus the last byte until the digest matched.
  */

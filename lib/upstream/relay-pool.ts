@@ -570,7 +570,6 @@ function pingWithin(client: UpstreamClient, ms: number): Promise<void> {
   return Promise.race([client.ping(signal), late]);
 }
 
-/** The members with the fewest open requests. */
 /**
  * What a relay is expected to deliver per connection, `rate` measured and `best` the best measured:
  * at least a share of the best; unmeasured, as much as the best while idle (so it gets measured), as
@@ -581,6 +580,7 @@ function expectedRate(m: RelayMember, rate: number, best: number): number {
   return m.open.size === 0 ? best : best * MIN_WEIGHT_SHARE;
 }
 
+/** The members with the fewest open requests. */
 function leastOpen(members: RelayMember[]): RelayMember[] {
   const fewest = Math.min(...members.map((m) => m.open.size));
   return members.filter((m) => m.open.size === fewest);
