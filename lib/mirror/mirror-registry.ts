@@ -119,12 +119,15 @@ export class MirrorRegistry implements RegistryBackend {
     const ref = parseReference(reference);
     const upstream = this.upstream(upstreamKey);
     const log = this.opts.logger.child({ upstream: upstreamKey, repository, reference });
-    const cached = await this.tryLocal(() => this.local.getManifest(cache, reference), 'MANIFEST_UNKNOWN');
+    // A tag is read once (with when it was checked), its manifest then by digest; the check is
+    // written over that very read (a tag set again meanwhile is not marked checked).
+    const tag = ref.kind === 'tag' ? await this.storage.repositories.readTag(cache, ref.tag) : undefined;
+    const held = ref.kind === 'digest' ? reference : tag?.digest;
+    const cached = held === undefined ? undefined : await this.tryLocal(() => this.local.getManifest(cache, held), 'MANIFEST_UNKNOWN');
     if (cached) this.opts.onCacheAccess?.(cached.digest);
     if (cached && ref.kind === 'digest') return this.manifestHit(cached);
-    if (cached && ref.kind === 'tag') {
-      const checkedAt = (await this.storage.repositories.tagCheckedAt(cache, ref.tag)) ?? 0;
-      if (Date.now() - checkedAt < this.opts.manifestTtlMs) return this.manifestHit(cached);
+    if (cached && tag && ref.kind === 'tag') {
+      if (Date.now() - tag.checkedAt < this.opts.manifestTtlMs) return this.manifestHit(cached);
       try {
         const head = await withTimeout(this.opts.revalidateTimeoutMs ?? 10_000, (signal) => upstream.headManifest(repository, reference, signal));
         if (head === undefined) {
@@ -132,7 +135,7 @@ export class MirrorRegistry implements RegistryBackend {
           return this.manifestHit(cached);
         }
         if (head.digest === cached.digest) {
-          await this.storage.repositories.markTagChecked(cache, ref.tag);
+          await this.storage.repositories.markTagChecked(cache, ref.tag, tag);
           return this.manifestHit(cached);
         }
         log.info({ digest: head.digest, previous: cached.digest }, 'tag moved upstream');
@@ -196,11 +199,12 @@ export class MirrorRegistry implements RegistryBackend {
     return this.upstreamHandle(r.upstream.name, r.upstream.repository, cache, digest);
   }
 
-  /** A held blob, linked to this cache repository first (a transfer links only its own). */
-  private async fromStore(cache: string, digest: string): Promise<BlobHandle> {
+  /** A blob just found held (with this size), linked to this cache repository first (a transfer links only its own). */
+  private async fromStore(cache: string, digest: string, size: number): Promise<BlobHandle> {
     await this.storage.repositories.linkBlob(cache, digest);
+    this.metrics.cacheHit('blob');
     this.opts.onCacheAccess?.(digest);
-    return this.local.getBlob(cache, digest);
+    return this.local.blobHandle(digest, size);
   }
 
   /**
@@ -209,6 +213,12 @@ export class MirrorRegistry implements RegistryBackend {
    * link, and none needed while the link is down), else by a HEAD (a transfer for this repository was
    * confirmed when it started). Then it is served from the store when held for another
    * repository (linked, no second transfer), else from the running or a new transfer.
+   *
+   * The store is asked once whether it holds the blob (after the upstream confirmed it, when no
+   * transfer of it runs here): a transfer leaves the running set only after its blob is in the
+   * store, and its readers read the store once it committed, so a transfer found running needs no
+   * look. A transfer started here looks again once it holds the digest's lease across replicas
+   * (ClusterPartialBlobs: another replica may have committed the blob meanwhile).
    */
   private async upstreamHandle(upstreamKey: string, repository: string, cache: string, digest: string): Promise<BlobHandle> {
     const upstream = this.upstream(upstreamKey);
@@ -217,25 +227,19 @@ export class MirrorRegistry implements RegistryBackend {
       // Before asking the upstream anything: content that just failed its digest is held back.
       this.opts.transfers.refuseIfBad(digest);
       const listed = this.sizes.get(cache, digest) ?? (await this.cachedManifestSize(cache, digest));
-      if (listed !== undefined && (await this.storage.blobs.has(digest))) {
-        this.metrics.cacheHit('blob');
-        return this.fromStore(cache, digest);
-      }
       const size = listed ?? (await upstream.headBlob(repository, digest)).size;
-      // While we asked, another request may have started this transfer, or finished it: a transfer
-      // leaves the running set only after its blob is in the store, so look there second.
+      // While we asked, another request may have started this transfer, or finished it.
       transfer = this.opts.transfers.get(digest);
-      if (!transfer && (await this.storage.blobs.has(digest))) {
-        this.metrics.cacheHit('blob');
-        return this.fromStore(cache, digest);
+      if (!transfer) {
+        const held = await this.storage.blobs.size(digest);
+        if (held !== undefined) return this.fromStore(cache, digest, held);
       }
-      transfer ??= this.opts.transfers.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
+      // The running transfer, also one another request started while the store answered.
+      transfer = this.opts.transfers.ensure({ digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, label: `${upstreamKey}/${repository}@${digest.slice(0, 19)}` });
       // Joined a transfer for another repository: this one holds the blob too once it is in.
       if (transfer.repository !== cache) transfer.committed.then(() => this.storage.repositories.linkBlob(cache, digest)).catch(() => {});
     }
     this.metrics.cacheMiss('blob');
-    // It may have finished in between: then the store has it (committed, maybe not yet linked here).
-    if (await this.storage.blobs.has(digest)) return this.fromStore(cache, digest);
     return this.readerHandle(transfer);
   }
 

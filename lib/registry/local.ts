@@ -47,26 +47,29 @@ export class LocalRegistry implements RegistryBackend {
     return (await this.store.repositories.getManifestMeta(name, digest)) !== undefined;
   }
 
+  /**
+   * The repository's blob: its link (or its manifest's: clients may GET a manifest under
+   * /blobs/) first, then the blob's size, so a blob the repository does not hold costs the store
+   * no look at the blob (a pull-through miss asks the local repository and the cache repository
+   * before the upstream: one look at the blob in all, not one per repository).
+   */
   async getBlob(name: string, digest: string): Promise<BlobHandle> {
     requireName(name);
     requireDigest(digest);
     const unknown = new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest}`, { digest });
-    // Asked together (one round trip to an object store, not two); the size counts only once the
-    // repository is known to hold the blob.
-    // A store failure of the stat counts only for a blob the repository holds (else it is unknown here).
-    const [linked, stated] = await Promise.all([
-      this.store.repositories.hasBlob(name, digest),
-      this.store.blobs.stat(digest).then((s) => ({ s }), (err: unknown) => ({ err })),
-    ]);
-    // A manifest is a blob of its repository too (clients may GET it under /blobs/).
-    if (!linked && !(await this.store.repositories.getManifestMeta(name, digest))) throw unknown;
-    if ('err' in stated) throw stated.err;
-    const stat = stated.s;
-    if (!stat) throw unknown;
-    // The size is known: the whole blob is opened as its range (no second stat).
-    const open = (range?: ByteRange): Promise<BlobStream> => openBlob(this.store.blobs, digest, range ?? { start: 0, end: stat.size - 1 });
+    const linked = (await this.store.repositories.hasBlob(name, digest)) || (await this.store.repositories.getManifestMeta(name, digest)) !== undefined;
+    if (!linked) throw unknown;
+    const size = await this.store.blobs.size(digest);
+    if (size === undefined) throw unknown;
+    return this.blobHandle(digest, size);
+  }
+
+  /** A handle on a blob the caller has just found held with this size (no second look at the store). */
+  blobHandle(digest: string, size: number): BlobHandle {
+    // The size is known: the whole blob is opened as its range.
+    const open = (range?: ByteRange): Promise<BlobStream> => openBlob(this.store.blobs, digest, range ?? { start: 0, end: size - 1 });
     const redirect = this.store.blobs.redirectUrl?.bind(this.store.blobs);
-    return { digest, size: stat.size, open, ...(redirect ? { redirectUrl: () => redirect(digest) } : {}) };
+    return { digest, size, open, ...(redirect ? { redirectUrl: () => redirect(digest) } : {}) };
   }
 
   async listTags(name: string, page: Page): Promise<PageResult<string>> {
@@ -217,9 +220,9 @@ export class LocalRegistry implements RegistryBackend {
     for (const d of blobs) {
       if (isForeign(d)) continue;
       const held = blobsFrom === undefined || (await this.heldByAny(blobsFrom, d.digest));
-      const stat = held ? await this.store.blobs.stat(d.digest) : undefined;
-      if (!stat) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown: ${d.digest}`, { digest: d.digest });
-      if (stat.size !== d.size) throw new RegistryError('MANIFEST_INVALID', `descriptor size ${d.size} of ${d.digest} does not match the blob's ${stat.size}`, { digest: d.digest });
+      const size = held ? await this.store.blobs.size(d.digest) : undefined;
+      if (size === undefined) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob unknown: ${d.digest}`, { digest: d.digest });
+      if (size !== d.size) throw new RegistryError('MANIFEST_INVALID', `descriptor size ${d.size} of ${d.digest} does not match the blob's ${size}`, { digest: d.digest });
     }
     for (const d of manifests) {
       if (!(await this.store.repositories.getManifestMeta(name, d.digest))) {

@@ -34,6 +34,10 @@ export class FsBlobStorage implements BlobStorage {
     }
   }
 
+  async size(digest: string): Promise<number | undefined> {
+    return (await this.stat(digest))?.size;
+  }
+
   async has(digest: string): Promise<boolean> {
     return (await this.stat(digest)) !== undefined;
   }

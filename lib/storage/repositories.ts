@@ -9,7 +9,7 @@ import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
 import { readdirOr } from './blobs.ts';
 import { StatValidatedCache, fileExists } from './file-cache.ts';
 import { StorePaths } from './paths.ts';
-import type { ManifestMeta, Origin, RepositoryStorage } from './storage.ts';
+import type { ManifestMeta, Origin, RepositoryStorage, TagRecord } from './storage.ts';
 
 export type { ManifestMeta, Origin } from './storage.ts';
 
@@ -74,18 +74,22 @@ export class FsRepositoryStorage implements RepositoryStorage {
     await writeFileAtomic(this.paths.tmpDir, this.paths.tag(name, tag), digest);
   }
 
-  /** When the tag was last written or revalidated (ms since epoch), for cache freshness. */
-  async tagCheckedAt(name: string, tag: string): Promise<number | undefined> {
+  /** The tag with when it was last written or revalidated (its mtime), for cache freshness. */
+  async readTag(name: string, tag: string): Promise<TagRecord | undefined> {
+    const path = this.paths.tag(name, tag);
+    const digest = await this.getTag(name, tag);
+    if (digest === undefined) return undefined;
     try {
-      return (await stat(this.paths.tag(name, tag))).mtimeMs;
+      return { digest, checkedAt: (await stat(path)).mtimeMs };
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;
     }
   }
 
-  /** Records that the upstream confirmed the tag just now. */
-  async markTagChecked(name: string, tag: string): Promise<void> {
+  /** Records that the upstream confirmed the tag just now (its mtime), unless it was set to another digest since. */
+  async markTagChecked(name: string, tag: string, seen: TagRecord): Promise<void> {
+    if ((await this.getTag(name, tag)) !== seen.digest) return;
     const now = new Date();
     await utimes(this.paths.tag(name, tag), now, now).catch(() => {});
   }

@@ -61,6 +61,11 @@ export interface BlobStream extends Readable {
 export interface BlobStorage {
   /** undefined when the blob is not held. */
   stat(digest: string): Promise<BlobInfo | undefined>;
+  /**
+   * The blob's size, undefined when it is not held: what serving needs, without the touchedAt only
+   * eviction and gc ask for (S3: one HEAD of the blob, stat's second of its touch record spared).
+   */
+  size(digest: string): Promise<number | undefined>;
   has(digest: string): Promise<boolean>;
 
   /**
@@ -95,7 +100,13 @@ export interface BlobStorage {
    */
   redirectUrl?(digest: string): Promise<string>;
 
-  /** Marks the blob as used now (touchedAt), each call (how often is the caller's: TouchThrottle); nothing when it is not held. Best effort. */
+  /**
+   * Marks the blob as used now (touchedAt), each call (how often is the caller's: TouchThrottle).
+   * Best effort, for a blob the caller has just found held (it served it): a backend need not look
+   * again. S3 does not (one PUT): a touch that races the blob's delete may leave its empty touch
+   * record behind, which stat and list ignore (they start from the blob) and the digest's next
+   * delete removes. The fs and memory stores do nothing for a blob not held.
+   */
   touch(digest: string): Promise<void>;
 
   /** Every blob held, in no particular order; blobs added or removed meanwhile may or may not appear. */
@@ -134,6 +145,15 @@ export interface ManifestMeta {
   annotations?: Record<string, string>;
 }
 
+/** A tag as one read of it gives it (readTag). */
+export interface TagRecord {
+  digest: string;
+  /** When the tag was last set or confirmed by markTagChecked (ms since the epoch). */
+  checkedAt: number;
+  /** Which write of the record this is (S3: its etag), for markTagChecked's compare; opaque. */
+  version?: string;
+}
+
 /** "local": pushed or imported, pinned; "cache": pull-through, evictable. */
 export type Origin = 'local' | 'cache';
 
@@ -154,10 +174,13 @@ export interface RepositoryStorage {
   /** The digest the tag points at, undefined when no such tag. */
   getTag(name: string, tag: string): Promise<string | undefined>;
   setTag(name: string, tag: string, digest: string): Promise<void>;
-  /** When the tag was last set or confirmed by markTagChecked (ms since the epoch). */
-  tagCheckedAt(name: string, tag: string): Promise<number | undefined>;
-  /** Records that the upstream confirmed the tag now; nothing when there is no such tag. */
-  markTagChecked(name: string, tag: string): Promise<void>;
+  /** The tag with when it was checked, in one read (revalidation); undefined when no such tag. */
+  readTag(name: string, tag: string): Promise<TagRecord | undefined>;
+  /**
+   * Records that the upstream confirmed the tag now, as `seen` (readTag's) read it, without reading
+   * it again; nothing when the tag is gone or was set again since (it is no longer what was confirmed).
+   */
+  markTagChecked(name: string, tag: string, seen: TagRecord): Promise<void>;
   deleteTag(name: string, tag: string): Promise<boolean>;
   /** Tags in lexical (code unit) order, the order the spec's pagination needs. */
   listTags(name: string): Promise<string[]>;

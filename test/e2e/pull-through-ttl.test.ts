@@ -100,7 +100,7 @@ describe('pull-through: cached tags, TTL and revalidation', function () {
     it('serves the cached tag until the TTL has passed, then the moved one', async () => {
       const ref = `${ferry.host}/kollaglue/glance:zed`;
       assert.equal(await dockerPull(dockerd, ref), v1.manifestDigest);
-      const cachedAt = await ferry.mirror.store.repositories.tagCheckedAt('origin/kolla/glance', 'zed');
+      const cachedAt = (await ferry.mirror.store.repositories.readTag('origin/kolla/glance', 'zed'))?.checkedAt;
       assert.ok(cachedAt !== undefined);
       await pushImage(v2, registry.host, 'kolla/glance', 'zed');
       const stale = await manifestDigest(ferry, 'kollaglue/glance', 'zed');

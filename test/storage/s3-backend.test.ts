@@ -273,10 +273,11 @@ describe('S3 backend on Ceph RGW', function () {
       assert.deepEqual(await other.repositories.listAllRepositories(), ['solo', 'team/app']);
       assert.equal(await other.repositories.exists('team'), false);
       assert.equal(await other.repositories.exists('solo'), true);
-      const checked = await other.repositories.tagCheckedAt('team/app', 'v1');
+      const checked = await other.repositories.readTag('team/app', 'v1');
+      assert.ok(checked);
       await new Promise((res) => setTimeout(res, 1100));
-      await other.repositories.markTagChecked('team/app', 'v1');
-      assert.ok(((await storage.repositories.tagCheckedAt('team/app', 'v1')) ?? 0) > (checked ?? Infinity));
+      await other.repositories.markTagChecked('team/app', 'v1', checked);
+      assert.ok(((await storage.repositories.readTag('team/app', 'v1'))?.checkedAt ?? 0) > checked.checkedAt);
       assert.equal(await other.repositories.unlinkManifest('team/app', m), true);
       assert.deepEqual(await storage.repositories.listTags('team/app'), []);
       assert.deepEqual(await storage.repositories.listManifests('team/app'), [r]);

@@ -258,14 +258,16 @@ export function storageSuite(name: string, factory: StorageFactory): void {
         assert.deepEqual(await r.listTags('app'), ['10', '9', 'B', 'a', 'b', 'latest']);
         assert.equal(await r.getTag('app', 'latest'), d(1));
         assert.equal(await r.getTag('app', 'nope'), undefined);
-        const checked = await r.tagCheckedAt('app', 'latest');
-        assert.ok(checked !== undefined && checked >= before - CLOCK_SLACK_MS, `checked ${checked}`);
+        const checked = await r.readTag('app', 'latest');
+        assert.ok(checked !== undefined && checked.digest === d(1) && checked.checkedAt >= before - CLOCK_SLACK_MS, `checked ${JSON.stringify(checked)}`);
         const mark = Date.now();
-        await r.markTagChecked('app', 'latest');
-        assert.ok(((await r.tagCheckedAt('app', 'latest')) ?? 0) >= mark - CLOCK_SLACK_MS);
-        await r.markTagChecked('app', 'nope');
-        assert.equal(await r.tagCheckedAt('app', 'nope'), undefined);
+        await r.markTagChecked('app', 'latest', checked);
+        assert.ok(((await r.readTag('app', 'latest'))?.checkedAt ?? 0) >= mark - CLOCK_SLACK_MS);
+        assert.equal(await r.readTag('app', 'nope'), undefined);
         await r.setTag('app', 'latest', d(2));
+        assert.equal(await r.getTag('app', 'latest'), d(2));
+        // Set again since it was read: the old read marks nothing, the tag stays as set.
+        await r.markTagChecked('app', 'latest', checked);
         assert.equal(await r.getTag('app', 'latest'), d(2));
         assert.equal(await r.deleteTag('app', 'b'), true);
         assert.equal(await r.deleteTag('app', 'b'), false);

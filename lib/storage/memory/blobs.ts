@@ -26,8 +26,12 @@ export class MemoryBlobStorage implements BlobStorage {
     return h && { digest, size: h.bytes.length, touchedAt: h.touchedAt };
   }
 
+  async size(digest: string): Promise<number | undefined> {
+    return this.held.get(requireDigest(digest).digest)?.bytes.length;
+  }
+
   async has(digest: string): Promise<boolean> {
-    return (await this.stat(digest)) !== undefined;
+    return this.held.has(requireDigest(digest).digest);
   }
 
   async read(digest: string, range?: ByteRange): Promise<BlobStream | undefined> {

@@ -2,7 +2,7 @@
 import { requireDigest } from '../../oci/digest.ts';
 import { requireName, requireTag } from '../../oci/names.ts';
 import { compareLexical } from '../repositories.ts';
-import type { ManifestMeta, Origin, RepositoryStorage } from '../storage.ts';
+import type { ManifestMeta, Origin, RepositoryStorage, TagRecord } from '../storage.ts';
 
 interface Repository {
   manifests: Map<string, ManifestMeta>;
@@ -56,13 +56,14 @@ export class MemoryRepositoryStorage implements RepositoryStorage {
     this.repo(name).tags.set(requireTag(tag), { digest: requireDigest(digest).digest, checkedAt: this.now() });
   }
 
-  async tagCheckedAt(name: string, tag: string): Promise<number | undefined> {
-    return this.find(name)?.tags.get(requireTag(tag))?.checkedAt;
+  async readTag(name: string, tag: string): Promise<TagRecord | undefined> {
+    const t = this.find(name)?.tags.get(requireTag(tag));
+    return t && { ...t };
   }
 
-  async markTagChecked(name: string, tag: string): Promise<void> {
+  async markTagChecked(name: string, tag: string, seen: TagRecord): Promise<void> {
     const t = this.find(name)?.tags.get(requireTag(tag));
-    if (t) t.checkedAt = this.now();
+    if (t && t.digest === seen.digest) t.checkedAt = this.now();
   }
 
   async deleteTag(name: string, tag: string): Promise<boolean> {

@@ -43,8 +43,12 @@ export class S3BlobStorage implements BlobStorage {
     return { digest, size: blob.size, touchedAt: Math.max(blob.lastModified, touch ? touchTime(touch) : 0) };
   }
 
+  async size(digest: string): Promise<number | undefined> {
+    return (await this.bucket.head(keys.blob(digest)))?.size;
+  }
+
   async has(digest: string): Promise<boolean> {
-    return (await this.bucket.head(keys.blob(digest))) !== undefined;
+    return (await this.size(digest)) !== undefined;
   }
 
   async read(digest: string, range?: ByteRange): Promise<BlobStream | undefined> {
@@ -96,10 +100,11 @@ export class S3BlobStorage implements BlobStorage {
     return true;
   }
 
+  /** One PUT: the caller has just found the blob held (a record left by a race with its delete is ignored, storage.ts). */
   async touch(digest: string): Promise<void> {
     const now = Date.now();
     try {
-      if (await this.has(digest)) await this.bucket.put(keys.touch(digest), '', { metadata: { [TOUCHED_AT]: String(now) } });
+      await this.bucket.put(keys.touch(digest), '', { metadata: { [TOUCHED_AT]: String(now) } });
     } catch {
       // best effort: the LRU order is a hint
     }

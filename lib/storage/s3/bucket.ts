@@ -42,6 +42,10 @@ export interface GetResult {
   /** The whole object's size. */
   size: number;
   etag: string;
+  /** User metadata (x-amz-meta-*): a GET carries it as a HEAD does. */
+  metadata: Record<string, string>;
+  /** ms since the epoch, whole seconds. */
+  lastModified: number;
 }
 
 export interface MultipartUpload {
@@ -96,7 +100,7 @@ export class S3Bucket {
       }), signal ? { abortSignal: signal } : {});
       const body = r.Body as Readable;
       const total = range ? Number(/\/(\d+)$/.exec(r.ContentRange ?? '')?.[1] ?? NaN) : (r.ContentLength ?? 0);
-      return { body, size: total, etag: unquote(r.ETag) };
+      return { body, size: total, etag: unquote(r.ETag), metadata: r.Metadata ?? {}, lastModified: r.LastModified?.getTime() ?? 0 };
     } catch (e) {
       if (isMissing(e)) return undefined;
       throw this.failure('GET', key, e);
@@ -108,8 +112,8 @@ export class S3Bucket {
     return (await this.getVersion(key, range))?.bytes;
   }
 
-  /** A small object whole with its etag (for a compare-and-swap put); undefined when absent. */
-  async getVersion(key: string, range?: ByteRange): Promise<{ bytes: Buffer; etag: string } | undefined> {
+  /** A small object whole with its etag (for a compare-and-swap put) and metadata; undefined when absent. */
+  async getVersion(key: string, range?: ByteRange): Promise<{ bytes: Buffer; etag: string; metadata: Record<string, string>; lastModified: number } | undefined> {
     const r = await this.get(key, range);
     if (!r) return undefined;
     const chunks: Buffer[] = [];
@@ -118,7 +122,7 @@ export class S3Bucket {
     } catch (e) {
       throw this.failure('GET', key, e);
     }
-    return { bytes: Buffer.concat(chunks), etag: r.etag };
+    return { bytes: Buffer.concat(chunks), etag: r.etag, metadata: r.metadata, lastModified: r.lastModified };
   }
 
   async getText(key: string): Promise<string | undefined> {

@@ -6,7 +6,7 @@
  */
 import { isDigest } from '../../oci/digest.ts';
 import { isValidName, isValidTag } from '../../oci/names.ts';
-import type { ManifestMeta, Origin, RepositoryStorage } from '../storage.ts';
+import type { ManifestMeta, Origin, RepositoryStorage, TagRecord } from '../storage.ts';
 import type { S3Bucket } from './bucket.ts';
 import { digestOfPath, keys } from './keys.ts';
 
@@ -60,27 +60,26 @@ export class S3RepositoryStorage implements RepositoryStorage {
   // --- tags ------------------------------------------------------------------------------
 
   async getTag(name: string, tag: string): Promise<string | undefined> {
-    const digest = (await this.bucket.getText(keys.tag(name, tag)))?.trim();
-    return digest && isDigest(digest) ? digest : undefined;
+    return (await this.readTag(name, tag))?.digest;
   }
 
   async setTag(name: string, tag: string, digest: string): Promise<void> {
     await this.bucket.put(keys.tag(name, tag), digest, { metadata: checkedNow() });
   }
 
-  /** From the tag's metadata (ms; HEAD's Last-Modified has whole seconds only). */
-  async tagCheckedAt(name: string, tag: string): Promise<number | undefined> {
-    const info = await this.bucket.head(keys.tag(name, tag));
-    if (!info) return undefined;
-    const ms = Number(info.metadata?.[CHECKED_AT]);
-    return Number.isFinite(ms) && ms > 0 ? ms : info.lastModified;
+  /** The digest, when it was checked (its metadata: ms; Last-Modified has whole seconds only) and its etag: one GET. */
+  async readTag(name: string, tag: string): Promise<TagRecord | undefined> {
+    const got = await this.bucket.getVersion(keys.tag(name, tag));
+    const digest = got?.bytes.toString('utf8').trim();
+    if (!got || !digest || !isDigest(digest)) return undefined;
+    const ms = Number(got.metadata[CHECKED_AT]);
+    return { digest, checkedAt: Number.isFinite(ms) && ms > 0 ? ms : got.lastModified, version: got.etag };
   }
 
-  /** Rewrites the tag over the very version read (If-Match): a tag moved or deleted meanwhile stays as it is. */
-  async markTagChecked(name: string, tag: string): Promise<void> {
-    const key = keys.tag(name, tag);
-    const current = await this.bucket.getVersion(key);
-    if (current) await this.bucket.put(key, current.bytes, { ifMatch: current.etag, metadata: checkedNow() });
+  /** One PUT over the version read (If-Match): a tag moved or deleted meanwhile stays as it is. */
+  async markTagChecked(name: string, tag: string, seen: TagRecord): Promise<void> {
+    if (seen.version === undefined) return;
+    await this.bucket.put(keys.tag(name, tag), seen.digest, { ifMatch: seen.version, metadata: checkedNow() });
   }
 
   async deleteTag(name: string, tag: string): Promise<boolean> {
