@@ -14,10 +14,12 @@ let buffered = 0;
 
 /**
  * The body, or SIZE_INVALID (413) as soon as it is known to pass the limit: from Content-Length
- * before a byte is read, else at the first chunk over it. The answer goes out at once; see
- * discardBody for the rest of the body.
+ * before a byte is read, else at the first chunk over it. `check` sees each chunk as it arrives
+ * and refuses the body by throwing (a manifest nested too deep), so a body refused by its
+ * content is not held whole either. The answer goes out at once; see discardBody for the rest of
+ * the body.
  */
-export function readBody(req: Request, limit: number): Promise<Buffer> {
+export function readBody(req: Request, limit: number, check?: (chunk: Buffer) => void): Promise<Buffer> {
   const tooLarge = (what: string): RegistryError =>
     new RegistryError('BODY_TOO_LARGE', `${what} exceeds the limit of ${limit} bytes`, { limit });
   const declared = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
@@ -25,6 +27,14 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
     discardBody(req);
     return Promise.reject(tooLarge(`body of ${declared} bytes`));
   }
+  const refusedByContent = (chunk: Buffer): unknown => {
+    try {
+      check?.(chunk);
+      return undefined;
+    } catch (e) {
+      return e;
+    }
+  };
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -41,7 +51,7 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
         ? tooLarge('body')
         : buffered + chunk.length > BUFFERED_BODIES_BUDGET
           ? new RegistryError('BODIES_BUFFERED_BUDGET', 'too many request bodies being received at once; retry', undefined, { headers: { 'Retry-After': '1' } })
-          : undefined;
+          : refusedByContent(chunk);
       if (refusal === undefined) {
         size += chunk.length;
         buffered += chunk.length;

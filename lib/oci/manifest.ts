@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { RegistryError } from './errors.ts';
 import { isDigest } from './digest.ts';
-import { nestsDeeperThan } from './json-depth.ts';
+import { JsonDepthScan } from './json-depth.ts';
 import { MEDIA, isIndexMediaType, isManifestMediaType } from './media-types.ts';
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -61,6 +61,18 @@ export interface ParsedManifest {
 }
 
 /**
+ * A check of manifest bytes read piece by piece, in order: throws MANIFEST_INVALID at the first
+ * piece that nests past MAX_MANIFEST_DEPTH, so a body can be refused while it arrives rather than
+ * once held whole (parseManifest runs it over the whole text).
+ */
+export function manifestDepthCheck(): (piece: Uint8Array) => void {
+  const scan = new JsonDepthScan(MAX_MANIFEST_DEPTH);
+  return (piece) => {
+    if (scan.push(piece)) throw new RegistryError('MANIFEST_INVALID', `manifest nests deeper than ${MAX_MANIFEST_DEPTH} levels`, { limit: MAX_MANIFEST_DEPTH });
+  };
+}
+
+/**
  * Parses manifest bytes. contentType is the request's Content-Type; the body's own mediaType wins
  * when present and they must agree.
  */
@@ -68,9 +80,7 @@ export function parseManifest(bytes: Buffer, contentType?: string): ParsedManife
   if (bytes.length > MAX_MANIFEST_BYTES) {
     throw new RegistryError('MANIFEST_TOO_LARGE', `manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { size: bytes.length, limit: MAX_MANIFEST_BYTES });
   }
-  if (nestsDeeperThan(bytes, MAX_MANIFEST_DEPTH)) {
-    throw new RegistryError('MANIFEST_INVALID', `manifest nests deeper than ${MAX_MANIFEST_DEPTH} levels`, { limit: MAX_MANIFEST_DEPTH });
-  }
+  manifestDepthCheck()(bytes);
   let json: unknown;
   try {
     json = JSON.parse(bytes.toString('utf8'));

@@ -1,6 +1,6 @@
 /** GET/HEAD /v2/<name>/manifests/<reference>; PUT and DELETE where pushes are served. */
 import type { Request } from 'express';
-import { MAX_MANIFEST_BYTES } from '../../lib/oci/manifest.ts';
+import { MAX_MANIFEST_BYTES, manifestDepthCheck } from '../../lib/oci/manifest.ts';
 import type { PullBackend, PushBackend, RequestContext } from '../../lib/registry/types.ts';
 import { readBody } from '../body.ts';
 import type { MethodTable } from './router.ts';
@@ -31,7 +31,7 @@ export function manifestHandlers(backend: PullBackend): Required<Pick<MethodTabl
 export function manifestPushHandlers(backend: PushBackend): Required<Pick<MethodTable, 'PUT' | 'DELETE'>> {
   return {
     async PUT(req, res, { name = '', reference = '' }) {
-      const body = await readBody(req, MAX_MANIFEST_BYTES);
+      const body = await readBody(req, MAX_MANIFEST_BYTES, manifestDepthCheck());
       const { digest, subject } = await backend.putManifest(name, reference, body, req.headers['content-type']);
       res.setHeader('Location', `/v2/${name}/manifests/${digest}`);
       res.setHeader('Docker-Content-Digest', digest);

@@ -182,6 +182,22 @@ describe('api: hostile requests', function () {
       expectError(await api.get('/v2/deep/app/manifests/million'), 404, 'MANIFEST_UNKNOWN');
     });
 
+    it('refuses a manifest as soon as what arrived nests too deep, not once the body is whole', async () => {
+      // The first bytes nest past the bound, the rest never comes: read whole before the check, the
+      // body would get no answer (the stalled body is cut by the body deadline).
+      const c = open();
+      await c.connected;
+      const head = `{"schemaVersion":2,"x":${'['.repeat(MAX_MANIFEST_DEPTH)}`;
+      c.socket.write(`PUT /v2/deep/app/manifests/arriving HTTP/1.1\r\nHost: x\r\nContent-Type: ${MEDIA.ociManifest}\r\nContent-Length: ${2 * MiB}\r\n\r\n${head}`);
+      const answer = await new Promise<string>((resolve) => {
+        c.socket.once('data', (d: Buffer) => resolve(d.toString('latin1')));
+        c.socket.once('close', () => resolve(''));
+      });
+      c.socket.destroy();
+      assert.match(answer, /^HTTP\/1.1 400 /);
+      assert.match(answer, /"MANIFEST_INVALID"/);
+    });
+
     it(`accepts ${MAX_MANIFEST_DEPTH} levels and refuses ${MAX_MANIFEST_DEPTH + 1}`, async () => {
       await pushManifest(api, 'deep/app', 'at-bound', nested(MAX_MANIFEST_DEPTH), MEDIA.ociManifest);
       expectError(await putManifest(api, 'deep/app', 'past-bound', nested(MAX_MANIFEST_DEPTH + 1), MEDIA.ociManifest), 400, 'MANIFEST_INVALID');
