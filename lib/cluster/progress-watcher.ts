@@ -40,12 +40,15 @@ export interface ProgressWatcherOptions {
    * after that, not a ttl after the renewal (1-2 s later).
    */
   leaseEveryMs?: number;
+  /** The monotonic clock the intervals above are measured on, in ms (default performance.now; tests drive their own). */
+  now?: () => number;
 }
 
 export class ProgressWatcher<Parts = unknown> {
   private latestEtag: string | undefined;
   private latestProgress: TransferProgress<Parts> | undefined;
-  private movedAt = performance.now();
+  private readonly now: () => number;
+  private movedAt: number;
   private pollMs: number;
   private readonly minPollMs: number;
   private readonly maxPollMs: number;
@@ -63,6 +66,8 @@ export class ProgressWatcher<Parts = unknown> {
     this.maxPollMs = opts.maxPollMs ?? 1000;
     this.checkLeaseAfterMs = opts.checkLeaseAfterMs ?? 1000;
     this.leaseEveryMs = opts.leaseEveryMs ?? 1000;
+    this.now = opts.now ?? (() => performance.now());
+    this.movedAt = this.now();
     this.pollMs = this.minPollMs;
   }
 
@@ -84,8 +89,8 @@ export class ProgressWatcher<Parts = unknown> {
         this.glanceAtLease();
         return p;
       }
-      if (performance.now() - this.movedAt >= this.checkLeaseAfterMs) {
-        this.leaseLookedAt = performance.now();
+      if (this.now() - this.movedAt >= this.checkLeaseAfterMs) {
+        this.leaseLookedAt = this.now();
         const lease = await this.leases.inspect(transferLeaseName(this.digest), signal);
         if (lease.state !== 'held') {
           // Read once more: the holder may have finished between the two reads.
@@ -102,7 +107,7 @@ export class ProgressWatcher<Parts = unknown> {
 
   /** Looks at the lease in the background, at most every leaseEveryMs: the sighting of its etag is what its expiry is judged from. */
   private glanceAtLease(): void {
-    const t = performance.now();
+    const t = this.now();
     if (t - this.leaseLookedAt < this.leaseEveryMs) return;
     this.leaseLookedAt = t;
     void this.leases.inspect(transferLeaseName(this.digest)).catch(() => {});
@@ -114,7 +119,7 @@ export class ProgressWatcher<Parts = unknown> {
     if (found && found.etag !== this.latestEtag) {
       this.latestEtag = found.etag;
       this.latestProgress = found.progress;
-      this.movedAt = performance.now();
+      this.movedAt = this.now();
       this.pollMs = this.minPollMs;
     }
     return this.latestProgress;

@@ -97,25 +97,28 @@ describe('transfer progress in the bucket (lib/cluster/progress.ts, progress-wat
     await successor.release();
   });
 
-  it('glances at the lease while the progress moves, so a dead holder\'s ttl runs from its last renewal, not from when its progress stopped', async () => {
-    const digest = `sha256:${'e'.repeat(64)}`;
+  it('glances at the lease each second while the progress moves, so a dead holder\'s ttl runs from its last renewal, not from when its progress stopped', async () => {
+    const digest = `sha256:${'f'.repeat(64)}`;
     const lease = (await new Leases(objects, 'busy').tryTake(transferLeaseName(digest))) as HeldLease;
     const writer = await ProgressWriter.open(objects, lease, digest);
-    let looks = 0;
+    // The watcher's clock is the test's: the looks are judged in its time, whatever the machine's load.
+    let clock = 0;
+    const looks: number[] = [];
     const follower = new (class extends Leases {
       override inspect(name: string, signal?: AbortSignal): ReturnType<Leases['inspect']> {
-        looks++;
+        looks.push(clock);
         return super.inspect(name, signal);
       }
     })(objects, 'follower');
-    const watcher = new ProgressWatcher(objects, follower, digest, { minPollMs: 20, leaseEveryMs: 200 });
-    // A holder publishing every 50 ms for a second: the progress never stops long enough for a look (checkLeaseAfterMs 1 s).
-    for (let i = 1; i <= 20; i++) {
-      await writer.publish({ size: 30 * MiB, ranges: [{ start: 0, end: i * MiB }], released: i * MiB });
+    const watcher = new ProgressWatcher(objects, follower, digest, { now: () => clock }); // the defaults: leaseEveryMs and checkLeaseAfterMs 1 s
+    // A holder publishing every 100 ms for 3.5 s: the progress never stops long enough for the
+    // look of a stall (1 s), so every look is a glance, one a second from the first answer on.
+    for (let i = 1; i <= 35; i++) {
+      clock += 100;
+      await writer.publish({ size: 64 * MiB, ranges: [{ start: 0, end: i * MiB }], released: i * MiB });
       await watcher.until((i - 1) * MiB);
-      await new Promise((r) => setTimeout(r, 50));
     }
-    assert.ok(looks >= 3, `${looks} looks at the lease in a second of moving progress`);
+    assert.deepEqual(looks, [100, 1100, 2100, 3100]);
     await lease.release();
   });
 
