@@ -13,16 +13,16 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ClusterPartialBlobs, TransferElsewhereError } from '../../lib/cluster/cluster-partials.ts';
 import { createFollowReader } from '../../lib/cluster/follow-reader.ts';
-import { Leases } from '../../lib/cluster/lease.ts';
+import { Leases, type HeldLease } from '../../lib/cluster/lease.ts';
 import type { ClusterObjects } from '../../lib/cluster/objects.ts';
-import { TransferGate } from '../../lib/cluster/transfer-gate.ts';
+import { TransferGate, type TransferClaim } from '../../lib/cluster/transfer-gate.ts';
 import { sweepProgress } from '../../lib/cluster/progress.ts';
 import type { PartialBlob, PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
 import { openStore } from '../../lib/storage/store.ts';
 import { useRgw } from '../helpers/ceph.ts';
 import { waitFor } from '../helpers/processes.ts';
-import { accessOf, clusterObjects, GatedObjects, type S3Access } from './cluster-bucket.ts';
+import { accessOf, AnswerLosingObjects, clusterObjects, GatedObjects, type S3Access } from './cluster-bucket.ts';
 
 const PIECE = 128 * 1024;
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -179,6 +179,66 @@ describe('single flight across replicas through the partial blobs (lib/cluster/c
     assert.deepEqual(await fill(blob, successor!), [3, 4, 5, 6, 7].map((i) => i * PIECE));
     await successor!.close();
     assert.deepEqual(await new S3Storage(data).blobs.readBytes(sha(blob)), blob);
+  });
+
+  it('ends a partial blob by the lease\'s verdict, as its commit does (ours()): a renewal merely late keeps it for close and discard, a lost lease abandons it', async () => {
+    const ttlMs = 2000;
+    // The inner partial blobs, each end recorded: close and discard keep the store this replica's, abandon leaves it to a successor.
+    const store = (await openStore(path.join(dir, 'ours'))).partials;
+    const ends: string[] = [];
+    const open = store.open.bind(store);
+    store.open = async (digest, size) => {
+      const b = await open(digest, size);
+      const close = b.close.bind(b);
+      const discard = b.discard.bind(b);
+      // The end ClusterPartialBlob chose: the first (the fs store's discard closes too).
+      let chosen: string | undefined;
+      const choose = (what: string, run: () => Promise<void>) => (): Promise<void> => {
+        if (chosen === undefined) ends.push((chosen = what));
+        return run();
+      };
+      b.close = choose('close', close);
+      b.discard = choose('discard', discard);
+      b.abandon = choose('abandon', close);
+      return b;
+    };
+    // The lease's writes can be held back (a renewal late, then lost); a progress write's answer
+    // lost fails the transfer, whose partial blob then ends at once, whatever the lease says then.
+    const leaseObjects = new GatedObjects(access);
+    const progressObjects = new AnswerLosingObjects(access);
+    const held: HeldLease[] = [];
+    const gate = new (class extends TransferGate {
+      override async claim<Parts = unknown>(digest: string): Promise<TransferClaim<Parts>> {
+        const claim = await super.claim<Parts>(digest);
+        if (claim.role === 'holder') held.push(claim.lease);
+        return claim;
+      }
+    })(progressObjects, new Leases(leaseObjects, 'ours', { ttlMs }));
+    const r = new ClusterPartialBlobs(store, gate, 50);
+
+    const end = async (how: 'close' | 'discard', renewal: 'late' | 'lost'): Promise<string[]> => {
+      ends.length = 0;
+      const blob = randomBytes(PIECE * 3);
+      const partial = await r.open(sha(blob), blob.length);
+      const lease = held.at(-1)!;
+      await fill(blob, partial, { pieces: 2 });
+      await partial.flush();
+      progressObjects.loseNext = true;
+      await assert.rejects(partial.flush(), /answer was lost/);
+      const reopen = leaseObjects.close();
+      await waitFor(() => !lease.valid, 10_000, 'the renewal late');
+      if (renewal === 'lost') await lease.untilValid().then(() => assert.fail('the lease was renewed'), () => {});
+      const ending = partial[how]();
+      // The renewal lands only after the end asked for the verdict (a response is I/O: the end's
+      // microtasks run first), so a verdict taken from `valid` at that moment would be 'lost'.
+      reopen();
+      await ending;
+      return [...ends];
+    };
+    assert.deepEqual(await end('close', 'late'), ['close']);
+    assert.deepEqual(await end('discard', 'late'), ['discard']);
+    assert.deepEqual(await end('close', 'lost'), ['abandon']);
+    assert.deepEqual(await end('discard', 'lost'), ['abandon']);
   });
 
   it('removes a transfer\'s progress after its commit, and sweeps what holders left: done, or unfinished with nothing to continue from', async () => {
