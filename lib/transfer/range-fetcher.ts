@@ -2,13 +2,15 @@
  * Fetches one byte range into the part file, attempt after attempt, each resuming at the first
  * byte not yet written. An attempt is one request: its Content-Range is checked, its body is
  * written as it arrives (one buffer per connection in memory), and it is aborted when no byte
- * arrives for stallMs. In "stream" mode the request is the whole blob from an offset, and a 200
- * (the server cannot do ranges) is accepted by skipping the bytes already held.
+ * arrives for stallMs of the time this process could run (loop-lag.ts). In "stream" mode the
+ * request is the whole blob from an offset, and a 200 (the server cannot do ranges) is accepted by
+ * skipping the bytes already held.
  */
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ByteRange } from '../oci/range.ts';
 import type { StallWatch } from './stall-watch.ts';
+import { loopLag, ownNow } from './loop-lag.ts';
 import {
   ContentRangeError, PrematureEndError, RangeIgnoredError, RetriesExhaustedError, SizeMismatchError,
   StallError, UpstreamStatusError, isRetryable,
@@ -45,6 +47,7 @@ export interface FetchContext {
  * `claimed` the end of a write in progress: a split must start past both. `askedAt` and
  * `firstByte`: when the current attempt was sent, and where and when its first byte arrived, so
  * the range's own rate is known (the tail is split by time left, which a slow connection makes long).
+ * Times are on the clock net of this process's own lag (loop-lag.ts ownNow).
  */
 export interface LiveRange extends ByteRange {
   pos: number;
@@ -54,7 +57,7 @@ export interface LiveRange extends ByteRange {
   askedAt?: number | undefined;
 }
 
-/** Bytes/s the range's current attempt delivers since its first byte, once it has run for `minMs`; else undefined. */
+/** Bytes/s the range's current attempt delivers since its first byte, once it has run for `minMs`; else undefined. `now`: ownNow(). */
 export function rangeRate(r: LiveRange, now: number, minMs: number): number | undefined {
   const f = r.firstByte;
   if (!f || now - f.at < minMs) return undefined;
@@ -98,18 +101,43 @@ function checkResponse(ctx: FetchContext, res: RangeResponse, pos: number, end: 
   throw new UpstreamStatusError(res.status, parseRetryAfter(header(res.headers, 'retry-after')));
 }
 
+/**
+ * Calls `onSilent` once nothing was heard() for `ms` of this process's own time (ownNow): a late
+ * turn of the event loop (the process starved of CPU) is not the link's silence. Never while
+ * `busy()` (a write to our own store): silence counts again from its end.
+ */
+function silenceTimer(ms: number, busy: () => boolean, onSilent: () => void): { heard(): void; clear(): void } {
+  let heardAt = ownNow();
+  let timer: NodeJS.Timeout;
+  const check = (): void => {
+    const now = ownNow();
+    if (busy()) heardAt = now;
+    const silent = now - heardAt;
+    if (silent >= ms) onSilent();
+    else timer = setTimeout(check, Math.max(1, ms - silent));
+  };
+  timer = setTimeout(check, ms);
+  return {
+    heard: () => {
+      heardAt = ownNow();
+    },
+    clear: () => clearTimeout(timer),
+  };
+}
+
 async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, signal: AbortSignal, patience = 1): Promise<void> {
   // A stream the transfer split (its end lowered) is a range from then on.
   const mode: FetchMode = asked === 'stream' && cursor.end < ctx.size - 1 ? 'range' : asked;
   const { controller, dispose } = linkedController(signal);
   // Time spent waiting on our own store (a write) is not the link's silence: the timer waits it out.
   let storing = false;
-  const stall: NodeJS.Timeout = setTimeout(() => (storing ? stall.refresh() : controller.abort(new StallError(ctx.stallMs / 1000))), ctx.stallMs);
+  const releaseLag = loopLag.hold();
+  const stall = silenceTimer(ctx.stallMs, () => storing, () => controller.abort(new StallError(ctx.stallMs / 1000)));
   // What this request asks for; cursor.end may shrink below it while the body arrives.
   const end = cursor.end;
   cursor.claimed = cursor.pos;
   cursor.firstByte = undefined;
-  cursor.askedAt = performance.now();
+  cursor.askedAt = ownNow();
   let saved = cursor.pos;
   let failure: unknown;
   let cut = false;
@@ -119,13 +147,13 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
     const res = mode === 'range'
       ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)
       : await ctx.source.fetchAll(controller.signal, cursor.pos);
-    stall.refresh();
+    stall.heard();
     watched?.gotHeaders();
     let skip = checkResponse(ctx, res, cursor.pos, end, mode);
     for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      stall.refresh();
+      stall.heard();
       watched?.gotBytes();
-      cursor.firstByte ??= { pos: cursor.pos, at: performance.now() };
+      cursor.firstByte ??= { pos: cursor.pos, at: ownNow() };
       let buf = chunk;
       if (skip > 0) {
         const drop = Math.min(skip, buf.length);
@@ -147,7 +175,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
       } finally {
         storing = false;
         stored?.();
-        stall.refresh();
+        stall.heard();
       }
       cursor.pos += buf.length;
       if (cursor.pos - saved >= ctx.checkpointBytes) {
@@ -165,7 +193,8 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
     failure = controller.signal.aborted ? controller.signal.reason : e;
     throw failure;
   } finally {
-    clearTimeout(stall);
+    stall.clear();
+    releaseLag();
     watched?.end();
     dispose();
     // A failed or cut-short request must not go back to the pool with a body still coming.

@@ -9,9 +9,11 @@
  * allowed twice the silence. When most connections are quiet together the far end paces them
  * (a relay streams as its own transfer arrives): none is cut. Only answered requests are judged, and
  * each cut of a range doubles the silence its next attempt is allowed. The fixed stallSeconds timer of the attempt (range-fetcher.ts) stays
- * the upper bound always.
+ * the upper bound always. Silence is counted on the clock net of this process's own lag (loop-lag.ts):
+ * while the process could not run (starved of CPU), the link's bytes waited in the sockets unread.
  */
 import { StallError } from './errors.ts';
+import { ownNow } from './loop-lag.ts';
 
 /** Never cut a connection silent for less than this. */
 const MIN_SILENCE_MS = 1000;
@@ -56,7 +58,8 @@ export class StallWatch {
   private lastByAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly now: () => number = () => performance.now()) {}
+  /** `now`: the clock silences are counted on (by default the process's, net of its own lag). */
+  constructor(private readonly now: () => number = ownNow) {}
 
   /** Least time to headers seen: the link's round trip plus the far end's answer. */
   get rtt(): number | undefined {

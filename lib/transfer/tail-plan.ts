@@ -59,6 +59,7 @@ export interface TailFigures {
   /** Connections of the link free now, and all it may use now. */
   free: number;
   linkLimit: number;
+  /** On the ranges' clock (askedAt, firstByte): net of this process's own lag (loop-lag.ts), so a range is not silent while we could not read it. */
   now: number;
   /** The link's round trip (least time to response headers). */
   rttMs: number;

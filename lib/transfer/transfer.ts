@@ -42,6 +42,7 @@ import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 import { createPrefixReader } from './prefix-reader.ts';
 import { tuningOf, type TransferTuning } from './tuning.ts';
 import { planTail, TAIL_MIN_PIECE_BYTES } from './tail-plan.ts';
+import { ownNow } from './loop-lag.ts';
 import type { ByteRange } from '../oci/range.ts';
 import type { PartialBlob, PartialBlobStorage } from '../storage/partial-blobs.ts';
 
@@ -663,7 +664,7 @@ export class Transfer extends EventEmitter {
         own.set(r, mine.controller);
         try {
           await fetchRange(ctx, r, mode, mine.controller.signal);
-          const rate = rangeRate(r, performance.now(), 0);
+          const rate = rangeRate(r, ownNow(), 0);
           if (rate !== undefined && rate > 0) this.requestRate = this.requestRate === 0 ? rate : this.requestRate * 0.7 + rate * 0.3;
           // First copy wins: the other is cancelled (what it lacks, this one wrote).
           const other = pairs.get(r);
@@ -723,7 +724,7 @@ export class Transfer extends EventEmitter {
     const steps = planTail(running, {
       free: this.link.limit - this.link.activeConnections - this.link.waiting,
       linkLimit: this.link.limit,
-      now: performance.now(),
+      now: ownNow(),
       rttMs,
       perConnection: this.requestRate || this.meter.rate() / Math.max(1, running.size),
       paired: (r) => pairs.has(r),

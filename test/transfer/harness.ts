@@ -34,6 +34,12 @@ export const TEST_TIMING: Pick<TransferOptions, 'checkpointBytes' | 'adaptInterv
   progressIntervalMs: 100,
 };
 
+/** Runs nothing else for `ms`: the process starved of CPU (a loaded machine), as its event loop sees it. */
+export function starve(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* starved */ }
+}
+
 export interface Rig {
   data: Buffer;
   digest: string;

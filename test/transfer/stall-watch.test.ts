@@ -1,8 +1,9 @@
 /** Issue 12 point 2: stalls told from what the link does, not a fixed timer. */
 import assert from 'node:assert/strict';
 import { StallError } from '../../lib/transfer/errors.ts';
+import { LoopLag, loopLag } from '../../lib/transfer/loop-lag.ts';
 import { StallWatch } from '../../lib/transfer/stall-watch.ts';
-import { MiB, TEST_CONFIG, rig, type Rig } from './harness.ts';
+import { MiB, TEST_CONFIG, rig, starve, type Rig } from './harness.ts';
 
 describe('stall watch', function () {
   this.timeout(20_000);
@@ -84,6 +85,83 @@ describe('stall watch', function () {
     }
     assert.deepEqual(cuts, []);
     for (const w of all) w.end();
+  });
+
+  it('a turn of the event loop that comes late (the process starved) is not silence; the same silence on time is cut', () => {
+    const run = (starved: boolean): string[] => {
+      let t = 0;
+      const lag = new LoopLag(() => t, 100);
+      lag.tick();
+      const watch = new StallWatch(() => lag.now());
+      const cuts: string[] = [];
+      const a = watch.start(() => cuts.push('a'));
+      const b = watch.start(() => cuts.push('b'));
+      // Time passes with the ticks (and the watch's checks) on time, `each` at every 50 ms.
+      const onTime = (ms: number, each: () => void): void => {
+        for (let s = 0; s < ms; s += 50) {
+          t += 50;
+          if (t % 100 === 0) lag.tick();
+          each();
+          watch.check();
+        }
+      };
+      onTime(100, () => {});
+      a.gotHeaders();
+      b.gotHeaders();
+      onTime(500, () => {
+        a.gotBytes();
+        b.gotBytes();
+      });
+      // a goes quiet for 300 ms while b delivers; then 1.2 s more, in which the process either
+      // runs nothing (b's bytes wait in its socket, read once it runs again, timers first) or
+      // runs on time while the link carries only b's.
+      onTime(300, () => b.gotBytes());
+      if (starved) {
+        t += 1200;
+        watch.check();
+        lag.tick();
+        b.gotBytes();
+      } else {
+        onTime(1200, () => b.gotBytes());
+      }
+      onTime(100, () => b.gotBytes());
+      const seen = [...cuts];
+      a.end();
+      b.end();
+      return seen;
+    };
+    assert.deepEqual(run(false), ['a'], '1.6 s of silence on time');
+    assert.deepEqual(run(true), [], '0.4 s of silence and 1.2 s the process did not run');
+  });
+
+  it('on the process\'s own clock, a connection read just after the process was starved is not cut', async () => {
+    // As a running attempt holds it (range-fetcher.ts).
+    const release = loopLag.hold();
+    const watch = new StallWatch();
+    const cuts: string[] = [];
+    const a = watch.start(() => cuts.push('a'));
+    const b = watch.start(() => cuts.push('b'));
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    try {
+      a.gotHeaders();
+      b.gotHeaders();
+      for (let i = 0; i < 5; i++) {
+        await sleep(20);
+        a.gotBytes();
+        b.gotBytes();
+      }
+      // The process runs nothing for 1.3 s; then b's bytes, waiting meanwhile, are read, and a's a little later.
+      starve(1300);
+      for (let i = 0; i < 5; i++) {
+        b.gotBytes();
+        await sleep(30);
+      }
+      assert.deepEqual(cuts, []);
+    } finally {
+      a.end();
+      b.end();
+      release();
+    }
   });
 
   describe('in a transfer', () => {
