@@ -1,10 +1,7 @@
 /** `ferry export`: images from the store into a bundle (OCI layout directory or docker save tarball). */
 import { Command, Option } from 'commander';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
-import { exportDockerTar, exportOciDir, type ExportFormat } from '../lib/archive/export.ts';
-import { formatBytes, consoleProgress } from '../lib/archive/progress.ts';
-import { selectImages } from '../lib/archive/select.ts';
-import { readSince } from '../lib/archive/since.ts';
+import type { ExportFormat } from '../lib/archive/export.ts';
 import { openStorage } from '../lib/storage/open-storage.ts';
 
 interface ExportFlags {
@@ -41,6 +38,9 @@ Examples:
   ferry export -o - lokolla/x:1 | ssh far 'cat > x.tar && ferry import x.tar'`)
     .action(async (refs: string[], flags: ExportFlags, cmd: Command) => {
       const config = commandConfig('export', flags.config);
+      const [{ exportDockerTar, exportOciDir }, { formatBytes, consoleProgress }, { selectImages }, { readSince }] = await Promise.all([
+        import('../lib/archive/export.ts'), import('../lib/archive/progress.ts'), import('../lib/archive/select.ts'), import('../lib/archive/since.ts'),
+      ]);
       const store = await openStorage(config);
       const format: ExportFormat = flags.format ?? (flags.output === '-' || flags.output.endsWith('.tar') ? 'docker-tar' : 'oci-dir');
       try {

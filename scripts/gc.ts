@@ -1,7 +1,6 @@
 /** `ferry gc`: remove blobs no manifest references. */
 import { Command } from 'commander';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
-import { formatBytes } from '../lib/archive/progress.ts';
 import { collectGarbage, parseDuration } from '../lib/storage/gc.ts';
 import { openStorage } from '../lib/storage/open-storage.ts';
 
@@ -40,6 +39,7 @@ Examples:
       const config = commandConfig('gc', flags.config);
       const store = await openStorage(config);
       const r = await collectGarbage(store, { graceMs, dryRun: flags.dryRun === true });
+      const { formatBytes } = await import('../lib/archive/progress.ts');
       if (flags.json) {
         console.log(JSON.stringify(r, null, 2));
         return;

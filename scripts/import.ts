@@ -1,8 +1,6 @@
 /** `ferry import`: docker save tarballs and OCI layouts into the store, as local (pinned) images. */
 import { Command } from 'commander';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
-import { importBundle } from '../lib/archive/import.ts';
-import { consoleProgress } from '../lib/archive/progress.ts';
 import { openStorage } from '../lib/storage/open-storage.ts';
 
 interface ImportFlags {
@@ -40,6 +38,7 @@ Importing while the mirror runs is safe. A truncated or damaged bundle is refuse
 and no manifest appear (blobs verified before the damage stay for ferry gc).`)
     .action(async (bundles: string[], flags: ImportFlags, cmd: Command) => {
       const config = commandConfig('import', flags.config);
+      const [{ importBundle }, { consoleProgress }] = await Promise.all([import('../lib/archive/import.ts'), import('../lib/archive/progress.ts')]);
       const store = await openStorage(config);
       for (const bundle of bundles) {
         try {

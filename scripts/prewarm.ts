@@ -2,12 +2,7 @@
 import { OperatorError } from '../lib/operator-error.ts';
 import { Command, Option } from 'commander';
 import { KollaError } from '../lib/kolla/kolla-error.ts';
-import { kollaImageRefs } from '../lib/kolla/naming.ts';
-import { formatPullList, kollaPullList, pullListThroughMirror, type KollaPullList } from '../lib/kolla/pull-list.ts';
-import { readImageList } from '../lib/prewarm/image-list.ts';
-import { parsePlatform } from '../lib/prewarm/platforms.ts';
-import { MirrorUnreachableError, Prewarm } from '../lib/prewarm/prewarm.ts';
-import { attachProgress, formatReport } from '../lib/prewarm/progress.ts';
+import type { KollaPullList } from '../lib/kolla/pull-list.ts';
 import { localMirrorUrl } from '../lib/config/locate.ts';
 import { CONFIG_OPTION_HELP, commandConfig } from './command-config.ts';
 
@@ -67,6 +62,10 @@ Examples:
 
 Exit status: 0 when every image is in the mirror, 1 when any failed (the report says why), 2 on bad usage.`)
     .action(async (images: string[], flags: PrewarmFlags, cmd: Command) => {
+      const [{ kollaImageRefs }, { formatPullList, kollaPullList, pullListThroughMirror }, { readImageList }, { parsePlatform }, { MirrorUnreachableError, Prewarm }, { attachProgress, formatReport }] = await Promise.all([
+        import('../lib/kolla/naming.ts'), import('../lib/kolla/pull-list.ts'), import('../lib/prewarm/image-list.ts'),
+        import('../lib/prewarm/platforms.ts'), import('../lib/prewarm/prewarm.ts'), import('../lib/prewarm/progress.ts'),
+      ]);
       const refs = [...images];
       for (const file of flags.list ?? []) refs.push(...(await readImageList(file)));
       const { kollaProfile: profile, kollaRelease: release, kollaDistro: distro, kollaGlobals: globals } = flags;

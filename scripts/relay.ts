@@ -3,7 +3,6 @@ import { Command } from 'commander';
 import { commandConfig } from './command-config.ts';
 import { generateToken } from '../lib/relay/tokens.ts';
 import { installSignalHandlers } from '../server/ops/shutdown.ts';
-import { startRelay } from '../server/relay.ts';
 
 export interface RelayCommandIo {
   /** Where `relay token` writes (default stdout). */
@@ -24,6 +23,7 @@ Signals: SIGHUP reloads the TLS certificate and the token file (the file is also
 changes); SIGTERM and SIGINT stop.`)
     .action(async (opts: { config?: string }) => {
       const config = commandConfig('relay', opts.config, { role: 'relay' });
+      const { startRelay } = await import('../server/relay.ts');
       const running = await startRelay(config);
       installSignalHandlers(running);
     });
