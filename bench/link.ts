@@ -10,6 +10,9 @@
  *
  *   npx tsx bench/link.ts [--profile NAME[,NAME...]|all] [--seeds 1,2,3] [--skip-reference]
  *                         [--reference-seeds 1] [--reference-minutes N] [--chains direct,relay,relays,reference,kill] [--list]
+ *                         [--timeline]
+ *
+ * --timeline: after each run over one link with a per-connection cap, where the cap was lost (bench/lib/link-timeline.ts).
  *
  * Without --profile it runs the default profile (the original bench/link.ts) with seed 1.
  */
@@ -28,6 +31,7 @@ import { UPSTREAM, startDirectChain, startReferenceChain, startRelayChain, start
 import { dockerClient, skopeoClient, timedPull, type PullClient } from './lib/link-clients.ts';
 import { IMAGES, PROFILES, chainCap, describeLink, profileByName, type Cap, type ChainKind, type ImageName, type LinkProfile } from './lib/link-profiles.ts';
 import { renderColumns } from './lib/table.ts';
+import { timeline } from './lib/link-timeline.ts';
 import { exitWithUsageIfAsked } from './lib/usage.ts';
 
 exitWithUsageIfAsked(import.meta.url);
@@ -104,11 +108,12 @@ function startChain(chain: ChainLabel, profile: LinkProfile, up: Upstream, seed:
   return startReferenceChain(up, link, seed);
 }
 
-async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up: Upstream, client: PullClient, deadlineMs: number): Promise<RunRow> {
+async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up: Upstream, client: PullClient, deadlineMs: number, traced = false): Promise<RunRow> {
   const blobs = blobsOfImage(up.image);
   const imageBytes = blobs.reduce((n, b) => n + b.size, 0) + up.image.manifest.length;
   const cap = chainCap(profile, chain === 'reference' ? 'direct' : chain, CONNECTIONS);
   const running = await startChain(chain, profile, up, seed);
+  if (traced) for (const l of running.links) l.trace();
   const stopWatch = watch(`${profile.name} ${chain}`, running.links, imageBytes);
   const started = performance.now();
   const dark = darkAtHalf(profile, running.links, imageBytes, started);
@@ -132,6 +137,10 @@ async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up
       profile: profile.name, seed, chain, client: client.name, finished: t.finished, wallMs: t.wallMs, goodput, cap,
       linkRatio: 0, failed: t.failed, rss: await running.peakRss(), note: notes.join('; '), idealMs,
     };
+    const link = running.links[0];
+    if (traced && running.links.length === 1 && link?.traceEvents && profile.link?.rateBytesPerSec) {
+      console.log(timeline({ events: link.traceEvents, client: t.requests, connections: CONNECTIONS, perConnection: profile.link.rateBytesPerSec, requests: true }));
+    }
   } finally {
     dark.stop();
     stopWatch();
@@ -274,7 +283,7 @@ async function main(): Promise<void> {
     options: {
       profile: { type: 'string', multiple: true }, list: { type: 'boolean' }, seeds: { type: 'string' }, seed: { type: 'string' },
       'skip-reference': { type: 'boolean' }, 'reference-minutes': { type: 'string' }, 'reference-seeds': { type: 'string' },
-      chains: { type: 'string' },
+      chains: { type: 'string' }, timeline: { type: 'boolean' },
     },
   });
   if (values.list) return listProfiles();
@@ -310,7 +319,7 @@ async function main(): Promise<void> {
         const client = clients[profile.client];
         for (const chain of profile.chains.filter((c) => chosen.has(c))) {
           try {
-            mine.push(await measure(profile, seed, chain, up, client, profile.deadlineSeconds * 1000));
+            mine.push(await measure(profile, seed, chain, up, client, profile.deadlineSeconds * 1000, values.timeline === true));
           } catch (e) {
             console.log(`  ${chain}: not run: ${(e as Error).message}`);
           }

@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startCountingProxy } from '../../test/helpers/counting-proxy.ts';
+import { startCountingProxy, type ProxiedRequest } from '../../test/helpers/counting-proxy.ts';
 import { startDockerd, type Dockerd } from '../../test/helpers/dockerd.ts';
 import { skopeoCopy } from '../../test/helpers/skopeo.ts';
 
@@ -76,6 +76,8 @@ export interface TimedPull {
   errors: string[];
   /** First request to the last byte sent to the client (ms); to the deadline when it did not finish. */
   wallMs: number;
+  /** The client's requests, as the counting proxy saw them. */
+  requests: ProxiedRequest[];
 }
 
 /** Pulls until one succeeds or the deadline passes, timed at a counting proxy in front of `url`. */
@@ -101,5 +103,5 @@ export async function timedPull(client: PullClient, url: string, repository: str
   }
   const first = Math.min(...timing.requests.map((r) => r.at), end);
   const last = Math.max(...timing.requests.map((r) => r.doneAt || Date.now()));
-  return { finished, failed, errors, wallMs: finished ? last - first : Date.now() - first };
+  return { finished, failed, errors, wallMs: finished ? last - first : Date.now() - first, requests: timing.requests };
 }

@@ -70,6 +70,21 @@ export interface ProxyStats {
   corruptions: number;
 }
 
+/**
+ * What crossed one connection when (FaultProxy.trace, for timelines): `up`, request bytes as the
+ * client sent them (they reach the far end half the RTT later); `down`, response bytes as they
+ * are delivered to the client.
+ */
+export interface TraceEvent {
+  /** performance.now() */
+  at: number;
+  connection: number;
+  dir: 'up' | 'down';
+  bytes: number;
+  /** Of an `up` event: its first bytes as text (the request line and headers). */
+  text?: string;
+}
+
 const MiB = 1024 * 1024;
 const SLICE = 16 * 1024;
 const HIGH_WATER = 256 * 1024;
@@ -89,6 +104,8 @@ export class FaultProxy {
   readonly logs: ConnectionLog[] = [];
   readonly seed: number;
   readonly aggregate = new Pacer(0);
+  /** Every connection's traffic in time order, once trace() switched it on (benches draw timelines from it). */
+  traceEvents: TraceEvent[] | undefined;
   private faultsNow: Faults;
   private readonly target: { host: string; port: number };
   private readonly server: net.Server;
@@ -138,6 +155,19 @@ export class FaultProxy {
   setFaults(patch: Faults, opts: { replace?: boolean } = {}): void {
     this.faultsNow = opts.replace ? { ...patch } : { ...this.faultsNow, ...patch };
     for (const c of this.live) c.replan();
+  }
+
+  /** Records the traffic of every connection from now on (traceEvents). */
+  trace(): void {
+    this.traceEvents ??= [];
+  }
+
+  /** @internal */
+  traced(connection: number, dir: TraceEvent['dir'], buf: Uint8Array): void {
+    if (!this.traceEvents) return;
+    const e: TraceEvent = { at: performance.now(), connection, dir, bytes: buf.length };
+    if (dir === 'up') e.text = Buffer.from(buf.subarray(0, 512)).toString('latin1');
+    this.traceEvents.push(e);
   }
 
   clearFaults(): void {
@@ -275,6 +305,7 @@ class ProxyConnection {
     if (buf === null) return this.later(() => this.upstream.end());
     this.proxy.stats.bytesFromClient += buf.length;
     this.log.bytesUp += buf.length;
+    this.proxy.traced(this.log.id, 'up', buf);
     this.later(() => {
       if (this.dead) return;
       if (!this.upstream.write(buf)) {
@@ -383,6 +414,7 @@ class ProxyConnection {
         this.pos += n;
         this.log.bytesDown += n;
         this.proxy.stats.bytesToClient += n;
+        this.proxy.traced(this.log.id, 'down', slice);
         head.off += n;
         if (head.off === head.buf.length) {
           this.queue.shift();
