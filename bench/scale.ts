@@ -11,7 +11,9 @@
  *          made-up images sharing base layers: SCALE_LAYER_MIB/2 base, 60 MiB unique at 64)
  *          against itself, all at once: link bytes / unique bytes, time until every one is done;
  *   kill   (several replicas) a second cold image: the replica holding its transfer is killed
- *          (-9) half way; time until every client is done against the cold time, link bytes;
+ *          (-9) half way; time until every client is done against the cold time, link bytes, and
+ *          the gap: from the kill until 1 MiB more crossed the link (the takeover's own cost, which
+ *          the burst's time shows only through the noise of the clients' pulls);
  *   RSS    peak RSS (VmHWM) of each replica.
  * Not a test: it prints a table. Run: npx tsx bench/scale.ts (see bench/README.md)
  *   SCALE_CLIENTS (30)  SCALE_LAYER_MIB (64)  SCALE_SETUPS (fs-1,rgw-1,rgw-3)
@@ -96,7 +98,7 @@ interface SetupResult extends Warm {
   setup: string;
   cold: Burst;
   prewarm: Burst;
-  kill?: Burst & { holderBytes: number };
+  kill?: Burst & { holderBytes: number; gapSeconds?: number };
   peakRssMB: (number | undefined)[];
   /** Replicas that died on their own. */
   crashed: string[];
@@ -175,6 +177,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       const before = proxy.stats.bytesFromUpstream;
       const moved = (): number => proxy.stats.bytesFromUpstream - before;
       const killNote: string[] = [];
+      let gapSeconds: number | undefined;
       // Replica 0 asks for the layer itself and a tenth of it crosses before the clients start, so
       // it holds the transfer (else the kill would hit a follower, and cost nothing to measure).
       const holder: Promise<BlobRead> = readBlob(replicas.replicas[0]!.url, 'bench/kill', big.digest);
@@ -183,12 +186,16 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       if (!lease?.includes(`-${replicas.replicas[0]!.pid}-`)) killNote.push('kill: replica 0 did not hold the transfer');
       const killHalfway = async (): Promise<void> => {
         await waitFor(() => moved() >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
+        const killedAt = performance.now();
+        const atKill = moved();
         await replicas!.kill9(0);
+        await waitFor(() => moved() - atKill >= MiB, PULL_DEADLINE_MS, 'the link moving again after the kill');
+        gapSeconds = (performance.now() - killedAt) / 1000;
       };
       // A replica that died on its own (or a link that never got half way) is reported, not thrown.
       const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, () => killHalfway().catch((e: unknown) => void killNote.push(`kill: ${String(e)}`)), before);
       burst.failed.push(...killNote);
-      kill = { ...burst, holderBytes: (await holder).bytes };
+      kill = { ...burst, holderBytes: (await holder).bytes, ...(gapSeconds === undefined ? {} : { gapSeconds }) };
     }
     return { setup, cold: coldBurst1, prewarm, ...warm, ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
   } finally {
@@ -199,7 +206,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
 
 function render(results: SetupResult[]): string {
   const f = (n: number | undefined, d = 2): string => (n === undefined ? '-' : n.toFixed(d));
-  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'redirected MB/s', 'redirected/RGW', 'prewarm s', 'prewarm link/unique', 'prewarm failed', 'kill s', 'kill lost', 'kill link/unique', 'kill failed', 'peak RSS MB'];
+  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'redirected MB/s', 'redirected/RGW', 'prewarm s', 'prewarm link/unique', 'prewarm failed', 'kill s', 'kill lost', 'kill gap s', 'kill link/unique', 'kill failed', 'peak RSS MB'];
   const lines = results.map((r) => [
     r.setup,
     f(r.cold.seconds, 1),
@@ -215,6 +222,7 @@ function render(results: SetupResult[]): string {
     String(r.prewarm.failed.length),
     f(r.kill?.seconds, 1),
     r.kill ? `${(((r.kill.seconds - r.cold.seconds) / r.cold.seconds) * 100).toFixed(0)}%` : '-',
+    f(r.kill?.gapSeconds, 2),
     f(r.kill?.linkRatio, 3),
     r.kill ? String(r.kill.failed.length) : '-',
     r.peakRssMB.map((m) => (m === undefined ? 'killed' : m.toFixed(0))).join('/'),
