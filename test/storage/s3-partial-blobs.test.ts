@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import type { PartialBlob } from '../../lib/storage/partial-blobs.ts';
 import type { S3Bucket } from '../../lib/storage/s3/bucket.ts';
 import { MEMORY_BYTES } from '../../lib/storage/s3/partial-blobs.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
@@ -120,6 +121,90 @@ describe('S3 partial blobs on Ceph RGW', function () {
     await second.commit(digest);
     await second.close();
     assert.deepEqual(await replica().blobs.readBytes(digest), data);
+  });
+
+  /**
+   * A replica about to die: from cutHeld() on its held records never land (each is the write a kill
+   * -9 cuts: the bucket stays as it was before it; dropped here, so the write-outs go on), while its
+   * pieces do. `write` writes data[start, end) back to back as one connection, recording each write.
+   */
+  function dyingReplica(data: Buffer, digest: string) {
+    const heldKey = `partials/sha256/${digest.slice(7)}/held`;
+    let cut = false;
+    const dying = new Proxy(bucket, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'put') {
+          return (key: string, ...rest: unknown[]) => (cut && key === heldKey ? Promise.resolve('dropped') : (value as (...a: unknown[]) => unknown).call(target, key, ...rest));
+        }
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    return {
+      open: () => new S3Storage(dying).partials.open(digest, data.length),
+      cutHeld: () => { cut = true; },
+      async write(part: PartialBlob, start: number, end: number, from = data): Promise<void> {
+        for (let pos = start; pos < end; pos += 16 * KiB) {
+          await part.write(pos, from.subarray(pos, pos + 16 * KiB));
+          part.record({ start: pos, end: pos + 16 * KiB - 1 }).catch(() => {});
+        }
+      },
+    };
+  }
+
+  it('resumes every recorded byte of the pieces that landed, also those put after the last held record (a kill -9 between a write-out\'s pieces and its held)', async () => {
+    const data = randomBytes(6 * MiB);
+    const digest = sha256(data);
+    const dying = dyingReplica(data, digest);
+    const part = await dying.open();
+    // 1 MiB written and recorded, its held in the bucket; then 3 MiB more whose held records never land.
+    await dying.write(part, 0, MiB);
+    await part.flush();
+    dying.cutHeld();
+    await dying.write(part, MiB, 4 * MiB);
+    // Back to back: the write-outs put pieces as they go; wait until they hold the 4 MiB (the last ones land after the writes).
+    const pieces = (): Promise<number> => collect(bucket.list(`partials/sha256/${digest.slice(7)}/pieces/`)).then((l) => l.reduce((n, o) => n + o.size, 0));
+    for (let i = 0; i < 100 && (await pieces()) < 3 * MiB; i++) await new Promise((r) => setTimeout(r, 50));
+    const inBucket = await pieces();
+    assert.ok(inBucket >= 3 * MiB, `${inBucket} bytes in pieces`);
+    const successor = await replica().partials.open(digest, data.length);
+    const resumed = successor.resumed.reduce((n, r) => n + r.end + 1 - r.start, 0);
+    // Only what the pieces hold (never what stayed in memory), and all of it that was recorded when it went out.
+    assert.ok(resumed >= 3 * MiB, `resumed ${JSON.stringify(successor.resumed)}: the pieces put after the last held record hold ${inBucket} bytes`);
+    assert.equal(successor.resumed[0]?.start, 0);
+    for (const r of successor.resumed) assert.deepEqual(await readAt(successor, r.start, r.end + 1 - r.start), data.subarray(r.start, r.end + 1));
+    await fetchRange(successor, data, successor.resumed[0]!.end + 1, data.length - 1);
+    await successor.commit(digest);
+    await successor.close();
+    assert.deepEqual(await replica().blobs.readBytes(digest), data);
+  });
+
+  it('resumes no byte a repair forgot, also from pieces put after the held that forgot it', async () => {
+    const good = randomBytes(6 * MiB);
+    const bad = Buffer.from(good).fill(0xee, MiB, MiB + 1000);
+    const digest = sha256(good);
+    const dying = dyingReplica(good, digest);
+    const part = await dying.open();
+    // One connection back to back, as the engine writes (the run stays in memory between the steps).
+    await dying.write(part, 0, 2 * MiB, bad);
+    await part.flush();
+    // The repair forgets the bad piece's range; the run goes on to a whole piece (its bad bytes go out
+    // again, newer than the held that forgot them), and the replica dies before its next held.
+    await part.resetHeld([{ start: 0, end: MiB - 1 }, { start: 1.5 * MiB, end: 2 * MiB - 1 }]);
+    dying.cutHeld();
+    await dying.write(part, 2 * MiB, 5.5 * MiB);
+    // The run went out whole (5 MiB from 0, the forgotten bytes in it) before the replica died.
+    const whole = (): Promise<boolean> => collect(bucket.list(`partials/sha256/${digest.slice(7)}/pieces/`)).then((l) => l.some((o) => o.size >= 5 * MiB));
+    for (let i = 0; i < 200 && !(await whole()); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(await whole(), 'the run never went out whole');
+    const successor = await replica().partials.open(digest, good.length);
+    assert.ok(successor.resumed.some((r) => r.start <= 2 * MiB && r.end >= 4 * MiB), `resumed ${JSON.stringify(successor.resumed)}: not the bytes recorded after the repair`);
+    for (const r of successor.resumed) {
+      assert.ok(r.end < MiB || r.start >= 1.5 * MiB, `resumed ${JSON.stringify(successor.resumed)}: claims the forgotten [1 MiB, 1.5 MiB)`);
+      assert.deepEqual(await readAt(successor, r.start, r.end + 1 - r.start), good.subarray(r.start, r.end + 1));
+    }
+    await successor.discard();
+    await part.abandon?.();
   });
 
   it('holds at most about one piece only in memory: a kill -9 loses no more, and a replica resumes the rest', async () => {

@@ -3,7 +3,7 @@
  * bucket, so that another replica can read it as it grows and finish it if this one dies.
  *
  *   partials/<alg>/<hex>/pieces/<start>-<end>-<generation>   bytes start..end (inclusive) of the blob
- *   partials/<alg>/<hex>/held                                  { size, held: [[start, end), ...] } the ranges recorded
+ *   partials/<alg>/<hex>/held                                  { size, held: [[start, end), ...], through } the ranges recorded
  *
  * S3 has no positional write. The engine writes each of its requests front to back, so writes
  * that continue one another gather in memory into a run. What a replica holds only in memory is
@@ -21,7 +21,14 @@
  * those bounds, so memory stays flat: about PIECE_BYTES a run, 2 x MEMORY_BYTES not yet in the bucket.
  * A record() is durable when the promise it returns resolves: at the next write-out, which puts the
  * runs' new bytes, then `held` (the recorded ranges as far as pieces in the bucket cover them). So a
- * resume never claims a byte that was only in memory. A piece written again (a repair, or a run
+ * resume never claims a byte that was only in memory. Nor one recorded only after its piece went out:
+ * each piece says in its metadata (`recorded`) which of its bytes were recorded when it was put, so
+ * a piece is as good as a `held` the moment it lands: a resume trusts `held` for the pieces it was
+ * written after (up to its `through`, the newest generation the writer knew then) and, for each
+ * newer piece, its recorded bytes where no newer piece shadows it (one HEAD each: the pieces of
+ * about one write-out). A kill -9 thus loses the bytes only in memory, not also those put
+ * since the last `held`. Bytes a repair forgot (resetHeld) are not recorded when a later piece
+ * holds them again, and the pieces before that `held` are its to judge. A piece written again (a repair, or a run
  * whole) gets a later generation, which wins where pieces overlap. Reads come from the runs in
  * memory first (the prefix hash reads just behind the writes), then from the pieces by ranged GETs;
  * a piece removed under a read (shadowed by a rewrite) is looked up again. Commit
@@ -64,6 +71,8 @@ interface PieceInfo {
   start: number;
   end: number;
   generation: string;
+  /** Its bytes that were recorded when it was put; undefined until read (its metadata). */
+  recorded?: RangeSet;
 }
 
 /** Bytes arriving front to back at start.., in memory until they go out whole as one piece. */
@@ -81,9 +90,25 @@ interface Run {
 }
 
 let generationCounter = 0;
-/** Sortable across processes: ms since the epoch, then a counter of this process. */
-function nextGeneration(): string {
-  return `${String(Date.now()).padStart(15, '0')}${String(++generationCounter % 1e6).padStart(6, '0')}`;
+let lastGeneration = '';
+/**
+ * Sortable across processes: ms since the epoch, then a counter of this process; always later than
+ * every generation this process issued and than `after` (the newest piece the writer knows, which a
+ * replica with a clock ahead may have written: a resume then trusts this writer's pieces past it).
+ */
+function nextGeneration(after = ''): string {
+  let g = `${String(Date.now()).padStart(15, '0')}${String(++generationCounter % 1e6).padStart(6, '0')}`;
+  const floor = after > lastGeneration ? after : lastGeneration;
+  if (g <= floor) g = (BigInt(floor) + 1n).toString().padStart(21, '0');
+  lastGeneration = g;
+  return g;
+}
+
+/** The newest generation among the pieces ('' for none). */
+function newestGeneration(pieces: readonly PieceInfo[]): string {
+  let newest = '';
+  for (const p of pieces) if (p.generation > newest) newest = p.generation;
+  return newest;
 }
 
 function parsePiece(prefix: string, key: string): PieceInfo | undefined {
@@ -103,6 +128,46 @@ function coverage(pieces: readonly PieceInfo[]): { segments: Array<Segment & { a
   }
   segments.sort((a, b) => a.at - b.at);
   return { segments, covered };
+}
+
+/** The pieces put after `held` was written (newer than its `through`) that hold some byte of the blob now; none for a `held` of an older writer. */
+function newerThan(held: HeldRecord, pieces: readonly PieceInfo[]): PieceInfo[] {
+  if (held.through === undefined) return [];
+  const used = new Set(coverage(pieces).segments.map((s) => s.key));
+  return pieces.filter((p) => p.generation > (held.through as string) && used.has(p.key));
+}
+
+/**
+ * What a resume may claim: the recorded ranges of `held` as far as pieces cover them, and of each
+ * piece newer than its `through` the bytes recorded when it was put, where no newer piece shadows it.
+ */
+function trusted(pieces: readonly PieceInfo[], held: HeldRecord): RangeSet {
+  const { segments, covered } = coverage(pieces);
+  const out = intersect(held.ranges, covered);
+  const newer = new Map(newerThan(held, pieces).map((p) => [p.key, p]));
+  for (const s of segments) {
+    const recorded = newer.get(s.key)?.recorded;
+    if (!recorded) continue;
+    for (const r of intersect(new RangeSet([{ start: s.at, end: s.at + s.end - s.start + 1 }]), recorded).intervals) out.add(r.start, r.end);
+  }
+  return out;
+}
+
+/** At most this many ranges in a piece's `recorded` (S3 metadata is small): more is cut short, and claims less. */
+const RECORDED_RANGES = 32;
+
+/** A piece's `recorded` metadata: its bytes in `held`, `start-end` (half-open) comma-separated. */
+function recordedText(held: RangeSet, start: number, end: number): string {
+  return intersect(new RangeSet([{ start, end }]), held).intervals.slice(0, RECORDED_RANGES).map((i) => `${i.start}-${i.end}`).join(',');
+}
+
+function parseRecorded(text: string | undefined, piece: PieceInfo): RangeSet {
+  const out = new RangeSet();
+  for (const part of (text ?? '').split(',').slice(0, RECORDED_RANGES)) {
+    const m = /^(\d+)-(\d+)$/.exec(part);
+    if (m) out.add(Math.max(piece.start, Number(m[1])), Math.min(piece.end + 1, Number(m[2])));
+  }
+  return out;
 }
 
 function intersect(a: RangeSet, b: RangeSet): RangeSet {
@@ -382,9 +447,11 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     if (from < bytes) {
       const start = run.start + from;
       const end = run.start + bytes - 1;
-      const generation = nextGeneration();
+      const generation = nextGeneration(newestGeneration(this.pieces));
       const key = `${this.prefix}pieces/${String(start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
-      await this.bucket.put(key, bytesOf(run.chunks.slice(0, taken), from, bytes));
+      // Recorded now: what a resume may claim of it before the next held (the engine records each write a moment after it).
+      const recorded = recordedText(this.held, start, end + 1);
+      await this.bucket.put(key, bytesOf(run.chunks.slice(0, taken), from, bytes), { metadata: { recorded } });
       this.pieces.push({ key, start, end, generation });
       if (from > 0 || !full) run.smallPieces.push(key);
       else for (const k of run.smallPieces) this.sameBytes.add(k);
@@ -403,12 +470,12 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     run.smallPieces = [];
   }
 
-  /** The recorded ranges, as far as pieces in the bucket cover them. */
+  /** The recorded ranges, as far as pieces in the bucket cover them, and through which piece they account for the pieces. */
   private async writeHeld(): Promise<void> {
     if (this.abandoned) return;
     this.heldDirty = false;
     const durable = intersect(this.held, coverage(this.pieces).covered);
-    await this.bucket.put(`${this.prefix}held`, JSON.stringify({ size: this.size, held: durable.intervals.map((i) => [i.start, i.end]) }));
+    await this.bucket.put(`${this.prefix}held`, heldText(this.size, durable, newestGeneration(this.pieces)));
   }
 
   /**
@@ -424,6 +491,17 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     for (const p of shadowed) this.sameBytes.delete(p.key);
     if (stale.length > 0 && !this.abandoned) await this.bucket.deleteMany(stale.map((p) => p.key));
   }
+}
+
+/** The `held` record as read: its size, ranges, and the newest piece generation it accounts for (absent: written before `through` existed). */
+interface HeldRecord {
+  size: number;
+  ranges: RangeSet;
+  through?: string;
+}
+
+function heldText(size: number, held: RangeSet, through: string): string {
+  return JSON.stringify({ size, held: held.intervals.map((i) => [i.start, i.end]), through });
 }
 
 /** Bytes from..to (exclusive) of chunks laid end to end, as one buffer. */
@@ -496,15 +574,15 @@ export class S3PartialBlobStorage implements PartialBlobStorage {
     const { pieces, held } = await this.load(prefix);
     let resumed: ByteRange[] = [];
     if (held && held.size === size) {
-      const trusted = intersect(held.ranges, coverage(pieces).covered);
-      resumed = trusted.intervals.map((i) => ({ start: i.start, end: i.end - 1 }));
+      await this.readRecorded(newerThan(held, pieces));
+      resumed = trusted(pieces, held).intervals.map((i) => ({ start: i.start, end: i.end - 1 }));
     } else if (pieces.length > 0 || held) {
       // Another size, or pieces without a record: nothing of it can be trusted.
       await removeAll(this.bucket, prefix);
       pieces.length = 0;
     }
     // held exists from the start: has() is true, and the partial shows in listings, at once.
-    if (!held || held.size !== size) await this.bucket.put(`${prefix}held`, JSON.stringify({ size, held: [] }));
+    if (!held || held.size !== size) await this.bucket.put(`${prefix}held`, heldText(size, new RangeSet(), ''));
     // A partial closed late (its lease lost, the digest opened again here) must not unlist the new one.
     const partial: S3PartialBlob = new S3PartialBlob(digest, size, resumed, pieces, this.bucket, prefix, () => {
       if (this.opened.get(digest) === partial) this.opened.delete(digest);
@@ -582,7 +660,7 @@ export class S3PartialBlobStorage implements PartialBlobStorage {
     await this.bucket.put(keys.transferState(key), text);
   }
 
-  private async load(prefix: string): Promise<{ pieces: PieceInfo[]; held: { size: number; ranges: RangeSet } | undefined }> {
+  private async load(prefix: string): Promise<{ pieces: PieceInfo[]; held: HeldRecord | undefined }> {
     const pieces: PieceInfo[] = [];
     for await (const o of this.bucket.list(`${prefix}pieces/`)) {
       const p = parsePiece(`${prefix}pieces/`, o.key);
@@ -591,11 +669,19 @@ export class S3PartialBlobStorage implements PartialBlobStorage {
     const text = await this.bucket.getText(`${prefix}held`);
     if (text === undefined) return { pieces, held: undefined };
     try {
-      const parsed = JSON.parse(text) as { size: number; held: Array<[number, number]> };
-      return { pieces, held: { size: parsed.size, ranges: new RangeSet(parsed.held.map(([start, end]) => ({ start, end }))) } };
+      const parsed = JSON.parse(text) as { size: number; held: Array<[number, number]>; through?: unknown };
+      const ranges = new RangeSet(parsed.held.map(([start, end]) => ({ start, end })));
+      return { pieces, held: { size: parsed.size, ranges, ...(typeof parsed.through === 'string' ? { through: parsed.through } : {}) } };
     } catch {
       return { pieces, held: undefined };
     }
+  }
+
+  /** Each piece's `recorded` from its metadata (a piece without one, or gone meanwhile: nothing recorded). */
+  private async readRecorded(pieces: PieceInfo[]): Promise<void> {
+    await Promise.all(pieces.map(async (p) => {
+      p.recorded = parseRecorded((await this.bucket.head(p.key))?.metadata?.recorded, p);
+    }));
   }
 
   /** Positional reads of a partial blob open elsewhere (another replica): its pieces in the bucket. */
