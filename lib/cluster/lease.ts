@@ -70,6 +70,8 @@ export interface LeaseView {
   holder?: string;
   /** undefined when there is no object. */
   etag?: string;
+  /** held: how long until this replica judges it expired unless it changes meanwhile (its ttl from this replica's first sight of it). */
+  expiresInMs?: number;
 }
 
 const now = (): number => performance.now();
@@ -131,9 +133,10 @@ export class Leases {
     if (!last || last.etag !== obj.etag) {
       if (this.seen.size >= SEEN_LIMIT) this.forgetOld();
       this.seen.set(name, { etag: obj.etag, since: now(), ttlMs });
-      return { state: 'held', holder: body?.holder, etag: obj.etag };
+      return { state: 'held', holder: body?.holder, etag: obj.etag, expiresInMs: ttlMs };
     }
-    return { state: now() - last.since >= last.ttlMs ? 'expired' : 'held', holder: body?.holder, etag: obj.etag };
+    const left = last.ttlMs - (now() - last.since);
+    return left <= 0 ? { state: 'expired', holder: body?.holder, etag: obj.etag } : { state: 'held', holder: body?.holder, etag: obj.etag, expiresInMs: left };
   }
 
   /** One attempt: takes the lease when it is free or seen expired; undefined when someone holds it. */

@@ -42,7 +42,12 @@ export interface ProgressWatcherOptions {
   leaseEveryMs?: number;
   /** The monotonic clock the intervals above are measured on, in ms (default performance.now; tests drive their own). */
   now?: () => number;
+  /** Waits ms between polls (default a timer; tests drive their own clock with it). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
+
+/** Past a lease's expiry by this much when it is looked at again (a timer may fire a little early). */
+const EXPIRY_SLACK_MS = 5;
 
 export class ProgressWatcher<Parts = unknown> {
   private latestEtag: string | undefined;
@@ -55,6 +60,7 @@ export class ProgressWatcher<Parts = unknown> {
   private readonly checkLeaseAfterMs: number;
   private readonly leaseEveryMs: number;
   private leaseLookedAt = -Infinity;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   constructor(
     private readonly objects: ClusterObjects,
@@ -67,6 +73,7 @@ export class ProgressWatcher<Parts = unknown> {
     this.checkLeaseAfterMs = opts.checkLeaseAfterMs ?? 1000;
     this.leaseEveryMs = opts.leaseEveryMs ?? 1000;
     this.now = opts.now ?? (() => performance.now());
+    this.sleep = opts.sleep ?? ((ms, signal) => sleep(ms, undefined, { signal }));
     this.movedAt = this.now();
     this.pollMs = this.minPollMs;
   }
@@ -89,6 +96,7 @@ export class ProgressWatcher<Parts = unknown> {
         this.glanceAtLease();
         return p;
       }
+      let wait = this.pollMs;
       if (this.now() - this.movedAt >= this.checkLeaseAfterMs) {
         this.leaseLookedAt = this.now();
         const lease = await this.leases.inspect(transferLeaseName(this.digest), signal);
@@ -98,9 +106,12 @@ export class ProgressWatcher<Parts = unknown> {
           if (last && (last.done || availableEnd(last, offset) > offset)) return last;
           throw new TransferOrphanedError(this.digest, last);
         }
+        // Looked at again the moment it would expire, not up to a poll later: a dead holder's
+        // transfer is taken over as soon as its ttl allows (on average half of maxPollMs sooner).
+        if (lease.expiresInMs !== undefined) wait = Math.min(wait, lease.expiresInMs + EXPIRY_SLACK_MS);
       }
       this.glanceAtLease();
-      await sleep(this.pollMs, undefined, { signal });
+      await this.sleep(wait, signal);
       this.pollMs = Math.min(this.maxPollMs, this.pollMs * 1.5);
     }
   }
