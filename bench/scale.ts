@@ -12,8 +12,9 @@
  *          against itself, all at once: link bytes / unique bytes, time until every one is done;
  *   kill   (several replicas) a second cold image: the replica holding its transfer is killed
  *          (-9) half way; time until every client is done against the cold time, link bytes, and
- *          the gap: from the kill until 1 MiB more crossed the link (the takeover's own cost, which
- *          the burst's time shows only through the noise of the clients' pulls);
+ *          the takeover (from the kill until another replica holds the transfer's lease) and the
+ *          gap (until 1 MiB more crossed the link): the takeover's own cost, which the burst's time
+ *          shows only through the noise of the clients' pulls;
  *   RSS    peak RSS (VmHWM) of each replica.
  * Not a test: it prints a table. Run: npx tsx bench/scale.ts (see bench/README.md)
  *   SCALE_CLIENTS (30)  SCALE_LAYER_MIB (64)  SCALE_SETUPS (fs-1,rgw-1,rgw-3)
@@ -98,7 +99,7 @@ interface SetupResult extends Warm {
   setup: string;
   cold: Burst;
   prewarm: Burst;
-  kill?: Burst & { holderBytes: number; gapSeconds?: number };
+  kill?: Burst & { holderBytes: number; gapSeconds?: number; takeoverSeconds?: number };
   peakRssMB: (number | undefined)[];
   /** Replicas that died on their own. */
   crashed: string[];
@@ -178,24 +179,30 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       const moved = (): number => proxy.stats.bytesFromUpstream - before;
       const killNote: string[] = [];
       let gapSeconds: number | undefined;
+      let takeoverSeconds: number | undefined;
       // Replica 0 asks for the layer itself and a tenth of it crosses before the clients start, so
       // it holds the transfer (else the kill would hit a follower, and cost nothing to measure).
       const holder: Promise<BlobRead> = readBlob(replicas.replicas[0]!.url, 'bench/kill', big.digest);
       await waitFor(() => moved() >= big.size / 10, PULL_DEADLINE_MS, 'a tenth of the layer across the link');
-      const lease = bucket ? await rgw!.bucket(bucket, keys.cluster).getText(`leases/transfer-${big.digest}`) : undefined;
-      if (!lease?.includes(`-${replicas.replicas[0]!.pid}-`)) killNote.push('kill: replica 0 did not hold the transfer');
+      const leaseText = (): Promise<string | undefined> => (bucket ? rgw!.bucket(bucket, keys.cluster).getText(`leases/transfer-${big.digest}`) : Promise.resolve(undefined));
+      const heldBy0 = (text: string | undefined): boolean => text?.includes(`-${replicas!.replicas[0]!.pid}-`) === true;
+      if (!heldBy0(await leaseText())) killNote.push('kill: replica 0 did not hold the transfer');
       const killHalfway = async (): Promise<void> => {
         await waitFor(() => moved() >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
         const killedAt = performance.now();
         const atKill = moved();
         await replicas!.kill9(0);
+        const tookOver = bucket
+          ? waitFor(async () => !heldBy0(await leaseText()), PULL_DEADLINE_MS, 'another replica holding the transfer').then(() => (takeoverSeconds = (performance.now() - killedAt) / 1000))
+          : undefined;
         await waitFor(() => moved() - atKill >= MiB, PULL_DEADLINE_MS, 'the link moving again after the kill');
         gapSeconds = (performance.now() - killedAt) / 1000;
+        await tookOver;
       };
       // A replica that died on its own (or a link that never got half way) is reported, not thrown.
       const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, () => killHalfway().catch((e: unknown) => void killNote.push(`kill: ${String(e)}`)), before);
       burst.failed.push(...killNote);
-      kill = { ...burst, holderBytes: (await holder).bytes, ...(gapSeconds === undefined ? {} : { gapSeconds }) };
+      kill = { ...burst, holderBytes: (await holder).bytes, ...(gapSeconds === undefined ? {} : { gapSeconds }), ...(takeoverSeconds === undefined ? {} : { takeoverSeconds }) };
     }
     return { setup, cold: coldBurst1, prewarm, ...warm, ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
   } finally {
@@ -206,7 +213,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
 
 function render(results: SetupResult[]): string {
   const f = (n: number | undefined, d = 2): string => (n === undefined ? '-' : n.toFixed(d));
-  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'redirected MB/s', 'redirected/RGW', 'prewarm s', 'prewarm link/unique', 'prewarm failed', 'kill s', 'kill lost', 'kill gap s', 'kill link/unique', 'kill failed', 'peak RSS MB'];
+  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'redirected MB/s', 'redirected/RGW', 'prewarm s', 'prewarm link/unique', 'prewarm failed', 'kill s', 'kill lost', 'kill takeover s', 'kill gap s', 'kill link/unique', 'kill failed', 'peak RSS MB'];
   const lines = results.map((r) => [
     r.setup,
     f(r.cold.seconds, 1),
@@ -222,6 +229,7 @@ function render(results: SetupResult[]): string {
     String(r.prewarm.failed.length),
     f(r.kill?.seconds, 1),
     r.kill ? `${(((r.kill.seconds - r.cold.seconds) / r.cold.seconds) * 100).toFixed(0)}%` : '-',
+    f(r.kill?.takeoverSeconds, 2),
     f(r.kill?.gapSeconds, 2),
     f(r.kill?.linkRatio, 3),
     r.kill ? String(r.kill.failed.length) : '-',
