@@ -207,6 +207,34 @@ describe('S3 partial blobs on Ceph RGW', function () {
     await part.abandon?.();
   });
 
+  it('puts only pieces in the write-outs memory asks for; the held record goes out with the records\' timer, at most every second', async () => {
+    const data = randomBytes(8 * MiB);
+    const digest = sha256(data);
+    const puts: string[] = [];
+    const counting = new Proxy(bucket, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'put') return (key: string, ...rest: unknown[]) => { puts.push(key.endsWith('/held') ? 'held' : 'piece'); return (value as (...a: unknown[]) => unknown).call(target, key, ...rest); };
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const part = await new S3Storage(counting).partials.open(digest, data.length);
+    puts.length = 0;
+    const started = performance.now();
+    for (let pos = 0; pos < data.length; pos += 16 * KiB) {
+      await part.write(pos, data.subarray(pos, pos + 16 * KiB));
+      part.record({ start: pos, end: pos + 16 * KiB - 1 }).catch(() => {});
+    }
+    const seconds = Math.floor((performance.now() - started) / 1000);
+    const count = (what: string): number => puts.filter((p) => p === what).length;
+    assert.ok(count('piece') >= 6, `puts ${puts.join(' ')}`);
+    // Before, a held after each write-out's pieces: 4 in under a second of writes (main, load 14).
+    assert.ok(count('held') <= 1 + seconds, `${count('held')} held records in ${seconds + 1} s of writes: ${puts.join(' ')}`);
+    await part.flush();
+    assert.deepEqual((await replica().partials.open(digest, data.length)).resumed, [{ start: 0, end: data.length - 1 }]);
+    await part.close();
+  });
+
   it('holds at most about one piece only in memory: a kill -9 loses no more, and a replica resumes the rest', async () => {
     const data = randomBytes(12 * MiB);
     const digest = sha256(data);

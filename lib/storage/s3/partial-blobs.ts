@@ -19,8 +19,9 @@
  * meets those bytes again. A writer told its transfer is someone else's now (abandon) writes and
  * removes nothing more. Writes go on while a write-out runs, and wait for it past twice
  * those bounds, so memory stays flat: about PIECE_BYTES a run, 2 x MEMORY_BYTES not yet in the bucket.
- * A record() is durable when the promise it returns resolves: at the next write-out, which puts the
- * runs' new bytes, then `held` (the recorded ranges as far as pieces in the bucket cover them). So a
+ * A record() is durable when the promise it returns resolves: at the next write-out of the records'
+ * timer, which puts the runs' new bytes, then `held` (the recorded ranges as far as pieces in the
+ * bucket cover them; the write-outs memory asks for put pieces only). So a
  * resume never claims a byte that was only in memory. Nor one recorded only after its piece went out:
  * each piece says in its metadata (`recorded`) which of its bytes were recorded when it was put, so
  * a piece is as good as a `held` the moment it lands: a resume trusts `held` for the pieces it was
@@ -224,6 +225,8 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   private pending = 0;
   private readonly held: RangeSet;
   private heldDirty = false;
+  /** A write-out queued for the records' timer, a flush or a close: it writes the held record too. */
+  private heldDue = false;
   private committed = false;
   private closed = false;
   /** Another writer owns the partial blob now: nothing more is written or removed. */
@@ -276,7 +279,7 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     for (const r of this.runs) if (r !== run && pos < r.start + r.bytes && r.start < end) r.overwritten = true;
     this.pending += copy.length;
     if (run.bytes < PIECE_BYTES && this.pending < MEMORY_BYTES) return;
-    const out = this.writeOutSoon();
+    const out = this.writeOutSoon(false);
     // Writes go on while one write-out runs; past twice the bound they wait for it: memory stays
     // flat however fast the link is. A failure is kept for the next write (throwIfFailed).
     if (run.bytes >= PIECE_BYTES + MEMORY_BYTES || this.pending >= 2 * MEMORY_BYTES) await out;
@@ -310,14 +313,14 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
           resolve();
           return;
         }
-        this.writeOutSoon().then(resolve, reject);
+        this.writeOutSoon(true).then(resolve, reject);
       }, delay).unref();
     });
     return this.nextWriteOut;
   }
 
   async flush(): Promise<void> {
-    await this.writeOutSoon();
+    await this.writeOutSoon(true);
     this.throwIfFailed();
   }
 
@@ -358,7 +361,7 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       await removeAll(this.bucket, this.prefix);
       return;
     }
-    await this.writeOutSoon().catch(() => undefined);
+    await this.writeOutSoon(true).catch(() => undefined);
   }
 
   async discard(): Promise<void> {
@@ -376,8 +379,16 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     this.onClose();
   }
 
-  /** A write-out that starts after whatever runs now (the one already queued, if any). */
-  private writeOutSoon(): Promise<void> {
+  /**
+   * A write-out that starts after whatever runs now (the one already queued, if any); `held`: it
+   * also writes the held record. The write-outs that memory asks for (MEMORY_BYTES waiting) put
+   * pieces only: each piece vouches for its recorded bytes (its `recorded`), so a resume needs no
+   * held for them, and a PUT less per write-out keeps what waits in memory lower. The held record
+   * goes out with the write-outs the records' timer asks for (at most every WRITE_OUT_MS), flush
+   * and close: the bytes recorded only after their piece went out are in it.
+   */
+  private writeOutSoon(held: boolean): Promise<void> {
+    if (held) this.heldDue = true;
     this.queuedOut ??= this.enqueue(() => {
       this.queuedOut = undefined;
       return this.writeOut();
@@ -430,7 +441,10 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       r.durable = 0;
     }
     if (puts.length > 0) await this.dropShadowed();
-    if (this.heldDirty) await this.writeHeld();
+    if (this.heldDue) {
+      this.heldDue = false;
+      if (this.heldDirty) await this.writeHeld();
+    }
   }
 
   /**
