@@ -9,11 +9,15 @@
  * event loop sees the same figure. Lag shorter than one tick interval may go unseen.
  *
  * The ticks run while someone holds the tracker (an attempt running); while nobody does, the
- * clock runs as the plain one.
+ * clock runs as the plain one. share() says how much of the last second the process could not run:
+ * starved, it reads its connections slowly, and the tail does not take a range's slowness for the
+ * link's (tail-plan.ts).
  */
 
 /** How often the tracker expects its tick. */
 const TICK_MS = 100;
+/** share() looks back about this far. */
+const SHARE_WINDOW_MS = 1000;
 
 export class LoopLag {
   /** Lag seen up to the last tick. */
@@ -22,6 +26,11 @@ export class LoopLag {
   private last: number | undefined;
   private holders = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Of the time up to the last tick, the share lag took lately (a moving average over about SHARE_WINDOW_MS). */
+  private recentShare = 0;
+  /** When the first tick ran: until the window is full, what was seen since counts whole. */
+  private since: number | undefined;
+  private releasedAt: number | undefined;
 
   constructor(private readonly clock: () => number = () => performance.now(), readonly intervalMs = TICK_MS) {}
 
@@ -35,15 +44,43 @@ export class LoopLag {
     return this.total + (this.last === undefined ? 0 : Math.max(0, at - this.last - this.intervalMs));
   }
 
+  /**
+   * Of the last second or so up to `at`, the share of the time this process could not run (0 to
+   * 1): near 0 on a machine with CPU to spare, half when it runs one turn in two. undefined until
+   * the ticks have run that long (since the first hold, or a hold after a longer pause).
+   */
+  share(at = this.clock()): number | undefined {
+    if (this.since === undefined || at - this.since < SHARE_WINDOW_MS) return undefined;
+    return this.last === undefined ? this.recentShare : this.blend(at);
+  }
+
   /** @internal A tick ran at `at` (the first one starts the count). */
   tick(at = this.clock()): void {
-    if (this.last !== undefined) this.total += Math.max(0, at - this.last - this.intervalMs);
+    if (this.last !== undefined) {
+      this.total += Math.max(0, at - this.last - this.intervalMs);
+      this.recentShare = this.blend(at);
+    }
+    this.since ??= at;
     this.last = at;
+  }
+
+  /** recentShare with the time since the last tick in it (its late part as lag). */
+  private blend(at: number): number {
+    const elapsed = at - (this.last as number);
+    if (!(elapsed > 0)) return this.recentShare;
+    const late = Math.max(0, elapsed - this.intervalMs) / elapsed;
+    const weight = Math.min(1, elapsed / Math.min(SHARE_WINDOW_MS, at - (this.since ?? at)));
+    return this.recentShare * (1 - weight) + late * weight;
   }
 
   /** Ticks until the returned function is called (by every holder). */
   hold(): () => void {
     if (this.holders++ === 0) {
+      // Held again after a while: what share() said then says nothing of now.
+      if (this.releasedAt !== undefined && this.clock() - this.releasedAt > SHARE_WINDOW_MS) {
+        this.recentShare = 0;
+        this.since = undefined;
+      }
       this.tick();
       this.timer = setInterval(() => this.tick(), this.intervalMs);
       this.timer.unref();
@@ -58,6 +95,7 @@ export class LoopLag {
       // The overdue part up to now stays counted: a reading taken before release never goes back.
       this.total = this.lagged();
       this.last = undefined;
+      this.releasedAt = this.clock();
     };
   }
 }

@@ -19,7 +19,13 @@
  *   is cancelled (the transfer does that).
  *
  * Splits and copies cost link bytes (what a cut request held in flight, what both copies fetch):
- * together at most the transfer's loss budget.
+ * together at most the transfer's loss budget. None while this process could not run for a tenth
+ * of the last second or more (loop-lag.ts share), or that is not known yet (the first second of a
+ * fetch after a pause: a fresh mirror's first blob on a loaded machine was split 0.3 s in, 1.076x
+ * that blob, every connection it read slowly): its connections are slow because it reads them
+ * slowly, a new connection would be no faster, and what a cut request held is not a round trip's
+ * worth but all that waited unread in its socket (load 9-14: splits and copies at lag shares of
+ * 0.2-0.7 cost the prefetch e2e 1.10-1.19x the image; idle, the share is 0.00-0.04).
  *
  * Pure: ranges and figures in, steps out.
  */
@@ -42,6 +48,9 @@ export const TAIL_SPLIT_IN_FLIGHT_FACTOR = 4;
 /** A range's own rate counts once its attempt delivered for this many round trips (and this long at least). */
 const OWN_RATE_RTTS = 4;
 const OWN_RATE_MIN_MS = 300;
+
+/** At this share of the last second lost to the process's own lag (loop-lag.ts) or more, the tail does nothing. */
+export const TAIL_MAX_LAG_SHARE = 0.1;
 
 /** A request with no byte after this many round trips (1 s at least) is taken as needing as long again. */
 const SILENT_RTTS = 4;
@@ -69,6 +78,8 @@ export interface TailFigures {
   paired: (r: LiveRange) => boolean;
   /** Bytes the splits and copies may still cost (in flight past split points, fetched by both copies), for the whole transfer. */
   lossBudget: number;
+  /** Share of the last second this process could not run (loop-lag.ts share); undefined: not known yet. */
+  lagShare: number | undefined;
 }
 
 interface Item {
@@ -87,7 +98,7 @@ interface Item {
 /** What each free connection should take over, in order. */
 export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep[] {
   const rtt = f.rttMs / 1000;
-  if (!(f.free > 0)) return [];
+  if (!(f.free > 0) || f.lagShare === undefined || !(f.lagShare < TAIL_MAX_LAG_SHARE)) return [];
   const a = f.perConnection;
   if (!(a > 0)) return [];
   const items: Item[] = [];

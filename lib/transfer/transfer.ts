@@ -42,7 +42,7 @@ import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 import { createPrefixReader } from './prefix-reader.ts';
 import { tuningOf, type TransferTuning } from './tuning.ts';
 import { planTail, TAIL_MIN_PIECE_BYTES } from './tail-plan.ts';
-import { ownNow } from './loop-lag.ts';
+import { loopLag, ownNow } from './loop-lag.ts';
 import type { ByteRange } from '../oci/range.ts';
 import type { PartialBlob, PartialBlobStorage } from '../storage/partial-blobs.ts';
 
@@ -729,6 +729,7 @@ export class Transfer extends EventEmitter {
       perConnection: this.requestRate || this.meter.rate() / Math.max(1, running.size),
       paired: (r) => pairs.has(r),
       lossBudget: this.tailLossBudget,
+      lagShare: loopLag.share(),
     });
     for (const step of steps) {
       this.tailLossBudget -= step.risk;

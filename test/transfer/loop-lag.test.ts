@@ -30,6 +30,38 @@ describe('loop lag', () => {
     assert.equal(lag.now(), t - 600);
   });
 
+  it('tells the share of the last second the process could not run: none on time, half when each tick comes 100 ms late', () => {
+    let t = 0;
+    const lag = new LoopLag(() => t, 100);
+    const share = (): number => lag.share() ?? NaN;
+    lag.tick();
+    for (let i = 0; i < 20; i++) {
+      // Not known until the ticks have run for a second.
+      if (i === 5) assert.equal(lag.share(), undefined);
+      t += 100;
+      lag.tick();
+    }
+    assert.equal(lag.share(), 0);
+    // Starved: each tick 100 ms late. From the first late one on the share grows, to about half within a second or two.
+    t += 200;
+    lag.tick();
+    assert.ok(share() > 0.09, `share ${share()}`);
+    for (let i = 0; i < 15; i++) {
+      t += 200;
+      lag.tick();
+    }
+    assert.ok(Math.abs(share() - 0.5) < 0.05, `share ${share()}`);
+    // A tick overdue right now counts before it runs.
+    t += 600;
+    assert.ok(share() > 0.6, `share ${share()}`);
+    // Back on time: within a couple of seconds it is near nothing again.
+    for (let i = 0; i < 30; i++) {
+      t += 100;
+      lag.tick();
+    }
+    assert.ok(share() < 0.05, `share ${share()}`);
+  });
+
   it('held, sees the process starved by its own timer; released, runs as the plain clock', async () => {
     const lag = new LoopLag();
     const release = lag.hold();

@@ -19,7 +19,7 @@ function running(start: number, left: number, bytesPerSec: number, ms = 2000): L
 }
 
 function figures(over: Partial<TailFigures> = {}): TailFigures {
-  return { free: 1, linkLimit: 16, now: NOW, rttMs: 150, perConnection: 1 * MiB, paired: () => false, lossBudget: 4 * MiB, ...over };
+  return { free: 1, linkLimit: 16, now: NOW, rttMs: 150, perConnection: 1 * MiB, paired: () => false, lossBudget: 4 * MiB, lagShare: 0, ...over };
 }
 
 describe('tail plan', () => {
@@ -91,6 +91,22 @@ describe('tail plan', () => {
     assert.equal(steps[0]!.range, silent);
     // It delivers nothing: it keeps no part of its range, a new connection takes all of it as a copy.
     assert.equal(steps[0]!.kind, 'copy');
+  });
+
+  it('neither splits nor copies while the process could not run for a tenth of the last second or more, or that is not known yet', () => {
+    // The straggler and the silent range above, on a machine with CPU to spare, then starved.
+    const slow = () => [...[0, 1, 2].map((i) => running(i * 8 * MiB, 1 * MiB, 1 * MiB)), running(32 * MiB, 1 * MiB, 256 * KiB)];
+    const silent = (): LiveRange[] => {
+      const r = liveRange({ start: 0, end: 4 * MiB - 1 });
+      r.askedAt = NOW - 5000;
+      return [r, ...[1, 2].map((i) => running(i * 8 * MiB, 512 * KiB, 1 * MiB))];
+    };
+    for (const ranges of [slow, silent]) {
+      assert.equal(planTail(ranges(), figures({ lagShare: 0.05 })).length, 1);
+      assert.deepEqual(planTail(ranges(), figures({ lagShare: 0.1 })), []);
+      assert.deepEqual(planTail(ranges(), figures({ lagShare: 0.6 })), []);
+      assert.deepEqual(planTail(ranges(), figures({ lagShare: undefined })), [], 'not known yet');
+    }
   });
 
   it('goes on to the next straggler when the longest already has a copy, or is not worth one', () => {
