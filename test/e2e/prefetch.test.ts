@@ -44,7 +44,11 @@ describe('prefetch: a served manifest starts the image\'s other blobs', function
     mirror = await startTestMirror({
       upstreams: { hub: { url: link.url } },
       rewrite: [{ match: 'kolla/*', upstream: 'hub' }],
-      prefetch: { concurrency: 2, unclaimedSeconds: 1 },
+      // How long the image may go with no client asking before its prefetches stop: a client
+      // pulling it must ask within that time, and skopeo on a loaded machine does not within 1 s
+      // (load 11-18: its first request 0.9-2.9 s after the test's manifest, its manifest answered
+      // in 1.2 s, the end of a 6 MiB layer reaching it 1.2 s after the transfer committed).
+      prefetch: { concurrency: 2, unclaimedSeconds: 5 },
     });
     started = new Map();
     transfers = new Map();
