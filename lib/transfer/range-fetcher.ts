@@ -101,25 +101,39 @@ function checkResponse(ctx: FetchContext, res: RangeResponse, pos: number, end: 
   throw new UpstreamStatusError(res.status, parseRetryAfter(header(res.headers, 'retry-after')));
 }
 
+/** However starved the process, a connection silent for this many times stallSeconds on the plain clock is cut. */
+const WALL_SILENCE_FACTOR = 3;
+
 /**
  * Calls `onSilent` once nothing was heard() for `ms` of this process's own time (ownNow): a late
- * turn of the event loop (the process starved of CPU) is not the link's silence. Never while
- * `busy()` (a write to our own store): silence counts again from its end.
+ * turn of the event loop (the process starved of CPU) is not the link's silence. On a process
+ * starved for good the own clock crawls (~one tick per turn), so the plain clock bounds it:
+ * silence of WALL_SILENCE_FACTOR x `ms` there is cut too. Never while `busy()` (a write to our own
+ * store): silence counts again from its end.
+ * @internal exported for its test
  */
-function silenceTimer(ms: number, busy: () => boolean, onSilent: () => void): { heard(): void; clear(): void } {
+export function silenceTimer(ms: number, busy: () => boolean, onSilent: () => void): { heard(): void; clear(): void } {
+  const wallMs = WALL_SILENCE_FACTOR * ms;
   let heardAt = ownNow();
+  let heardWall = performance.now();
   let timer: NodeJS.Timeout;
   const check = (): void => {
     const now = ownNow();
-    if (busy()) heardAt = now;
+    const wall = performance.now();
+    if (busy()) {
+      heardAt = now;
+      heardWall = wall;
+    }
     const silent = now - heardAt;
-    if (silent >= ms) onSilent();
-    else timer = setTimeout(check, Math.max(1, ms - silent));
+    const wallSilent = wall - heardWall;
+    if (silent >= ms || wallSilent >= wallMs) onSilent();
+    else timer = setTimeout(check, Math.max(1, Math.min(ms - silent, wallMs - wallSilent)));
   };
   timer = setTimeout(check, ms);
   return {
     heard: () => {
       heardAt = ownNow();
+      heardWall = performance.now();
     },
     clear: () => clearTimeout(timer),
   };
@@ -131,18 +145,20 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
   const { controller, dispose } = linkedController(signal);
   // Time spent waiting on our own store (a write) is not the link's silence: the timer waits it out.
   let storing = false;
-  const releaseLag = loopLag.hold();
-  const stall = silenceTimer(ctx.stallMs, () => storing, () => controller.abort(new StallError(ctx.stallMs / 1000)));
   // What this request asks for; cursor.end may shrink below it while the body arrives.
   const end = cursor.end;
   cursor.claimed = cursor.pos;
   cursor.firstByte = undefined;
-  cursor.askedAt = ownNow();
   let saved = cursor.pos;
   let failure: unknown;
   let cut = false;
   const watched = ctx.watch?.start((reason) => controller.abort(reason), patience);
   ctx.attemptStarted();
+  // Held from here to the finally, nothing that may throw in between (a hold never released keeps
+  // the lag ticks running for the process's life).
+  const releaseLag = loopLag.hold();
+  const stall = silenceTimer(ctx.stallMs, () => storing, () => controller.abort(new StallError(ctx.stallMs / 1000)));
+  cursor.askedAt = ownNow();
   try {
     const res = mode === 'range'
       ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)

@@ -9,7 +9,7 @@
  * allowed twice the silence. When most connections are quiet together the far end paces them
  * (a relay streams as its own transfer arrives): none is cut. Only answered requests are judged, and
  * each cut of a range doubles the silence its next attempt is allowed. The fixed stallSeconds timer of the attempt (range-fetcher.ts) stays
- * the upper bound always. Silence is counted on the clock net of this process's own lag (loop-lag.ts):
+ * the upper bound always (on a starved process, 3x stallSeconds of the plain clock). Silence is counted on the clock net of this process's own lag (loop-lag.ts):
  * while the process could not run (starved of CPU), the link's bytes waited in the sockets unread.
  */
 import { StallError } from './errors.ts';
@@ -37,6 +37,7 @@ export interface WatchedAttempt {
 }
 
 interface Attempt {
+  /** When it was asked, on the plain clock (its round trip). */
   startedAt: number;
   /** Headers arrived: until then the far end may be working (a relay fetching), the timer judges. */
   answered: boolean;
@@ -58,8 +59,17 @@ export class StallWatch {
   private lastByAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  /** `now`: the clock silences are counted on (by default the process's, net of its own lag). */
-  constructor(private readonly now: () => number = ownNow) {}
+  /**
+   * `now`: the clock silences are counted on (by default the process's, net of its own lag).
+   * `wall`: the clock round trips are timed on (by default the plain one; an injected `now` alone
+   * serves as both). A round trip timed net of lag would come out short when headers arrived while
+   * the process was starved, and the least one seen would stay short for the link's life; on the
+   * plain clock such a sample only comes out long, and the least one seen drops it.
+   */
+  constructor(
+    private readonly now: () => number = ownNow,
+    private readonly wall: () => number = now === ownNow ? () => performance.now() : now,
+  ) {}
 
   /** Least time to headers seen: the link's round trip plus the far end's answer. */
   get rtt(): number | undefined {
@@ -69,16 +79,15 @@ export class StallWatch {
   /** Watches one attempt; `cut` aborts it. `patience` multiplies the silence it is allowed. */
   start(cut: (reason: Error) => void, patience = 1): WatchedAttempt {
     const t = this.now();
-    const a: Attempt = { startedAt: t, answered: false, patience, lastAt: t, storing: false, gapMs: undefined, cut };
+    const a: Attempt = { startedAt: this.wall(), answered: false, patience, lastAt: t, storing: false, gapMs: undefined, cut };
     this.attempts.add(a);
     this.timer ??= setInterval(() => this.check(), CHECK_MS);
     this.timer.unref();
     return {
       gotHeaders: () => {
-        const now = this.now();
-        const rtt = now - a.startedAt;
+        const rtt = this.wall() - a.startedAt;
         this.rttMs = this.rttMs === undefined ? rtt : Math.min(this.rttMs, rtt);
-        a.lastAt = now;
+        a.lastAt = this.now();
         a.answered = true;
       },
       gotBytes: () => {

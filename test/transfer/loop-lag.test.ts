@@ -1,6 +1,7 @@
 /** The time this process could not run, told from a timer that comes late (loop-lag.ts). */
 import assert from 'node:assert/strict';
-import { LoopLag } from '../../lib/transfer/loop-lag.ts';
+import { LoopLag, loopLag } from '../../lib/transfer/loop-lag.ts';
+import { silenceTimer } from '../../lib/transfer/range-fetcher.ts';
 import { starve } from './harness.ts';
 
 describe('loop lag', () => {
@@ -74,5 +75,28 @@ describe('loop lag', () => {
     const frozen = lag.lagged();
     starve(300);
     assert.equal(lag.lagged(), frozen);
+  });
+
+  it('the attempt\'s fixed timer still fires on a process starved for good: 3x its time on the plain clock at most', async () => {
+    // A running attempt holds the process's tracker (range-fetcher.ts).
+    const release = loopLag.hold();
+    const t0 = performance.now();
+    let firedAt: number | undefined;
+    // stallSeconds 0.4 on a connection that is dead; the process runs in turns of 800 ms, so its own
+    // clock moves ~100 ms a turn: 0.4 s of it would take ~3.2 s. The plain clock's bound: 1.2 s,
+    // seen at the end of a turn (1.6 s).
+    const timer = silenceTimer(400, () => false, () => {
+      firedAt = performance.now() - t0;
+    });
+    try {
+      while (firedAt === undefined && performance.now() - t0 < 8000) {
+        starve(800);
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      timer.clear();
+      release();
+    }
+    assert.ok(firedAt !== undefined && firedAt >= 1200 && firedAt < 2700, `fired after ${firedAt} ms`);
   });
 });

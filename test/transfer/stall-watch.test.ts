@@ -134,6 +134,39 @@ describe('stall watch', function () {
     assert.deepEqual(run(true), [], '0.4 s of silence and 1.2 s the process did not run');
   });
 
+  it('times round trips on the plain clock: headers read after the process was starved do not shrink the link\'s round trip', () => {
+    let t = 0;
+    const lag = new LoopLag(() => t, 100);
+    lag.tick();
+    const watch = new StallWatch(() => lag.now(), () => t);
+    const ask = (rttMs: number, starvedMs: number): void => {
+      const a = watch.start(() => {});
+      // The ticks on time until the answer is due; the last `starvedMs` of it the process ran nothing.
+      for (let s = 100; s <= rttMs - starvedMs; s += 100) {
+        t += 100;
+        lag.tick();
+      }
+      t += rttMs - Math.floor((rttMs - starvedMs) / 100) * 100;
+      a.gotHeaders();
+      lag.tick();
+      a.end();
+    };
+    ask(300, 0);
+    assert.equal(watch.rtt, 300);
+    // Answered in 1 s, the last 900 ms of which the process ran nothing: net of lag 200 ms.
+    ask(1000, 900);
+    assert.equal(watch.rtt, 300);
+    // A starved first sample: the real round trip is the wall time, never less.
+    const fresh = new StallWatch(() => lag.now(), () => t);
+    const a = fresh.start(() => {});
+    t += 100;
+    lag.tick();
+    t += 700;
+    a.gotHeaders();
+    a.end();
+    assert.equal(fresh.rtt, 800);
+  });
+
   it('on the process\'s own clock, a connection read just after the process was starved is not cut', async () => {
     // As a running attempt holds it (range-fetcher.ts).
     const release = loopLag.hold();
