@@ -2,7 +2,8 @@
  * Scale-out bench (issue 15.4): 1 replica on the filesystem, 1 and 3 replicas on one RGW bucket,
  * each behind haproxy, in the same run against the same link and the same RGW. Per setup:
  *   cold   N skopeo clients pull one cold image through the link at once: link bytes / unique
- *          bytes, time until every client is done;
+ *          bytes, time until every client is done, and (RGW) the longest its transfer lease went
+ *          unrenewed as a poller saw it (what a shorter lease ttl would have to outlast);
  *   warm   N curl clients fetch the now stored large layer through haproxy: aggregate MB/s,
  *          beside RGW's own GET throughput for the same object with the same N clients, and
  *          (RGW) the same burst through one more replica set to redirect (storage.redirect:
@@ -86,6 +87,29 @@ async function coldBurst(host: string, repository: string, image: BuiltImage, pr
   return { seconds: (Date.now() - started) / 1000, failed, linkRatio: (proxy.stats.bytesFromUpstream - before) / imageBytes(image) };
 }
 
+/**
+ * The longest time the transfer lease at `key` stayed the same while held, as an observer polling
+ * it every 100 ms saw it (seconds): what a lease ttl must outlast under this load, or a follower
+ * takes a live holder's transfer over (the holder renews every ttl/3, 1.7 s by default).
+ */
+function watchRenewals(bucket: { getText(key: string): Promise<string | undefined> }, key: string): { stop(): void; longest(): number | undefined } {
+  let stopped = false;
+  let longest: number | undefined;
+  void (async () => {
+    let last: { text: string; since: number } | undefined;
+    while (!stopped) {
+      const text = await bucket.getText(key).catch(() => undefined);
+      const t = performance.now();
+      if (text !== undefined && text !== last?.text) {
+        if (last && last.text.includes('"held"')) longest = Math.max(longest ?? 0, (t - last.since) / 1000);
+        last = { text, since: t };
+      }
+      await delay(100);
+    }
+  })();
+  return { stop: () => { stopped = true; }, longest: () => longest };
+}
+
 /** Every live replica prewarms the Kolla profile from itself, all at once (the CLI, compiled). */
 async function prewarmBurst(replicas: Replicas, proxy: FaultProxy, uniqueBytes: number): Promise<Burst> {
   const before = proxy.stats.bytesFromUpstream;
@@ -97,7 +121,7 @@ async function prewarmBurst(replicas: Replicas, proxy: FaultProxy, uniqueBytes: 
 
 interface SetupResult extends Warm {
   setup: string;
-  cold: Burst;
+  cold: Burst & { renewalGapSeconds?: number };
   prewarm: Burst;
   kill?: Burst & { holderBytes: number; gapSeconds?: number; takeoverSeconds?: number };
   peakRssMB: (number | undefined)[];
@@ -164,8 +188,10 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
     const config = { ...linkConfig(proxy.url, TRANSFER), log: { level: 'warn' as const, format: 'json' as const }, ...(bucket ? { storage: rgw!.storageConfig(bucket) } : {}) };
     replicas = await startReplicas({ count, config, compiled: true, name: `bench-scale-${setup}`, ...(rgw ? { env: rgw.env } : {}) });
     log(`${setup}: cold burst, ${clients} clients`);
-    const coldBurst1 = await coldBurst(replicas.host, 'bench/cold', cold, proxy);
     const layer = cold.layers[0]!;
+    const renewals = bucket ? watchRenewals(rgw!.bucket(bucket, keys.cluster), `leases/transfer-${layer.digest}`) : undefined;
+    const coldBurst1: SetupResult['cold'] = await coldBurst(replicas.host, 'bench/cold', cold, proxy).finally(() => renewals?.stop());
+    if (renewals?.longest() !== undefined) coldBurst1.renewalGapSeconds = renewals.longest();
     log(`${setup}: warm bursts, ${WARM_ROUNDS} rounds`);
     const warm = await warmBursts(replicas, config, setup, layer, rgw, bucket, coldBurst1.failed);
     log(`${setup}: ferry prewarm of the Kolla profile by ${count} replica(s) at once`);
@@ -213,12 +239,13 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
 
 function render(results: SetupResult[]): string {
   const f = (n: number | undefined, d = 2): string => (n === undefined ? '-' : n.toFixed(d));
-  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'redirected MB/s', 'redirected/RGW', 'prewarm s', 'prewarm link/unique', 'prewarm failed', 'kill s', 'kill lost', 'kill takeover s', 'kill gap s', 'kill link/unique', 'kill failed', 'peak RSS MB'];
+  const header = ['setup', 'cold s', 'cold link/unique', 'cold failed', 'cold renewal gap s', 'warm MB/s', 'RGW GET MB/s', 'warm/RGW', 'redirected MB/s', 'redirected/RGW', 'prewarm s', 'prewarm link/unique', 'prewarm failed', 'kill s', 'kill lost', 'kill takeover s', 'kill gap s', 'kill link/unique', 'kill failed', 'peak RSS MB'];
   const lines = results.map((r) => [
     r.setup,
     f(r.cold.seconds, 1),
     f(r.cold.linkRatio, 3),
     String(r.cold.failed.length),
+    f(r.cold.renewalGapSeconds, 2),
     f(r.warmMBps, 0),
     f(r.rgwGetMBps, 0),
     r.rgwGetMBps ? f(r.warmMBps / r.rgwGetMBps) : '-',
