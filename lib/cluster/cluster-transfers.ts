@@ -79,6 +79,7 @@ class ClusterTransfer implements RunningTransfer {
       digest: this.digest, size: this.size, state: this.ctrl.signal.aborted ? 'aborted' : 'running', mode: 'stream',
       bytesDone: 0, contiguousBytes: 0, resumedBytes: 0, bytesFetched: 0, rate: 0, etaSeconds: undefined,
       activeConnections: 0, concurrency: 0, retries: 0, chunkSize: 0, chunksTotal: 0, chunksDone: 0, chunksRefetched: 0,
+      stallCuts: 0, tailSplits: 0, tailCopies: 0,
       elapsedMs: Date.now() - this.startedAt,
     };
   }

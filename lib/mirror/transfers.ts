@@ -127,7 +127,12 @@ export class Transfers extends EventEmitter {
       () => {
         const durationMs = Date.now() - startedAt;
         const s = transfer.snapshot();
-        log.info({ bytes: req.size, durationMs, resumedBytes: s.resumedBytes, retries: s.retries, chunksRefetched: s.chunksRefetched, mbps: round(req.size / 1e6 / Math.max(durationMs / 1000, 0.001)) }, 'transfer complete');
+        // What the link cost and why: bytes that crossed it (linkBytes over bytes), silent requests cut,
+        // the tail's splits and copies, pieces fetched again.
+        log.info({
+          bytes: req.size, linkBytes: s.bytesFetched, durationMs, resumedBytes: s.resumedBytes, retries: s.retries, stallCuts: s.stallCuts,
+          tailSplits: s.tailSplits, tailCopies: s.tailCopies, chunksRefetched: s.chunksRefetched, mbps: round(req.size / 1e6 / Math.max(durationMs / 1000, 0.001)),
+        }, 'transfer complete');
         this.emit('committed', { digest: req.digest, size: req.size, repository: req.repository });
       },
     ).catch((e: unknown) => {

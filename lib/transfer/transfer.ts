@@ -32,7 +32,7 @@ import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
 import { firstDamage } from './gzip-damage.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
-import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
+import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, StallError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
 import { fetchRange, linkedController, liveRange, rangeRate, type FetchContext, type FetchMode, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
@@ -108,6 +108,11 @@ export interface TransferSnapshot {
   chunksDone: number;
   /** Pieces (of at most chunkSize) fetched again: they failed their check or a repair replaced them. */
   chunksRefetched: number;
+  /** Requests cut for silence (the stall watch or the stallSeconds timer); each resumed where it stopped. */
+  stallCuts: number;
+  /** Straggling ranges of the tail split onto a free connection, and copied whole (first copy wins). */
+  tailSplits: number;
+  tailCopies: number;
   elapsedMs: number;
   error?: string;
 }
@@ -206,6 +211,9 @@ export class Transfer extends EventEmitter {
   private active = 0;
   private retries = 0;
   private chunksRefetched = 0;
+  private stallCuts = 0;
+  private tailSplits = 0;
+  private tailCopies = 0;
   private resumedBytes = 0;
   private bytesFetched = 0;
   private sizeDisagreements = 0;
@@ -369,6 +377,9 @@ export class Transfer extends EventEmitter {
       chunksTotal: chunks.length,
       chunksDone: chunks.filter((c) => this.written.coveredEnd(c.start) > c.end).length,
       chunksRefetched: this.chunksRefetched,
+      stallCuts: this.stallCuts,
+      tailSplits: this.tailSplits,
+      tailCopies: this.tailCopies,
       elapsedMs: Math.round(performance.now() - this.startedAt),
     };
     if (this.error) snap.error = this.error.message;
@@ -780,9 +791,11 @@ export class Transfer extends EventEmitter {
     for (const step of steps) {
       this.tailLossBudget -= step.risk;
       if (step.kind === 'split') {
+        this.tailSplits++;
         step.range.end = step.rest.start - 1;
         launch(step.rest);
       } else {
+        this.tailCopies++;
         const copy = liveRange({ start: step.from, end: step.range.end });
         pairs.set(copy, step.range);
         pairs.set(step.range, copy);
@@ -839,6 +852,7 @@ export class Transfer extends EventEmitter {
         this.active--;
         if (err === undefined || this.ctrl.signal.aborted) return;
         this.retries++;
+        if (err instanceof StallError) this.stallCuts++;
         if (isOverload(err)) this.share?.overloaded();
       },
       watch: this.link.stalls,

@@ -88,6 +88,9 @@ describe('chunked downloader', function () {
     await assertIdentical(r, r.blobPath);
     assert.equal(t.mode, 'single');
     assert.ok(r.server.stats.rangeRequests >= 2, `${r.server.stats.requests} requests, ${r.server.stats.rangeRequests} of them ranges`);
+    // Counted where the completion log line reads them.
+    const s = t.snapshot();
+    assert.ok(s.tailSplits + s.tailCopies >= 1 && s.tailSplits + s.tailCopies <= r.server.stats.requests - 1, `${s.tailSplits} splits, ${s.tailCopies} copies`);
     // One connection alone: 16 s.
     assert.ok(result.durationMs < (size / perConnection) * 1000 * 0.5, `took ${result.durationMs} ms`);
   });
