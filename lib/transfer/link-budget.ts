@@ -58,8 +58,6 @@ export class LinkShare {
   /** When the share joined the link, and whether it asked for a connection since. */
   readonly joinedAt = performance.now();
   asked = false;
-  /** Bytes its running requests still have to fetch (the transfer says, while it fetches). */
-  left: () => number = () => 0;
 
   /**
    * @param read Whether a client is reading the transfer now: such shares are served before the
@@ -103,11 +101,6 @@ export class LinkShare {
     if (i > 0) this.queue.unshift(...this.queue.splice(i, 1));
   }
 
-  /** What a request of this share granted now may ask (LinkBudget.bytesPerRequest). */
-  bytesPerRequest(): number {
-    return this.link.bytesPerRequest(this);
-  }
-
   /** Goodput of this share's connections, for the link's adaptation. */
   record(bytes: number): void {
     this.link.record(bytes);
@@ -122,13 +115,6 @@ export class LinkShare {
     for (const w of this.queue.splice(0)) w.fail(new Error('link share closed'));
     this.link.leave(this);
   }
-}
-
-/** Bytes of the requests a share has waiting (those that said their range). */
-function queuedBytes(s: LinkShare): number {
-  let bytes = 0;
-  for (const w of s.queue) if (w.range) bytes += w.range.end - w.range.start + 1;
-  return bytes;
 }
 
 /** How long a share that joined the link and asked nothing yet (opening its partial blob) holds younger prefetches back. */
@@ -156,11 +142,9 @@ export class LinkBudget {
   private lastRate = 0;
   private readonly onLearned: ((learned: LearnedLink) => void) | undefined;
   private readonly limitFrom: (() => number) | undefined;
-  private readonly maxConnections: number;
 
   constructor(opts: LinkBudgetOptions) {
     this.limitFrom = opts.limitFrom;
-    this.maxConnections = opts.maxConnections;
     this.controller = new ConcurrencyController(opts.minConnections, opts.maxConnections);
     this.adaptIntervalMs = opts.adaptIntervalMs ?? 1000;
     this.onLearned = opts.onLearned;
@@ -187,32 +171,6 @@ export class LinkBudget {
   /** Requests waiting for a connection that the total (not their share's cap) holds back. */
   get waiting(): number {
     return this.shares.reduce((n, s) => n + (s.active < s.cap ? s.queue.length : 0), 0);
-  }
-
-  /**
-   * What a request of `share` granted now may ask: the bytes still to fetch on this link (waiting
-   * for a connection, and left in running requests) that it is served with (pump's order: small
-   * blobs, the shares clients read, then those nobody reads oldest first, so a prefetch counts those
-   * ahead of it and itself, a read share the read ones), spread over all the connections the link
-   * may carry, or the share may use if more: a connection free now takes its part of what is left,
-   * and ends about when the others do. Each request costs its connection a round trip with nothing
-   * delivered (400 ms at 256 KiB/s is 100 KiB of the link), so while much is left a request asks
-   * much (several of a transfer's planned ones in one); as the work runs out each asks less, down
-   * to one planned request. A blob a client reads one at a time (skopeo) is not asked in fewer
-   * requests for the prefetches queued behind it: it would end later, and the client read it after
-   * the link went quiet instead of while it carries the rest.
-   */
-  bytesPerRequest(share: LinkShare): number {
-    const read = share.read();
-    let bytes = 0;
-    for (const s of this.shares) {
-      if (!read && s === share) {
-        bytes += queuedBytes(s) + s.left();
-        break;
-      }
-      if (s.small || s.read() || !read) bytes += queuedBytes(s) + s.left();
-    }
-    return Math.ceil(bytes / Math.max(this.limit, this.maxConnections, Number.isFinite(share.cap) ? share.cap : 0));
   }
 
   /**

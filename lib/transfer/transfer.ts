@@ -132,9 +132,6 @@ const PIECE_DIGESTS_RETRY_MS = 2000;
 /** The least the tail's splits and copies of a transfer may cost in link bytes (tail-plan.ts), whatever the blob's size. */
 const TAIL_LOSS_MIN_BYTES = 256 * 1024;
 
-/** The most a planned request asks: a granted one asks as many planned ones after it as the link's work warrants (grow). */
-const PLAN_UNIT_BYTES = 256 * 1024;
-
 /** A piece that comes back wrong the same way this often: the upstream serves it so. */
 const SAME_WRONG_PIECE_TIMES = 3;
 
@@ -665,25 +662,12 @@ export class Transfer extends EventEmitter {
     const pairs = new Map<LiveRange, LiveRange>();
     const own = new Map<LiveRange, AbortController>();
     const pending: Array<Promise<void>> = [];
-    /** Ranges waiting for a connection, each with what ends its wait: one granted before them may take them over (grow). */
-    const waiting = new Map<LiveRange, AbortController>();
-    const taken = new Set<LiveRange>();
     let queued = 0;
     let first: { error: unknown } | undefined;
     const launch = (r: LiveRange, mode: FetchMode = 'range'): void => {
       queued++;
-      const wait = linkedController(signal);
-      waiting.set(r, wait.controller);
-      const waited = (): void => {
+      pending.push(this.withConnection(signal, async () => {
         queued--;
-        waiting.delete(r);
-        wait.dispose();
-      };
-      pending.push(this.withConnection(wait.controller.signal, async () => {
-        waited();
-        // Granted in the same turn as a range before it that took it over: its connection goes back.
-        if (taken.delete(r)) return;
-        if (mode === 'range' && !pairs.has(r)) this.grow(r, waiting, taken, pairs);
         const mine = linkedController(signal);
         // Its copy ended first while it waited for a connection.
         if (r.pos > r.end || this.written.coveredEnd(r.pos) > r.end) mine.controller.abort();
@@ -708,11 +692,6 @@ export class Transfer extends EventEmitter {
       }, r).then(() => {
         if (queued === 0 && !signal.aborted) tailSteps();
       }, (e: unknown) => {
-        if (taken.delete(r)) {
-          // Another request asks its bytes: it never got a connection.
-          waited();
-          return;
-        }
         if (first) return;
         first = { error: e };
         // Queued chunks then leave the link's queue at once.
@@ -728,8 +707,6 @@ export class Transfer extends EventEmitter {
       if (!signal.aborted) launch(liveRange(r));
     };
     const tailSteps = (): void => this.splitTail(running, pairs, launch);
-    const share = this.share;
-    if (share) share.left = () => [...running].reduce((n, r) => n + Math.max(0, r.end + 1 - Math.max(r.pos, r.claimed)), 0);
     try {
       // Every chunk queues on the link at once, lowest offset first; the link says how many run.
       if (whole) launch(liveRange({ start: 0, end: this.size - 1 }), 'stream');
@@ -738,34 +715,11 @@ export class Transfer extends EventEmitter {
       // Splits add to `pending` while we wait.
       while (pending.length > 0) await pending.shift();
     } finally {
-      if (share) share.left = () => 0;
       this.refetch = undefined;
       clearInterval(tail);
       phase.dispose();
     }
     if (first) throw first.error;
-  }
-
-  /**
-   * A range just granted a connection asks the ranges waiting right after it too, as many as keep
-   * it within what the link gives a request now (LinkBudget.bytesPerRequest) and a chunk: one
-   * round trip for their bytes instead of one each. Not a copy, nor a range a reader waits for
-   * (it goes first on its own: want()).
-   */
-  private grow(r: LiveRange, waiting: Map<LiveRange, AbortController>, taken: Set<LiveRange>, pairs: Map<LiveRange, LiveRange>): void {
-    const most = Math.min(this.chunkSize, this.share?.bytesPerRequest() ?? 0);
-    if (r.end + 1 - r.start >= most) return;
-    const byStart = new Map([...waiting.keys()].map((w) => [w.start, w]));
-    // Planned requests are small (PLAN_UNIT_BYTES): the last one taken may go past `most` by less than one.
-    while (r.end + 1 - r.start < most) {
-      const next = byStart.get(r.end + 1);
-      if (!next || pairs.has(next)) return;
-      if ([...this.wanted.keys()].some((pos) => pos >= next.start && pos <= next.end)) return;
-      r.end = next.end;
-      taken.add(next);
-      waiting.get(next)?.abort();
-      waiting.delete(next);
-    }
   }
 
   /**
@@ -805,21 +759,21 @@ export class Transfer extends EventEmitter {
   }
 
   /**
-   * The size of the requests a fetch plans: the blob spread over the connections it may use
-   * (transfer.maxConnections), at most PLAN_UNIT_BYTES, so its requests end together on all of them
-   * however busy the link is when it starts: a blob that waits its turn behind others (a prefetch,
-   * which the link serves oldest first) gets connections one by one as theirs end, and requests
-   * planned for the one connection free then would leave its last bytes on a few of them for
-   * seconds while the rest of the link idles (small-docker: the last 4 MiB layer asked as 4
-   * requests of 1 MiB at 256 KiB/s a connection). How many of them one request asks is decided when
-   * it is granted a connection, by what then waits on the link (grow): planned small, a request
-   * can ask as much as that warrants and no more. What is missing of a blob already partly held (a
-   * resume, a piece fetched again) is asked chunk by chunk.
+   * The size of the requests a fetch starts with: the blob spread over the connections it may use
+   * (transfer.maxConnections), at most a chunk, so its requests end together on all of them however
+   * busy the link is when it starts: a blob that waits its turn behind others (a prefetch, which
+   * the link serves oldest first) gets connections one by one as theirs end, and requests a quarter
+   * of what it is, planned for the one connection free then, would leave its last bytes on a few
+   * of them for seconds while the rest of the link idles (small-docker: the last 4 MiB layer
+   * asked as 4 requests of 1 MiB at 256 KiB/s a connection). At most a quarter of a chunk (1 MiB
+   * at least), so the connections the link's limit gains as it learns find requests waiting
+   * instead of splitting running ones (a split cuts one, losing what it had in flight). What is
+   * missing of a blob already partly held (a resume, a piece fetched again) is asked chunk by chunk.
    */
   private requestBytes(): number {
     if (this.written.size > 0) return this.chunkSize;
     const even = Math.ceil(this.size / this.cfg.maxConnections / TAIL_MIN_PIECE_BYTES) * TAIL_MIN_PIECE_BYTES;
-    return Math.min(this.chunkSize, PLAN_UNIT_BYTES, Math.max(TAIL_MIN_PIECE_BYTES, even));
+    return Math.min(this.chunkSize, Math.max(TAIL_MIN_PIECE_BYTES, Math.min(even, Math.max(this.chunkSize / 4, 1024 * 1024))));
   }
 
   private fetchContext(): FetchContext {

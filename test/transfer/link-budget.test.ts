@@ -157,38 +157,6 @@ describe('link budget shared by transfers', function () {
     a.close();
   });
 
-  it('gives a request the bytes waiting on the link that it is served with, spread over every connection it may carry', async () => {
-    const link = new LinkBudget({ minConnections: 2, maxConnections: 4, adaptIntervalMs: 60_000 });
-    // a: a client reads it; b and c: prefetches, c younger and allowed 16 connections.
-    const a = link.share(Infinity, () => true);
-    const b = link.share();
-    const c = link.share(16);
-    const signal = new AbortController().signal;
-    const releases: Array<() => void> = [];
-    const ask = (share: typeof a, n: number): void => {
-      for (let i = 0; i < n; i++) void share.acquire(signal, { start: i * MiB, end: (i + 1) * MiB - 1 }).then((r) => releases.push(r));
-    };
-    ask(a, 3);
-    ask(b, 3);
-    ask(c, 4);
-    await tick();
-    // The two connections went to a: 1 MiB of a waits, 3 of b, 4 of c.
-    assert.equal(link.activeConnections, 2);
-    assert.equal(a.bytesPerRequest(), MiB / 4, 'a read share: what waits in read shares, over the link\'s 4 connections');
-    assert.equal(b.bytesPerRequest(), (4 * MiB) / 4, 'a prefetch: the read shares and itself');
-    assert.equal(c.bytesPerRequest(), (8 * MiB) / 16, 'the younger prefetch: all of it, over the 16 connections it may use');
-    // What running requests still have to fetch counts too: a connection free now takes its part of all that is left.
-    b.left = () => 2 * MiB;
-    assert.equal(b.bytesPerRequest(), (6 * MiB) / 4);
-    assert.equal(a.bytesPerRequest(), MiB / 4, 'a read share does not count a prefetch\'s');
-    b.left = () => 0;
-    releases.shift()?.();
-    await tick();
-    assert.equal(a.bytesPerRequest(), 0, 'a\'s last range went');
-    assert.equal(b.bytesPerRequest(), (3 * MiB) / 4);
-    for (const s of [a, b, c]) s.close();
-  });
-
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
     const link = new LinkBudget({ minConnections: 8, maxConnections: 8, adaptIntervalMs: 60_000 });
     const a = link.share(2);
@@ -238,27 +206,6 @@ describe('link budget shared by transfers', function () {
       other.close();
       // transfer.maxConnections 8: eight requests of 128 KiB (planned for one free connection: four of a 256 KiB chunk).
       assert.ok(rigs[0]!.server.stats.rangeRequests >= 8, `${rigs[0]!.server.stats.rangeRequests} requests`);
-    });
-
-    it('asks what waits on a busy link in few requests, each taking over the planned ones after it, never a byte twice', async () => {
-      // Four blobs a client reads at once (docker pulls three) queue while another transfer holds every connection: each planned over the 8 connections it may use, 128 KiB a request.
-      rigs = await Promise.all([11, 12, 13, 14].map((seed) => rig(1 * MiB, { faults: { rateBytesPerSec: 8 * MiB }, seed })));
-      const link = new LinkBudget({ minConnections: 8, maxConnections: 8, adaptIntervalMs: 60_000 });
-      const other = link.share();
-      const signal = new AbortController().signal;
-      const held = await Promise.all(Array.from({ length: 8 }, () => other.acquire(signal)));
-      const config = { ...TEST_CONFIG, minChunkBytes: MiB, maxChunkBytes: MiB };
-      const transfers = rigs.map((r) => r.start({ link, config }));
-      const stopWaiting = transfers.map((t) => t.clientWaits());
-      while (link.waiting < 4 * 8) await new Promise((r) => setTimeout(r, 5));
-      held.forEach((release) => release());
-      await Promise.all(transfers.map((t) => t.done));
-      stopWaiting.forEach((stop) => stop());
-      other.close();
-      const requests = rigs.reduce((n, r) => n + r.server.stats.rangeRequests, 0);
-      // Each planned request paid its own round trip: 32. The first granted asks 4 MiB over 8 connections, and so on down.
-      assert.ok(requests <= 24, `${requests} requests for 4 blobs of 1 MiB`);
-      for (const r of rigs) assert.equal(r.server.stats.bodyBytes, r.data.length, 'a byte was fetched twice');
     });
 
     it('adapts the total over concurrent transfers: they share the connections instead of each taking its own', async () => {
