@@ -34,7 +34,7 @@ import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, StallError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
 import { PrefixHasher } from './prefix-hasher.ts';
-import { fetchRange, linkedController, liveRange, rangeRate, type FetchContext, type FetchMode, type LiveRange } from './range-fetcher.ts';
+import { fetchRange, linkedController, liveRange, type FetchContext, type FetchMode, type LiveRange } from './range-fetcher.ts';
 import { RangeSet } from './range-set.ts';
 import type { ChunkDigests, RangeSource } from './range-source.ts';
 import { RateMeter } from './rate-meter.ts';
@@ -42,7 +42,8 @@ import { RETRY_POLICIES, type RetryPolicy } from '../retry/policy.ts';
 import { createPrefixReader } from './prefix-reader.ts';
 import { tuningOf, type TransferTuning } from './tuning.ts';
 import { planTail, TAIL_MIN_PIECE_BYTES } from './tail-plan.ts';
-import { loopLag, ownNow } from './loop-lag.ts';
+import { loopLag } from './loop-lag.ts';
+import { TailRates } from './tail-rates.ts';
 import type { ByteRange } from '../oci/range.ts';
 import type { PartialBlob, PartialBlobStorage } from '../storage/partial-blobs.ts';
 
@@ -158,7 +159,10 @@ export class Transfer extends EventEmitter {
   private readonly algorithm: Algorithm;
   private readonly ctrl = new AbortController();
   private readonly written = new RangeSet();
+  /** Goodput on the plain clock: the snapshot's rate and ETA, what a user waiting sees. */
   private readonly meter = new RateMeter();
+  /** The rates the tail plan compares, on the ranges' clock (net of this process's own lag). */
+  private readonly tailRates = new TailRates();
   private readonly link: LinkBudget;
   private share: LinkShare | undefined;
   /**
@@ -214,8 +218,6 @@ export class Transfer extends EventEmitter {
   private resumedBytes = 0;
   private bytesFetched = 0;
   private sizeDisagreements = 0;
-  /** Bytes/s of this transfer's requests that ended, from their first byte (moving average): what a new connection delivers. */
-  private requestRate = 0;
   /** What the tail's splits and copies may still cost in link bytes: 0.5% of the blob, 256 KiB at least. */
   private tailLossBudget: number;
   private progressTimer: NodeJS.Timeout | undefined;
@@ -675,8 +677,7 @@ export class Transfer extends EventEmitter {
         own.set(r, mine.controller);
         try {
           await fetchRange(ctx, r, mode, mine.controller.signal);
-          const rate = rangeRate(r, ownNow(), 0);
-          if (rate !== undefined && rate > 0) this.requestRate = this.requestRate === 0 ? rate : this.requestRate * 0.7 + rate * 0.3;
+          this.tailRates.requestEnded(r);
           // First copy wins: the other is cancelled (what it lacks, this one wrote).
           const other = pairs.get(r);
           if (other) own.get(other)?.abort();
@@ -735,9 +736,9 @@ export class Transfer extends EventEmitter {
     const steps = planTail(running, {
       free: this.link.limit - this.link.activeConnections - this.link.waiting,
       linkLimit: this.link.limit,
-      now: ownNow(),
+      now: this.tailRates.now(),
       rttMs,
-      perConnection: this.requestRate || this.meter.rate() / Math.max(1, running.size),
+      perConnection: this.tailRates.perConnection(running.size),
       paired: (r) => pairs.has(r),
       lossBudget: this.tailLossBudget,
       lagShare: loopLag.share(),
@@ -820,6 +821,7 @@ export class Transfer extends EventEmitter {
     this.firstByteHere?.();
     this.bytesFetched += bytes;
     this.meter.add(bytes);
+    this.tailRates.add(bytes);
     this.share?.record(bytes);
   }
 
