@@ -105,7 +105,7 @@ export interface BlobStorage {
    * Best effort, for a blob the caller has just found held (it served it): a backend need not look
    * again. S3 does not (one PUT): a touch that races the blob's delete may leave its empty touch
    * record behind, which stat and list ignore (they start from the blob) and the digest's next
-   * delete removes. The fs and memory stores do nothing for a blob not held.
+   * delete, or the sweep once it is older than the sweep's maxAgeMs, removes. The fs and memory stores do nothing for a blob not held.
    */
   touch(digest: string): Promise<void>;
 
@@ -114,7 +114,8 @@ export interface BlobStorage {
 
   /**
    * Removes what ingests abandoned more than maxAgeMs ago (temp files, multipart uploads) whose
-   * writer is gone; a live ingest younger than that is untouched. Returns how many were removed.
+   * writer is gone, and touch records as old whose blob is gone (S3); a live ingest younger than
+   * that is untouched. Returns how many were removed.
    */
   sweep(maxAgeMs: number): Promise<number>;
 

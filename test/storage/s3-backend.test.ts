@@ -158,6 +158,22 @@ describe('S3 backend on Ceph RGW', function () {
       assert.equal(await storage.blobs.sweep(500), 2);
       assert.deepEqual(await leftovers(), { objects: [], multipart: [] });
     });
+
+    it('sweeps touch records whose blob is gone (a touch that raced its delete), once old enough; keeps those of held blobs', async () => {
+      const kept = await storage.blobs.putBytes(Buffer.from('kept'));
+      const gone = await storage.blobs.putBytes(Buffer.from('gone'));
+      await storage.blobs.touch(kept);
+      assert.equal(await storage.blobs.delete(gone), true);
+      // Another replica served `gone` just before the delete: its touch lands after it.
+      await new S3Storage(bucket).blobs.touch(gone);
+      // A touch record sorting after every blob (the walk must reach past the last blob).
+      const last = `sha256:${'f'.repeat(64)}`;
+      await storage.blobs.touch(last);
+      assert.equal(await storage.blobs.sweep(60_000), 0);
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.equal(await storage.blobs.sweep(500), 2);
+      assert.deepEqual((await leftovers()).objects.sort(), [`blobs/sha256/${kept.slice(7)}`, `touched/sha256/${kept.slice(7)}`]);
+    });
   });
 
   describe('uploads', () => {

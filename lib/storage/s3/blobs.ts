@@ -124,7 +124,11 @@ export class S3BlobStorage implements BlobStorage {
     }
   }
 
-  /** Removes abandoned ingests: multipart uploads of blobs and tmp/ objects and uploads older than maxAgeMs. */
+  /**
+   * Removes abandoned ingests: multipart uploads of blobs and tmp/ objects and uploads older than
+   * maxAgeMs; and touch records older than that whose blob is gone (a touch that raced the blob's
+   * delete, by eviction or gc on any replica: nothing else ever removes them).
+   */
   async sweep(maxAgeMs: number): Promise<number> {
     const before = Date.now() - maxAgeMs;
     let removed = 0;
@@ -137,8 +141,21 @@ export class S3BlobStorage implements BlobStorage {
     }
     const stale: string[] = [];
     for await (const o of this.bucket.list(keys.tmp)) if (o.lastModified < before) stale.push(o.key);
+    for await (const key of this.orphanTouches(before)) stale.push(key);
     await this.bucket.deleteMany(stale);
     return removed + stale.length;
+  }
+
+  /** Touch records last written before `before` whose blob is not held (the two listings walked together, both in key order). */
+  private async *orphanTouches(before: number): AsyncGenerator<string> {
+    const blobs = this.bucket.list(keys.blobs)[Symbol.asyncIterator]();
+    let blob = await blobs.next();
+    for await (const touch of this.bucket.list(keys.touched)) {
+      const tail = touch.key.slice(keys.touched.length);
+      while (!blob.done && blob.value.key.slice(keys.blobs.length) < tail) blob = await blobs.next();
+      const held = !blob.done && blob.value.key.slice(keys.blobs.length) === tail;
+      if (!held && touch.lastModified < before) yield touch.key;
+    }
   }
 
   async readSidecar(digest: string, key: string): Promise<string | undefined> {
