@@ -15,12 +15,18 @@
  *          (-9) half way; time until every client is done against the cold time, link bytes, and
  *          the takeover (from the kill until another replica holds the transfer's lease) and the
  *          gap (until 1 MiB more crossed the link): the takeover's own cost, which the burst's time
- *          shows only through the noise of the clients' pulls;
+ *          shows only through the noise of the clients' pulls; and where the link bytes past the
+ *          image went: in flight (read by the link from upstream, never delivered: the dead
+ *          replica's connections at the kill), lost by the holder (delivered to it, not resumed by
+ *          its successor), fetched twice by the successors (past the bytes they lacked: tail
+ *          copies), from the replicas' `transfer complete`/`transfer failed` lines;
  *   RSS    peak RSS (VmHWM) of each replica.
  * Not a test: it prints a table. Run: npx tsx bench/scale.ts (see bench/README.md)
  *   SCALE_CLIENTS (30)  SCALE_LAYER_MIB (64)  SCALE_SETUPS (fs-1,rgw-1,rgw-3)
  *   SCALE_WARM_ROUNDS (3)  SCALE_LINK_KIBPS (2048, per connection)  SCALE_LINK_RTT_MS (50)  SCALE_DEADLINE_S (600, per burst)
+ *   SCALE_STEPS (cold,warm,prewarm,kill: cold always runs, it is the kill's baseline)
  */
+import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { PutObjectAclCommand } from '@aws-sdk/client-s3';
 import type { S3StorageConfig } from '../lib/config/schema.ts';
@@ -52,6 +58,7 @@ const LINK = { rateBytesPerSec: Number(env.SCALE_LINK_KIBPS ?? 2048) * 1024, lat
 const TRANSFER = { minChunkBytes: 4 * MiB, maxChunkBytes: 4 * MiB, minConnections: 4, maxConnections: 4, stallSeconds: 5 };
 const WARM_ROUNDS = Number(env.SCALE_WARM_ROUNDS ?? 3);
 const PULL_DEADLINE_MS = Number(env.SCALE_DEADLINE_S ?? 600) * 1000;
+const steps = new Set((env.SCALE_STEPS ?? 'cold,warm,prewarm,kill').split(','));
 
 function log(msg: string): void {
   process.stderr.write(`[scale] ${msg}\n`);
@@ -122,11 +129,81 @@ async function prewarmBurst(replicas: Replicas, proxy: FaultProxy, uniqueBytes: 
 interface SetupResult extends Warm {
   setup: string;
   cold: Burst & { renewalGapSeconds?: number };
-  prewarm: Burst;
-  kill?: Burst & { holderBytes: number; gapSeconds?: number; takeoverSeconds?: number };
+  prewarm?: Burst;
+  kill?: Burst & { holderBytes: number; gapSeconds?: number; takeoverSeconds?: number; cost: KillCost };
   peakRssMB: (number | undefined)[];
   /** Replicas that died on their own. */
   crashed: string[];
+}
+
+/**
+ * Where the kill burst's link bytes past the image went (bytes). inFlight: read by the link from
+ * upstream and never delivered (the connections the kill cut); successors: what the replicas
+ * that carried the layer on fetched of it (their transfer log lines) and resumed from the
+ * bucket; holderLost: delivered to the killed holder and not resumed (its memory, its sockets);
+ * successorsExtra: fetched past the bytes the successors lacked (tail copies, refetches).
+ */
+interface KillCost {
+  linkBytes: number;
+  imageBytes: number;
+  inFlight: number;
+  successorsFetched: number;
+  successorsResumed: number;
+  successorTransfers: number;
+  tailCopies: number;
+  holderLost: number;
+  /** Of holderLost: what the holder had written into its partial blob at its last status before the kill, and not resumed (the store's loss). */
+  storeLost?: number;
+  successorsExtra: number;
+}
+
+/** Bytes of `digest` the replica at `url` has written into its partial blob (its /status.json), or undefined. */
+async function writtenBy(url: string, digest: string): Promise<number | undefined> {
+  try {
+    const status = (await (await fetch(`${url}/status.json`)).json()) as { transfers: Array<{ digest: string; bytesDone: number }> };
+    return status.transfers.find((t) => t.digest === digest)?.bytesDone;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The `transfer complete` and `transfer failed` lines of `digest` in the replicas' logs (JSON). */
+async function transferLines(logPaths: readonly string[], digest: string): Promise<Array<{ msg: string; linkBytes?: number; resumedBytes?: number; tailCopies?: number }>> {
+  const out: Array<{ msg: string; linkBytes?: number; resumedBytes?: number; tailCopies?: number }> = [];
+  for (const p of logPaths) {
+    for (const line of (await readFile(p, 'utf8').catch(() => '')).split('\n')) {
+      if (!line.includes(digest) || !line.includes('"transfer ')) continue;
+      try {
+        const j = JSON.parse(line) as { msg?: string; digest?: string; linkBytes?: number; resumedBytes?: number; tailCopies?: number };
+        if (j.digest === digest && (j.msg === 'transfer complete' || j.msg === 'transfer failed')) out.push({ msg: j.msg, ...j });
+      } catch {
+        // not a log line of ours
+      }
+    }
+  }
+  return out;
+}
+
+/** The kill's cost split by cause: `moved` link bytes of the burst, `dropped` of them never delivered. */
+async function killCost(logPaths: readonly string[], layer: LayerBlob, image: BuiltImage, moved: number, dropped: number, holderWritten: number | undefined): Promise<KillCost> {
+  const lines = await transferLines(logPaths, layer.digest);
+  const successorsFetched = lines.reduce((n, l) => n + (l.linkBytes ?? 0), 0);
+  const successorsResumed = lines.reduce((n, l) => n + (l.resumedBytes ?? 0), 0);
+  const imageTotal = imageBytes(image);
+  // The image's other blobs cross once (their own link bytes are in the cold figure's 0.1%).
+  const holderDelivered = moved - dropped - successorsFetched - (imageTotal - layer.size);
+  return {
+    linkBytes: moved,
+    imageBytes: imageTotal,
+    inFlight: dropped,
+    successorsFetched,
+    successorsResumed,
+    successorTransfers: lines.length,
+    tailCopies: lines.reduce((n, l) => n + (l.tailCopies ?? 0), 0),
+    holderLost: holderDelivered - successorsResumed,
+    ...(holderWritten === undefined ? {} : { storeLost: holderWritten - successorsResumed }),
+    successorsExtra: successorsFetched - (layer.size - successorsResumed),
+  };
 }
 
 interface Warm {
@@ -185,27 +262,36 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
   let replicas: Replicas | undefined;
   try {
     if (kind === 'rgw') bucket = await rgw!.createBucket();
-    const config = { ...linkConfig(proxy.url, TRANSFER), log: { level: 'warn' as const, format: 'json' as const }, ...(bucket ? { storage: rgw!.storageConfig(bucket) } : {}) };
+    // info: the kill's cost is read from the replicas' `transfer complete` lines.
+    const config = { ...linkConfig(proxy.url, TRANSFER), log: { level: 'info' as const, format: 'json' as const }, ...(bucket ? { storage: rgw!.storageConfig(bucket) } : {}) };
     replicas = await startReplicas({ count, config, compiled: true, name: `bench-scale-${setup}`, ...(rgw ? { env: rgw.env } : {}) });
     log(`${setup}: cold burst, ${clients} clients`);
     const layer = cold.layers[0]!;
     const renewals = bucket ? watchRenewals(rgw!.bucket(bucket, keys.cluster), `leases/transfer-${layer.digest}`) : undefined;
     const coldBurst1: SetupResult['cold'] = await coldBurst(replicas.host, 'bench/cold', cold, proxy).finally(() => renewals?.stop());
     if (renewals?.longest() !== undefined) coldBurst1.renewalGapSeconds = renewals.longest();
-    log(`${setup}: warm bursts, ${WARM_ROUNDS} rounds`);
-    const warm = await warmBursts(replicas, config, setup, layer, rgw, bucket, coldBurst1.failed);
-    log(`${setup}: ferry prewarm of the Kolla profile by ${count} replica(s) at once`);
-    const prewarm = await prewarmBurst(replicas, proxy, kollaBytes);
+    let warm: Warm = { warmMBps: Number.NaN };
+    if (steps.has('warm')) {
+      log(`${setup}: warm bursts, ${WARM_ROUNDS} rounds`);
+      warm = await warmBursts(replicas, config, setup, layer, rgw, bucket, coldBurst1.failed);
+    }
+    let prewarm: Burst | undefined;
+    if (steps.has('prewarm')) {
+      log(`${setup}: ferry prewarm of the Kolla profile by ${count} replica(s) at once`);
+      prewarm = await prewarmBurst(replicas, proxy, kollaBytes);
+    }
     const peakRssMB = (await replicas.peakRss()).map((b) => (b === undefined ? undefined : b / 1e6));
     let kill: SetupResult['kill'];
-    if (count > 1) {
+    if (count > 1 && steps.has('kill')) {
       log(`${setup}: kill -9 of the replica holding the transfer half way`);
       const big = killed.layers[0]!;
       const before = proxy.stats.bytesFromUpstream;
+      const droppedBefore = proxy.stats.bytesDropped;
       const moved = (): number => proxy.stats.bytesFromUpstream - before;
       const killNote: string[] = [];
       let gapSeconds: number | undefined;
       let takeoverSeconds: number | undefined;
+      let holderWritten: number | undefined;
       // Replica 0 asks for the layer itself and a tenth of it crosses before the clients start, so
       // it holds the transfer (else the kill would hit a follower, and cost nothing to measure).
       const holder: Promise<BlobRead> = readBlob(replicas.replicas[0]!.url, 'bench/kill', big.digest);
@@ -215,6 +301,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       if (!heldBy0(await leaseText())) killNote.push('kill: replica 0 did not hold the transfer');
       const killHalfway = async (): Promise<void> => {
         await waitFor(() => moved() >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
+        holderWritten = await writtenBy(replicas!.replicas[0]!.url, big.digest);
         const killedAt = performance.now();
         const atKill = moved();
         await replicas!.kill9(0);
@@ -228,13 +315,23 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       // A replica that died on its own (or a link that never got half way) is reported, not thrown.
       const burst = await coldBurst(replicas.host, 'bench/kill', killed, proxy, () => killHalfway().catch((e: unknown) => void killNote.push(`kill: ${String(e)}`)), before);
       burst.failed.push(...killNote);
-      kill = { ...burst, holderBytes: (await holder).bytes, ...(gapSeconds === undefined ? {} : { gapSeconds }), ...(takeoverSeconds === undefined ? {} : { takeoverSeconds }) };
+      const holderBytes = (await holder).bytes;
+      // Every connection closed by now (the burst is over): what the link read and never delivered is all counted.
+      const cost = await killCost(replicas.replicas.slice(1).map((r) => r.process.logPath), big, killed, moved(), proxy.stats.bytesDropped - droppedBefore, holderWritten);
+      kill = { ...burst, holderBytes, cost, ...(gapSeconds === undefined ? {} : { gapSeconds }), ...(takeoverSeconds === undefined ? {} : { takeoverSeconds }) };
     }
-    return { setup, cold: coldBurst1, prewarm, ...warm, ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
+    return { setup, cold: coldBurst1, ...(prewarm ? { prewarm } : {}), ...warm, ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
   } finally {
     await replicas?.stop();
     await proxy.close();
   }
+}
+
+function killCostText(c: KillCost): string {
+  const m = (n: number): string => (n / MiB).toFixed(2);
+  return `kill: ${m(c.linkBytes - c.imageBytes)} MiB on the link past the ${m(c.imageBytes)} MiB image = ${m(c.inFlight)} in flight at the kill (never delivered)`
+    + ` + ${m(c.holderLost)} delivered to the killed holder and not resumed${c.storeLost === undefined ? '' : ` (${m(c.storeLost)} of it written into its partial blob at its last status before the kill)`} + ${m(c.successorsExtra)} fetched twice by the successors (${c.tailCopies} tail copies)`
+    + `; successors: ${c.successorTransfers} transfer(s), ${m(c.successorsResumed)} MiB resumed, ${m(c.successorsFetched)} MiB fetched`;
 }
 
 function render(results: SetupResult[]): string {
@@ -251,9 +348,9 @@ function render(results: SetupResult[]): string {
     r.rgwGetMBps ? f(r.warmMBps / r.rgwGetMBps) : '-',
     f(r.redirectedMBps, 0),
     r.rgwGetMBps && r.redirectedMBps !== undefined ? f(r.redirectedMBps / r.rgwGetMBps) : '-',
-    f(r.prewarm.seconds, 1),
-    f(r.prewarm.linkRatio, 3),
-    String(r.prewarm.failed.length),
+    f(r.prewarm?.seconds, 1),
+    f(r.prewarm?.linkRatio, 3),
+    r.prewarm ? String(r.prewarm.failed.length) : '-',
     f(r.kill?.seconds, 1),
     r.kill ? `${(((r.kill.seconds - r.cold.seconds) / r.cold.seconds) * 100).toFixed(0)}%` : '-',
     f(r.kill?.takeoverSeconds, 2),
@@ -288,8 +385,9 @@ async function main(): Promise<void> {
   const link = `link ${LINK.rateBytesPerSec / 1024} KiB/s per connection, ${LINK.latencyMs} ms RTT, ferry ${TRANSFER.maxConnections} connections per replica`;
   process.stdout.write(`scale-out: ${clients} clients, image ${(imageBytes(cold) / MiB).toFixed(1)} MiB, ${link}\n\n${render(results)}\n`);
   for (const r of results) {
-    const errs = [...r.cold.failed, ...r.prewarm.failed, ...(r.kill?.failed ?? [])];
+    const errs = [...r.cold.failed, ...(r.prewarm?.failed ?? []), ...(r.kill?.failed ?? [])];
     if (errs.length > 0) process.stdout.write(`${r.setup}: client failures (retried): ${[...new Set(errs)].slice(0, 5).join(' | ')}\n`);
+    if (r.kill) process.stdout.write(`${r.setup}: ${killCostText(r.kill.cost)}\n`);
     if (r.crashed.length > 0) process.stdout.write(`${r.setup}: replicas that crashed: ${r.crashed.join(', ')} (their logs: test-output/bench-scale-${r.setup}-r*)\n`);
   }
 }

@@ -136,7 +136,8 @@ export class Transfers extends EventEmitter {
         this.emit('committed', { digest: req.digest, size: req.size, repository: req.repository });
       },
     ).catch((e: unknown) => {
-      log.warn({ err: e }, 'transfer failed');
+      // What it cost the link all the same (a holder that lost its lease: its successor fetches the rest).
+      log.warn({ err: e, linkBytes: transfer.snapshot().bytesFetched }, 'transfer failed');
       if ((e instanceof DigestMismatchError && e.sameBytes) || e instanceof SizeMismatchError) {
         this.badContent.set(req.digest, { until: Date.now() + this.badContentHoldMs, reason: e.message });
       }
