@@ -34,6 +34,12 @@ export interface FetchContext {
   /** [start, end) is on disk: journal it (not awaited; failures fail the transfer). */
   checkpoint(start: number, end: number): void;
   attemptStarted(): void;
+  /**
+   * An attempt is over. `err`: why it failed (a retry); undefined when it ended well, or when we
+   * cancelled it: the range's own signal aborted (a tail copy that lost, a fetch phase stopped,
+   * the transfer aborted), which says nothing of the link. A cut of the attempt alone (the stall
+   * watch, the stallSeconds timer) is a failure.
+   */
   attemptEnded(err: unknown | undefined): void;
   /** Cuts a connection silent while its peers deliver, long before stallMs (stall-watch.ts). */
   watch?: StallWatch;
@@ -216,7 +222,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
     // A failed or cut-short request must not go back to the pool with a body still coming.
     if (failure !== undefined || cut) controller.abort();
     ctx.checkpoint(saved, cursor.pos);
-    ctx.attemptEnded(failure);
+    ctx.attemptEnded(signal.aborted ? undefined : failure);
   }
 }
 

@@ -805,7 +805,7 @@ export class Transfer extends EventEmitter {
       },
       attemptEnded: (err) => {
         this.active--;
-        if (err === undefined || this.ctrl.signal.aborted) return;
+        if (err === undefined) return;
         this.retries++;
         if (err instanceof StallError) this.stallCuts++;
         if (isOverload(err)) this.share?.overloaded();
