@@ -6,9 +6,8 @@
  */
 import { close, open, readv } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { BufferPool } from './buffer-pool.ts';
+import { slabPool, type BufferPool } from './buffer-pool.ts';
 
-export const sendPool = new BufferPool();
 let sending = 0;
 
 /** Opens a file for sendFileRange; fails (ENOENT…) before any byte of the response is written. */
@@ -25,7 +24,7 @@ function readvAt(fd: number, views: Buffer[], position: number): Promise<number>
  * Resolves early, without ending, when the client goes away; rejects on a read error (the
  * caller destroys the response: its length was promised).
  */
-export async function sendFileRange(res: Writable, fd: number, start: number, end: number, pool: BufferPool = sendPool): Promise<void> {
+export async function sendFileRange(res: Writable, fd: number, start: number, end: number, pool: BufferPool = slabPool): Promise<void> {
   const slab = pool.opts.slabSize;
   sending++;
   let gone = res.destroyed;

@@ -1,5 +1,6 @@
 /** Per-piece digests (offered by a ferry relay): which pieces of a partial blob are wrong. */
 import type { PositionalReader } from '../storage/partial-blobs.ts';
+import { withSlab } from '../storage/buffer-pool.ts';
 import type { Algorithm } from '../oci/digest.ts';
 import { planChunks } from './chunk-plan.ts';
 import type { ByteRange } from '../oci/range.ts';
@@ -16,10 +17,11 @@ export function pieceDigestsFor(list: ChunkDigests | undefined, size: number, ch
 export async function findBadChunks(stored: PositionalReader, size: number, list: ChunkDigests, algorithm: Algorithm): Promise<ByteRange[] | undefined> {
   const expected = pieceDigestsFor(list, size, list.chunkSize);
   if (!expected) return undefined;
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  const bad: ByteRange[] = [];
-  for (const [i, c] of planChunks(size, list.chunkSize).entries()) {
-    if ((await hashRange(stored, c, algorithm, buf)) !== expected[i]) bad.push(c);
-  }
-  return bad;
+  return withSlab(async (buf) => {
+    const bad: ByteRange[] = [];
+    for (const [i, c] of planChunks(size, list.chunkSize).entries()) {
+      if ((await hashRange(stored, c, algorithm, buf)) !== expected[i]) bad.push(c);
+    }
+    return bad;
+  });
 }

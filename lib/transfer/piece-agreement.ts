@@ -14,6 +14,7 @@
  * agreed with what is held, so the upstream serves the same wrong bytes again and again.
  */
 import type { PartialBlob } from '../storage/partial-blobs.ts';
+import { withSlab } from '../storage/buffer-pool.ts';
 import type { Algorithm } from '../oci/digest.ts';
 import type { ByteRange } from '../oci/range.ts';
 import { linkedController } from './range-fetcher.ts';
@@ -121,15 +122,14 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   };
 
   /** Copies `piece` from the scratch file into the part, under the lock. */
-  const adopt = (piece: ByteRange): Promise<void> => lock.run(async () => {
-    const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, piece.end + 1 - piece.start));
+  const adopt = (piece: ByteRange): Promise<void> => lock.run(() => withSlab(async (buf) => {
     for (let pos = piece.start; pos <= piece.end;) {
       const bytesRead = await scratch.read(pos, buf.subarray(0, Math.min(buf.length, piece.end + 1 - pos)));
       if (bytesRead === 0) throw new Error(`short read of the repair copy at ${pos}`);
       await r.part.write(pos, buf.subarray(0, bytesRead));
       pos += bytesRead;
     }
-  });
+  }));
 
   // The part always holds the newest copy that differs from it: the held one is in a blob known
   // to be wrong, so a differing copy is the likelier right one, and the whole-blob check may

@@ -4,13 +4,13 @@
  * Readers are released only what passed: a flipped byte costs one piece fetched again.
  */
 import type { PositionalReader } from '../storage/partial-blobs.ts';
+import { withSlab } from '../storage/buffer-pool.ts';
 import { newHash, type Algorithm } from '../oci/digest.ts';
 import type { ByteRange } from '../oci/range.ts';
 
-const READ = 1024 * 1024;
-
-/** Hex digest of bytes [r.start, r.end] as stored, read in 1 MiB steps. */
-export async function hashRange(stored: PositionalReader, r: ByteRange, algorithm: Algorithm, buf: Buffer = Buffer.allocUnsafe(READ)): Promise<string> {
+/** Hex digest of bytes [r.start, r.end] as stored, read into `buf` (by default a pooled slab). */
+export async function hashRange(stored: PositionalReader, r: ByteRange, algorithm: Algorithm, buf?: Buffer): Promise<string> {
+  if (!buf) return withSlab((slab) => hashRange(stored, r, algorithm, slab));
   const hash = newHash(algorithm);
   for (let pos = r.start; pos <= r.end;) {
     const bytesRead = await stored.read(pos, buf.subarray(0, Math.min(buf.length, r.end + 1 - pos)));
@@ -31,7 +31,6 @@ export class PieceChecks {
   private readonly queued = new Set<number>();
   private running: Promise<void> | undefined;
   private failure: unknown;
-  private buf: Buffer | undefined;
 
   constructor(
     private readonly file: () => PositionalReader,
@@ -52,7 +51,6 @@ export class PieceChecks {
       this.failure = e;
     }).finally(() => {
       this.running = undefined;
-      this.buf = undefined;
     });
   }
 
@@ -62,12 +60,14 @@ export class PieceChecks {
     if (this.failure) throw this.failure;
   }
 
-  private async drain(): Promise<void> {
-    for (let i = this.queue.shift(); i !== undefined; i = this.queue.shift()) {
-      this.buf ??= Buffer.allocUnsafe(READ);
-      const actual = await hashRange(this.file(), this.pieces[i] as ByteRange, this.algorithm, this.buf);
-      this.queued.delete(i);
-      this.result(i, actual === this.expected[i], actual);
-    }
+  /** Checks the queue dry with one pooled slab (pieces often complete one at a time: one slab each would be garbage). */
+  private drain(): Promise<void> {
+    return withSlab(async (buf) => {
+      for (let i = this.queue.shift(); i !== undefined; i = this.queue.shift()) {
+        const actual = await hashRange(this.file(), this.pieces[i] as ByteRange, this.algorithm, buf);
+        this.queued.delete(i);
+        this.result(i, actual === this.expected[i], actual);
+      }
+    });
   }
 }

@@ -5,11 +5,10 @@
  * journaled prefix is re-hashed from disk, which is cheaper than persisting hash state.
  */
 import type { PositionalReader } from '../storage/partial-blobs.ts';
+import { withSlab } from '../storage/buffer-pool.ts';
 import type { Hash } from 'node:crypto';
 import { newHash, type Algorithm } from '../oci/digest.ts';
 import type { RangeSet } from './range-set.ts';
-
-const READ_BACK = 1024 * 1024;
 
 export class PrefixHasher {
   /** Bytes of the prefix hashed so far: all on disk, in order. */
@@ -17,7 +16,6 @@ export class PrefixHasher {
   private hash: Hash;
   private draining: Promise<void> | undefined;
   private failure: unknown;
-  private buffer: Buffer | undefined;
 
   constructor(
     private readonly stored: PositionalReader,
@@ -48,7 +46,6 @@ export class PrefixHasher {
       })
       .finally(() => {
         this.draining = undefined;
-        this.buffer = undefined;
         // Writes that landed while the read-back was finishing were not hashed from memory.
         this.catchUp();
       });
@@ -71,17 +68,19 @@ export class PrefixHasher {
     this.hashed = 0;
   }
 
-  private async drain(): Promise<void> {
-    for (;;) {
-      const end = this.written.coveredEnd(this.hashed);
-      if (end <= this.hashed) return;
-      this.buffer ??= Buffer.allocUnsafe(READ_BACK);
-      const n = Math.min(READ_BACK, end - this.hashed);
-      const bytesRead = await this.stored.read(this.hashed, this.buffer.subarray(0, n));
-      if (bytesRead === 0) throw new Error(`short read of the partial blob at ${this.hashed}`);
-      this.hash.update(this.buffer.subarray(0, bytesRead));
-      this.hashed += bytesRead;
-      this.onAdvance(this.hashed);
-    }
+  /** Reads back into one pooled slab until the frontier meets a gap. */
+  private drain(): Promise<void> {
+    return withSlab(async (buf) => {
+      for (;;) {
+        const end = this.written.coveredEnd(this.hashed);
+        if (end <= this.hashed) return;
+        const n = Math.min(buf.length, end - this.hashed);
+        const bytesRead = await this.stored.read(this.hashed, buf.subarray(0, n));
+        if (bytesRead === 0) throw new Error(`short read of the partial blob at ${this.hashed}`);
+        this.hash.update(buf.subarray(0, bytesRead));
+        this.hashed += bytesRead;
+        this.onAdvance(this.hashed);
+      }
+    });
   }
 }
