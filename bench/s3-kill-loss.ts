@@ -5,7 +5,10 @@
  * at a random instant 1.5-2.5 s in (from then on its bucket writes never land); a second replica
  * opens the partial blob as a successor would. Lost = bytes written before the kill that the
  * successor does not resume (it fetches them across the link again; what the link itself had in
- * flight comes on top). Prints each kill and the mean, median and max. Not a test.
+ * flight comes on top). Backlog = bytes the link had delivered by the kill (each connection's
+ * 2 MiB/s schedule) that its writes had not taken yet, held back by the partial blob's
+ * backpressure: in a real replica they sit in socket buffers, and are lost with it too. Prints
+ * each kill and the mean, median and max. Not a test.
  *
  *   npx tsx bench/s3-kill-loss.ts        KILLS (12)
  */
@@ -27,6 +30,7 @@ async function main(): Promise<void> {
   try {
     const root = rgw.bucket(await rgw.createBucket());
     const losses: number[] = [];
+    const backlogs: number[] = [];
     for (let kill = 0; kill < Number(process.env.KILLS ?? 12); kill++) {
       const bucket = root.under(`k${kill}/`);
       const data = randomBytes(CONNECTIONS * 8 * MiB);
@@ -63,13 +67,19 @@ async function main(): Promise<void> {
       dead = true;
       die();
       const atKill = written;
+      const elapsed = (performance.now() - started) / 1000;
+      // What the link had delivered by now, a connection of 8 MiB at RATE each.
+      const backlog = CONNECTIONS * Math.min(8 * MiB, Math.floor((elapsed * RATE) / WRITE) * WRITE) - atKill;
+      backlogs.push(Math.max(0, backlog) / MiB);
       await Promise.all(connections);
       const resumed = (await new S3Storage(bucket).partials.open(digest, data.length)).resumed.reduce((n, r) => n + r.end + 1 - r.start, 0);
       losses.push((atKill - resumed) / MiB);
-      process.stdout.write(`kill ${kill}: at ${Math.round(killAt)} ms, ${(atKill / MiB).toFixed(2)} MiB written, ${(resumed / MiB).toFixed(2)} MiB resumed, ${((atKill - resumed) / MiB).toFixed(2)} MiB lost\n`);
+      process.stdout.write(`kill ${kill}: at ${Math.round(killAt)} ms, ${(atKill / MiB).toFixed(2)} MiB written, ${(resumed / MiB).toFixed(2)} MiB resumed, ${((atKill - resumed) / MiB).toFixed(2)} MiB lost, ${backlogs.at(-1)!.toFixed(2)} MiB backlog\n`);
     }
     losses.sort((a, b) => a - b);
     const mean = losses.reduce((a, b) => a + b, 0) / losses.length;
+    backlogs.sort((a, b) => a - b);
+    process.stdout.write(`backlog MiB: mean ${(backlogs.reduce((a, b) => a + b, 0) / backlogs.length).toFixed(2)}, median ${backlogs[Math.floor(backlogs.length / 2)]!.toFixed(2)}, max ${backlogs.at(-1)!.toFixed(2)}\n`);
     process.stdout.write(`lost MiB: mean ${mean.toFixed(2)}, median ${losses[Math.floor(losses.length / 2)]!.toFixed(2)}, max ${losses.at(-1)!.toFixed(2)} (${losses.length} kills)\n`);
   } finally {
     await rgw.stop();
