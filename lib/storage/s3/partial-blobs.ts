@@ -10,15 +10,21 @@
  * bounded, because a takeover after a kill -9 fetches it across the link again: once the runs hold
  * MEMORY_BYTES not yet in the bucket, their new bytes go out as small pieces (and at least every
  * WRITE_OUT_MS while ranges are recorded). A run stays in memory until it makes PIECE_BYTES (S3's
- * minimum part, so assembly copies it server side); then it goes out whole as one piece, which
- * shadows its small ones, unless another run wrote over some of its bytes meanwhile (a
- * repair: its bytes there are stale and must not win again). The small pieces a whole run shadows
+ * minimum part, so assembly copies it server side); then its new bytes go out as a small piece
+ * like any others, and the run leaves memory to go out whole as one piece in the background,
+ * which shadows its small ones, unless another run wrote over some of its bytes meanwhile (a
+ * repair: its bytes there are stale and must not win again). The whole piece's PUT is never in
+ * the way of the write-outs: a 5 MiB PUT to a loaded RGW takes a while, and the bytes (and,
+ * through the backpressure below, the socket buffers) behind it were what a kill -9 lost. The small pieces a whole run shadows
  * stay in the bucket until the commit removes the partial blob: a replica that took the transfer
  * over (this one's lease lost, this one still running) reads and assembles the pieces it listed.
  * Only pieces a rewrite shadows (other bytes: a repair) are removed at once, so that no reader
  * meets those bytes again. A writer told its transfer is someone else's now (abandon) writes and
- * removes nothing more. Writes go on while a write-out runs, and wait for it past twice
- * those bounds, so memory stays flat: about PIECE_BYTES a run, 2 x MEMORY_BYTES not yet in the bucket.
+ * removes nothing more (a whole piece already on its way may land: the bytes of the small pieces
+ * it shadows, and older than whatever the successor writes, whose generations come from a clock
+ * read after the lease was lost, a ttl later). Writes go on while a write-out runs, and wait for it past twice
+ * those bounds, so memory stays flat: about PIECE_BYTES a run, 2 x MEMORY_BYTES not yet in the bucket,
+ * and up to CONSOLIDATING whole runs on their way.
  * A record() is durable when the promise it returns resolves: at the next write-out of the records'
  * timer, which puts the runs' new bytes, then `held` (the recorded ranges as far as pieces in the
  * bucket cover them; the write-outs memory asks for put pieces only). So a
@@ -60,6 +66,8 @@ const WRITE_OUT_MS = 1000;
  * of one upstream link (transfer.maxConnections, all its transfers together) about one run each.
  */
 const RUN_BYTES = PIECE_BYTES + MEMORY_BYTES;
+/** Whole runs put at once in the background (each PIECE_BYTES or a little more in memory until it lands). */
+const CONSOLIDATING = 4;
 const RUNS_MIN = 4;
 const RUNS_MAX = 16;
 /** Times a read looks a piece up again after it was removed under it (shadowed by a newer one). */
@@ -235,6 +243,8 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   private fenceUntil: (() => Promise<void>) | undefined;
   /** Small pieces a whole piece of their run shadows (same bytes): kept in the bucket until the commit. */
   private readonly sameBytes = new Set<string>();
+  /** Whole runs on their way to the bucket as one piece each (consolidate). */
+  private readonly consolidating = new Set<Promise<void>>();
   private writing: Promise<void> = Promise.resolve();
   /** A write-out queued and not started yet: every caller who needs one joins it. */
   private queuedOut: Promise<void> | undefined;
@@ -345,6 +355,7 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
       throw new RegistryError('DIGEST_INVALID', `content digest ${hashed} does not match ${this.digest}`, { expected: this.digest, actual: hashed });
     }
     await this.flush();
+    await this.consolidated();
     const { segments, covered } = coverage(this.pieces);
     const missing = covered.gaps(0, this.size);
     if (missing.length > 0) throw new Error(`partial blob ${this.digest} lacks bytes ${missing[0]?.start}-${(missing[0]?.end ?? 0) - 1} at commit`);
@@ -358,10 +369,12 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     this.onClose();
     if (this.committed) {
       await this.writing.catch(() => undefined);
+      await this.consolidated();
       await removeAll(this.bucket, this.prefix);
       return;
     }
     await this.writeOutSoon(true).catch(() => undefined);
+    await this.consolidated();
   }
 
   async discard(): Promise<void> {
@@ -448,33 +461,25 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
   }
 
   /**
-   * One run's piece: the run whole once it makes PIECE_BYTES (it then leaves memory and continues
-   * after), else its new bytes. A run written over meanwhile puts only its new bytes, even full.
+   * One run's new bytes, as a small piece; a run that made PIECE_BYTES then leaves memory (it
+   * continues after) and goes out whole as one piece in the background (consolidate), unless it
+   * was written over meanwhile. The new bytes go first and alone: a whole piece's PUT (5 MiB and
+   * more, slow on a loaded RGW) held them back before, and with them every write-out after it, so
+   * that a kill -9 lost what waited in memory and what the backpressure left in socket buffers.
    */
   private async putRun(run: Run): Promise<void> {
     // Writes that continue the run while the put runs append chunks after these: only these go.
     const taken = run.chunks.length;
     const bytes = run.bytes;
     const durable = run.durable;
-    const full = bytes >= PIECE_BYTES;
-    const from = full && !run.overwritten ? 0 : durable;
-    if (from < bytes) {
-      const start = run.start + from;
-      const end = run.start + bytes - 1;
-      const generation = nextGeneration(newestGeneration(this.pieces));
-      const key = `${this.prefix}pieces/${String(start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
-      // Recorded now: what a resume may claim of it before the next held (the engine records each write a moment after it).
-      const recorded = recordedText(this.held, start, end + 1);
-      await this.bucket.put(key, bytesOf(run.chunks.slice(0, taken), from, bytes), { metadata: { recorded } });
-      this.pieces.push({ key, start, end, generation });
-      if (from > 0 || !full) run.smallPieces.push(key);
-      else for (const k of run.smallPieces) this.sameBytes.add(k);
-    }
+    if (durable < bytes) run.smallPieces.push(await this.putPiece(run.start + durable, run.start + bytes - 1, bytesOf(run.chunks.slice(0, taken), durable, bytes)));
     this.pending -= bytes - durable;
-    if (!full) {
+    if (bytes < PIECE_BYTES) {
       run.durable = bytes;
       return;
     }
+    // Written over while its small piece went (a repair): its bytes there are stale, they never go out again.
+    const whole = run.overwritten ? undefined : { start: run.start, chunks: run.chunks.slice(0, taken), smallPieces: run.smallPieces };
     // The run continues after what went: later writes extend it from there.
     run.start += bytes;
     run.chunks = run.chunks.slice(taken);
@@ -482,6 +487,44 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
     run.durable = 0;
     run.overwritten = false;
     run.smallPieces = [];
+    if (whole) await this.consolidate(whole.start, bytes, whole.chunks, whole.smallPieces);
+  }
+
+  /**
+   * Puts bytes start..end as a piece, newer than every piece known; `shadows`: the small pieces
+   * of the same bytes it replaces (kept until the commit, see dropShadowed). Its key.
+   */
+  private async putPiece(start: number, end: number, body: Buffer, shadows: readonly string[] = []): Promise<string> {
+    const generation = nextGeneration(newestGeneration(this.pieces));
+    const key = `${this.prefix}pieces/${String(start).padStart(16, '0')}-${String(end).padStart(16, '0')}-${generation}`;
+    // Recorded now: what a resume may claim of it before the next held (the engine records each write a moment after it).
+    const recorded = recordedText(this.held, start, end + 1);
+    await this.bucket.put(key, body, { metadata: { recorded } });
+    this.pieces.push({ key, start, end, generation });
+    for (const k of shadows) this.sameBytes.add(k);
+    return key;
+  }
+
+  /**
+   * A whole run (all its bytes in the bucket already, as small pieces) goes out as one piece, so
+   * the commit copies it server side, beside the write-outs rather than in their way. At most
+   * CONSOLIDATING at once (their bytes are in memory until they land): past that the write-out
+   * waits for one. One that fails leaves the small pieces, which the commit streams through.
+   */
+  private async consolidate(start: number, bytes: number, chunks: Buffer[], smallPieces: readonly string[]): Promise<void> {
+    while (this.consolidating.size >= CONSOLIDATING) await Promise.race(this.consolidating);
+    // The wait may outlast the write-out's pass of the fence.
+    await this.fenceUntil?.();
+    if (this.abandoned) return;
+    const job: Promise<void> = this.putPiece(start, start + bytes - 1, bytesOf(chunks, 0, bytes), smallPieces)
+      .then(() => undefined, () => undefined)
+      .finally(() => this.consolidating.delete(job));
+    this.consolidating.add(job);
+  }
+
+  /** Waits for the whole pieces on their way (the commit copies them; nothing may land after the partial blob is removed). */
+  private async consolidated(): Promise<void> {
+    while (this.consolidating.size > 0) await Promise.all(this.consolidating);
   }
 
   /** The recorded ranges, as far as pieces in the bucket cover them, and through which piece they account for the pieces. */
