@@ -11,6 +11,7 @@
  * A small blob (a config) goes before both, past the limit if need be (SMALL_EXTRA_CONNECTIONS).
  */
 import { ConcurrencyController, type LearnedConcurrency } from './concurrency.ts';
+import { ownNow } from './loop-lag.ts';
 import { StallWatch } from './stall-watch.ts';
 import type { ByteRange } from '../oci/range.ts';
 
@@ -42,6 +43,13 @@ export interface LinkBudgetOptions {
    * budget then only shares the total out and learns nothing itself.
    */
   limitFrom?: () => number;
+  /**
+   * The clock a tick's goodput is timed on: by default the process's, net of its own lag
+   * (loop-lag.ts ownNow). A tick whose timer ran late because the process could not run has read
+   * only what came before the pause (the rest waits in the sockets, read after the tick): on the
+   * plain clock that tick's goodput reads low, and the link looks as if more connections did not pay.
+   */
+  now?: () => number;
 }
 
 interface Waiter {
@@ -142,9 +150,11 @@ export class LinkBudget {
   private lastRate = 0;
   private readonly onLearned: ((learned: LearnedLink) => void) | undefined;
   private readonly limitFrom: (() => number) | undefined;
+  private readonly now: () => number;
 
   constructor(opts: LinkBudgetOptions) {
     this.limitFrom = opts.limitFrom;
+    this.now = opts.now ?? ownNow;
     this.controller = new ConcurrencyController(opts.minConnections, opts.maxConnections);
     this.adaptIntervalMs = opts.adaptIntervalMs ?? 1000;
     this.onLearned = opts.onLearned;
@@ -299,7 +309,7 @@ export class LinkBudget {
     const busy = this.active > 0 || this.shares.some((s) => s.queue.length > 0);
     if (busy && !this.timer) {
       this.bytes = 0;
-      this.lastTickAt = performance.now();
+      this.lastTickAt = this.now();
       this.scheduleTick();
     } else if (!busy && this.timer) {
       clearTimeout(this.timer);
@@ -324,7 +334,7 @@ export class LinkBudget {
   }
 
   private tick(): void {
-    const now = performance.now();
+    const now = this.now();
     const rate = (this.bytes * 1000) / Math.max(1, now - this.lastTickAt);
     this.bytes = 0;
     this.lastTickAt = now;

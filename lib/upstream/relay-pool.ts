@@ -20,8 +20,17 @@
  * are cut (their bodies fail with a retryable error, so the engine resumes the range at once, on
  * another relay). A relay that is the only one left is never drained: with every relay failing
  * the engine's own retries decide.
+ *
+ * Silences (dark, quiet, silentMaxMs, the time a /v2/ question is given) and rates are counted on
+ * the clock net of this process's own lag (loop-lag.ts ownNow): while the process could not run
+ * (starved of CPU), the relays' bytes and answers waited in the sockets unread, and that is not the
+ * relay's silence. Backoffs and round trips are on the plain clock: a backoff is a schedule of
+ * real time, and a round trip timed net of lag comes out short when the headers came while the
+ * process was starved (the least one seen would stay short).
  */
 import { ConcurrencyController } from '../transfer/concurrency.ts';
+import { ownNow } from '../transfer/loop-lag.ts';
+import { silenceTimer } from '../transfer/range-fetcher.ts';
 import { RateMeter } from '../transfer/rate-meter.ts';
 import type { UpstreamClient } from './client.ts';
 import { UpstreamAuthError } from './errors.ts';
@@ -64,7 +73,10 @@ export interface RelayPoolOptions {
    */
   silentMaxMs?: number;
   random?: () => number;
+  /** The clock silences and rates are counted on (by default the process's, net of its own lag: ownNow). */
   now?: () => number;
+  /** The clock of backoffs and round trips (by default the plain one; an injected `now` alone serves as both). */
+  wall?: () => number;
   /** Told when a relay changes state (logs). */
   onState?: (relay: RelayMember, state: RelayState, reason: string) => void;
   /** Told when a request on a relay ended (debug logs: where a blob's time goes). */
@@ -197,8 +209,8 @@ export class RelayMember {
   }
 
   /**
-   * Down with its backoff over: the relay's /v2/ is asked (its token, its TLS) before a range
-   * goes there again, so no piece waits on a relay that is still dark.
+   * Down with its backoff over (`now` on the pool's wall clock): the relay's /v2/ is asked (its
+   * token, its TLS) before a range goes there again, so no piece waits on a relay that is still dark.
    */
   probeIfDue(now: number): void {
     if (this.state !== 'down' || now < this.downUntil) return;
@@ -284,7 +296,7 @@ export class RelayMember {
     }
     this.drained++;
     this.downs++;
-    this.downUntil = this.pool.now() + Math.min(BACKOFF_MAX_MS, backoffMs * 2 ** (this.downs - 1));
+    this.downUntil = this.pool.wall() + Math.min(BACKOFF_MAX_MS, backoffMs * 2 ** (this.downs - 1));
     this.setState('down', reason);
     this.cutOpen(reason);
   }
@@ -319,12 +331,15 @@ export class RelayMember {
 export class RelayRequest implements OpenRequest {
   private firstByteAt: number;
   private readonly beganAt: number;
+  /** When it began on the wall clock (its round trip). */
+  private readonly beganWall: number;
   private received = 0;
   private ended = false;
 
   constructor(readonly member: RelayMember, private readonly pool: RelayPool, private readonly onCut: (err: Error) => void, private readonly range?: Pick<RequestOutcome, 'blob' | 'start' | 'end'>) {
     this.firstByteAt = pool.now();
     this.beganAt = this.firstByteAt;
+    this.beganWall = pool.wall();
     const silent = member.unanswered && this.beganAt - member.unanswered.endedAt < pool.darkMs ? member.unanswered.since : undefined;
     if (member.open.size === 0) member.lastProgressAt = silent ?? this.firstByteAt;
     member.open.add(this);
@@ -333,7 +348,7 @@ export class RelayRequest implements OpenRequest {
 
   /** Response headers arrived. */
   answered(): void {
-    const ms = this.pool.now() - this.beganAt;
+    const ms = this.pool.wall() - this.beganWall;
     this.member.rttMs = this.member.rttMs === undefined ? ms : Math.min(this.member.rttMs, ms);
   }
 
@@ -392,12 +407,14 @@ export class RelayPool {
   readonly silentMaxMs: number;
   private readonly random: () => number;
   readonly now: () => number;
+  readonly wall: () => number;
   private readonly watchdog: NodeJS.Timeout;
   private readonly adapter: NodeJS.Timeout;
   private lastAdaptAt: number;
 
   constructor(readonly upstream: string, relays: ReadonlyArray<{ url: string; client: UpstreamClient }>, readonly opts: RelayPoolOptions = {}) {
-    this.now = opts.now ?? (() => performance.now());
+    this.now = opts.now ?? ownNow;
+    this.wall = opts.wall ?? (opts.now ? opts.now : () => performance.now());
     this.random = opts.random ?? Math.random;
     this.darkMs = opts.darkMs ?? 3000;
     this.silentMaxMs = opts.silentMaxMs ?? SILENT_MAX_DARK_FACTOR * this.darkMs;
@@ -544,8 +561,9 @@ export class RelayPool {
   /** @internal The watchdog's round: probes due, silent relays asked whether they are alive. */
   checkDark(): void {
     const now = this.now();
+    const wall = this.wall();
     for (const m of this.members) {
-      m.probeIfDue(now);
+      m.probeIfDue(wall);
       if (m.open.size === 0) continue;
       const quiet = this.quietMs(m);
       const silent = now - m.lastProgressAt;
@@ -559,15 +577,27 @@ export class RelayPool {
 }
 
 /**
- * The relay's /v2/ answered within `ms`. Rejects at `ms` whatever the client does: a dark relay's
- * ping may wait in its client's queue behind the relay's own stuck requests (one connection pool
- * per relay), and a question that never ends would keep the relay from ever being drained
- * (relays3: 15 s with 31 ranges on a dark relay).
+ * The relay's /v2/ answered within `ms` of this process's own time (range-fetcher.ts
+ * silenceTimer: an answer that waited in its socket while the process could not run is in time;
+ * a timer runs before the sockets are read when the process runs again). Rejects at `ms` whatever
+ * the client does: a dark relay's ping may wait in its client's queue behind the relay's own stuck
+ * requests (one connection pool per relay), and a question that never ends would keep the relay
+ * from ever being drained (relays3: 15 s with 31 ranges on a dark relay).
  */
 function pingWithin(client: UpstreamClient, ms: number): Promise<void> {
-  const signal = AbortSignal.timeout(ms);
-  const late = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
-  return Promise.race([client.ping(signal), late]);
+  const asked = new AbortController();
+  let timer: { clear(): void } | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = silenceTimer(ms, () => false, () => {
+      const reason = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+      asked.abort(reason);
+      reject(reason);
+    });
+  });
+  const answer = client.ping(asked.signal);
+  const stop = (): void => timer?.clear();
+  answer.then(stop, stop);
+  return Promise.race([answer, late]);
 }
 
 /**

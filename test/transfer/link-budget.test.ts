@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { LinkBudget, SMALL_EXTRA_CONNECTIONS } from '../../lib/transfer/link-budget.ts';
 import { startTransfer } from '../../lib/transfer/transfer.ts';
-import { MiB, TEST_CONFIG, TEST_TIMING, rig, type Rig } from './harness.ts';
+import { loopLag } from '../../lib/transfer/loop-lag.ts';
+import { MiB, TEST_CONFIG, TEST_TIMING, rig, starve, type Rig } from './harness.ts';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -155,6 +156,41 @@ describe('link budget shared by transfers', function () {
     assert.ok(first < 1000, `slow start first doubled after ${Math.round(first)} ms, its first bytes came after 100 ms`);
     assert.equal(link.limit, 4);
     a.close();
+  });
+
+  it('times a tick\'s goodput on the process\'s own time: a tick that runs late because the process ran nothing does not read low', async () => {
+    // As the running attempts of a transfer hold it (range-fetcher.ts): the lag is seen.
+    const release = loopLag.hold();
+    const rates: number[] = [];
+    const link = new LinkBudget({
+      minConnections: 2, maxConnections: 2, adaptIntervalMs: 1000,
+      learned: { connections: 2, slowStart: false, rate: 0 }, onLearned: (l) => rates.push(l.rate),
+    });
+    const a = link.share();
+    const signal = new AbortController().signal;
+    try {
+      for (let i = 0; i < 2; i++) a.acquire(signal).catch(() => {});
+      await tick();
+      // 100 KiB read every 50 ms; 600 ms in, the process runs nothing for 1 s, past the tick's time:
+      // the tick runs late, before what the link sent meanwhile is read.
+      const started = performance.now();
+      let before: number | undefined;
+      let bytes = 0;
+      while (rates.length === 0 && performance.now() - started < 5000) {
+        a.record(100 * 1024);
+        bytes += 100 * 1024;
+        if (before === undefined && performance.now() - started > 600) {
+          before = (bytes * 1000) / (performance.now() - started);
+          starve(1000);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(before !== undefined && rates.length > 0, 'no tick');
+      assert.ok(rates[0]! >= 0.75 * before && rates[0]! <= 1.25 * before, `the tick read ${Math.round(rates[0]! / 1024)} KiB/s, ${Math.round(before / 1024)} KiB/s were read before the pause`);
+    } finally {
+      a.close();
+      release();
+    }
   });
 
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {

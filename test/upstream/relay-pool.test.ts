@@ -4,6 +4,8 @@ import type { UpstreamClient } from '../../lib/upstream/client.ts';
 import { UpstreamNotFoundError, UpstreamUnavailableError } from '../../lib/upstream/errors.ts';
 import { HEDGE_MS, firstRelay } from '../../lib/upstream/relay-failover.ts';
 import { FAILURES_TO_DRAIN, RelayPool, type RelayMember, type RelayRequest } from '../../lib/upstream/relay-pool.ts';
+import { loopLag } from '../../lib/transfer/loop-lag.ts';
+import { starve } from '../transfer/harness.ts';
 
 /** The relays' /v2/ answers (probes): ok, or fails. */
 const probe = { ok: true };
@@ -264,6 +266,75 @@ describe('relay pool: a dark relay whose requests the engine cuts', () => {
       assert.equal(live.state, 'healthy');
     } finally {
       probe.ok = true;
+      p.close();
+    }
+  });
+});
+
+describe('relay pool: time this process could not run is not a relay\'s silence', function () {
+  this.timeout(20_000);
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  let release: (() => void) | undefined;
+  // As the running attempts of a transfer hold it (range-fetcher.ts): the lag is seen.
+  beforeEach(() => {
+    release = loopLag.hold();
+  });
+  afterEach(() => release?.());
+
+  it('drains a relay silent for silentMaxMs of the process\'s own time, not one that only seems so because the process ran nothing', async () => {
+    const alive = { ping: () => Promise.resolve() } as unknown as UpstreamClient;
+    // The pool's own clocks (the defaults): silentMaxMs 2 s.
+    const p = new RelayPool('up', [{ url: 'http://stuck.example', client: alive }, { url: 'http://warm.example', client }], { darkMs: 500 });
+    try {
+      const [stuck, warm] = p.members as [RelayMember, RelayMember];
+      const cut: string[] = [];
+      stuck.begin((e) => cut.push(e.message)).answered();
+      const delivering = warm.begin(() => {});
+      const deliver = async (ms: number): Promise<void> => {
+        const until = performance.now() + ms;
+        while (stuck.state === 'healthy' && performance.now() < until) {
+          delivering.bytes(64 * 1024);
+          p.checkDark();
+          await sleep(50);
+        }
+      };
+      // Silent for 1 s, then 1.5 s the process runs nothing, then 0.5 s more: 3 s on the plain clock, 1.5 s of its own.
+      await deliver(1000);
+      starve(1500);
+      await deliver(500);
+      assert.equal(stuck.state, 'healthy', `drained: ${cut[0] ?? ''}`);
+      // Silent on: drained once its silence reaches 2 s of the process's own time.
+      await deliver(3000);
+      assert.equal(stuck.state, 'down');
+      assert.match(cut[0] ?? '', /^no byte for 2 s while other relays delivered, though it answers its \/v2\//);
+    } finally {
+      p.close();
+    }
+  });
+
+  it('takes an answer to /v2/ that waited in its socket while the process ran nothing as in time', async () => {
+    // The answer comes 50 ms after the question, read as I/O is (after the timers, when the process runs again).
+    let asked = 0;
+    const answers = { ping: () => {
+      asked++;
+      return new Promise<void>((r) => setTimeout(() => setImmediate(r), 50));
+    } } as unknown as UpstreamClient;
+    const p = new RelayPool('up', [{ url: 'http://filling.example', client: answers }, { url: 'http://warm.example', client }], { darkMs: 500 });
+    try {
+      const [filling, warm] = p.members as [RelayMember, RelayMember];
+      filling.begin(() => {});
+      const delivering = warm.begin(() => {});
+      while (asked === 0) {
+        delivering.bytes(64 * 1024);
+        p.checkDark();
+        await sleep(50);
+      }
+      // Asked, given 500 ms: the process runs nothing for 1 s.
+      starve(1000);
+      await sleep(100);
+      assert.equal(filling.state, 'healthy', `drained: ${filling.lastError ?? ''}`);
+      assert.ok(filling.aliveAt > -Infinity, 'its answer counted');
+    } finally {
       p.close();
     }
   });
