@@ -4,7 +4,8 @@
  * replaces these files by rename, so a changed file always shows a new inode or mtime, and
  * writes by other processes (ferry import, gc) are seen at once: nothing to invalidate by hand.
  */
-import { stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { isNotFound, readIfExists } from './atomic.ts';
 
@@ -34,14 +35,61 @@ export class StatValidatedCache {
       }
       throw e;
     }
-    const hit = this.entries.get(path);
-    if (hit && hit.ino === s.ino && hit.mtimeMs === s.mtimeMs && hit.size === s.size) return hit.text;
+    const hit = this.cached(path, s);
+    if (hit !== undefined) return hit;
     // Replaced between the stat and this read? Then the next stat differs and reads again.
     const text = await readIfExists(path);
     if (text === undefined) this.entries.delete(path);
     else this.entries.set(path, { ino: s.ino, mtimeMs: s.mtimeMs, size: s.size, text });
     return text;
   }
+
+  /**
+   * The file's text and mtime, both of one and the same file however often it is replaced
+   * meanwhile: one open, its fstat, and (unless the cache holds that version) a read of the same
+   * fd. undefined when it does not exist.
+   */
+  async readStamped(path: string): Promise<{ text: string; mtimeMs: number } | undefined> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if (isNotFound(e)) {
+        this.entries.delete(path);
+        return undefined;
+      }
+      throw e;
+    }
+    try {
+      const s = await fh.stat();
+      let text = this.cached(path, s);
+      if (text === undefined) {
+        text = await readAll(fh, s.size);
+        this.entries.set(path, { ino: s.ino, mtimeMs: s.mtimeMs, size: s.size, text });
+      }
+      return { text, mtimeMs: s.mtimeMs };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The text cached for `path` if it is of the file `s` describes. */
+  private cached(path: string, s: Stats): string | undefined {
+    const hit = this.entries.get(path);
+    return hit && hit.ino === s.ino && hit.mtimeMs === s.mtimeMs && hit.size === s.size ? hit.text : undefined;
+  }
+}
+
+/** The `size` bytes of an open file (as its fstat said) as utf8. */
+async function readAll(fh: FileHandle, size: number): Promise<string> {
+  const buf = Buffer.alloc(size);
+  let got = 0;
+  while (got < size) {
+    const { bytesRead } = await fh.read(buf, got, size - got, got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.toString('utf8', 0, got);
 }
 
 /** Whether a file exists, in one stat. */

@@ -2,7 +2,7 @@
  * The fs backend's RepositoryStorage: one small file per record under repositories/<name>/
  * (paths.ts), each written by writeFileAtomic. A tag's mtime is when it was last checked.
  */
-import { mkdir, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import { isValidName, isValidTag } from '../oci/names.ts';
 import { isDigest } from '../oci/digest.ts';
 import { isNotFound, readIfExists, writeFileAtomic } from './atomic.ts';
@@ -74,17 +74,15 @@ export class FsRepositoryStorage implements RepositoryStorage {
     await writeFileAtomic(this.paths.tmpDir, this.paths.tag(name, tag), digest);
   }
 
-  /** The tag with when it was last written or revalidated (its mtime), for cache freshness. */
+  /**
+   * The tag with when it was last written or revalidated (its mtime), for cache freshness: both
+   * of one write of it (one open, its fstat and a read of the same fd), however often it is set
+   * meanwhile.
+   */
   async readTag(name: string, tag: string): Promise<TagRecord | undefined> {
-    const path = this.paths.tag(name, tag);
-    const digest = await this.getTag(name, tag);
-    if (digest === undefined) return undefined;
-    try {
-      return { digest, checkedAt: (await stat(path)).mtimeMs };
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
+    const read = await this.hot.readStamped(this.paths.tag(name, tag));
+    const digest = read?.text.trim();
+    return read && digest && isDigest(digest) ? { digest, checkedAt: read.mtimeMs } : undefined;
   }
 
   /** Records that the upstream confirmed the tag just now (its mtime), unless it was set to another digest since. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,5 +58,45 @@ describe('fs storage: crash safety', () => {
     })(), { digest: `sha256:${'1'.repeat(64)}` }), { situation: 'DIGEST_INVALID' });
     assert.deepEqual(await readdir(store.paths.tmpDir), []);
     assert.deepEqual(await readdir(store.paths.blobsDir), []);
+  });
+});
+
+describe('fs storage: tags', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ferry-storage-tags-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('readTag gives the digest and the time checked of one and the same write while the tag is set again and again', async () => {
+    const store = await openStore(dir);
+    const r = store.repositories;
+    const digest = (n: number): string => `sha256:${String(n).repeat(64)}`;
+    // Each write of the tag is told by its mtime (whole seconds: exact): digest n at n thousand seconds.
+    const checkedAt = (n: number): number => n * 1_000_000;
+    const set = async (n: number): Promise<void> => {
+      const tmp = join(store.paths.tmpDir, `tag-${n}`);
+      await writeFile(tmp, digest(n));
+      await utimes(tmp, checkedAt(n) / 1000, checkedAt(n) / 1000);
+      await rename(tmp, store.paths.tag('app', 'latest'));
+    };
+    await r.setTag('app', 'latest', digest(1));
+    await set(1);
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; i < 400; i++) await set(1 + (i % 2));
+      writing = false;
+    })();
+    const wrong: string[] = [];
+    let reads = 0;
+    while (writing) {
+      const seen = await r.readTag('app', 'latest');
+      reads++;
+      if (seen === undefined || checkedAt(Number(seen.digest.at(-1))) !== seen.checkedAt) wrong.push(JSON.stringify(seen));
+    }
+    await writer;
+    assert.deepEqual(wrong.slice(0, 3), [], `${wrong.length} of ${reads} reads mixed two writes`);
   });
 });
