@@ -4,7 +4,9 @@
  * loaded machine, a long GC pause, a long callback). Meanwhile the bytes the link delivered waited
  * in the socket buffers unread: a connection then looks silent although the link was not. The
  * link's silences (stall-watch.ts, the attempt's fixed timer in range-fetcher.ts, a range with no
- * first byte in tail-plan.ts) are measured on `now()`: the clock net of that lag. A tick overdue
+ * first byte in tail-plan.ts, a dark or silent relay in lib/upstream/relay-pool.ts) and the rates
+ * compared with them (tail-rates.ts, link-budget.ts's ticks) are measured on `now()`: the clock
+ * net of that lag. A tick overdue
  * right now counts too, so a judge whose own timer runs before the tick in a late turn of the
  * event loop sees the same figure. Lag shorter than one tick interval may go unseen.
  *
