@@ -14,8 +14,12 @@ import { startReferenceRegistry } from '../../test/helpers/reference-registry.ts
 import { linkConfig, startFerryProcess, startLink, type FerryProcess, type Upstream } from '../../test/e2e/transfer-fixture.ts';
 import { statusField } from './rss.ts';
 
-/** ferry's upstream settings in every chain: its default 32 connections; retries and timeouts generous, as for a link this bad. */
-export const UPSTREAM = { connections: 32, retries: 50, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000 };
+/**
+ * ferry's upstream settings in every chain: its default 40 connections (transfer.maxConnections,
+ * 32, delivering; the rest for the requests asked in the last round trip of others); retries and
+ * timeouts generous, as for a link this bad.
+ */
+export const UPSTREAM = { connections: 40, retries: 50, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000 };
 
 export interface Blob {
   digest: string;

@@ -32,8 +32,8 @@ export const upstreamSchema = z.strictObject({
   tokenEnv: z.string().optional().describe('Environment variable holding the relay token'),
   tokenFile: z.string().optional().describe('File whose first line is the relay token'),
   caFile: z.string().optional().describe('PEM file of a CA to trust (a self-signed relay)'),
-  connections: z.number().int().min(1).max(256).default(32)
-    .describe('Most TCP connections to this upstream, shared by its transfers (the link caps each connection: 32 x 1 MB/s fills a 32 MB/s link)'),
+  connections: z.number().int().min(1).max(256).default(40)
+    .describe('Most TCP connections to this upstream, shared by its transfers (the link caps each connection: 32 x 1 MB/s fills a 32 MB/s link). At most transfer.maxConnections of them deliver at once; the rest (a quarter of those) carry the next request, asked in the last round trip of one ending, so its round trip is hidden'),
   headersTimeoutMs: z.number().int().positive().default(30_000),
   bodyTimeoutMs: z.number().int().positive().default(30_000),
   retries: z.number().int().min(0).max(50).default(5),

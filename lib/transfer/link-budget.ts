@@ -22,6 +22,29 @@ import type { ByteRange } from '../oci/range.ts';
  */
 export const SMALL_EXTRA_CONNECTIONS = 4;
 
+/**
+ * Requests a link may carry beyond its limit, each in the last round trip of one it follows (its
+ * connection ending: LinkGrant.ending), as a share of the limit. Each request waits a round trip
+ * for its first byte with nothing on its connection (400 ms at 256 KiB/s is 100 KiB of the link);
+ * the next one asked a round trip before the current one ends gets its first byte as that one gets
+ * its last, so the round trip is hidden (pipelining in effect, on a connection of its own: one
+ * connection carries one request, the link caps each). The upstream's connection pool holds this
+ * many more (lib/upstream/http.ts).
+ */
+export function overlapFor(limit: number): number {
+  return Math.ceil(limit / 4);
+}
+
+/** A connection granted: `release` once its request is over; `ending` once it is within a round trip of its end (LinkBudget.overlapFor). */
+export interface LinkGrant {
+  (): void;
+  /**
+   * Its request's last byte is about a round trip away: the next request may be asked now. False
+   * while the link carries as many such requests as it may (overlapFor): ask again later.
+   */
+  ending(): boolean;
+}
+
 /** What a link learned: its connections and goodput, kept between transfers and restarts (link-state.ts). */
 export interface LearnedLink extends LearnedConcurrency {
   /** Goodput of the last busy interval, bytes/s. */
@@ -53,7 +76,7 @@ export interface LinkBudgetOptions {
 }
 
 interface Waiter {
-  grant(release: () => void): void;
+  grant(release: LinkGrant): void;
   fail(reason: unknown): void;
   /** The bytes the request will ask, if said (LinkShare.prefer). */
   range: ByteRange | undefined;
@@ -77,7 +100,7 @@ export class LinkShare {
    * Resolves with a release function once a connection is free for this share; rejects when
    * `signal` aborts first. `range`: the bytes the request will ask (read when prefer() looks).
    */
-  acquire(signal: AbortSignal, range?: ByteRange): Promise<() => void> {
+  acquire(signal: AbortSignal, range?: ByteRange): Promise<LinkGrant> {
     signal.throwIfAborted();
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
@@ -136,6 +159,8 @@ export class LinkBudget {
   private readonly shares: LinkShare[] = [];
   private next = 0;
   private active = 0;
+  /** Requests still running whose connection was handed on in their last round trip (LinkGrant.ending). */
+  private overlapping = 0;
   private bytes = 0;
   /** Most connections in use at once since the last tick (never below `active`). */
   private peakActive = 0;
@@ -176,6 +201,11 @@ export class LinkBudget {
 
   get activeConnections(): number {
     return this.active;
+  }
+
+  /** Requests running in their last round trip, their connection handed on already (LinkGrant.ending). */
+  get overlappingConnections(): number {
+    return this.overlapping;
   }
 
   /** Requests waiting for a connection that the total (not their share's cap) holds back. */
@@ -233,13 +263,28 @@ export class LinkBudget {
       this.peakActive = Math.max(this.peakActive, this.active);
       share.active++;
       let released = false;
-      waiter.grant(() => {
-        if (released) return;
-        released = true;
+      let ending = false;
+      const free = (): void => {
         this.active--;
         share.active--;
         this.pump();
+      };
+      const grant: LinkGrant = Object.assign(() => {
+        if (released) return;
+        released = true;
+        if (!ending) return free();
+        this.overlapping--;
+      }, {
+        ending: (): boolean => {
+          if (released || ending) return true;
+          if (this.overlapping >= overlapFor(this.limit)) return false;
+          ending = true;
+          this.overlapping++;
+          free();
+          return true;
+        },
       });
+      waiter.grant(grant);
     }
     this.adaptWhileBusy();
   }

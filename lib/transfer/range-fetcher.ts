@@ -145,7 +145,43 @@ export function silenceTimer(ms: number, busy: () => boolean, onSilent: () => vo
   };
 }
 
-async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, signal: AbortSignal, patience = 1): Promise<void> {
+/**
+ * Calls `ending` (until it says yes) once the attempt's last byte is about its own round trip away
+ * at its own rate (the time from its request to its response, on this route: a relay's, a
+ * cold relay's, the link's), so the next request, asked now, gets its first byte as this one gets
+ * its last (link-budget.ts overlapFor). Its rate counts from its first read on (the bytes of that
+ * read came before it), once it delivered for a round trip and ENDING_MIN_MS: a rate taken high
+ * would have the next request deliver beside it, beyond what the link's limit allows.
+ */
+function endingWatch(cursor: LiveRange, ending: (() => boolean) | undefined): { answered(): void; read(): void } {
+  let answeredAt: number | undefined;
+  let from: { pos: number; at: number } | undefined;
+  let said = ending === undefined;
+  return {
+    answered: () => {
+      answeredAt = ownNow();
+    },
+    read: () => {
+      if (said || answeredAt === undefined || cursor.askedAt === undefined) return;
+      const now = ownNow();
+      if (!from) {
+        from = { pos: cursor.pos, at: now };
+        return;
+      }
+      const rttMs = answeredAt - cursor.askedAt;
+      const ms = now - from.at;
+      if (ms < Math.max(ENDING_MIN_MS, rttMs)) return;
+      const rate = ((cursor.pos - from.pos) * 1000) / ms;
+      if (cursor.end + 1 - cursor.pos > (rate * rttMs) / 1000) return;
+      said = ending?.() ?? true;
+    },
+  };
+}
+
+/** Least time a request delivers before its rate says when it ends (endingWatch). */
+const ENDING_MIN_MS = 200;
+
+async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, signal: AbortSignal, patience = 1, ending?: () => boolean): Promise<void> {
   // A stream the transfer split (its end lowered) is a range from then on.
   const mode: FetchMode = asked === 'stream' && cursor.end < ctx.size - 1 ? 'range' : asked;
   const { controller, dispose } = linkedController(signal);
@@ -165,11 +201,13 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
   const releaseLag = loopLag.hold();
   const stall = silenceTimer(ctx.stallMs, () => storing, () => controller.abort(new StallError(ctx.stallMs / 1000)));
   cursor.askedAt = ownNow();
+  const ends = endingWatch(cursor, ending);
   try {
     const res = mode === 'range'
       ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)
       : await ctx.source.fetchAll(controller.signal, cursor.pos);
     stall.heard();
+    ends.answered();
     watched?.gotHeaders();
     let skip = checkResponse(ctx, res, cursor.pos, end, mode);
     for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
@@ -200,6 +238,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
         stall.heard();
       }
       cursor.pos += buf.length;
+      ends.read();
       if (cursor.pos - saved >= ctx.checkpointBytes) {
         ctx.checkpoint(saved, cursor.pos);
         saved = cursor.pos;
@@ -226,8 +265,11 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
   }
 }
 
-/** Fetches [range.pos, range.end] until every byte is written, the signal aborts, or attempts run out. */
-export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: FetchMode, signal: AbortSignal): Promise<void> {
+/**
+ * Fetches [range.pos, range.end] until every byte is written, the signal aborts, or attempts run
+ * out. `ending`: told (until it says yes) when the range is about a round trip from its end (endingWatch).
+ */
+export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: FetchMode, signal: AbortSignal, ending?: () => boolean): Promise<void> {
   const cursor = range;
   let failures = 0;
   let failuresInARow = 0;
@@ -237,7 +279,7 @@ export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: Fetc
     signal.throwIfAborted();
     const before = cursor.pos;
     try {
-      await attempt(ctx, cursor, mode, signal, patience);
+      await attempt(ctx, cursor, mode, signal, patience, ending);
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       if (e instanceof StallError && e.byWatch) patience = Math.min(patience * 2, 16);

@@ -640,17 +640,21 @@ export class Transfer extends EventEmitter {
     }
     // One request from the first missing byte to the end (a source without ranges).
     const from = this.written.coveredEnd(0);
-    await this.withConnection(this.ctrl.signal, () => fetchRange(this.fetchContext(), liveRange({ start: from, end: this.size - 1 }), 'stream', this.ctrl.signal));
+    await this.withConnection(this.ctrl.signal, (ending) => fetchRange(this.fetchContext(), liveRange({ start: from, end: this.size - 1 }), 'stream', this.ctrl.signal, ending));
   }
 
-  /** Runs `fn` holding one of the link's connections; `range`, the bytes it fetches (a reader waiting for them puts it first: want()). */
-  private async withConnection<T>(signal: AbortSignal, fn: () => Promise<T>, range?: ByteRange): Promise<T> {
+  /**
+   * Runs `fn` holding one of the link's connections; `range`, the bytes it fetches (a reader waiting
+   * for them puts it first: want()). `fn` is given what to tell when its request nears its end
+   * (LinkGrant.ending: the next request is asked then, hiding its round trip).
+   */
+  private async withConnection<T>(signal: AbortSignal, fn: (ending: () => boolean) => Promise<T>, range?: ByteRange): Promise<T> {
     if (!this.share) throw new Error('internal: the transfer has no share of its link yet');
-    const release = await this.share.acquire(signal, range);
+    const grant = await this.share.acquire(signal, range);
     try {
-      return await fn();
+      return await fn(() => grant.ending());
     } finally {
-      release();
+      grant();
     }
   }
 
@@ -668,7 +672,7 @@ export class Transfer extends EventEmitter {
     let first: { error: unknown } | undefined;
     const launch = (r: LiveRange, mode: FetchMode = 'range'): void => {
       queued++;
-      pending.push(this.withConnection(signal, async () => {
+      pending.push(this.withConnection(signal, async (ending) => {
         queued--;
         const mine = linkedController(signal);
         // Its copy ended first while it waited for a connection.
@@ -676,7 +680,7 @@ export class Transfer extends EventEmitter {
         running.add(r);
         own.set(r, mine.controller);
         try {
-          await fetchRange(ctx, r, mode, mine.controller.signal);
+          await fetchRange(ctx, r, mode, mine.controller.signal, ending);
           this.tailRates.requestEnded(r);
           // First copy wins: the other is cancelled (what it lacks, this one wrote).
           const other = pairs.get(r);

@@ -80,7 +80,7 @@ describe('ferry CLI', function () {
     assert.equal(cfg.upstreams.hub.token, '***');
     assert.equal(cfg.upstreams.hub.username, 'u');
     assert.deepEqual(cfg.relay.tokens, ['***']);
-    assert.equal(cfg.upstreams.hub.connections, 32);
+    assert.equal(cfg.upstreams.hub.connections, 40);
     assert.equal(cfg.listen, '0.0.0.0:4000');
     assert.equal(cfg.file, file);
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { LinkBudget, SMALL_EXTRA_CONNECTIONS } from '../../lib/transfer/link-budget.ts';
+import { setMaxListeners } from 'node:events';
+import { LinkBudget, SMALL_EXTRA_CONNECTIONS, overlapFor, type LinkGrant } from '../../lib/transfer/link-budget.ts';
 import { startTransfer } from '../../lib/transfer/transfer.ts';
 import { loopLag, ownNow } from '../../lib/transfer/loop-lag.ts';
 import { MiB, TEST_CONFIG, TEST_TIMING, rig, starve, type Rig } from './harness.ts';
@@ -193,6 +194,42 @@ describe('link budget shared by transfers', function () {
       a.close();
       release();
     }
+  });
+
+  it('hands a connection whose request is ending to the next request, within overlapFor(limit) such requests at once', async () => {
+    const limit = 8;
+    const link = new LinkBudget({ minConnections: limit, maxConnections: limit, adaptIntervalMs: 60_000 });
+    const a = link.share();
+    const signal = new AbortController().signal;
+    setMaxListeners(0, signal);
+    const grants: LinkGrant[] = [];
+    for (let i = 0; i < 20; i++) void a.acquire(signal).then((g) => grants.push(g));
+    await tick();
+    assert.equal(grants.length, limit);
+    const allowed = overlapFor(limit);
+    assert.ok(allowed >= 1 && allowed < limit);
+    // Every running request says it ends within a round trip: only `allowed` of them hand their connection on.
+    const said = grants.slice(0, limit).map((g) => g.ending());
+    await tick();
+    assert.deepEqual(said, [...Array<boolean>(allowed).fill(true), ...Array<boolean>(limit - allowed).fill(false)]);
+    assert.equal(grants.length, limit + allowed, 'the next requests were granted while the ending ones still ran');
+    assert.equal(link.activeConnections, limit);
+    assert.equal(link.overlappingConnections, allowed);
+    // Saying it again changes nothing; an ending request that is over frees no connection (it gave its own already), only room to overlap.
+    assert.equal(grants[0]!.ending(), true);
+    grants[0]!();
+    await tick();
+    assert.equal(grants.length, limit + allowed);
+    assert.equal(link.overlappingConnections, allowed - 1);
+    assert.equal(grants[allowed]!.ending(), true, 'room to overlap again once an ending request is over');
+    await tick();
+    assert.equal(grants.length, limit + allowed + 1);
+    // A request that ends without having said so frees its connection as before.
+    grants[limit]!();
+    await tick();
+    assert.equal(grants.length, limit + allowed + 2);
+    assert.equal(link.activeConnections, limit);
+    a.close();
   });
 
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
