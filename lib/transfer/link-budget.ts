@@ -24,15 +24,17 @@ export const SMALL_EXTRA_CONNECTIONS = 4;
 
 /**
  * Requests a link may carry beyond its limit, each in the last round trip of one it follows (its
- * connection ending: LinkGrant.ending), as a share of the limit. Each request waits a round trip
- * for its first byte with nothing on its connection (400 ms at 256 KiB/s is 100 KiB of the link);
- * the next one asked a round trip before the current one ends gets its first byte as that one gets
- * its last, so the round trip is hidden (pipelining in effect, on a connection of its own: one
- * connection carries one request, the link caps each). The upstream's connection pool holds this
- * many more (lib/upstream/http.ts).
+ * connection ending: LinkGrant.ending): a quarter of the limit, rounded down. Each request waits a
+ * round trip for its first byte with nothing on its connection (400 ms at 256 KiB/s is 100 KiB of
+ * the link); the next one asked a round trip before the current one ends gets its first byte as
+ * that one gets its last, so the round trip is hidden (pipelining in effect, on a connection of its
+ * own: one connection carries one request, the link caps each). The upstream's `connections`
+ * (40 by default) leave room for them beside transfer.maxConnections (32). A link of fewer than 4
+ * connections keeps one request per connection: one more would be a large share of it (a
+ * deliberately narrow link: maxConnections 1 is one connection).
  */
 export function overlapFor(limit: number): number {
-  return Math.ceil(limit / 4);
+  return Math.floor(limit / 4);
 }
 
 /** A connection granted: `release` once its request is over; `ending` once it is within a round trip of its end (LinkBudget.overlapFor). */

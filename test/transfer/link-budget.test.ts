@@ -230,6 +230,16 @@ describe('link budget shared by transfers', function () {
     assert.equal(grants.length, limit + allowed + 2);
     assert.equal(link.activeConnections, limit);
     a.close();
+    // A narrow link (fewer than 4 connections) keeps one request per connection.
+    const narrow = new LinkBudget({ minConnections: 1, maxConnections: 1, adaptIntervalMs: 60_000 });
+    const n = narrow.share();
+    const first = await n.acquire(signal);
+    let second = false;
+    void n.acquire(signal).then(() => { second = true; }, () => {});
+    assert.equal(first.ending(), false);
+    await tick();
+    assert.equal(second, false, 'maxConnections 1 is one connection');
+    n.close();
   });
 
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
