@@ -154,6 +154,7 @@ interface KillCost {
   holderLost: number;
   /** Of holderLost: what the holder had written into its partial blob at its last status before the kill, and not resumed (the store's loss). */
   storeLost?: number;
+  statusRead?: { ms: number; delivered: number };
   successorsExtra: number;
 }
 
@@ -292,6 +293,8 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       let gapSeconds: number | undefined;
       let takeoverSeconds: number | undefined;
       let holderWritten: number | undefined;
+      /** How long the holder's status took to read, and what the link delivered meanwhile (the status is of some instant in between). */
+      let statusRead: KillCost['statusRead'];
       // Replica 0 asks for the layer itself and a tenth of it crosses before the clients start, so
       // it holds the transfer (else the kill would hit a follower, and cost nothing to measure).
       const holder: Promise<BlobRead> = readBlob(replicas.replicas[0]!.url, 'bench/kill', big.digest);
@@ -301,7 +304,9 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       if (!heldBy0(await leaseText())) killNote.push('kill: replica 0 did not hold the transfer');
       const killHalfway = async (): Promise<void> => {
         await waitFor(() => moved() >= big.size / 2, PULL_DEADLINE_MS, 'half the layer across the link');
+        const asked = { at: performance.now(), delivered: proxy.stats.bytesToClient };
         holderWritten = await writtenBy(replicas!.replicas[0]!.url, big.digest);
+        statusRead = { ms: performance.now() - asked.at, delivered: proxy.stats.bytesToClient - asked.delivered };
         const killedAt = performance.now();
         const atKill = moved();
         await replicas!.kill9(0);
@@ -318,6 +323,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
       const holderBytes = (await holder).bytes;
       // Every connection closed by now (the burst is over): what the link read and never delivered is all counted.
       const cost = await killCost(replicas.replicas.slice(1).map((r) => r.process.logPath), big, killed, moved(), proxy.stats.bytesDropped - droppedBefore, holderWritten);
+      if (statusRead) cost.statusRead = statusRead;
       kill = { ...burst, holderBytes, cost, ...(gapSeconds === undefined ? {} : { gapSeconds }), ...(takeoverSeconds === undefined ? {} : { takeoverSeconds }) };
     }
     return { setup, cold: coldBurst1, ...(prewarm ? { prewarm } : {}), ...warm, ...(kill ? { kill } : {}), peakRssMB, crashed: replicas.crashed() };
@@ -330,7 +336,7 @@ async function runSetup(setup: string, rgw: Rgw | undefined, upstreamHost: strin
 function killCostText(c: KillCost): string {
   const m = (n: number): string => (n / MiB).toFixed(2);
   return `kill: ${m(c.linkBytes - c.imageBytes)} MiB on the link past the ${m(c.imageBytes)} MiB image = ${m(c.inFlight)} in flight at the kill (never delivered)`
-    + ` + ${m(c.holderLost)} delivered to the killed holder and not resumed${c.storeLost === undefined ? '' : ` (${m(c.storeLost)} of it written into its partial blob at its last status before the kill)`} + ${m(c.successorsExtra)} fetched twice by the successors (${c.tailCopies} tail copies)`
+    + ` + ${m(c.holderLost)} delivered to the killed holder and not resumed${c.storeLost === undefined ? '' : ` (${m(c.storeLost)} of it written into its partial blob at its last status before the kill${c.statusRead ? `, read in ${c.statusRead.ms.toFixed(0)} ms while ${m(c.statusRead.delivered)} MiB crossed` : ''})`} + ${m(c.successorsExtra)} fetched twice by the successors (${c.tailCopies} tail copies)`
     + `; successors: ${c.successorTransfers} transfer(s), ${m(c.successorsResumed)} MiB resumed, ${m(c.successorsFetched)} MiB fetched`;
 }
 
