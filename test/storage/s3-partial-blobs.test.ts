@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { PartialBlob } from '../../lib/storage/partial-blobs.ts';
 import type { S3Bucket } from '../../lib/storage/s3/bucket.ts';
-import { MEMORY_BYTES } from '../../lib/storage/s3/partial-blobs.ts';
+import { CONSOLIDATING, MEMORY_BYTES } from '../../lib/storage/s3/partial-blobs.ts';
 import { S3Storage } from '../../lib/storage/s3/storage.ts';
 import { RangeSet } from '../../lib/transfer/range-set.ts';
 import { useRgwBucket } from '../helpers/ceph.ts';
@@ -306,6 +306,10 @@ describe('S3 partial blobs on Ceph RGW', function () {
     // All 7 MiB written by now; all but the last write-out's worth (a second of the records' timer, 2 MiB) is in the bucket (6.1 MiB).
     // Before, the bytes past the last small piece waited for the whole piece's PUT, and the writes after it for them: 4.0 MiB.
     assert.ok(claimed >= 5.5 * MiB, `resumed ${JSON.stringify(resumed)}: ${claimed} bytes`);
+    // And every byte claimed is in the bucket, as written: a successor resuming from it builds on nothing that is not there.
+    const successor = await replica().partials.open(digest, data.length);
+    for (const r of resumed) assert.ok((await readAt(successor, r.start, r.end + 1 - r.start)).equals(data.subarray(r.start, r.end + 1)), `resumed ${r.start}-${r.end} differs from what was written`);
+    await successor.close();
     await writing;
     await part.commit(digest);
     await part.close();
@@ -326,6 +330,41 @@ describe('S3 partial blobs on Ceph RGW', function () {
     assert.ok(whole >= 0.9 * 8 * 5 * MiB, `${whole} of ${data.length} bytes in pieces of 5 MiB or more`);
     await part.commit(digest);
     await part.close();
+    assert.deepEqual(await replica().blobs.readBytes(digest), data);
+  });
+
+  it('puts at most CONSOLIDATING whole pieces at once, however many runs of one write-out make a whole piece together (found in review)', async () => {
+    // 8 connections of 5.25 MiB written as fast as memory goes, on an RGW where a whole piece's PUT takes 300 ms.
+    let putting = 0;
+    let peak = 0;
+    const slow = new Proxy(bucket, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'put') {
+          return async (key: string, body: Buffer | string, ...rest: unknown[]) => {
+            if (body.length < 5 * MiB) return (value as (...a: unknown[]) => unknown).call(target, key, body, ...rest);
+            peak = Math.max(peak, ++putting);
+            try {
+              await new Promise((r) => setTimeout(r, 300));
+              return await (value as (...a: unknown[]) => Promise<unknown>).call(target, key, body, ...rest);
+            } finally {
+              putting--;
+            }
+          };
+        }
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const each = 5 * MiB + 256 * KiB;
+    const data = randomBytes(8 * each);
+    const digest = sha256(data);
+    const part = await new S3Storage(slow).partials.open(digest, data.length);
+    await Promise.all(Array.from({ length: 8 }, (_, i) => fetchRange(part, data, i * each, (i + 1) * each - 1)));
+    await part.flush();
+    await part.commit(digest);
+    await part.close();
+    assert.ok(peak >= 2, `whole pieces went out one at a time (peak ${peak}): the bound was not exercised`);
+    assert.ok(peak <= CONSOLIDATING, `${peak} whole pieces put at once (bound ${CONSOLIDATING})`);
     assert.deepEqual(await replica().blobs.readBytes(digest), data);
   });
 

@@ -67,7 +67,7 @@ const WRITE_OUT_MS = 1000;
  */
 const RUN_BYTES = PIECE_BYTES + MEMORY_BYTES;
 /** Whole runs put at once in the background (each PIECE_BYTES or a little more in memory until it lands). */
-const CONSOLIDATING = 4;
+export const CONSOLIDATING = 4;
 const RUNS_MIN = 4;
 const RUNS_MAX = 16;
 /** Times a read looks a piece up again after it was removed under it (shadowed by a newer one). */
@@ -512,11 +512,17 @@ class S3PartialBlob extends PieceReader implements PartialBlob {
    * waits for one. One that fails leaves the small pieces, which the commit streams through.
    */
   private async consolidate(start: number, bytes: number, chunks: Buffer[], smallPieces: readonly string[]): Promise<void> {
-    while (this.consolidating.size >= CONSOLIDATING) await Promise.race(this.consolidating);
-    // The wait may outlast the write-out's pass of the fence.
-    await this.fenceUntil?.();
-    if (this.abandoned) return;
+    // The runs of one write-out come here together, and a landing wakes every waiter: the slot is
+    // checked and taken in one step (no await between), after the last wait.
+    for (;;) {
+      while (this.consolidating.size >= CONSOLIDATING) await Promise.race(this.consolidating);
+      // The wait may outlast the write-out's pass of the fence.
+      await this.fenceUntil?.();
+      if (this.abandoned) return;
+      if (this.consolidating.size < CONSOLIDATING) break;
+    }
     const job: Promise<void> = this.putPiece(start, start + bytes - 1, bytesOf(chunks, 0, bytes), smallPieces)
+      // A failure loses nothing: the small pieces stay, and the commit streams their bytes through this replica.
       .then(() => undefined, () => undefined)
       .finally(() => this.consolidating.delete(job));
     this.consolidating.add(job);
