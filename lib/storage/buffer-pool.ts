@@ -60,14 +60,22 @@ export class BufferPool {
 }
 
 /**
- * The process's one pool of slabs for reading stored bytes: files sent to clients (send-file.ts)
- * and bytes read back to be hashed (lib/transfer). A fresh buffer per read, ~1 GB of them for a
- * 423 MiB pull through relays, was the larger part of the garbage that raised the mirror's peak RSS.
+ * The process's pool of slabs for files sent to clients (send-file.ts). A fresh buffer per read,
+ * ~1 GB of them for a 423 MiB pull through relays, was the larger part of the garbage that raised
+ * the mirror's peak RSS.
  */
 export const slabPool = new BufferPool();
 
+/**
+ * The pool for bytes read back to be hashed (lib/transfer: prefix, pieces, repair). Its slabs are
+ * 1 MiB, not the sending pool's 256 KiB: on the S3 backend each read of bytes no longer in memory
+ * is one ranged GET, and a successor re-hashing a resumed prefix or a whole-blob check reads it all
+ * (4x the GETs at 256 KiB). One slab per read, few readers at once: 8 MiB kept at most.
+ */
+export const readBackPool = new BufferPool({ slabSize: 1 << 20, maxSlabsPerRead: 1, budget: 8 << 20 });
+
 /** Runs `use` with one slab of `pool`, given back once `use` settled (its reads are done by then). */
-export async function withSlab<T>(use: (slab: Buffer) => Promise<T>, pool: BufferPool = slabPool): Promise<T> {
+export async function withSlab<T>(use: (slab: Buffer) => Promise<T>, pool: BufferPool = readBackPool): Promise<T> {
   const slab = pool.acquire();
   try {
     return await use(slab);
