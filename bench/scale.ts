@@ -187,7 +187,12 @@ async function transferLines(logPaths: readonly string[], digest: string): Promi
 
 /** The kill's cost split by cause: `moved` link bytes of the burst, `dropped` of them never delivered. */
 async function killCost(logPaths: readonly string[], layer: LayerBlob, image: BuiltImage, moved: number, dropped: number, holderWritten: number | undefined): Promise<KillCost> {
-  const lines = await transferLines(logPaths, layer.digest);
+  // The successor logs its line once its commit is done, which may be after the last client's pull.
+  let lines = await transferLines(logPaths, layer.digest);
+  for (let i = 0; i < 120 && lines.reduce((n, l) => n + (l.linkBytes ?? 0) + (l.resumedBytes ?? 0), 0) < layer.size; i++) {
+    await delay(500);
+    lines = await transferLines(logPaths, layer.digest);
+  }
   const successorsFetched = lines.reduce((n, l) => n + (l.linkBytes ?? 0), 0);
   const successorsResumed = lines.reduce((n, l) => n + (l.resumedBytes ?? 0), 0);
   const imageTotal = imageBytes(image);
