@@ -33,18 +33,28 @@ export const SMALL_EXTRA_CONNECTIONS = 4;
  * connections keeps one request per connection: one more would be a large share of it (a
  * deliberately narrow link: maxConnections 1 is one connection).
  */
-export function overlapFor(limit: number): number {
-  return Math.floor(limit / 4);
+export function overlapFor(limit: number, connections = Infinity): number {
+  // Never past the sockets the upstream's agent holds (`connections`): the request would wait for one.
+  return Math.max(0, Math.min(Math.floor(limit / 4), connections - limit));
 }
 
-/** A connection granted: `release` once its request is over; `ending` once it is within a round trip of its end (LinkBudget.overlapFor). */
-export interface LinkGrant {
-  (): void;
+/**
+ * What a request tells its link as it nears its end: `ending` once it is within a round trip of
+ * it (LinkBudget.overlapFor); `unending` when it goes on after all (a reset in that round trip: its
+ * retry holds a connection of the link again, counted, rather than delivering beside the next).
+ */
+export interface RequestHandover {
   /**
    * Its request's last byte is about a round trip away: the next request may be asked now. False
    * while the link carries as many such requests as it may (overlapFor): ask again later.
    */
   ending(): boolean;
+  unending(): void;
+}
+
+/** A connection granted: `release` once its request is over; see RequestHandover. */
+export interface LinkGrant extends RequestHandover {
+  (): void;
 }
 
 /** What a link learned: its connections and goodput, kept between transfers and restarts (link-state.ts). */
@@ -68,6 +78,8 @@ export interface LinkBudgetOptions {
    * budget then only shares the total out and learns nothing itself.
    */
   limitFrom?: () => number;
+  /** Sockets the upstream's agent holds (the upstream's `connections`): requests asked in another's last round trip stay within them. */
+  connections?: number;
   /**
    * The clock a tick's goodput is timed on: by default the process's, net of its own lag
    * (loop-lag.ts ownNow). A tick whose timer ran late because the process could not run has read
@@ -177,10 +189,12 @@ export class LinkBudget {
   private lastRate = 0;
   private readonly onLearned: ((learned: LearnedLink) => void) | undefined;
   private readonly limitFrom: (() => number) | undefined;
+  private readonly connections: number;
   private readonly now: () => number;
 
   constructor(opts: LinkBudgetOptions) {
     this.limitFrom = opts.limitFrom;
+    this.connections = opts.connections ?? Infinity;
     this.now = opts.now ?? ownNow;
     this.controller = new ConcurrencyController(opts.minConnections, opts.maxConnections);
     this.adaptIntervalMs = opts.adaptIntervalMs ?? 1000;
@@ -279,11 +293,20 @@ export class LinkBudget {
       }, {
         ending: (): boolean => {
           if (released || ending) return true;
-          if (this.overlapping >= overlapFor(this.limit)) return false;
+          if (this.overlapping >= overlapFor(this.limit, this.connections)) return false;
           ending = true;
           this.overlapping++;
           free();
           return true;
+        },
+        unending: (): void => {
+          if (released || !ending) return;
+          ending = false;
+          this.overlapping--;
+          // Counted again, past the limit for a moment if its connection was granted meanwhile: nothing new is granted until it drains.
+          this.active++;
+          this.peakActive = Math.max(this.peakActive, this.active);
+          share.active++;
         },
       });
       waiter.grant(grant);

@@ -35,6 +35,7 @@ export class LinkBudgets {
     const opts: LinkBudgetOptions = {
       minConnections: this.tuning.minConnections,
       maxConnections: Math.min(this.tuning.maxConnections, cap ?? Infinity),
+      ...(cap !== undefined ? { connections: cap } : {}),
       ...(limitFrom ? { limitFrom } : {}),
       ...(learned && !limitFrom ? { learned } : {}),
       ...(state && !limitFrom ? { onLearned: (l) => state.set(key, l) } : {}),

@@ -10,6 +10,7 @@ import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ByteRange } from '../oci/range.ts';
 import type { StallWatch } from './stall-watch.ts';
+import type { RequestHandover } from './link-budget.ts';
 import { loopLag, ownNow } from './loop-lag.ts';
 import {
   ContentRangeError, PrematureEndError, RangeIgnoredError, RetriesExhaustedError, SizeMismatchError,
@@ -181,7 +182,7 @@ function endingWatch(cursor: LiveRange, ending: (() => boolean) | undefined): { 
 /** Least time a request delivers before its rate says when it ends (endingWatch). */
 const ENDING_MIN_MS = 200;
 
-async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, signal: AbortSignal, patience = 1, ending?: () => boolean): Promise<void> {
+async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, signal: AbortSignal, patience = 1, handover?: RequestHandover): Promise<void> {
   // A stream the transfer split (its end lowered) is a range from then on.
   const mode: FetchMode = asked === 'stream' && cursor.end < ctx.size - 1 ? 'range' : asked;
   const { controller, dispose } = linkedController(signal);
@@ -201,7 +202,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
   const releaseLag = loopLag.hold();
   const stall = silenceTimer(ctx.stallMs, () => storing, () => controller.abort(new StallError(ctx.stallMs / 1000)));
   cursor.askedAt = ownNow();
-  const ends = endingWatch(cursor, ending);
+  const ends = endingWatch(cursor, handover && (() => handover.ending()));
   try {
     const res = mode === 'range'
       ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)
@@ -269,7 +270,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
  * Fetches [range.pos, range.end] until every byte is written, the signal aborts, or attempts run
  * out. `ending`: told (until it says yes) when the range is about a round trip from its end (endingWatch).
  */
-export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: FetchMode, signal: AbortSignal, ending?: () => boolean): Promise<void> {
+export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: FetchMode, signal: AbortSignal, handover?: RequestHandover): Promise<void> {
   const cursor = range;
   let failures = 0;
   let failuresInARow = 0;
@@ -279,12 +280,14 @@ export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: Fetc
     signal.throwIfAborted();
     const before = cursor.pos;
     try {
-      await attempt(ctx, cursor, mode, signal, patience, ending);
+      await attempt(ctx, cursor, mode, signal, patience, handover);
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       if (e instanceof StallError && e.byWatch) patience = Math.min(patience * 2, 16);
       if (!isRetryable(e) || (mode === 'range' && e instanceof RangeIgnoredError)) throw e;
       if (++failures > ctx.policy.attempts) throw new RetriesExhaustedError(failures, e);
+      // Handed on in what was to be its last round trip: its retry holds a connection of the link again.
+      handover?.unending();
       failuresInARow = cursor.pos > before ? 0 : failuresInARow + 1;
       const retryAfter = e instanceof UpstreamStatusError ? e.retryAfterMs : undefined;
       await sleep(backoffMs(failuresInARow, ctx.policy, ctx.random, retryAfter), undefined, { signal }).catch(() => {

@@ -27,7 +27,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, pieceSizeFor, planChunks, planMissing } from './chunk-plan.ts';
-import { LinkBudget, type LinkShare } from './link-budget.ts';
+import { LinkBudget, type LinkShare, type RequestHandover } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
 import { firstDamage } from './gzip-damage.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
@@ -640,7 +640,7 @@ export class Transfer extends EventEmitter {
     }
     // One request from the first missing byte to the end (a source without ranges).
     const from = this.written.coveredEnd(0);
-    await this.withConnection(this.ctrl.signal, (ending) => fetchRange(this.fetchContext(), liveRange({ start: from, end: this.size - 1 }), 'stream', this.ctrl.signal, ending));
+    await this.withConnection(this.ctrl.signal, (handover) => fetchRange(this.fetchContext(), liveRange({ start: from, end: this.size - 1 }), 'stream', this.ctrl.signal, handover));
   }
 
   /**
@@ -648,11 +648,11 @@ export class Transfer extends EventEmitter {
    * for them puts it first: want()). `fn` is given what to tell when its request nears its end
    * (LinkGrant.ending: the next request is asked then, hiding its round trip).
    */
-  private async withConnection<T>(signal: AbortSignal, fn: (ending: () => boolean) => Promise<T>, range?: ByteRange): Promise<T> {
+  private async withConnection<T>(signal: AbortSignal, fn: (handover: RequestHandover) => Promise<T>, range?: ByteRange): Promise<T> {
     if (!this.share) throw new Error('internal: the transfer has no share of its link yet');
     const grant = await this.share.acquire(signal, range);
     try {
-      return await fn(() => grant.ending());
+      return await fn({ ending: () => grant.ending(), unending: () => grant.unending() });
     } finally {
       grant();
     }
@@ -672,7 +672,7 @@ export class Transfer extends EventEmitter {
     let first: { error: unknown } | undefined;
     const launch = (r: LiveRange, mode: FetchMode = 'range'): void => {
       queued++;
-      pending.push(this.withConnection(signal, async (ending) => {
+      pending.push(this.withConnection(signal, async (handover) => {
         queued--;
         const mine = linkedController(signal);
         // Its copy ended first while it waited for a connection.
@@ -680,7 +680,7 @@ export class Transfer extends EventEmitter {
         running.add(r);
         own.set(r, mine.controller);
         try {
-          await fetchRange(ctx, r, mode, mine.controller.signal, ending);
+          await fetchRange(ctx, r, mode, mine.controller.signal, handover);
           this.tailRates.requestEnded(r);
           // First copy wins: the other is cancelled (what it lacks, this one wrote).
           const other = pairs.get(r);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { setMaxListeners } from 'node:events';
 import { LinkBudget, SMALL_EXTRA_CONNECTIONS, overlapFor, type LinkGrant } from '../../lib/transfer/link-budget.ts';
+import { LinkBudgets } from '../../lib/transfer/link-budgets.ts';
 import { startTransfer } from '../../lib/transfer/transfer.ts';
 import { loopLag, ownNow } from '../../lib/transfer/loop-lag.ts';
 import { MiB, TEST_CONFIG, TEST_TIMING, rig, starve, type Rig } from './harness.ts';
@@ -240,6 +241,60 @@ describe('link budget shared by transfers', function () {
     await tick();
     assert.equal(second, false, 'maxConnections 1 is one connection');
     n.close();
+  });
+
+  it('counts an ending request that goes on after all (its retry after a reset) again, and grants nothing new until it drains (found in review)', async () => {
+    const limit = 4;
+    const link = new LinkBudget({ minConnections: limit, maxConnections: limit, adaptIntervalMs: 60_000 });
+    const a = link.share();
+    const signal = new AbortController().signal;
+    setMaxListeners(0, signal);
+    const grants: LinkGrant[] = [];
+    for (let i = 0; i < 10; i++) void a.acquire(signal).then((g) => grants.push(g));
+    await tick();
+    assert.equal(grants[0]!.ending(), true);
+    await tick();
+    assert.equal(grants.length, limit + 1, 'its connection went to the next request');
+    // Reset in its last round trip: it retries, on a connection of the link again.
+    grants[0]!.unending();
+    assert.equal(link.activeConnections, limit + 1, 'counted again, past the limit for a moment');
+    assert.equal(link.overlappingConnections, 0);
+    grants[1]!();
+    await tick();
+    assert.equal(grants.length, limit + 1, 'nothing granted while the link is past its limit');
+    grants[2]!();
+    await tick();
+    assert.equal(grants.length, limit + 2, 'granted again once back under it');
+    // Its release now frees a connection (it holds one again); unending twice, or after its release, changes nothing.
+    grants[0]!.unending();
+    grants[0]!();
+    grants[0]!.unending();
+    await tick();
+    assert.equal(grants.length, limit + 3);
+    assert.equal(link.activeConnections, limit);
+    a.close();
+  });
+
+  it('asks no request in another\'s last round trip past the upstream\'s connections (its agent\'s sockets) (found in review)', async () => {
+    assert.equal(overlapFor(32), 8);
+    assert.equal(overlapFor(32, 40), 8);
+    assert.equal(overlapFor(32, 34), 2);
+    assert.equal(overlapFor(32, 32), 0);
+    const link = new LinkBudget({ minConnections: 8, maxConnections: 8, connections: 9, adaptIntervalMs: 60_000 });
+    const a = link.share();
+    const signal = new AbortController().signal;
+    setMaxListeners(0, signal);
+    const grants: LinkGrant[] = [];
+    for (let i = 0; i < 12; i++) void a.acquire(signal).then((g) => grants.push(g));
+    await tick();
+    assert.deepEqual(grants.slice(0, 8).map((g) => g.ending()), [true, ...Array<boolean>(7).fill(false)]);
+    a.close();
+    // The budgets of upstreams give each link its upstream's connections.
+    const budgets = new LinkBudgets({ minConnections: 8, maxConnections: 8 }, { connectionsFor: () => 8 });
+    const b = budgets.get('upstream.example').share();
+    const g = await b.acquire(signal);
+    assert.equal(g.ending(), false, 'an upstream of 8 connections with transfers of 8 overlaps none');
+    b.close();
   });
 
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
