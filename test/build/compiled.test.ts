@@ -8,7 +8,7 @@ import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { REPO_ROOT, buildFerry, ferryArgs } from '../helpers/ferry-entry.ts';
+import { REPO_ROOT, buildFerry, ferryArgs, nodeFlags } from '../helpers/ferry-entry.ts';
 import { spawn } from 'node:child_process';
 import { freePort, portAnswers, run, waitFor } from '../helpers/processes.ts';
 import { startFerryProcess, type FerryProcess } from '../e2e/transfer-fixture.ts';
@@ -86,6 +86,11 @@ describe('the compiled build (dist/)', function () {
     const exited = new Promise((r) => npm.once('exit', r));
     try {
       await waitFor(() => portAnswers(port), 30_000, 'the mirror started by npm start');
+      // Through bin/ferry.js, with node's flags from its first line: the young generation bounded (issue 12, peak RSS).
+      const mirror = (await run('ps', ['-o', 'args=', '--ppid', String(npm.pid)])).stdout;
+      assert.match(mirror, /bin\/ferry\.js mirror/);
+      assert.match(mirror, /--max-semi-space-size=\d+ /);
+      for (const flag of nodeFlags()) assert.ok(mirror.includes(flag), `${flag} in ${mirror}`);
       process.kill(npm.pid!, 'SIGTERM');
       await exited;
       await waitFor(async () => !(await portAnswers(port)), 5000, 'the mirror gone after npm stopped');
