@@ -53,10 +53,14 @@ async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-/** ferry as the mirror the client talks to, with this config and a fresh store. */
+/**
+ * ferry as the mirror the client talks to, with this config and a fresh store. BENCH_MIRROR_NODE_ARGS:
+ * node arguments for it before its own (e.g. `--import ./bench/lib/memory-sampler.mjs`, `--trace-gc`).
+ */
 async function startMirror(config: Parameters<typeof startFerryProcess>[0], links: FaultProxy[], extra: FerryProcess[] = []): Promise<RunningChain> {
   const data = await tempDir('ferry-bench-link-');
-  const ferry = await startFerryProcess(config, data, 'bench-link-ferry', { compiled: true });
+  const nodeArgs = process.env.BENCH_MIRROR_NODE_ARGS?.split(' ').filter(Boolean);
+  const ferry = await startFerryProcess(config, data, 'bench-link-ferry', { compiled: true, ...(nodeArgs ? { nodeArgs } : {}) });
   const paths = new StorePaths(data);
   return {
     url: ferry.url,
