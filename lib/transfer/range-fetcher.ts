@@ -46,6 +46,11 @@ export interface FetchContext {
   watch?: StallWatch;
   /** Called when a size disagreement is seen; returns true when it is no longer believable as noise. */
   sizeDisagrees(total: number): boolean;
+  /**
+   * An attempt of `range` was cut for silence (stalled): before it is asked again from where it
+   * stopped, the caller may hand part of the rest to other connections (lowering `range.end`).
+   */
+  stalled?(range: LiveRange): void;
 }
 
 /**
@@ -284,6 +289,7 @@ export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: Fetc
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       if (e instanceof StallError && e.byWatch) patience = Math.min(patience * 2, 16);
+      if (e instanceof StallError && !signal.aborted) ctx.stalled?.(cursor);
       if (!isRetryable(e) || (mode === 'range' && e instanceof RangeIgnoredError)) throw e;
       if (++failures > ctx.policy.attempts) throw new RetriesExhaustedError(failures, e);
       // Handed on in what was to be its last round trip: its retry holds a connection of the link again.

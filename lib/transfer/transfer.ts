@@ -662,11 +662,12 @@ export class Transfer extends EventEmitter {
   private async fetchChunks(whole: boolean): Promise<void> {
     const phase = linkedController(this.ctrl.signal);
     const signal = phase.controller.signal;
-    const ctx = this.fetchContext();
     const running = new Set<LiveRange>();
     /** A range copied at the tail and its copy, each to the other; each running one's own controller. */
     const pairs = new Map<LiveRange, LiveRange>();
     const own = new Map<LiveRange, AbortController>();
+    // A range cut for silence hands its rest to free connections (launch is defined below; called later).
+    const ctx: FetchContext = { ...this.fetchContext(), stalled: (r) => this.spreadStalled(r, pairs, launch) };
     const pending: Array<Promise<void>> = [];
     let queued = 0;
     let first: { error: unknown } | undefined;
@@ -760,6 +761,31 @@ export class Transfer extends EventEmitter {
         pairs.set(step.range, copy);
         launch(copy);
       }
+    }
+  }
+
+  /**
+   * A range cut for silence (a stall that may never end) is asked again from where it stopped;
+   * with connections of the link free, the rest is spread over them (pieces of TAIL_MIN_PIECE_BYTES
+   * at least) instead of asked whole on one: splitting it now drops nothing (what the cut request
+   * had in flight is lost already), and the last range of a blob does not crawl on one connection
+   * while the others idle (stalls-forever: the rest of a 32 MiB layer's last range, 380 KB, asked
+   * whole at 512 KiB/s a connection, 1 s with the link idle beside it). Not a range that has a
+   * copy running, or is one (the first copy to end wins).
+   */
+  private spreadStalled(r: LiveRange, pairs: Map<LiveRange, LiveRange>, launch: (r: LiveRange) => void): void {
+    if (pairs.has(r)) return;
+    const free = this.link.limit - this.link.activeConnections - this.link.waiting;
+    const from = Math.max(r.pos, r.claimed);
+    const left = r.end + 1 - from;
+    const parts = Math.min(free + 1, Math.floor(left / TAIL_MIN_PIECE_BYTES));
+    if (parts < 2) return;
+    const piece = Math.ceil(left / parts);
+    const end = r.end;
+    r.end = from + piece - 1;
+    for (let start = r.end + 1; start <= end; start += piece) {
+      this.tailSplits++;
+      launch(liveRange({ start, end: Math.min(end, start + piece - 1) }));
     }
   }
 
