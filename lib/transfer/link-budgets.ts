@@ -35,7 +35,8 @@ export class LinkBudgets {
     const opts: LinkBudgetOptions = {
       minConnections: this.tuning.minConnections,
       maxConnections: Math.min(this.tuning.maxConnections, cap ?? Infinity),
-      ...(cap !== undefined ? { connections: cap } : {}),
+      // One route's sockets; several relays each have their own agent of `connections` beside their own limit.
+      ...(cap !== undefined && !limitFrom ? { connections: cap } : {}),
       ...(limitFrom ? { limitFrom } : {}),
       ...(learned && !limitFrom ? { learned } : {}),
       ...(state && !limitFrom ? { onLearned: (l) => state.set(key, l) } : {}),

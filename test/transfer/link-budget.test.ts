@@ -295,6 +295,12 @@ describe('link budget shared by transfers', function () {
     const g = await b.acquire(signal);
     assert.equal(g.ending(), false, 'an upstream of 8 connections with transfers of 8 overlaps none');
     b.close();
+    // Several relays: each has its own agent of `connections` sockets beside its own limit, so their sum (limitFrom) is not held to one agent's.
+    const relays = new LinkBudgets({ minConnections: 8, maxConnections: 8 }, { connectionsFor: () => 8, capacityFor: () => () => 24 });
+    const c = relays.get('relayed.example').share();
+    const h = await c.acquire(signal);
+    assert.equal(h.ending(), true, 'a link of several relays overlaps a quarter of their sum');
+    c.close();
   });
 
   it('keeps a share within its own cap and lets a waiter leave when its signal aborts', async () => {
