@@ -150,8 +150,8 @@ describe('config', () => {
       assert.equal(up.url, 'https://relay-a.example.com:5443', 'the first relay names the upstream');
       const relays = relayEndpoints(up);
       assert.deepEqual(relays.map((r) => [r.url, r.token, r.caFile, r.kind, r.connections]), [
-        ['https://relay-a.example.com:5443', 'token-of-relay-a-0123456789', undefined, 'relay', 32],
-        ['https://relay-b.example.net:5443', 'token-of-relay-b-0123456789', join(dir, 'relay-b-ca.crt'), 'relay', 32],
+        ['https://relay-a.example.com:5443', 'token-of-relay-a-0123456789', undefined, 'relay', 40],
+        ['https://relay-b.example.net:5443', 'token-of-relay-b-0123456789', join(dir, 'relay-b-ca.crt'), 'relay', 40],
       ]);
       assert.equal(cfg.defaultUpstream, 'relay');
     });
