@@ -103,6 +103,9 @@ export class FsBlobStorage implements BlobStorage {
       await this.commitFile(tmp, digest);
       return { digest, size: check.size };
     } catch (e) {
+      // A source that fails at once may fail the pipeline before the file is even open: unlinked
+      // then, the open that completes after would leave it. Removed once the stream let go of it.
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
       await unlink(tmp).catch(() => {});
       throw e;
     }
