@@ -152,17 +152,17 @@ export function silenceTimer(ms: number, busy: () => boolean, onSilent: () => vo
 }
 
 /**
- * Calls `ending` (until it says yes) once the attempt's last byte is about its own round trip away
+ * Calls `handover.ending` (until it says yes) once the attempt's last byte is about its own round trip away
  * at its own rate (the time from its request to its response, on this route: a relay's, a
  * cold relay's, the link's), so the next request, asked now, gets its first byte as this one gets
  * its last (link-budget.ts overlapFor). Its rate counts from its first read on (the bytes of that
  * read came before it), once it delivered for a round trip and ENDING_MIN_MS: a rate taken high
  * would have the next request deliver beside it, beyond what the link's limit allows.
  */
-function endingWatch(cursor: LiveRange, ending: (() => boolean) | undefined): { answered(): void; read(): void } {
+function endingWatch(cursor: LiveRange, handover: RequestHandover | undefined): { answered(): void; read(): void } {
   let answeredAt: number | undefined;
   let from: { pos: number; at: number } | undefined;
-  let said = ending === undefined;
+  let said = handover === undefined;
   return {
     answered: () => {
       answeredAt = ownNow();
@@ -179,7 +179,7 @@ function endingWatch(cursor: LiveRange, ending: (() => boolean) | undefined): { 
       if (ms < Math.max(ENDING_MIN_MS, rttMs)) return;
       const rate = ((cursor.pos - from.pos) * 1000) / ms;
       if (cursor.end + 1 - cursor.pos > (rate * rttMs) / 1000) return;
-      said = ending?.() ?? true;
+      said = handover?.ending() ?? true;
     },
   };
 }
@@ -207,7 +207,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
   const releaseLag = loopLag.hold();
   const stall = silenceTimer(ctx.stallMs, () => storing, () => controller.abort(new StallError(ctx.stallMs / 1000)));
   cursor.askedAt = ownNow();
-  const ends = endingWatch(cursor, handover && (() => handover.ending()));
+  const ends = endingWatch(cursor, handover);
   try {
     const res = mode === 'range'
       ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)
@@ -273,7 +273,8 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
 
 /**
  * Fetches [range.pos, range.end] until every byte is written, the signal aborts, or attempts run
- * out. `ending`: told (until it says yes) when the range is about a round trip from its end (endingWatch).
+ * out. `handover`: told (until it says yes) when the range is about a round trip from its end
+ * (endingWatch), and told again if it goes on after a failure there (unending).
  */
 export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: FetchMode, signal: AbortSignal, handover?: RequestHandover): Promise<void> {
   const cursor = range;
@@ -289,7 +290,7 @@ export async function fetchRange(ctx: FetchContext, range: LiveRange, mode: Fetc
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       if (e instanceof StallError && e.byWatch) patience = Math.min(patience * 2, 16);
-      if (e instanceof StallError && !signal.aborted) ctx.stalled?.(cursor);
+      if (e instanceof StallError) ctx.stalled?.(cursor);
       if (!isRetryable(e) || (mode === 'range' && e instanceof RangeIgnoredError)) throw e;
       if (++failures > ctx.policy.attempts) throw new RetriesExhaustedError(failures, e);
       // Handed on in what was to be its last round trip: its retry holds a connection of the link again.

@@ -652,7 +652,7 @@ export class Transfer extends EventEmitter {
     if (!this.share) throw new Error('internal: the transfer has no share of its link yet');
     const grant = await this.share.acquire(signal, range);
     try {
-      return await fn({ ending: () => grant.ending(), unending: () => grant.unending() });
+      return await fn(grant);
     } finally {
       grant();
     }
@@ -739,7 +739,7 @@ export class Transfer extends EventEmitter {
     const rttMs = this.link.stalls.rtt;
     if (rttMs === undefined) return;
     const steps = planTail(running, {
-      free: this.link.limit - this.link.activeConnections - this.link.waiting,
+      free: this.freeConnections(),
       linkLimit: this.link.limit,
       now: this.tailRates.now(),
       rttMs,
@@ -764,6 +764,11 @@ export class Transfer extends EventEmitter {
     }
   }
 
+  /** Connections of the link nobody uses or waits for now. */
+  private freeConnections(): number {
+    return this.link.limit - this.link.activeConnections - this.link.waiting;
+  }
+
   /**
    * A range cut for silence (a stall that may never end) is asked again from where it stopped;
    * with connections of the link free, the rest is spread over them (pieces of TAIL_MIN_PIECE_BYTES
@@ -775,7 +780,7 @@ export class Transfer extends EventEmitter {
    */
   private spreadStalled(r: LiveRange, pairs: Map<LiveRange, LiveRange>, launch: (r: LiveRange) => void): void {
     if (pairs.has(r)) return;
-    const free = this.link.limit - this.link.activeConnections - this.link.waiting;
+    const free = this.freeConnections();
     const from = Math.max(r.pos, r.claimed);
     const left = r.end + 1 - from;
     const parts = Math.min(free + 1, Math.floor(left / TAIL_MIN_PIECE_BYTES));
