@@ -64,7 +64,7 @@ export class StatValidatedCache {
       const s = await fh.stat();
       let text = this.cached(path, s);
       if (text === undefined) {
-        text = await readAll(fh, s.size);
+        text = await fh.readFile('utf8');
         this.entries.set(path, { ino: s.ino, mtimeMs: s.mtimeMs, size: s.size, text });
       }
       return { text, mtimeMs: s.mtimeMs };
@@ -78,18 +78,6 @@ export class StatValidatedCache {
     const hit = this.entries.get(path);
     return hit && hit.ino === s.ino && hit.mtimeMs === s.mtimeMs && hit.size === s.size ? hit.text : undefined;
   }
-}
-
-/** The `size` bytes of an open file (as its fstat said) as utf8. */
-async function readAll(fh: FileHandle, size: number): Promise<string> {
-  const buf = Buffer.alloc(size);
-  let got = 0;
-  while (got < size) {
-    const { bytesRead } = await fh.read(buf, got, size - got, got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return buf.toString('utf8', 0, got);
 }
 
 /** Whether a file exists, in one stat. */
