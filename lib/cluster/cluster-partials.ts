@@ -87,6 +87,11 @@ export class ClusterPartialBlobs implements PartialBlobStorage {
     return this.inner.read(digest, range);
   }
 
+  /** The backend's, where it has one. */
+  get openReader(): PartialBlobStorage['openReader'] {
+    return this.inner.openReader?.bind(this.inner);
+  }
+
   list(): AsyncIterable<PartialBlobInfo> {
     return this.inner.list();
   }

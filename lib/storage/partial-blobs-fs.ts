@@ -13,7 +13,7 @@ import type { ByteRange } from '../oci/range.ts';
 import { RangeSet } from '../transfer/range-set.ts';
 import { readIfExists, writeFileAtomic } from './atomic.ts';
 import type { FsBlobStorage } from './blobs.ts';
-import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialScratch } from './partial-blobs.ts';
+import type { PartialBlob, PartialBlobInfo, PartialBlobStorage, PartialReader, PartialScratch } from './partial-blobs.ts';
 import { usageOf } from './partial-blobs.ts';
 import type { StorePaths } from './paths.ts';
 import { Journal, loadJournal } from './partial-journal.ts';
@@ -167,15 +167,28 @@ export class FsPartialBlobStorage implements PartialBlobStorage {
   }
 
   async read(digest: string, range: ByteRange): Promise<Readable> {
-    let fh: FileHandle;
+    const fh = await this.openFile(digest);
+    return createReadStream('', { fd: fh, start: range.start, end: range.end, highWaterMark: 256 * 1024 });
+  }
+
+  async openReader(digest: string): Promise<PartialReader> {
+    const fh = await this.openFile(digest);
+    // The open file stays readable once the part is renamed into the blob store (or removed).
+    return {
+      read: async (pos, into) => (await fh.read(into, 0, into.length, pos)).bytesRead,
+      close: () => fh.close(),
+    };
+  }
+
+  /** The part file of digest, or the blob it was committed as. */
+  private async openFile(digest: string): Promise<FileHandle> {
     try {
-      fh = await open(this.paths.partial(digest, 'part'), 'r');
+      return await open(this.paths.partial(digest, 'part'), 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       // Committed meanwhile: the part became the blob.
-      fh = await open(this.paths.blob(digest), 'r');
+      return open(this.paths.blob(digest), 'r');
     }
-    return createReadStream('', { fd: fh, start: range.start, end: range.end, highWaterMark: 256 * 1024 });
   }
 
   async *list(): AsyncIterable<PartialBlobInfo> {

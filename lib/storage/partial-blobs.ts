@@ -21,6 +21,11 @@ export interface PositionalReader {
   read(pos: number, into: Uint8Array): Promise<number>;
 }
 
+/** Positional reads of a blob's stored bytes, until closed (PartialBlobStorage.openReader). */
+export interface PartialReader extends PositionalReader {
+  close(): Promise<void>;
+}
+
 /** A scratch area beside a partial blob (a second copy of some pieces during a repair): removed by close. */
 export interface PartialScratch extends PositionalReader {
   write(pos: number, bytes: Uint8Array): Promise<void>;
@@ -111,6 +116,14 @@ export interface PartialBlobStorage extends TransferStateStore {
    * Rejects when neither exists.
    */
   read(digest: string, range: ByteRange): Promise<Readable>;
+  /**
+   * The same bytes as read, into the caller's buffers: positional reads of the partial blob of
+   * digest, or of the blob it was committed as (one opened on the partial keeps reading after the
+   * commit), until closed. A sender reads into pooled slabs with it instead of taking a fresh
+   * buffer per read from a stream (prefix-reader.ts). The caller reads only what is held. Rejects
+   * when neither exists. Absent: read is the way.
+   */
+  openReader?(digest: string): Promise<PartialReader>;
   /** Every partial blob held; ones added or removed meanwhile may or may not appear. */
   list(): AsyncIterable<PartialBlobInfo>;
   /** Removes partial blobs not written for maxAgeMs, except those keep spares; returns the digests removed. */

@@ -1,14 +1,33 @@
 /**
- * Sends a byte range of a file into a sink (an HTTP response), reading into pooled slabs: one read is in flight
- * while the previous one is being written, and each slab goes back to the pool once the socket
- * has taken it. Faster than fs.createReadStream piped into the response (no fresh buffer per
- * read, no stream machinery), and memory stays bounded under many concurrent downloads.
+ * Sends a byte range into a sink (an HTTP response), reading into pooled slabs: one read is in
+ * flight while the previous one is being written, and each slab goes back to the pool once the
+ * socket has taken it. Faster than a read stream piped into the response (no fresh buffer per
+ * read, no stream machinery), and memory stays bounded under many concurrent downloads. A file
+ * (sendFileRange), or any positional source (sendRange: a blob still arriving, prefix-reader.ts).
  */
 import { close, open, readv } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { slabPool, type BufferPool } from './buffer-pool.ts';
+import type { PositionalReader } from './partial-blobs.ts';
 
 let sending = 0;
+
+/**
+ * Reads the bytes at position into views, in order; resolves with how many it read (it may stop
+ * short, but 0 only where no byte is left).
+ */
+export type ReadInto = (views: Buffer[], position: number) => Promise<number>;
+
+export interface SendRangeOptions {
+  pool?: BufferPool;
+  /** Ends the sink after the last byte (default); false leaves it open for the caller to write more. */
+  end?: boolean;
+  /**
+   * Called with each batch's position once it was read, before it is written; a throw stops the
+   * send with that error (bytes read may no longer be safe to send: prefix-reader.ts).
+   */
+  beforeWrite?: (position: number) => void;
+}
 
 /** Opens a file for sendFileRange; fails (ENOENT…) before any byte of the response is written. */
 export function openForSend(path: string): Promise<number> {
@@ -19,12 +38,44 @@ function readvAt(fd: number, views: Buffer[], position: number): Promise<number>
   return new Promise((resolve, reject) => readv(fd, views, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
+/** ReadInto over one-buffer positional reads (PartialBlobStorage.openReader): views filled one after another. */
+export function readIntoViews(reader: PositionalReader): ReadInto {
+  return async (views, position) => {
+    let n = 0;
+    for (const view of views) {
+      const got = await reader.read(position + n, view);
+      n += got;
+      if (got < view.length) break;
+    }
+    return n;
+  };
+}
+
 /**
  * Writes bytes start..end (inclusive) of the open file fd to res, then ends it; closes fd.
  * Resolves early, without ending, when the client goes away; rejects on a read error (the
  * caller destroys the response: its length was promised).
  */
 export async function sendFileRange(res: Writable, fd: number, start: number, end: number, pool: BufferPool = slabPool): Promise<void> {
+  try {
+    await sendRange(res, async (views, position) => {
+      const n = await readvAt(fd, views, position);
+      if (n === 0) throw new Error(`file ended at byte ${position}, before ${end + 1}`);
+      return n;
+    }, start, end, { pool });
+  } finally {
+    close(fd, () => {});
+  }
+}
+
+/**
+ * Writes bytes start..end (inclusive) that `read` reads to res, then ends it (unless opts.end is
+ * false). Resolves with true once the socket took every byte; with false, early and without
+ * ending, when the client went away; rejects on a read error or opts.beforeWrite's (the caller
+ * destroys the response: its length was promised).
+ */
+export async function sendRange(res: Writable, read: ReadInto, start: number, end: number, opts: SendRangeOptions = {}): Promise<boolean> {
+  const pool = opts.pool ?? slabPool;
   const slab = pool.opts.slabSize;
   sending++;
   let gone = res.destroyed;
@@ -39,28 +90,29 @@ export async function sendFileRange(res: Writable, fd: number, start: number, en
       const slabs: Buffer[] = [];
       for (let taken = 0; taken < want; taken += slab) slabs.push(pool.acquire());
       const views = slabs.map((b, i) => (i === slabs.length - 1 ? b.subarray(0, want - i * slab) : b));
-      const n = await readvAt(fd, views, position).catch((e: unknown) => {
+      let n: number;
+      try {
+        n = await read(views, position);
+        if (n === 0) throw new Error(`the source ended at byte ${position}, before ${end + 1}`);
+        await writing;
+        if (!gone) opts.beforeWrite?.(position);
+      } catch (e) {
         for (const b of slabs) pool.release(b);
         throw e;
-      });
-      if (n === 0) {
-        for (const b of slabs) pool.release(b);
-        throw new Error(`file ended at byte ${position}, before ${end + 1}`);
       }
-      position += n;
-      await writing;
       if (gone) {
         for (const b of slabs) pool.release(b);
         break;
       }
+      position += n;
       writing = writeSlabs(res, slabs, n, pool);
     }
     await writing;
-    if (!gone) res.end();
+    if (!gone && opts.end !== false) res.end();
+    return !gone;
   } finally {
     sending--;
     res.off('close', onClose);
-    close(fd, () => {});
   }
 }
 

@@ -6,8 +6,15 @@
  * it already sent may have been wrong (a refetch after a mismatch), so a client never completes a
  * bad blob.
  * Storage reads the committed blob once the partial became it (PartialBlobStorage.read).
+ * Sent with writeTo (the HTTP layer's fast path, where the storage reads positionally), the bytes
+ * go through pooled slabs (send-file.ts sendRange), each back in the pool once the socket took
+ * it; read as a stream, each read is a fresh buffer: the image's size again in garbage per pull,
+ * which raised the mirror's peak RSS.
  */
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
+import type { PartialReader } from '../storage/partial-blobs.ts';
+import { readIntoViews, sendRange } from '../storage/send-file.ts';
+import type { BlobStream } from '../storage/storage.ts';
 import type { Transfer } from './transfer.ts';
 import { TransferAbortedError } from './errors.ts';
 
@@ -86,9 +93,69 @@ async function* prefix(t: Transfer, start: number, end: number, reader: () => Re
   }
 }
 
-/** A Readable of bytes [start, end] (inclusive) of the transfer's blob, as they become safe to send. */
-export function createPrefixReader(transfer: Transfer, start = 0, end = transfer.size - 1): Readable {
+/**
+ * Writes bytes [start, end] into sink as they become safe to send, read into pooled slabs, then
+ * ends it. Resolves early, without ending it, when sink closes first (reader is destroyed then, so
+ * nothing waits for the transfer any more); rejects when the transfer fails or refetched bytes
+ * already sent.
+ */
+async function sendPrefix(t: Transfer, start: number, end: number, open: () => Promise<PartialReader>, reader: Readable, sink: Writable): Promise<void> {
+  let gone = sink.destroyed;
+  const onClose = (): void => {
+    gone = true;
+    reader.destroy();
+  };
+  sink.once('close', onClose);
+  let stored: PartialReader | undefined;
+  try {
+    let pos = start;
+    const sent: Sent = { generation: t.generation, any: false };
+    while (pos <= end) {
+      let available: number;
+      try {
+        available = await released(t, pos, sent, reader);
+      } catch (e) {
+        if (gone) return;
+        throw e;
+      }
+      const last = Math.min(end, available - 1);
+      // Opened once bytes are released: the partial blob exists by then.
+      stored ??= await open();
+      const taken = await sendRange(sink, readIntoViews(stored), pos, last, {
+        end: false,
+        // Checked before each batch goes out: bytes read after a reset may be the wrong ones.
+        beforeWrite: () => {
+          const err = unsafe(t, sent.generation);
+          if (err) throw err;
+          sent.any = true;
+        },
+      });
+      if (!taken) return;
+      pos = last + 1;
+    }
+    sink.end();
+  } finally {
+    sink.off('close', onClose);
+    await stored?.close().catch(() => {});
+  }
+}
+
+/**
+ * A stream of bytes [start, end] (inclusive) of the transfer's blob, as they become safe to send;
+ * with writeTo (pooled slabs) where the storage reads positionally (Transfer.openStored).
+ */
+export function createPrefixReader(transfer: Transfer, start = 0, end = transfer.size - 1): BlobStream {
   if (start < 0 || end >= transfer.size || start > end + 1) throw new RangeError(`bad range ${start}-${end} of ${transfer.size}`);
-  const stream: Readable = Readable.from(prefix(transfer, start, end, () => stream), { objectMode: false, highWaterMark: READ_MAX });
+  const stream: BlobStream = Readable.from(prefix(transfer, start, end, () => stream), { objectMode: false, highWaterMark: READ_MAX });
+  const open = transfer.openStored;
+  if (open) {
+    stream.writeTo = async (sink) => {
+      try {
+        await sendPrefix(transfer, start, end, open, stream, sink);
+      } finally {
+        stream.destroy();
+      }
+    };
+  }
   return stream;
 }

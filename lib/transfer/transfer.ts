@@ -45,7 +45,8 @@ import { planTail, TAIL_MIN_PIECE_BYTES } from './tail-plan.ts';
 import { loopLag } from './loop-lag.ts';
 import { TailRates } from './tail-rates.ts';
 import type { ByteRange } from '../oci/range.ts';
-import type { PartialBlob, PartialBlobStorage } from '../storage/partial-blobs.ts';
+import type { PartialBlob, PartialBlobStorage, PartialReader } from '../storage/partial-blobs.ts';
+import type { BlobStream } from '../storage/storage.ts';
 
 export interface TransferOptions {
   /** "sha256:<hex>". */
@@ -283,7 +284,7 @@ export class Transfer extends EventEmitter {
   }
 
   /** Bytes start..end (inclusive) as they become safe to send (prefix-reader.ts); errors if the transfer fails. */
-  createReader(start = 0, end = this.size - 1): Readable {
+  createReader(start = 0, end = this.size - 1): BlobStream {
     const reader = createPrefixReader(this, start, end);
     this.readers++;
     reader.once('close', () => this.readers--);
@@ -346,6 +347,16 @@ export class Transfer extends EventEmitter {
    */
   readStored(range: ByteRange): Promise<Readable> {
     return this.opts.partials.read(this.digest, range);
+  }
+
+  /**
+   * Positional reads of the bytes as stored, into the caller's buffers, where the storage offers
+   * them (PartialBlobStorage.openReader): a reader sends through pooled slabs with them. Only
+   * what releasedBytes covers is safe to send.
+   */
+  get openStored(): (() => Promise<PartialReader>) | undefined {
+    const open = this.opts.partials.openReader?.bind(this.opts.partials);
+    return open ? () => open(this.digest) : undefined;
   }
 
   /** Stops the transfer; the partial blob stays for a later resume. Safe to call again. */

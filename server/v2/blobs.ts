@@ -57,7 +57,7 @@ export function blobHandlers(backend: PullBackend): Required<Pick<MethodTable, '
           return;
         }
         streamTaken = true;
-        await send(res, stream);
+        await send(res, stream, blob.ready !== undefined);
       } finally {
         if (stream !== undefined && !streamTaken) stream.destroy();
       }
@@ -88,12 +88,13 @@ function followable(req: IncomingMessage, location: string): boolean {
 
 /**
  * Sends the stream as the body: by the storage's fast path when it has one, else piped. A blob
- * still arriving from upstream may take long for its first byte, so a piped body sends the
- * headers first (containerd gives up after 30 s without them). A failure mid-body cuts the
+ * still `arriving` from upstream may take long for its first byte, so it and a piped body send
+ * the headers first (containerd gives up after 30 s without them). A failure mid-body cuts the
  * connection (its length was promised; nothing to render).
  */
-async function send(res: ServerResponse, stream: BlobStream): Promise<void> {
+async function send(res: ServerResponse, stream: BlobStream, arriving: boolean): Promise<void> {
   if (stream.writeTo) {
+    if (arriving) res.flushHeaders();
     await stream.writeTo(res).catch((e: unknown) => {
       res.destroy(e as Error);
     });

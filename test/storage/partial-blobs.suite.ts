@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobStorage } from '../../lib/storage/storage.ts';
-import type { PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
+import type { PartialBlob, PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
 
 export interface PartialBlobBackend {
   blobs: BlobStorage;
@@ -41,6 +41,15 @@ async function bytesAt(p: { read(pos: number, into: Uint8Array): Promise<number>
     got += n;
   }
   return buf.subarray(0, got);
+}
+
+/** Writes and records the rest of data from pos, then commits and closes the partial blob. */
+async function commitFrom(p: PartialBlob, pos: number, data: Buffer, digest: string): Promise<void> {
+  await p.write(pos, data.subarray(pos));
+  await p.record({ start: pos, end: data.length - 1 });
+  await p.flush();
+  await p.commit(digest);
+  await p.close();
 }
 
 export function partialBlobSuite(name: string, make: () => Promise<PartialBlobBackend>): void {
@@ -108,13 +117,33 @@ export function partialBlobSuite(name: string, make: () => Promise<PartialBlobBa
       await p.write(0, data.subarray(0, 60_000));
       await p.record({ start: 0, end: 59_999 });
       assert.ok((await collect(await b.partials.read(digest, { start: 1_000, end: 59_999 }))).equals(data.subarray(1_000, 60_000)));
-      await p.write(60_000, data.subarray(60_000));
-      await p.record({ start: 60_000, end: 99_999 });
-      await p.flush();
-      await p.commit(digest);
-      await p.close();
+      await commitFrom(p, 60_000, data, digest);
       assert.equal(await b.partials.has(digest), false, 'the partial blob became the blob');
       assert.ok((await collect(await b.partials.read(digest, { start: 99_000, end: 99_999 }))).equals(data.subarray(99_000)));
+    });
+
+    it('reads positionally what is held through a reader opened on the partial blob, and keeps reading after the commit (where the backend offers openReader)', async function () {
+      if (!b.partials.openReader) this.skip();
+      const { data, digest } = blobOf(100_000);
+      const p = await b.partials.open(digest, data.length);
+      await p.write(0, data.subarray(0, 60_000));
+      await p.record({ start: 0, end: 59_999 });
+      const reader = await b.partials.openReader(digest);
+      try {
+        assert.ok((await bytesAt(reader, 1_000, 59_999)).equals(data.subarray(1_000, 60_000)));
+        await commitFrom(p, 60_000, data, digest);
+        assert.equal(await b.partials.has(digest), false, 'the partial blob became the blob');
+        assert.ok((await bytesAt(reader, 59_000, 99_999)).equals(data.subarray(59_000)));
+      } finally {
+        await reader.close();
+      }
+      const after = await b.partials.openReader(digest);
+      try {
+        assert.ok((await bytesAt(after, 99_000, 99_999)).equals(data.subarray(99_000)), 'a reader opened after the commit reads the blob');
+      } finally {
+        await after.close();
+      }
+      await assert.rejects(b.partials.openReader(`sha256:${'1'.repeat(64)}`));
     });
 
     it('commits into the blob store only with the digest the bytes have; nothing is visible otherwise', async () => {

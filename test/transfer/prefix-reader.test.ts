@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { slabPool } from '../../lib/storage/buffer-pool.ts';
 import type { PartialBlob, PartialBlobStorage } from '../../lib/storage/partial-blobs.ts';
+import type { BlobStream } from '../../lib/storage/storage.ts';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
 import type { Transfer } from '../../lib/transfer/transfer.ts';
 import { CHUNK, KiB, MiB, TEST_CONFIG, rig, type Rig } from './harness.ts';
@@ -17,6 +19,63 @@ async function collect(stream: Readable, onData?: () => void): Promise<{ data: B
   } catch (e) {
     return { data: Buffer.concat(parts), error: e as Error };
   }
+}
+
+/**
+ * A sink like a socket that is slow to take bytes: it copies each chunk only when it calls the
+ * write back, a while after the write, so a slab given back to the pool and read into before
+ * then shows up as wrong bytes.
+ */
+class SlowSink extends Writable {
+  readonly parts: Buffer[] = [];
+  constructor(private readonly onData?: () => void) {
+    super({ highWaterMark: 64 * KiB });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    setTimeout(() => {
+      this.parts.push(Buffer.from(chunk));
+      this.onData?.();
+      cb();
+    }, 1);
+  }
+
+  get data(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+/** Watches slabPool while `run` runs: slabs taken, how many distinct buffers they were, and how many are still out. */
+async function watchingSlabs<T>(run: () => Promise<T>): Promise<{ result: T; taken: number; distinct: number; out: number }> {
+  const acquire = slabPool.acquire.bind(slabPool);
+  const release = slabPool.release.bind(slabPool);
+  const distinct = new Set<Buffer>();
+  let taken = 0;
+  let out = 0;
+  slabPool.acquire = () => {
+    const b = acquire();
+    taken++;
+    out++;
+    distinct.add(b);
+    return b;
+  };
+  slabPool.release = (b: Buffer) => {
+    out--;
+    release(b);
+  };
+  try {
+    const result = await run();
+    return { result, taken, distinct: distinct.size, out };
+  } finally {
+    slabPool.acquire = acquire;
+    slabPool.release = release;
+  }
+}
+
+/** writeTo's outcome: 'done' or its error. */
+async function sendTo(stream: BlobStream, sink: Writable): Promise<'done' | Error> {
+  assert.ok(stream.writeTo, 'the prefix reader offers writeTo (the fs store reads positionally)');
+  return stream.writeTo(sink).then(() => 'done' as const, (e: unknown) => e as Error);
 }
 
 /** The rig's partial blobs, each telling `seen` what the transfer released, with the transfer's state then. */
@@ -58,6 +117,69 @@ describe('prefix reader', function () {
     assert.equal(got.error, undefined);
     assert.ok(got.data.equals(r.data));
     assert.ok(beforeVerified > 10, `only ${beforeVerified} reads happened before verification`);
+  });
+
+  describe('writeTo: through pooled slabs', () => {
+    it('sends the right bytes while the transfer is still downloading, reusing a few slabs that go back only once the sink took them', async () => {
+      r = await rig(8 * MiB, { faults: { rateBytesPerSec: 2 * MiB } });
+      const t = r.start(STREAM_UNVERIFIED);
+      let beforeVerified = 0;
+      const sink = new SlowSink(() => { if (t.state === 'running') beforeVerified++; });
+      let ended = false;
+      sink.on('finish', () => { ended = true; });
+      const watched = await watchingSlabs(() => sendTo(createPrefixReader(t, 100, 8 * MiB - 1), sink));
+      await t.done;
+      assert.equal(watched.result, 'done');
+      assert.ok(ended, 'the sink was not ended');
+      assert.ok(sink.data.equals(r.data.subarray(100)), `got ${sink.data.length} bytes, not the blob's from byte 100`);
+      assert.ok(beforeVerified > 10, `only ${beforeVerified} writes happened before verification`);
+      // 8 MiB in 256 KiB slabs is 32 at least: a fresh buffer per read would be as many distinct ones.
+      assert.ok(watched.taken >= 32, `took ${watched.taken} slabs`);
+      assert.ok(watched.distinct <= 8, `${watched.distinct} distinct slabs for ${watched.taken} taken: not reused`);
+      assert.equal(watched.out, 0, 'slabs not given back');
+    });
+
+    it('sends a range from the middle once the partial blob was committed, and several readers at once each get their own bytes', async () => {
+      r = await rig(3 * MiB, { faults: { rateBytesPerSec: 4 * MiB } });
+      const t = r.start();
+      const ranges = [[0, 3 * MiB - 1], [5, 17], [MiB - 3, 2 * MiB + 7], [3 * MiB - 1, 3 * MiB - 1]] as const;
+      const sinks = ranges.map(() => new SlowSink());
+      const results = await Promise.all(ranges.map(([s, e], i) => sendTo(createPrefixReader(t, s, e), sinks[i] as SlowSink)));
+      assert.deepEqual(results, ranges.map(() => 'done'));
+      ranges.forEach(([s, e], i) => assert.ok((sinks[i] as SlowSink).data.equals(r!.data.subarray(s, e + 1)), `range ${s}-${e}`));
+      await t.done;
+      assert.equal(await r.store.partials.has(r.digest), false, 'the part became the blob');
+      const late = new SlowSink();
+      assert.equal(await sendTo(createPrefixReader(t, MiB + 1), late), 'done');
+      assert.ok(late.data.equals(r.data.subarray(MiB + 1)));
+    });
+
+    it('stops without ending the sink when it closes mid-body, and leaves no listener on the transfer', async () => {
+      r = await rig(8 * MiB, { faults: { rateBytesPerSec: 1 * MiB } });
+      const t = r.start(STREAM_UNVERIFIED);
+      let ended = false;
+      const sink: Writable = new SlowSink(() => { if (!sink.destroyed) sink.destroy(); });
+      sink.on('finish', () => { ended = true; });
+      const reader = createPrefixReader(t);
+      const watched = await watchingSlabs(() => sendTo(reader, sink));
+      assert.equal(watched.result, 'done');
+      assert.equal(ended, false, 'a cut sink was ended');
+      assert.ok(reader.destroyed, 'the reader stays open');
+      assert.ok(watched.taken < 16, `went on reading: ${watched.taken} slabs`);
+      assert.deepEqual(['advance', 'reset', 'failed'].map((e) => t.listenerCount(e)), [0, 0, 0]);
+      t.abort();
+      await t.done.catch(() => {});
+    });
+
+    it('rejects instead of completing when the transfer turns out corrupted', async () => {
+      r = await rig(2 * MiB, { faults: { corruptPerMiB: 64 } });
+      const t = r.start({ config: { ...TEST_CONFIG, repairSeconds: 1 } });
+      const sink = new SlowSink();
+      const got = await sendTo(createPrefixReader(t), sink);
+      await assert.rejects(t.done);
+      assert.ok(got instanceof Error, 'writeTo resolved');
+      assert.ok(sink.data.length < r.data.length, 'the sink got a complete (corrupt) blob');
+    });
   });
 
   it('streams a range deep in a blob still filling as soon as its bytes are in, fetched before the bytes ahead of it (a relay a mirror asks ranges of)', async () => {
