@@ -154,18 +154,22 @@ export function silenceTimer(ms: number, busy: () => boolean, onSilent: () => vo
 /**
  * Calls `handover.ending` (until it says yes) once the attempt's last byte is about its own round trip away
  * at its own rate (the time from its request to its response, on this route: a relay's, a
- * cold relay's, the link's), so the next request, asked now, gets its first byte as this one gets
- * its last (link-budget.ts overlapFor). Its rate counts from its first read on (the bytes of that
- * read came before it), once it delivered for a round trip and ENDING_MIN_MS: a rate taken high
- * would have the next request deliver beside it, beyond what the link's limit allows.
+ * cold relay's, the link's; no longer than the route's round trip the source knows, RangeResponse
+ * roundTripMs), so the next request, asked now, gets its first byte as this one gets
+ * its last (link-budget.ts overlapFor); then the response is told (RangeResponse.ending). Its rate
+ * counts from its first read on (the bytes of that read came before it), once it delivered for a
+ * round trip and ENDING_MIN_MS: a rate taken high would have the next request deliver beside it,
+ * beyond what the link's limit allows.
  */
-function endingWatch(cursor: LiveRange, handover: RequestHandover | undefined): { answered(): void; read(): void } {
+function endingWatch(cursor: LiveRange, handover: RequestHandover | undefined): { answered(res: RangeResponse): void; read(): void } {
   let answeredAt: number | undefined;
+  let response: RangeResponse | undefined;
   let from: { pos: number; at: number } | undefined;
   let said = handover === undefined;
   return {
-    answered: () => {
+    answered: (res) => {
       answeredAt = ownNow();
+      response = res;
     },
     read: () => {
       if (said || answeredAt === undefined || cursor.askedAt === undefined) return;
@@ -174,12 +178,15 @@ function endingWatch(cursor: LiveRange, handover: RequestHandover | undefined): 
         from = { pos: cursor.pos, at: now };
         return;
       }
-      const rttMs = answeredAt - cursor.askedAt;
+      const own = answeredAt - cursor.askedAt;
+      const route = response?.roundTripMs;
+      const rttMs = route === undefined ? own : Math.min(own, route);
       const ms = now - from.at;
       if (ms < Math.max(ENDING_MIN_MS, rttMs)) return;
       const rate = ((cursor.pos - from.pos) * 1000) / ms;
       if (cursor.end + 1 - cursor.pos > (rate * rttMs) / 1000) return;
       said = handover?.ending() ?? true;
+      if (said) response?.ending?.();
     },
   };
 }
@@ -213,7 +220,7 @@ async function attempt(ctx: FetchContext, cursor: LiveRange, asked: FetchMode, s
       ? await ctx.source.fetchRange(cursor.pos, end, controller.signal)
       : await ctx.source.fetchAll(controller.signal, cursor.pos);
     stall.heard();
-    ends.answered();
+    ends.answered(res);
     watched?.gotHeaders();
     let skip = checkResponse(ctx, res, cursor.pos, end, mode);
     for await (const chunk of res.body as AsyncIterable<Uint8Array>) {

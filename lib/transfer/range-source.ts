@@ -11,6 +11,19 @@ export interface RangeResponse {
   /** Lower-case names; content-range and content-length at least. */
   headers: ResponseHeaders;
   body: Readable | AsyncIterable<Uint8Array>;
+  /**
+   * The route's round trip as the source knows it (a relay's least time to response headers), when
+   * this request's own time to its answer says more than the route: a relay answers a range at its
+   * first byte, after its own transfer reached it, and a request may wait for a socket of its relay.
+   * The request hands its connection on a round trip from its end (range-fetcher.ts endingWatch).
+   */
+  roundTripMs?: number | undefined;
+  /**
+   * Told once the request's connection was handed on in its last round trip (LinkGrant.ending): a
+   * source of several relays no longer counts it against its relay's connections, so the request
+   * asked now finds room on a relay instead of landing beyond every relay's own limit.
+   */
+  ending?(): void;
 }
 
 export interface ChunkDigests {

@@ -141,6 +141,8 @@ export class RelayMember {
    */
   unanswered: { since: number; endedAt: number } | undefined;
   readonly open = new Set<OpenRequest>();
+  /** Of the open requests, those handed on in their last round trip (RelayRequest.ending): they hold no connection of the relay's any more. */
+  handedOn = 0;
   /** Least time from a request to its response headers: the relay's round trip (and its answer). */
   rttMs: number | undefined;
   /** Last time the relay answered while its requests were silent (it is alive: filling, or slow). */
@@ -167,16 +169,21 @@ export class RelayMember {
     return this.concurrency.current;
   }
 
+  /** Open requests that hold one of its connections: not those in their last round trip, whose connection went to the next request. */
+  get holding(): number {
+    return this.open.size - this.handedOn;
+  }
+
   /** A connection of its own is free. */
   hasRoom(): boolean {
-    return this.open.size < this.limit;
+    return this.holding < this.limit;
   }
 
   /** Reconsiders this relay's concurrency on the goodput of the last `ms` (only while it carried something). */
   adapt(ms: number): void {
     if (this.peakOpen > 0 && this.state === 'healthy') this.concurrency.tick((this.tickBytes * 1000) / Math.max(1, ms), this.wanted, this.peakOpen >= this.limit);
     this.tickBytes = 0;
-    this.peakOpen = this.open.size;
+    this.peakOpen = this.holding;
     this.wanted = false;
   }
 
@@ -335,6 +342,7 @@ export class RelayRequest implements OpenRequest {
   private readonly beganWall: number;
   private received = 0;
   private ended = false;
+  private handedOn = false;
 
   constructor(readonly member: RelayMember, private readonly pool: RelayPool, private readonly onCut: (err: Error) => void, private readonly range?: Pick<RequestOutcome, 'blob' | 'start' | 'end'>) {
     this.firstByteAt = pool.now();
@@ -343,7 +351,21 @@ export class RelayRequest implements OpenRequest {
     const silent = member.unanswered && this.beganAt - member.unanswered.endedAt < pool.darkMs ? member.unanswered.since : undefined;
     if (member.open.size === 0) member.lastProgressAt = silent ?? this.firstByteAt;
     member.open.add(this);
-    member.peakOpen = Math.max(member.peakOpen, member.open.size);
+    member.peakOpen = Math.max(member.peakOpen, member.holding);
+  }
+
+  /**
+   * Its connection was handed on in its last round trip (the engine asked the next request: LinkGrant.ending):
+   * it no longer holds one of the relay's connections, so that request finds room on a relay
+   * (this one, or another with room) instead of every relay looking full: with all of them full a
+   * request lands beyond the limit of the one drawn and marks each as wanting more (relays3-steady:
+   * the fast relay carried up to 64 requests on a limit of 32, every relay's limit climbed to 32
+   * where 8 connections fill its link, and the ranges crawled into the tail's splits).
+   */
+  ending(): void {
+    if (this.ended || this.handedOn) return;
+    this.handedOn = true;
+    this.member.handedOn++;
   }
 
   /** Response headers arrived. */
@@ -390,6 +412,7 @@ export class RelayRequest implements OpenRequest {
     if (this.ended) return false;
     this.ended = true;
     this.member.open.delete(this);
+    if (this.handedOn) this.member.handedOn--;
     if (this.range && this.pool.opts.onRequest) {
       const now = this.pool.now();
       this.pool.opts.onRequest(this.member, {
@@ -612,6 +635,6 @@ function expectedRate(m: RelayMember, rate: number, best: number): number {
 
 /** The members with the fewest open requests. */
 function leastOpen(members: RelayMember[]): RelayMember[] {
-  const fewest = Math.min(...members.map((m) => m.open.size));
-  return members.filter((m) => m.open.size === fewest);
+  const fewest = Math.min(...members.map((m) => m.holding));
+  return members.filter((m) => m.holding === fewest);
 }

@@ -108,7 +108,9 @@ export function relayRangeSource(pool: RelayPool, repo: string, digest: string):
       }
       req.answered();
       const from = status === 206 ? start : 0;
-      return { status, headers: answer.headers, body: await fromFirstByte(metered(answer.body, req, ctrl.signal, signal, from, remember, done)) };
+      const body = await fromFirstByte(metered(answer.body, req, ctrl.signal, signal, from, remember, done));
+      // Answered at its first byte (a cold relay sends it once its own transfer reached it): the relay's round trip is what its headers took at best.
+      return { status, headers: answer.headers, body, roundTripMs: member.rttMs, ending: () => req.ending() };
     }
     throw last ?? new UpstreamStatusError(503);
   };

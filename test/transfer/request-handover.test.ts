@@ -57,4 +57,44 @@ describe('a request handed on in its last round trip, then reset', function () {
     // Handed on near the end of the first attempt, taken back at its reset before the retry (too short to hand on again).
     assert.deepEqual(calls, ['ending', 'unending']);
   });
+
+  it('hands on a round trip of its route from its end, not of its own wait for a first byte, and tells the response', async () => {
+    // A relay answers a range at its first byte: 1 s here (its own transfer had not reached the
+    // range), while its round trip is 100 ms. Then 1 KiB every 10 ms (~100 KiB/s).
+    const size = 256 * KiB;
+    const calls: string[] = [];
+    let pos = 0;
+    const source: RangeSource = {
+      async fetchRange(start: number, end: number, signal: AbortSignal): Promise<RangeResponse> {
+        await sleep(1000, undefined, { signal });
+        async function* body(): AsyncIterable<Uint8Array> {
+          for (let p = start; p <= end; p += KiB) {
+            await sleep(10, undefined, { signal });
+            yield Buffer.alloc(Math.min(KiB, end + 1 - p), 7);
+          }
+        }
+        return {
+          status: 206, headers: { 'content-range': `bytes ${start}-${end}/${size}`, 'content-length': String(end + 1 - start) }, body: Readable.from(body()),
+          roundTripMs: 100, ending: () => { calls.push('response told'); },
+        };
+      },
+      fetchAll(): Promise<RangeResponse> {
+        throw new Error('not used');
+      },
+    };
+    let leftAtEnding: number | undefined;
+    const ctx: FetchContext = {
+      source, size, stallMs: 10_000, random: () => 0.5, checkpointBytes: 64 * KiB,
+      policy: { attempts: 0, baseMs: 1, maxMs: 1, jitter: 'full', maxRetryAfterMs: 1000 },
+      write: (_pos, buf) => { pos += buf.length; return Promise.resolve(); },
+      checkpoint: () => {}, attemptStarted: () => {}, attemptEnded: () => {}, sizeDisagrees: () => false,
+    };
+    await fetchRange(ctx, liveRange({ start: 0, end: size - 1 }), 'range', new AbortController().signal, {
+      ending: () => { calls.push('ending'); leftAtEnding = size - pos; return true; },
+      unending: () => { calls.push('unending'); },
+    });
+    assert.deepEqual(calls, ['ending', 'response told']);
+    // A round trip of 100 ms at ~100 KiB/s is ~10 KiB; the wait for the first byte (1 s) would be ~100 KiB.
+    assert.ok(leftAtEnding !== undefined && leftAtEnding <= 32 * KiB, `handed on with ${((leftAtEnding ?? 0) / KiB).toFixed(0)} KiB left`);
+  });
 });

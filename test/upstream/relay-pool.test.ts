@@ -507,6 +507,31 @@ describe('relay pool: each relay a link of its own', () => {
     }
   });
 
+  it('counts no request in its last round trip against its relay: the next goes there, and no relay is marked as wanting more', () => {
+    // relays3-steady: every request handed on in its last round trip found every relay full, so
+    // the next landed beyond the drawn relay's limit (the fast one carried 64 on a limit of 32) and
+    // marked every relay as wanting more.
+    const { pool: p, clock } = pool(2);
+    try {
+      serve(p, clock, 0, 1 << 20, 1000);
+      serve(p, clock, 1, 256 << 10, 1000);
+      const [fast, slow] = p.members as [RelayMember, RelayMember];
+      const fastOpen = Array.from({ length: fast.limit }, () => fast.begin(() => {}));
+      const slowOpen = Array.from({ length: slow.limit }, () => slow.begin(() => {}));
+      p.adapt();
+      fastOpen[0]!.ending();
+      assert.equal(p.pick(new Set(), false, 256 << 10), fast, 'the connection handed on is the fast relay\'s');
+      assert.equal(fast.wanted || slow.wanted, false, 'no relay was full');
+      fast.begin(() => {});
+      fastOpen[0]!.succeeded();
+      assert.equal(fast.open.size, fast.limit);
+      assert.equal(fast.hasRoom(), false, 'the request that ended gave its connection back once');
+      for (const r of [...fastOpen, ...slowOpen]) r.succeeded();
+    } finally {
+      p.close();
+    }
+  });
+
   it('sends a request to a relay with a free connection of its own, and marks the full one as wanting more', () => {
     const { pool: p } = pool(2);
     try {

@@ -32,4 +32,29 @@ describe('relay range source', () => {
       pool.close();
     }
   });
+
+  it('says the relay\'s round trip, and a range handed on in its last round trip leaves its relay\'s connection to the next range', async () => {
+    const body = new PassThrough();
+    const client = {
+      fetchBlob: async () => ({ status: 206, headers: { 'content-range': 'bytes 0-7/1000' }, body, url: new URL('http://relay.example/') }),
+    } as unknown as UpstreamClient;
+    const pool = new RelayPool('up', [{ url: 'http://relay.example', client }], { connectionsPerRelay: { min: 1, max: 1 } });
+    try {
+      const source = relayRangeSource(pool, 'r', `sha256:${'0'.repeat(64)}`);
+      body.write(Buffer.from('abcd'));
+      const res = await source.fetchRange(0, 7, new AbortController().signal);
+      const relay = pool.members[0]!;
+      assert.equal(res.roundTripMs, relay.rttMs, 'the relay\'s least time to headers, not this range\'s time to its first byte');
+      assert.equal(relay.hasRoom(), false, 'its one connection carries the range');
+      res.ending?.();
+      assert.equal(relay.hasRoom(), true, 'handed on: the next range has the connection');
+      assert.equal(relay.open.size, 1, 'the range is still open until its last byte');
+      body.end(Buffer.from('efgh'));
+      for await (const _ of res.body as AsyncIterable<Uint8Array>);
+      assert.equal(relay.open.size, 0);
+      assert.equal(relay.holding, 0);
+    } finally {
+      pool.close();
+    }
+  });
 });
