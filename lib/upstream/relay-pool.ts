@@ -155,6 +155,8 @@ export class RelayMember {
   private tickBytes = 0;
   peakOpen = 0;
   wanted = false;
+  /** When it began delivering since it was last idle a whole tick (undefined: idle, or no byte yet). */
+  private deliveringSince: number | undefined;
   private failuresInARow = 0;
   private downs = 0;
   private downUntil = 0;
@@ -179,9 +181,19 @@ export class RelayMember {
     return this.holding < this.limit;
   }
 
-  /** Reconsiders this relay's concurrency on the goodput of the last `ms` (only while it carried something). */
-  adapt(ms: number): void {
-    if (this.peakOpen > 0 && this.state === 'healthy') this.concurrency.tick((this.tickBytes * 1000) / Math.max(1, ms), this.wanted, this.peakOpen >= this.limit);
+  /**
+   * Reconsiders this relay's concurrency on the goodput of the last `ms` up to `now` (only while it
+   * carried something, and delivered from the tick's start: a tick that began before the relay's
+   * first byte, its round trip, a cold relay filling, reads low, and slow start compared the next
+   * against it as if the doubled connections had brought the difference; relays3-steady: every
+   * relay went 8 -> 16 -> 32 in its first two ticks where 8 connections fill its link, 96 in all
+   * where 24 would do, and each held 256 KiB in the link's queue, lost at a cut).
+   */
+  adapt(ms: number, now = this.pool.now()): void {
+    const whole = this.deliveringSince !== undefined && this.deliveringSince <= now - ms;
+    if (this.peakOpen > 0 && this.state === 'healthy' && whole) this.concurrency.tick((this.tickBytes * 1000) / Math.max(1, ms), this.wanted, this.peakOpen >= this.limit);
+    // A tick with nothing open: the next delivery starts afresh.
+    if (this.peakOpen === 0) this.deliveringSince = undefined;
     this.tickBytes = 0;
     this.peakOpen = this.holding;
     this.wanted = false;
@@ -268,6 +280,7 @@ export class RelayMember {
     this.tickBytes += bytes;
     this.meter.add(bytes);
     this.lastProgressAt = this.pool.now();
+    this.deliveringSince ??= this.lastProgressAt;
     this.unanswered = undefined;
   }
 
@@ -463,7 +476,7 @@ export class RelayPool {
   adapt(): void {
     const now = this.now();
     if (now - this.lastAdaptAt < ADAPT_INTERVAL_MS / 2) return;
-    for (const m of this.members) m.adapt(now - this.lastAdaptAt);
+    for (const m of this.members) m.adapt(now - this.lastAdaptAt, now);
     this.lastAdaptAt = now;
   }
 

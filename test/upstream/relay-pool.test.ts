@@ -432,6 +432,33 @@ describe('relay pool: each relay a link of its own', () => {
     }
   });
 
+  it('judges no doubling on a tick the relay delivered only part of (its first byte came late in it): a link that fills at 8 connections is not taken to 32', () => {
+    // relays3-steady: every relay went 8 -> 16 -> 32 in its first two ticks, the first of them
+    // mostly the round trip and a cold relay filling, read as if 16 connections had doubled goodput.
+    const cap = { perConnection: 256 << 10, total: 2 << 20 };
+    const { pool: p, clock } = pool(1, 3000, { min: 8, max: 32 });
+    try {
+      const relay = p.members[0]!;
+      const open: RelayRequest[] = [];
+      for (let t = 0; t < 8; t++) {
+        // Every connection the relay may carry holds a long range, and one more request finds it full.
+        while (open.length < relay.limit) open.push(relay.begin(() => {}));
+        p.pick();
+        // The first tick: no byte for 700 ms (a round trip, the relay's own fetch), then the link's rate.
+        const share = t === 0 ? 0.3 : 1;
+        clock.t += 1000 * (1 - share);
+        const each = Math.floor((Math.min(open.length * cap.perConnection, cap.total) * share) / open.length);
+        clock.t += 1000 * share;
+        for (const r of open) r.bytes(each);
+        p.adapt();
+      }
+      assert.ok(relay.limit <= 12, `the link fills at 8 connections: the relay carries ${relay.limit}`);
+      for (const r of open) r.succeeded();
+    } finally {
+      p.close();
+    }
+  });
+
   it('spreads the first requests evenly while no relay is measured', () => {
     const { pool: p } = pool(3, 3000, { min: 12, max: 12 });
     try {
