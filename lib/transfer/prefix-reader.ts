@@ -100,12 +100,14 @@ async function* prefix(t: Transfer, start: number, end: number, reader: () => Re
  * already sent.
  */
 async function sendPrefix(t: Transfer, start: number, end: number, open: () => Promise<PartialReader>, reader: Readable, sink: Writable): Promise<void> {
-  let gone = sink.destroyed;
+  let gone = false;
   const onClose = (): void => {
     gone = true;
     reader.destroy();
   };
   sink.once('close', onClose);
+  // A sink closed already (its client left while the blob got ready) said so before we listened.
+  if (sink.destroyed) onClose();
   let stored: PartialReader | undefined;
   try {
     let pos = start;

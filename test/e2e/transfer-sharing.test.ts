@@ -3,7 +3,9 @@
  * whole: client -> ferry -> FaultProxy -> reference registry, bytes counted at the proxy.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { request } from 'undici';
 import { Prewarm } from '../../lib/prewarm/prewarm.ts';
 import { parsePlatform } from '../../lib/prewarm/platforms.ts';
 import type { FaultProxy } from '../fault-proxy/proxy.ts';
@@ -47,6 +49,25 @@ describe('ferry transfers shared and verified (client -> ferry -> fault proxy ->
     assert.ok(fetched >= imageBytes, `${fetched} < ${imageBytes}`);
     assert.ok(fetched < imageBytes + 2 * MiB, `${fetched - imageBytes} bytes over the image's ${imageBytes} crossed the link`);
     assert.equal(await sha256File(fsPaths(mirror.mirror.store).blob(layer.digest)), layer.digest);
+  });
+
+  it('sends the headers of a blob held until its digest matched long before its first byte (containerd gives up after 30 s without them)', async () => {
+    // 8 connections of 512 KiB/s: the 24 MiB layer takes ~6 s, and without piece digests no byte goes out before it verified.
+    proxy = await startLink(upstream.registry.host, { rateBytesPerSec: 512 * 1024, latencyMs: 20 }, 3);
+    mirror = await startTestMirror(linkConfig(proxy.url, TRANSFER));
+    const layer = upstream.image.layers[0]!;
+    const began = performance.now();
+    const res = await request(`${mirror.url}/v2/${upstream.repository}/blobs/${layer.digest}`);
+    const headersAt = performance.now() - began;
+    let firstByteAt = 0;
+    const h = createHash('sha256');
+    for await (const chunk of res.body) {
+      firstByteAt ||= performance.now() - began;
+      h.update(chunk as Buffer);
+    }
+    assert.equal(res.statusCode, 200);
+    assert.equal(`sha256:${h.digest('hex')}`, layer.digest);
+    assert.ok(firstByteAt - headersAt > 2000, `headers at ${headersAt.toFixed(0)} ms, first byte at ${firstByteAt.toFixed(0)} ms`);
   });
 
   it('never hands a client the whole size of a corrupted blob, and keeps no bad blob', async () => {

@@ -171,6 +171,26 @@ describe('prefix reader', function () {
       await t.done.catch(() => {});
     });
 
+    it('settles at once for a sink closed before it began (a client gone while its blob was getting ready), waiting for nothing', async () => {
+      // Held until the digest matched (the default without piece digests): ~4 s of waiting otherwise.
+      r = await rig(4 * MiB, { faults: { rateBytesPerSec: 1 * MiB } });
+      const t = r.start();
+      const sink = new SlowSink();
+      sink.destroy();
+      await new Promise((res) => setImmediate(res));
+      const reader = createPrefixReader(t);
+      const began = Date.now();
+      const got = await sendTo(reader, sink);
+      const waited = Date.now() - began;
+      assert.equal(got, 'done');
+      assert.equal(t.state, 'running', 'it waited for the transfer');
+      assert.ok(waited < 1000, `waited ${waited} ms for a sink already closed`);
+      assert.ok(reader.destroyed, 'the reader stays open');
+      assert.deepEqual(['advance', 'reset', 'failed'].map((e) => t.listenerCount(e)), [0, 0, 0]);
+      t.abort();
+      await t.done.catch(() => {});
+    });
+
     it('rejects instead of completing when the transfer turns out corrupted', async () => {
       r = await rig(2 * MiB, { faults: { corruptPerMiB: 64 } });
       const t = r.start({ config: { ...TEST_CONFIG, repairSeconds: 1 } });
