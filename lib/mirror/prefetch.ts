@@ -48,7 +48,7 @@ class ImagePrefetch {
   lastAskedAt = Date.now();
   stopped = false;
 
-  constructor(readonly image: ServedManifest) {}
+  constructor(readonly image: ServedManifest, readonly key: string) {}
 }
 
 export class Prefetcher {
@@ -89,7 +89,7 @@ export class Prefetcher {
       known.lastAskedAt = Date.now();
       return;
     }
-    const image = new ImagePrefetch(m);
+    const image = new ImagePrefetch(m, key);
     let bytes = 0;
     for (const b of blobs) {
       if (image.digests.has(b.digest) || this.byDigest.has(b.digest)) continue;
@@ -154,7 +154,7 @@ export class Prefetcher {
     if (image.stopped || this.transfers.get(digest)) return;
     const { upstreamKey, upstream, repository, cache } = image.image;
     const transfer = this.transfers.ensure({
-      digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey,
+      digest, size, source: upstream.rangeSource(repository, digest), repository: cache, upstream: upstreamKey, group: image.key,
       label: `prefetch ${upstreamKey}/${repository}@${digest.slice(0, 19)}`,
     });
     image.unclaimed.set(digest, transfer);

@@ -42,6 +42,8 @@ export interface TransferSpec {
   label: string;
   /** The upstream's name: transfers to one upstream share its link's connections. */
   upstream?: string;
+  /** The image whose blobs are fetched together (a prefetch): the link serves them oldest first (LinkShare.group). */
+  group?: string;
   /** Called once the verified blob is in the blob store, before its last byte goes out (links it into the cache repository). */
   afterCommit(): Promise<void>;
 }
@@ -59,6 +61,7 @@ export function engineTransferStarter(tuning: Partial<TransferTuning>, opts: Lin
     partials: spec.partials,
     config: tuning,
     link: links.get(spec.upstream),
+    ...(spec.group !== undefined ? { linkGroup: spec.group } : {}),
     afterCommit: () => spec.afterCommit(),
   });
 }

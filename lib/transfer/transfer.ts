@@ -73,6 +73,8 @@ export interface TransferOptions {
    * concurrency adapts there. Without one, the transfer adapts alone on a link of its own.
    */
   link?: LinkBudget;
+  /** The image this blob is fetched for, if fetched with its others (a prefetch): its link serves them oldest first (LinkShare.group). */
+  linkGroup?: string;
   /** How often concurrency is reconsidered on a link of its own (default 1000 ms). */
   adaptIntervalMs?: number;
   /** Over RETRY_POLICIES.transfer; the attempts per chunk come from transfer.retries. */
@@ -401,7 +403,7 @@ export class Transfer extends EventEmitter {
     this.progressTimer = setInterval(() => this.emit('progress', this.snapshot()), this.opts.progressIntervalMs ?? 500);
     this.progressTimer.unref();
     // A blob of one piece (a config) is small: its request does not wait behind other blobs' ranges.
-    const share = this.link.share(this.cfg.maxConnections, () => this.readers > 0, this.pieces.length === 1);
+    const share = this.link.share(this.cfg.maxConnections, () => this.readers > 0, this.pieces.length === 1, this.opts.linkGroup);
     this.share = share;
     // Every transfer has a wall-clock bound: past it, it fails cleanly (the part stays to resume).
     const deadline = setTimeout(() => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { setMaxListeners } from 'node:events';
 import { LinkBudget, SMALL_EXTRA_CONNECTIONS, overlapFor, type LinkGrant } from '../../lib/transfer/link-budget.ts';
 import { LinkBudgets } from '../../lib/transfer/link-budgets.ts';
+import { engineTransferStarter } from '../../lib/mirror/transfers.ts';
 import { startTransfer } from '../../lib/transfer/transfer.ts';
 import { loopLag, ownNow } from '../../lib/transfer/loop-lag.ts';
 import { MiB, TEST_CONFIG, TEST_TIMING, rig, starve, type Rig } from './harness.ts';
@@ -66,6 +67,26 @@ describe('link budget shared by transfers', function () {
     // a took both free connections before b asked; from then on they alternate.
     assert.deepEqual(s.order, ['a', 'a', 'b', 'a', 'b', 'b']);
     s.close();
+  });
+
+  it('hands a turn of a share of one image (a group) to the group\'s oldest share waiting: docker\'s three layers finish one after another, not together at the end', async () => {
+    const link = new LinkBudget({ minConnections: 2, maxConnections: 2, adaptIntervalMs: 60_000 });
+    // a, b: two layers of one image, both read by docker; c: another client's blob.
+    const all = [link.share(Infinity, () => true, false, 'image 1'), link.share(Infinity, () => true, false, 'image 1'), link.share(Infinity, () => true)];
+    const signal = new AbortController().signal;
+    const order: string[] = [];
+    const releases: Array<() => void> = [];
+    for (const [k, share] of all.entries()) {
+      for (let i = 0; i < 3; i++) void share.acquire(signal).then((r) => { order.push('abc'[k] as string); releases.push(r); });
+      await tick();
+    }
+    for (let i = 0; i < 6; i++) {
+      releases.shift()?.();
+      await tick();
+    }
+    // b's turns went to a until a had nothing waiting; c kept its turns.
+    assert.deepEqual(order, ['a', 'a', 'a', 'c', 'b', 'c', 'b', 'c']);
+    for (const share of all) share.close();
   });
 
   it('hands free connections to a share a client reads before one nobody reads yet (a prefetch)', async () => {
@@ -337,6 +358,21 @@ describe('link budget shared by transfers', function () {
       await Promise.all([prefetch!.done.then(() => ended.push('prefetch')), asked!.done.then(() => ended.push('asked'))]);
       stopWaiting();
       assert.deepEqual(ended, ['asked', 'prefetch']);
+    });
+
+    it('fetches the blobs of one image a client reads in the image\'s order: the second gets no connection before the first has every byte (engineTransferStarter passes the group)', async () => {
+      rigs = [await rig(1 * MiB, { faults: { rateBytesPerSec: 8 * MiB }, seed: 8 }), await rig(1 * MiB, { faults: { rateBytesPerSec: 8 * MiB }, seed: 9 })];
+      const link = new LinkBudget({ minConnections: 1, maxConnections: 1, adaptIntervalMs: 60_000 });
+      const start = engineTransferStarter(TEST_CONFIG, { linkBudget: () => link });
+      const [first, second] = rigs.map((r, i) => start({
+        digest: r.digest, size: r.data.length, source: r.source, partials: r.store.partials, label: `layer ${i}`, upstream: 'hub', group: 'image',
+        afterCommit: async () => {},
+      }));
+      const waits = [first!.clientWaits!(), second!.clientWaits!()];
+      let firstHad = -1;
+      await Promise.all([first!.done, second!.firstByte!.then(() => { firstHad = first!.snapshot().bytesDone; }), second!.done]);
+      for (const stop of waits) stop();
+      assert.equal(firstHad, rigs[0]!.data.length, 'the first blob had every byte when the second got its first');
     });
 
     it('spreads a blob that starts on a busy link over the connections it may use, not over the one free then', async () => {

@@ -46,6 +46,39 @@ describe('prefetch with the default settings', () => {
     });
   });
 
+  it('starts an image\'s blobs as one group (served oldest first among themselves by the link), another image\'s as another', async () => {
+    const groups = new Map<string, string | undefined>();
+    const transfers = {
+      get: () => undefined,
+      ensure: (req: TransferRequest) => {
+        groups.set(req.digest, req.group);
+        return { digest: req.digest, committed: new Promise<void>(() => {}), transfer: { abort: () => {} } } as unknown as TransferHandle;
+      },
+    } as unknown as Transfers;
+    const store = { blobs: { has: async () => false } } as unknown as Storage;
+    const upstream = { rangeSource: () => ({}) } as unknown as UpstreamPort;
+    const prefetcher = new Prefetcher(transfers, store, configSchema.parse({}).prefetch, silentLogger);
+    const images = [0, 1].map((i) => ({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(`config ${i}`), size: 947 },
+      layers: [0, 1, 2].map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(`image ${i} layer ${l}`), size: 1024 })),
+    }));
+    try {
+      for (const m of images) {
+        prefetcher.manifestServed({ upstreamKey: 'hub', upstream, repository: 'bench/small', cache: 'hub/bench/small', bytes: Buffer.from(JSON.stringify(m)), mediaType: m.mediaType });
+      }
+      await settle();
+      const of = (m: (typeof images)[number]): Array<string | undefined> => [m.config, ...m.layers].map((b) => groups.get(b.digest));
+      const [first, second] = [of(images[0]!), of(images[1]!)];
+      assert.equal(new Set(first).size, 1, `one group for the blobs of image 0: ${first.join(', ')}`);
+      assert.equal(new Set(second).size, 1);
+      assert.ok(first[0] !== undefined && second[0] !== undefined && first[0] !== second[0], 'each image a group of its own (same repository)');
+    } finally {
+      prefetcher.close();
+    }
+  });
+
   it('runs at most prefetch.maxTransfers over every image; a slot freed goes to the oldest image waiting', async () => {
     const started: string[] = [];
     const ends = new Map<string, () => void>();
