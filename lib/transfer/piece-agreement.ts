@@ -8,7 +8,10 @@
  * runs. Pieces are compared in order, at most an eighth of the blob's pieces at once: a flip
  * somewhere in the blob costs the pieces up to it plus the ones in flight when its copy came, not
  * every piece fetched at once. Where the bytes show where the damage is (a gzip layer: `locate`),
- * pieces are compared from there back, one at first: a flip costs a piece or two.
+ * pieces are compared from there back: the few it narrows the damage to at once (between a good
+ * tar header and a bad one, or the places its CRC names), else one at first: a flip costs a piece
+ * or two and a round trip. A piece that changed has the bytes looked at again at once, while a
+ * third copy confirms it: the next flip of the layer is sought meanwhile.
  *
  * The result: 'repaired' when some piece changed, 'same' when every piece was fetched again and
  * agreed with what is held, so the upstream serves the same wrong bytes again and again.
@@ -43,13 +46,23 @@ export interface AgreementRepair {
   /** Fetches `piece` over the link, handing each buffer to `write` in order; a retryable failure is fetched again here. */
   fetchCopy(piece: ByteRange, write: (pos: number, buf: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void>;
   /**
-   * Where the bytes as held show damage, if anywhere (gzip-damage.ts: the offset it showed by, the
-   * damage is before it): pieces are compared from there back, a few at a time, and it is asked
-   * again after each piece that changed. Without it, or once it says nothing, in order.
+   * Where the bytes as held show damage, if anywhere (gzip-damage.ts): pieces are compared from
+   * there, the likeliest at once, and it is asked again as soon as a piece changed. Without it, or
+   * once it says nothing, in order.
    */
-  locate?(signal: AbortSignal): Promise<number | undefined>;
+  locate?(signal: AbortSignal): Promise<DamageHint | undefined>;
   /** Called when a piece ended up other than it was held (two copies agreed on other bytes). */
   replaced?(piece: ByteRange): void;
+}
+
+/** Where the damage likely is (gzip-damage.ts:Damage). */
+export interface DamageHint {
+  /** The damage is before this offset (exclusive)... */
+  before?: number;
+  /** ...and at or after this one. */
+  after?: number;
+  /** Or in one of these ranges, most likely (any of them), before the rest. */
+  suspects?: readonly ByteRange[];
 }
 
 export class RepairDeadlineError extends Error {
@@ -65,20 +78,51 @@ export class RepairDeadlineError extends Error {
  */
 const IN_FLIGHT_PARTS = 8;
 const IN_FLIGHT_MIN = 4;
-/** Pieces compared at once around where the damage showed, at first (one more for each that agreed): most often the first is the one. */
+/** Pieces compared at once from where the damage showed, at first (one more for each that agreed): most often the first is the one. */
 const LOCATED_WIDTH = 1;
+/** Pieces compared at once at first where the damage is narrowed to a few: all of them, up to this many. */
+const LIKELIEST_MAX = 4;
+
+/** Indexes of the pieces overlapping [start, end] (inclusive), first to last. */
+function overlapping(pieces: readonly ByteRange[], start: number, end: number): number[] {
+  const out: number[] = [];
+  for (const [i, p] of pieces.entries()) if (p.end >= start && p.start <= end) out.push(i);
+  return out;
+}
 
 /**
- * The order pieces are compared in: without a place, first to last; with one (`at`, the damage is
- * before it), from the piece holding byte at-1 back to the first, then the rest.
+ * The order pieces are compared in: without a hint, first to last; with suspects, the pieces they
+ * overlap, then the rest in order; with a place (`before`: the damage is before it), from the
+ * piece holding byte before-1 back to the first, then the rest.
  */
-export function suspicionOrder(pieces: readonly ByteRange[], at: number | undefined): number[] {
+export function suspicionOrder(pieces: readonly ByteRange[], hint: DamageHint | undefined): number[] {
   const count = pieces.length;
   const all = Array.from({ length: count }, (_, i) => i);
+  if (hint?.suspects && hint.suspects.length > 0) {
+    const first = [...new Set(hint.suspects.flatMap((r) => overlapping(pieces, r.start, r.end)))];
+    const taken = new Set(first);
+    return [...first, ...all.filter((i) => !taken.has(i))];
+  }
+  const at = hint?.before;
   if (at === undefined || at <= 0) return all;
   let last = pieces.findIndex((p) => p.end >= at - 1);
   if (last < 0) last = count - 1;
   return [...all.slice(0, last + 1).reverse(), ...all.slice(last + 1)];
+}
+
+/**
+ * How many of suspicionOrder's first pieces are compared at once at first: every piece the hint
+ * narrows the damage to (its suspects, or [after, before)) up to LIKELIEST_MAX, fetched in one
+ * round trip instead of one after the other; one where only `before` is known.
+ */
+export function likeliestCount(pieces: readonly ByteRange[], hint: DamageHint | undefined): number {
+  if (hint?.suspects && hint.suspects.length > 0) {
+    return Math.min(LIKELIEST_MAX, new Set(hint.suspects.flatMap((r) => overlapping(pieces, r.start, r.end))).size);
+  }
+  if (hint?.before !== undefined && hint.after !== undefined && hint.after < hint.before) {
+    return Math.max(1, Math.min(LIKELIEST_MAX, overlapping(pieces, hint.after, hint.before - 1).length));
+  }
+  return LOCATED_WIDTH;
 }
 
 /** A one-at-a-time lock. */
@@ -135,6 +179,8 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   // to be wrong, so a differing copy is the likelier right one, and the whole-blob check may
   // confirm it before a third copy does.
   const held: Array<{ original: string; current: string; seen: Set<string> }> = [];
+  /** Told when a piece's bytes in the part changed (a copy that differs was adopted). */
+  let partChanged = (): void => {};
   /** Fetches copies of piece i until one agrees with a copy seen before; true when the part's bytes changed. */
   const repairPiece = async (piece: ByteRange, i: number): Promise<boolean> => {
     // The blob may have verified while this piece waited its turn.
@@ -171,6 +217,7 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
         await adopt(piece);
         state.current = copy;
         checkWhole();
+        partChanged();
       }
       if (state.seen.has(copy)) return state.current !== before;
       state.seen.add(copy);
@@ -182,11 +229,29 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
   const settled = new Set<number>();
   const running = new Map<number, Promise<void>>();
   let failure: { error: unknown } | undefined;
-  /** A piece changed in a round that followed where the damage showed: look again before going on. */
+  /**
+   * A piece changed in a round that followed where the damage showed: look again at once, while
+   * its confirming copy (a third, when the blob still does not match) is fetched beside the next
+   * round: a layer with several flips costs a locate and a round trip per flip, not two round trips.
+   */
   let lookAgain = false;
+  let locatedRound = false;
+  /** Wakes the loop waiting in settle() (a piece changed while others still run). */
+  let poke = (): void => {};
+  partChanged = () => {
+    if (!locatedRound) return;
+    lookAgain = true;
+    poke();
+  };
   const stopped = (): boolean => matched || failure !== undefined || lookAgain || phase.controller.signal.aborted;
-  /** Until a piece ends or the whole-blob check answers. */
-  const settle = (): Promise<unknown> => Promise.race([...running.values(), ...(checking ? [checking] : [])]);
+  /** Until a piece ends, the whole-blob check answers, or a piece changed. */
+  const settle = (): Promise<unknown> => Promise.race([
+    ...running.values(),
+    ...(checking ? [checking] : []),
+    new Promise<void>((resolve) => {
+      poke = resolve;
+    }),
+  ]);
   try {
     for (let located = r.locate !== undefined; ;) {
       while (checking) await checking;
@@ -194,21 +259,30 @@ export async function repairByAgreement(r: AgreementRepair): Promise<'repaired' 
       // Where the bytes as held show damage (under the lock: no piece changes meanwhile). Once
       // they show none, the rest is compared in order.
       // A hint only: a locate that fails (a store read) leaves the pieces to be compared in order.
-      const at = located ? await lock.run(() => r.locate!(phase.controller.signal)).catch(() => undefined) : undefined;
-      located = at !== undefined;
+      const hint = located ? await lock.run(() => r.locate!(phase.controller.signal)).catch(() => undefined) : undefined;
+      located = hint !== undefined;
+      locatedRound = located;
       lookAgain = false;
-      // Around a damage the piece is most likely one of the first few: one at a time, one more
-      // for each that agreed (what is in flight when the differing copy comes is fetched for nothing).
-      let width = located ? Math.min(wide, LOCATED_WIDTH) : wide;
-      for (const i of suspicionOrder(r.pieces, at)) {
+      if (matched || failure || phase.controller.signal.aborted) break;
+      // Around a damage the piece is most likely one of the first few: those at once, then one
+      // more for each that agreed (what is in flight when the differing copy comes is fetched for
+      // nothing). Copies still confirming a piece of an earlier round do not count.
+      const carried = running.size;
+      // The likeliest pieces go together, and nothing more starts before they all came: when one
+      // of them was it, anything started beside them would be fetched for nothing.
+      const likeliest = located ? Math.min(wide, likeliestCount(r.pieces, hint)) : 0;
+      let width = located ? likeliest : wide;
+      let launched = 0;
+      for (const i of suspicionOrder(r.pieces, hint)) {
         if (settled.has(i) || running.has(i)) continue;
+        if (launched === likeliest) while (running.size > carried && !stopped()) await settle();
         // A changed piece may have made the blob whole: nothing new starts until the check said.
-        while ((running.size >= width || checking) && !stopped()) await settle();
+        while ((running.size >= width + carried || checking) && !stopped()) await settle();
         if (stopped()) break;
+        launched++;
         running.set(i, repairPiece(r.pieces[i] as ByteRange, i).then((didChange) => {
           settled.add(i);
           if (!didChange) width = Math.min(wide, width + 1);
-          else if (located) lookAgain = true;
         }, (e: unknown) => {
           if (!phase.controller.signal.aborted) failure ??= { error: e };
         }).finally(() => {

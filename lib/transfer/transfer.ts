@@ -29,7 +29,7 @@ import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, pieceSizeFor, planChunks, planMissing } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare, type RequestHandover } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
-import { firstDamage } from './gzip-damage.ts';
+import { locateDamage } from './gzip-damage.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, StallError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
@@ -496,7 +496,7 @@ export class Transfer extends EventEmitter {
       concurrency: this.cfg.maxConnections,
       signal: this.ctrl.signal,
       // A gzip layer's bytes say where a flip most likely is (a whole copy has no place to look).
-      ...(this.rangeIgnored ? {} : { locate: (signal: AbortSignal) => firstDamage(this.partial, this.size, signal) }),
+      ...(this.rangeIgnored ? {} : { locate: (signal: AbortSignal) => locateDamage(this.partial, this.size, signal) }),
       // Pieces are asked as ranges even of a blob first fetched in one request ('single').
       fetchCopy: (piece, write, signal) => this.withConnection(signal, () => fetchRange(
         { ...this.fetchContext(), write: (pos, buf) => this.fetched(buf.length, () => write(pos, buf)), checkpoint: () => {} },

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { firstDamage } from '../../lib/transfer/gzip-damage.ts';
+import { firstDamage, locateDamage } from '../../lib/transfer/gzip-damage.ts';
 import { buildLikeFilesLayer, buildRandomLayer } from '../helpers/oci-image.ts';
 import { makeBlob } from './range-server.ts';
 
@@ -69,5 +69,39 @@ describe('gzip damage: where a flipped byte shows in a gzip layer', function () 
     damaged[pos] = (damaged[pos] as number) ^ 0x5a;
     const at = await firstDamage(reader(damaged), damaged.length);
     assert.ok(at !== undefined && at > pos && at - pos <= PIECE + 64 * KiB, `a flip at ${pos} placed at ${String(at)}`);
+  });
+
+  it('bounds a placed flip from below too (the last tar header that summed right): one or two pieces to compare', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 4 * 1024 * KiB)).path);
+    const flips = flipsOf(layer.length, 16);
+    let placed = 0;
+    let narrow = 0;
+    for (const [i, pos] of flips.entries()) {
+      const damaged = Buffer.from(layer);
+      damaged[pos] = (damaged[pos] as number) ^ (0x11 + i * 13);
+      const d = await locateDamage(reader(damaged), damaged.length);
+      if (d?.before === undefined) continue;
+      placed++;
+      assert.ok(d.after !== undefined && d.after <= pos && pos < d.before, `a flip at ${pos} placed in [${d.after}, ${d.before})`);
+      if (Math.floor((d.before - 1) / PIECE) - Math.floor(d.after / PIECE) <= 1) narrow++;
+    }
+    assert.ok(placed >= flips.length / 2, `only ${placed} of ${flips.length} flips placed`);
+    assert.ok(narrow >= placed * 0.75, `only ${narrow} of ${placed} placed flips narrowed to two pieces`);
+  });
+
+  it('names the few places a flip that leaves the output its length can be, from the gzip CRC (stored bytes: random or compressed files)', async () => {
+    const random = await readFile((await buildRandomLayer('gzip-damage-random', 4 * 1024 * KiB)).path);
+    assert.equal(await locateDamage(reader(random), random.length), undefined);
+    for (const pos of flipsOf(random.length, 6)) {
+      const damaged = Buffer.from(random);
+      damaged[pos] = (damaged[pos] as number) ^ 0x24;
+      const d = await locateDamage(reader(damaged), damaged.length);
+      assert.equal(d?.before, undefined);
+      const suspects = d?.suspects ?? [];
+      assert.ok(suspects.some((r) => r.start <= pos && pos <= r.end), `a flip at ${pos} is not among the suspects ${JSON.stringify(suspects)}`);
+      // The real one, few by chance in 4 MiB, and the trailer; each a feed of 64 KiB at most and a little.
+      assert.ok(suspects.length <= 4, `${suspects.length} suspects`);
+      for (const r of suspects) assert.ok(r.end - r.start < 64 * KiB + 128, `a suspect of ${r.end - r.start + 1} bytes`);
+    }
   });
 });

@@ -13,9 +13,9 @@ import type { Readable } from 'node:stream';
 import { DigestMismatchError } from '../../lib/transfer/errors.ts';
 import { startTransfer, type Transfer } from '../../lib/transfer/transfer.ts';
 import { createPrefixReader } from '../../lib/transfer/prefix-reader.ts';
-import { repairByAgreement, suspicionOrder } from '../../lib/transfer/piece-agreement.ts';
+import { repairByAgreement, suspicionOrder, type DamageHint } from '../../lib/transfer/piece-agreement.ts';
 import { firstDamage } from '../../lib/transfer/gzip-damage.ts';
-import { buildLikeFilesLayer } from '../helpers/oci-image.ts';
+import { buildLikeFilesLayer, buildRandomLayer } from '../helpers/oci-image.ts';
 import { openStore } from '../../lib/storage/store.ts';
 import type { PartialBlob } from '../../lib/storage/partial-blobs.ts';
 import type { ByteRange } from '../../lib/oci/range.ts';
@@ -238,6 +238,27 @@ describe('piece repair: a flipped byte costs a piece, never the pull', function 
     assert.ok(again <= most, `${again} bytes fetched again (at most ${most}); ${Math.floor(flipAt / piece)} pieces precede the flip`);
   });
 
+  it('without piece digests, a flip in a layer of stored (random) bytes costs the few pieces its gzip CRC names, not every piece before it', async () => {
+    const layer = await readFile((await buildRandomLayer('piece-repair-random', 8 * MiB)).path);
+    const size = layer.length;
+    const piece = 64 * 1024;
+    const flipAt = Math.floor(size * 0.85);
+    r = await rig(size, { data: layer, faults: { corruptOffsets: [flipAt] }, seed: 3 });
+    const t = r.start({ config: { ...TEST_CONFIG, smallBlobBytes: size, pieceBytes: piece, minConnections: 1, maxConnections: 4 } });
+    let fetchedBefore = 0;
+    t.on('mismatch', () => {
+      fetchedBefore = t.snapshot().bytesFetched;
+      r!.proxy.setFaults({ rateBytesPerSec: 4 * MiB }, { replace: true });
+    });
+    await t.done;
+    assert.ok((await readFile(r.blobPath)).equals(layer));
+    assert.equal(r.proxy.stats.corruptions, 1);
+    // The real place, a few by chance in 8 MiB, and the trailer's piece: at most 4 at once, then
+    // what started once they agreed, at most as many again.
+    const again = t.snapshot().bytesFetched - fetchedBefore;
+    assert.ok(again <= 8 * piece, `${again} bytes fetched again; ${Math.floor(flipAt / piece)} pieces precede the flip`);
+  });
+
   it('repairs a blob fetched in one request (several pieces, no piece digests) by ranges of its pieces', async () => {
     const size = 1 * MiB;
     r = await rig(size, { faults: { corruptOffsets: [300_000] } });
@@ -310,7 +331,7 @@ describe('piece repair by agreement (no piece digests)', () => {
       [50, [4, 3, 2, 1, 0]],
       [999, [4, 3, 2, 1, 0]],
     ];
-    for (const [at, order] of cases) assert.deepEqual(suspicionOrder(pieces, at), order, `damage shown by ${at}`);
+    for (const [at, order] of cases) assert.deepEqual(suspicionOrder(pieces, at === undefined ? undefined : { before: at }), order, `damage shown by ${at}`);
   });
 
   it('compares at most `concurrency` pieces at once, however many the blob has', async () => {
@@ -446,5 +467,79 @@ describe('piece repair by agreement (no piece digests)', () => {
     // The flip is in piece 2: pieces 0-2, what was in flight beside them (count/8 at most) and
     // what started in their place while the whole blob was hashed (as many).
     assert.ok(started <= 3 + 2 * (count / 8), `${started} of ${count} pieces were fetched again`);
+  });
+
+  /** A locate that says where the part first differs from `data` (as gzip-damage.ts would, from the bytes): before the end of that piece. */
+  function differsBy(part: PartialBlob, data: Buffer, pieces: ByteRange[]): () => Promise<{ before: number } | undefined> {
+    return async () => {
+      const buf = Buffer.alloc(data.length);
+      await part.read(0, buf);
+      const i = pieces.findIndex((p) => !buf.subarray(p.start, p.end + 1).equals(data.subarray(p.start, p.end + 1)));
+      return i < 0 ? undefined : { before: (pieces[i] as ByteRange).end + 1 };
+    };
+  }
+
+  /** Repairs a held blob of 64 pieces flipped in piece 40, `locate` saying what it says: the pieces fetched, and how many at most at once. */
+  async function repairWithHint(seed: number, hint: DamageHint): Promise<{ fetched: number[]; most: number }> {
+    const { data, part, pieces } = await heldBlob(64, seed, [40]);
+    const fetched: number[] = [];
+    let running = 0;
+    let most = 0;
+    const outcome = await repairByAgreement({
+      part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+      deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 32,
+      locate: async () => hint,
+      fetchCopy: async (p, write, signal) => {
+        fetched.push(p.start / PIECE);
+        most = Math.max(most, ++running);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        running--;
+        signal.throwIfAborted();
+        await write(p.start, data.subarray(p.start, p.end + 1));
+      },
+    });
+    assert.equal(outcome, 'repaired');
+    await assertHolds(part, data);
+    return { fetched: [...new Set(fetched)].sort((a, b) => a - b), most };
+  }
+
+  it('compares the suspects first (a gzip CRC\'s few places), all at once, and nothing else when one of them was it', async () => {
+    const { fetched, most } = await repairWithHint(7, { suspects: [{ start: 5 * PIECE + 10, end: 5 * PIECE + 99 }, { start: 40 * PIECE + 50, end: 40 * PIECE + 200 }] });
+    assert.deepEqual(fetched, [5, 40], `fetched pieces ${fetched.join(',')}`);
+    assert.equal(most, 2, 'the two suspects were not fetched at once');
+  });
+
+  it('fetches every piece between where the damage must start and where it showed at once (a gzip layer\'s last good tar header and its first bad one)', async () => {
+    const { fetched, most } = await repairWithHint(8, { after: 40 * PIECE + 5, before: 41 * PIECE + 10 });
+    assert.deepEqual(fetched, [40, 41], `fetched pieces ${fetched.join(',')}`);
+    assert.equal(most, 2, 'pieces 41 and 40 were fetched one after the other');
+  });
+
+  it('looks for the next flip as soon as a piece changed, while a third copy confirms that piece (a layer with several flips: a round trip each, not two)', async () => {
+    const { data, part, pieces } = await heldBlob(64, 9, [10, 30]);
+    const copies = new Map<number, number>();
+    const starts: Array<{ piece: number; copy: number; at: number }> = [];
+    const ends: Array<{ piece: number; copy: number; at: number }> = [];
+    const outcome = await repairByAgreement({
+      part, size: data.length, pieces, algorithm: 'sha256', digest: sha256(data),
+      deadline: performance.now() + 10_000, signal: new AbortController().signal, concurrency: 32,
+      locate: differsBy(part, data, pieces),
+      fetchCopy: async (p, write, signal) => {
+        const piece = p.start / PIECE;
+        const copy = (copies.get(piece) ?? 0) + 1;
+        copies.set(piece, copy);
+        starts.push({ piece, copy, at: performance.now() });
+        // A piece's copies after its first come slowly (the link is busy with other blobs).
+        await new Promise((resolve) => setTimeout(resolve, copy === 1 ? 20 : 300));
+        signal.throwIfAborted();
+        await write(p.start, data.subarray(p.start, p.end + 1));
+        ends.push({ piece, copy, at: performance.now() });
+      },
+    });
+    assert.equal(outcome, 'repaired');
+    await assertHolds(part, data);
+    const thirtyStarted = starts.find((s) => s.piece === 30)?.at;
+    const tenConfirmed = ends.find((e) => e.piece === 10 && e.copy === 2)?.at ?? Infinity;
+    assert.ok(thirtyStarted !== undefined && thirtyStarted < tenConfirmed, `piece 30 was fetched only once piece 10's second copy came (${JSON.stringify({ starts, ends })})`);
   });
 });
