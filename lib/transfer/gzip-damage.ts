@@ -20,6 +20,8 @@ import { singleByteChanges } from './crc-flip.ts';
 const FEED_BYTES = 64 * 1024;
 /** Bytes read from the store at a time (an S3 partial blob answers each read with a ranged GET). */
 const READ_BYTES = 1024 * 1024;
+/** Output per zlib call: each is a trip to the thread pool and back through the event loop (a busy mirror), 16 KiB by default. */
+const INFLATE_CHUNK_BYTES = 1024 * 1024;
 const TAR_BLOCK = 512;
 /** The tar header's checksum field: bytes [148, 156), counted as spaces. */
 const CHECKSUM_AT = 148;
@@ -137,7 +139,7 @@ export async function locateDamage(stored: PositionalReader, size: number, signa
   const trailer = Buffer.alloc(TRAILER_BYTES);
   // Raw deflate, the header and trailer read here: a gunzip that fails its CRC drops the output of
   // its last write, and the CRC below needs every byte.
-  const inflate = createInflateRaw();
+  const inflate = createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES });
   const tar = new TarHeaders();
   let fed = bodyAt;
   /** Where the slice being fed starts, and that of the slice the last good tar header came out in. */
