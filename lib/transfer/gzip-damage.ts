@@ -20,6 +20,10 @@ import { singleByteChanges } from './crc-flip.ts';
 const FEED_BYTES = 64 * 1024;
 /** Bytes read from the store at a time (an S3 partial blob answers each read with a ranged GET). */
 const READ_BYTES = 1024 * 1024;
+/** A gzip header longer than this (a file name, a comment) is not looked into. */
+const HEADER_MAX_BYTES = 64 * 1024;
+/** Bytes pushed to a DamageWatch and not yet inflated, at most. */
+const BACKLOG_BYTES = 16 * 1024 * 1024;
 /** Output per zlib call: each is a trip to the thread pool and back through the event loop (a busy mirror), 16 KiB by default. */
 const INFLATE_CHUNK_BYTES = 1024 * 1024;
 const TAR_BLOCK = 512;
@@ -132,72 +136,190 @@ export async function firstDamage(stored: PositionalReader, size: number, signal
 
 /** Where the gzip blob in `stored` (`size` bytes) shows damage (Damage), or undefined: no gzip, or nothing to say. */
 export async function locateDamage(stored: PositionalReader, size: number, signal?: AbortSignal): Promise<Damage | undefined> {
+  const watch = new DamageWatch(size);
   const buf = Buffer.allocUnsafe(READ_BYTES);
-  const head = await stored.read(0, buf.subarray(0, Math.min(READ_BYTES, size)));
-  const bodyAt = deflateStart(buf.subarray(0, head));
-  if (bodyAt === undefined || size < bodyAt + TRAILER_BYTES) return undefined;
-  const trailer = Buffer.alloc(TRAILER_BYTES);
-  // Raw deflate, the header and trailer read here: a gunzip that fails its CRC drops the output of
-  // its last write, and the CRC below needs every byte.
-  const inflate = createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES });
-  const tar = new TarHeaders();
-  let fed = bodyAt;
-  /** Where the slice being fed starts, and that of the slice the last good tar header came out in. */
-  let sliceAt = bodyAt;
-  let goodAt = bodyAt;
-  let shown: number | undefined;
-  let failed: Error | undefined;
-  let crc = 0;
-  let output = 0;
-  /** Output bytes emitted by the time each slice was fed: what compressed bytes made output byte u. */
-  const marks: Array<{ fed: number; output: number }> = [];
-  inflate.on('data', (out: Buffer) => {
-    crc = crc32(out, crc);
-    output += out.length;
-    if (shown !== undefined) return;
-    const good = tar.good;
-    if (!tar.push(out)) shown = fed;
-    else if (tar.good > good) goodAt = sliceAt;
-  });
-  inflate.on('error', (e: Error) => {
-    failed ??= e;
-  });
-  // An error destroys the stream: the write it came from never calls back.
-  const closed = new Promise<void>((resolve) => inflate.once('close', resolve));
-  const ended = new Promise<void>((resolve) => inflate.once('end', resolve));
   try {
-    // The first read (the header) is fed from where the deflate data starts.
-    for (let n = head, from = bodyAt; fed < size && shown === undefined && !failed; n = 0, from = 0) {
+    for (let pos = 0; pos < size && watch.active;) {
       signal?.throwIfAborted();
-      const base = fed - from;
-      if (n === 0) n = await stored.read(fed, buf.subarray(0, Math.min(READ_BYTES, size - fed)));
-      if (n <= from) break;
-      // The trailer (the CRC and length the output should have) is in the last read.
-      const tail = Math.max(base, size - TRAILER_BYTES);
-      if (base + n > tail) buf.copy(trailer, tail - (size - TRAILER_BYTES), tail - base, n);
-      // Fed a slice at a time, so a damage is placed within FEED_BYTES.
-      for (let at = from; at < n && shown === undefined && !failed; at += FEED_BYTES) {
-        const slice = buf.subarray(at, Math.min(n, at + FEED_BYTES));
-        sliceAt = fed;
-        fed += slice.length;
-        // The copy: zlib keeps the chunk until it is processed, and buf is read into again.
-        await Promise.race([new Promise<void>((resolve) => inflate.write(Buffer.from(slice), () => resolve())), closed]);
-        marks.push({ fed, output });
-      }
+      const n = await stored.read(pos, buf.subarray(0, Math.min(READ_BYTES, size - pos)));
+      if (n === 0) break;
+      watch.push(pos, buf.subarray(0, n));
+      pos += n;
+      // A MiB in flight at a time: the read buffer is read into again, and a damage ends the reading.
+      await watch.drained();
     }
-    if (shown === undefined && !failed) {
-      inflate.end();
-      await Promise.race([ended, closed]);
-    }
+    signal?.throwIfAborted();
+    return await watch.result();
   } finally {
-    inflate.destroy();
+    watch.stop();
   }
-  const after = Math.max(bodyAt, goodAt - OUTPUT_LAG_BYTES);
-  if (shown !== undefined) return { before: shown, after };
-  if (failed) return { before: fed, after };
-  signal?.throwIfAborted();
-  const suspects = crcSuspects(trailer, size, crc, output, marks);
-  return suspects.length > 0 ? { suspects } : undefined;
+}
+
+/**
+ * Where a gzip blob shows damage, from its bytes as they are pushed in order (the transfer's prefix
+ * hash: at a mismatch the place is known already, not inflated from the start again while the
+ * client waits). Pushed bytes are copied; past BACKLOG_BYTES not yet inflated (the process too busy
+ * to keep up) it stops and says nothing.
+ */
+export class DamageWatch {
+  /** Bytes pushed so far (the next push starts here). */
+  private pushed = 0;
+  /** The first bytes, until the gzip header in them is whole. */
+  private head: Buffer | undefined = Buffer.alloc(0);
+  private bodyAt: number | undefined;
+  private inflate: ReturnType<typeof createInflateRaw> | undefined;
+  private readonly tar = new TarHeaders();
+  private readonly trailer = Buffer.alloc(TRAILER_BYTES);
+  /** Where each slice written to the inflater and not yet through it ends: the first is the one it inflates now. */
+  private readonly inFlight: number[] = [];
+  /** Where the inflated bytes end (the last slice through), and where the slice the last good tar header came out in starts. */
+  private through = 0;
+  private goodAt = 0;
+  /** Damage shown by this offset (exclusive): a tar header out of place, or an inflate error. */
+  private shown: number | undefined;
+  /** Stopped, no gzip, or fallen behind: says nothing. */
+  private mute = false;
+  private crc = 0;
+  private output = 0;
+  /** Output bytes emitted by the time each slice was through: what compressed bytes made output byte u. */
+  private readonly marks: Array<{ fed: number; output: number }> = [];
+  private ended: Promise<void> | undefined;
+  /** Bytes of the slice not yet whole (copies). */
+  private pending: Buffer[] = [];
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly size: number) {}
+
+  /** Whether it has something to say for the whole blob: a damage shown, or every byte inflated (not stopped). */
+  get whole(): boolean {
+    return this.shown !== undefined || (!this.mute && this.pushed === this.size && this.bodyAt !== undefined);
+  }
+
+  /** Whether more bytes can still tell something (no damage shown yet, not stopped). */
+  get active(): boolean {
+    return !this.mute && this.shown === undefined;
+  }
+
+  /** The next bytes of the blob, at `pos` (== what was pushed so far: a gap stops the watch). */
+  push(pos: number, bytes: Uint8Array): void {
+    if (!this.active) return;
+    if (pos !== this.pushed || pos + bytes.length > this.size) return this.stop();
+    this.pushed += bytes.length;
+    const tail = Math.max(pos, this.size - TRAILER_BYTES);
+    if (this.pushed > tail) this.trailer.set(bytes.subarray(tail - pos), tail - (this.size - TRAILER_BYTES));
+    if (!this.head) return this.feed(pos, bytes);
+    // Until the header is whole, every byte pushed is kept (a few at most: headers are short).
+    const head = Buffer.concat([this.head, bytes]);
+    const at = deflateStart(head);
+    if (at === undefined) {
+      if ((head.length >= 3 && !isGzip(head)) || head.length >= HEADER_MAX_BYTES) return this.stop();
+      this.head = head;
+      return;
+    }
+    this.head = undefined;
+    if (this.size < at + TRAILER_BYTES) return this.stop();
+    this.bodyAt = at;
+    this.through = at;
+    this.goodAt = at;
+    this.start();
+    this.feed(at, head.subarray(at));
+  }
+
+  /** Resolves once what was pushed is inflated (or the watch stopped). */
+  drained(): Promise<void> {
+    if (!this.active || this.inFlight.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Where the blob shows damage, once every byte was pushed; undefined when it says nothing (no gzip, stopped, or nothing shown). */
+  async result(): Promise<Damage | undefined> {
+    if (this.shown === undefined && !this.mute && this.inflate && this.pushed === this.size) {
+      const inflate = this.inflate;
+      this.ended ??= new Promise<void>((resolve) => {
+        inflate.once('end', resolve).once('close', resolve);
+        inflate.end();
+      });
+      await this.ended;
+    }
+    const after = Math.max(this.bodyAt ?? 0, this.goodAt - OUTPUT_LAG_BYTES);
+    if (this.shown !== undefined) return { before: this.shown, after };
+    if (this.mute || this.bodyAt === undefined || this.pushed < this.size) return undefined;
+    const suspects = crcSuspects(this.trailer, this.size, this.crc, this.output, this.marks);
+    return suspects.length > 0 ? { suspects } : undefined;
+  }
+
+  /** Says nothing more (unless it showed damage already); the inflater is freed. */
+  stop(): void {
+    if (this.shown === undefined) this.mute = true;
+    this.finish();
+  }
+
+  private start(): void {
+    const inflate = createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES });
+    this.inflate = inflate;
+    inflate.on('data', (out: Buffer) => {
+      if (this.shown !== undefined) return;
+      this.crc = crc32(out, this.crc);
+      this.output += out.length;
+      const good = this.tar.good;
+      if (!this.tar.push(out)) this.showAt(this.inFlight[0] ?? this.pushed);
+      else if (this.tar.good > good) this.goodAt = this.through;
+    });
+    // The slice being inflated is where it showed (an error says nothing of the CRC).
+    inflate.on('error', () => this.showAt(this.inFlight[0] ?? this.pushed));
+  }
+
+  private showAt(pos: number): void {
+    if (this.shown !== undefined || this.mute) return;
+    this.shown = pos;
+    this.finish();
+  }
+
+  /**
+   * Takes bytes at `pos` (the next ones of the deflate data) and writes them to the inflater a slice
+   * at a time, slices ending at every FEED_BYTES of the blob however the bytes were pushed, so a
+   * damage is placed within FEED_BYTES, the same way whatever the pushes were.
+   */
+  private feed(pos: number, bytes: Uint8Array): void {
+    const inflate = this.inflate;
+    const bodyAt = this.bodyAt ?? 0;
+    for (let at = 0; inflate && at < bytes.length && this.active;) {
+      const sliceEnd = Math.min(this.size, bodyAt + (Math.floor((pos + at - bodyAt) / FEED_BYTES) + 1) * FEED_BYTES);
+      const take = Math.min(bytes.length - at, sliceEnd - (pos + at));
+      // The copy: zlib keeps the chunk until it is processed, and the caller's buffer is reused.
+      this.pending.push(Buffer.from(bytes.subarray(at, at + take)));
+      at += take;
+      if (pos + at < sliceEnd) break;
+      const slice = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
+      this.pending = [];
+      if (sliceEnd - this.through > BACKLOG_BYTES) return this.stop();
+      this.inFlight.push(sliceEnd);
+      inflate.write(slice, () => {
+        if (this.inflate !== inflate) return;
+        this.inFlight.shift();
+        this.through = sliceEnd;
+        this.marks.push({ fed: sliceEnd, output: this.output });
+        if (this.inFlight.length === 0) this.wake();
+      });
+    }
+  }
+
+  private finish(): void {
+    this.inflate?.destroy();
+    this.inflate = undefined;
+    this.inFlight.length = 0;
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+function isGzip(head: Buffer): boolean {
+  return head[0] === 0x1f && head[1] === 0x8b && head[2] === 8;
 }
 
 /** Where the deflate data of a gzip member starting at head[0] begins, or undefined (no gzip, or a header longer than head). */

@@ -22,6 +22,8 @@ export class PrefixHasher {
     private readonly written: RangeSet,
     private readonly algorithm: Algorithm,
     private readonly onAdvance: (hashed: number) => void,
+    /** Given the bytes hashed, in order, as they are (buffers are reused after: copy to keep). */
+    private readonly tap?: (pos: number, bytes: Uint8Array) => void,
   ) {
     this.hash = newHash(algorithm);
   }
@@ -30,7 +32,9 @@ export class PrefixHasher {
   wrote(start: number, buf: Uint8Array): void {
     const end = start + buf.length;
     if (!this.draining && start <= this.hashed && end > this.hashed) {
-      this.hash.update(buf.subarray(this.hashed - start));
+      const bytes = buf.subarray(this.hashed - start);
+      this.hash.update(bytes);
+      this.tap?.(this.hashed, bytes);
       this.hashed = end;
       this.onAdvance(end);
     }
@@ -78,6 +82,7 @@ export class PrefixHasher {
         const bytesRead = await this.stored.read(this.hashed, buf.subarray(0, n));
         if (bytesRead === 0) throw new Error(`short read of the partial blob at ${this.hashed}`);
         this.hash.update(buf.subarray(0, bytesRead));
+        this.tap?.(this.hashed, buf.subarray(0, bytesRead));
         this.hashed += bytesRead;
         this.onAdvance(this.hashed);
       }

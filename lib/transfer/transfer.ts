@@ -29,7 +29,7 @@ import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, pieceSizeFor, planChunks, planMissing } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare, type RequestHandover } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
-import { locateDamage } from './gzip-damage.ts';
+import { DamageWatch, locateDamage } from './gzip-damage.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, StallError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
@@ -207,6 +207,13 @@ export class Transfer extends EventEmitter {
   private part: PartialBlob | undefined;
   /** Reads the partial blob once it is open (nothing is hashed before). */
   private readonly hasher: PrefixHasher;
+  /**
+   * Where a gzip layer without piece digests shows damage, watched as its bytes are hashed the
+   * first time: at a mismatch the first repair's place is known at once, not inflated from the
+   * start again while the client waits. Spent (`damageWatched`) by the first repair.
+   */
+  private damageWatch: DamageWatch | undefined;
+  private damageWatched = false;
   private digestMatched = false;
   /** The blob as hashed did not match: nothing is released until the hash starts again. */
   private suspect = false;
@@ -252,7 +259,7 @@ export class Transfer extends EventEmitter {
     setMaxListeners(0, this.ctrl.signal);
     // Every reader waiting for bytes listens here (a relay serves one reader per range request).
     this.setMaxListeners(0);
-    this.hasher = new PrefixHasher({ read: (pos, into) => this.partial.read(pos, into) }, this.held, this.algorithm, () => this.advanced());
+    this.hasher = new PrefixHasher({ read: (pos, into) => this.partial.read(pos, into) }, this.held, this.algorithm, () => this.advanced(), (pos, bytes) => this.watchDamage(pos, bytes));
     this.done = this.run();
     this.done.catch(() => {});
     this.allWritten = new Promise<void>((resolve) => {
@@ -334,6 +341,18 @@ export class Transfer extends EventEmitter {
       if (n > 0) this.wanted.set(pos, n);
       else this.wanted.delete(pos);
     };
+  }
+
+  /** Bytes hashed (in order): a gzip layer nothing else checks is watched for damage the first time through. */
+  private watchDamage(pos: number, bytes: Uint8Array): void {
+    if (pos === 0 && !this.damageWatch && !this.damageWatched && this.pieceDigests === null && this.pieces.length > 1) this.damageWatch = new DamageWatch(this.size);
+    try {
+      this.damageWatch?.push(pos, bytes);
+    } catch {
+      // A hint only: the first repair then inflates the layer again.
+      this.damageWatch?.stop();
+      this.damageWatch = undefined;
+    }
   }
 
   /** What readers may have changed: tell them, and the partial blob (a cluster publishes it for other replicas' readers). */
@@ -468,6 +487,12 @@ export class Transfer extends EventEmitter {
    * blob) say which pieces are wrong, or every piece is fetched again and compared.
    */
   private async repairUnchecked(actual: string): Promise<void> {
+    // The bytes were watched as they were hashed: the first place to look (bytes that change no longer are).
+    const watched = this.damageWatch;
+    this.damageWatch = undefined;
+    this.damageWatched = true;
+    let watchedDamage = watched?.whole ? watched.result().catch(() => undefined).finally(() => watched.stop()) : undefined;
+    if (!watchedDamage) watched?.stop();
     this.held.clear();
     await this.restartHash();
     const list = await this.askPieceDigests();
@@ -496,7 +521,13 @@ export class Transfer extends EventEmitter {
       concurrency: this.cfg.maxConnections,
       signal: this.ctrl.signal,
       // A gzip layer's bytes say where a flip most likely is (a whole copy has no place to look).
-      ...(this.rangeIgnored ? {} : { locate: (signal: AbortSignal) => locateDamage(this.partial, this.size, signal) }),
+      ...(this.rangeIgnored ? {} : {
+        locate: (signal: AbortSignal) => {
+          const first = watchedDamage;
+          watchedDamage = undefined;
+          return first ?? locateDamage(this.partial, this.size, signal);
+        },
+      }),
       // Pieces are asked as ranges even of a blob first fetched in one request ('single').
       fetchCopy: (piece, write, signal) => this.withConnection(signal, () => fetchRange(
         { ...this.fetchContext(), write: (pos, buf) => this.fetched(buf.length, () => write(pos, buf)), checkpoint: () => {} },
@@ -918,6 +949,8 @@ export class Transfer extends EventEmitter {
   /** Closes the partial blob: kept for a later resume, or discarded (wrong content). */
   private async closePartial(discard: boolean): Promise<void> {
     await this.hasher.idle().catch(() => {});
+    this.damageWatch?.stop();
+    this.damageWatch = undefined;
     const part = this.part;
     this.part = undefined;
     await (discard ? part?.discard() : part?.close())?.catch(() => {});

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { InflateRaw } from 'node:zlib';
-import { firstDamage, locateDamage } from '../../lib/transfer/gzip-damage.ts';
+import { DamageWatch, firstDamage, locateDamage } from '../../lib/transfer/gzip-damage.ts';
 import { buildLikeFilesLayer, buildRandomLayer } from '../helpers/oci-image.ts';
 import { makeBlob } from './range-server.ts';
 
@@ -126,5 +126,35 @@ describe('gzip damage: where a flipped byte shows in a gzip layer', function () 
     // A feed of 64 KiB is a trip or two; 16 KiB of output at a time were ~13 per feed (the layer inflates ~3x, some of it ~10x).
     const feeds = Math.ceil(layer.length / (64 * KiB));
     assert.ok(outputs > 0 && outputs <= 2 * feeds, `${outputs} outputs for ${feeds} feeds of a ${layer.length}-byte layer`);
+  });
+
+  it('watches a layer pushed in pieces of any size as it arrives (DamageWatch) and says what reading it whole says; a gap mutes it', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 4 * 1024 * KiB)).path);
+    const random = await readFile((await buildRandomLayer('gzip-damage-random', 1024 * KiB)).path);
+    const cases: Buffer[] = [layer, random];
+    for (const [i, pos] of flipsOf(layer.length, 4).entries()) {
+      const damaged = Buffer.from(layer);
+      damaged[pos] = (damaged[pos] as number) ^ (0x21 + i);
+      cases.push(damaged);
+    }
+    const storedFlip = Buffer.from(random);
+    storedFlip[500_000] = (storedFlip[500_000] as number) ^ 0x42;
+    cases.push(storedFlip);
+    for (const blob of cases) {
+      const watch = new DamageWatch(blob.length);
+      // A byte, then 7, then 100 KiB at a time: a header split over pushes too.
+      for (let pos = 0, n = 1; pos < blob.length; pos += n, n = n === 1 ? 7 : 100 * KiB) {
+        watch.push(pos, blob.subarray(pos, pos + n));
+        if (n > 7) await watch.drained();
+      }
+      assert.ok(watch.whole);
+      assert.deepEqual(await watch.result(), await locateDamage(reader(blob), blob.length));
+      watch.stop();
+    }
+    const gap = new DamageWatch(layer.length);
+    gap.push(0, layer.subarray(0, 1000));
+    gap.push(2000, layer.subarray(2000, 3000));
+    assert.equal(gap.whole, false);
+    assert.equal(await gap.result(), undefined);
   });
 });
