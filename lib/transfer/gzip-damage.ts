@@ -22,8 +22,8 @@ const FEED_BYTES = 64 * 1024;
 const READ_BYTES = 1024 * 1024;
 /** A gzip header longer than this (a file name, a comment) is not looked into. */
 const HEADER_MAX_BYTES = 64 * 1024;
-/** Bytes pushed to a DamageWatch and not yet inflated, at most. */
-const BACKLOG_BYTES = 16 * 1024 * 1024;
+/** Bytes pushed to a DamageWatch and not yet inflated, at most (copies held: a few watches at once stay within a few MiB each); past it the watch stops and a repair inflates the layer again. */
+const BACKLOG_BYTES = 4 * 1024 * 1024;
 /** Output per zlib call: each is a trip to the thread pool and back through the event loop (a busy mirror), 16 KiB by default. */
 const INFLATE_CHUNK_BYTES = 1024 * 1024;
 const TAR_BLOCK = 512;
@@ -152,6 +152,60 @@ export async function locateDamage(stored: PositionalReader, size: number, signa
     return await watch.result();
   } finally {
     watch.stop();
+  }
+}
+
+/**
+ * A DamageWatch over a blob being stored: told how far its bytes are final (`advance`: the
+ * transfer's prefix hash), it reads them back and inflates them at its own pace, holding one read
+ * buffer and no copies however fast the bytes come (a prefix catching up on ranges that came
+ * ahead of it moves by many MiB at once).
+ */
+export class DamageFollower {
+  private readonly watch: DamageWatch;
+  private available = 0;
+  private pos = 0;
+  private pumping: Promise<void> | undefined;
+  private buf: Buffer | undefined;
+
+  constructor(private readonly stored: PositionalReader, private readonly size: number) {
+    this.watch = new DamageWatch(size);
+  }
+
+  /** Whether every byte was made available and the watch still listens (or showed damage). */
+  get whole(): boolean {
+    return this.available === this.size && (this.watch.active || this.watch.whole);
+  }
+
+  /** Bytes [0, end) are stored and final. */
+  advance(end: number): void {
+    this.available = Math.min(this.size, Math.max(this.available, end));
+    this.pumping ??= this.pump().catch(() => this.watch.stop()).finally(() => {
+      this.pumping = undefined;
+      if (this.pos < this.available && this.watch.active) this.advance(this.available);
+    });
+  }
+
+  /** What the watch says once it has read every byte made available (DamageWatch.result). */
+  async result(): Promise<Damage | undefined> {
+    while (this.pumping) await this.pumping;
+    return this.watch.result();
+  }
+
+  stop(): void {
+    this.watch.stop();
+    this.buf = undefined;
+  }
+
+  private async pump(): Promise<void> {
+    while (this.pos < this.available && this.watch.active) {
+      this.buf ??= Buffer.allocUnsafe(READ_BYTES);
+      const n = await this.stored.read(this.pos, this.buf.subarray(0, Math.min(READ_BYTES, this.available - this.pos)));
+      if (n === 0) throw new Error(`short read at ${this.pos}`);
+      this.watch.push(this.pos, this.buf.subarray(0, n));
+      this.pos += n;
+      await this.watch.drained();
+    }
   }
 }
 

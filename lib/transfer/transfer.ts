@@ -29,7 +29,7 @@ import { requireDigest, type Algorithm } from '../oci/digest.ts';
 import { chunkSizeFor, pieceSizeFor, planChunks, planMissing } from './chunk-plan.ts';
 import { LinkBudget, type LinkShare, type RequestHandover } from './link-budget.ts';
 import { findBadChunks, pieceDigestsFor } from './chunk-digests.ts';
-import { DamageWatch, locateDamage } from './gzip-damage.ts';
+import { DamageFollower, locateDamage } from './gzip-damage.ts';
 import { repairByAgreement, RepairDeadlineError } from './piece-agreement.ts';
 import { bareHex, PieceChecks } from './piece-check.ts';
 import { DigestMismatchError, TransferDeadlineError, LocalIoError, RangeIgnoredError, SizeMismatchError, StallError, TransferAbortedError, UpstreamStatusError } from './errors.ts';
@@ -212,7 +212,7 @@ export class Transfer extends EventEmitter {
    * first time: at a mismatch the first repair's place is known at once, not inflated from the
    * start again while the client waits. Spent (`damageWatched`) by the first repair.
    */
-  private damageWatch: DamageWatch | undefined;
+  private damageWatch: DamageFollower | undefined;
   private damageWatched = false;
   private digestMatched = false;
   /** The blob as hashed did not match: nothing is released until the hash starts again. */
@@ -343,16 +343,12 @@ export class Transfer extends EventEmitter {
     };
   }
 
-  /** Bytes hashed (in order): a gzip layer nothing else checks is watched for damage the first time through. */
+  /** Bytes hashed (in order, so stored): a gzip layer nothing else checks is watched for damage the first time through. */
   private watchDamage(pos: number, bytes: Uint8Array): void {
-    if (pos === 0 && !this.damageWatch && !this.damageWatched && this.pieceDigests === null && this.pieces.length > 1) this.damageWatch = new DamageWatch(this.size);
-    try {
-      this.damageWatch?.push(pos, bytes);
-    } catch {
-      // A hint only: the first repair then inflates the layer again.
-      this.damageWatch?.stop();
-      this.damageWatch = undefined;
+    if (pos === 0 && !this.damageWatch && !this.damageWatched && this.pieceDigests === null && this.pieces.length > 1) {
+      this.damageWatch = new DamageFollower({ read: (at, into) => this.partial.read(at, into) }, this.size);
     }
+    this.damageWatch?.advance(pos + bytes.length);
   }
 
   /** What readers may have changed: tell them, and the partial blob (a cluster publishes it for other replicas' readers). */

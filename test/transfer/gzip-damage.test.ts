@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { InflateRaw } from 'node:zlib';
-import { DamageWatch, firstDamage, locateDamage } from '../../lib/transfer/gzip-damage.ts';
+import { DamageFollower, DamageWatch, firstDamage, locateDamage } from '../../lib/transfer/gzip-damage.ts';
 import { buildLikeFilesLayer, buildRandomLayer } from '../helpers/oci-image.ts';
 import { makeBlob } from './range-server.ts';
 
@@ -156,5 +156,31 @@ describe('gzip damage: where a flipped byte shows in a gzip layer', function () 
     gap.push(2000, layer.subarray(2000, 3000));
     assert.equal(gap.whole, false);
     assert.equal(await gap.result(), undefined);
+  });
+
+  it('stops watching, holding no more copies, when the bytes come faster than they inflate by 4 MiB (a starved process)', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 32 * 1024 * KiB)).path);
+    const watch = new DamageWatch(layer.length);
+    // Pushed at once, never waited for: the inflater cannot have kept up.
+    for (let pos = 0; pos < layer.length; pos += 1024 * KiB) watch.push(pos, layer.subarray(pos, pos + 1024 * KiB));
+    assert.equal(watch.active, false);
+    assert.equal(watch.whole, false);
+    assert.equal(await watch.result(), undefined);
+  });
+
+  it('follows a blob being stored (DamageFollower) however far it moves at once: reads it back at its own pace and says what reading it whole says', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 32 * 1024 * KiB)).path);
+    const damaged = Buffer.from(layer);
+    const pos = Math.floor(layer.length * 0.7);
+    damaged[pos] = (damaged[pos] as number) ^ 0x33;
+    for (const blob of [layer, damaged]) {
+      const follower = new DamageFollower(reader(blob), blob.length);
+      // A prefix catching up: a MiB, then everything at once.
+      follower.advance(1024 * KiB);
+      follower.advance(blob.length);
+      assert.ok(follower.whole);
+      assert.deepEqual(await follower.result(), await locateDamage(reader(blob), blob.length));
+      follower.stop();
+    }
   });
 });
