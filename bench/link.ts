@@ -150,8 +150,24 @@ async function measure(profile: LinkProfile, seed: number, chain: ChainLabel, up
   row.linkRatio = running.links.reduce((n, p) => n + p.stats.bytesFromUpstream, 0) / imageBytes;
   if (running.links.length > 1) row.note = [`MB per relay ${running.links.map((p) => mb(p.stats.bytesToClient)).join('/')}`, row.note].filter(Boolean).join('; ');
   const s = running.links.reduce((acc, p) => ({ resets: acc.resets + p.stats.resets, stalls: acc.stalls + p.stats.stalls, flips: acc.flips + p.stats.corruptions, connections: acc.connections + p.stats.connections }), { resets: 0, stalls: 0, flips: 0, connections: 0 });
+  console.log(`  ${chain}: ${linkBytesPast(running.links, imageBytes)}`);
   console.log(`  ${chain}: ${row.finished ? 'finished' : 'did NOT finish'} in ${seconds(row.wallMs)} s (first request to last byte at the client): ${mb(row.goodput)} MB/s = ${pct(row).toFixed(1)}% of the cap; link bytes ${row.linkRatio.toFixed(3)}x the image; ${row.failed} failed ${client.name} pulls; peak RSS ${row.rss ? `${mb(row.rss)} MB` : '-'}; link: ${s.connections} connections, ${s.resets} resets, ${s.stalls} stalls, ${s.flips} flipped bytes${row.note ? `; ${row.note}` : ''}`);
   return row;
+}
+
+/**
+ * Where the link bytes past the image went, from the links' own counts: dropped at the link's
+ * resets, dropped when a connection was closed by ferry (a split, the tail copy that lost, a stall
+ * cut, a drained relay) or the far end, and delivered to ferry but not kept (headers, what came
+ * unread before a cut or a reset, bytes a tail copy fetched twice).
+ */
+function linkBytesPast(links: FaultProxy[], imageBytes: number): string {
+  const sum = (f: (p: FaultProxy) => number): number => links.reduce((n, p) => n + f(p), 0);
+  const past = sum((p) => p.stats.bytesFromUpstream) - imageBytes;
+  const atResets = sum((p) => p.stats.bytesDroppedAtResets);
+  const atCloses = sum((p) => p.stats.bytesDropped) - atResets;
+  const unkept = sum((p) => p.stats.bytesToClient) - imageBytes;
+  return `link bytes past the image ${mb(past)} MB = ${mb(atResets)} dropped at the link's resets + ${mb(atCloses)} dropped at connections closed (ferry's cuts: splits, tail copies, stall cuts, drained relays) + ${mb(unkept)} delivered and not kept (headers, unread at a cut or reset, fetched twice)`;
 }
 
 /** Connections carrying ranges for ferry's transfers now, and the bytes they wrote, from its status document. */

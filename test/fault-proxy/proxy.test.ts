@@ -103,6 +103,8 @@ describe('fault proxy', function () {
     const { proxy } = await setup(4 * MiB, { resetMeanBytes: 256 * 1024, rateBytesPerSec: 2 * MiB, latencyMs: 100 });
     await receive(proxy.port);
     assert.equal(proxy.stats.resets, 1);
+    const atReset = proxy.stats.bytesDropped;
+    assert.ok(atReset > 0 && proxy.stats.bytesDroppedAtResets === atReset, 'what the link held at its reset, counted as such');
     // A client that goes away mid-stream, like a killed process.
     proxy.setFaults({ resetMeanBytes: undefined });
     const s = net.connect(proxy.port, '127.0.0.1');
@@ -113,6 +115,8 @@ describe('fault proxy', function () {
     const { bytesFromUpstream, bytesToClient, bytesDropped } = proxy.stats;
     assert.ok(bytesDropped > 0, 'the link held bytes at the reset and at the close');
     assert.equal(bytesFromUpstream, bytesToClient + bytesDropped);
+    assert.equal(proxy.stats.bytesDroppedAtResets, atReset, 'a client closing is no reset of the link');
+    assert.ok(bytesDropped > atReset, 'the close dropped what the link held too');
   });
 
   it('draws the same faults from the same seed', async () => {

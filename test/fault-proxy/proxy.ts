@@ -63,6 +63,8 @@ export interface ProxyStats {
    * the client going away). Once no connection is open, bytesFromUpstream = bytesToClient + this.
    */
   bytesDropped: number;
+  /** Of bytesDropped, what the link held at its own resets (the rest: connections the client or the far end closed). */
+  bytesDroppedAtResets: number;
   bytesFromClient: number;
   resets: number;
   stalls: number;
@@ -98,7 +100,7 @@ function parseTarget(t: ProxyOptions['target']): { host: string; port: number } 
 
 export class FaultProxy {
   readonly stats: ProxyStats = {
-    connections: 0, bytesFromUpstream: 0, bytesToClient: 0, bytesDropped: 0, bytesFromClient: 0,
+    connections: 0, bytesFromUpstream: 0, bytesToClient: 0, bytesDropped: 0, bytesDroppedAtResets: 0, bytesFromClient: 0,
     resets: 0, stalls: 0, truncations: 0, corruptions: 0,
   };
   readonly logs: ConnectionLog[] = [];
@@ -333,6 +335,7 @@ class ProxyConnection {
     const { plan, proxy } = this;
     if (plan.resetAt !== undefined && this.pos >= plan.resetAt) {
       proxy.stats.resets++;
+      for (const q of this.queue) proxy.stats.bytesDroppedAtResets += q.buf.length - q.off;
       this.event('reset');
       this.client.resetAndDestroy();
       this.destroy();
