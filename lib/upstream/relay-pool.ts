@@ -155,7 +155,7 @@ export class RelayMember {
   private tickBytes = 0;
   peakOpen = 0;
   wanted = false;
-  /** When it began delivering since it was last idle a whole tick (undefined: idle, or no byte yet). */
+  /** When it began delivering since its last tick without a byte (undefined: none since). */
   private deliveringSince: number | undefined;
   private failuresInARow = 0;
   private downs = 0;
@@ -190,10 +190,12 @@ export class RelayMember {
    * where 24 would do, and each held 256 KiB in the link's queue, lost at a cut).
    */
   adapt(ms: number, now = this.pool.now()): void {
+    // A tick without a byte (nothing open, or all of it silent: the next blob's cold relay filling,
+    // its round trip): the next delivery starts afresh, and this tick says nothing of the link.
+    // Not a tick with nothing holding a connection: requests handed on still deliver.
+    if (this.tickBytes === 0) this.deliveringSince = undefined;
     const whole = this.deliveringSince !== undefined && this.deliveringSince <= now - ms;
     if (this.peakOpen > 0 && this.state === 'healthy' && whole) this.concurrency.tick((this.tickBytes * 1000) / Math.max(1, ms), this.wanted, this.peakOpen >= this.limit);
-    // A tick with nothing open: the next delivery starts afresh.
-    if (this.peakOpen === 0) this.deliveringSince = undefined;
     this.tickBytes = 0;
     this.peakOpen = this.holding;
     this.wanted = false;

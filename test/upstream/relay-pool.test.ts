@@ -459,6 +459,73 @@ describe('relay pool: each relay a link of its own', () => {
     }
   });
 
+  it('judges no doubling on the silent ticks of a cold blob that follows another at once (no idle tick between): a link that fills at 8 connections is not taken to 32', () => {
+    // Blob A's bytes came within one tick; blob B's requests took the connections at once, and its
+    // cold relay fills for two ticks before its first byte. Those silent ticks were judged as the
+    // delivery A began (rate 0), and slow start doubles after a tick of rate 0: 8 -> 16 -> 32 on B.
+    const cap = { perConnection: 256 << 10, total: 2 << 20 };
+    const { pool: p, clock } = pool(1, 3000, { min: 8, max: 32 });
+    try {
+      const relay = p.members[0]!;
+      const blobA: RelayRequest[] = [];
+      while (blobA.length < relay.limit) blobA.push(relay.begin(() => {}, { blob: 'A', start: 0, end: undefined }));
+      clock.t += 500;
+      for (const r of blobA) r.bytes(64 << 10);
+      clock.t += 500;
+      for (const r of blobA) r.succeeded();
+      const open: RelayRequest[] = [];
+      for (let t = 0; t < 8; t++) {
+        while (open.length < relay.limit) open.push(relay.begin(() => {}, { blob: 'B', start: 0, end: undefined }));
+        p.pick();
+        if (t === 0) {
+          // A's tick ends as B's requests began.
+          p.adapt();
+          continue;
+        }
+        // Two ticks of silence (B's relay filling), then the link's rate.
+        const share = t <= 2 ? 0 : 1;
+        clock.t += 1000;
+        const each = Math.floor((Math.min(open.length * cap.perConnection, cap.total) * share) / open.length);
+        if (each > 0) for (const r of open) r.bytes(each);
+        p.adapt();
+      }
+      assert.ok(relay.limit <= 12, `the link fills at 8 connections: the relay carries ${relay.limit}`);
+      for (const r of open) r.succeeded();
+    } finally {
+      p.close();
+    }
+  });
+
+  it('judges the tick after one carried only by requests handed on (their bytes still flowing): the delivery did not stop', () => {
+    const { pool: p, clock } = pool(1, 3000, { min: 8, max: 32 });
+    try {
+      const relay = p.members[0]!;
+      const first: RelayRequest[] = [];
+      while (first.length < relay.limit) first.push(relay.begin(() => {}));
+      clock.t += 1000;
+      for (const r of first) r.bytes(256 << 10);
+      // Each of them is in its last round trip: its connection went to the next request.
+      for (const r of first) r.ending();
+      p.adapt();
+      // A tick of their last bytes, holding no connection.
+      clock.t += 1000;
+      for (const r of first) r.bytes(256 << 10);
+      for (const r of first) r.succeeded();
+      p.adapt();
+      // The next requests deliver the link's rate from the tick's start: the tick is whole, judged.
+      const next: RelayRequest[] = [];
+      while (next.length < relay.limit) next.push(relay.begin(() => {}));
+      p.pick();
+      clock.t += 1000;
+      for (const r of next) r.bytes(256 << 10);
+      p.adapt();
+      assert.equal(relay.limit, 16, 'a whole tick at 8 connections with a request waiting doubles them');
+      for (const r of next) r.succeeded();
+    } finally {
+      p.close();
+    }
+  });
+
   it('spreads the first requests evenly while no relay is measured', () => {
     const { pool: p } = pool(3, 3000, { min: 12, max: 12 });
     try {
