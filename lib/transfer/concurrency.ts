@@ -37,8 +37,13 @@ export class ConcurrencyController {
   private readonly avoidanceTicks: number;
   private readonly margin: number;
   private slowStartOn = true;
-  /** Goodput and concurrency of the previous slow-start tick (the one before a doubling while it is judged again). */
-  private last: { rate: number; concurrency: number } | undefined;
+  /**
+   * Goodput and concurrency of the previous slow-start tick (the one before a doubling while it is
+   * judged again); `delivering`, the connections that delivered on average over it, when told.
+   */
+  private last: { rate: number; concurrency: number; delivering?: number | undefined } | undefined;
+  /** A leap was taken: the next tick measures the level before it (the connections added deliver only a round trip later). */
+  private leapedFrom: number | undefined;
   /** The last doubling did not pay off in one tick: the next judges it again, and ends slow start if it does not either. */
   private doubted = false;
   /** Avoidance: rates of the ticks of the current round, and the previous round's average. */
@@ -78,28 +83,60 @@ export class ConcurrencyController {
   }
 
   /**
+   * Slow start's two unjudged doublings at once (a fresh link's first answer: link-budget.ts): the
+   * link has said nothing yet that either would be judged by. The next tick measures the level
+   * before the leap, the one after judges the leap against it.
+   */
+  leap(): number {
+    if (!this.slowStartOn) return this.current;
+    const before = this.current;
+    this.change(this.current * 4, 'up');
+    this.last = undefined;
+    this.doubted = false;
+    this.leapedFrom = before;
+    return this.current;
+  }
+
+  /**
    * Feeds the goodput of the last interval. `hasWaitingWork`: more connections would have work
    * (growth needs it). `saturated`: every connection allowed was in use at some point of the
    * interval, so the goodput says what this concurrency gives (default: `hasWaitingWork`). A
-   * single transfer at its own cap is saturated with nothing waiting.
+   * single transfer at its own cap is saturated with nothing waiting. `delivering`: the connections
+   * that delivered on average over the interval, when the caller knows (a request waits a round
+   * trip before it delivers): slow start's judgment is then of the goodput per connection that
+   * delivered, not per connection allowed.
    */
-  tick(rate: number, hasWaitingWork: boolean, saturated = hasWaitingWork): number {
+  tick(rate: number, hasWaitingWork: boolean, saturated = hasWaitingWork, delivering?: number): number {
+    const leapedFrom = this.leapedFrom;
+    this.leapedFrom = undefined;
     if (this.overload) {
       this.overload = false;
       this.endSlowStart();
       return this.change(Math.floor(this.current * 0.7), 'down');
     }
-    return this.slowStartOn ? this.slowStartTick(rate, hasWaitingWork, saturated) : this.avoidanceTick(rate, hasWaitingWork);
+    return this.slowStartOn ? this.slowStartTick(rate, hasWaitingWork, saturated, delivering, leapedFrom) : this.avoidanceTick(rate, hasWaitingWork);
   }
 
-  private slowStartTick(rate: number, hasWaitingWork: boolean, saturated: boolean): number {
+  private slowStartTick(rate: number, hasWaitingWork: boolean, saturated: boolean, delivering: number | undefined, leapedFrom: number | undefined): number {
     // Nothing to learn from an interval where the connections allowed were not all in use.
     if (!saturated) return this.current;
     const last = this.last;
-    this.last = { rate, concurrency: this.current };
+    // The round trip after a leap measures the level it leapt from; nothing is judged or doubled yet.
+    if (leapedFrom !== undefined) {
+      this.last = { rate, concurrency: leapedFrom, delivering };
+      return this.current;
+    }
+    this.last = { rate, concurrency: this.current, delivering };
     if (last === undefined || last.rate <= 0 || last.concurrency >= this.current) return hasWaitingWork ? this.change(this.current * 2, 'up') : this.current;
-    const perConnection = last.rate / last.concurrency;
-    const promised = perConnection * (this.current - last.concurrency);
+    const before = last.delivering ?? last.concurrency;
+    const now = delivering ?? this.current;
+    if (now - before < (this.current - last.concurrency) / 4) {
+      // The connections added have not delivered yet (their round trip): judge once they have.
+      this.last = last;
+      return this.current;
+    }
+    const perConnection = last.rate / Math.max(1, before);
+    const promised = perConnection * (now - before);
     if (rate - last.rate >= promised / 2) {
       this.doubted = false;
       if (this.current >= this.max || !hasWaitingWork) return this.current;
@@ -135,6 +172,7 @@ export class ConcurrencyController {
   private endSlowStart(): void {
     this.slowStartOn = false;
     this.last = undefined;
+    this.leapedFrom = undefined;
     this.doubted = false;
     this.round = [];
     this.lastRoundRate = undefined;

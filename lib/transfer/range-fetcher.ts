@@ -170,6 +170,7 @@ function endingWatch(cursor: LiveRange, handover: RequestHandover | undefined): 
     answered: (res) => {
       answeredAt = ownNow();
       response = res;
+      handover?.answered();
     },
     read: () => {
       if (said || answeredAt === undefined || cursor.askedAt === undefined) return;

@@ -54,6 +54,35 @@ describe('transfer policies', () => {
     assert.ok(kept > 16 && kept < 32);
   });
 
+  it('leaps two doublings at once (a fresh link\'s first answer), measures the level it leapt from, then judges the leap', () => {
+    // 100 per connection and no aggregate cap: the leap pays, slow start goes on at the cap.
+    const open = new ConcurrencyController(8, 32);
+    assert.equal(open.leap(), 32);
+    assert.equal(open.tick(800, true, true, 8), 32, 'the round trip after the leap: the 8 before it deliver');
+    assert.equal(open.tick(3150, true, true, 31.5), 32);
+    assert.equal(open.slowStart, true);
+    // An aggregate of 1600 (16 connections): the leap brought half what it promised; judged twice, then what the goodput needs.
+    const capped = new ConcurrencyController(8, 32);
+    capped.leap();
+    capped.tick(800, true, true, 8);
+    assert.equal(capped.tick(1600, true, true, 32), 32, 'one tick that did not follow is judged again');
+    assert.equal(capped.slowStart, true);
+    assert.equal(capped.tick(1600, true, true, 32), Math.ceil(16 * 1.25));
+    assert.equal(capped.slowStart, false);
+  });
+
+  it('judges a doubling by the goodput per connection that delivered: added requests still waiting for their first byte do not end slow start', () => {
+    const c = new ConcurrencyController(8, 64);
+    c.leap();
+    c.tick(800, true, true, 8);
+    // The 24 added have not answered yet (a long round trip): allowed 32, delivering 9.
+    assert.equal(c.tick(900, true, true, 9), 32);
+    assert.equal(c.tick(950, true, true, 9.5), 32);
+    assert.equal(c.slowStart, true, 'judged before the added connections delivered, slow start would have ended at 8 x 1.25');
+    // They deliver: the leap paid, the next doubling.
+    assert.equal(c.tick(3200, true, true, 32), 64);
+  });
+
   it('after slow start, grows by a quarter per round while goodput rises and undoes a growth that made it worse', () => {
     const c = new ConcurrencyController(4, 64, { avoidanceTicks: 1 });
     c.tick(400, true);

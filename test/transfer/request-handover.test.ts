@@ -51,6 +51,7 @@ describe('a request handed on in its last round trip, then reset', function () {
     await fetchRange(ctx, liveRange({ start: 0, end: SIZE - 1 }), 'range', new AbortController().signal, {
       ending: () => { calls.push('ending'); return true; },
       unending: () => { calls.push('unending'); },
+      answered: () => {},
     });
     assert.equal(source.attempts, 2);
     assert.equal(written, SIZE);
@@ -92,6 +93,7 @@ describe('a request handed on in its last round trip, then reset', function () {
     await fetchRange(ctx, liveRange({ start: 0, end: size - 1 }), 'range', new AbortController().signal, {
       ending: () => { calls.push('ending'); leftAtEnding = size - pos; return true; },
       unending: () => { calls.push('unending'); },
+      answered: () => {},
     });
     assert.deepEqual(calls, ['ending', 'response told']);
     // A round trip of 100 ms at ~100 KiB/s is ~10 KiB; the wait for the first byte (1 s) would be ~100 KiB.
