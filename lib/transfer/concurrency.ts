@@ -83,14 +83,16 @@ export class ConcurrencyController {
   }
 
   /**
-   * Slow start's two unjudged doublings at once (a fresh link's first answer: link-budget.ts): the
-   * link has said nothing yet that either would be judged by. The next tick measures the level
-   * before the leap, the one after judges the leap against it.
+   * Slow start's two unjudged doublings at once (a fresh link's first answer: link-budget.ts), as
+   * far as `work` (the requests running and waiting) would use them: the link has said nothing yet
+   * that either would be judged by. The next tick measures the level before the leap, the one after
+   * judges the leap against it. Nothing waiting: no leap.
    */
-  leap(): number {
-    if (!this.slowStartOn) return this.current;
+  leap(work: number): number {
+    if (!this.slowStartOn || work <= this.current) return this.current;
     const before = this.current;
-    this.change(this.current * 4, 'up');
+    // The second doubling only where the first leaves work waiting (as its tick did: only on a link saturated after the first).
+    this.change(Math.min(this.current * 4, Math.max(this.current * 2, work)), 'up');
     this.last = undefined;
     this.doubted = false;
     this.leapedFrom = before;

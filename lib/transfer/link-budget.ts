@@ -266,7 +266,7 @@ export class LinkBudget {
       const now = this.now();
       const rtt = now - (this.firstBusyAt ?? this.lastTickAt);
       this.startInterval(now, bytes);
-      this.controller.leap();
+      this.controller.leap(this.active + this.waiting);
       this.scheduleTick(Math.min(this.adaptIntervalMs / 2, Math.max(this.adaptIntervalMs / 10, rtt)));
       this.pump();
     }

@@ -57,13 +57,13 @@ describe('transfer policies', () => {
   it('leaps two doublings at once (a fresh link\'s first answer), measures the level it leapt from, then judges the leap', () => {
     // 100 per connection and no aggregate cap: the leap pays, slow start goes on at the cap.
     const open = new ConcurrencyController(8, 32);
-    assert.equal(open.leap(), 32);
+    assert.equal(open.leap(100), 32);
     assert.equal(open.tick(800, true, true, 8), 32, 'the round trip after the leap: the 8 before it deliver');
     assert.equal(open.tick(3150, true, true, 31.5), 32);
     assert.equal(open.slowStart, true);
     // An aggregate of 1600 (16 connections): the leap brought half what it promised; judged twice, then what the goodput needs.
     const capped = new ConcurrencyController(8, 32);
-    capped.leap();
+    capped.leap(100);
     capped.tick(800, true, true, 8);
     assert.equal(capped.tick(1600, true, true, 32), 32, 'one tick that did not follow is judged again');
     assert.equal(capped.slowStart, true);
@@ -71,9 +71,16 @@ describe('transfer policies', () => {
     assert.equal(capped.slowStart, false);
   });
 
+  it('leaps only as far as the work waiting would use, and not at all with none (one request of a whole blob)', () => {
+    assert.equal(new ConcurrencyController(1, 4).leap(1), 1);
+    assert.equal(new ConcurrencyController(1, 4).leap(2), 2);
+    assert.equal(new ConcurrencyController(8, 32).leap(20), 20);
+    assert.equal(new ConcurrencyController(8, 32).leap(9), 16, 'the first doubling as before, with one request waiting');
+  });
+
   it('judges a doubling by the goodput per connection that delivered: added requests still waiting for their first byte do not end slow start', () => {
     const c = new ConcurrencyController(8, 64);
-    c.leap();
+    c.leap(100);
     c.tick(800, true, true, 8);
     // The 24 added have not answered yet (a long round trip): allowed 32, delivering 9.
     assert.equal(c.tick(900, true, true, 9), 32);
