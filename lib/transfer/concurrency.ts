@@ -44,6 +44,11 @@ export class ConcurrencyController {
   private last: { rate: number; concurrency: number; delivering?: number | undefined } | undefined;
   /** A leap was taken: the next tick measures the level before it (the connections added deliver only a round trip later). */
   private leapedFrom: number | undefined;
+  /**
+   * Where slow start ends at the least after a leap: the first doubling's level, which it reached
+   * unjudged before the leap took both at once (an aggregate-capped link kept at least that).
+   */
+  private leapFloor = 0;
   /** The last doubling did not pay off in one tick: the next judges it again, and ends slow start if it does not either. */
   private doubted = false;
   /** Avoidance: rates of the ticks of the current round, and the previous round's average. */
@@ -93,6 +98,7 @@ export class ConcurrencyController {
     const before = this.current;
     // The second doubling only where the first leaves work waiting (as its tick did: only on a link saturated after the first).
     this.change(Math.min(this.current * 4, Math.max(this.current * 2, work)), 'up');
+    this.leapFloor = Math.min(this.current, before * 2);
     this.last = undefined;
     this.doubted = false;
     this.leapedFrom = before;
@@ -151,9 +157,10 @@ export class ConcurrencyController {
       return this.current;
     }
     // The link stopped giving each connection its rate: keep what the goodput needs, plus a margin.
+    const floor = Math.max(last.concurrency, this.leapFloor);
     this.endSlowStart();
     const needed = Math.ceil((rate / perConnection) * this.margin);
-    return this.change(Math.min(this.current, Math.max(last.concurrency, needed)), 'none');
+    return this.change(Math.min(this.current, Math.max(floor, needed)), 'none');
   }
 
   private avoidanceTick(rate: number, hasWaitingWork: boolean): number {
@@ -175,6 +182,7 @@ export class ConcurrencyController {
     this.slowStartOn = false;
     this.last = undefined;
     this.leapedFrom = undefined;
+    this.leapFloor = 0;
     this.doubted = false;
     this.round = [];
     this.lastRoundRate = undefined;

@@ -69,6 +69,13 @@ describe('transfer policies', () => {
     assert.equal(capped.slowStart, true);
     assert.equal(capped.tick(1600, true, true, 32), Math.ceil(16 * 1.25));
     assert.equal(capped.slowStart, false);
+    // An aggregate 8 connections fill: not below 16, where slow start went unjudged before the leap took both doublings at once.
+    const narrow = new ConcurrencyController(8, 32);
+    narrow.leap(100);
+    narrow.tick(800, true, true, 8);
+    narrow.tick(800, true, true, 32);
+    assert.equal(narrow.tick(800, true, true, 32), 16);
+    assert.equal(narrow.slowStart, false);
   });
 
   it('leaps only as far as the work waiting would use, and not at all with none (one request of a whole blob)', () => {
