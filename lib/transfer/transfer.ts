@@ -345,7 +345,9 @@ export class Transfer extends EventEmitter {
 
   /** Bytes hashed (in order, so stored): a gzip layer nothing else checks is watched for damage the first time through. */
   private watchDamage(pos: number, bytes: Uint8Array): void {
-    if (pos === 0 && !this.damageWatch && !this.damageWatched && this.pieceDigests === null && this.pieces.length > 1) {
+    // Only where bytes are held until verified (a mirror's client waits on the repair); a relay
+    // streams to mirrors that check pieces, and an inflater per transfer costs it memory.
+    if (pos === 0 && !this.damageWatch && !this.damageWatched && this.pieceDigests === null && this.pieces.length > 1 && this.cfg.holdUnverified !== false) {
       this.damageWatch = new DamageFollower({ read: (at, into) => this.partial.read(at, into) }, this.size);
     }
     this.damageWatch?.advance(pos + bytes.length);
