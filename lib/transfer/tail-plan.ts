@@ -19,9 +19,7 @@
  *   is cancelled (the transfer does that).
  *
  * Splits and copies cost link bytes (what a cut request held in flight, what both copies fetch):
- * together at most the transfer's loss budget. A cut request loses what its connection held, at
- * least TAIL_CUT_LOSS_MIN_BYTES whatever its rate times the round trip: each split, and each copy
- * (one of the two is cut when the other ends), is booked so. None while this process could not run for a tenth
+ * together at most the transfer's loss budget. None while this process could not run for a tenth
  * of the last second or more (loop-lag.ts share), or that is not known yet (the first second of a
  * fetch after a pause: a fresh mirror's first blob on a loaded machine was split 0.3 s in, 1.076x
  * that blob, every connection it read slowly): its connections are slow because it reads them
@@ -46,14 +44,6 @@ export const TAIL_SPLIT_MIN_SECONDS = 0.5;
  * (TailFigures.lossBudget).
  */
 export const TAIL_SPLIT_IN_FLIGHT_FACTOR = 4;
-
-/**
- * What cutting a running request loses at least: not only its rate times the round trip, but what
- * TCP and the link's queues hold for its connection (a shaper's queue; the bench's fault proxy
- * holds 256 KiB a connection). relays3-steady: 120-220 KB dropped per split (the proxies' dropped
- * bytes and what came unread, 4-22 splits a run), where the plan booked 10-40 KB each.
- */
-export const TAIL_CUT_LOSS_MIN_BYTES = 192 * 1024;
 
 /** A range's own rate counts once its attempt delivered for this many round trips (and this long at least). */
 const OWN_RATE_RTTS = 4;
@@ -133,9 +123,8 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
     const keep = Math.ceil(((rtt * a + best.left) * r) / (a + r));
     const handOff = best.left - keep;
     // A connection that delivers (next to) nothing keeps no part: its range is copied whole instead.
-    const inFlight = r * rtt;
-    const risk = Math.max(inFlight, TAIL_CUT_LOSS_MIN_BYTES);
-    if (handOff >= Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * inFlight) && keep >= TAIL_MIN_PIECE_BYTES && risk <= budget) {
+    const risk = r * rtt;
+    if (handOff >= Math.max(TAIL_MIN_PIECE_BYTES, TAIL_SPLIT_IN_FLIGHT_FACTOR * risk) && keep >= TAIL_MIN_PIECE_BYTES && risk <= budget) {
       const rest = liveRange({ start: best.from + keep, end: best.end });
       steps.push({ kind: 'split', range: best.range, rest, risk });
       budget -= risk;
@@ -147,8 +136,8 @@ export function planTail(running: Iterable<LiveRange>, f: TailFigures): TailStep
     }
     const copyTime = rtt + best.left / a;
     // Both copies run until the first ends: the bytes the original fetches meanwhile are fetched
-    // twice (all of them, should a silent one wake up), and the other is cut then.
-    const copyRisk = r > 0 ? Math.min(best.left, r * (copyTime + rtt)) + TAIL_CUT_LOSS_MIN_BYTES : best.left;
+    // twice (all of them, should a silent one wake up).
+    const copyRisk = r > 0 ? Math.min(best.left, r * (copyTime + rtt)) : best.left;
     if (best.time < 2 * copyTime || copyRisk > budget) {
       // Not worth a copy (or beyond the budget): a shorter range with fewer bytes left may be.
       best.fixed = true;
