@@ -20,13 +20,11 @@ export type ReadInto = (views: Buffer[], position: number) => Promise<number>;
 
 export interface SendRangeOptions {
   pool?: BufferPool;
-  /** Ends the sink after the last byte (default); false leaves it open for the caller to write more. */
-  end?: boolean;
   /**
-   * Called with each batch's position once it was read, before it is written; a throw stops the
+   * Called for each batch once it was read, before it is written; a throw stops the
    * send with that error (bytes read may no longer be safe to send: prefix-reader.ts).
    */
-  beforeWrite?: (position: number) => void;
+  beforeWrite?: () => void;
 }
 
 /** Opens a file for sendFileRange; fails (ENOENT…) before any byte of the response is written. */
@@ -69,8 +67,7 @@ export async function sendFileRange(res: Writable, fd: number, start: number, en
 }
 
 /**
- * Writes bytes start..end (inclusive) that `read` reads to res, then ends it (unless opts.end is
- * false). Resolves with true once the socket took every byte; with false, early and without
+ * Writes bytes start..end (inclusive) that `read` reads to res, then ends it. Resolves with true once the socket took every byte; with false, early and without
  * ending, when the client went away; rejects on a read error or opts.beforeWrite's (the caller
  * destroys the response: its length was promised).
  */
@@ -95,7 +92,7 @@ export async function sendRange(res: Writable, read: ReadInto, start: number, en
         n = await read(views, position);
         if (n === 0) throw new Error(`the source ended at byte ${position}, before ${end + 1}`);
         await writing;
-        if (!gone) opts.beforeWrite?.(position);
+        if (!gone) opts.beforeWrite?.();
       } catch (e) {
         for (const b of slabs) pool.release(b);
         throw e;
@@ -108,7 +105,7 @@ export async function sendRange(res: Writable, read: ReadInto, start: number, en
       writing = writeSlabs(res, slabs, n, pool);
     }
     await writing;
-    if (!gone && opts.end !== false) res.end();
+    if (!gone) res.end();
     return !gone;
   } finally {
     sending--;

@@ -406,7 +406,7 @@ export class LinkBudget {
   private oldestWaiting(): LinkShare | undefined {
     const now = performance.now();
     for (const s of this.shares) {
-      if (s.queue.length > 0 && s.active < s.cap) return s;
+      if (this.eligible(s)) return s;
       // Blobs started together (a prefetch of an image) open their partial blobs in whatever order
       // the disk answers: the first to ask took every free connection, not the oldest (a client's
       // first layer got none of the first 8). A share that has not asked yet holds the younger

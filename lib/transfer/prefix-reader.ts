@@ -13,7 +13,7 @@
  */
 import { Readable, type Writable } from 'node:stream';
 import type { PartialReader } from '../storage/partial-blobs.ts';
-import { readIntoViews, sendRange } from '../storage/send-file.ts';
+import { readIntoViews, sendRange, type ReadInto } from '../storage/send-file.ts';
 import type { BlobStream } from '../storage/storage.ts';
 import type { Transfer } from './transfer.ts';
 import { TransferAbortedError } from './errors.ts';
@@ -70,6 +70,13 @@ function unsafe(t: Transfer, generation: number): Error | undefined {
   return undefined;
 }
 
+/** About to send bytes of the generation `sent` holds: throws if they may no longer be sent, else counts them sent. */
+function markSent(t: Transfer, sent: Sent): void {
+  const err = unsafe(t, sent.generation);
+  if (err) throw err;
+  sent.any = true;
+}
+
 async function* prefix(t: Transfer, start: number, end: number, reader: () => Readable): AsyncGenerator<Buffer> {
   let pos = start;
   const sent: Sent = { generation: t.generation, any: false };
@@ -80,10 +87,8 @@ async function* prefix(t: Transfer, start: number, end: number, reader: () => Re
     try {
       for await (const chunk of stored as AsyncIterable<Buffer>) {
         // Checked before each chunk goes out: bytes read after a reset may be the wrong ones.
-        const err = unsafe(t, sent.generation);
-        if (err) throw err;
+        markSent(t, sent);
         pos += chunk.length;
-        sent.any = true;
         yield chunk;
       }
     } finally {
@@ -109,33 +114,27 @@ async function sendPrefix(t: Transfer, start: number, end: number, open: () => P
   // A sink closed already (its client left while the blob got ready) said so before we listened.
   if (sink.destroyed) onClose();
   let stored: PartialReader | undefined;
-  try {
-    let pos = start;
-    const sent: Sent = { generation: t.generation, any: false };
-    while (pos <= end) {
-      let available: number;
-      try {
-        available = await released(t, pos, sent, reader);
-      } catch (e) {
-        if (gone) return;
-        throw e;
-      }
-      const last = Math.min(end, available - 1);
-      // Opened once bytes are released: the partial blob exists by then.
-      stored ??= await open();
-      const taken = await sendRange(sink, readIntoViews(stored), pos, last, {
-        end: false,
-        // Checked before each batch goes out: bytes read after a reset may be the wrong ones.
-        beforeWrite: () => {
-          const err = unsafe(t, sent.generation);
-          if (err) throw err;
-          sent.any = true;
-        },
-      });
-      if (!taken) return;
-      pos = last + 1;
+  const sent: Sent = { generation: t.generation, any: false };
+  // One send: each read waits for released bytes and reads no further, the previous batch going out meanwhile.
+  const readLive: ReadInto = async (views, pos) => {
+    const available = Math.min(end + 1, await released(t, pos, sent, reader));
+    // Opened once bytes are released: the partial blob exists by then.
+    stored ??= await open();
+    let room = available - pos;
+    const within: Buffer[] = [];
+    for (const v of views) {
+      if (room <= 0) break;
+      within.push(v.length <= room ? v : v.subarray(0, room));
+      room -= v.length;
     }
-    sink.end();
+    return readIntoViews(stored)(within, pos);
+  };
+  try {
+    // Checked before each batch goes out: bytes read after a reset may be the wrong ones.
+    await sendRange(sink, readLive, start, end, { beforeWrite: () => markSent(t, sent) });
+  } catch (e) {
+    if (gone) return;
+    throw e;
   } finally {
     sink.off('close', onClose);
     await stored?.close().catch(() => {});
