@@ -90,6 +90,11 @@ function overlapping(pieces: readonly ByteRange[], start: number, end: number): 
   return out;
 }
 
+/** The pieces the hint's suspects overlap, in the suspects' order, each once. */
+function suspectPieces(pieces: readonly ByteRange[], hint: DamageHint | undefined): number[] {
+  return [...new Set((hint?.suspects ?? []).flatMap((r) => overlapping(pieces, r.start, r.end)))];
+}
+
 /**
  * The order pieces are compared in: without a hint, first to last; with suspects, the pieces they
  * overlap, then the rest in order; with a place (`before`: the damage is before it), from the
@@ -98,8 +103,8 @@ function overlapping(pieces: readonly ByteRange[], start: number, end: number): 
 export function suspicionOrder(pieces: readonly ByteRange[], hint: DamageHint | undefined): number[] {
   const count = pieces.length;
   const all = Array.from({ length: count }, (_, i) => i);
-  if (hint?.suspects && hint.suspects.length > 0) {
-    const first = [...new Set(hint.suspects.flatMap((r) => overlapping(pieces, r.start, r.end)))];
+  const first = suspectPieces(pieces, hint);
+  if (first.length > 0) {
     const taken = new Set(first);
     return [...first, ...all.filter((i) => !taken.has(i))];
   }
@@ -116,9 +121,8 @@ export function suspicionOrder(pieces: readonly ByteRange[], hint: DamageHint | 
  * round trip instead of one after the other; one where only `before` is known.
  */
 export function likeliestCount(pieces: readonly ByteRange[], hint: DamageHint | undefined): number {
-  if (hint?.suspects && hint.suspects.length > 0) {
-    return Math.min(LIKELIEST_MAX, new Set(hint.suspects.flatMap((r) => overlapping(pieces, r.start, r.end))).size);
-  }
+  const suspects = suspectPieces(pieces, hint);
+  if (suspects.length > 0) return Math.min(LIKELIEST_MAX, suspects.length);
   if (hint?.before !== undefined && hint.after !== undefined && hint.after < hint.before) {
     return Math.max(1, Math.min(LIKELIEST_MAX, overlapping(pieces, hint.after, hint.before - 1).length));
   }

@@ -496,6 +496,8 @@ export class Transfer extends EventEmitter {
     const list = await this.askPieceDigests();
     const bad = list ? await findBadChunks(this.partial, this.size, list, this.algorithm) : undefined;
     if (bad) {
+      // The piece digests placed the damage: the watch's reading and inflating would be for nothing.
+      watched?.stop();
       const expected = pieceDigestsFor(list, this.size, this.pieceSize);
       this.pieceDigests = expected ?? null;
       if (expected) this.startChecks(expected);
@@ -537,7 +539,7 @@ export class Transfer extends EventEmitter {
       if (e instanceof RepairDeadlineError) throw new DigestMismatchError(this.digest, actual, { detail: e.message });
       if (e instanceof RangeIgnoredError && !this.rangeIgnored && !this.ctrl.signal.aborted) return 'ranges ignored' as const;
       throw e;
-    });
+    }).finally(() => watched?.stop());
     if (outcome === 'ranges ignored') {
       // The source answers ranges with the whole blob: compare whole copies instead.
       this.rangeIgnored = true;
