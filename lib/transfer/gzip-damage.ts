@@ -157,9 +157,10 @@ export async function locateDamage(stored: PositionalReader, size: number, signa
 
 /**
  * A DamageWatch over a blob being stored: told how far its bytes are final (`advance`: the
- * transfer's prefix hash), it reads them back and inflates them at its own pace, holding one read
- * buffer and no copies however fast the bytes come (a prefix catching up on ranges that came
- * ahead of it moves by many MiB at once).
+ * transfer's prefix hash), it inflates them at its own pace: the bytes handed with an advance
+ * while it keeps up, else read back into one read buffer, never more than a buffer's worth held
+ * however fast the bytes come (a prefix catching up on ranges that came ahead of it moves by many
+ * MiB at once).
  */
 export class DamageFollower {
   private readonly watch: DamageWatch;
@@ -177,9 +178,19 @@ export class DamageFollower {
     return this.available === this.size && (this.watch.active || this.watch.whole);
   }
 
-  /** Bytes [0, end) are stored and final. */
-  advance(end: number): void {
+  /**
+   * Bytes [0, end) are stored and final; `bytes`, those just before end, where the caller has them
+   * (the prefix hash): copied in when they come next and the watch's backlog stays within one
+   * read buffer, so the common case reads nothing back. Else they are read back from the store at
+   * the watch's pace.
+   */
+  advance(end: number, bytes?: Uint8Array): void {
     this.available = Math.min(this.size, Math.max(this.available, end));
+    if (bytes && !this.pumping && this.pos === end - bytes.length && this.watch.backlog + bytes.length <= READ_BYTES) {
+      this.watch.push(this.pos, bytes);
+      this.pos = end;
+      return;
+    }
     this.pumping ??= this.pump().catch(() => this.watch.stop()).finally(() => {
       this.pumping = undefined;
       if (this.pos < this.available && this.watch.active) this.advance(this.available);
@@ -277,6 +288,11 @@ export class DamageWatch {
     this.goodAt = at;
     this.start();
     this.feed(at, head.subarray(at));
+  }
+
+  /** Bytes pushed and not yet through the inflater (0 once stopped). */
+  get backlog(): number {
+    return this.active ? this.pushed - this.through : 0;
   }
 
   /** Resolves once what was pushed is inflated (or the watch stopped). */

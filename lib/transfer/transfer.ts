@@ -350,7 +350,7 @@ export class Transfer extends EventEmitter {
     if (pos === 0 && !this.damageWatch && !this.damageWatched && this.pieceDigests === null && this.pieces.length > 1 && this.cfg.holdUnverified !== false) {
       this.damageWatch = new DamageFollower({ read: (at, into) => this.partial.read(at, into) }, this.size);
     }
-    this.damageWatch?.advance(pos + bytes.length);
+    this.damageWatch?.advance(pos + bytes.length, bytes);
   }
 
   /** What readers may have changed: tell them, and the partial blob (a cluster publishes it for other replicas' readers). */

@@ -183,4 +183,27 @@ describe('gzip damage: where a flipped byte shows in a gzip layer', function () 
       follower.stop();
     }
   });
+
+  it('takes the bytes the prefix hash hands it as they are while it keeps up, reading back only what it could not take', async () => {
+    const layer = await readFile((await buildLikeFilesLayer('gzip-damage', 16 * 1024 * KiB)).path);
+    const damaged = Buffer.from(layer);
+    const at = Math.floor(layer.length * 0.6);
+    damaged[at] = (damaged[at] as number) ^ 0x33;
+    for (const blob of [layer, damaged]) {
+      let readBack = 0;
+      const counting = reader(blob);
+      const follower = new DamageFollower({ read: async (pos, into) => { const n = await counting.read(pos, into); readBack += n; return n; } }, blob.length);
+      // The hash's pace: 64 KiB every 5 ms (12.5 MiB/s, a fast link's).
+      for (let pos = 0; pos < blob.length; pos += 64 * KiB) {
+        const bytes = Buffer.from(blob.subarray(pos, pos + 64 * KiB));
+        follower.advance(pos + bytes.length, bytes);
+        bytes.fill(0); // the caller's buffer is reused at once
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      assert.ok(follower.whole);
+      assert.deepEqual(await follower.result(), await locateDamage(reader(blob), blob.length));
+      assert.ok(readBack < blob.length / 2, `read back ${readBack} of ${blob.length} bytes it was handed`);
+      follower.stop();
+    }
+  });
 });
