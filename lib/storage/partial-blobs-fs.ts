@@ -176,6 +176,7 @@ export class FsPartialBlobStorage implements PartialBlobStorage {
     // The open file stays readable once the part is renamed into the blob store (or removed).
     return {
       read: async (pos, into) => (await fh.read(into, 0, into.length, pos)).bytesRead,
+      readv: async (views, pos) => (await fh.readv(views, pos)).bytesRead,
       close: () => fh.close(),
     };
   }

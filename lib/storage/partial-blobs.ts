@@ -23,6 +23,8 @@ export interface PositionalReader {
 
 /** Positional reads of a blob's stored bytes, until closed (PartialBlobStorage.openReader). */
 export interface PartialReader extends PositionalReader {
+  /** Several buffers filled in order by one read, where the backend can (a file's readv). */
+  readv?(views: Buffer[], pos: number): Promise<number>;
   close(): Promise<void>;
 }
 

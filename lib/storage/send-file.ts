@@ -8,7 +8,7 @@
 import { close, open, readv } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { slabPool, type BufferPool } from './buffer-pool.ts';
-import type { PositionalReader } from './partial-blobs.ts';
+import type { PartialReader } from './partial-blobs.ts';
 
 let sending = 0;
 
@@ -36,8 +36,10 @@ function readvAt(fd: number, views: Buffer[], position: number): Promise<number>
   return new Promise((resolve, reject) => readv(fd, views, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
-/** ReadInto over one-buffer positional reads (PartialBlobStorage.openReader): views filled one after another. */
-export function readIntoViews(reader: PositionalReader): ReadInto {
+/** ReadInto over a PartialBlobStorage.openReader: one readv where it has one, else views filled one after another. */
+export function readIntoViews(reader: PartialReader): ReadInto {
+  const readv = reader.readv?.bind(reader);
+  if (readv) return (views, position) => readv(views, position);
   return async (views, position) => {
     let n = 0;
     for (const view of views) {

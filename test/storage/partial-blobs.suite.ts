@@ -134,6 +134,12 @@ export function partialBlobSuite(name: string, make: () => Promise<PartialBlobBa
         await commitFrom(p, 60_000, data, digest);
         assert.equal(await b.partials.has(digest), false, 'the partial blob became the blob');
         assert.ok((await bytesAt(reader, 59_000, 99_999)).equals(data.subarray(59_000)));
+        if (reader.readv) {
+          // Several views filled in order by one read.
+          const views = [Buffer.alloc(7), Buffer.alloc(30_000), Buffer.alloc(100)];
+          assert.equal(await reader.readv(views, 20_000), 30_107);
+          assert.ok(Buffer.concat(views).equals(data.subarray(20_000, 50_107)));
+        }
       } finally {
         await reader.close();
       }
