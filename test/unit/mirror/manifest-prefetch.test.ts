@@ -41,11 +41,14 @@ describe('a manifest fetched from upstream', () => {
     } as unknown as UpstreamPort;
     // The store is slow: the manifest's writes wait until the test lets them go.
     let storing = false;
+    let startedStoring: () => void = () => {};
+    const storingStarted = new Promise<void>((resolve) => { startedStoring = resolve; });
     let letStore: () => void = () => {};
     const gate = new Promise<void>((resolve) => { letStore = resolve; });
     const storeManifest = local.storeManifest.bind(local);
     local.storeManifest = async (...args) => {
       storing = true;
+      startedStoring();
       await gate;
       return storeManifest(...args);
     };
@@ -65,7 +68,8 @@ describe('a manifest fetched from upstream', () => {
       },
     });
     const answer = mirror.getManifest('bench/small', 'v1');
-    for (let i = 0; i < 20 && !storing; i++) await new Promise((r) => setImmediate(r));
+    // Reaching the store takes the fs reads before it (the thread pool's pace, not a number of turns).
+    await Promise.race([storingStarted, new Promise((r) => setTimeout(r, 5000).unref())]);
     assert.ok(storing, 'the manifest is being stored');
     assert.equal(served.length, 1, 'the prefetch started while the manifest was being stored');
     assert.equal(served[0]!.at, 'storing');
